@@ -1,0 +1,212 @@
+"""The Litestar application: `create_app(config)` wires receiver, admin API, health and metrics.
+
+Shared resources (store, HTTP client, sinks, dispatcher) are opened by the lifespan, kept on
+``app.state.runtime`` and closed in reverse order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+import msgspec
+from litestar import Litestar, MediaType, Request, Response, get
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sinks.http import make_http_client
+
+from gateway import __version__, metrics
+from gateway.admin import AdminController
+from gateway.config import Config, safe_url
+from gateway.dispatcher import Dispatcher
+from gateway.errors import StoreError
+from gateway.receiver import ErrorBody, make_receiver
+from gateway.redaction import Redactor
+from gateway.routing import Router
+from gateway.store import Store, open_store
+from gateway.templates import Templates
+from sinks.base import Sink, load_sink_types
+
+__all__ = ["Runtime", "build_sinks", "collect_secrets", "create_app", "open_runtime"]
+
+log = logging.getLogger("kabarin")
+
+
+@dataclass
+class Runtime:
+    """Everything a request handler needs, built once per process."""
+
+    config: Config
+    store: Store
+    router: Router
+    templates: Templates
+    sinks: dict[str, Sink]
+    dispatcher: Dispatcher | None = None
+    push_token: bytes = field(init=False)
+    admin_token: bytes | None = field(init=False)
+    timezone: ZoneInfo = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.push_token = self.config.receiver.token.encode()
+        token = self.config.admin.token
+        self.admin_token = token.encode() if token else None
+        self.timezone = self.config.receiver.tz
+
+    def wake_dispatcher(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
+
+    def circuit_state(self, sink: str) -> str:
+        return self.dispatcher.circuit_state(sink) if self.dispatcher is not None else "n/a"
+
+
+def build_sinks(config: Config, client: object) -> dict[str, Sink]:
+    """One sink object per configured block, all sharing one HTTP client."""
+    kinds = load_sink_types()
+    built: dict[str, Sink] = {}
+    for name, sink_config in config.sinks.items():
+        kind = str(type(sink_config).__struct_config__.tag)
+        built[name] = kinds[kind].build(name, sink_config, client)  # type: ignore[arg-type]
+    return built
+
+
+@get("/healthz", tags=["health"], summary="The process is up", sync_to_thread=False)
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/readyz", tags=["health"], summary="The store can be used")
+async def readyz(state: State) -> Response[dict[str, str]]:
+    rt: Runtime = state.runtime
+    try:
+        await rt.store.ping()
+    except StoreError as exc:
+        return Response({"status": "unavailable", "detail": str(exc)}, status_code=503)
+    return Response({"status": "ready"})
+
+
+@get("/metrics", tags=["health"], summary="Prometheus metrics", media_type=MediaType.TEXT)
+async def metrics_endpoint(state: State) -> Response[bytes]:
+    rt: Runtime = state.runtime
+    try:
+        await metrics.refresh_store_gauges(rt.store)
+    except StoreError:
+        log.warning("metrics: could not read queue depths from the store")
+    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _http_error(_: Request[object, object, State], exc: HTTPException) -> Response[bytes]:
+    names = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
+    names |= {413: "body_too_large", 415: "unsupported_media_type"}
+    error = names.get(exc.status_code, "error")
+    detail = exc.detail
+    if exc.status_code == 413:
+        detail = "the request body is larger than receiver.max_body_bytes"
+    extra = getattr(exc, "extra", None)
+    if exc.status_code == 400 and isinstance(extra, list) and extra:
+        detail = f"{detail}: " + "; ".join(str(e.get("message", e)) for e in extra)
+    body = _encode(ErrorBody(error, detail))
+    headers = exc.headers or {}
+    return Response(
+        body, status_code=exc.status_code, media_type="application/json", headers=headers
+    )
+
+
+async def open_runtime(
+    config: Config, stack: AsyncExitStack, *, router: Router | None = None, dispatcher: bool
+) -> Runtime:
+    """Open the store, the HTTP client, the sinks and (optionally) the dispatcher.
+
+    Everything opened is registered on `stack`, which closes it in reverse order.
+    """
+    store = open_store(config.store.url)
+    await store.open()
+    stack.push_async_callback(store.close)
+    client = make_http_client()
+    stack.push_async_callback(client.aclose)
+    sinks = build_sinks(config, client)
+    for sink in sinks.values():
+        stack.push_async_callback(sink.aclose)
+    templates = Templates(timezone=config.receiver.tz)
+    runtime = Runtime(
+        config=config,
+        store=store,
+        router=router or Router.from_config(config),
+        templates=templates,
+        sinks=sinks,
+    )
+    if dispatcher:
+        runtime.dispatcher = Dispatcher(
+            store=store,
+            sinks=sinks,
+            templates=templates,
+            retry=config.retry,
+            config=config.dispatcher,
+            redactor=Redactor(collect_secrets(config, sinks)),
+        )
+        await runtime.dispatcher.start()
+        stack.push_async_callback(
+            runtime.dispatcher.stop, float(config.dispatcher.shutdown_timeout)
+        )
+    return runtime
+
+
+def create_app(config: Config) -> Litestar:
+    """The gateway for one configuration. Raises `ConfigError` if routes or templates are bad."""
+    router = Router.from_config(config)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            app.state.runtime = await open_runtime(
+                config, stack, router=router, dispatcher=config.dispatcher.enabled
+            )
+            log.info(
+                "kabarin %s ready: push endpoint %s, store %s, %d sinks, %d routes",
+                __version__,
+                config.receiver.path,
+                safe_url(config.store.url),
+                len(config.sinks),
+                len(config.routes),
+            )
+            yield
+
+    return Litestar(
+        route_handlers=[
+            make_receiver(config.receiver.path, config.receiver.max_body_bytes),
+            AdminController,
+            healthz,
+            readyz,
+            metrics_endpoint,
+        ],
+        lifespan=[lifespan],
+        exception_handlers={HTTPException: _http_error},
+        openapi_config=OpenAPIConfig(
+            title="Kabarin",
+            version=__version__,
+            description="Notification gateway for KiriminAja shipment pushes.",
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "BearerToken": SecurityScheme(type="http", scheme="bearer"),
+                }
+            ),
+        ),
+        debug=False,
+    )
+
+
+def collect_secrets(config: Config, sinks: dict[str, Sink]) -> list[str]:
+    found = set(config.secrets)
+    for sink in sinks.values():
+        found.update(sink.secrets())
+    return sorted(found)

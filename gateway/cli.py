@@ -1,0 +1,305 @@
+"""``kabarin``: serve | worker | check | simulate | deliveries | replay."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import msgspec
+
+from gateway import __version__
+from gateway.config import Config, load_config, safe_url
+from gateway.errors import ConfigError, KabarinError, PushError
+from gateway.store.base import DeliveryFilter
+
+__all__ = ["main"]
+
+log = logging.getLogger("kabarin")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"{args.config}: invalid configuration", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    except KabarinError as exc:
+        print(f"kabarin: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kabarin", description="Notification gateway for KiriminAja shipment pushes."
+    )
+    parser.add_argument("--version", action="version", version=f"kabarin {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument(
+            "--config",
+            "-c",
+            default=os.environ.get("KABARIN_CONFIG", "config.yaml"),
+            help="configuration file (default: $KABARIN_CONFIG or ./config.yaml)",
+        )
+        p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+        return p
+
+    p = command("serve", "run the gateway: receiver, admin API and dispatcher")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.set_defaults(func=_serve)
+
+    p = command("worker", "run only the dispatcher (for deployments that split roles)")
+    p.set_defaults(func=_worker)
+
+    p = command("check", "validate the configuration, routes and templates")
+    p.set_defaults(func=_check)
+
+    p = command("simulate", "show what a push would do, without sending or storing anything")
+    p.add_argument("push", type=Path, help="a push body (JSON file), or - for standard input")
+    p.set_defaults(func=_simulate)
+
+    p = command("deliveries", "list deliveries (e.g. dead letters), newest first")
+    p.add_argument(
+        "--state", choices=["pending", "in_flight", "delivered", "dead", "skipped", "superseded"]
+    )
+    p.add_argument("--sink")
+    p.add_argument("--order-id")
+    p.add_argument("--since", type=_parse_since, help="ISO time or a duration ago, e.g. 2h")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=_deliveries)
+
+    p = command("replay", "put dead deliveries back to pending with a fresh retry schedule")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--delivery", metavar="ID", help="one delivery (dead, skipped or superseded)"
+    )
+    which.add_argument("--dead", action="store_true", help="every dead delivery matching filters")
+    p.add_argument("--sink")
+    p.add_argument("--order-id")
+    p.add_argument("--since", type=_parse_since, help="ISO time or a duration ago, e.g. 2h")
+    p.set_defaults(func=_replay)
+    return parser
+
+
+def _parse_since(value: str) -> datetime:
+    from gateway.units import parse_duration
+
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            return datetime.now(UTC) - timedelta(seconds=parse_duration(value))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an ISO time or a duration like 2h, got {value!r}"
+            ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _validated(path: str) -> Config:
+    """Load the file and check routes and templates: what `check` and `serve` both refuse."""
+    from gateway.app import build_sinks
+    from gateway.routing import Router
+    from gateway.templates import check_templates
+
+    config = load_config(path)
+    router = Router.from_config(config)
+    problems = check_templates(config, router, build_sinks(config, None))
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = _validated(args.config)
+    kinds = ", ".join(
+        f"{name} ({type(c).__struct_config__.tag})" for name, c in config.sinks.items()
+    )
+    print(f"{args.config}: OK")
+    print(
+        f"  receiver  POST {config.receiver.path} (token set, times in {config.receiver.timezone})"
+    )
+    print(f"  store     {safe_url(config.store.url)}")
+    print(f"  admin     {'on' if config.admin.token else 'off (no admin.token)'}")
+    print(f"  sinks     {len(config.sinks)}: {kinds or '-'}")
+    print(f"  routes    {len(config.routes)}: {', '.join(r.name for r in config.routes) or '-'}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    config = _validated(args.config)
+    app = create_app(config)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=int(config.dispatcher.shutdown_timeout) + 5,
+        server_header=False,
+    )
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    config = _validated(args.config)
+    return asyncio.run(_run_worker(config))
+
+
+async def _run_worker(config: Config) -> int:
+    from contextlib import AsyncExitStack
+
+    from gateway.app import open_runtime
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    async with AsyncExitStack() as stack:
+        await open_runtime(config, stack, dispatcher=True)
+        log.info("kabarin worker %s running: %d sinks", __version__, len(config.sinks))
+        await stopping.wait()
+        log.info("kabarin worker stopping")
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from gateway.app import build_sinks
+    from gateway.kiriminaja import decode_push, normalise
+    from gateway.routing import Router
+    from gateway.templates import Templates
+
+    config = _validated(args.config)
+    body = sys.stdin.buffer.read() if str(args.push) == "-" else args.push.read_bytes()
+    try:
+        push = decode_push(body)
+    except PushError as exc:
+        print(f"not a push (Kabarin would answer 400): {exc}", file=sys.stderr)
+        return 1
+    result = normalise(push, received_at=datetime.now(UTC), tz=config.receiver.tz)
+    router = Router.from_config(config)
+    templates = Templates(timezone=config.receiver.tz)
+    sinks = build_sinks(config, None)
+    contacts = {c.order_id: c for c in result.contacts}
+    print(f"push {push.method}: {len(result.events)} event(s)")
+    for event in result.events:
+        print()
+        print(
+            f"event {event.id}  {event.status.value}  order {event.order_id}"
+            f"  awb {event.awb or '-'}  {event.kind}  at {event.occurred_at.isoformat()}"
+        )
+        routes = router.match(event)
+        if not routes:
+            print("  matches no route: stored and counted, sent nowhere")
+        for delivery in router.deliveries(event):
+            sink = sinks[delivery.sink]
+            print(
+                f"  route {delivery.route} -> sink {delivery.sink} (ordering {delivery.ordering})"
+            )
+            try:
+                text = templates.render(
+                    templates.resolve(delivery.template, sink),
+                    event=event,
+                    contact=contacts.get(event.order_id),
+                    route=delivery.route,
+                    language=sink.config.language,
+                )
+            except KabarinError as exc:
+                print(f"    template error: {exc}")
+                continue
+            for line in text.splitlines() or [""]:
+                print(f"    | {line}")
+    return 0
+
+
+def _deliveries(args: argparse.Namespace) -> int:
+    return asyncio.run(_list_deliveries(load_config(args.config), args))
+
+
+async def _list_deliveries(config: Config, args: argparse.Namespace) -> int:
+    from gateway.store import open_store
+
+    store = open_store(config.store.url)
+    await store.open()
+    try:
+        items = await store.list_deliveries(
+            DeliveryFilter(
+                state=args.state,
+                sink=args.sink,
+                order_id=args.order_id,
+                since=args.since,
+                limit=args.limit,
+            )
+        )
+    finally:
+        await store.close()
+    if args.json:
+        for d in items:
+            sys.stdout.buffer.write(msgspec.json.encode(d) + b"\n")
+        return 0
+    if not items:
+        print("no deliveries match")
+        return 0
+    print(f"{'ID':<28} {'STATE':<10} {'SINK':<14} {'ORDER':<20} {'TRIES':>5}  LAST ERROR")
+    for d in items:
+        error = (d.last_error or "").replace("\n", " ")[:60]
+        print(f"{d.id:<28} {d.state:<10} {d.sink:<14} {d.order_id:<20} {d.attempts:>5}  {error}")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    return asyncio.run(_run_replay(load_config(args.config), args))
+
+
+async def _run_replay(config: Config, args: argparse.Namespace) -> int:
+    from gateway.store import open_store
+
+    store = open_store(config.store.url)
+    await store.open()
+    now = datetime.now(UTC)
+    try:
+        if args.delivery:
+            if not await store.replay_one(args.delivery, now=now):
+                print(f"no dead, skipped or superseded delivery {args.delivery}", file=sys.stderr)
+                return 1
+            print(f"replayed 1 delivery ({args.delivery})")
+            return 0
+        count = await store.replay(
+            DeliveryFilter(state="dead", sink=args.sink, order_id=args.order_id, since=args.since),
+            now=now,
+        )
+    finally:
+        await store.close()
+    print(f"replayed {count} dead deliver{'y' if count == 1 else 'ies'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

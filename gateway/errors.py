@@ -1,0 +1,41 @@
+"""Kabarin's exceptions, one tree. Foreign errors are translated at the boundary (``from exc``).
+
+KabarinError
+├── ConfigError        the YAML file is invalid (carries one message per problem)
+├── PushError          a request body is not a KiriminAja push (400); carries the JSON path
+├── StoreError         the store could not read or commit (503 on the request path)
+└── TemplateError      a template failed to compile or render
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "KabarinError", "PushError", "StoreError", "TemplateError"]
+
+
+class KabarinError(Exception):
+    """Base class for every error Kabarin raises on purpose."""
+
+
+class ConfigError(KabarinError):
+    """The configuration is invalid. ``problems`` holds one line per problem, each with its path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class PushError(KabarinError):
+    """The body is not a push. ``path`` is msgspec's ``$.data[3].order_id`` style, if known."""
+
+    def __init__(self, reason: str, path: str | None = None) -> None:
+        self.reason = reason
+        self.path = path
+        super().__init__(reason if path is None or path in reason else f"{reason} - at `{path}`")
+
+
+class StoreError(KabarinError):
+    """The store failed; the operation did not take effect."""
+
+
+class TemplateError(KabarinError):
+    """A template could not be compiled or rendered."""

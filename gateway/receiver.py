@@ -1,0 +1,169 @@
+"""The push endpoint: authenticate, decode, normalise, route, store, answer.
+
+Nothing here calls a sink: the 200 goes out once the events and their deliveries are committed,
+and the dispatcher takes it from there.
+
+The endpoint is a plain ASGI handler mounted in the Litestar app rather than a ``@post``
+handler: it is the one hot path, and Litestar's request machinery costs about as much as the
+whole durable ingest (see README, "Performance").
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import msgspec
+from litestar import asgi
+from litestar.handlers import ASGIRouteHandler
+from litestar.types import Receive, Scope, Send
+
+from gateway import metrics
+from gateway.errors import PushError, StoreError
+from gateway.kiriminaja import decode_push, normalise
+from gateway.store.base import IngestBatch, NewDelivery, RejectedRequest
+
+if TYPE_CHECKING:
+    from gateway.app import Runtime
+
+__all__ = ["ErrorBody", "PushAccepted", "authorised", "ingest_push", "make_receiver"]
+
+log = logging.getLogger("kabarin.receiver")
+
+
+class PushAccepted(msgspec.Struct, frozen=True):
+    accepted: int
+    """Events stored by this push."""
+    duplicates: int
+    """Events that were already stored (a repeated push)."""
+
+
+class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True):
+    error: str
+    detail: str
+    path: str | None = None
+    """Where in the body the problem is, msgspec style: ``$.data[3].order_id``."""
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _error(status: int, error: str, detail: str, path: str | None = None) -> tuple[int, bytes]:
+    return status, _encode(ErrorBody(error, detail, path))
+
+
+def authorised(header: str | None, token: bytes) -> bool:
+    """``Bearer <token>`` or the bare token (KiriminAja's plugin accepts both), constant time."""
+    if not header:
+        return False
+    value = header.strip()
+    if value[:7].lower() == "bearer ":
+        value = value[7:].strip()
+    return hmac.compare_digest(value.encode(), token)
+
+
+async def ingest_push(rt: Runtime, body: bytes, content_type: str | None) -> tuple[int, bytes]:
+    """Decode, normalise, route and store an authenticated body; the status and JSON answer."""
+    received_at = datetime.now(UTC)
+    try:
+        push = decode_push(body)
+    except PushError as exc:
+        metrics.PUSH_REJECTIONS.labels("invalid").inc()
+        try:
+            await rt.store.reject(
+                RejectedRequest(
+                    received_at=received_at, reason=str(exc), body=body, content_type=content_type
+                )
+            )
+        except StoreError:
+            log.exception("could not keep a rejected push")
+            return _error(503, "store_unavailable", "could not store the request; send it again")
+        return _error(400, "invalid_push", exc.reason, exc.path)
+
+    result = normalise(push, received_at=received_at, tz=rt.timezone)
+    deliveries: list[NewDelivery] = []
+    unrouted = 0
+    for event in result.events:
+        routed = rt.router.deliveries(event)
+        if routed:
+            deliveries.extend(routed)
+        else:
+            unrouted += 1
+    try:
+        stored = await rt.store.ingest(
+            IngestBatch(events=result.events, deliveries=deliveries, contacts=result.contacts)
+        )
+    except StoreError:
+        log.exception("could not commit a push of %d events", len(result.events))
+        return _error(503, "store_unavailable", "could not store the push; send it again")
+
+    if stored.deliveries:
+        rt.wake_dispatcher()
+    metrics.PUSHES.labels(push.method).inc()
+    for event in result.events:
+        metrics.EVENTS.labels(event.method, event.status).inc()
+    if unrouted:
+        metrics.EVENTS_UNROUTED.inc(unrouted)
+    return 200, _encode(PushAccepted(stored.accepted, stored.duplicates))
+
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+async def _respond(send: Send, status: int, body: bytes) -> None:
+    headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The request body, or None once it grows past `limit`."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def make_receiver(path: str, max_body_bytes: int) -> ASGIRouteHandler:
+    """The ``POST receiver.path`` handler."""
+    too_large = _error(413, "body_too_large", "the body is larger than receiver.max_body_bytes")
+    not_allowed = _error(405, "method_not_allowed", "pushes are POSTed")
+
+    @asgi(path, is_mount=False, copy_scope=False)
+    async def receive_push(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":  # type: ignore[typeddict-item]
+            await _respond(send, *not_allowed)
+            return
+        authorization = content_type = None
+        length = 0
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"content-length":
+                length = int(value) if value.isdigit() else 0
+            elif name == b"content-type":
+                content_type = value.decode("latin-1")
+        rt: Runtime = scope["app"].state.runtime
+        if not authorised(authorization, rt.push_token):
+            metrics.PUSH_REJECTIONS.labels("unauthorized").inc()
+            await _respond(send, *_error(401, "unauthorized", "missing or wrong bearer token"))
+            return
+        body = None if length > max_body_bytes else await _read_body(receive, max_body_bytes)
+        if body is None:
+            metrics.PUSH_REJECTIONS.labels("too_large").inc()
+            await _respond(send, *too_large)
+            return
+        await _respond(send, *await ingest_push(rt, body, content_type))
+
+    return receive_push

@@ -1,0 +1,250 @@
+"""The `Store` protocol: everything Kabarin keeps, behind one interface for every backend.
+
+No backend type crosses this boundary: arguments and results are the msgspec structs below,
+`gateway.events` types, and plain Python values. Times are timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Literal, Protocol
+
+import msgspec
+
+from gateway.events import Contact, Event, Status
+
+__all__ = [
+    "Attempt",
+    "Claim",
+    "Delivery",
+    "DeliveryFilter",
+    "DeliveryState",
+    "EventPage",
+    "EventQuery",
+    "IngestBatch",
+    "IngestResult",
+    "NewDelivery",
+    "Ordering",
+    "Outcome",
+    "RejectedRequest",
+    "SinkCounts",
+    "Store",
+    "StoredEvent",
+]
+
+DeliveryState = Literal["pending", "in_flight", "delivered", "dead", "skipped", "superseded"]
+Ordering = Literal["all", "latest"]
+Outcome = Literal["delivered", "retry", "permanent", "skipped", "error"]
+
+
+class NewDelivery(msgspec.Struct, frozen=True, kw_only=True):
+    """A delivery to create in the same commit as its event (one per event, route and sink)."""
+
+    id: str
+    event_id: str
+    route: str
+    sink: str
+    ordering: Ordering
+    template: str | None = None
+    """The route's template source for this sink; ``None`` means the sink's default."""
+
+
+class IngestBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """What one push (or one pull result) stores: all of it in one commit, or none of it."""
+
+    events: Sequence[Event]
+    deliveries: Sequence[NewDelivery] = ()
+    """Created only for events that are new; a duplicate event gets no new deliveries."""
+    contacts: Sequence[Contact] = ()
+    """Upserted by order id; a ``None`` field never overwrites a known value."""
+
+
+class IngestResult(msgspec.Struct, frozen=True, kw_only=True):
+    accepted: int
+    """Events stored by this batch."""
+    duplicates: int
+    """Events already stored (by an earlier batch, or earlier in this one)."""
+    deliveries: int = 0
+    """Deliveries created."""
+
+
+class RejectedRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """An authenticated body that could not be decoded, kept for replay after a fix."""
+
+    received_at: datetime
+    reason: str
+    body: bytes
+    content_type: str | None = None
+
+
+class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
+    seq: int
+    """Insertion order; pagination cursor."""
+    event: Event
+
+
+class EventQuery(msgspec.Struct, frozen=True, kw_only=True):
+    order_id: str | None = None
+    status: Status | None = None
+    since: datetime | None = None
+    """Events received at or after this time."""
+    limit: int = 50
+    before_seq: int | None = None
+    """Cursor: only events with ``seq`` below this (the previous page's last ``seq``)."""
+
+
+class EventPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[StoredEvent]
+    next_cursor: int | None
+    """Pass as ``before_seq`` for the next (older) page; ``None`` on the last page."""
+
+
+class Delivery(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    event_id: str
+    route: str
+    sink: str
+    order_id: str
+    occurred_at: datetime
+    """The event's own time, copied here for ordering."""
+    ordering: Ordering
+    template: str | None
+    state: DeliveryState
+    attempts: int
+    """Attempts that counted against the retry schedule."""
+    next_attempt_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+    last_error: str | None = None
+    delivered_at: datetime | None = None
+
+
+class Attempt(msgspec.Struct, frozen=True, kw_only=True):
+    delivery_id: str
+    started_at: datetime
+    duration_ms: float
+    outcome: Outcome
+    status_code: int | None = None
+    error: str | None = None
+    """Already redacted by the caller."""
+
+
+class Claim(msgspec.Struct, frozen=True, kw_only=True):
+    """A leased delivery with what the dispatcher needs to render and send it."""
+
+    delivery: Delivery
+    event: Event
+    contact: Contact | None
+
+
+class DeliveryFilter(msgspec.Struct, frozen=True, kw_only=True):
+    state: DeliveryState | None = None
+    sink: str | None = None
+    order_id: str | None = None
+    since: datetime | None = None
+    """Deliveries created at or after this time."""
+    limit: int = 100
+    before: str | None = None
+    """Cursor: the previous page's last delivery id."""
+
+
+class SinkCounts(msgspec.Struct, frozen=True, kw_only=True):
+    sink: str
+    pending: int
+    dead: int
+
+
+class Store(Protocol):
+    """Durable storage. Every method is safe to call concurrently from one event loop."""
+
+    async def open(self) -> None:
+        """Connect and apply pending schema migrations."""
+
+    async def close(self) -> None:
+        """Finish queued writes and release connections."""
+
+    async def ping(self) -> None:
+        """Raise `gateway.errors.StoreError` unless a read and a write would succeed now."""
+
+    # -- the request path ------------------------------------------------------------------
+    async def ingest(self, batch: IngestBatch) -> IngestResult:
+        """Store events, their deliveries and contacts durably, in one commit.
+
+        Concurrent calls share commits (group commit). Returns only once the data is on disk.
+        Raises `gateway.errors.StoreError` when it could not commit: nothing of the batch is kept.
+        """
+
+    async def reject(self, request: RejectedRequest) -> None:
+        """Keep an undecodable authenticated body."""
+
+    # -- reading ---------------------------------------------------------------------------
+    async def list_events(self, query: EventQuery) -> EventPage:
+        """Newest first."""
+
+    async def get_event(self, event_id: str) -> Event | None: ...
+
+    async def get_contact(self, order_id: str) -> Contact | None: ...
+
+    async def count_rejected(self) -> int: ...
+
+    # -- the dispatcher --------------------------------------------------------------------
+    async def claim(
+        self, *, worker: str, now: datetime, limit: int, lease_seconds: float
+    ) -> list[Claim]:
+        """Lease up to `limit` due deliveries, in one transaction.
+
+        Due: ``pending`` with ``next_attempt_at <= now``, or ``in_flight`` whose lease expired.
+        Per (sink, order_id) at most one delivery is in flight, and ordering holds:
+        - a delivery older (by ``occurred_at``) than one already ``delivered`` for the same
+          (sink, order) becomes ``superseded`` instead of being claimed;
+        - ``ordering == "latest"``: only the newest pending delivery of a (sink, order) is a
+          candidate; the older pending ones become ``superseded``;
+        - ``ordering == "all"``: only the oldest unfinished delivery of a (sink, order) is a
+          candidate, and only once it is due (head-of-line: later ones wait for it).
+        Ties in ``occurred_at`` are broken by creation order.
+        """
+
+    async def finish(
+        self,
+        delivery_id: str,
+        *,
+        worker: str,
+        attempt: Attempt | None,
+        state: DeliveryState,
+        next_attempt_at: datetime | None = None,
+        error: str | None = None,
+        count_attempt: bool = True,
+    ) -> bool:
+        """Record `attempt` (if any) and move a delivery this worker leases to `state`.
+
+        ``state="pending"`` with `next_attempt_at` schedules a retry; ``count_attempt=False``
+        puts it back without using up its retry schedule (shutdown, open circuit, rate limit).
+        Returns False (and changes nothing) when the lease was lost to another worker.
+        """
+
+    async def get_delivery(self, delivery_id: str) -> tuple[Delivery, list[Attempt]] | None: ...
+
+    async def list_deliveries(self, query: DeliveryFilter) -> list[Delivery]:
+        """Newest first."""
+
+    async def replay(self, query: DeliveryFilter, *, now: datetime) -> int:
+        """Put matching ``dead`` deliveries back to ``pending`` now, with a fresh schedule."""
+
+    async def replay_one(self, delivery_id: str, *, now: datetime) -> bool:
+        """Put one delivery (``dead``, ``skipped`` or ``superseded``) back to ``pending``."""
+
+    async def next_due(self) -> datetime | None:
+        """When the earliest pending delivery falls due (``None``: nothing pending)."""
+
+    async def sink_counts(self) -> list[SinkCounts]: ...
+
+    # -- sinks switched off by an operator or by a 410 Gone ----------------------------------
+    async def disable_sink(self, sink: str, *, reason: str, now: datetime) -> None: ...
+
+    async def enable_sink(self, sink: str) -> bool: ...
+
+    async def disabled_sinks(self) -> dict[str, str]:
+        """Sink name -> reason."""

@@ -1,0 +1,76 @@
+"""Value types of the YAML file: durations (``500ms``, ``5s``, ``5m``, ``2h``, ``7d`` or seconds)
+and rate limits (``1/s``, ``30/m``, ``100/h``)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = ["Duration", "RateLimit", "dec_hook", "parse_duration", "parse_rate_limit"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d*)\s*(ms|s|m|h|d)\s*$")
+
+
+class Duration(float):
+    """Seconds, parsed from ``500ms``, ``5s``, ``5m``, ``2h``, ``7d`` or a plain number."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"Duration({float(self)!r})"
+
+
+class RateLimit:
+    """At most ``count`` sends every ``per`` seconds, written ``count/unit`` (``1/s``, ``30/m``)."""
+
+    __slots__ = ("count", "per")
+
+    def __init__(self, count: float, per: float) -> None:
+        self.count = count
+        self.per = per
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two sends at the limit."""
+        return self.per / self.count
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RateLimit) and (self.count, self.per) == (other.count, other.per)
+
+    def __hash__(self) -> int:
+        return hash((self.count, self.per))
+
+    def __repr__(self) -> str:
+        return f"RateLimit({self.count:g}/{self.per:g}s)"
+
+
+def parse_duration(value: object) -> Duration:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like `5s`, got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"a duration cannot be negative, got {value!r}")
+        return Duration(value)
+    if isinstance(value, str) and (m := _DURATION.match(value)):
+        return Duration(float(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+    raise ValueError(f"expected a duration like `500ms`, `5s`, `5m`, `2h`, `7d`, got {value!r}")
+
+
+def parse_rate_limit(value: object) -> RateLimit:
+    if isinstance(value, str) and (m := _RATE.match(value)):
+        count = float(m.group(1))
+        per = float(m.group(2) or 1) * _UNIT_SECONDS[m.group(3)]
+        if count > 0 and per > 0:
+            return RateLimit(count, per)
+    raise ValueError(f"expected a rate like `1/s`, `30/m` or `100/h`, got {value!r}")
+
+
+def dec_hook(type_: type, value: Any) -> Any:
+    """msgspec ``dec_hook`` for the types above."""
+    if type_ is Duration:
+        return parse_duration(value)
+    if type_ is RateLimit:
+        return parse_rate_limit(value)
+    raise NotImplementedError(f"no decoder for {type_!r}")

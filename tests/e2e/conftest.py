@@ -1,0 +1,247 @@
+"""End-to-end harness: the real `kabarin serve` process and real HTTP peers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+PUSH_TOKEN = "e2e-kiriminaja-token"
+ADMIN_TOKEN = "e2e-admin-token"
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "push"
+KABARIN = Path(sys.executable).with_name("kabarin")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class KabarinProcess:
+    """One `kabarin serve` process on a free port, restartable on the same database."""
+
+    def __init__(self, config_path: Path, workdir: Path) -> None:
+        self.config_path = config_path
+        self.workdir = workdir
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / "kabarin.log"
+        self.client = httpx.Client(base_url=self.url, timeout=10)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.log = self.log_path.open("ab")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [str(KABARIN), "serve", "--config", str(self.config_path), "--port", str(self.port)],
+            cwd=self.workdir,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"kabarin exited {self.proc.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=0.5).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"kabarin did not become ready:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.log.close()
+
+    def terminate(self, timeout: float = 20) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        self.log.close()
+        return code
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.log.close()
+        self.client.close()
+
+    # -- talking to it -------------------------------------------------------------------
+    def push(self, body: bytes | dict[str, Any], token: str | None = PUSH_TOKEN) -> httpx.Response:
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", "User-Agent": "KiriminAja-Push-Services"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return self.client.post("/kiriminaja/push", content=content, headers=headers)
+
+    def admin(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        return self.client.request(method, f"/admin/v1{path}", headers=headers, **kwargs)
+
+    def events(self, **params: Any) -> list[dict[str, Any]]:
+        r = self.admin("GET", "/events", params={"limit": 500, **params})
+        assert r.status_code == 200, r.text
+        items: list[dict[str, Any]] = r.json()["items"]
+        return items
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"condition not met within {timeout}s; server log:\n{self.output()}")
+
+
+def write_config(path: Path, extra: str = "", store: str | None = None) -> Path:
+    store_url = store or f"sqlite:///{path.parent / 'kabarin.db'}"
+    path.write_text(
+        f"""
+receiver:
+  token: {PUSH_TOKEN}
+  max_body_bytes: 65536
+store:
+  url: {store_url}
+admin:
+  token: {ADMIN_TOKEN}
+dispatcher:
+  poll_interval: 200ms
+  shutdown_timeout: 3s
+{extra}
+"""
+    )
+    return path
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[Callable[..., KabarinProcess]]:
+    servers: list[KabarinProcess] = []
+
+    def make(extra: str = "", start: bool = True) -> KabarinProcess:
+        config = write_config(tmp_path / "config.yaml", extra)
+        server = KabarinProcess(config, tmp_path)
+        servers.append(server)
+        if start:
+            server.start()
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def server(make_server: Callable[..., KabarinProcess]) -> KabarinProcess:
+    return make_server()
+
+
+# -- a scriptable HTTP peer (the shop's ERP, Slack's webhook URL) -------------------------------
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+    status: int
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Peer:
+    """Records every request; answers from a script of (status, headers) then `default`."""
+
+    port: int = 0
+    received: list[Received] = field(default_factory=list)
+    script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    default: tuple[int, dict[str, str]] = (200, {})
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def answer(self) -> tuple[int, dict[str, str]]:
+        with self.lock:
+            return self.script.pop(0) if self.script else self.default
+
+    def requests(self, path: str | None = None, *, ok_only: bool = True) -> list[Received]:
+        """What reached `path` (every path if None); by default only requests answered 2xx."""
+        with self.lock:
+            return [
+                r
+                for r in self.received
+                if (path is None or r.path == path) and (r.ok or not ok_only)
+            ]
+
+    def bodies(self, path: str | None = None) -> list[Any]:
+        return [r.json() for r in self.requests(path)]
+
+
+@pytest.fixture
+def peer() -> Iterator[Peer]:
+    state = Peer()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(length)
+            status, headers = state.answer()
+            with state.lock:
+                state.received.append(
+                    Received(self.path, dict(self.headers.items()), body, time.monotonic(), status)
+                )
+            reply = b"ok" if status < 300 else b'{"error": "scripted failure"}'
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    state.port = httpd.server_address[1]
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    httpd.shutdown()
+    httpd.server_close()

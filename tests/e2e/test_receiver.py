@@ -1,0 +1,261 @@
+"""The push endpoint and the admin read API, against the real `kabarin serve` process."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from .conftest import FIXTURES, PUSH_TOKEN, KabarinProcess
+
+EXPECTED_STATUS = {
+    "processed_packages": ["processed"],
+    "shipped_packages": ["shipped"],
+    "canceled_packages": ["canceled"],
+    "finished_packages": ["delivered"],
+    "returned_packages": ["returned"],
+    "return_finished_packages": ["returned", "returned"],
+    "update_instant_packages": ["canceled"],
+}
+
+
+def batch(n: int, method: str = "shipped_packages", prefix: str = "OID") -> dict[str, Any]:
+    return {
+        "method": method,
+        "data": [
+            {"order_id": f"{prefix}-{i}", "shipped_at": f"2024-03-0{1 + i % 9} 10:00:00"}
+            for i in range(n)
+        ],
+    }
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_STATUS))
+def test_every_fixture_is_accepted_and_listed(server: KabarinProcess, name: str) -> None:
+    body = (FIXTURES / f"{name}.json").read_bytes()
+    r = server.push(body)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"accepted": len(EXPECTED_STATUS[name]), "duplicates": 0}
+    events = server.events()
+    assert sorted(e["status"] for e in events) == EXPECTED_STATUS[name]
+    assert {e["method"] for e in events} == {name}
+    order_ids = {item["order_id"] for item in _items(json.loads(body))}
+    assert {e["order_id"] for e in events} == order_ids
+
+
+def _items(push: dict[str, Any]) -> list[dict[str, Any]]:
+    data = push["data"]
+    return data if isinstance(data, list) else [data]
+
+
+def test_push_times_are_read_in_jakarta_and_kept_with_zone(server: KabarinProcess) -> None:
+    server.push((FIXTURES / "shipped_packages.json").read_bytes())
+    (event,) = server.events()
+    # 2022-05-05 00:00:00 in Asia/Jakarta (UTC+7)
+    assert event["occurred_at"] in ("2022-05-04T17:00:00Z", "2022-05-04T17:00:00+00:00")
+
+
+def test_bare_token_without_bearer_prefix_is_accepted(server: KabarinProcess) -> None:
+    r = server.client.post(
+        "/kiriminaja/push",
+        content=(FIXTURES / "finished_packages.json").read_bytes(),
+        headers={"Authorization": PUSH_TOKEN, "Content-Type": "application/json"},
+    )
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("token", [None, "", "wrong-token", PUSH_TOKEN + "x"])
+def test_wrong_or_missing_token_is_401_and_stores_nothing(
+    server: KabarinProcess, token: str | None
+) -> None:
+    r = server.push((FIXTURES / "shipped_packages.json").read_bytes(), token=token)
+    assert r.status_code == 401
+    assert r.json()["error"] == "unauthorized"
+    assert server.events() == []
+
+
+def test_bad_json_is_400_with_a_reason(server: KabarinProcess) -> None:
+    r = server.push(b'{"method": "shipped_packages", "data": [')
+    assert r.status_code == 400
+    body = r.json()
+    assert body["error"] == "invalid_push"
+    assert "JSON" in body["detail"] or "truncated" in body["detail"].lower()
+    assert server.events() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"data": []}, "$.method"),
+        ({"method": "shipped_packages", "data": "nope"}, "$.data"),
+        (
+            {"method": "shipped_packages", "data": [{"order_id": "A"}, {"shipped_at": "x"}]},
+            "$.data[1].order_id",
+        ),
+    ],
+)
+def test_json_that_is_not_a_push_is_400_naming_the_path(
+    server: KabarinProcess, body: dict[str, Any], path: str
+) -> None:
+    r = server.push(body)
+    assert r.status_code == 400, r.text
+    assert r.json()["path"] == path
+    assert server.events() == []
+
+
+def test_rejected_bodies_are_kept_when_authenticated(server: KabarinProcess) -> None:
+    server.push(b"not json at all")
+    server.push(b"also not json", token="wrong")  # unauthenticated: not kept
+    r = server.admin("GET", "/rejected")
+    assert r.status_code == 200, r.text
+    items = r.json()["items"]
+    assert [i["body"] for i in items] == ["not json at all"]
+
+
+def test_oversize_body_is_413(server: KabarinProcess) -> None:
+    r = server.push(batch(2000))  # config allows 64 KiB
+    assert r.status_code == 413
+    assert r.json()["error"] == "body_too_large"
+    assert server.events() == []
+
+
+def test_oversize_chunked_body_without_length_is_413(server: KabarinProcess) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"method": "shipped_packages", "data": ['
+        for i in range(3000):
+            yield b'{"order_id": "CH-%d"},' % i
+        yield b'{"order_id": "last"}]}'
+
+    r = server.client.post(
+        "/kiriminaja/push",
+        content=chunks(),
+        headers={"Authorization": f"Bearer {PUSH_TOKEN}", "Content-Type": "application/json"},
+    )
+    assert r.status_code == 413
+    assert server.events() == []
+
+
+def test_get_on_the_push_path_is_405(server: KabarinProcess) -> None:
+    r = server.client.get("/kiriminaja/push")
+    assert r.status_code == 405
+
+
+def test_the_same_push_twice_is_stored_once(server: KabarinProcess) -> None:
+    body = batch(20)
+    first = server.push(body)
+    second = server.push(body)
+    assert first.json() == {"accepted": 20, "duplicates": 0}
+    assert second.status_code == 200
+    assert second.json() == {"accepted": 0, "duplicates": 20}
+    assert len(server.events()) == 20
+
+
+def test_batch_with_the_same_order_twice(server: KabarinProcess) -> None:
+    item = {"order_id": "DUP-1", "shipped_at": "2024-01-01 08:00:00"}
+    r = server.push({"method": "shipped_packages", "data": [item, item]})
+    assert r.json() == {"accepted": 1, "duplicates": 1}
+
+
+def test_admin_filters_and_pagination(server: KabarinProcess) -> None:
+    server.push(batch(5))
+    server.push((FIXTURES / "canceled_packages.json").read_bytes())
+    assert [e["order_id"] for e in server.events(status="canceled")] == ["X"]
+    assert [e["order_id"] for e in server.events(order_id="OID-3")] == ["OID-3"]
+
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        params: dict[str, Any] = {"limit": 2}
+        if cursor is not None:
+            params["cursor"] = cursor
+        page = server.admin("GET", "/events", params=params).json()
+        seen += [e["order_id"] for e in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ["X", "OID-4", "OID-3", "OID-2", "OID-1", "OID-0"]  # newest first
+
+    future = server.events(since="2999-01-01T00:00:00Z")
+    assert future == []
+
+
+def test_admin_event_detail_has_the_raw_item(server: KabarinProcess) -> None:
+    raw = json.loads((FIXTURES / "update_instant_packages.json").read_bytes())
+    server.push(raw)
+    (summary,) = server.events()
+    r = server.admin("GET", f"/events/{summary['id']}")
+    assert r.status_code == 200
+    event = r.json()["event"]
+    assert event["raw"] == raw["data"]
+    assert event["kind"] == "instant"
+    assert server.admin("GET", "/events/evt_missing").status_code == 404
+
+
+def test_admin_needs_its_token(server: KabarinProcess) -> None:
+    assert server.client.get("/admin/v1/events").status_code == 401
+    r = server.client.get("/admin/v1/events", headers={"Authorization": f"Bearer {PUSH_TOKEN}"})
+    assert r.status_code == 401
+
+
+def test_health_and_openapi(server: KabarinProcess) -> None:
+    assert server.client.get("/healthz").json() == {"status": "ok"}
+    assert server.client.get("/readyz").json() == {"status": "ready"}
+    schema = server.client.get("/schema/openapi.json").json()
+    assert "/admin/v1/events" in schema["paths"]
+    assert "/admin/v1/deliveries/{delivery_id}" in schema["paths"]
+
+
+def test_kill_9_after_200_loses_nothing(make_server: Callable[..., KabarinProcess]) -> None:
+    server = make_server()
+    acknowledged = 0
+    for i in range(10):
+        r = server.push(batch(50, prefix=f"K{i}"))
+        assert r.status_code == 200
+        acknowledged += r.json()["accepted"]
+    server.kill9()
+    server.start()
+    assert acknowledged == 500
+    assert _count_all(server) == acknowledged
+
+
+def _count_all(server: KabarinProcess) -> int:
+    total, cursor = 0, None
+    while True:
+        params: dict[str, Any] = {"limit": 500}
+        if cursor is not None:
+            params["cursor"] = cursor
+        page = server.admin("GET", "/events", params=params).json()
+        total += len(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return total
+
+
+def test_unknown_method_is_kept_as_unknown(server: KabarinProcess) -> None:
+    r = server.push({"method": "teleported_packages", "data": [{"order_id": "T1", "x": 1}]})
+    assert r.status_code == 200
+    (event,) = server.events()
+    assert event["status"] == "unknown"
+    detail = server.admin("GET", f"/events/{event['id']}").json()["event"]
+    assert detail["raw"] == {"order_id": "T1", "x": 1}
+
+
+def test_concurrent_pushes_all_commit(server: KabarinProcess) -> None:
+    import asyncio
+
+    async def run() -> list[int]:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            headers = {"Authorization": f"Bearer {PUSH_TOKEN}"}
+
+            async def one(i: int) -> int:
+                r = await client.post(
+                    "/kiriminaja/push", json=batch(10, prefix=f"C{i}"), headers=headers
+                )
+                return r.status_code
+
+            return await asyncio.gather(*(one(i) for i in range(40)))
+
+    assert asyncio.run(run()) == [200] * 40
+    assert _count_all(server) == 400

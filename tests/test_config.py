@@ -1,0 +1,190 @@
+"""YAML → typed configuration: defaults, interpolation, durations, errors with path and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import DEFAULT_RETRY_SCHEDULE, load_config, parse_config, safe_url
+from gateway.errors import ConfigError
+from gateway.units import RateLimit, parse_duration, parse_rate_limit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+MINIMAL = """
+receiver:
+  token: t0ken
+"""
+
+
+def problems(text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, env=env or {})
+    return info.value.problems
+
+
+def test_minimal_file_takes_the_documented_defaults() -> None:
+    config = parse_config(MINIMAL, env={})
+    assert config.receiver.path == "/kiriminaja/push"
+    assert config.receiver.max_body_bytes == 2 * 1024 * 1024
+    assert config.receiver.timezone == "Asia/Jakarta"
+    assert config.store.url == "sqlite:///./kabarin.db"
+    assert config.admin.token is None
+    assert list(config.retry.schedule) == list(DEFAULT_RETRY_SCHEDULE)
+    assert [float(s) for s in config.retry.schedule] == [5, 300, 1800, 7200, 18000, 36000, 36000]
+    assert config.sinks == {} and config.routes == []
+
+
+def test_the_example_config_is_valid_without_any_environment() -> None:
+    config = load_config(ROOT / "config.example.yaml", env={})
+    assert config.receiver.token == "dev-kiriminaja-token"
+    assert "console" in config.sinks
+    assert config.routes[0].sinks == ["console"]
+
+
+def test_env_interpolation_with_and_without_default() -> None:
+    text = """
+receiver:
+  token: ${PUSH_TOKEN}
+  path: ${PUSH_PATH:-/hooks/kj}
+store:
+  url: sqlite:///${DATA_DIR:-/tmp}/k.db
+"""
+    config = parse_config(text, env={"PUSH_TOKEN": "s3cret", "DATA_DIR": "/var/lib/k"})
+    assert config.receiver.token == "s3cret"
+    assert config.receiver.path == "/hooks/kj"
+    assert config.store.url == "sqlite:////var/lib/k/k.db"
+    assert "s3cret" in config.secrets
+
+
+def test_unset_variable_names_the_variable_path_and_line() -> None:
+    assert problems("receiver:\n  token: ${PUSH_TOKEN}\n") == [
+        "receiver.token (line 2): environment variable PUSH_TOKEN is not set"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("500ms", 0.5), ("5s", 5), ("5m", 300), ("2h", 7200), ("7d", 604800), (30, 30), ("1.5s", 1.5)],
+)
+def test_durations(value: object, seconds: float) -> None:
+    assert parse_duration(value) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("value", ["5 minutes", "-1s", "", True, "s", None])
+def test_bad_durations(value: object) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(value)
+
+
+def test_rate_limits() -> None:
+    assert parse_rate_limit("1/s") == RateLimit(1, 1)
+    assert parse_rate_limit("30/m").interval == pytest.approx(2)
+    assert parse_rate_limit("100/h").interval == pytest.approx(36)
+    with pytest.raises(ValueError):
+        parse_rate_limit("fast")
+
+
+def test_bad_duration_in_yaml_names_path_and_line() -> None:
+    text = MINIMAL + "retry:\n  schedule: [5s, 10 minutes]\n"
+    (line,) = problems(text)
+    assert line.startswith("retry.schedule[1] (line 5): expected a duration")
+
+
+def test_unknown_key_is_an_error_with_its_line() -> None:
+    text = MINIMAL + "  tokn: oops\n"
+    assert problems(text) == [
+        "receiver.tokn (line 4): unknown key (check its spelling and indentation)"
+    ]
+
+
+def test_wrong_type_names_path() -> None:
+    text = "receiver:\n  token: t\n  max_body_bytes: lots\n"
+    (line,) = problems(text)
+    assert line.startswith("receiver.max_body_bytes (line 3): Expected `int`")
+
+
+def test_missing_token() -> None:
+    (line,) = problems("receiver:\n  path: /x\n")
+    assert "token" in line and line.startswith("receiver (line 2)")
+
+
+def test_unknown_timezone() -> None:
+    (line,) = problems(MINIMAL + "  timezone: Mars/Olympus\n")
+    assert "unknown time zone `Mars/Olympus`" in line
+
+
+def test_invalid_yaml_names_the_line() -> None:
+    (line,) = problems("receiver:\n  token: [unclosed\n")
+    assert line.startswith("invalid YAML (line")
+
+
+def test_unknown_sink_type_and_undefined_sink_in_route() -> None:
+    text = (
+        MINIMAL
+        + """
+sinks:
+  pager:
+    type: carrier-pigeon
+routes:
+  - name: all
+    sinks: [pager, nowhere]
+"""
+    )
+    found = problems(text)
+    assert found[0].startswith("sinks.pager.type (line 6): unknown sink type 'carrier-pigeon'")
+    assert "routes[0].sinks[1] (line 9): undefined sink 'nowhere'" in found
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    text = (
+        MINIMAL
+        + """
+sinks:
+  a:
+    type: console
+    concurrency: 0
+  b:
+    type: console
+    colour: red
+routes:
+  - name: r
+    sinks: [a, c]
+  - name: r
+    sinks: [a]
+"""
+    )
+    found = problems(text)
+    assert len(found) == 4, found
+    assert any(p.startswith("sinks.a") and "concurrency" in p for p in found)
+    assert any(p.startswith("sinks.b.colour (line 9)") for p in found)
+    assert any("undefined sink 'c'" in p for p in found)
+    assert any(p.startswith("routes[1].name") and "duplicate" in p for p in found)
+
+
+def test_template_for_a_sink_the_route_does_not_use() -> None:
+    text = (
+        MINIMAL
+        + """
+sinks:
+  a: {type: console}
+routes:
+  - name: r
+    sinks: [a]
+    template: {b: "hi"}
+"""
+    )
+    (line,) = problems(text)
+    assert line.startswith("routes[0].template.b (line 8)")
+
+
+def test_safe_url_hides_passwords() -> None:
+    assert safe_url("postgresql://kabarin:pa55@db:5432/k") == "postgresql://kabarin:***@db:5432/k"
+    assert safe_url("sqlite:///./k.db") == "sqlite:///./k.db"
+
+
+def test_unreadable_file() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config("/nonexistent/kabarin.yaml")
+    assert "cannot read" in info.value.problems[0]
