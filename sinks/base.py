@@ -7,6 +7,7 @@ It sends with the shared `httpx.AsyncClient` it was built with and answers with 
 
 from __future__ import annotations
 
+import re
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Literal, Protocol, Self
 
@@ -14,11 +15,14 @@ import httpx
 import msgspec
 
 from gateway.events import Contact, Event
+from gateway.redaction import MASK, Redactor
 from gateway.units import Duration, RateLimit
 
 __all__ = [
     "Delivered",
+    "Language",
     "Message",
+    "Ordering",
     "Permanent",
     "Retry",
     "RetryConfig",
@@ -26,9 +30,11 @@ __all__ = [
     "Sink",
     "SinkConfig",
     "load_sink_types",
+    "mask",
 ]
 
 Language = Literal["id", "en"]
+Ordering = Literal["all", "latest"]
 
 
 class RetryConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -45,7 +51,7 @@ class SinkConfig(
     concurrency: int = 10
     """How many sends to this sink may be in flight at once."""
     rate_limit: RateLimit | None = None
-    ordering: Literal["all", "latest"] | None = None
+    ordering: Ordering | None = None
     """``None`` takes the sink kind's default (`Sink.default_ordering`)."""
     language: Language = "id"
     template: str | None = None
@@ -54,6 +60,13 @@ class SinkConfig(
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError("`concurrency` must be at least 1")
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in mask(self).items())
+        return f"{type(self).__name__}({fields})"
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        return list(mask(self).items())
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True):
@@ -91,18 +104,25 @@ SendResult = Delivered | Retry | Permanent
 
 
 class Sink(Protocol):
-    """One configured destination."""
+    """One configured destination.
+
+    `build` must not do I/O: `kabarin check` and `simulate` build every sink with
+    ``client=None`` to validate and render, and never call `send`.
+    """
 
     config_type: ClassVar[type[SinkConfig]]
-    default_ordering: ClassVar[Literal["all", "latest"]]
+    default_ordering: ClassVar[Ordering]
     default_templates: ClassVar[dict[str, str]]
     """Built-in template source by language (``id``, ``en``)."""
 
-    name: str
-    config: SinkConfig
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def config(self) -> SinkConfig: ...
 
     @classmethod
-    def build(cls, name: str, config: Any, client: httpx.AsyncClient) -> Self: ...
+    def build(cls, name: str, config: Any, client: httpx.AsyncClient | None) -> Self: ...
 
     async def send(self, message: Message) -> SendResult: ...
 
@@ -119,7 +139,49 @@ def load_sink_types() -> dict[str, type[Sink]]:
     from sinks.slack import SlackSink
     from sinks.webhook import WebhookSink
 
-    types: dict[str, type[Sink]] = {"console": ConsoleSink, "slack": SlackSink, "webhook": WebhookSink}
+    types: dict[str, type[Sink]] = {
+        "console": ConsoleSink,
+        "slack": SlackSink,
+        "webhook": WebhookSink,
+    }
     for ep in entry_points(group="kabarin.sinks"):
         types.setdefault(ep.name, ep.load())
     return types
+
+
+_SECRET_KEY = re.compile(
+    r"token|secret|password|passwd|api[_-]?key|webhook_url|auth|signature|cookie", re.I
+)
+_PATTERNS_ONLY = Redactor(())
+
+
+def mask(config: SinkConfig) -> dict[str, Any]:
+    """The config as plain data for printing, with secret values replaced by ``***``.
+
+    Values under secret-like keys (``secret``, ``webhook_url``, an ``Authorization`` header, ...)
+    are masked whole; every other string loses URL credentials and secret query parameters.
+    """
+    data: dict[str, Any] = msgspec.to_builtins(config, enc_hook=_to_builtin)
+    return {key: _mask_value(value, key) for key, value in data.items()}
+
+
+def _mask_value(value: Any, key: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _mask_value(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_value(v, key) for v in value]
+    if isinstance(value, str):
+        return MASK if value and _SECRET_KEY.search(key) else _PATTERNS_ONLY.redact(value)
+    return value
+
+
+_RATE_UNITS = {1.0: "s", 60.0: "m", 3600.0: "h", 86400.0: "d"}
+
+
+def _to_builtin(value: Any) -> Any:
+    if isinstance(value, float):  # Duration
+        return float(value)
+    if isinstance(value, RateLimit):
+        unit = _RATE_UNITS.get(value.per)
+        return f"{value.count:g}/{unit}" if unit else f"{value.count:g}/{value.per:g}s"
+    raise NotImplementedError(f"cannot print {type(value).__name__}")

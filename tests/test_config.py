@@ -107,7 +107,7 @@ def test_wrong_type_names_path() -> None:
 
 def test_missing_token() -> None:
     (line,) = problems("receiver:\n  path: /x\n")
-    assert "token" in line and line.startswith("receiver (line 2)")
+    assert "token" in line and line.startswith("receiver (line 1)")
 
 
 def test_unknown_timezone() -> None:
@@ -133,8 +133,8 @@ routes:
 """
     )
     found = problems(text)
-    assert found[0].startswith("sinks.pager.type (line 6): unknown sink type 'carrier-pigeon'")
-    assert "routes[0].sinks[1] (line 9): undefined sink 'nowhere'" in found
+    assert found[0].startswith("sinks.pager.type (line 7): unknown sink type 'carrier-pigeon'")
+    assert "routes[0].sinks[1] (line 10): undefined sink 'nowhere'" in found
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -158,7 +158,7 @@ routes:
     found = problems(text)
     assert len(found) == 4, found
     assert any(p.startswith("sinks.a") and "concurrency" in p for p in found)
-    assert any(p.startswith("sinks.b.colour (line 9)") for p in found)
+    assert any(p.startswith("sinks.b.colour (line 11)") for p in found)
     assert any("undefined sink 'c'" in p for p in found)
     assert any(p.startswith("routes[1].name") and "duplicate" in p for p in found)
 
@@ -176,7 +176,7 @@ routes:
 """
     )
     (line,) = problems(text)
-    assert line.startswith("routes[0].template.b (line 8)")
+    assert line.startswith("routes[0].template.b (line 10)")
 
 
 def test_safe_url_hides_passwords() -> None:

@@ -1,0 +1,94 @@
+"""`console`: prints each rendered message, so the example configuration works with no secrets.
+
+One block per delivery: a header line naming the sink, route, status and order, then the text::
+
+    == console | route everything-to-console | delivered | order OID-1 | AWB JP123
+    Delivered: order OID-1 (AWB JP123), 05 May 2022 07:00 WIB
+
+```yaml
+sinks:
+  console:
+    type: console
+    stream: stdout        # or stderr
+```
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, ClassVar, Literal, Self
+
+import httpx
+
+from sinks.base import Delivered, Message, Ordering, Retry, SendResult, SinkConfig
+
+__all__ = ["ConsoleConfig", "ConsoleSink"]
+
+
+class ConsoleConfig(
+    SinkConfig, tag="console", kw_only=True, frozen=True, forbid_unknown_fields=True
+):
+    """A ``type: console`` block."""
+
+    stream: Literal["stdout", "stderr"] = "stdout"
+
+
+class ConsoleSink:
+    """Writes to the process's stdout or stderr and flushes after every message."""
+
+    config_type: ClassVar[type[SinkConfig]] = ConsoleConfig
+    default_ordering: ClassVar[Ordering] = "latest"
+    default_templates: ClassVar[dict[str, str]] = {
+        "id": (
+            "{{ event.status | status_label }}: pesanan {{ event.order_id }}"
+            "{% if event.awb %} (resi {{ event.awb }}){% endif %}"
+            ", {{ event.occurred_at | localtime }}"
+            "{% if event.reason %}. Alasan: {{ event.reason }}{% endif %}"
+        ),
+        "en": (
+            "{{ event.status | status_label }}: order {{ event.order_id }}"
+            "{% if event.awb %} (AWB {{ event.awb }}){% endif %}"
+            ", {{ event.occurred_at | localtime }}"
+            "{% if event.reason %}. Reason: {{ event.reason }}{% endif %}"
+        ),
+    }
+
+    def __init__(self, name: str, config: ConsoleConfig) -> None:
+        self.name = name
+        self.config = config
+
+    @classmethod
+    def build(cls, name: str, config: Any, client: httpx.AsyncClient | None) -> Self:
+        if not isinstance(config, ConsoleConfig):
+            raise TypeError(f"expected ConsoleConfig, got {type(config).__name__}")
+        return cls(name, config)
+
+    async def send(self, message: Message) -> SendResult:
+        """Print the header line and the text; a closed stream is a `Retry`."""
+        event = message.event
+        header = (
+            f"== {self.name} | route {message.route} | {event.status.value}"
+            f" | order {event.order_id}" + (f" | AWB {event.awb}" if event.awb else "")
+        )
+        stream = sys.stdout if self.config.stream == "stdout" else sys.stderr
+        block = f"{header}\n{message.text}"
+        try:
+            try:
+                print(block, file=stream, flush=True)
+            except UnicodeEncodeError:  # a stream that cannot show emoji or accents
+                encoding = getattr(stream, "encoding", None) or "ascii"
+                safe = block.encode(encoding, "backslashreplace").decode(encoding)
+                print(safe, file=stream, flush=True)
+        except (OSError, ValueError) as exc:  # closed pipe or stream
+            return Retry(reason=f"cannot write to {self.config.stream}: {exc}")
+        return Delivered()
+
+    def secrets(self) -> list[str]:
+        """None: a console sink holds no credentials."""
+        return []
+
+    async def aclose(self) -> None:
+        """Nothing to close: the standard streams belong to the process."""
+
+    def __repr__(self) -> str:
+        return f"ConsoleSink({self.name!r}, {self.config!r})"

@@ -1,0 +1,226 @@
+"""`slack`: staff alerts through a Slack incoming webhook, as a Block Kit message.
+
+The message carries the rendered template as ``text`` (what notifications and old clients
+show) and as the first block, then the shipment's facts as fields (status, order id, AWB,
+courier / service, reason) and a "track" button when the event has a ``tracking_url``.
+
+Slack allows about one message a second per webhook, so ``rate_limit`` defaults to ``1/s``; a
+429 carries ``Retry-After``, which `sinks.http.classify` honours. A webhook that was removed,
+revoked or whose channel was archived (``no_service``, ``invalid_token``,
+``channel_is_archived``, ...) fails permanently and disables the sink until an operator
+switches it back on.
+
+```yaml
+sinks:
+  ops-slack:
+    type: slack
+    webhook_url: ${SLACK_WEBHOOK_URL}   # https://hooks.slack.com/services/T…/B…/…
+    channel: "#gudang"                  # optional; only legacy webhooks honour these three
+    username: Kabarin
+    icon_emoji: ":package:"
+    language: id
+```
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Self
+from urllib.parse import urlsplit
+
+import httpx
+import msgspec
+
+from gateway.events import Event
+from gateway.redaction import Redactor
+from gateway.units import RateLimit
+from sinks.base import Language, Message, Ordering, SendResult, SinkConfig
+from sinks.http import post
+
+__all__ = ["SlackConfig", "SlackSink", "slack_payload"]
+
+_GONE = frozenset(
+    {
+        b"no_service",
+        b"no_service_id",
+        b"no_team",
+        b"team_disabled",
+        b"invalid_token",
+        b"channel_is_archived",
+    }
+)
+"""Answers meaning this webhook will never work again."""
+
+_TEXT_LIMIT = 3000  # a section's text
+_FIELD_LIMIT = 2000  # one field
+_URL_LIMIT = 3000  # a button's url
+
+_LABELS: dict[Language, dict[str, str]] = {
+    "id": {
+        "status": "Status",
+        "order": "Pesanan",
+        "awb": "Resi",
+        "courier": "Kurir / layanan",
+        "reason": "Alasan",
+        "track": "Lacak paket",
+    },
+    "en": {
+        "status": "Status",
+        "order": "Order",
+        "awb": "AWB",
+        "courier": "Courier / service",
+        "reason": "Reason",
+        "track": "Track package",
+    },
+}
+
+
+class SlackConfig(SinkConfig, tag="slack", kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """A ``type: slack`` block."""
+
+    webhook_url: str
+    channel: str | None = None
+    username: str | None = None
+    icon_emoji: str | None = None
+    rate_limit: RateLimit | None = RateLimit(1, 1)
+    """Slack's limit for one incoming webhook."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        parts = urlsplit(self.webhook_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "`webhook_url` must be the incoming-webhook URL Slack gave you "
+                "(https://hooks.slack.com/services/...)"
+            )
+
+
+class SlackSink:
+    """POSTs one Block Kit message per delivery to an incoming webhook."""
+
+    config_type: ClassVar[type[SinkConfig]] = SlackConfig
+    default_ordering: ClassVar[Ordering] = "latest"
+    default_templates: ClassVar[dict[str, str]] = {
+        "id": (
+            "*{{ event.status | status_label }}*: pesanan {{ event.order_id }}"
+            "{% if event.awb %} (resi {{ event.awb }}){% endif %}"
+            ", {{ event.occurred_at | localtime }}"
+            "{% if event.reason %}\nAlasan: {{ event.reason }}{% endif %}"
+        ),
+        "en": (
+            "*{{ event.status | status_label }}*: order {{ event.order_id }}"
+            "{% if event.awb %} (AWB {{ event.awb }}){% endif %}"
+            ", {{ event.occurred_at | localtime }}"
+            "{% if event.reason %}\nReason: {{ event.reason }}{% endif %}"
+        ),
+    }
+
+    def __init__(self, name: str, config: SlackConfig, client: httpx.AsyncClient | None) -> None:
+        self.name = name
+        self.config = config
+        self._client = client
+        self._redactor = Redactor(self.secrets())
+
+    @classmethod
+    def build(cls, name: str, config: Any, client: httpx.AsyncClient | None) -> Self:
+        if not isinstance(config, SlackConfig):
+            raise TypeError(f"expected SlackConfig, got {type(config).__name__}")
+        return cls(name, config, client)
+
+    async def send(self, message: Message) -> SendResult:
+        if self._client is None:
+            raise RuntimeError(f"sink {self.name!r} was built without an HTTP client")
+        payload = slack_payload(message, self.config)
+        return await post(
+            self._client,
+            self.config.webhook_url,
+            content=msgspec.json.encode(payload),
+            headers={"content-type": "application/json; charset=utf-8"},
+            redactor=self._redactor,
+            gone=_GONE,
+        )
+
+    def secrets(self) -> list[str]:
+        """The webhook URL, its path and its last segment: each alone lets anyone post."""
+        url = self.config.webhook_url
+        path = urlsplit(url).path
+        found = [url, path, path.rstrip("/").rsplit("/", 1)[-1]]
+        return [s for s in dict.fromkeys(found) if len(s) >= 8]
+
+    async def aclose(self) -> None:
+        """Nothing to close: the HTTP client is shared and closed by its owner."""
+
+    def __repr__(self) -> str:
+        return f"SlackSink({self.name!r}, {self.config!r})"
+
+
+def slack_payload(message: Message, config: SlackConfig) -> dict[str, Any]:
+    """The incoming-webhook JSON for one message."""
+    event = message.event
+    labels = _LABELS[config.language]
+    text = message.text.strip() or f"{event.status.value}: {event.order_id}"
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, _TEXT_LIMIT)}},
+        {"type": "section", "fields": _fields(event, labels)},
+    ]
+    tracking_url = event.details.get("tracking_url")
+    if _is_link(tracking_url):
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "text": {"type": "plain_text", "text": labels["track"]},
+                        "url": tracking_url,
+                    }
+                ],
+            }
+        )
+    payload: dict[str, Any] = {"text": text, "blocks": blocks}
+    for key in ("channel", "username", "icon_emoji"):
+        value = getattr(config, key)
+        if value:
+            payload[key] = value
+    return payload
+
+
+def _fields(event: Event, labels: dict[str, str]) -> list[dict[str, str]]:
+    status = event.status.value.replace("_", " ")
+    if event.raw_status and event.raw_status != event.status.value:
+        status = f"{status} ({event.raw_status})"
+    courier = " / ".join(
+        dict.fromkeys(
+            str(event.details[k])
+            for k in ("courier", "service", "service_name")
+            if event.details.get(k) not in (None, "")
+        )
+    )
+    facts = [
+        ("status", status),
+        ("order", event.order_id),
+        ("awb", event.awb),
+        ("courier", courier),
+        ("reason", event.reason),
+    ]
+    return [
+        {"type": "mrkdwn", "text": _cut(f"*{labels[key]}*\n{_escape(value)}", _FIELD_LIMIT)}
+        for key, value in facts
+        if value
+    ]
+
+
+def _is_link(value: object) -> bool:
+    return (
+        isinstance(value, str)
+        and value.startswith(("https://", "http://"))
+        and len(value) <= _URL_LIMIT
+    )
+
+
+def _escape(text: str) -> str:
+    """Slack mrkdwn control characters in data that came from KiriminAja."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,204 @@
+"""`webhook`: the event as JSON to the merchant's own system, signed per Standard Webhooks.
+
+Each delivery is one POST whose body is the envelope the spec recommends::
+
+    {"type": "shipment.<status>", "timestamp": "<now, ISO 8601 UTC>", "data": <Event>}
+
+``data`` is the `gateway.events.Event` exactly as documented in the README. The rendered
+template (``Message.text``) is not sent: the receiver gets data, not prose.
+
+Headers: ``webhook-id`` (the delivery id, the same on every retry: use it to drop repeats),
+``webhook-timestamp`` (unix seconds of this attempt), ``webhook-signature`` (``v1,<base64
+HMAC-SHA256 of "{id}.{timestamp}.{body}">``, one per configured secret, space-separated, so a
+secret can be rotated without downtime), ``content-type: application/json`` and
+``user-agent: Kabarin/<version>``. Any Standard Webhooks verifier accepts it, e.g.
+``standardwebhooks.Webhook("whsec_...").verify(body, headers)``.
+
+```yaml
+sinks:
+  erp:
+    type: webhook
+    url: https://erp.example.com/hooks/kiriminaja
+    secret: ${ERP_WEBHOOK_SECRET}        # whsec_<base64>; a list while rotating
+    headers: {X-Shop: toko-a}            # optional; cannot replace the webhook-* headers
+    timeout: 10s
+```
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Self
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+import msgspec
+
+from gateway.events import Event
+from gateway.redaction import Redactor
+from gateway.units import Duration
+from sinks.base import Message, Ordering, SendResult, SinkConfig
+from sinks.http import post
+
+__all__ = ["WebhookConfig", "WebhookSink", "decode_secret", "sign"]
+
+_SECRET_PREFIX = "whsec_"
+_MIN_KEY_BYTES, _MAX_KEY_BYTES = 24, 64
+"""Standard Webhooks: a symmetric secret is random, 24 to 64 bytes."""
+_RESERVED_HEADERS = frozenset({"content-type", "content-length", "host", "transfer-encoding"})
+_SECRET_HEADER_WORDS = ("auth", "token", "secret", "key", "signature", "cookie", "password")
+_SECRET_QUERY_WORDS = ("token", "secret", "key", "sig", "auth", "password", "code")
+
+
+class WebhookConfig(
+    SinkConfig, tag="webhook", kw_only=True, frozen=True, forbid_unknown_fields=True
+):
+    """A ``type: webhook`` block."""
+
+    url: str
+    secret: str | list[str]
+    """``whsec_<base64>``; several while rotating: each one signs every message."""
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    timeout: Duration = Duration(10)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("`url` must be an absolute http:// or https:// URL")
+        secrets = [self.secret] if isinstance(self.secret, str) else self.secret
+        if not secrets:
+            raise ValueError("`secret` must name at least one whsec_ secret")
+        for i, secret in enumerate(secrets):
+            where = "`secret`" if isinstance(self.secret, str) else f"`secret[{i}]`"
+            try:
+                decode_secret(secret)
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from None
+        for name in self.headers:
+            lowered = name.lower()
+            if lowered.startswith("webhook-") or lowered in _RESERVED_HEADERS:
+                raise ValueError(f"`headers`: {name!r} is set by Kabarin and cannot be overridden")
+        if self.timeout <= 0:
+            raise ValueError("`timeout` must be more than 0")
+
+    @property
+    def secret_list(self) -> list[str]:
+        return [self.secret] if isinstance(self.secret, str) else list(self.secret)
+
+
+def decode_secret(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_<base64>`` secret; `ValueError` (never echoing it) if bad."""
+    if not secret.startswith(_SECRET_PREFIX):
+        raise ValueError("a webhook secret must start with `whsec_` (Standard Webhooks format)")
+    encoded = secret.removeprefix(_SECRET_PREFIX)
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("the part after `whsec_` is not valid base64") from None
+    if not _MIN_KEY_BYTES <= len(key) <= _MAX_KEY_BYTES:
+        raise ValueError(
+            f"the key after `whsec_` must decode to {_MIN_KEY_BYTES} to {_MAX_KEY_BYTES} "
+            f"random bytes, got {len(key)}; make one with: echo whsec_$(openssl rand -base64 32)"
+        )
+    return key
+
+
+def sign(keys: list[bytes], msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value: ``v1,<base64>`` per key, space-separated."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return " ".join(
+        "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+        for key in keys
+    )
+
+
+class _Envelope(msgspec.Struct, frozen=True):
+    type: str
+    timestamp: datetime
+    data: Event
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+class WebhookSink:
+    """Signs and POSTs every event; the text the template rendered is not used."""
+
+    config_type: ClassVar[type[SinkConfig]] = WebhookConfig
+    default_ordering: ClassVar[Ordering] = "all"
+    default_templates: ClassVar[dict[str, str]] = {
+        "id": "{{ event.status | status_label }}: pesanan {{ event.order_id }}",
+        "en": "{{ event.status | status_label }}: order {{ event.order_id }}",
+    }
+    """Not sent (the body is the event itself); shown by ``kabarin simulate`` only."""
+
+    def __init__(self, name: str, config: WebhookConfig, client: httpx.AsyncClient | None) -> None:
+        self.name = name
+        self.config = config
+        self._client = client
+        self._keys = [decode_secret(s) for s in config.secret_list]
+        self._headers = {**config.headers, "content-type": "application/json"}
+        self._redactor = Redactor(self.secrets())
+
+    @classmethod
+    def build(cls, name: str, config: Any, client: httpx.AsyncClient | None) -> Self:
+        if not isinstance(config, WebhookConfig):
+            raise TypeError(f"expected WebhookConfig, got {type(config).__name__}")
+        return cls(name, config, client)
+
+    def envelope(self, message: Message, now: datetime) -> bytes:
+        """The exact bytes that are signed and sent."""
+        event = message.event
+        return _encode(_Envelope(f"shipment.{event.status.value}", now, event))
+
+    async def send(self, message: Message) -> SendResult:
+        if self._client is None:
+            raise RuntimeError(f"sink {self.name!r} was built without an HTTP client")
+        now = datetime.now(UTC)
+        timestamp = int(now.timestamp())
+        body = self.envelope(message, now)
+        headers = {
+            **self._headers,
+            "webhook-id": message.delivery_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(self._keys, message.delivery_id, timestamp, body),
+        }
+        return await post(
+            self._client,
+            self.config.url,
+            content=body,
+            headers=headers,
+            redactor=self._redactor,
+            request_timeout=float(self.config.timeout),
+        )
+
+    def secrets(self) -> list[str]:
+        """The secrets (with and without ``whsec_``), URL credentials and secret-looking
+        query values, and the values of auth-like custom headers."""
+        found: list[str] = []
+        for secret in self.config.secret_list:
+            found += [secret, secret.removeprefix(_SECRET_PREFIX)]
+        parts = urlsplit(self.config.url)
+        if parts.password:
+            found.append(parts.password)
+            userinfo = f"{parts.username or ''}:{parts.password}".encode()
+            found.append(base64.b64encode(userinfo).decode())
+        for key, value in parse_qsl(parts.query):
+            if any(word in key.lower() for word in _SECRET_QUERY_WORDS):
+                found.append(value)
+        for name, value in self.config.headers.items():
+            if any(word in name.lower() for word in _SECRET_HEADER_WORDS):
+                found.append(value)
+                found.append(value.split(" ", 1)[-1])  # the credential after "Bearer "
+        return [s for s in dict.fromkeys(found) if len(s) >= 4]
+
+    async def aclose(self) -> None:
+        """Nothing to close: the HTTP client is shared and closed by its owner."""
+
+    def __repr__(self) -> str:
+        return f"WebhookSink({self.name!r}, {self.config!r})"
