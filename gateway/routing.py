@@ -1,0 +1,355 @@
+"""Route matching and fan-out: an `Event` becomes one `NewDelivery` per (matching route, sink).
+
+Routes are tried in the order of the file, like Alertmanager's: every route that matches fires,
+until one with ``stop: true`` matches. A route matches when every ``match`` entry holds and its
+``when`` expression (if any) is true::
+
+    routes:
+      - name: costly-instant-cancellations
+        match:
+          kind: instant                           # equality
+          status: [canceled, rejected]            # any of
+          details.service: {not: gosend}          # negation of any matcher
+          awb: {regex: "GK-.*"}                   # full match, Python `re`
+        when: event.details.shipping_price > 50000
+        sinks: [ops-slack, erp]
+        template:
+          ops-slack: "Batal: {{ event.order_id }} ({{ event.details.shipping_price | rupiah }})"
+        stop: true
+
+Values are compared as text (``status: canceled`` matches `Status.CANCELED`, ``34000`` matches
+``"34000"``); a missing ``details`` key is ``null``. A ``when`` that raises makes its route not
+match (logged), never fails the request. Everything is compiled once, in `Router.from_config`.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+from operator import attrgetter
+from typing import Any
+
+from jinja2 import TemplateSyntaxError
+
+from gateway.config import Config, RouteConfig, TemplateFile
+from gateway.errors import ConfigError
+from gateway.events import Event, Status
+from gateway.store.base import NewDelivery, Ordering
+from gateway.templates import sandbox
+from sinks.base import load_sink_types
+
+__all__ = ["Route", "Router", "delivery_id"]
+
+log = logging.getLogger("kabarin.routing")
+
+_Getter = Callable[[Event], Any]
+_Test = Callable[[Any], bool]
+
+_FIELDS = frozenset(Event.__struct_fields__) - {"details", "raw"}
+_CHOICES: dict[str, frozenset[str]] = {
+    "status": frozenset(s.value for s in Status),
+    "kind": frozenset({"express", "instant"}),
+    "source": frozenset({"push", "pull"}),
+}
+_LOGGED_LIMIT = 100
+
+
+def delivery_id(event_id: str, route: str, sink: str) -> str:
+    """Stable id of one delivery, so routing the same event again yields the same rows."""
+    text = f"{event_id}\x1f{route}\x1f{sink}".encode()
+    return "dlv_" + hashlib.blake2b(text, digest_size=12).hexdigest()
+
+
+class Route:
+    """One compiled route: ``index`` and ``name`` as in the file, the sinks it sends to,
+    ``templates`` (sink name → template source), ``stop`` and the ``when`` source."""
+
+    __slots__ = (
+        "_fields",
+        "_logged",
+        "_targets",
+        "_when",
+        "index",
+        "name",
+        "sinks",
+        "stop",
+        "templates",
+        "when",
+    )
+
+    def __init__(
+        self,
+        *,
+        index: int,
+        name: str,
+        targets: Sequence[tuple[str, Ordering, str | None]],
+        fields: Sequence[tuple[_Getter, _Test]] = (),
+        when: str | None = None,
+        when_fn: Callable[..., Any] | None = None,
+        stop: bool = False,
+    ) -> None:
+        self.index = index
+        self.name = name
+        self.sinks: tuple[str, ...] = tuple(sink for sink, _, _ in targets)
+        self.templates: dict[str, str] = {s: t for s, _, t in targets if t is not None}
+        self.stop = stop
+        self.when = when
+        self._targets = tuple(targets)
+        self._fields = tuple(fields)
+        self._when = when_fn
+        self._logged: set[str] = set()
+
+    def matches_fields(self, event: Event) -> bool:
+        """Whether every ``match`` entry holds (``when`` aside)."""
+        for get, test in self._fields:  # noqa: SIM110 (a plain loop is faster than all())
+            if not test(get(event)):
+                return False
+        return True
+
+    def evaluate_when(self, event: Event) -> bool:
+        """The ``when`` expression's truth for `event` (true without one); raises what it raises."""
+        return True if self._when is None else bool(self._when(event=event))
+
+    def matches(self, event: Event) -> bool:
+        """Whether this route fires for `event`. Never raises: a failing ``when`` is logged."""
+        if not self.matches_fields(event):
+            return False
+        if self._when is None:
+            return True
+        try:
+            return bool(self._when(event=event))
+        except Exception as exc:
+            self._log_when_error(event, exc)
+            return False
+
+    def _log_when_error(self, event: Event, exc: Exception) -> None:
+        message = str(exc).replace("gateway.events.", "")
+        first = message not in self._logged and len(self._logged) < _LOGGED_LIMIT
+        self._logged.add(message)
+        log.log(
+            logging.WARNING if first else logging.DEBUG,
+            "route %r does not match event %s: `when` failed: %s: %s",
+            self.name,
+            event.id,
+            type(exc).__name__,
+            message,
+        )
+
+    def __repr__(self) -> str:
+        return f"Route({self.index}, {self.name!r}, sinks={list(self.sinks)})"
+
+
+class Router:
+    """The configured routes, compiled: `match` and `deliveries` run on the request path."""
+
+    def __init__(self, routes: Sequence[Route]) -> None:
+        self._routes = tuple(routes)
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        return self._routes
+
+    @classmethod
+    def from_config(cls, config: Config) -> Router:
+        """Compile `config.routes`; `ConfigError` lists every problem with its path."""
+        problems: list[str] = []
+        env = sandbox(config.receiver.tz)
+        kinds = load_sink_types()
+        routes: list[Route] = []
+        for i, rc in enumerate(config.routes):
+            path = f"routes[{i}]"
+            fields = []
+            for field, spec in rc.match.items():
+                where = f"{path}.match.{field}"
+                get = _getter(field, where, problems)
+                test = _test(spec, where, _CHOICES.get(field), problems)
+                if get is not None and test is not None:
+                    fields.append((get, test))
+            when_fn = None
+            if rc.when is not None:
+                try:
+                    when_fn = env.compile_expression(rc.when, undefined_to_none=False)
+                except TemplateSyntaxError as exc:
+                    problems.append(f"{path}.when: syntax error: {exc.message}")
+            targets = _targets(rc, path, config, kinds, problems)
+            routes.append(
+                Route(
+                    index=i,
+                    name=rc.name,
+                    targets=targets,
+                    fields=fields,
+                    when=rc.when,
+                    when_fn=when_fn,
+                    stop=rc.stop,
+                )
+            )
+        if problems:
+            raise ConfigError(problems)
+        return cls(routes)
+
+    def match(self, event: Event) -> list[Route]:
+        """The routes that fire for `event`, in order, up to the first matching ``stop`` route."""
+        fired = []
+        for route in self._routes:
+            if route.matches(event):
+                fired.append(route)
+                if route.stop:
+                    break
+        return fired
+
+    def deliveries(self, event: Event) -> list[NewDelivery]:
+        """One delivery per (fired route, sink); empty when nothing matches (not an error)."""
+        out: list[NewDelivery] = []
+        eid = event.id
+        for route in self._routes:
+            if not route.matches(event):
+                continue
+            for sink, ordering, template in route._targets:
+                out.append(
+                    NewDelivery(
+                        id=delivery_id(eid, route.name, sink),
+                        event_id=eid,
+                        route=route.name,
+                        sink=sink,
+                        ordering=ordering,
+                        template=template,
+                    )
+                )
+            if route.stop:
+                break
+        return out
+
+
+def _targets(
+    rc: RouteConfig, path: str, config: Config, kinds: dict[str, Any], problems: list[str]
+) -> list[tuple[str, Ordering, str | None]]:
+    targets: list[tuple[str, Ordering, str | None]] = []
+    for j, sink in enumerate(rc.sinks):
+        if sink in rc.sinks[:j]:  # a sink named twice is sent to once
+            continue
+        sink_config = config.sinks.get(sink)
+        if sink_config is None:
+            problems.append(f"{path}.sinks[{j}]: undefined sink {sink!r}")
+            continue
+        kind = kinds.get(str(type(sink_config).__struct_config__.tag))
+        default: Ordering = getattr(kind, "default_ordering", "all")
+        ordering: Ordering = sink_config.ordering or default
+        given = rc.template.get(sink)
+        template = given if isinstance(given, str) else None
+        if isinstance(given, TemplateFile):
+            file = config.base_dir / given.file
+            try:
+                template = file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                problems.append(
+                    f"{path}.template.{sink}: cannot read template file {str(file)!r}: {reason}"
+                )
+        targets.append((sink, ordering, template))
+    return targets
+
+
+def _getter(field: str, where: str, problems: list[str]) -> _Getter | None:
+    head, _, rest = field.partition(".")
+    if head == "details" and rest and all(rest.split(".")):
+        keys = rest.split(".")
+        if len(keys) == 1:
+            key = keys[0]
+            return lambda event: event.details.get(key)
+
+        def nested(event: Event) -> Any:
+            value: Any = event.details
+            for key in keys:
+                if not isinstance(value, dict):
+                    return None
+                value = value.get(key)
+            return value
+
+        return nested
+    if not rest and field in _FIELDS:
+        return attrgetter(field)
+    if field == "details":
+        problems.append(f"{where}: match a key of `details`, e.g. `details.service`")
+        return None
+    known = ", ".join(sorted(_FIELDS))
+    problems.append(f"{where}: unknown event field {field!r} (fields: {known}, details.<key>)")
+    return None
+
+
+def _test(
+    spec: Any, where: str, choices: frozenset[str] | None, problems: list[str]
+) -> _Test | None:
+    """Compile one matcher: a value, a list (any of), ``{not: …}`` or ``{regex: …}``."""
+    if isinstance(spec, list):
+        if not spec:
+            problems.append(f"{where}: an empty list matches nothing")
+            return None
+        if not any(isinstance(v, list | dict) for v in spec):
+            for j, value in enumerate(spec):
+                _check_choice(value, f"{where}[{j}]", choices, problems)
+            keys = frozenset(_text(v) for v in spec)
+            return lambda value: _text(value) in keys
+        tests = [_test(v, f"{where}[{j}]", choices, problems) for j, v in enumerate(spec)]
+        compiled = [t for t in tests if t is not None]
+        return lambda value: any(t(value) for t in compiled)
+    if isinstance(spec, dict):
+        if len(spec) != 1 or next(iter(spec)) not in ("not", "regex"):
+            got = ", ".join(map(str, spec)) or "none"
+            problems.append(
+                f"{where}: expected a value, a list, {{not: …}} or {{regex: …}}, "
+                f"got a mapping with keys {got}"
+            )
+            return None
+        if "not" in spec:
+            inner = _test(spec["not"], f"{where}.not", choices, problems)
+            return None if inner is None else (lambda value: not inner(value))
+        return _regex(spec["regex"], f"{where}.regex", problems)
+    _check_choice(spec, where, choices, problems)
+    key = _text(spec)
+    return lambda value: _text(value) == key
+
+
+def _regex(source: Any, where: str, problems: list[str]) -> _Test | None:
+    if not isinstance(source, str):
+        problems.append(f"{where}: a regex must be a string, got {source!r}")
+        return None
+    try:
+        pattern = re.compile(source)
+    except re.error as exc:
+        problems.append(f"{where}: bad regex {source!r}: {exc}")
+        return None
+
+    def test(value: Any) -> bool:
+        text = _text(value)
+        return text is not None and pattern.fullmatch(text) is not None
+
+    return test
+
+
+def _check_choice(
+    value: Any, where: str, choices: frozenset[str] | None, problems: list[str]
+) -> None:
+    if choices is not None and _text(value) not in choices:
+        known = ", ".join(sorted(choices))
+        problems.append(f"{where}: {value!r} is never a value of this field (values: {known})")
+
+
+def _text(value: Any) -> str | None:
+    """The text a matcher compares: enums by value, ``true``/``false``, ``34000.0`` as ``34000``."""
+    if value is None:
+        return None
+    if type(value) is str:
+        return value
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)

@@ -1,0 +1,402 @@
+"""Message templates: a Jinja2 sandbox with Kabarin's filters, and the start-up template check.
+
+A template sees ``event`` (the `Event`; ``event.details.<key>`` reads the details, statuses render
+as their value, e.g. ``delivered``), ``contact`` (never undefined: with no contact it is falsy and
+``contact.name`` is ``None``), ``route`` (the route's name) and ``language`` (``id`` or ``en``,
+the sink's). ``None`` renders as an empty string. Filters:
+
+- ``rupiah``: ``34000`` → ``Rp34.000``; ``None`` → ``-``.
+- ``localtime(format=None)``: a datetime (or ISO string) in the receiver's zone, e.g.
+  ``05 Mei 2022 00:00 WIB``; in a format, ``%b %B %a %A`` are month and day names in the
+  template's language and ``%Z`` is ``WIB`` / ``WITA`` / ``WIT`` (else the zone's abbreviation).
+- ``status_label(language=None)``: ``delivered`` → ``Terkirim`` (``id``) / ``Delivered`` (``en``).
+
+Undefined names are errors (`StrictUndefined`), reported as `TemplateError` with the line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime, timedelta, tzinfo
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, pass_context
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from gateway.errors import TemplateError
+from gateway.events import Contact, Event, Status, event_id
+
+if TYPE_CHECKING:
+    from gateway.config import Config
+    from gateway.routing import Route, Router
+    from sinks.base import Sink
+
+__all__ = ["STATUS_LABELS", "Templates", "check_templates", "sample_events", "sandbox"]
+
+
+_LABELS = {
+    Status.PROCESSED: ("Diproses", "Processed"),
+    Status.VALIDATED: ("Divalidasi", "Validated"),
+    Status.SHIPPED: ("Dikirim", "Shipped"),
+    Status.PICKED_UP: ("Diambil kurir", "Picked up"),
+    Status.IN_TRANSIT: ("Dalam perjalanan", "In transit"),
+    Status.DELIVERED: ("Terkirim", "Delivered"),
+    Status.CANCELED: ("Dibatalkan", "Canceled"),
+    Status.REJECTED: ("Ditolak", "Rejected"),
+    Status.PROBLEM: ("Bermasalah", "Problem"),
+    Status.NO_DRIVER: ("Driver tidak ditemukan", "No driver"),
+    Status.RETURNING: ("Dalam pengembalian", "Returning"),
+    Status.RETURNED: ("Dikembalikan", "Returned"),
+    Status.STUCK: ("Tertahan", "Stuck"),
+    Status.UNKNOWN: ("Tidak diketahui", "Unknown"),
+}
+STATUS_LABELS: dict[str, dict[Status, str]] = {
+    "id": {status: labels[0] for status, labels in _LABELS.items()},
+    "en": {status: labels[1] for status, labels in _LABELS.items()},
+}
+"""Human label of every status, by language."""
+
+_MONTHS = {
+    "id": "Januari Februari Maret April Mei Juni Juli Agustus September Oktober November Desember",
+    "en": "January February March April May June July August September October November December",
+}
+_MONTHS_SHORT = {
+    "id": "Jan Feb Mar Apr Mei Jun Jul Agu Sep Okt Nov Des",
+    "en": "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec",
+}
+_DAYS = {
+    "id": "Senin Selasa Rabu Kamis Jumat Sabtu Minggu",
+    "en": "Monday Tuesday Wednesday Thursday Friday Saturday Sunday",
+}
+_DAYS_SHORT = {"id": "Sen Sel Rab Kam Jum Sab Min", "en": "Mon Tue Wed Thu Fri Sat Sun"}
+_ZONE_LABELS = {
+    "Asia/Jakarta": "WIB",
+    "Asia/Pontianak": "WIB",
+    "Asia/Makassar": "WITA",
+    "Asia/Ujung_Pandang": "WITA",
+    "Asia/Jayapura": "WIT",
+}
+_DEFAULT_TIME_FORMAT = "%d %b %Y %H:%M %Z"
+_TIME_DIRECTIVE = re.compile(r"%[%aAbBZ]")
+_FALLBACK_TEMPLATE = "{{ event.status | status_label }}: {{ event.order_id }}"
+_CACHE_LIMIT = 512
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox (templates cannot change the event), where ``a.b`` on a dict
+    reads the key ``b`` even when it shares a method's name (``details.items``)."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
+def sandbox(timezone: tzinfo) -> ImmutableSandboxedEnvironment:
+    """The Jinja2 environment every template and `when` expression runs in."""
+    env = _Sandbox(
+        undefined=StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=False,
+        finalize=lambda value: "" if value is None else value,
+    )
+    env.filters["rupiah"] = rupiah
+
+    @pass_context
+    def localtime(context: Context, value: Any, format: str | None = None) -> str:
+        return _localtime(value, timezone, format, _language(context))
+
+    @pass_context
+    def status_label(context: Context, value: Any, language: str | None = None) -> str:
+        return _status_label(value, language or _language(context))
+
+    env.filters["localtime"] = localtime
+    env.filters["status_label"] = status_label
+    return env
+
+
+def rupiah(value: Any) -> str:
+    """``34000`` → ``Rp34.000``, ``1500000.5`` → ``Rp1.500.000,50``, ``None`` → ``-``.
+
+    Numeric strings are read as numbers; anything else is shown unchanged.
+    """
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, bool):
+        return str(value)
+    try:
+        amount = Decimal(value.strip() if isinstance(value, str) else value)
+    except (InvalidOperation, TypeError, ValueError):
+        return str(value)
+    if not amount.is_finite():
+        return str(value)
+    sign = "-" if amount < 0 else ""
+    amount = abs(amount)
+    whole = int(amount)
+    text = f"{whole:,}".replace(",", ".")
+    cents = (amount - whole).quantize(Decimal("0.01"))
+    if cents:
+        text += "," + f"{cents:.2f}"[2:]
+    return f"{sign}Rp{text}"
+
+
+def _language(context: Context) -> str:
+    language = context.get("language")
+    return language if language in STATUS_LABELS else "id"
+
+
+def _status_label(value: Any, language: str) -> str:
+    labels = STATUS_LABELS.get(language, STATUS_LABELS["id"])
+    try:
+        return labels[Status(value)]
+    except ValueError:
+        return str(value)
+
+
+def _zone_label(moment: datetime) -> str:
+    """``WIB`` / ``WITA`` / ``WIT`` for Indonesia's zones, else the zone's own abbreviation."""
+    key = getattr(moment.tzinfo, "key", None)
+    if key in _ZONE_LABELS:
+        return _ZONE_LABELS[key]
+    return moment.tzname() or ""
+
+
+def _localtime(value: Any, timezone: tzinfo, format: str | None, language: str) -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return str(value)
+    if not isinstance(value, datetime):
+        return str(value)
+    moment = value.astimezone(timezone) if value.tzinfo else value.replace(tzinfo=timezone)
+
+    def name(match: re.Match[str]) -> str:
+        directive = match.group()[1]
+        if directive == "b":
+            return _MONTHS_SHORT[language].split()[moment.month - 1]
+        if directive == "B":
+            return _MONTHS[language].split()[moment.month - 1]
+        if directive == "a":
+            return _DAYS_SHORT[language].split()[moment.weekday()]
+        if directive == "A":
+            return _DAYS[language].split()[moment.weekday()]
+        if directive == "Z":
+            return _zone_label(moment).replace("%", "%%")
+        return "%%"
+
+    return moment.strftime(_TIME_DIRECTIVE.sub(name, format or _DEFAULT_TIME_FORMAT))
+
+
+class _NoContact:
+    """What ``contact`` is when the order has none: falsy, every field ``None``."""
+
+    __slots__ = ("order_id",)
+    name = phone = email = None
+
+    def __init__(self, order_id: str) -> None:
+        self.order_id = order_id
+
+    def __bool__(self) -> bool:
+        return False
+
+
+class Templates:
+    """Compiles (once per source) and renders message templates in the receiver's time zone."""
+
+    def __init__(self, *, timezone: tzinfo) -> None:
+        self.timezone = timezone
+        self._env = sandbox(timezone)
+        self._compiled: dict[str, Template] = {}
+
+    def compile(self, source: str) -> Template:
+        """The compiled template; `TemplateError` (with the line) for a syntax error."""
+        template = self._compiled.get(source)
+        if template is None:
+            try:
+                template = self._env.from_string(source)
+            except TemplateSyntaxError as exc:
+                raise TemplateError(f"line {exc.lineno}: {_clean(exc.message or '')}") from exc
+            if len(self._compiled) >= _CACHE_LIMIT:
+                self._compiled.clear()
+            self._compiled[source] = template
+        return template
+
+    def render(
+        self, source: str, *, event: Event, contact: Contact | None, route: str, language: str
+    ) -> str:
+        """Render `source` for one delivery; any failure is a `TemplateError` naming its line."""
+        template = self.compile(source)
+        try:
+            return template.render(
+                event=event,
+                contact=contact if contact is not None else _NoContact(event.order_id),
+                route=route,
+                language=language,
+            )
+        except Exception as exc:
+            raise TemplateError(f"line {_template_line(exc)}: {_clean(str(exc))}") from exc
+
+    def resolve(self, delivery_template: str | None, sink: Sink) -> str:
+        """The delivery's template, else the sink's ``template``, else its kind's default."""
+        if delivery_template is not None:
+            return delivery_template
+        if sink.config.template is not None:
+            return sink.config.template
+        defaults = sink.default_templates
+        return (
+            defaults.get(sink.config.language)
+            or defaults.get("id")
+            or next(iter(defaults.values()), _FALLBACK_TEMPLATE)
+        )
+
+
+def _template_line(exc: BaseException) -> int | str:
+    """The template line an exception was raised at (Jinja rewrites tracebacks to point there)."""
+    line: int | str = "?"
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _clean(message: str) -> str:
+    return message.replace("gateway.events.", "")
+
+
+_SAMPLES: dict[Status, tuple[str, str, str | None, str]] = {
+    # status: (method, kind, raw status, reason)
+    Status.PROCESSED: ("processed_packages", "express", None, "Resi terbit"),
+    Status.VALIDATED: ("tracking", "express", "102", "Divalidasi oleh kurir"),
+    Status.SHIPPED: ("shipped_packages", "express", None, "Diserahkan ke kurir"),
+    Status.PICKED_UP: ("update_instant_packages", "instant", "picked_up", "Diambil driver"),
+    Status.IN_TRANSIT: ("update_instant_packages", "instant", "sent", "Menuju penerima"),
+    Status.DELIVERED: ("finished_packages", "express", None, "Diterima oleh yang bersangkutan"),
+    Status.CANCELED: ("canceled_packages", "express", None, "3pl rejection"),
+    Status.REJECTED: ("update_instant_packages", "instant", "rejected", "Penerima menolak paket"),
+    Status.PROBLEM: ("tracking", "express", "107", "Alamat penerima tidak ditemukan"),
+    Status.NO_DRIVER: ("update_instant_packages", "instant", "no_driver", "Tidak ada driver"),
+    Status.RETURNING: ("returned_packages", "express", None, "Penerima tidak dapat dihubungi"),
+    Status.RETURNED: ("returned_packages", "express", None, "Diterima kembali oleh pengirim"),
+    Status.STUCK: ("tracking", "express", None, "Tidak ada kabar selama 3 hari"),
+    Status.UNKNOWN: ("rescheduled_packages", "express", None, "Metode baru dari KiriminAja"),
+}
+
+
+def sample_events() -> list[Event]:
+    """One realistic event per `Status`, every detail filled, for checks and previews."""
+    at = datetime(2022, 5, 5, 0, 0, tzinfo=ZoneInfo("Asia/Jakarta"))
+    events = []
+    for n, status in enumerate(Status):
+        method, kind, raw_status, reason = _SAMPLES[status]
+        instant = kind == "instant"
+        order_id = f"OID-{40592020 + n}"
+        awb = f"GK-11-{3114100 + n}" if instant else f"JP{1234567890 + n}"
+        occurred = at + timedelta(hours=n)
+        events.append(
+            Event(
+                id=event_id("sample", method, order_id, status.value),
+                source="pull" if method == "tracking" else "push",
+                method=method,
+                kind="instant" if instant else "express",
+                status=status,
+                raw_status=raw_status,
+                order_id=order_id,
+                awb=awb,
+                occurred_at=occurred,
+                received_at=occurred + timedelta(seconds=2),
+                reason=reason,
+                details={
+                    "service": "gosend" if instant else "jne",
+                    "service_name": "instant" if instant else "REG",
+                    "sorting_code": None if instant else "JOG-JOG1000-JKT2010",
+                    "shipping_price": 34000,
+                    "tracking_url": "http://gjk.io/abcd" if instant else "https://kiriminaja.com/t",
+                    "driver": {"name": "Budi Santoso", "phone": "081229917190", "image": None},
+                },
+                raw={"order_id": order_id, "awb": awb},
+            )
+        )
+    return events
+
+
+def _sample_contact(event: Event) -> Contact:
+    return Contact(
+        order_id=event.order_id, name="Siti Rahayu", phone="+6281229917190", email="siti@toko.id"
+    )
+
+
+def _check(
+    templates: Templates, path: str, source: str, route: str, language: str, events: list[Event]
+) -> list[str]:
+    try:
+        templates.compile(source)
+    except TemplateError as exc:
+        return [f"{path}: {exc}"]
+    problems: dict[str, str] = {}
+    for event in events:
+        for contact in (_sample_contact(event), None):
+            try:
+                templates.render(
+                    source, event=event, contact=contact, route=route, language=language
+                )
+            except TemplateError as exc:
+                where = f"sample {event.status.value} {event.kind} event"
+                where += "" if contact else " with no contact"
+                problems.setdefault(str(exc), f"{path}: {exc} ({where})")
+    return list(problems.values())
+
+
+def check_templates(config: Config, router: Router, sinks: Mapping[str, Sink]) -> list[str]:
+    """Render every template against every sample event; one line per distinct failure.
+
+    Checks each sink's own (or built-in) template as ``sinks.<name>.template``, each route's
+    per-sink template as ``routes[i].template.<sink>``, each sink in its own language, and each
+    route's ``when`` (``routes[i].when``) when it fails on every sample it would be tried on.
+    """
+    templates = Templates(timezone=config.receiver.tz)
+    events = sample_events()
+    problems: list[str] = []
+    users = {sink: r.name for r in reversed(router.routes) for sink in r.sinks}
+    for name, sink in sinks.items():
+        problems += _check(
+            templates,
+            f"sinks.{name}.template",
+            templates.resolve(None, sink),
+            users.get(name, "check"),
+            sink.config.language,
+            events,
+        )
+    for route in router.routes:
+        for sink_name, source in route.templates.items():
+            path = f"routes[{route.index}].template.{sink_name}"
+            target = sinks.get(sink_name)
+            if target is None:
+                problems.append(f"{path}: undefined sink {sink_name!r}")
+                continue
+            language = target.config.language
+            problems += _check(templates, path, source, route.name, language, events)
+        if route.when is not None:
+            problems += _check_when(route, events)
+    return problems
+
+
+def _check_when(route: Route, events: list[Event]) -> list[str]:
+    tried = [e for e in events if route.matches_fields(e)] or events
+    error = ""
+    for event in tried:
+        try:
+            route.evaluate_when(event)
+        except Exception as exc:
+            error = error or _clean(str(exc))
+        else:
+            return []
+    return [f"routes[{route.index}].when: fails on every sample event: {error}"]

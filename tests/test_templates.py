@@ -1,0 +1,336 @@
+"""Templates: the sandbox, the filters, resolution, and `check_templates` at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from gateway.config import Config, parse_config
+from gateway.errors import TemplateError
+from gateway.events import Contact, Event, Status
+from gateway.routing import Router
+from gateway.templates import Templates, check_templates, sample_events
+from sinks.base import Sink, load_sink_types
+
+JAKARTA = ZoneInfo("Asia/Jakarta")
+WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def event(**changes: Any) -> Event:
+    """Finished express order X, delivered at 2022-05-05 00:00:00 Jakarta time."""
+    at = datetime(2022, 5, 4, 17, 0, tzinfo=UTC)
+    fields: dict[str, Any] = {
+        "id": "evt_5d0c1b2a39484756a1b2c3d4",
+        "source": "push",
+        "method": "finished_packages",
+        "kind": "express",
+        "status": Status.DELIVERED,
+        "order_id": "OID-40592020",
+        "awb": "JP1234567890",
+        "occurred_at": at,
+        "received_at": at,
+        "details": {"service": "jne", "shipping_price": 34000},
+    }
+    fields.update(changes)
+    return Event(**fields)
+
+
+def render(
+    source: str,
+    *,
+    e: Event | None = None,
+    contact: Contact | None = None,
+    language: str = "id",
+    tz: str = "Asia/Jakarta",
+    route: str = "r",
+) -> str:
+    return Templates(timezone=ZoneInfo(tz)).render(
+        source, event=e or event(), contact=contact, route=route, language=language
+    )
+
+
+def render_error(source: str, **kwargs: Any) -> str:
+    with pytest.raises(TemplateError) as info:
+        render(source, **kwargs)
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0, "Rp0"),
+        (34000, "Rp34.000"),
+        (1500000, "Rp1.500.000"),
+        (None, "-"),
+        ("34000", "Rp34.000"),
+        (" 1500000 ", "Rp1.500.000"),
+        (34000.0, "Rp34.000"),
+        (1500000.5, "Rp1.500.000,50"),
+        (-2500, "-Rp2.500"),
+        ("gratis", "gratis"),
+    ],
+)
+def test_rupiah(value: Any, text: str) -> None:
+    assert render("{{ event.details.v | rupiah }}", e=event(details={"v": value})) == text
+
+
+@pytest.mark.parametrize(
+    ("tz", "language", "text"),
+    [
+        ("Asia/Jakarta", "id", "05 Mei 2022 00:00 WIB"),
+        ("Asia/Jakarta", "en", "05 May 2022 00:00 WIB"),
+        ("Asia/Pontianak", "id", "05 Mei 2022 00:00 WIB"),
+        ("Asia/Makassar", "id", "05 Mei 2022 01:00 WITA"),
+        ("Asia/Jayapura", "en", "05 May 2022 02:00 WIT"),
+        ("Europe/London", "en", "04 May 2022 18:00 BST"),
+        ("UTC", "id", "04 Mei 2022 17:00 UTC"),
+    ],
+)
+def test_localtime_in_the_receivers_zone(tz: str, language: str, text: str) -> None:
+    assert render("{{ event.occurred_at | localtime }}", tz=tz, language=language) == text
+
+
+def test_localtime_with_a_format_strings_and_none() -> None:
+    e = event(details={"cancel_date": "2024-01-10T08:18:05.000000Z", "none": None, "x": "soon"})
+    assert render("{{ event.occurred_at | localtime('%A, %d %B %Y %H.%M %Z') }}") == (
+        "Kamis, 05 Mei 2022 00.00 WIB"
+    )
+    assert render("{{ event.occurred_at | localtime('%a %d/%m %H:%M %Z %%') }}", language="en") == (
+        "Thu 05/05 00:00 WIB %"
+    )
+    assert render("{{ event.details.cancel_date | localtime }}", e=e) == "10 Jan 2024 15:18 WIB"
+    assert render("{{ event.details.none | localtime }}", e=e) == "-"
+    assert render("{{ event.details.x | localtime }}", e=e) == "soon"
+    naive = event(occurred_at=datetime(2022, 8, 17, 10, 0))
+    assert render("{{ event.occurred_at | localtime }}", e=naive) == "17 Agu 2022 10:00 WIB"
+
+
+LABELS = {
+    Status.PROCESSED: ("Diproses", "Processed"),
+    Status.VALIDATED: ("Divalidasi", "Validated"),
+    Status.SHIPPED: ("Dikirim", "Shipped"),
+    Status.PICKED_UP: ("Diambil kurir", "Picked up"),
+    Status.IN_TRANSIT: ("Dalam perjalanan", "In transit"),
+    Status.DELIVERED: ("Terkirim", "Delivered"),
+    Status.CANCELED: ("Dibatalkan", "Canceled"),
+    Status.REJECTED: ("Ditolak", "Rejected"),
+    Status.PROBLEM: ("Bermasalah", "Problem"),
+    Status.NO_DRIVER: ("Driver tidak ditemukan", "No driver"),
+    Status.RETURNING: ("Dalam pengembalian", "Returning"),
+    Status.RETURNED: ("Dikembalikan", "Returned"),
+    Status.STUCK: ("Tertahan", "Stuck"),
+    Status.UNKNOWN: ("Tidak diketahui", "Unknown"),
+}
+
+
+def test_every_status_has_a_label_table_entry() -> None:
+    assert set(LABELS) == set(Status)
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_status_label_in_both_languages(status: Status) -> None:
+    id_label, en_label = LABELS[status]
+    e = event(status=status)
+    assert render("{{ event.status | status_label }}", e=e, language="id") == id_label
+    assert render("{{ event.status | status_label }}", e=e, language="en") == en_label
+    assert render("{{ event.status | status_label('en') }}", e=e, language="id") == en_label
+    assert render("{{ event.details.s | status_label }}", e=event(details={"s": status.value})) == (
+        id_label
+    )
+
+
+def test_an_unknown_status_text_is_shown_as_is() -> None:
+    assert render("{{ event.details.s | status_label }}", e=event(details={"s": "lost"})) == "lost"
+
+
+def test_the_context_event_contact_route_and_language() -> None:
+    source = (
+        "{{ route }}|{{ language }}|{{ event.status }}|{{ event.details.service }}"
+        "|{{ event.awb }}|{{ contact.name }}|{{ contact.order_id }}"
+    )
+    contact = Contact(order_id="OID-40592020", name="Siti", phone="+6281229917190")
+    assert render(source, contact=contact, route="ke-pelanggan", language="en") == (
+        "ke-pelanggan|en|delivered|jne|JP1234567890|Siti|OID-40592020"
+    )
+
+
+def test_no_contact_is_falsy_with_none_fields_and_none_renders_empty() -> None:
+    source = (
+        "[{{ contact.name }}][{{ contact.phone }}][{{ event.awb }}]"
+        "{% if contact %}ada{% else %}{{ contact.name or 'Pelanggan' }}{% endif %}"
+        "{{ ' kosong' if contact.email is none }}"
+    )
+    assert render(source, e=event(awb=None)) == "[][][]Pelanggan kosong"
+
+
+def test_details_keys_win_over_dict_methods_and_nested_dicts_work() -> None:
+    e = event(details={"items": 3, "driver": {"name": "Budi"}})
+    assert render("{{ event.details.items }} {{ event.details.driver.name }}", e=e) == "3 Budi"
+
+
+def test_no_autoescape_messages_are_text() -> None:
+    e = event(reason="<b>Alamat & nomor</b> salah")
+    assert render("{{ event.reason }}", e=e) == "<b>Alamat & nomor</b> salah"
+
+
+def test_a_typo_is_a_template_error_with_its_line() -> None:
+    assert render_error("Pesanan {{ event.order_id }}\nResi {{ event.awbb }}") == (
+        "line 2: 'Event object' has no attribute 'awbb'"
+    )
+    assert render_error("{{ event.details.ongkir | rupiah }}") == (
+        "line 1: 'dict object' has no attribute 'ongkir'"
+    )
+    assert render_error("a\n\n{{ evnt.order_id }}") == "line 3: 'evnt' is undefined"
+    assert render_error("{{ event.order_id | rupia }}") == "line 1: No filter named 'rupia'."
+    assert render_error("ok\n{% if event.awb %}no end") == (
+        "line 2: Unexpected end of template. Jinja was looking for the following tags: "
+        "'elif' or 'else' or 'endif'. The innermost block that needs to be closed is 'if'."
+    )
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ event.__class__.__mro__ }}",
+        "{{ event.details.__class__ }}",
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ event.details.update({'service': 'hacked'}) }}",
+        "{{ event.details.pop('service') }}",
+    ],
+)
+def test_the_sandbox_blocks_internals_and_mutation(source: str) -> None:
+    e = event()
+    message = render_error(source, e=e)
+    assert message.startswith("line 1: access to attribute '") and message.endswith(
+        "object is unsafe."
+    )
+    assert e.details == {"service": "jne", "shipping_price": 34000}
+
+
+def test_compiled_templates_are_cached_by_source() -> None:
+    templates = Templates(timezone=JAKARTA)
+    assert templates.compile("{{ route }}") is templates.compile("{{ route }}")
+    assert templates.compile("{{ route }}") is not templates.compile("{{ route }} ")
+
+
+def config(yaml_routes: str = "", sinks: str = "", base_dir: Path | None = None) -> Config:
+    text = (
+        "receiver: {token: t0ken}\nsinks:\n"
+        + (sinks or "  console: {type: console}\n")
+        + "routes:\n"
+        + (yaml_routes or "  - name: all\n    sinks: [console]\n")
+    )
+    return parse_config(text, base_dir=base_dir, env={})
+
+
+def built(cfg: Config) -> dict[str, Sink]:
+    kinds = load_sink_types()
+    return {
+        name: kinds[str(type(c).__struct_config__.tag)].build(name, c, None)
+        for name, c in cfg.sinks.items()
+    }
+
+
+def test_resolve_prefers_delivery_then_sink_then_the_kinds_default_in_its_language() -> None:
+    templates = Templates(timezone=JAKARTA)
+    sinks = built(
+        config(
+            sinks=(
+                "  id: {type: console}\n  en: {type: console, language: en}\n"
+                "  own: {type: console, template: 'Halo {{ event.order_id }}'}\n"
+            ),
+            yaml_routes="  - name: all\n    sinks: [id, en, own]\n",
+        )
+    )
+    kind = type(sinks["id"])
+    assert templates.resolve("X", sinks["own"]) == "X"
+    assert templates.resolve(None, sinks["own"]) == "Halo {{ event.order_id }}"
+    assert templates.resolve(None, sinks["id"]) == kind.default_templates["id"]
+    assert templates.resolve(None, sinks["en"]) == kind.default_templates["en"]
+    assert render(templates.resolve(None, sinks["en"]), language="en") == (
+        "Delivered: order OID-40592020 (AWB JP1234567890), 05 May 2022 00:00 WIB"
+    )
+
+
+def test_a_file_template_renders_from_the_route(tmp_path: Path) -> None:
+    (tmp_path / "pelanggan.j2").write_text(
+        "Halo {{ contact.name or 'Kak' }},\npaket {{ event.order_id }} "
+        "{{ event.status | status_label | lower }} {{ event.occurred_at | localtime }}.\n",
+        encoding="utf-8",
+    )
+    cfg = config(
+        "  - name: pelanggan\n    sinks: [console]\n    template:\n"
+        "      console: {file: pelanggan.j2}\n",
+        base_dir=tmp_path,
+    )
+    delivery = Router.from_config(cfg).deliveries(event())[0]
+    templates = Templates(timezone=cfg.receiver.tz)
+    sink = built(cfg)["console"]
+    text = templates.render(
+        templates.resolve(delivery.template, sink),
+        event=event(),
+        contact=None,
+        route=delivery.route,
+        language=sink.config.language,
+    )
+    assert text == "Halo Kak,\npaket OID-40592020 terkirim 05 Mei 2022 00:00 WIB."
+
+
+def test_sample_events_one_per_status_with_every_detail() -> None:
+    samples = sample_events()
+    assert [e.status for e in samples] == list(Status)
+    assert {e.kind for e in samples} == {"express", "instant"}
+    assert len({e.id for e in samples}) == len(samples)
+    for e in samples:
+        assert e.awb and e.reason and e.occurred_at.tzinfo is not None
+        assert {"service", "shipping_price", "tracking_url", "driver"} <= set(e.details)
+    assert sample_events() == samples
+
+
+def check(cfg: Config, sinks: Mapping[str, Sink] | None = None) -> list[str]:
+    return check_templates(cfg, Router.from_config(cfg), built(cfg) if sinks is None else sinks)
+
+
+def test_check_passes_every_builtin_template_in_both_languages() -> None:
+    sinks = (
+        "  console-id: {type: console}\n  console-en: {type: console, language: en}\n"
+        f"  erp: {{type: webhook, url: 'https://erp.example.com/h', secret: {WHSEC}}}\n"
+        "  ops-id: {type: slack, webhook_url: 'https://hooks.slack.com/services/T/B/x'}\n"
+        "  ops-en: {type: slack, webhook_url: 'https://hooks.slack.com/services/T/B/y',"
+        " language: en}\n"
+    )
+    routes = "  - name: all\n    sinks: [console-id, console-en, erp, ops-id, ops-en]\n"
+    assert check(config(routes, sinks)) == []
+
+
+def test_check_reports_a_route_template_typo_with_its_path(tmp_path: Path) -> None:
+    (tmp_path / "erp.j2").write_text("{{ event.order_id }}\n{% for %}", encoding="utf-8")
+    sinks = (
+        "  console: {type: console, template: '{{ event.detail.service }}'}\n"
+        f"  erp: {{type: webhook, url: 'https://erp.example.com/h', secret: {WHSEC}}}\n"
+    )
+    routes = """
+  - name: fine
+    sinks: [console]
+  - name: staff
+    match: {status: canceled}
+    when: event.details.shiping_price > 50000
+    sinks: [console, erp]
+    template:
+      console: "Batal {{ event.order_id }}\\n{{ contact.name.upper() }}"
+      erp: {file: erp.j2}
+"""
+    assert check(config(routes, sinks, base_dir=tmp_path)) == [
+        "sinks.console.template: line 1: 'Event object' has no attribute 'detail' "
+        "(sample processed express event)",
+        "routes[1].template.console: line 2: 'None' has no attribute 'upper' "
+        "(sample processed express event with no contact)",
+        "routes[1].template.erp: line 2: Expected an expression, got 'end of statement block'",
+        "routes[1].when: fails on every sample event: 'dict object' has no attribute "
+        "'shiping_price'",
+    ]
