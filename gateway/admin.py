@@ -84,6 +84,19 @@ class ReplayResult(msgspec.Struct, frozen=True):
     replayed: int
 
 
+class RejectedItem(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    received_at: datetime
+    reason: str
+    content_type: str | None
+    body: str
+    """The body as received (bytes that are not UTF-8 shown as U+FFFD)."""
+
+
+class RejectedList(msgspec.Struct, frozen=True):
+    items: list[RejectedItem]
+
+
 class SinkStatus(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     type: str
@@ -159,6 +172,23 @@ class AdminController(Controller):
             event=event,
             contact=contact,
             deliveries=[d for d in deliveries if d.event_id == event.id],
+        )
+
+    @get("/rejected", summary="Authenticated bodies that were not a push, newest first")
+    async def list_rejected(self, state: State, limit: Limit = 100) -> RejectedList:
+        rt: Runtime = state.runtime
+        rows = await rt.store.list_rejected(limit=limit)
+        return RejectedList(
+            [
+                RejectedItem(
+                    id=r.id,
+                    received_at=r.received_at,
+                    reason=r.reason,
+                    content_type=r.content_type,
+                    body=r.body.decode("utf-8", errors="replace"),
+                )
+                for r in rows
+            ]
         )
 
     @get("/deliveries", summary="List deliveries, newest first")

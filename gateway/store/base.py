@@ -31,6 +31,7 @@ __all__ = [
     "SinkCounts",
     "Store",
     "StoredEvent",
+    "StoredRejected",
 ]
 
 DeliveryState = Literal["pending", "in_flight", "delivered", "dead", "skipped", "superseded"]
@@ -72,6 +73,14 @@ class IngestResult(msgspec.Struct, frozen=True, kw_only=True):
 class RejectedRequest(msgspec.Struct, frozen=True, kw_only=True):
     """An authenticated body that could not be decoded, kept for replay after a fix."""
 
+    received_at: datetime
+    reason: str
+    body: bytes
+    content_type: str | None = None
+
+
+class StoredRejected(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
     received_at: datetime
     reason: str
     body: bytes
@@ -189,6 +198,9 @@ class Store(Protocol):
     async def get_contact(self, order_id: str) -> Contact | None: ...
 
     async def count_rejected(self) -> int: ...
+
+    async def list_rejected(self, *, limit: int = 100) -> list[StoredRejected]:
+        """Newest first."""
 
     # -- the dispatcher --------------------------------------------------------------------
     async def claim(

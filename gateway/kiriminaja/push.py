@@ -1,0 +1,91 @@
+"""KiriminAja's push on the wire, and `decode_push`: bytes → `Push`, or a `PushError` (400).
+
+Only the envelope is strict: a JSON object with a string ``method`` and ``data`` that is a list
+of objects or one object, each with an ``order_id``. Everything inside a package item is read
+leniently by `gateway.kiriminaja.normalise`: KiriminAja adds fields without notice, sends
+``null`` where its docs show a value and numbers as strings, and a dropped update is worse than
+an odd one.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from gateway.errors import PushError
+
+__all__ = ["Item", "Push", "decode_push"]
+
+Item = dict[str, Any]
+"""One package as received (kept verbatim in `Event.raw`)."""
+
+
+class Push(msgspec.Struct, frozen=True):
+    """A push: the short format (``method`` + ``data``) or the complete one, which adds
+    ``payment`` and ``packages`` beside ``data``. Other top-level fields are ignored."""
+
+    method: str
+    data: list[Any] | dict[str, Any]
+    payment: Any = None
+    """Complete format: the payment of the orders (kept in `Event.details`)."""
+    packages: Any = None
+    """Complete format: one entry per package with courier, numeric status, recipient, ..."""
+
+    @property
+    def items(self) -> list[Any]:
+        return self.data if isinstance(self.data, list) else [self.data]
+
+
+_decode = msgspec.json.Decoder(Push).decode
+_MISSING_FIELD = re.compile(r"^Object missing required field `(\w+)`")
+_AT_PATH = re.compile(r" - at `(\$[^`]*)`$")
+
+
+def decode_push(body: bytes) -> Push:
+    """Decode and check the envelope and every item's ``order_id``."""
+    try:
+        push = _decode(body)
+    except msgspec.ValidationError as exc:
+        raise _validation_error(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise PushError(f"the body is not valid JSON: {exc}") from None
+    one_object = isinstance(push.data, dict)
+    for i, item in enumerate(push.items):
+        where = "$.data" if one_object else f"$.data[{i}]"
+        if not isinstance(item, dict):
+            raise PushError(f"a package must be a JSON object, got {_json_type(item)}", where)
+        order_id = item.get("order_id")
+        if isinstance(order_id, bool) or not isinstance(order_id, str | int | float):
+            raise PushError("a package must have an `order_id`", f"{where}.order_id")
+        if isinstance(order_id, str) and not order_id.strip():
+            raise PushError("a package's `order_id` is empty", f"{where}.order_id")
+    return push
+
+
+def _validation_error(message: str) -> PushError:
+    path = "$"
+    if m := _AT_PATH.search(message):
+        path = m.group(1)
+        message = message[: m.start()]
+    if m := _MISSING_FIELD.match(message):
+        path = f"{path}.{m.group(1)}"
+    if path == "$" and message.startswith("Expected `object`"):
+        message = "a push must be a JSON object with `method` and `data`; " + message
+    return PushError(message, path)
+
+
+def _json_type(value: object) -> str:
+    match value:
+        case None:
+            return "null"
+        case bool():
+            return "a boolean"
+        case int() | float():
+            return "a number"
+        case str():
+            return "a string"
+        case list():
+            return "an array"
+    return type(value).__name__

@@ -1,0 +1,22 @@
+"""Storage: the `Store` protocol and its backends (SQLite today; PostgreSQL next)."""
+
+from __future__ import annotations
+
+from gateway.errors import ConfigError
+from gateway.store.base import *  # noqa: F403
+from gateway.store.base import Store
+from gateway.store.base import __all__ as _base_all
+
+__all__ = [*_base_all, "open_store"]
+
+
+def open_store(url: str) -> Store:
+    """The store a ``store.url`` names: ``sqlite:///relative.db`` or ``sqlite:////abs.db``."""
+    scheme, sep, rest = url.partition("://")
+    if scheme == "sqlite" and sep and rest.startswith("/") and len(rest) > 1:
+        from gateway.store.sqlite import SQLiteStore
+
+        return SQLiteStore(rest[1:])
+    raise ConfigError(
+        [f"store.url: unsupported store URL {url!r} (use sqlite:///path/to/kabarin.db)"]
+    )

@@ -1,0 +1,88 @@
+"""Versioned schema migrations, applied in order at start-up (`schema_version` records them).
+
+Times are integer microseconds since the Unix epoch, UTC. Add a migration by appending to
+`MIGRATIONS`; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS"]
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE events (
+            seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+            id           TEXT NOT NULL UNIQUE,
+            order_id     TEXT NOT NULL,
+            status       TEXT NOT NULL,
+            method       TEXT NOT NULL,
+            occurred_at  INTEGER NOT NULL,
+            received_at  INTEGER NOT NULL,
+            body         BLOB NOT NULL
+        );
+        CREATE INDEX events_by_order ON events (order_id, seq);
+        CREATE INDEX events_by_status ON events (status, seq);
+        CREATE INDEX events_by_received ON events (received_at);
+
+        CREATE TABLE deliveries (
+            seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+            id               TEXT NOT NULL UNIQUE,
+            event_id         TEXT NOT NULL,
+            route            TEXT NOT NULL,
+            sink             TEXT NOT NULL,
+            order_id         TEXT NOT NULL,
+            occurred_at      INTEGER NOT NULL,
+            ordering         TEXT NOT NULL,
+            template         TEXT,
+            state            TEXT NOT NULL,
+            attempts         INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at  INTEGER NOT NULL,
+            lease_owner      TEXT,
+            lease_until      INTEGER,
+            last_error       TEXT,
+            created_at       INTEGER NOT NULL,
+            updated_at       INTEGER NOT NULL,
+            delivered_at     INTEGER
+        );
+        CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at);
+        CREATE INDEX deliveries_lane ON deliveries (sink, order_id, state);
+        CREATE INDEX deliveries_by_event ON deliveries (event_id);
+        CREATE INDEX deliveries_by_order ON deliveries (order_id);
+
+        CREATE TABLE attempts (
+            id           INTEGER PRIMARY KEY AUTOINCREMENT,
+            delivery_id  TEXT NOT NULL,
+            started_at   INTEGER NOT NULL,
+            duration_ms  REAL NOT NULL,
+            outcome      TEXT NOT NULL,
+            status_code  INTEGER,
+            error        TEXT
+        );
+        CREATE INDEX attempts_by_delivery ON attempts (delivery_id, id);
+
+        CREATE TABLE rejected (
+            id            INTEGER PRIMARY KEY AUTOINCREMENT,
+            received_at   INTEGER NOT NULL,
+            reason        TEXT NOT NULL,
+            body          BLOB NOT NULL,
+            content_type  TEXT
+        );
+
+        CREATE TABLE contacts (
+            order_id    TEXT PRIMARY KEY,
+            name        TEXT,
+            phone       TEXT,
+            email       TEXT,
+            updated_at  INTEGER NOT NULL
+        );
+
+        CREATE TABLE sink_state (
+            sink             TEXT PRIMARY KEY,
+            disabled_reason  TEXT,
+            disabled_at      INTEGER
+        );
+        """,
+    ),
+]

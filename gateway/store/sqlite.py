@@ -1,0 +1,530 @@
+"""The embedded default store: SQLite in WAL mode with ``synchronous=FULL`` and group commit.
+
+Writes go through one `Writer` thread (see writer.py); reads use their own connections on a
+small thread pool, so neither blocks the event loop and WAL lets them run beside the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from gateway.errors import StoreError
+from gateway.events import Contact, Event
+from gateway.store.base import (
+    Attempt,
+    Claim,
+    Delivery,
+    DeliveryFilter,
+    DeliveryState,
+    EventPage,
+    EventQuery,
+    IngestBatch,
+    IngestResult,
+    RejectedRequest,
+    SinkCounts,
+    StoredEvent,
+    StoredRejected,
+)
+from gateway.store.lanes import plan_claims
+from gateway.store.schema import MIGRATIONS
+from gateway.store.writer import Writer
+
+__all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+_encode_event = msgspec.json.Encoder().encode
+_decode_event = msgspec.json.Decoder(Event).decode
+
+_DELIVERY_COLUMNS = (
+    "id, event_id, route, sink, order_id, occurred_at, ordering, template, state, attempts, "
+    "next_attempt_at, created_at, updated_at, lease_owner, lease_until, last_error, delivered_at"
+)
+
+
+def to_us(moment: datetime) -> int:
+    return (moment - EPOCH) // _US
+
+
+def from_us(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+def _opt(value: int | None) -> datetime | None:
+    return None if value is None else from_us(value)
+
+
+def _delivery(row: Sequence[Any]) -> Delivery:
+    return Delivery(
+        id=row[0],
+        event_id=row[1],
+        route=row[2],
+        sink=row[3],
+        order_id=row[4],
+        occurred_at=from_us(row[5]),
+        ordering=row[6],
+        template=row[7],
+        state=row[8],
+        attempts=row[9],
+        next_attempt_at=from_us(row[10]),
+        created_at=from_us(row[11]),
+        updated_at=from_us(row[12]),
+        lease_owner=row[13],
+        lease_until=_opt(row[14]),
+        last_error=row[15],
+        delivered_at=_opt(row[16]),
+    )
+
+
+class SQLiteStore:
+    """`Store` on one SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._writer: Writer | None = None
+        self._readers = ThreadPoolExecutor(2, thread_name_prefix="kabarin-sqlite-read")
+        self._local = threading.local()
+        self._read_conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    @property
+    def commits(self) -> int:
+        return self._writer.commits if self._writer else 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = self._connect()
+            conn.execute("PRAGMA journal_mode=WAL")
+            _migrate(conn)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        self._writer = Writer(conn)
+        self._writer.start()
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await asyncio.to_thread(self._writer.stop)
+        self._readers.shutdown(wait=True)
+        with self._lock:
+            for conn in self._read_conns:
+                conn.close()
+            self._read_conns.clear()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        return conn
+
+    async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        if self._writer is None:
+            raise StoreError("the store is not open")
+        try:
+            return await self._writer.submit(job)
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
+
+    async def _read(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._local.conn = self._connect()
+                with self._lock:
+                    self._read_conns.append(conn)
+            return job(conn)
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
+
+    async def ping(self) -> None:
+        if self._writer is None or not self._writer.alive:
+            raise StoreError("the SQLite writer is not running")
+        await self._read(lambda c: c.execute("SELECT 1 FROM schema_version").fetchone())
+        await self._write(lambda c: c.execute("SELECT 1").fetchone())
+
+    # -- the request path ------------------------------------------------------------------
+    async def ingest(self, batch: IngestBatch) -> IngestResult:
+        events = [
+            (e.id, e.order_id, e.status.value, e.method, to_us(e.occurred_at),
+             to_us(e.received_at), _encode_event(e))
+            for e in batch.events
+        ]
+        occurred = {e.id: (e.order_id, to_us(e.occurred_at)) for e in batch.events}
+        contacts = [(c.order_id, c.name, c.phone, c.email) for c in batch.contacts]
+        deliveries = batch.deliveries
+
+        def job(conn: sqlite3.Connection) -> IngestResult:
+            now = to_us(datetime.now(UTC))
+            ids = list(occurred)
+            existing = set()
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                existing.update(
+                    r[0] for r in conn.execute(f"SELECT id FROM events WHERE id IN ({marks})", chunk)
+                )
+            new_rows, seen = [], set(existing)
+            for row in events:
+                if row[0] not in seen:
+                    seen.add(row[0])
+                    new_rows.append(row)
+            conn.executemany(
+                "INSERT INTO events (id, order_id, status, method, occurred_at, received_at, body)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                new_rows,
+            )
+            fresh = {row[0] for row in new_rows}
+            delivery_rows = [
+                (d.id, d.event_id, d.route, d.sink, occurred[d.event_id][0],
+                 occurred[d.event_id][1], d.ordering, d.template, now, now, now)
+                for d in deliveries
+                if d.event_id in fresh
+            ]
+            conn.executemany(
+                "INSERT OR IGNORE INTO deliveries (id, event_id, route, sink, order_id, "
+                "occurred_at, ordering, template, state, next_attempt_at, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                delivery_rows,
+            )
+            if contacts:
+                conn.executemany(
+                    "INSERT INTO contacts (order_id, name, phone, email, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (order_id) DO UPDATE SET "
+                    "name = coalesce(excluded.name, name), "
+                    "phone = coalesce(excluded.phone, phone), "
+                    "email = coalesce(excluded.email, email), updated_at = excluded.updated_at",
+                    [(*c, now) for c in contacts],
+                )
+            return IngestResult(
+                accepted=len(new_rows),
+                duplicates=len(events) - len(new_rows),
+                deliveries=len(delivery_rows),
+            )
+
+        return await self._write(job)
+
+    async def reject(self, request: RejectedRequest) -> None:
+        row = (to_us(request.received_at), request.reason, request.body, request.content_type)
+        await self._write(
+            lambda c: c.execute(
+                "INSERT INTO rejected (received_at, reason, body, content_type) VALUES (?,?,?,?)",
+                row,
+            )
+        )
+
+    # -- reading -----------------------------------------------------------------------------
+    async def list_events(self, query: EventQuery) -> EventPage:
+        where, params = [], []
+        if query.order_id is not None:
+            where.append("order_id = ?")
+            params.append(query.order_id)
+        if query.status is not None:
+            where.append("status = ?")
+            params.append(query.status.value)
+        if query.since is not None:
+            where.append("received_at >= ?")
+            params.append(to_us(query.since))
+        if query.before_seq is not None:
+            where.append("seq < ?")
+            params.append(query.before_seq)
+        sql = "SELECT seq, body FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        rows = await self._read(lambda c: c.execute(sql, (*params, query.limit + 1)).fetchall())
+        items = [StoredEvent(seq=r[0], event=_decode_event(r[1])) for r in rows[: query.limit]]
+        more = len(rows) > query.limit
+        return EventPage(items=items, next_cursor=items[-1].seq if more and items else None)
+
+    async def get_event(self, event_id: str) -> Event | None:
+        row = await self._read(
+            lambda c: c.execute("SELECT body FROM events WHERE id = ?", (event_id,)).fetchone()
+        )
+        return None if row is None else _decode_event(row[0])
+
+    async def get_contact(self, order_id: str) -> Contact | None:
+        row = await self._read(
+            lambda c: c.execute(
+                "SELECT order_id, name, phone, email FROM contacts WHERE order_id = ?", (order_id,)
+            ).fetchone()
+        )
+        return None if row is None else Contact(order_id=row[0], name=row[1], phone=row[2],
+                                                email=row[3])
+
+    async def count_rejected(self) -> int:
+        row = await self._read(lambda c: c.execute("SELECT count(*) FROM rejected").fetchone())
+        return int(row[0])
+
+    async def list_rejected(self, *, limit: int = 100) -> list[StoredRejected]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT id, received_at, reason, body, content_type FROM rejected "
+                "ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        )
+        return [
+            StoredRejected(id=r[0], received_at=from_us(r[1]), reason=r[2], body=bytes(r[3]),
+                           content_type=r[4])
+            for r in rows
+        ]
+
+    # -- the dispatcher --------------------------------------------------------------------
+    async def claim(
+        self, *, worker: str, now: datetime, limit: int, lease_seconds: float
+    ) -> list[Claim]:
+        now_us = to_us(now)
+        until = to_us(now + timedelta(seconds=lease_seconds))
+
+        def job(conn: sqlite3.Connection) -> list[tuple[Delivery, bytes, Contact | None]]:
+            candidates = conn.execute(
+                "SELECT DISTINCT sink, order_id FROM ("
+                " SELECT sink, order_id, next_attempt_at AS due FROM deliveries"
+                "  WHERE state = 'pending' AND next_attempt_at <= ?1"
+                " UNION ALL"
+                " SELECT sink, order_id, lease_until AS due FROM deliveries"
+                "  WHERE state = 'in_flight' AND lease_until <= ?1"
+                " ORDER BY due LIMIT ?2)"
+                " WHERE sink NOT IN (SELECT sink FROM sink_state"
+                "                    WHERE disabled_reason IS NOT NULL)",
+                (now_us, limit * 4),
+            ).fetchall()
+            claimed: list[str] = []
+            superseded: list[str] = []
+            for sink, order_id in candidates:
+                if len(claimed) >= limit:
+                    break
+                lane = conn.execute(
+                    "SELECT id, state, occurred_at, seq, next_attempt_at, lease_until, ordering"
+                    " FROM deliveries WHERE sink = ? AND order_id = ?"
+                    " AND state IN ('pending', 'in_flight', 'delivered')",
+                    (sink, order_id),
+                ).fetchall()
+                take, drop = plan_claims(lane, now_us)
+                superseded.extend(drop)
+                if take is not None:
+                    claimed.append(take)
+            conn.executemany(
+                "UPDATE deliveries SET state = 'superseded', lease_owner = NULL,"
+                " lease_until = NULL, updated_at = ? WHERE id = ?",
+                [(now_us, i) for i in superseded],
+            )
+            conn.executemany(
+                "UPDATE deliveries SET state = 'in_flight', lease_owner = ?, lease_until = ?,"
+                " updated_at = ? WHERE id = ?",
+                [(worker, until, now_us, i) for i in claimed],
+            )
+            result = []
+            for delivery_id in claimed:
+                row = conn.execute(
+                    f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)
+                ).fetchone()
+                delivery = _delivery(row)
+                body = conn.execute(
+                    "SELECT body FROM events WHERE id = ?", (delivery.event_id,)
+                ).fetchone()[0]
+                c = conn.execute(
+                    "SELECT order_id, name, phone, email FROM contacts WHERE order_id = ?",
+                    (delivery.order_id,),
+                ).fetchone()
+                contact = None if c is None else Contact(order_id=c[0], name=c[1], phone=c[2],
+                                                         email=c[3])
+                result.append((delivery, body, contact))
+            return result
+
+        rows = await self._write(job)
+        return [Claim(delivery=d, event=_decode_event(b), contact=c) for d, b, c in rows]
+
+    async def finish(
+        self,
+        delivery_id: str,
+        *,
+        worker: str,
+        attempt: Attempt | None,
+        state: DeliveryState,
+        next_attempt_at: datetime | None = None,
+        error: str | None = None,
+        count_attempt: bool = True,
+    ) -> bool:
+        def job(conn: sqlite3.Connection) -> bool:
+            now = to_us(datetime.now(UTC))
+            cur = conn.execute(
+                "UPDATE deliveries SET state = ?, attempts = attempts + ?,"
+                " next_attempt_at = coalesce(?, next_attempt_at),"
+                " last_error = coalesce(?, last_error),"
+                " delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END,"
+                " lease_owner = NULL, lease_until = NULL, updated_at = ?"
+                " WHERE id = ? AND state = 'in_flight' AND lease_owner = ?",
+                (state, 1 if count_attempt else 0,
+                 None if next_attempt_at is None else to_us(next_attempt_at), error,
+                 state, now, now, delivery_id, worker),
+            )
+            if cur.rowcount != 1:
+                return False
+            if attempt is not None:
+                conn.execute(
+                    "INSERT INTO attempts (delivery_id, started_at, duration_ms, outcome,"
+                    " status_code, error) VALUES (?, ?, ?, ?, ?, ?)",
+                    (attempt.delivery_id, to_us(attempt.started_at), attempt.duration_ms,
+                     attempt.outcome, attempt.status_code, attempt.error),
+                )
+            return True
+
+        return await self._write(job)
+
+    async def get_delivery(self, delivery_id: str) -> tuple[Delivery, list[Attempt]] | None:
+        def job(conn: sqlite3.Connection) -> tuple[Delivery, list[Attempt]] | None:
+            row = conn.execute(
+                f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            attempts = [
+                Attempt(delivery_id=a[0], started_at=from_us(a[1]), duration_ms=a[2],
+                        outcome=a[3], status_code=a[4], error=a[5])
+                for a in conn.execute(
+                    "SELECT delivery_id, started_at, duration_ms, outcome, status_code, error"
+                    " FROM attempts WHERE delivery_id = ? ORDER BY id",
+                    (delivery_id,),
+                )
+            ]
+            return _delivery(row), attempts
+
+        return await self._read(job)
+
+    async def list_deliveries(self, query: DeliveryFilter) -> list[Delivery]:
+        where, params = _delivery_filter(query)
+        if query.before is not None:
+            where.append("seq < (SELECT seq FROM deliveries WHERE id = ?)")
+            params.append(query.before)
+        sql = f"SELECT {_DELIVERY_COLUMNS} FROM deliveries"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        rows = await self._read(lambda c: c.execute(sql, (*params, query.limit)).fetchall())
+        return [_delivery(r) for r in rows]
+
+    async def replay(self, query: DeliveryFilter, *, now: datetime) -> int:
+        where, params = _delivery_filter(DeliveryFilter(
+            state="dead", sink=query.sink, order_id=query.order_id, since=query.since
+        ))
+        sql = (
+            "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?,"
+            " updated_at = ?, lease_owner = NULL, lease_until = NULL WHERE " + " AND ".join(where)
+        )
+        now_us = to_us(now)
+        return await self._write(lambda c: c.execute(sql, (now_us, now_us, *params)).rowcount)
+
+    async def replay_one(self, delivery_id: str, *, now: datetime) -> bool:
+        now_us = to_us(now)
+        count = await self._write(
+            lambda c: c.execute(
+                "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?,"
+                " updated_at = ?, lease_owner = NULL, lease_until = NULL"
+                " WHERE id = ? AND state IN ('dead', 'skipped', 'superseded')",
+                (now_us, now_us, delivery_id),
+            ).rowcount
+        )
+        return count == 1
+
+    async def next_due(self) -> datetime | None:
+        row = await self._read(
+            lambda c: c.execute(
+                "SELECT min(t) FROM ("
+                " SELECT min(next_attempt_at) AS t FROM deliveries WHERE state = 'pending'"
+                " UNION ALL"
+                " SELECT min(lease_until) FROM deliveries WHERE state = 'in_flight')"
+            ).fetchone()
+        )
+        return _opt(row[0])
+
+    async def sink_counts(self) -> list[SinkCounts]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT sink, sum(state IN ('pending', 'in_flight')), sum(state = 'dead')"
+                " FROM deliveries WHERE state IN ('pending', 'in_flight', 'dead') GROUP BY sink"
+            ).fetchall()
+        )
+        return [SinkCounts(sink=r[0], pending=int(r[1]), dead=int(r[2])) for r in rows]
+
+    # -- sinks switched off ------------------------------------------------------------------
+    async def disable_sink(self, sink: str, *, reason: str, now: datetime) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "INSERT INTO sink_state (sink, disabled_reason, disabled_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (sink) DO UPDATE SET disabled_reason = excluded.disabled_reason,"
+                " disabled_at = excluded.disabled_at",
+                (sink, reason, to_us(now)),
+            )
+        )
+
+    async def enable_sink(self, sink: str) -> bool:
+        count = await self._write(
+            lambda c: c.execute(
+                "UPDATE sink_state SET disabled_reason = NULL, disabled_at = NULL"
+                " WHERE sink = ? AND disabled_reason IS NOT NULL",
+                (sink,),
+            ).rowcount
+        )
+        return count == 1
+
+    async def disabled_sinks(self) -> dict[str, str]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT sink, disabled_reason FROM sink_state WHERE disabled_reason IS NOT NULL"
+            ).fetchall()
+        )
+        return {r[0]: r[1] for r in rows}
+
+
+def _delivery_filter(query: DeliveryFilter) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (("state", query.state), ("sink", query.sink),
+                          ("order_id", query.order_id)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if query.since is not None:
+        where.append("created_at >= ?")
+        params.append(to_us(query.since))
+    return where, params
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
+        " applied_at INTEGER NOT NULL)"
+    )
+    done = {r[0] for r in conn.execute("SELECT version FROM schema_version")}
+    for version, sql in MIGRATIONS:
+        if version in done:
+            continue
+        statements: Iterable[str] = (s for s in sql.split(";") if s.strip())
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                (version, to_us(datetime.now(UTC))),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
