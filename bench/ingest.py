@@ -55,8 +55,20 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
 
 def start_bare(port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [str(BIN / "python"), "-m", "uvicorn", "bare_app:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--no-access-log", "--no-server-header"],
+        [
+            str(BIN / "python"),
+            "-m",
+            "uvicorn",
+            "bare_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--no-server-header",
+        ],
         cwd=HERE,
     )
 
@@ -82,19 +94,49 @@ routes:
 """
     )
     return subprocess.Popen(
-        [str(BIN / "kabarin"), "serve", "--config", str(config), "--port", str(port),
-         "--log-level", "warning"],
+        [
+            str(BIN / "kabarin"),
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
         cwd=workdir,
     )
 
 
-def load(url: str, packages: int, prefix: str, connections: int, seconds: float) -> dict[str, float]:
+def load(
+    url: str, packages: int, prefix: str, connections: int, seconds: float
+) -> dict[str, float]:
     if shutil.which("wrk"):
-        cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
-               "-s", str(HERE / "push.lua"), url, "--", str(packages), prefix, TOKEN]
+        cmd = [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--latency",
+            "-s",
+            str(HERE / "push.lua"),
+            url,
+            "--",
+            str(packages),
+            prefix,
+            TOKEN,
+        ]
     else:
-        cmd = [str(BIN / "python"), str(HERE / "loadgen.py"), url + "/kiriminaja/push",
-               str(packages), prefix, TOKEN, str(connections), str(seconds)]
+        cmd = [
+            str(BIN / "python"),
+            str(HERE / "loadgen.py"),
+            url + "/kiriminaja/push",
+            str(packages),
+            prefix,
+            TOKEN,
+            str(connections),
+            str(seconds),
+        ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     line = next(line for line in out.splitlines() if line.startswith("RESULT "))
     result: dict[str, float] = json.loads(line.removeprefix("RESULT "))
@@ -120,8 +162,10 @@ def main() -> None:
         wait_ready(bare_url + "/kiriminaja/push", bare)
         wait_ready(kabarin_url + "/kiriminaja/push", kabarin)
         tool = "wrk" if shutil.which("wrk") else "bench/loadgen.py"
-        print(f"load: {tool}, {args.connections} connections, {args.seconds:g} s per run, "
-              f"{os.cpu_count()} cores; fresh order ids on every request\n")
+        print(
+            f"load: {tool}, {args.connections} connections, {args.seconds:g} s per run, "
+            f"{os.cpu_count()} cores; fresh order ids on every request\n"
+        )
         for size in args.sizes:
             load(bare_url, size, "warm", args.connections, 2)  # warm both up
             load(kabarin_url, size, f"warm{size}", args.connections, 2)
@@ -139,13 +183,17 @@ def main() -> None:
     db.close()
     shutil.rmtree(workdir, ignore_errors=True)
 
-    print(f"{'packages/push':>13} {'app':<8} {'req/s':>9} {'events/s':>10} {'p50 ms':>8} "
-          f"{'p99 ms':>8} {'errors':>7}")
+    print(
+        f"{'packages/push':>13} {'app':<8} {'req/s':>9} {'events/s':>10} {'p50 ms':>8} "
+        f"{'p99 ms':>8} {'errors':>7}"
+    )
     for size, b, k in rows:
         for name, r in (("bare", b), ("kabarin", k)):
             errs = int(r["errors"] + r["non2xx"])
-            print(f"{size:>13} {name:<8} {r['rps']:>9.0f} {r['eps']:>10.0f} {r['p50_ms']:>8.1f} "
-                  f"{r['p99_ms']:>8.1f} {errs:>7}")
+            print(
+                f"{size:>13} {name:<8} {r['rps']:>9.0f} {r['eps']:>10.0f} {r['p50_ms']:>8.1f} "
+                f"{r['p99_ms']:>8.1f} {errs:>7}"
+            )
     print()
     for size, b, k in rows:
         ratio = k["rps"] / b["rps"]

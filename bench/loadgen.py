@@ -38,8 +38,9 @@ async def main(url: str, n: int, prefix: str, token: str, connections: int, seco
                 counter += 1
                 started = time.perf_counter()
                 try:
-                    async with session.post(url, data=body(n, prefix, w, counter),
-                                            headers=headers) as r:
+                    async with session.post(
+                        url, data=body(n, prefix, w, counter), headers=headers
+                    ) as r:
                         await r.read()
                         if r.status >= 300:
                             non2xx += 1
@@ -53,12 +54,23 @@ async def main(url: str, n: int, prefix: str, token: str, connections: int, seco
     latencies.sort()
 
     def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(len(latencies) * p))] * 1000 if latencies else 0
+        return (
+            latencies[min(len(latencies) - 1, int(len(latencies) * p))] * 1000 if latencies else 0
+        )
 
-    print("RESULT " + json.dumps({
-        "requests": len(latencies), "seconds": elapsed, "errors": errors, "non2xx": non2xx,
-        "p50_ms": pct(0.50), "p99_ms": pct(0.99),
-    }))
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "requests": len(latencies),
+                "seconds": elapsed,
+                "errors": errors,
+                "non2xx": non2xx,
+                "p50_ms": pct(0.50),
+                "p99_ms": pct(0.99),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

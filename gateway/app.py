@@ -19,7 +19,6 @@ from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sinks.http import make_http_client
 
 from gateway import __version__, metrics
 from gateway.admin import AdminController
@@ -32,6 +31,7 @@ from gateway.routing import Router
 from gateway.store import Store, open_store
 from gateway.templates import Templates
 from sinks.base import Sink, load_sink_types
+from sinks.http import make_http_client
 
 __all__ = ["Runtime", "build_sinks", "collect_secrets", "create_app", "open_runtime"]
 
@@ -201,6 +201,7 @@ def create_app(config: Config) -> Litestar:
                 }
             ),
         ),
+        logging_config=None,  # `kabarin` configures logging once, for every component
         debug=False,
     )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -102,8 +103,8 @@ async def ingest_push(rt: Runtime, body: bytes, content_type: str | None) -> tup
     if stored.deliveries:
         rt.wake_dispatcher()
     metrics.PUSHES.labels(push.method).inc()
-    for event in result.events:
-        metrics.EVENTS.labels(event.method, event.status).inc()
+    for status, count in Counter(e.status for e in result.events).items():
+        metrics.EVENTS.labels(push.method, status).inc(count)
     if unrouted:
         metrics.EVENTS_UNROUTED.inc(unrouted)
     return 200, _encode(PushAccepted(stored.accepted, stored.duplicates))
@@ -126,7 +127,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
         message = await receive()
         if message["type"] == "http.disconnect":
             return b"".join(chunks)
-        chunk = message.get("body", b"")
+        chunk: bytes = message.get("body", b"")  # type: ignore[assignment]
         size += len(chunk)
         if size > limit:
             return None

@@ -124,12 +124,18 @@ def normalise(
     payment = push.payment if isinstance(push.payment, dict) else None
     events: list[Event] = []
     contacts: list[Contact] = []
+    times: dict[str, datetime | None] = {}  # a batch often repeats one time
     for item in push.items:
         order_id = _order_id(item["order_id"])
         package = packages.get(order_id)
         when = None
         for field in time_fields:
-            when = parse_time(item.get(field), tz)
+            value = item.get(field)
+            if not isinstance(value, str):  # parse_time reads only strings
+                continue
+            if value not in times:
+                times[value] = parse_time(value, tz)
+            when = times[value]
             if when is not None:
                 break
         status, raw_status = rule(item, when)
@@ -137,7 +143,10 @@ def normalise(
         if raw_status is None and "package_status" in details:
             raw_status = str(details["package_status"])
         awb = _text(item.get("awb")) or (_text(package.get("awb")) if package else None)
-        reason = next((r for f in _REASONS if (r := _text(item.get(f)))), None)
+        reason = None
+        for field in _REASONS:
+            if field in item and (reason := _text(item[field])) is not None:
+                break
         kind: Literal["express", "instant"] = (
             "instant"
             if method == "update_instant_packages" or details.get("service_type") == "instant"
@@ -215,30 +224,50 @@ def _number(value: object) -> int | float | None:
     return None
 
 
+def _as_text(details: dict[str, Any], key: str, value: object) -> None:
+    if (text := _text(value)) is not None:
+        details[key] = text
+
+
+def _as_number(details: dict[str, Any], key: str, value: object) -> None:
+    if (number := _number(value)) is not None:
+        details[key] = number
+
+
+def _as_url(details: dict[str, Any], key: str, value: object) -> None:
+    if (url := _text(value)) is not None:
+        details["tracking_url"] = url
+
+
+def _as_driver(details: dict[str, Any], key: str, value: object) -> None:
+    if isinstance(value, dict) and any(value.get(k) for k in ("name", "phone", "image")):
+        details["driver"] = {k: _text(value.get(k)) for k in ("name", "phone", "image")}
+
+
+def _as_weight(details: dict[str, Any], key: str, value: object) -> None:
+    if isinstance(value, dict) and (weight := _number(value.get("weight"))) is not None:
+        details["weight"] = weight
+
+
+# Item key → how it lands in `details`. Only the keys an item has are looked at.
+_DETAIL_READERS: dict[str, Callable[[dict[str, Any], str, object], None]] = {
+    **dict.fromkeys(_TEXT_DETAILS, _as_text),
+    **dict.fromkeys(_MONEY_DETAILS, _as_number),
+    **dict.fromkeys(("live_track_url", "live_tracking_url", "tracking_url"), _as_url),
+    "driver": _as_driver,
+    "detail": _as_weight,
+}
+
+
 def _details(item: Item, package: Item | None, payment: dict[str, Any] | None) -> dict[str, Any]:
     details: dict[str, Any] = {}
-    for source in (package, item):  # the item's own values win
-        if not source:
-            continue
-        for key in _TEXT_DETAILS:
-            if (text := _text(source.get(key))) is not None:
-                details[key] = text
-        for key in _MONEY_DETAILS:
-            if (number := _number(source.get(key))) is not None:
-                details[key] = number
-        for key in ("live_track_url", "live_tracking_url", "tracking_url"):
-            if (url := _text(source.get(key))) is not None:
-                details["tracking_url"] = url
-        driver = source.get("driver")
-        if isinstance(driver, dict) and any(driver.get(k) for k in ("name", "phone", "image")):
-            details["driver"] = {k: _text(driver.get(k)) for k in ("name", "phone", "image")}
-    detail = item.get("detail")
-    if isinstance(detail, dict) and (weight := _number(detail.get("weight"))) is not None:
-        details["weight"] = weight
-    if isinstance(item.get("service_name"), str) and "service_type" not in details:
-        # Instant pushes name the product type in `service_name` ("instant").
-        if item["service_name"].strip().lower() == "instant":
-            details["service_type"] = "instant"
+    for source in (package, item) if package else (item,):  # the item's own values win
+        for key, value in source.items():
+            reader = _DETAIL_READERS.get(key)
+            if reader is not None and value is not None:
+                reader(details, key, value)
+    if "service_type" not in details and details.get("service_name", "").lower() == "instant":
+        details["service_type"] = "instant"  # instant pushes name the product type here
     if package is not None and (status := _number(package.get("status"))) is not None:
         details["package_status"] = status
     if payment is not None:

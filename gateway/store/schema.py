@@ -22,9 +22,7 @@ MIGRATIONS: list[tuple[int, str]] = [
             received_at  INTEGER NOT NULL,
             body         BLOB NOT NULL
         );
-        CREATE INDEX events_by_order ON events (order_id, seq);
-        CREATE INDEX events_by_status ON events (status, seq);
-        CREATE INDEX events_by_received ON events (received_at);
+        CREATE INDEX events_by_order ON events (order_id);
 
         CREATE TABLE deliveries (
             seq              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -47,9 +45,7 @@ MIGRATIONS: list[tuple[int, str]] = [
             delivered_at     INTEGER
         );
         CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at);
-        CREATE INDEX deliveries_lane ON deliveries (sink, order_id, state);
-        CREATE INDEX deliveries_by_event ON deliveries (event_id);
-        CREATE INDEX deliveries_by_order ON deliveries (order_id);
+        CREATE INDEX deliveries_lane ON deliveries (order_id, sink);
 
         CREATE TABLE attempts (
             id           INTEGER PRIMARY KEY AUTOINCREMENT,

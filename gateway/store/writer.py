@@ -9,11 +9,13 @@ caller; a failing COMMIT fails the whole group, and nothing of it is kept.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
 import threading
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any, TypeVar
 
 from gateway.errors import StoreError
@@ -22,6 +24,7 @@ __all__ = ["Writer"]
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
+Queued = tuple[Job, "asyncio.Future[Any]", asyncio.AbstractEventLoop]
 
 log = logging.getLogger("kabarin.store")
 
@@ -84,7 +87,7 @@ class Writer:
             log.critical("the SQLite writer stopped: %s", exc, exc_info=True)
             self._fail_queued(exc)
 
-    def _commit(self, group: list[tuple[Job, asyncio.Future[Any], asyncio.AbstractEventLoop]]):  # type: ignore[no-untyped-def]
+    def _commit(self, group: list[Queued]) -> None:
         conn = self._conn
         results: list[tuple[bool, Any]] = []
         try:
@@ -109,10 +112,8 @@ class Writer:
             conn.execute("COMMIT")
             self.commits += 1
         except sqlite3.Error as exc:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
             error = StoreError(f"commit failed: {exc}")
             results = [(False, error)] * len(group)
         for (ok, value), (_job, future, loop) in zip(results, group, strict=True):
@@ -130,7 +131,9 @@ class Writer:
                 _answer(loop, future, False, error)
 
 
-def _answer(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+def _answer(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], ok: bool, value: Any
+) -> None:
     def settle() -> None:
         if future.done():
             return
@@ -139,7 +142,5 @@ def _answer(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], ok: bo
         else:
             future.set_exception(value)
 
-    try:
+    with suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
         loop.call_soon_threadsafe(settle)
-    except RuntimeError:  # the loop is closed: nobody is waiting any more
-        pass
