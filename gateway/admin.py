@@ -12,7 +12,7 @@ from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException, NotFoundException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from gateway.events import Contact, Event, Status
 from gateway.store.base import (
@@ -129,7 +129,7 @@ def _summary(seq: int, e: Event) -> EventSummary:
     )
 
 
-Limit = Annotated[int, Parameter(ge=1, le=500, description="Page size.")]
+Limit = Annotated[int, QueryParameter(ge=1, le=500, description="Page size.")]
 
 
 class AdminController(Controller):
@@ -142,11 +142,11 @@ class AdminController(Controller):
     async def list_events(
         self,
         state: State,
-        order_id: str | None = None,
-        status: Status | None = None,
-        since: datetime | None = None,
+        order_id: FromQuery[str | None] = None,
+        status: FromQuery[Status | None] = None,
+        since: FromQuery[datetime | None] = None,
         limit: Limit = 50,
-        cursor: int | None = None,
+        cursor: FromQuery[int | None] = None,
     ) -> EventList:
         rt: Runtime = state.runtime
         page = await rt.store.list_events(
@@ -161,7 +161,7 @@ class AdminController(Controller):
         return EventList([_summary(s.seq, s.event) for s in page.items], page.next_cursor)
 
     @get("/events/{event_id:str}", summary="One event with its raw push item")
-    async def get_event(self, state: State, event_id: str) -> EventDetail:
+    async def get_event(self, state: State, event_id: FromPath[str]) -> EventDetail:
         rt: Runtime = state.runtime
         event = await rt.store.get_event(event_id)
         if event is None:
@@ -195,12 +195,12 @@ class AdminController(Controller):
     async def list_deliveries(
         self,
         state: State,
-        delivery_state: Annotated[DeliveryState | None, Parameter(query="state")] = None,
-        sink: str | None = None,
-        order_id: str | None = None,
-        since: datetime | None = None,
+        delivery_state: Annotated[DeliveryState | None, QueryParameter(name="state")] = None,
+        sink: FromQuery[str | None] = None,
+        order_id: FromQuery[str | None] = None,
+        since: FromQuery[datetime | None] = None,
         limit: Limit = 100,
-        cursor: str | None = None,
+        cursor: FromQuery[str | None] = None,
     ) -> DeliveryList:
         rt: Runtime = state.runtime
         items = await rt.store.list_deliveries(
@@ -216,7 +216,7 @@ class AdminController(Controller):
         return DeliveryList(items, items[-1].id if len(items) == limit else None)
 
     @get("/deliveries/{delivery_id:str}", summary="One delivery with its attempts")
-    async def get_delivery(self, state: State, delivery_id: str) -> DeliveryDetail:
+    async def get_delivery(self, state: State, delivery_id: FromPath[str]) -> DeliveryDetail:
         rt: Runtime = state.runtime
         found = await rt.store.get_delivery(delivery_id)
         if found is None:
@@ -224,7 +224,7 @@ class AdminController(Controller):
         return DeliveryDetail(*found)
 
     @post("/deliveries/{delivery_id:str}/replay", status_code=200, summary="Replay one delivery")
-    async def replay_one(self, state: State, delivery_id: str) -> ReplayResult:
+    async def replay_one(self, state: State, delivery_id: FromPath[str]) -> ReplayResult:
         rt: Runtime = state.runtime
         if not await rt.store.replay_one(delivery_id, now=datetime.now(UTC)):
             raise NotFoundException(f"no dead, skipped or superseded delivery {delivery_id!r}")
@@ -235,9 +235,9 @@ class AdminController(Controller):
     async def replay(
         self,
         state: State,
-        sink: str | None = None,
-        order_id: str | None = None,
-        since: datetime | None = None,
+        sink: FromQuery[str | None] = None,
+        order_id: FromQuery[str | None] = None,
+        since: FromQuery[datetime | None] = None,
     ) -> ReplayResult:
         rt: Runtime = state.runtime
         count = await rt.store.replay(
@@ -252,7 +252,7 @@ class AdminController(Controller):
         return SinkList(await _sink_statuses(state.runtime))
 
     @post("/sinks/{name:str}/enable", status_code=200, summary="Switch a disabled sink back on")
-    async def enable_sink(self, state: State, name: str) -> SinkStatus:
+    async def enable_sink(self, state: State, name: FromPath[str]) -> SinkStatus:
         rt: Runtime = state.runtime
         if name not in rt.config.sinks:
             raise NotFoundException(f"no sink {name!r} in the configuration")

@@ -189,7 +189,10 @@ def parse_time(value: object, tz: tzinfo) -> datetime | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 shifted past the calendar's ends
+        return None
 
 
 def _order_id(value: object) -> str:
