@@ -1,4 +1,4 @@
-"""Decoding and normalising KiriminAja pushes: every fixture and the messy cases real pushes have."""
+"""Decoding and normalising KiriminAja pushes: every fixture and the messy cases of real pushes."""
 
 from __future__ import annotations
 

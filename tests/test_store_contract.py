@@ -1,0 +1,365 @@
+"""The `Store` contract, run against every backend (see conftest.BACKENDS)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import StoreError
+from gateway.events import Contact, Event, Status
+from gateway.store import (
+    Attempt,
+    DeliveryFilter,
+    EventQuery,
+    IngestBatch,
+    NewDelivery,
+    Ordering,
+    RejectedRequest,
+    Store,
+    open_store,
+)
+
+from .conftest import store_url
+
+T0 = datetime(2024, 3, 1, 8, 0, tzinfo=UTC)
+
+
+def event(
+    order_id: str,
+    status: Status = Status.SHIPPED,
+    *,
+    minute: int = 0,
+    id_: str | None = None,
+    received: datetime = T0,
+) -> Event:
+    return Event(
+        id=id_ or f"evt-{order_id}-{status.value}-{minute}",
+        source="push",
+        method="shipped_packages",
+        kind="express",
+        status=status,
+        order_id=order_id,
+        occurred_at=T0 + timedelta(minutes=minute),
+        received_at=received,
+        details={"service": "jne"},
+        raw={"order_id": order_id},
+    )
+
+
+def delivery(e: Event, sink: str = "erp", ordering: Ordering = "all") -> NewDelivery:
+    return NewDelivery(
+        id=f"dlv-{e.id}-{sink}", event_id=e.id, route="r", sink=sink, ordering=ordering
+    )
+
+
+async def put(store: Store, *events: Event, sink: str = "erp", ordering: Ordering = "all") -> None:
+    await store.ingest(
+        IngestBatch(events=events, deliveries=[delivery(e, sink, ordering) for e in events])
+    )
+
+
+async def claim_ids(
+    store: Store,
+    *,
+    now: datetime | None = None,
+    worker: str = "w1",
+    limit: int = 100,
+    lease: float = 30,
+) -> list[str]:
+    claims = await store.claim(
+        worker=worker, now=now or datetime.now(UTC), limit=limit, lease_seconds=lease
+    )
+    return [c.delivery.id for c in claims]
+
+
+async def deliver(store: Store, delivery_id: str, worker: str = "w1") -> None:
+    assert await store.finish(delivery_id, worker=worker, attempt=None, state="delivered")
+
+
+async def state_of(store: Store, delivery_id: str) -> str:
+    found = await store.get_delivery(delivery_id)
+    assert found is not None
+    return found[0].state
+
+
+# -- ingest -----------------------------------------------------------------------------------
+
+
+async def test_ingest_dedupes_across_and_within_batches(store: Store) -> None:
+    a, b = event("A"), event("B")
+    first = await store.ingest(IngestBatch(events=[a, b, a], deliveries=[delivery(a)]))
+    assert (first.accepted, first.duplicates, first.deliveries) == (2, 1, 1)
+    again = await store.ingest(IngestBatch(events=[a, b], deliveries=[delivery(a), delivery(b)]))
+    assert (again.accepted, again.duplicates, again.deliveries) == (0, 2, 0)
+    page = await store.list_events(EventQuery())
+    assert sorted(s.event.order_id for s in page.items) == ["A", "B"]
+
+
+async def test_deliveries_only_for_new_events(store: Store) -> None:
+    a, b = event("A"), event("B")
+    await store.ingest(IngestBatch(events=[a]))
+    result = await store.ingest(IngestBatch(events=[a, b], deliveries=[delivery(a), delivery(b)]))
+    assert (result.accepted, result.deliveries) == (1, 1)
+    assert [d.event_id for d in await store.list_deliveries(DeliveryFilter())] == [b.id]
+
+
+async def test_event_round_trips_exactly(store: Store) -> None:
+    e = event("RT")
+    await store.ingest(IngestBatch(events=[e]))
+    assert await store.get_event(e.id) == e
+    assert await store.get_event("nope") is None
+
+
+async def test_contacts_upsert_keeps_known_values(store: Store) -> None:
+    await store.ingest(
+        IngestBatch(
+            events=[event("C")], contacts=[Contact(order_id="C", name="Budi", phone="0812")]
+        )
+    )
+    await store.ingest(
+        IngestBatch(
+            events=[event("C", minute=1)],
+            contacts=[Contact(order_id="C", name=None, phone="0813", email="b@x.id")],
+        )
+    )
+    assert await store.get_contact("C") == Contact(
+        order_id="C", name="Budi", phone="0813", email="b@x.id"
+    )
+    assert await store.get_contact("nobody") is None
+
+
+async def test_concurrent_ingests_share_commits(store: Store) -> None:
+    before = getattr(store, "commits", None)
+    results = await asyncio.gather(
+        *(store.ingest(IngestBatch(events=[event(f"G{i}")])) for i in range(200))
+    )
+    assert sum(r.accepted for r in results) == 200
+    if before is not None:
+        assert store.commits - before < 100  # type: ignore[attr-defined]
+
+
+async def test_everything_survives_a_reopen(backend: str, tmp_path: Path) -> None:
+    first = open_store(store_url(backend, tmp_path))
+    await first.open()
+    await put(first, event("D1"), event("D2"))
+    await first.close()
+    second = open_store(store_url(backend, tmp_path))
+    await second.open()  # migrations again: idempotent
+    try:
+        page = await second.list_events(EventQuery())
+        assert sorted(s.event.order_id for s in page.items) == ["D1", "D2"]
+        assert len(await second.list_deliveries(DeliveryFilter())) == 2
+    finally:
+        await second.close()
+
+
+async def test_rejected_requests_are_kept(store: Store) -> None:
+    await store.reject(
+        RejectedRequest(
+            received_at=T0, reason="bad", body=b"\xffnot json", content_type="text/plain"
+        )
+    )
+    assert await store.count_rejected() == 1
+    (kept,) = await store.list_rejected()
+    assert (kept.body, kept.reason, kept.content_type) == (b"\xffnot json", "bad", "text/plain")
+
+
+async def test_list_events_filters_and_pages_newest_first(store: Store) -> None:
+    for i in range(5):
+        await store.ingest(IngestBatch(events=[event(f"L{i}", received=T0 + timedelta(hours=i))]))
+    await store.ingest(IngestBatch(events=[event("L9", Status.CANCELED, received=T0)]))
+    page = await store.list_events(EventQuery(limit=2))
+    assert [s.event.order_id for s in page.items] == ["L9", "L4"]
+    page = await store.list_events(EventQuery(limit=10, before_seq=page.next_cursor))
+    assert [s.event.order_id for s in page.items] == ["L3", "L2", "L1", "L0"]
+    assert page.next_cursor is None
+    canceled = await store.list_events(EventQuery(status=Status.CANCELED))
+    assert [s.event.order_id for s in canceled.items] == ["L9"]
+    by_order = await store.list_events(EventQuery(order_id="L2"))
+    assert [s.event.order_id for s in by_order.items] == ["L2"]
+    since = await store.list_events(EventQuery(since=T0 + timedelta(hours=3)))
+    assert [s.event.order_id for s in since.items] == ["L4", "L3"]
+
+
+# -- claiming ---------------------------------------------------------------------------------
+
+
+async def test_claim_leases_and_expired_leases_are_reclaimed(store: Store) -> None:
+    await put(store, event("A"))
+    now = datetime.now(UTC)
+    (claimed,) = await claim_ids(store, now=now, lease=30)
+    assert await claim_ids(store, now=now + timedelta(seconds=10), worker="w2") == []
+    assert await claim_ids(store, now=now + timedelta(seconds=31), worker="w2") == [claimed]
+    # the first worker lost its lease: its finish changes nothing
+    assert not await store.finish(claimed, worker="w1", attempt=None, state="delivered")
+    assert await store.finish(claimed, worker="w2", attempt=None, state="delivered")
+    assert await state_of(store, claimed) == "delivered"
+
+
+async def test_claim_gives_each_lane_one_delivery_at_a_time(store: Store) -> None:
+    await put(store, event("A", minute=1), event("A", Status.DELIVERED, minute=2), event("B"))
+    first = await claim_ids(store)
+    assert len(first) == 2  # one for A, one for B
+    assert await claim_ids(store) == []  # A's next waits for the one in flight
+
+
+async def test_ordering_all_is_oldest_first_and_head_of_line(store: Store) -> None:
+    shipped, delivered = event("A", minute=1), event("A", Status.DELIVERED, minute=2)
+    await put(store, delivered)
+    await put(store, shipped)  # arrives later but happened earlier
+    (head,) = await claim_ids(store)
+    assert head == delivery(shipped).id
+    retry_at = datetime.now(UTC) + timedelta(hours=1)
+    assert await store.finish(
+        head, worker="w1", attempt=None, state="pending", next_attempt_at=retry_at, error="503"
+    )
+    assert await claim_ids(store) == []  # the newer one waits behind the failed older one
+    assert await claim_ids(store, now=retry_at) == [head]
+    await deliver(store, head)
+    assert await claim_ids(store, now=retry_at) == [delivery(delivered).id]
+
+
+async def test_a_dead_head_unblocks_the_lane(store: Store) -> None:
+    first, second = event("A", minute=1), event("A", Status.DELIVERED, minute=2)
+    await put(store, first, second)
+    (head,) = await claim_ids(store)
+    await store.finish(head, worker="w1", attempt=None, state="dead", error="400")
+    assert await claim_ids(store) == [delivery(second).id]
+
+
+async def test_ordering_latest_supersedes_older_pending(store: Store) -> None:
+    old, new = event("A", minute=1), event("A", Status.DELIVERED, minute=2)
+    await put(store, new, old, ordering="latest")
+    assert await claim_ids(store) == [delivery(new).id]
+    assert await state_of(store, delivery(old).id) == "superseded"
+
+
+async def test_older_than_delivered_is_superseded_under_both(store: Store) -> None:
+    for ordering, order in (("all", "A"), ("latest", "B")):
+        newer = event(order, Status.DELIVERED, minute=5)
+        await put(store, newer, ordering=ordering)  # type: ignore[arg-type]
+        (claimed,) = await claim_ids(store)
+        await deliver(store, claimed)
+        late = event(order, minute=1)
+        await put(store, late, ordering=ordering)  # type: ignore[arg-type]
+        assert await claim_ids(store) == []
+        assert await state_of(store, delivery(late).id) == "superseded"
+
+
+async def test_disabled_sink_is_not_claimed_until_enabled(store: Store) -> None:
+    await put(store, event("A"), sink="erp")
+    await put(store, event("B"), sink="slack")
+    await store.disable_sink("erp", reason="410 Gone", now=T0)
+    assert await store.disabled_sinks() == {"erp": "410 Gone"}
+    assert await claim_ids(store) == [delivery(event("B"), "slack").id]
+    assert await store.enable_sink("erp")
+    assert not await store.enable_sink("erp")
+    assert await claim_ids(store) == [delivery(event("A")).id]
+
+
+async def test_claim_returns_event_and_contact(store: Store) -> None:
+    e = event("A")
+    await store.ingest(
+        IngestBatch(
+            events=[e], deliveries=[delivery(e)], contacts=[Contact(order_id="A", phone="0812")]
+        )
+    )
+    (claim,) = await store.claim(worker="w", now=datetime.now(UTC), limit=5, lease_seconds=5)
+    assert claim.event == e
+    assert claim.contact == Contact(order_id="A", phone="0812")
+    assert claim.delivery.state == "in_flight" and claim.delivery.lease_owner == "w"
+
+
+# -- finishing, replay ------------------------------------------------------------------------
+
+
+async def test_finish_records_attempts_and_counts(store: Store) -> None:
+    await put(store, event("A"))
+    (d,) = await claim_ids(store)
+    now = datetime.now(UTC)
+    attempt = Attempt(
+        delivery_id=d,
+        started_at=now,
+        duration_ms=12.5,
+        outcome="retry",
+        status_code=503,
+        error="HTTP 503",
+    )
+    await store.finish(
+        d, worker="w1", attempt=attempt, state="pending", next_attempt_at=now, error="HTTP 503"
+    )
+    (d2,) = await claim_ids(store)
+    await store.finish(
+        d2, worker="w1", attempt=None, state="pending", next_attempt_at=now, count_attempt=False
+    )
+    found = await store.get_delivery(d)
+    assert found is not None
+    row, attempts = found
+    assert row.attempts == 1  # the put-back did not count
+    assert row.last_error == "HTTP 503"
+    assert attempts == [attempt]
+
+
+async def test_replay_dead_by_filter_and_one(store: Store) -> None:
+    await put(store, event("A"), event("B"), sink="erp")
+    await put(store, event("C"), sink="slack")
+    for d in await claim_ids(store):
+        await store.finish(d, worker="w1", attempt=None, state="dead", error="400")
+    now = datetime.now(UTC)
+    assert await store.replay(DeliveryFilter(sink="erp"), now=now) == 2
+    assert {d.state for d in await store.list_deliveries(DeliveryFilter(sink="erp"))} == {"pending"}
+    slack = delivery(event("C"), "slack").id
+    assert await store.replay_one(slack, now=now)
+    assert not await store.replay_one(slack, now=now)  # already pending
+    found = await store.get_delivery(slack)
+    assert found is not None and found[0].attempts == 0 and found[0].state == "pending"
+
+
+async def test_list_deliveries_filters_and_cursor(store: Store) -> None:
+    await put(store, event("A"), event("B"), event("C"))
+    newest_first = [d.order_id for d in await store.list_deliveries(DeliveryFilter())]
+    assert newest_first == ["C", "B", "A"]
+    page = await store.list_deliveries(DeliveryFilter(limit=1))
+    rest = await store.list_deliveries(DeliveryFilter(before=page[0].id))
+    assert [d.order_id for d in rest] == ["B", "A"]
+    assert [d.order_id for d in await store.list_deliveries(DeliveryFilter(order_id="B"))] == ["B"]
+    assert await store.list_deliveries(DeliveryFilter(state="dead")) == []
+
+
+async def test_next_due_and_sink_counts(store: Store) -> None:
+    assert await store.next_due() is None
+    await put(store, event("A"), event("B"))
+    due = await store.next_due()
+    assert due is not None and due <= datetime.now(UTC)
+    (first, second) = await claim_ids(store)
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    await store.finish(first, worker="w1", attempt=None, state="pending", next_attempt_at=later)
+    await store.finish(second, worker="w1", attempt=None, state="dead")
+    assert await store.next_due() == later
+    (counts,) = await store.sink_counts()
+    assert (counts.sink, counts.pending, counts.dead) == ("erp", 1, 1)
+
+
+async def test_ping(store: Store) -> None:
+    await store.ping()
+
+
+async def test_a_broken_database_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "not-a-db").write_bytes(b"this is not an SQLite file" * 100)
+    broken = open_store(f"sqlite:///{tmp_path}/not-a-db")
+    with pytest.raises(StoreError):
+        await broken.open()
+    (tmp_path / "dir.db").mkdir()
+    with pytest.raises(StoreError):
+        await open_store(f"sqlite:///{tmp_path}/dir.db").open()
+
+
+def test_unsupported_store_urls_are_config_errors() -> None:
+    from gateway.errors import ConfigError
+
+    for url in ("mysql://x", "sqlite://", "kabarin.db"):
+        with pytest.raises(ConfigError):
+            open_store(url)
