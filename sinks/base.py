@@ -19,6 +19,7 @@ from gateway.redaction import MASK, Redactor
 from gateway.units import Duration, RateLimit
 
 __all__ = [
+    "CircuitBreakerConfig",
     "Delivered",
     "Language",
     "Message",
@@ -42,12 +43,30 @@ class RetryConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """Waits between attempts; ``None`` takes the global `retry.schedule`."""
 
 
+class CircuitBreakerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Stop calling a sink that keeps failing, and probe it again later."""
+
+    failures: int = 5
+    """Consecutive failed sends that open the circuit; 0 switches the breaker off."""
+    cooldown: Duration = Duration(30)
+    """How long the circuit stays open before one probe is let through."""
+    max_cooldown: Duration = Duration(300)
+    """Each failed probe doubles the cool-down, up to this."""
+
+    def __post_init__(self) -> None:
+        if self.failures < 0:
+            raise ValueError("`failures` must be 0 (off) or more")
+        if self.max_cooldown < self.cooldown:
+            raise ValueError("`max_cooldown` must be at least `cooldown`")
+
+
 class SinkConfig(
     msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="type"
 ):
     """Keys every sink block accepts. Each sink kind subclasses this with ``tag="<type>"``."""
 
     retry: RetryConfig | None = None
+    circuit_breaker: CircuitBreakerConfig = msgspec.field(default_factory=CircuitBreakerConfig)
     concurrency: int = 10
     """How many sends to this sink may be in flight at once."""
     rate_limit: RateLimit | None = None

@@ -168,6 +168,7 @@ def server(make_server: Callable[..., KabarinProcess]) -> KabarinProcess:
 class Received:
     path: str
     headers: dict[str, str]
+    """Lower-case names."""
     body: bytes
     at: float
     status: int
@@ -188,6 +189,8 @@ class Peer:
     received: list[Received] = field(default_factory=list)
     script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     default: tuple[int, dict[str, str]] = (200, {})
+    delay: float = 0.0
+    """Seconds to wait before answering (a slow ERP)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -222,10 +225,11 @@ def peer() -> Iterator[Peer]:
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length)
             status, headers = state.answer()
+            names = {k.lower(): v for k, v in self.headers.items()}
             with state.lock:
-                state.received.append(
-                    Received(self.path, dict(self.headers.items()), body, time.monotonic(), status)
-                )
+                state.received.append(Received(self.path, names, body, time.monotonic(), status))
+            if state.delay:
+                time.sleep(state.delay)
             reply = b"ok" if status < 300 else b'{"error": "scripted failure"}'
             self.send_response(status)
             for k, v in headers.items():
