@@ -363,3 +363,23 @@ def test_unsupported_store_urls_are_config_errors() -> None:
     for url in ("mysql://x", "sqlite://", "kabarin.db"):
         with pytest.raises(ConfigError):
             open_store(url)
+
+
+async def test_finish_in_flight_records_a_try_and_keeps_the_lease(store: Store) -> None:
+    await put(store, event("A"))
+    (d,) = await claim_ids(store)
+    attempt = Attempt(
+        delivery_id=d,
+        started_at=datetime.now(UTC),
+        duration_ms=1,
+        outcome="retry",
+        error="connection refused",
+    )
+    assert await store.finish(
+        d, worker="w1", attempt=attempt, state="in_flight", count_attempt=False
+    )
+    assert await claim_ids(store, worker="w2") == []  # still leased to w1
+    await deliver(store, d)
+    found = await store.get_delivery(d)
+    assert found is not None
+    assert found[0].state == "delivered" and len(found[1]) == 1

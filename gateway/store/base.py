@@ -234,6 +234,7 @@ class Store(Protocol):
 
         ``state="pending"`` with `next_attempt_at` schedules a retry; ``count_attempt=False``
         puts it back without using up its retry schedule (shutdown, open circuit, rate limit).
+        ``state="in_flight"`` records an intermediate try and keeps the lease.
         Returns False (and changes nothing) when the lease was lost to another worker.
         """
 

@@ -374,19 +374,19 @@ class SQLiteStore:
         def job(conn: sqlite3.Connection) -> bool:
             now = to_us(datetime.now(UTC))
             cur = conn.execute(
-                "UPDATE deliveries SET state = ?, attempts = attempts + ?,"
-                " next_attempt_at = coalesce(?, next_attempt_at),"
-                " last_error = coalesce(?, last_error),"
-                " delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END,"
-                " lease_owner = NULL, lease_until = NULL, updated_at = ?"
-                " WHERE id = ? AND state = 'in_flight' AND lease_owner = ?",
+                "UPDATE deliveries SET state = ?1, attempts = attempts + ?2,"
+                " next_attempt_at = coalesce(?3, next_attempt_at),"
+                " last_error = coalesce(?4, last_error),"
+                " delivered_at = CASE WHEN ?1 = 'delivered' THEN ?5 ELSE delivered_at END,"
+                " lease_owner = CASE WHEN ?1 = 'in_flight' THEN lease_owner END,"
+                " lease_until = CASE WHEN ?1 = 'in_flight' THEN lease_until END,"
+                " updated_at = ?5"
+                " WHERE id = ?6 AND state = 'in_flight' AND lease_owner = ?7",
                 (
                     state,
                     1 if count_attempt else 0,
                     None if next_attempt_at is None else to_us(next_attempt_at),
                     error,
-                    state,
-                    now,
                     now,
                     delivery_id,
                     worker,

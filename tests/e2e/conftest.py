@@ -133,6 +133,7 @@ admin:
 dispatcher:
   poll_interval: 200ms
   shutdown_timeout: 3s
+  lease: 3s  # after a kill -9, leased work is claimed again this soon
 {extra}
 """
     )

@@ -1,0 +1,418 @@
+"""The dispatcher: claims due deliveries, renders them, sends them, and records what happened.
+
+One loop task claims batches of due deliveries from the store (with a lease) as long as there is
+room, and starts one job per delivery. It sleeps until `Dispatcher.wake` (the receiver calls it
+after each commit), until a job finishes, until the store's next due time, or for at most
+``dispatcher.poll_interval``. Each job goes through the notify pipeline:
+
+    keep (sink, order) in claim order → render → circuit breaker → sink slot (concurrency)
+    → rate limit → send (quick retries for network blips) → finish
+
+and ends in one `Store.finish`: ``delivered``; ``pending`` at the time the `RetryPolicy`
+chose; ``dead``; or put back without using an attempt (circuit open, rate limit, sink not
+configured, shutdown). Every send is one attempt row, its error text passed through the
+`Redactor`. Ordering between deliveries of one (sink, order) is the store's job (`Store.claim`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from gateway import metrics
+from gateway.config import DispatcherConfig, RetryPolicyConfig
+from gateway.delivery.attempts import send_with_quick_retries
+from gateway.delivery.controls import SinkControls
+from gateway.delivery.ordering import OrderLanes
+from gateway.delivery.retry import GiveUp
+from gateway.errors import TemplateError
+from gateway.redaction import Redactor
+from gateway.store.base import Attempt, Claim, Delivery, DeliveryState, Store
+from gateway.templates import Templates
+from sinks.base import Delivered, Permanent, Sink
+
+__all__ = ["Dispatcher", "utcnow"]
+
+log = logging.getLogger("kabarin.dispatcher")
+
+MISSING_SINK_DELAY = 300.0
+"""A delivery for a sink no longer in the configuration is put back for this long."""
+MAX_RATE_WAIT = 5.0
+"""Longest in-process wait for a rate-limit slot; a later slot hands the delivery back."""
+PROBE_WAIT = 1.0
+"""While a half-open circuit's probe is out, other deliveries come back after this long."""
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class _Job:
+    claim: Claim
+    task: asyncio.Task[None] | None = None
+    waiting: bool = True
+    """Still only waiting (its order lane, a sink slot, a rate-limit slot): on shutdown it is
+    stopped at once; past that it may finish within the timeout."""
+    finished: bool = False
+    """The store has been told the outcome (or the lease was lost)."""
+
+
+class Dispatcher:
+    """Sends due deliveries to their sinks, durably retrying failures (see the module doc)."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        sinks: Mapping[str, Sink],
+        templates: Templates,
+        retry: RetryPolicyConfig,
+        config: DispatcherConfig,
+        redactor: Redactor,
+        worker_id: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.sinks = dict(sinks)
+        self.templates = templates
+        self.config = config
+        self.redactor = redactor
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.clock = clock
+        self.capacity = max(1, config.batch)
+        """Most deliveries this worker holds at once (claimed and not yet finished)."""
+        self._controls = {
+            name: SinkControls.build(name, sink, retry) for name, sink in sinks.items()
+        }
+        self._jobs: dict[str, _Job] = {}
+        self._lanes = OrderLanes()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._loop_task: asyncio.Task[None] | None = None
+        self._missing_warned: dict[str, float] = {}
+        self._gone: set[str] = set()
+        """Sinks this worker disabled (410): deliveries already claimed for them go back."""
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the loop task (idempotent)."""
+        if self._loop_task is None or self._loop_task.done():
+            self._stopping = False
+            self._loop_task = asyncio.create_task(self._run(), name="kabarin-dispatcher")
+            log.info("dispatcher %s started (batch %d)", self.worker_id, self.config.batch)
+
+    def wake(self) -> None:
+        """New deliveries were committed (or replayed): look at the store now."""
+        self._wake.set()
+
+    async def stop(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Stop claiming, let sends under way finish within `timeout` seconds (default
+        ``dispatcher.shutdown_timeout``), then put everything unfinished back as pending,
+        without using up an attempt. Never marks anything dead."""
+        wait = float(self.config.shutdown_timeout) if timeout is None else timeout
+        self._stopping = True
+        self._wake.set()
+        if self._loop_task is not None:
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+            self._loop_task = None
+        jobs = list(self._jobs.values())
+        for job in jobs:  # nothing sent yet: no reason to wait for these
+            if job.waiting and job.task is not None:
+                job.task.cancel()
+        tasks = [job.task for job in jobs if job.task is not None]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=max(wait, 0.0))
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        released = 0
+        for job in jobs:
+            if not job.finished and await self._release(job.claim.delivery, delay=0.0):
+                released += 1
+        self._jobs.clear()
+        log.info(
+            "dispatcher %s stopped; %d unfinished deliveries put back", self.worker_id, released
+        )
+
+    def circuit_state(self, sink: str) -> str:
+        """``closed``, ``half-open`` or ``open``; ``n/a`` for a sink that is not configured."""
+        controls = self._controls.get(sink)
+        return controls.breaker.state if controls is not None else "n/a"
+
+    async def run_once(self) -> int:
+        """Claim one batch and process it to completion; the number of deliveries claimed."""
+        jobs = await self._claim()
+        tasks = [job.task for job in jobs if job.task is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return len(jobs)
+
+    # -- the loop --------------------------------------------------------------------------
+    async def _run(self) -> None:
+        poll = float(self.config.poll_interval)
+        while not self._stopping:
+            self._wake.clear()
+            limit = min(self.config.batch, self.capacity - len(self._jobs))
+            try:
+                claimed = len(await self._claim()) if limit > 0 else 0
+                if self._stopping:
+                    break
+                if limit > 0 and claimed >= limit:
+                    await asyncio.sleep(0)  # more may be due: claim again right away
+                    continue
+                delay = poll if limit <= 0 else await self._until_due(poll)
+            except Exception:
+                log.exception("dispatcher: could not claim deliveries; trying again in %gs", poll)
+                delay = poll
+            if delay > 0:
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    async def _until_due(self, poll: float) -> float:
+        """Seconds to sleep after a partial claim: until the next due time, at most `poll`.
+
+        A due time already past means it is held back (ordering, a lease): a finishing job
+        or `wake` will look again sooner than `poll`.
+        """
+        due = await self.store.next_due()
+        if due is None:
+            return poll
+        ahead = (due - self.clock()).total_seconds()
+        return min(poll, ahead) if ahead > 0 else poll
+
+    async def _claim(self) -> list[_Job]:
+        limit = min(self.config.batch, self.capacity - len(self._jobs))
+        if limit <= 0 or self._stopping:
+            return []
+        claims = await self.store.claim(
+            worker=self.worker_id,
+            now=self.clock(),
+            limit=limit,
+            lease_seconds=float(self.config.lease),
+        )
+        jobs: list[_Job] = []
+        for claim in claims:  # tasks start in claim order, so (sink, order) lanes queue in it
+            self._gone.discard(claim.delivery.sink)  # the store hands it out: enabled again
+            job = _Job(claim)
+            self._jobs[claim.delivery.id] = job
+            job.task = asyncio.create_task(self._process(job), name=f"deliver-{claim.delivery.id}")
+            jobs.append(job)
+        return jobs
+
+    # -- one delivery ----------------------------------------------------------------------
+    async def _process(self, job: _Job) -> None:
+        delivery = job.claim.delivery
+        try:
+            async with self._lanes.hold(delivery.sink, delivery.order_id):
+                await self._deliver(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("delivery %s to %s failed unexpectedly", delivery.id, delivery.sink)
+        finally:
+            # Unfinished after an error: the lease runs out and the delivery is claimed again.
+            self._jobs.pop(delivery.id, None)
+            self._wake.set()  # room for more, and its successor in the order may be due
+
+    async def _deliver(self, job: _Job) -> None:
+        claim = job.claim
+        delivery = claim.delivery
+        controls = self._controls.get(delivery.sink)
+        if controls is None:
+            self._warn_missing(delivery.sink)
+            await self._hand_back(job, MISSING_SINK_DELAY)
+            return
+        sink = controls.sink
+        started = self.clock()
+        try:
+            text = self.templates.render(
+                self.templates.resolve(delivery.template, sink),
+                event=claim.event,
+                contact=claim.contact,
+                route=delivery.route,
+                language=sink.config.language,
+            )
+        except TemplateError as exc:
+            error = self.redactor.redact(f"template error: {exc}")
+            log.error("delivery %s to %s is dead: %s", delivery.id, delivery.sink, error)
+            attempt = Attempt(
+                delivery_id=delivery.id,
+                started_at=started,
+                duration_ms=0.0,
+                outcome="error",
+                error=error,
+            )
+            await self._finish(job, attempt, "dead", error=error)
+            return
+
+        breaker = controls.breaker
+        if breaker.state == "open":
+            await self._hand_back(job, breaker.opens_again_in())
+            return
+        try:
+            await asyncio.wait_for(controls.slots.acquire(), timeout=float(self.config.lease) / 2)
+        except TimeoutError:  # the sink is saturated: let the lease not run out while we wait
+            await self._hand_back(job, 0.0)
+            return
+        try:
+            if delivery.sink in self._gone:  # disabled while this one waited
+                await self._hand_back(job, 0.0)
+                return
+            if not breaker.allow():
+                delay = breaker.opens_again_in() or PROBE_WAIT
+                await self._hand_back(job, delay)
+                return
+            probe = breaker.state == "half-open"
+            if controls.limiter is not None:
+                wait = controls.limiter.reserve(min(MAX_RATE_WAIT, float(self.config.lease) / 4))
+                if wait is None:
+                    if probe:
+                        breaker.release_probe()
+                    delay = controls.limiter.defer()
+                    await self._hand_back(job, delay)
+                    return
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            job.waiting = False
+            await self._send(job, controls, text)
+        finally:
+            controls.slots.release()
+
+    async def _send(self, job: _Job, controls: SinkControls, text: str) -> None:
+        delivery = job.claim.delivery
+
+        async def record_quick_try(attempt: Attempt) -> None:
+            # An intermediate try: recorded, the lease kept, the schedule not used up.
+            await self.store.finish(
+                delivery.id,
+                worker=self.worker_id,
+                attempt=attempt,
+                state="in_flight",
+                count_attempt=False,
+            )
+
+        result, attempt = await send_with_quick_retries(
+            controls.sink,
+            job.claim,
+            text,
+            clock=self.clock,
+            redactor=self.redactor,
+            record=record_quick_try,
+        )
+        now = self.clock()
+        sink_name = delivery.sink
+        if isinstance(result, Delivered):
+            controls.breaker.record_success()
+            if await self._finish(job, attempt, "delivered"):
+                latency = (now - job.claim.event.received_at).total_seconds()
+                metrics.DELIVERY_LATENCY.labels(sink_name).observe(max(latency, 0.0))
+            return
+        error = attempt.error or "failed"
+        if isinstance(result, Permanent):
+            controls.breaker.record_success()  # it answered: the sink is up
+            log.warning("delivery %s to %s is dead: %s", delivery.id, sink_name, error)
+            await self._finish(job, attempt, "dead", error=error)
+            if result.disable_sink:
+                await self._disable(sink_name, error)
+            return
+        controls.breaker.record_failure()
+        decision = controls.policy.decide(delivery.attempts + 1, result, now)
+        if isinstance(decision, GiveUp):
+            reason = self.redactor.redact(decision.reason)
+            log.warning("delivery %s to %s is dead: %s", delivery.id, sink_name, reason)
+            await self._finish(job, attempt, "dead", error=reason)
+            return
+        log.info(
+            "delivery %s to %s failed (attempt %d of %d), retrying in %.1fs: %s",
+            delivery.id,
+            sink_name,
+            delivery.attempts + 1,
+            controls.policy.max_attempts,
+            decision.delay,
+            error,
+        )
+        await self._finish(job, attempt, "pending", next_attempt_at=decision.when, error=error)
+
+    async def _disable(self, sink: str, reason: str) -> None:
+        self._gone.add(sink)
+        await self.store.disable_sink(sink, reason=reason, now=self.clock())
+        log.error(
+            "sink %s DISABLED: the destination answered that it is gone (%s). Nothing more is "
+            "sent to it; its deliveries wait. Fix its configuration, then re-enable it with "
+            "POST /admin/v1/sinks/%s/enable",
+            sink,
+            reason,
+            sink,
+        )
+
+    # -- talking to the store --------------------------------------------------------------
+    async def _finish(
+        self,
+        job: _Job,
+        attempt: Attempt,
+        state: DeliveryState,
+        *,
+        next_attempt_at: datetime | None = None,
+        error: str | None = None,
+    ) -> bool:
+        delivery = job.claim.delivery
+        job.waiting = False
+        kept = await self.store.finish(
+            delivery.id,
+            worker=self.worker_id,
+            attempt=attempt,
+            state=state,
+            next_attempt_at=next_attempt_at,
+            error=error,
+        )
+        job.finished = True
+        if not kept:
+            log.warning(
+                "delivery %s to %s: lease lost to another worker; its outcome (%s) was dropped",
+                delivery.id,
+                delivery.sink,
+                state,
+            )
+            return False
+        metrics.DELIVERIES.labels(delivery.sink, "retry" if state == "pending" else state).inc()
+        return True
+
+    async def _hand_back(self, job: _Job, delay: float) -> None:
+        job.waiting = False
+        await self._release(job.claim.delivery, delay=delay)
+        job.finished = True
+
+    async def _release(self, delivery: Delivery, *, delay: float) -> bool:
+        """Put a claimed delivery back as pending after `delay` s, its attempts unchanged."""
+        kept = await self.store.finish(
+            delivery.id,
+            worker=self.worker_id,
+            attempt=None,
+            state="pending",
+            next_attempt_at=self.clock() + timedelta(seconds=max(delay, 0.0)),
+            count_attempt=False,
+        )
+        if not kept:
+            log.warning("delivery %s: lease lost before it could be put back", delivery.id)
+        return kept
+
+    def _warn_missing(self, sink: str) -> None:
+        now = time.monotonic()
+        last = self._missing_warned.get(sink)
+        if last is None or now - last >= MISSING_SINK_DELAY:
+            self._missing_warned[sink] = now
+            log.warning(
+                "deliveries for sink %s wait: it is not in the configuration (restore it, or "
+                "they stay pending); next look in %.0fs",
+                sink,
+                MISSING_SINK_DELAY,
+            )

@@ -1,0 +1,105 @@
+"""Prometheus metrics, in Kabarin's own registry (`REGISTRY`, served at ``/metrics``).
+
+Who updates what: the receiver counts pushes, rejections and events; the dispatcher counts
+delivery outcomes, observes latency and sets each sink's circuit state; `refresh_store_gauges`
+reads queue depths from the store when ``/metrics`` is scraped.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from gateway.store.base import Store
+
+__all__ = [
+    "CIRCUIT_STATE_VALUES",
+    "DELIVERIES",
+    "DELIVERIES_DEAD",
+    "DELIVERIES_PENDING",
+    "DELIVERY_LATENCY",
+    "EVENTS",
+    "EVENTS_UNROUTED",
+    "PUSHES",
+    "PUSH_REJECTIONS",
+    "REGISTRY",
+    "SINK_CIRCUIT_STATE",
+    "refresh_store_gauges",
+]
+
+REGISTRY = CollectorRegistry()
+
+PUSHES = Counter(
+    "kabarin_pushes_total",
+    "Pushes accepted and committed, by push method.",
+    ["method"],
+    registry=REGISTRY,
+)
+PUSH_REJECTIONS = Counter(
+    "kabarin_push_rejections_total",
+    "Push requests refused (unauthorized, too_large, invalid, store_unavailable).",
+    ["reason"],
+    registry=REGISTRY,
+)
+EVENTS = Counter(
+    "kabarin_events_total",
+    "Events received, by push method and normalised status.",
+    ["method", "status"],
+    registry=REGISTRY,
+)
+EVENTS_UNROUTED = Counter(
+    "kabarin_events_unrouted_total",
+    "Events that matched no route.",
+    registry=REGISTRY,
+)
+DELIVERIES = Counter(
+    "kabarin_deliveries_total",
+    "Delivery outcomes decided by the dispatcher: delivered, retry (scheduled again), dead.",
+    ["sink", "outcome"],
+    registry=REGISTRY,
+)
+DELIVERY_LATENCY = Histogram(
+    "kabarin_delivery_latency_seconds",
+    "From the event's arrival at Kabarin to its successful delivery, retries included.",
+    ["sink"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 6 * 3600, 24 * 3600),
+    registry=REGISTRY,
+)
+DELIVERIES_PENDING = Gauge(
+    "kabarin_deliveries_pending",
+    "Deliveries waiting to be sent (pending or in flight), read from the store.",
+    ["sink"],
+    registry=REGISTRY,
+)
+DELIVERIES_DEAD = Gauge(
+    "kabarin_deliveries_dead",
+    "Dead-lettered deliveries, read from the store.",
+    ["sink"],
+    registry=REGISTRY,
+)
+SINK_CIRCUIT_STATE = Gauge(
+    "kabarin_sink_circuit_state",
+    "Circuit breaker of each sink: 0 closed, 1 half-open, 2 open.",
+    ["sink"],
+    registry=REGISTRY,
+)
+
+CIRCUIT_STATE_VALUES = {"closed": 0, "half-open": 1, "open": 2}
+
+_counted_sinks: set[str] = set()
+
+
+async def refresh_store_gauges(store: Store) -> None:
+    """Set the pending and dead gauges from `Store.sink_counts` (called on every scrape).
+
+    A sink that no longer has a row is set to 0 rather than keeping its last value.
+    """
+    counts = await store.sink_counts()
+    seen: set[str] = set()
+    for row in counts:
+        DELIVERIES_PENDING.labels(row.sink).set(row.pending)
+        DELIVERIES_DEAD.labels(row.sink).set(row.dead)
+        seen.add(row.sink)
+    for sink in _counted_sinks - seen:
+        DELIVERIES_PENDING.labels(sink).set(0)
+        DELIVERIES_DEAD.labels(sink).set(0)
+    _counted_sinks.update(seen)

@@ -1,0 +1,311 @@
+"""Routes and delivery end to end: `kabarin serve`, a real ERP receiver and a Slack stand-in."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from standardwebhooks.webhooks import Webhook
+
+from .conftest import FIXTURES, KabarinProcess, Peer
+
+SECRET = "whsec_" + base64.b64encode(b"kabarin-e2e-signing-key-32bytes!").decode()
+KABARIN = Path(sys.executable).with_name("kabarin")
+
+
+def sinks_and_routes(
+    peer: Peer,
+    *,
+    ordering: str = "all",
+    schedule: str = "[200ms, 200ms, 200ms]",
+    slack: bool = True,
+) -> str:
+    slack_sink = (
+        f"""
+  ops-slack:
+    type: slack
+    webhook_url: {peer.url}/slack
+    rate_limit: 20/s
+    language: en
+"""
+        if slack
+        else ""
+    )
+    slack_route = (
+        """
+  - name: trouble-to-slack
+    match:
+      status: [canceled, rejected, problem]
+    sinks: [ops-slack]
+"""
+        if slack
+        else ""
+    )
+    return f"""
+retry:
+  schedule: {schedule}
+  jitter: 0
+sinks:
+  erp:
+    type: webhook
+    url: {peer.url}/erp
+    secret: {SECRET}
+    ordering: {ordering}
+    circuit_breaker: {{cooldown: 300ms, max_cooldown: 1s}}
+    headers:
+      X-Shop: toko-kabarin
+{slack_sink}
+routes:
+  - name: everything-to-erp
+    sinks: [erp]
+{slack_route}
+"""
+
+
+def one(order_id: str, method: str, **fields: Any) -> dict[str, Any]:
+    return {"method": method, "data": [{"order_id": order_id, **fields}]}
+
+
+def deliveries(server: KabarinProcess, **params: Any) -> list[dict[str, Any]]:
+    r = server.admin("GET", "/deliveries", params=params)
+    assert r.status_code == 200, r.text
+    items: list[dict[str, Any]] = r.json()["items"]
+    return items
+
+
+def kabarin(server: KabarinProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(KABARIN), *args, "--config", str(server.config_path)],
+        cwd=server.workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_push_reaches_the_erp_signed_and_slack(
+    make_server: Callable[..., KabarinProcess], peer: Peer
+) -> None:
+    server = make_server(sinks_and_routes(peer))
+    assert server.push((FIXTURES / "canceled_packages.json").read_bytes()).status_code == 200
+
+    server.wait_for(lambda: len(peer.requests("/erp")) == 1 and len(peer.requests("/slack")) == 1)
+    erp = peer.requests("/erp")[0]
+    payload = Webhook(SECRET).verify(erp.body, erp.headers)
+    assert payload["type"] == "shipment.canceled"
+    assert payload["data"]["order_id"] == "X"
+    assert payload["data"]["reason"] == "3pl rejection"
+    assert erp.headers["x-shop"] == "toko-kabarin"
+
+    slack = peer.requests("/slack")[0].json()
+    assert "X" in slack["text"]
+    assert slack["blocks"]
+    (delivery,) = deliveries(server, sink="erp")
+    assert delivery["state"] == "delivered"
+    assert erp.headers["webhook-id"] == delivery["id"]
+
+
+def test_failing_receiver_gets_the_event_after_retries(
+    make_server: Callable[..., KabarinProcess], peer: Peer
+) -> None:
+    peer.script = [(503, {}), (500, {}), (502, {})]
+    server = make_server(sinks_and_routes(peer, slack=False))
+    server.push((FIXTURES / "finished_packages.json").read_bytes())
+    server.wait_for(lambda: len(peer.requests("/erp")) == 1)
+    assert len(peer.requests("/erp", ok_only=False)) == 4
+    (d,) = deliveries(server)
+    detail = server.admin("GET", f"/deliveries/{d['id']}").json()
+    assert [a["status_code"] for a in detail["attempts"]] == [503, 500, 502, 200]
+    assert [a["outcome"] for a in detail["attempts"]] == ["retry", "retry", "retry", "delivered"]
+    assert detail["delivery"]["state"] == "delivered"
+
+
+def test_400_is_a_dead_letter_that_replay_delivers(
+    make_server: Callable[..., KabarinProcess], peer: Peer
+) -> None:
+    peer.script = [(400, {})]
+    server = make_server(sinks_and_routes(peer, slack=False))
+    server.push((FIXTURES / "shipped_packages.json").read_bytes())
+    server.wait_for(lambda: [d["state"] for d in deliveries(server)] == ["dead"])
+
+    listed = kabarin(server, "deliveries", "--state", "dead")
+    assert listed.returncode == 0, listed.stderr
+    (dead,) = deliveries(server, state="dead")
+    assert dead["id"] in listed.stdout
+    assert "400" in (dead["last_error"] or "")
+
+    replayed = kabarin(server, "replay", "--delivery", dead["id"])
+    assert replayed.returncode == 0, replayed.stderr
+    server.wait_for(lambda: len(peer.requests("/erp")) == 1)
+    assert deliveries(server)[0]["state"] == "delivered"
+    first, second = peer.requests("/erp", ok_only=False)
+    assert first.headers["webhook-id"] == second.headers["webhook-id"] == dead["id"]
+
+
+def test_replay_dead_by_filter_through_the_admin_api(
+    make_server: Callable[..., KabarinProcess], peer: Peer
+) -> None:
+    peer.script = [(422, {}), (422, {})]
+    server = make_server(sinks_and_routes(peer, slack=False))
+    server.push(one("A-1", "shipped_packages", shipped_at="2024-01-01 10:00:00"))
+    server.push(one("A-2", "shipped_packages", shipped_at="2024-01-01 10:00:00"))
+    server.wait_for(lambda: len(deliveries(server, state="dead")) == 2)
+    r = server.admin("POST", "/deliveries/replay", params={"sink": "erp"})
+    assert r.status_code == 200 and r.json() == {"replayed": 2}
+    server.wait_for(lambda: len(peer.requests("/erp")) == 2)
+
+
+def test_429_retry_after_is_waited_out(
+    make_server: Callable[..., KabarinProcess], peer: Peer
+) -> None:
+    peer.script = [(429, {"Retry-After": "2"})]
+    server = make_server(sinks_and_routes(peer, slack=False))
+    server.push((FIXTURES / "shipped_packages.json").read_bytes())
+    server.wait_for(lambda: len(peer.requests("/erp")) == 1)
+    first, second = peer.requests("/erp", ok_only=False)
+    assert first.status == 429
+    assert second.at - first.at >= 1.9
+
+
+def test_kill_9_with_pending_deliveries_loses_nothing(
+    make_server: Callable[..., KabarinProcess], peer: Peer
+) -> None:
+    server = make_server(
+        sinks_and_routes(peer, slack=False, schedule="[" + ", ".join(["300ms"] * 10) + "]")
+    )
+    peer.default = (503, {})  # the ERP is down while pushes come in
+    for i in range(30):
+        server.push(one(f"K-{i}", "shipped_packages", shipped_at="2024-02-02 08:00:00"))
+    server.kill9()
+    peer.default = (200, {})
+    server.start()
+    server.wait_for(lambda: len({r.headers["webhook-id"] for r in peer.requests("/erp")}) == 30)
+    states = {d["state"] for d in deliveries(server, limit=100)}
+    assert states == {"delivered"}
+    # At-least-once: a repeat can only be a delivery the kill interrupted, with the same id.
+    ids = [r.headers["webhook-id"] for r in peer.requests("/erp")]
+    for repeated in {i for i in ids if ids.count(i) > 1}:
+        bodies = {
+            r.json()["data"]["id"]
+            for r in peer.requests("/erp")
+            if r.headers["webhook-id"] == repeated
+        }
+        assert len(bodies) == 1
+
+
+def _ordering_case(
+    make_server: Callable[..., KabarinProcess], peer: Peer, ordering: str
+) -> KabarinProcess:
+    server = make_server(
+        sinks_and_routes(
+            peer, ordering=ordering, slack=False, schedule="[300ms, 300ms, 300ms, 300ms, 300ms]"
+        )
+    )
+    peer.default = (503, {})
+    server.push(one("ORD-1", "finished_packages", finished_at="2024-03-03 12:00:00"))
+    server.push(one("ORD-1", "shipped_packages", shipped_at="2024-03-02 09:00:00"))
+    server.wait_for(lambda: len(peer.requests("/erp", ok_only=False)) >= 1)
+    peer.default = (200, {})
+    return server
+
+
+def test_ordering_all_sends_older_first(
+    make_server: Callable[..., KabarinProcess], peer: Peer
+) -> None:
+    server = _ordering_case(make_server, peer, "all")
+    server.wait_for(lambda: len(peer.requests("/erp")) == 2)
+    assert [b["type"] for b in peer.bodies("/erp")] == ["shipment.shipped", "shipment.delivered"]
+    _late_older_status_is_superseded(server, peer)
+
+
+def test_ordering_latest_sends_only_the_newest(
+    make_server: Callable[..., KabarinProcess], peer: Peer
+) -> None:
+    server = _ordering_case(make_server, peer, "latest")
+    server.wait_for(lambda: len(peer.requests("/erp")) == 1)
+    time.sleep(0.8)
+    assert [b["type"] for b in peer.bodies("/erp")] == ["shipment.delivered"]
+    states = {d["state"] for d in deliveries(server)}
+    assert states == {"delivered", "superseded"}
+    _late_older_status_is_superseded(server, peer)
+
+
+def _late_older_status_is_superseded(server: KabarinProcess, peer: Peer) -> None:
+    sent = len(peer.requests("/erp"))
+    server.push(one("ORD-1", "processed_packages", awb="AWB-LATE", date="2024-03-01 08:00:00"))
+    server.wait_for(
+        lambda: any(
+            d["state"] == "superseded" and d["occurred_at"].startswith("2024-03-01")
+            for d in deliveries(server)
+        )
+    )
+    time.sleep(0.5)
+    assert len(peer.requests("/erp")) == sent
+
+
+def test_sigterm_lets_the_send_in_flight_finish(
+    make_server: Callable[..., KabarinProcess], peer: Peer
+) -> None:
+    server = make_server(sinks_and_routes(peer, slack=False))
+    peer.delay = 1.0  # a slow ERP: the send is in flight when SIGTERM comes
+    server.push((FIXTURES / "shipped_packages.json").read_bytes())
+    server.wait_for(lambda: len(peer.requests("/erp")) == 1)
+    code = server.terminate()
+    assert code in (0, -15)  # uvicorn re-raises SIGTERM once it has shut down cleanly
+    assert "Application shutdown complete" in server.output()
+    peer.delay = 0
+    server.start()
+    (d,) = deliveries(server)
+    assert d["state"] == "delivered"  # finished before the process exited, not re-sent
+    time.sleep(0.5)
+    assert len(peer.requests("/erp")) == 1
+
+
+def test_metrics(make_server: Callable[..., KabarinProcess], peer: Peer) -> None:
+    server = make_server(sinks_and_routes(peer))
+    server.push((FIXTURES / "canceled_packages.json").read_bytes())
+    server.wait_for(lambda: len(peer.requests()) == 2)
+    text = server.client.get("/metrics").text
+    assert 'kabarin_pushes_total{method="canceled_packages"} 1.0' in text
+    assert 'kabarin_events_total{method="canceled_packages",status="canceled"} 1.0' in text
+    assert 'kabarin_deliveries_total{outcome="delivered",sink="erp"} 1.0' in text
+    assert "kabarin_delivery_latency_seconds_bucket" in text
+    assert 'kabarin_deliveries_pending{sink="erp"} 0.0' in text
+    assert 'kabarin_sink_circuit_state{sink="erp"}' in text
+
+
+def test_simulate_shows_routes_and_messages_without_sending(
+    make_server: Callable[..., KabarinProcess], peer: Peer, tmp_path: Path
+) -> None:
+    server = make_server(sinks_and_routes(peer), start=False)
+    r = kabarin(server, "simulate", str(FIXTURES / "canceled_packages.json"))
+    assert r.returncode == 0, r.stderr
+    assert "route everything-to-erp -> sink erp" in r.stdout
+    assert "route trouble-to-slack -> sink ops-slack" in r.stdout
+    assert "canceled" in r.stdout
+    assert peer.requests(ok_only=False) == []
+    assert not (tmp_path / "kabarin.db").exists()
+
+
+def test_gone_410_disables_the_sink_until_enabled(
+    make_server: Callable[..., KabarinProcess], peer: Peer
+) -> None:
+    peer.script = [(410, {})]
+    server = make_server(sinks_and_routes(peer, slack=False))
+    server.push(one("G-1", "shipped_packages", shipped_at="2024-01-01 10:00:00"))
+    server.wait_for(lambda: [d["state"] for d in deliveries(server)] == ["dead"])
+    server.push(one("G-2", "shipped_packages", shipped_at="2024-01-01 10:00:00"))
+    time.sleep(1)
+    assert len(peer.requests("/erp", ok_only=False)) == 1
+    sinks = {s["name"]: s for s in server.admin("GET", "/sinks").json()["items"]}
+    assert "410" in (sinks["erp"]["disabled"] or "")
+    assert "disabled" in server.output().lower()
+    assert server.admin("POST", "/sinks/erp/enable").status_code == 200
+    server.wait_for(lambda: len(peer.requests("/erp")) == 1)
+    assert json.loads(peer.requests("/erp")[0].body)["data"]["order_id"] == "G-2"

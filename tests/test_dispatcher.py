@@ -1,0 +1,534 @@
+"""The dispatcher on the real SQLite store, with scripted sinks that record what they were sent."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar, Self
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from gateway import metrics
+from gateway.config import DispatcherConfig, RetryPolicyConfig
+from gateway.dispatcher import Dispatcher
+from gateway.events import Event, Status, event_id
+from gateway.redaction import Redactor
+from gateway.store import open_store
+from gateway.store.base import Attempt, Delivery, IngestBatch, NewDelivery, Store
+from gateway.templates import Templates
+from gateway.units import Duration, parse_rate_limit
+from sinks.base import (
+    Delivered,
+    Message,
+    Ordering,
+    Permanent,
+    Retry,
+    RetryConfig,
+    SendResult,
+    SinkConfig,
+)
+
+SECRET = "erp-pass-s3cr3t-7788"
+PHONE = "081234567890"
+FAST = ["50ms", "50ms"]
+
+Script = SendResult | BaseException
+
+
+class FakeConfig(SinkConfig, tag="fake", kw_only=True, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class FakeSink:
+    """Answers from `script` in turn (then `default`), records every message and the most
+    sends it ever had in flight at once."""
+
+    config_type: ClassVar[type[SinkConfig]] = FakeConfig
+    default_ordering: ClassVar[Ordering] = "all"
+    default_templates: ClassVar[dict[str, str]] = {
+        "id": "{{ event.status | status_label }}: pesanan {{ event.order_id }}",
+        "en": "{{ event.status | status_label }}: order {{ event.order_id }}",
+    }
+
+    def __init__(
+        self,
+        name: str = "fake",
+        config: FakeConfig | None = None,
+        *,
+        script: Sequence[Script] = (),
+        default: Script | None = None,
+        delay: float = 0.0,
+        gate: asyncio.Event | None = None,
+    ) -> None:
+        self.name = name
+        self.config = config or FakeConfig()
+        self.script = list(script)
+        self.default = default if default is not None else Delivered(status_code=200)
+        self.delay = delay
+        self.gate = gate
+        self.messages: list[Message] = []
+        self.sent_at: list[float] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    @classmethod
+    def build(cls, name: str, config: Any, client: object) -> Self:
+        return cls(name, config)
+
+    async def send(self, message: Message) -> SendResult:
+        self.messages.append(message)
+        self.sent_at.append(time.monotonic())
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            answer = self.script.pop(0) if self.script else self.default
+            if isinstance(answer, BaseException):
+                raise answer
+            return answer
+        finally:
+            self.in_flight -= 1
+
+    def secrets(self) -> list[str]:
+        return [SECRET]
+
+    async def aclose(self) -> None:
+        pass
+
+    @property
+    def texts(self) -> list[str]:
+        return [m.text for m in self.messages]
+
+
+# -- fixtures and helpers -------------------------------------------------------------------
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = open_store(f"sqlite:///{tmp_path}/k.db")
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def dispatcher(
+    store: Store,
+    *sinks: FakeSink,
+    schedule: Sequence[str] = FAST,
+    batch: int = 100,
+    poll: float = 0.5,
+    lease: float = 60,
+) -> Dispatcher:
+    from gateway.units import parse_duration
+
+    return Dispatcher(
+        store=store,
+        sinks={s.name: s for s in sinks},
+        templates=Templates(timezone=ZoneInfo("Asia/Jakarta")),
+        retry=RetryPolicyConfig(schedule=[parse_duration(s) for s in schedule], jitter=0),
+        config=DispatcherConfig(
+            batch=batch,
+            poll_interval=Duration(poll),
+            lease=Duration(lease),
+            shutdown_timeout=Duration(2),
+        ),
+        redactor=Redactor([SECRET]),
+        worker_id="test-worker",
+    )
+
+
+def config(**fields: Any) -> FakeConfig:
+    if "rate_limit" in fields:
+        fields["rate_limit"] = parse_rate_limit(fields["rate_limit"])
+    if "schedule" in fields:
+        fields["retry"] = RetryConfig(schedule=[Duration(s) for s in fields.pop("schedule")])
+    return FakeConfig(**fields)
+
+
+_BASE = datetime(2024, 5, 5, 9, 30, tzinfo=UTC)
+
+
+async def add(
+    store: Store,
+    order_id: str = "OID-1",
+    *,
+    sink: str = "fake",
+    status: Status = Status.SHIPPED,
+    minutes: int = 0,
+    template: str | None = None,
+    ordering: Ordering = "all",
+) -> str:
+    """Store one event of `order_id` and its delivery to `sink`; the delivery id."""
+    occurred = _BASE + timedelta(minutes=minutes)
+    eid = event_id("test", order_id, status, occurred.isoformat())
+    event = Event(
+        id=eid,
+        source="push",
+        method="shipped_packages",
+        kind="express",
+        status=status,
+        order_id=order_id,
+        awb="JP1234567890",
+        occurred_at=occurred,
+        received_at=datetime.now(UTC),
+    )
+    did = f"dlv_{eid[4:]}_{sink}"
+    delivery = NewDelivery(
+        id=did, event_id=eid, route="all", sink=sink, ordering=ordering, template=template
+    )
+    await store.ingest(IngestBatch(events=[event], deliveries=[delivery]))
+    return did
+
+
+async def delivery(store: Store, did: str) -> tuple[Delivery, list[Attempt]]:
+    found = await store.get_delivery(did)
+    assert found is not None
+    return found
+
+
+async def eventually(check: Callable[[], Any], within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met in time")
+
+
+async def state_is(store: Store, did: str, state: str) -> bool:
+    return (await delivery(store, did))[0].state == state
+
+
+def sample(name: str, **labels: str) -> float:
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+# -- the happy path ---------------------------------------------------------------------------
+
+
+async def test_a_due_delivery_is_rendered_sent_and_recorded_once(store: Store) -> None:
+    sink = FakeSink()
+    did = await add(store, "OID-HAPPY")
+    before = sample("kabarin_deliveries_total", sink="fake", outcome="delivered")
+
+    assert await dispatcher(store, sink).run_once() == 1
+
+    (message,) = sink.messages
+    assert message.text == "Dikirim: pesanan OID-HAPPY"
+    assert message.delivery_id == did and message.route == "all" and message.attempt == 1
+    stored, attempts = await delivery(store, did)
+    assert stored.state == "delivered" and stored.delivered_at is not None
+    (attempt,) = attempts
+    assert attempt.outcome == "delivered" and attempt.status_code == 200
+    assert attempt.duration_ms >= 0 and attempt.error is None
+    assert sample("kabarin_deliveries_total", sink="fake", outcome="delivered") == before + 1
+    assert sample("kabarin_delivery_latency_seconds_count", sink="fake") >= 1
+    assert await dispatcher(store, sink).run_once() == 0
+
+
+async def test_wake_sends_at_once_without_waiting_for_the_poll(store: Store) -> None:
+    sink = FakeSink()
+    d = dispatcher(store, sink, poll=30)
+    await d.start()
+    await asyncio.sleep(0.05)  # the loop has looked, found nothing, and sleeps
+    did = await add(store)
+    started = time.monotonic()
+    d.wake()
+    await eventually(lambda: state_is(store, did, "delivered"), within=2)
+    assert time.monotonic() - started < 0.5
+    await d.stop()
+
+
+# -- retries ---------------------------------------------------------------------------------
+
+
+async def test_failures_are_retried_on_the_schedule_until_delivered(store: Store) -> None:
+    sink = FakeSink(
+        script=[
+            Retry(reason="HTTP 503 Service Unavailable", status_code=503),
+            Retry(reason="HTTP 500 Internal Server Error", status_code=500),
+        ]
+    )
+    did = await add(store)
+    d = dispatcher(store, sink, poll=0.05)
+    await d.start()
+    await eventually(lambda: state_is(store, did, "delivered"))
+    await d.stop()
+    stored, attempts = await delivery(store, did)
+    assert [a.outcome for a in attempts] == ["retry", "retry", "delivered"]
+    assert [a.status_code for a in attempts] == [503, 500, 200]
+    assert [m.attempt for m in sink.messages] == [1, 2, 3]
+    assert stored.attempts == 3
+
+
+async def test_exhausted_schedule_is_a_dead_letter_with_the_error(store: Store) -> None:
+    sink = FakeSink(default=Retry(reason="HTTP 503 Service Unavailable", status_code=503))
+    did = await add(store)
+    d = dispatcher(store, sink, poll=0.05)
+    await d.start()
+    await eventually(lambda: state_is(store, did, "dead"))
+    await d.stop()
+    stored, attempts = await delivery(store, did)
+    assert len(sink.messages) == 3 == len(attempts)
+    assert stored.last_error == "gave up after 3 attempts: HTTP 503 Service Unavailable"
+
+
+async def test_a_permanent_refusal_is_dead_at_once(store: Store) -> None:
+    sink = FakeSink(
+        script=[Permanent(reason="HTTP 400 Bad Request: no such shop", status_code=400)]
+    )
+    did = await add(store)
+    await dispatcher(store, sink).run_once()
+    stored, (attempt,) = await delivery(store, did)
+    assert stored.state == "dead"
+    assert stored.last_error == "HTTP 400 Bad Request: no such shop"
+    assert attempt.outcome == "permanent" and attempt.status_code == 400
+
+
+async def test_410_gone_disables_the_sink_and_says_how_to_enable_it(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = FakeSink(script=[Permanent(reason="HTTP 410 Gone", status_code=410, disable_sink=True)])
+    first = await add(store, "OID-1")
+    d = dispatcher(store, sink)
+    with caplog.at_level(logging.ERROR, logger="kabarin.dispatcher"):
+        await d.run_once()
+    assert await state_is(store, first, "dead")
+    assert "410" in (await store.disabled_sinks())["fake"]
+    assert any("enable" in r.getMessage() and "fake" in r.getMessage() for r in caplog.records)
+
+    later = await add(store, "OID-2")
+    assert await d.run_once() == 0
+    assert len(sink.messages) == 1
+    assert await state_is(store, later, "pending")
+    assert await store.enable_sink("fake")
+    assert await d.run_once() == 1
+    assert await state_is(store, later, "delivered")
+
+
+async def test_retry_after_sets_the_next_attempt(store: Store) -> None:
+    sink = FakeSink(script=[Retry(reason="HTTP 429 Too Many Requests", after=30, status_code=429)])
+    did = await add(store)
+    before = datetime.now(UTC)
+    await dispatcher(store, sink).run_once()
+    stored, (attempt,) = await delivery(store, did)
+    assert stored.state == "pending" and stored.attempts == 1
+    wait = (stored.next_attempt_at - before).total_seconds()
+    assert 29.9 <= wait <= 31
+    assert attempt.status_code == 429
+
+
+async def test_connection_blips_are_retried_in_process_each_try_recorded(store: Store) -> None:
+    blip = Retry(reason="network error (ConnectError): connection refused")
+    sink = FakeSink(script=[blip, blip])
+    did = await add(store)
+    started = time.monotonic()
+    await dispatcher(store, sink).run_once()
+    assert time.monotonic() - started < 1.0
+    stored, attempts = await delivery(store, did)
+    assert stored.state == "delivered"
+    assert [a.outcome for a in attempts] == ["retry", "retry", "delivered"]
+    assert attempts[0].error == blip.reason and attempts[0].status_code is None
+    assert stored.attempts == 1  # one go on the durable schedule
+
+
+async def test_blips_that_persist_fall_back_to_the_durable_schedule(store: Store) -> None:
+    sink = FakeSink(default=Retry(reason="timed out (ReadTimeout)"))
+    did = await add(store)
+    await dispatcher(store, sink, schedule=["1h"]).run_once()
+    stored, attempts = await delivery(store, did)
+    assert len(sink.messages) == 3 == len(attempts)
+    assert stored.state == "pending" and stored.attempts == 1
+
+
+async def test_http_errors_are_not_retried_in_process(store: Store) -> None:
+    sink = FakeSink(script=[Retry(reason="HTTP 503", status_code=503)])
+    did = await add(store)
+    await dispatcher(store, sink, schedule=["1h"]).run_once()
+    assert len(sink.messages) == 1
+    assert await state_is(store, did, "pending")
+
+
+async def test_a_secret_in_a_sink_exception_is_redacted(store: Store) -> None:
+    sink = FakeSink(
+        script=[RuntimeError(f"POST https://erp:{SECRET}@erp.example.com failed for {PHONE}")]
+    )
+    did = await add(store)
+    await dispatcher(store, sink, schedule=["1h"]).run_once()
+    stored, (attempt,) = await delivery(store, did)
+    assert stored.state == "pending"
+    assert attempt.outcome == "error" and attempt.error is not None
+    assert SECRET not in attempt.error and PHONE not in attempt.error
+    assert "RuntimeError" in attempt.error and "***" in attempt.error
+    assert stored.last_error is not None and SECRET not in stored.last_error
+
+
+# -- per-sink controls --------------------------------------------------------------------------
+
+
+async def test_an_open_circuit_hands_deliveries_back_without_using_attempts(
+    store: Store,
+) -> None:
+    sink = FakeSink(config=config(concurrency=1), default=Retry(reason="HTTP 502", status_code=502))
+    for i in range(5):
+        await add(store, f"OID-{i}")
+    d = dispatcher(store, sink, schedule=["1h"])
+    assert await d.run_once() == 5
+    assert d.circuit_state("fake") == "open"
+    assert sample("kabarin_sink_circuit_state", sink="fake") == 2
+
+    held = await add(store, "OID-HELD")
+    before = datetime.now(UTC)
+    assert await d.run_once() == 1
+    assert len(sink.messages) == 5
+    stored, attempts = await delivery(store, held)
+    assert stored.state == "pending" and stored.attempts == 0 and attempts == []
+    assert 29 <= (stored.next_attempt_at - before).total_seconds() <= 31
+
+
+async def test_rate_limit_spaces_sends(store: Store) -> None:
+    sink = FakeSink(config=config(rate_limit="20/s"))
+    for i in range(5):
+        await add(store, f"OID-{i}")
+    assert await dispatcher(store, sink).run_once() == 5
+    gaps = [b - a for a, b in zip(sink.sent_at, sink.sent_at[1:], strict=False)]
+    assert len(gaps) == 4 and min(gaps) >= 0.045
+
+
+async def test_a_slot_far_away_hands_the_delivery_back_for_later(store: Store) -> None:
+    sink = FakeSink(config=config(rate_limit="1/m"))
+    first, second = await add(store, "OID-1"), await add(store, "OID-2")
+    before = datetime.now(UTC)
+    await dispatcher(store, sink).run_once()
+    assert len(sink.messages) == 1
+    stored_1, _ = await delivery(store, first)
+    stored_2, _ = await delivery(store, second)
+    assert {stored_1.state, stored_2.state} == {"delivered", "pending"}
+    later = stored_2 if stored_2.state == "pending" else stored_1
+    assert later.attempts == 0
+    assert 55 <= (later.next_attempt_at - before).total_seconds() <= 65
+
+
+async def test_concurrency_limit_holds(store: Store) -> None:
+    sink = FakeSink(config=config(concurrency=2), delay=0.03)
+    for i in range(8):
+        await add(store, f"OID-{i}")
+    assert await dispatcher(store, sink).run_once() == 8
+    assert len(sink.messages) == 8
+    assert sink.max_in_flight == 2
+
+
+async def test_sinks_do_not_share_their_limits(store: Store) -> None:
+    slow = FakeSink("slow", config=config(concurrency=1), delay=0.2)
+    fast = FakeSink("fast", config=config(concurrency=4), delay=0.01)
+    for i in range(4):  # distinct events: a repeated event gets no new deliveries
+        await add(store, f"SLOW-{i}", sink="slow")
+        await add(store, f"FAST-{i}", sink="fast")
+    d = dispatcher(store, slow, fast)
+    task = asyncio.create_task(d.run_once())
+    await eventually(lambda: len(fast.messages) == 4, within=0.5)
+    assert len(slow.messages) <= 2
+    assert await task == 8
+
+
+async def test_one_order_is_sent_oldest_first(store: Store) -> None:
+    sink = FakeSink()
+    newer = await add(store, "OID-7", status=Status.DELIVERED, minutes=10)
+    older = await add(store, "OID-7", status=Status.SHIPPED, minutes=0)
+    d = dispatcher(store, sink, poll=0.05)
+    await d.start()
+    await eventually(lambda: state_is(store, newer, "delivered"))
+    await d.stop()
+    assert await state_is(store, older, "delivered")
+    assert sink.texts == ["Dikirim: pesanan OID-7", "Terkirim: pesanan OID-7"]
+
+
+# -- what must not crash ------------------------------------------------------------------------
+
+
+async def test_a_template_error_is_a_dead_letter_not_a_crash(store: Store) -> None:
+    sink = FakeSink()
+    did = await add(store, template="Halo {{ nope }}")
+    await dispatcher(store, sink).run_once()
+    stored, (attempt,) = await delivery(store, did)
+    assert sink.messages == []
+    assert stored.state == "dead"
+    assert stored.last_error is not None and "template" in stored.last_error
+    assert attempt.outcome == "error"
+
+
+async def test_a_sink_missing_from_the_configuration_keeps_its_deliveries(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    did = await add(store, sink="removed")
+    before = datetime.now(UTC)
+    with caplog.at_level(logging.WARNING, logger="kabarin.dispatcher"):
+        assert await dispatcher(store, FakeSink()).run_once() == 1
+    stored, attempts = await delivery(store, did)
+    assert stored.state == "pending" and stored.attempts == 0 and attempts == []
+    assert (stored.next_attempt_at - before).total_seconds() >= 60
+    assert any("removed" in r.getMessage() for r in caplog.records)
+
+
+async def test_graceful_stop_puts_sends_under_way_back(store: Store) -> None:
+    gate = asyncio.Event()  # never opens: the send hangs
+    sink = FakeSink(gate=gate)
+    did = await add(store)
+    d = dispatcher(store, sink, poll=0.05)
+    await d.start()
+    await eventually(lambda: sink.in_flight == 1)
+    started = time.monotonic()
+    await d.stop(timeout=0.2)
+    assert time.monotonic() - started < 1.0
+    stored, attempts = await delivery(store, did)
+    assert stored.state == "pending" and stored.attempts == 0 and attempts == []
+    assert stored.next_attempt_at <= datetime.now(UTC)
+
+
+async def test_graceful_stop_lets_a_quick_send_finish(store: Store) -> None:
+    sink = FakeSink(delay=0.1)
+    did = await add(store)
+    d = dispatcher(store, sink, poll=0.05)
+    await d.start()
+    await eventually(lambda: sink.in_flight == 1)
+    await d.stop(timeout=2)
+    assert await state_is(store, did, "delivered")
+
+
+async def test_a_lost_lease_is_logged_and_left_alone(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = FakeSink(delay=0.3)
+    did = await add(store)
+    d = dispatcher(store, sink, lease=0.1)
+    task = asyncio.create_task(d.run_once())
+    await eventually(lambda: sink.in_flight == 1)
+    await asyncio.sleep(0.15)  # the lease ran out; another worker takes the delivery over
+    (taken,) = await store.claim(worker="other", now=datetime.now(UTC), limit=10, lease_seconds=60)
+    assert taken.delivery.id == did
+    with caplog.at_level(logging.WARNING, logger="kabarin.dispatcher"):
+        await task
+    assert any("lease lost" in r.getMessage() for r in caplog.records)
+    stored, _ = await delivery(store, did)
+    assert stored.state == "in_flight" and stored.lease_owner == "other"
+
+
+async def test_store_gauges_are_refreshed_from_the_store(store: Store) -> None:
+    await add(store, "OID-1")
+    await add(store, "OID-2")
+    await metrics.refresh_store_gauges(store)
+    assert sample("kabarin_deliveries_pending", sink="fake") == 2
+    assert sample("kabarin_deliveries_dead", sink="fake") == 0
