@@ -32,6 +32,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 bench: $(STAMP)
+	$(BIN)/python bench/store_floor.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/deliver.py
 

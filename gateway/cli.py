@@ -32,6 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.log_level != "debug":  # one line per outbound request is debugging detail
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         code: int = args.func(args)
     except ConfigError as exc:
