@@ -152,14 +152,17 @@ def sample_body() -> bytes:
     ).encode()
 
 
+HEADERS = {
+    "content-type": "application/json",
+    "webhook-id": "x",
+    "webhook-timestamp": "1",
+    "webhook-signature": "v1,abc",
+}
+"""What a signed webhook carries, for the bare loops."""
+
+
 async def aiohttp_loop(url: str, requests: int) -> float:
     body = sample_body()
-    headers = {
-        "content-type": "application/json",
-        "webhook-id": "x",
-        "webhook-timestamp": "1",
-        "webhook-signature": "v1,abc",
-    }
     remaining = requests
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as s:
 
@@ -167,7 +170,7 @@ async def aiohttp_loop(url: str, requests: int) -> float:
             nonlocal remaining
             while remaining > 0:
                 remaining -= 1
-                async with s.post(url, data=body, headers=headers) as r:
+                async with s.post(url, data=body, headers=HEADERS) as r:
                     await r.read()
 
         started = time.perf_counter()
@@ -180,12 +183,6 @@ async def httpx_loop(url: str, requests: int, *, kabarin_transport: bool = False
     from sinks.http import make_http_client
 
     body = sample_body()
-    headers = {
-        "content-type": "application/json",
-        "webhook-id": "x",
-        "webhook-timestamp": "1",
-        "webhook-signature": "v1,abc",
-    }
     remaining = requests
     limits = httpx.Limits(max_connections=CONCURRENCY)
     client = make_http_client() if kabarin_transport else httpx.AsyncClient(limits=limits)
@@ -195,7 +192,7 @@ async def httpx_loop(url: str, requests: int, *, kabarin_transport: bool = False
             nonlocal remaining
             while remaining > 0:
                 remaining -= 1
-                await client.post(url, content=body, headers=headers)
+                await client.post(url, content=body, headers=HEADERS)
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))

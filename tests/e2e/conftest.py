@@ -119,7 +119,9 @@ class KabarinProcess:
         raise AssertionError(f"condition not met within {timeout}s; server log:\n{self.output()}")
 
 
-def write_config(path: Path, extra: str = "", store: str | None = None) -> Path:
+def write_config(
+    path: Path, extra: str = "", store: str | None = None, dispatcher: bool = True
+) -> Path:
     store_url = store or f"sqlite:///{path.parent / 'kabarin.db'}"
     path.write_text(
         f"""
@@ -131,6 +133,7 @@ store:
 admin:
   token: {ADMIN_TOKEN}
 dispatcher:
+  enabled: {"true" if dispatcher else "false"}
   poll_interval: 200ms
   shutdown_timeout: 3s
   lease: 3s  # after a kill -9, leased work is claimed again this soon
@@ -144,8 +147,8 @@ dispatcher:
 def make_server(tmp_path: Path) -> Iterator[Callable[..., KabarinProcess]]:
     servers: list[KabarinProcess] = []
 
-    def make(extra: str = "", start: bool = True) -> KabarinProcess:
-        config = write_config(tmp_path / "config.yaml", extra)
+    def make(extra: str = "", start: bool = True, dispatcher: bool = True) -> KabarinProcess:
+        config = write_config(tmp_path / "config.yaml", extra, dispatcher=dispatcher)
         server = KabarinProcess(config, tmp_path)
         servers.append(server)
         if start:

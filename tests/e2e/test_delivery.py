@@ -309,3 +309,24 @@ def test_gone_410_disables_the_sink_until_enabled(
     assert server.admin("POST", "/sinks/erp/enable").status_code == 200
     server.wait_for(lambda: len(peer.requests("/erp")) == 1)
     assert json.loads(peer.requests("/erp")[0].body)["data"]["order_id"] == "G-2"
+
+
+def test_a_separate_worker_delivers_what_serve_stored(
+    make_server: Callable[..., KabarinProcess], peer: Peer
+) -> None:
+    server = make_server(sinks_and_routes(peer, slack=False), dispatcher=False)
+    server.push((FIXTURES / "shipped_packages.json").read_bytes())
+    time.sleep(0.5)
+    assert peer.requests(ok_only=False) == []  # serve alone does not send
+    worker = subprocess.Popen(
+        [str(KABARIN), "worker", "--config", str(server.config_path)],
+        cwd=server.workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        server.wait_for(lambda: len(peer.requests("/erp")) == 1)
+        assert deliveries(server)[0]["state"] == "delivered"
+    finally:
+        worker.terminate()
+        assert worker.wait(20) == 0
