@@ -17,8 +17,8 @@ from pathlib import Path
 
 import msgspec
 
+from gateway.store.rows import INSERT_DELIVERIES, INSERT_EVENTS
 from gateway.store.schema import MIGRATIONS
-from gateway.store.sqlite import _INSERT_DELIVERIES, _INSERT_EVENTS
 
 BODY = {
     "id": "evt",
@@ -58,8 +58,8 @@ def main() -> None:
                 order = f"O-{push}-{i}"
                 events.append((f"evt_{key}", order, "shipped", "shipped_packages", 1, 2, BODY))
                 deliveries.append((f"dlv_{key}", f"evt_{key}", "all", "erp", order, 1, "all", None))
-            conn.execute(_INSERT_EVENTS, (encode(events),))
-            conn.execute(_INSERT_DELIVERIES, (encode(deliveries), 5))
+            conn.execute(INSERT_EVENTS, (encode(events),))
+            conn.execute(INSERT_DELIVERIES, (encode(deliveries), 5))
         before = time.perf_counter()
         conn.execute("COMMIT")
         commit_time += time.perf_counter() - before

@@ -6,7 +6,11 @@ Times are integer microseconds since the Unix epoch, UTC. Add a migration by app
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS"]
+import sqlite3
+import time
+from collections.abc import Iterable
+
+__all__ = ["MIGRATIONS", "migrate"]
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -82,3 +86,28 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     ),
 ]
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Apply the migrations this database has not had yet, each in its own transaction."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
+        " applied_at INTEGER NOT NULL)"
+    )
+    done = {r[0] for r in conn.execute("SELECT version FROM schema_version")}
+    for version, sql in MIGRATIONS:
+        if version in done:
+            continue
+        statements: Iterable[str] = (s for s in sql.split(";") if s.strip())
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                (version, time.time_ns() // 1000),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise

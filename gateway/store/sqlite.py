@@ -9,13 +9,11 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
-
-import msgspec
 
 from gateway.errors import StoreError
 from gateway.events import Contact, Event
@@ -35,75 +33,25 @@ from gateway.store.base import (
     StoredRejected,
 )
 from gateway.store.lanes import plan_claims
-from gateway.store.schema import MIGRATIONS
+from gateway.store.rows import (
+    DELIVERY_COLUMNS,
+    INSERT_DELIVERIES,
+    INSERT_EVENTS,
+    UPSERT_CONTACT,
+    decode_event,
+    delivery_filter,
+    delivery_from_row,
+    encode_rows,
+    from_us,
+    opt_time,
+    to_us,
+)
+from gateway.store.schema import migrate
 from gateway.store.writer import Writer
 
 __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
-
-_decode_event = msgspec.json.Decoder(Event).decode
-
-_encode_rows = msgspec.json.Encoder().encode
-_INSERT_EVENTS = (
-    "INSERT OR IGNORE INTO events (id, order_id, status, method, occurred_at, received_at, body)"
-    " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,"
-    " value -> 6 FROM json_each(?)"
-)
-_INSERT_DELIVERIES = (
-    "INSERT OR IGNORE INTO deliveries (id, event_id, route, sink, order_id, occurred_at,"
-    " ordering, template, state, next_attempt_at, created_at, updated_at)"
-    " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,"
-    " value ->> 6, value ->> 7, 'pending', ?2, ?2, ?2 FROM json_each(?1)"
-)
-_UPSERT_CONTACT = (
-    "INSERT INTO contacts (order_id, name, phone, email, updated_at) VALUES (?, ?, ?, ?, ?)"
-    " ON CONFLICT (order_id) DO UPDATE SET name = coalesce(excluded.name, name),"
-    " phone = coalesce(excluded.phone, phone), email = coalesce(excluded.email, email),"
-    " updated_at = excluded.updated_at"
-)
-
-_DELIVERY_COLUMNS = (
-    "id, event_id, route, sink, order_id, occurred_at, ordering, template, state, attempts, "
-    "next_attempt_at, created_at, updated_at, lease_owner, lease_until, last_error, delivered_at"
-)
-
-
-def to_us(moment: datetime) -> int:
-    """Microseconds since the epoch (exact: a double holds them until the year 2255)."""
-    return round(moment.timestamp() * 1_000_000)
-
-
-def from_us(value: int) -> datetime:
-    return EPOCH + timedelta(microseconds=value)
-
-
-def _opt(value: int | None) -> datetime | None:
-    return None if value is None else from_us(value)
-
-
-def _delivery(row: Sequence[Any]) -> Delivery:
-    return Delivery(
-        id=row[0],
-        event_id=row[1],
-        route=row[2],
-        sink=row[3],
-        order_id=row[4],
-        occurred_at=from_us(row[5]),
-        ordering=row[6],
-        template=row[7],
-        state=row[8],
-        attempts=row[9],
-        next_attempt_at=from_us(row[10]),
-        created_at=from_us(row[11]),
-        updated_at=from_us(row[12]),
-        lease_owner=row[13],
-        lease_until=_opt(row[14]),
-        last_error=row[15],
-        delivered_at=_opt(row[16]),
-    )
 
 
 class SQLiteStore:
@@ -127,7 +75,7 @@ class SQLiteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = self._connect()
             conn.execute("PRAGMA journal_mode=WAL")
-            _migrate(conn)
+            migrate(conn)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
         self._writer = Writer(conn)
@@ -183,7 +131,7 @@ class SQLiteStore:
         # statement step per table instead of one GIL round trip per row, and the encoding
         # happens here, on the caller's side, not in the writer thread.
         occurred = {e.id: (e.order_id, to_us(e.occurred_at)) for e in batch.events}
-        events = _encode_rows(
+        events = encode_rows(
             [
                 (e.id, e.order_id, e.status, e.method, occurred[e.id][1], to_us(e.received_at), e)
                 for e in batch.events
@@ -201,7 +149,7 @@ class SQLiteStore:
             now = to_us(datetime.now(UTC))
             before = conn.total_changes
             last_seq = conn.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
-            conn.execute(_INSERT_EVENTS, (events,))
+            conn.execute(INSERT_EVENTS, (events,))
             accepted = conn.total_changes - before
             rows = deliveries
             if accepted < count and rows:  # some were repeats: only new events get deliveries
@@ -212,10 +160,10 @@ class SQLiteStore:
             created = 0
             if rows:
                 before = conn.total_changes
-                conn.execute(_INSERT_DELIVERIES, (_encode_rows(rows), now))
+                conn.execute(INSERT_DELIVERIES, (encode_rows(rows), now))
                 created = conn.total_changes - before
             if contacts:
-                conn.executemany(_UPSERT_CONTACT, [(*c, now) for c in contacts])
+                conn.executemany(UPSERT_CONTACT, [(*c, now) for c in contacts])
             return IngestResult(
                 accepted=accepted, duplicates=submitted - accepted, deliveries=created
             )
@@ -252,7 +200,7 @@ class SQLiteStore:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC LIMIT ?"
         rows = await self._read(lambda c: c.execute(sql, (*params, query.limit + 1)).fetchall())
-        items = [StoredEvent(seq=r[0], event=_decode_event(r[1])) for r in rows[: query.limit]]
+        items = [StoredEvent(seq=r[0], event=decode_event(r[1])) for r in rows[: query.limit]]
         more = len(rows) > query.limit
         return EventPage(items=items, next_cursor=items[-1].seq if more and items else None)
 
@@ -260,7 +208,7 @@ class SQLiteStore:
         row = await self._read(
             lambda c: c.execute("SELECT body FROM events WHERE id = ?", (event_id,)).fetchone()
         )
-        return None if row is None else _decode_event(row[0])
+        return None if row is None else decode_event(row[0])
 
     async def get_contact(self, order_id: str) -> Contact | None:
         row = await self._read(
@@ -341,9 +289,9 @@ class SQLiteStore:
             result = []
             for delivery_id in claimed:
                 row = conn.execute(
-                    f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)
+                    f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)
                 ).fetchone()
-                delivery = _delivery(row)
+                delivery = delivery_from_row(row)
                 body = conn.execute(
                     "SELECT body FROM events WHERE id = ?", (delivery.event_id,)
                 ).fetchone()[0]
@@ -358,7 +306,7 @@ class SQLiteStore:
             return result
 
         rows = await self._write(job)
-        return [Claim(delivery=d, event=_decode_event(b), contact=c) for d, b, c in rows]
+        return [Claim(delivery=d, event=decode_event(b), contact=c) for d, b, c in rows]
 
     async def finish(
         self,
@@ -414,7 +362,7 @@ class SQLiteStore:
     async def get_delivery(self, delivery_id: str) -> tuple[Delivery, list[Attempt]] | None:
         def job(conn: sqlite3.Connection) -> tuple[Delivery, list[Attempt]] | None:
             row = conn.execute(
-                f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)
+                f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)
             ).fetchone()
             if row is None:
                 return None
@@ -433,24 +381,24 @@ class SQLiteStore:
                     (delivery_id,),
                 )
             ]
-            return _delivery(row), attempts
+            return delivery_from_row(row), attempts
 
         return await self._read(job)
 
     async def list_deliveries(self, query: DeliveryFilter) -> list[Delivery]:
-        where, params = _delivery_filter(query)
+        where, params = delivery_filter(query)
         if query.before is not None:
             where.append("seq < (SELECT seq FROM deliveries WHERE id = ?)")
             params.append(query.before)
-        sql = f"SELECT {_DELIVERY_COLUMNS} FROM deliveries"
+        sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC LIMIT ?"
         rows = await self._read(lambda c: c.execute(sql, (*params, query.limit)).fetchall())
-        return [_delivery(r) for r in rows]
+        return [delivery_from_row(r) for r in rows]
 
     async def replay(self, query: DeliveryFilter, *, now: datetime) -> int:
-        where, params = _delivery_filter(
+        where, params = delivery_filter(
             DeliveryFilter(
                 state="dead", sink=query.sink, order_id=query.order_id, since=query.since
             )
@@ -485,7 +433,7 @@ class SQLiteStore:
                 " SELECT min(lease_until) FROM deliveries WHERE state = 'in_flight')"
             ).fetchone()
         )
-        return _opt(row[0])
+        return opt_time(row[0])
 
     async def sink_counts(self) -> list[SinkCounts]:
         rows = await self._read(
@@ -526,44 +474,3 @@ class SQLiteStore:
             ).fetchall()
         )
         return {r[0]: r[1] for r in rows}
-
-
-def _delivery_filter(query: DeliveryFilter) -> tuple[list[str], list[Any]]:
-    where: list[str] = []
-    params: list[Any] = []
-    for column, value in (
-        ("state", query.state),
-        ("sink", query.sink),
-        ("order_id", query.order_id),
-    ):
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
-    if query.since is not None:
-        where.append("created_at >= ?")
-        params.append(to_us(query.since))
-    return where, params
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
-        " applied_at INTEGER NOT NULL)"
-    )
-    done = {r[0] for r in conn.execute("SELECT version FROM schema_version")}
-    for version, sql in MIGRATIONS:
-        if version in done:
-            continue
-        statements: Iterable[str] = (s for s in sql.split(";") if s.strip())
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in statements:
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
-                (version, to_us(datetime.now(UTC))),
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
