@@ -33,7 +33,7 @@ def make_breaker(clock: Clock, changes: list[CircuitState] | None = None) -> Cir
 
 
 def test_opens_after_five_consecutive_failures() -> None:
-    clock, changes = Clock(), []
+    clock, changes = Clock(), list[CircuitState]()
     breaker = make_breaker(clock, changes)
     for _ in range(4):
         breaker.record_failure()
@@ -56,7 +56,7 @@ def test_a_success_resets_the_count() -> None:
 
 
 def test_half_open_after_the_cooldown_lets_one_probe_through() -> None:
-    clock, changes = Clock(), []
+    clock, changes = Clock(), list[CircuitState]()
     breaker = make_breaker(clock, changes)
     for _ in range(5):
         breaker.record_failure()
@@ -69,7 +69,7 @@ def test_half_open_after_the_cooldown_lets_one_probe_through() -> None:
     assert not breaker.allow()  # nobody else while it is out
     assert breaker.opens_again_in() == 0
     breaker.record_success()
-    assert breaker.state == "closed" and breaker.allow()
+    assert str(breaker.state) == "closed" and breaker.allow()
     assert changes == ["open", "half-open", "closed"]
 
 

@@ -24,8 +24,16 @@ def events_of(body: dict[str, Any] | bytes, tz: ZoneInfo = JAKARTA) -> list[Even
     return normalise(decode_push(raw), received_at=RECEIVED, tz=tz).events
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(
+    year: int,
+    month: int,
+    day: int,
+    hour: int = 0,
+    minute: int = 0,
+    second: int = 0,
+    microsecond: int = 0,
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=UTC)
 
 
 # (fixture, [(order_id, status, occurred_at UTC, kind)])

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from litestar import Litestar
 from litestar.testing import TestClient
 
 from gateway.app import Runtime, create_app
@@ -18,7 +19,7 @@ HEADERS = {"Authorization": "Bearer t0ken"}
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:  # type: ignore[type-arg]
+def client(tmp_path: Path) -> Iterator[TestClient[Litestar]]:
     config = parse_config(
         f"""
 receiver: {{token: t0ken}}
@@ -31,14 +32,14 @@ dispatcher: {{enabled: false}}
         yield test_client
 
 
-def runtime(client: TestClient) -> Runtime:  # type: ignore[type-arg]
+def runtime(client: TestClient[Litestar]) -> Runtime:
     rt: Runtime = client.app.state.runtime
     return rt
 
 
 def test_503_when_the_store_cannot_commit(
-    client: TestClient,
-    monkeypatch: pytest.MonkeyPatch,  # type: ignore[type-arg]
+    client: TestClient[Litestar],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async def broken(*args: object, **kwargs: object) -> None:
         raise StoreError("disk I/O error")
@@ -50,8 +51,8 @@ def test_503_when_the_store_cannot_commit(
 
 
 def test_503_when_a_rejected_body_cannot_be_kept(
-    client: TestClient,
-    monkeypatch: pytest.MonkeyPatch,  # type: ignore[type-arg]
+    client: TestClient[Litestar],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async def broken(*args: object, **kwargs: object) -> None:
         raise StoreError("disk I/O error")
@@ -62,8 +63,8 @@ def test_503_when_a_rejected_body_cannot_be_kept(
 
 
 def test_readyz_is_503_when_the_store_is_unusable(
-    client: TestClient,
-    monkeypatch: pytest.MonkeyPatch,  # type: ignore[type-arg]
+    client: TestClient[Litestar],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async def broken() -> None:
         raise StoreError("the SQLite writer is not running")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,17 +12,17 @@ from gateway.delivery.retry import MAX_RETRY_AFTER, GiveUp, RetryAt, RetryPolicy
 from sinks.base import Permanent, Retry
 
 NOW = datetime(2024, 5, 5, 9, 30, tzinfo=UTC)
-SVIX = [5, 300, 1800, 7200, 18000, 36000, 36000]
+SVIX: list[float] = [5, 300, 1800, 7200, 18000, 36000, 36000]
 
 
-def no_jitter(schedule: list[float]) -> RetryPolicy:
+def no_jitter(schedule: Sequence[float]) -> RetryPolicy:
     return RetryPolicy(schedule, jitter=0)
 
 
 def test_default_schedule_is_svix_like_and_gives_eight_attempts() -> None:
     policy = RetryPolicy.from_config(RetryPolicyConfig())
     assert list(policy.schedule) == SVIX
-    assert list(DEFAULT_RETRY_SCHEDULE) == SVIX
+    assert [float(s) for s in DEFAULT_RETRY_SCHEDULE] == SVIX
     assert policy.max_attempts == 8
     assert policy.jitter == 0.2
 
