@@ -14,7 +14,7 @@ from gateway.errors import PushError
 from gateway.events import Contact, Event, Status
 from gateway.kiriminaja import decode_push, normalise, parse_time
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "push"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "push"
 JAKARTA = ZoneInfo("Asia/Jakarta")
 RECEIVED = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -50,6 +50,12 @@ FIXTURE_EXPECTATIONS = {
     "update_instant_packages": [
         ("NBL2-1704870212382", Status.CANCELED, utc(2024, 1, 10, 8, 21, 28, 301662), "instant")
     ],
+    "complete_processed_packages": [
+        ("(order_id", Status.PROCESSED, utc(2025, 1, 9, 6, 2, 3), "express")
+    ],
+    "complete_instant_shipped_packages": [
+        ("BDI-1737442836890", Status.SHIPPED, utc(2025, 1, 21, 7, 1, 6), "instant")
+    ],
 }
 
 
@@ -60,7 +66,7 @@ def test_every_fixture(name: str) -> None:
     got = [(e.order_id, e.status, e.occurred_at, e.kind) for e in events]
     assert got == FIXTURE_EXPECTATIONS[name]
     for event, item in zip(events, _items(json.loads(body)), strict=True):
-        assert event.method == name
+        assert event.method == json.loads(body)["method"]
         assert event.raw == item
         assert event.received_at == RECEIVED
         assert event.occurred_at.tzinfo is not None

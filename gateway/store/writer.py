@@ -97,17 +97,25 @@ class Writer:
             for _job, future, loop in group:
                 _answer(loop, future, False, error)
             return
-        for job, _future, _loop in group:
-            conn.execute("SAVEPOINT job")
-            try:
-                results.append((True, job(conn)))
-                conn.execute("RELEASE job")
-            except Exception as exc:
-                conn.execute("ROLLBACK TO job")
-                conn.execute("RELEASE job")
-                if not isinstance(exc, StoreError):
-                    exc = StoreError(f"{type(exc).__name__}: {exc}")
-                results.append((False, exc))
+        try:
+            for job, _future, _loop in group:
+                conn.execute("SAVEPOINT job")
+                try:
+                    results.append((True, job(conn)))
+                    conn.execute("RELEASE job")
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    if not isinstance(exc, StoreError):
+                        exc = StoreError(f"{type(exc).__name__}: {exc}")
+                    results.append((False, exc))
+        except sqlite3.Error as exc:  # the transaction itself broke: none of the group is kept
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            error = StoreError(f"transaction failed: {exc}")
+            for _job, future, loop in group:
+                _answer(loop, future, False, error)
+            return
         try:
             conn.execute("COMMIT")
             self.commits += 1

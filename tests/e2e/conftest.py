@@ -21,7 +21,7 @@ import pytest
 
 PUSH_TOKEN = "e2e-kiriminaja-token"
 ADMIN_TOKEN = "e2e-admin-token"
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "push"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "push"
 KABARIN = Path(sys.executable).with_name("kabarin")
 
 

@@ -19,6 +19,8 @@ EXPECTED_STATUS = {
     "returned_packages": ["returned"],
     "return_finished_packages": ["returned", "returned"],
     "update_instant_packages": ["canceled"],
+    "complete_processed_packages": ["processed"],
+    "complete_instant_shipped_packages": ["shipped"],
 }
 
 
@@ -40,7 +42,7 @@ def test_every_fixture_is_accepted_and_listed(server: KabarinProcess, name: str)
     assert r.json() == {"accepted": len(EXPECTED_STATUS[name]), "duplicates": 0}
     events = server.events()
     assert sorted(e["status"] for e in events) == EXPECTED_STATUS[name]
-    assert {e["method"] for e in events} == {name}
+    assert {e["method"] for e in events} == {json.loads(body)["method"]}
     order_ids = {item["order_id"] for item in _items(json.loads(body))}
     assert {e["order_id"] for e in events} == order_ids
 

@@ -1,0 +1,68 @@
+"""The group-commit writer: one failing job fails only its caller; the thread survives."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import StoreError
+from gateway.store.writer import Writer
+
+
+@pytest.fixture
+async def writer(tmp_path: Path) -> AsyncIterator[Writer]:
+    conn = sqlite3.connect(tmp_path / "w.db", isolation_level=None, check_same_thread=False)
+    conn.execute("CREATE TABLE t (v INTEGER UNIQUE)")
+    w = Writer(conn)
+    w.start()
+    yield w
+    await asyncio.to_thread(w.stop)
+    conn.close()
+
+
+def insert(value: int) -> object:
+    return lambda c: c.execute("INSERT INTO t (v) VALUES (?)", (value,)).rowcount
+
+
+def count(c: sqlite3.Connection) -> int:
+    return int(c.execute("SELECT count(*) FROM t").fetchone()[0])
+
+
+async def test_a_failing_job_fails_only_its_caller(writer: Writer) -> None:
+    await writer.submit(insert(1))  # type: ignore[arg-type]
+    results: tuple[object, ...] = await asyncio.gather(
+        writer.submit(insert(2)),  # type: ignore[arg-type]
+        writer.submit(insert(1)),  # type: ignore[arg-type]  # UNIQUE violation
+        writer.submit(insert(3)),  # type: ignore[arg-type]
+        return_exceptions=True,
+    )
+    assert results[0] == 1 and results[2] == 1
+    assert isinstance(results[1], StoreError) and "UNIQUE" in str(results[1])
+    assert await writer.submit(count) == 3
+
+
+async def test_a_job_that_breaks_the_transaction_fails_its_group_and_the_writer_lives_on(
+    writer: Writer,
+) -> None:
+    def breaks(c: sqlite3.Connection) -> None:
+        c.execute("ROLLBACK")  # leaves no transaction for the savepoint to release
+
+    results = await asyncio.gather(
+        writer.submit(insert(10)),  # type: ignore[arg-type]
+        writer.submit(breaks),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, StoreError) for r in results[1:])
+    assert writer.alive
+    assert await writer.submit(insert(11)) == 1  # type: ignore[arg-type]
+    assert await writer.submit(count) in (1, 2)
+
+
+async def test_jobs_queued_together_share_a_commit(writer: Writer) -> None:
+    before = writer.commits
+    await asyncio.gather(*(writer.submit(insert(100 + i)) for i in range(200)))  # type: ignore[arg-type]
+    assert writer.commits - before < 200
