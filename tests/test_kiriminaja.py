@@ -13,6 +13,7 @@ import pytest
 from gateway.errors import PushError
 from gateway.events import Contact, Event, Status
 from gateway.kiriminaja import decode_push, normalise, parse_time
+from gateway.kiriminaja.push import MAX_DEPTH
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "push"
 JAKARTA = ZoneInfo("Asia/Jakarta")
@@ -368,3 +369,44 @@ def test_not_a_push(body: bytes, path: str | None) -> None:
 
 def test_empty_data_list_is_a_push_with_no_events() -> None:
     assert events_of({"method": "shipped_packages", "data": []}) == []
+
+
+def test_invalid_utf8_inside_a_string_is_not_a_push() -> None:
+    with pytest.raises(PushError) as info:
+        decode_push(b'{"method":"shipped_packages","data":[{"order_id":"A\xff"}]}')
+    assert "UTF-8" in info.value.reason
+
+
+def nested(depth: int) -> bytes:
+    """A push whose whole document is `depth` levels deep (the envelope and item count)."""
+    inner = "[" * (depth - 3) + "]" * (depth - 3)
+    body = f'{{"method": "shipped_packages", "data": [{{"order_id": "N-1", "x": {inner}}}]}}'
+    return body.encode()
+
+
+def test_nesting_up_to_the_limit_is_a_push() -> None:
+    assert len(events_of(nested(MAX_DEPTH))) == 1
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 1000, 100_000])
+def test_nesting_past_the_limit_is_not_a_push(depth: int) -> None:
+    with pytest.raises(PushError) as info:
+        decode_push(nested(depth))
+    assert f"{MAX_DEPTH} levels" in info.value.reason
+
+
+def test_unclosed_deep_nesting_is_not_a_push() -> None:
+    with pytest.raises(PushError):
+        decode_push(b'{"method": "x", "data": ' + b"[" * 5000)
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    deep_text = '[{"\\"' * 200  # escaped quotes must not end the string early
+    body = {"method": "shipped_packages", "data": [{"order_id": "S-1", "note": deep_text}]}
+    (event,) = events_of(body)
+    assert event.raw["note"] == deep_text
+
+
+def test_many_packages_are_not_mistaken_for_nesting() -> None:
+    items = [{"order_id": f"B-{i}", "driver": {"name": "x"}} for i in range(200)]
+    assert len(events_of({"method": "shipped_packages", "data": items})) == 200

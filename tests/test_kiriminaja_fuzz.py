@@ -106,6 +106,21 @@ def test_any_bytes(body: bytes) -> None:
     check(body)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=40))
+def test_any_bytes_inside_an_order_id(raw: bytes) -> None:
+    check(b'{"method": "shipped_packages", "data": [{"order_id": "A' + raw + b'"}]}')
+
+
+brackets = st.text(alphabet='[]{}",:1\\ ', max_size=300)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=3000), brackets)
+def test_any_nesting(depth: int, tail: str) -> None:
+    check(f'{{"method": "x", "data": [{{"order_id": 1, "x": {"[" * depth}{tail}'.encode())
+
+
 def test_the_receiver_never_answers_5xx(tmp_path: Path) -> None:
     config = parse_config(
         f"""

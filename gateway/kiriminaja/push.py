@@ -10,13 +10,20 @@ an odd one.
 from __future__ import annotations
 
 import re
+from itertools import accumulate
 from typing import Any
 
 import msgspec
 
 from gateway.errors import PushError
 
-__all__ = ["Item", "Push", "decode_push"]
+__all__ = ["MAX_DEPTH", "Item", "Push", "decode_push"]
+
+MAX_DEPTH = 32
+"""Deepest nesting of arrays and objects a push may have, the envelope included (a package item
+sits at level 3). msgspec decodes deeper documents by recursion, and a document near its limit
+decodes but cannot be encoded again by the admin API or a sink: the limit keeps every accepted
+push readable, and no real push comes close to it."""
 
 Item = dict[str, Any]
 """One package as received (kept verbatim in `Event.raw`)."""
@@ -43,14 +50,41 @@ _MISSING_FIELD = re.compile(r"^Object missing required field `(\w+)`")
 _AT_PATH = re.compile(r" - at `(\$[^`]*)`$")
 
 
+# A JSON string, escapes included; an unterminated one runs to the end. Possessive, so a body
+# full of quotes and backslashes costs one pass.
+_STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"?', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_UNIFORM = bytes.maketrans(b"{}", b"[]")
+
+
+def _too_deep(body: bytes) -> bool:
+    """Whether arrays and objects nest past `MAX_DEPTH`, read without decoding."""
+    if body.count(b"[") + body.count(b"{") <= MAX_DEPTH:  # the usual small push
+        return False
+    brackets = _STRING.sub(b"", body).translate(_UNIFORM, _NOT_BRACKETS)
+    # Each round takes away the innermost level everywhere: a balanced body nested no deeper
+    # than the limit is gone within MAX_DEPTH rounds, at C speed.
+    rest = brackets
+    for _ in range(MAX_DEPTH):
+        rest = rest.replace(b"[]", b"")
+        if not rest:
+            return False
+    # Too deep, or unbalanced (not JSON at all, which only the decoder should say).
+    return max(accumulate(1 if b == 0x5B else -1 for b in brackets)) > MAX_DEPTH
+
+
 def decode_push(body: bytes) -> Push:
     """Decode and check the envelope and every item's ``order_id``."""
+    if _too_deep(body):
+        raise PushError(f"the body nests arrays and objects deeper than {MAX_DEPTH} levels", "$")
     try:
         push = _decode(body)
     except msgspec.ValidationError as exc:
         raise _validation_error(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise PushError(f"the body is not valid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:  # msgspec checks UTF-8 only when it builds a `str`
+        raise PushError(f"a string in the body is not valid UTF-8 ({exc.reason})") from None
     one_object = isinstance(push.data, dict)
     for i, item in enumerate(push.items):
         where = "$.data" if one_object else f"$.data[{i}]"
