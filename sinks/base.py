@@ -16,7 +16,7 @@ import msgspec
 
 from gateway.events import Contact, Event
 from gateway.redaction import MASK, Redactor
-from gateway.units import Duration, RateLimit
+from gateway.units import Duration, FieldError, RateLimit
 
 __all__ = [
     "CircuitBreakerConfig",
@@ -55,9 +55,9 @@ class CircuitBreakerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unk
 
     def __post_init__(self) -> None:
         if self.failures < 0:
-            raise ValueError("`failures` must be 0 (off) or more")
+            raise FieldError("failures", "must be 0 (off) or more")
         if self.max_cooldown < self.cooldown:
-            raise ValueError("`max_cooldown` must be at least `cooldown`")
+            raise FieldError("max_cooldown", "must be at least `cooldown`")
 
 
 class SinkConfig(
@@ -78,7 +78,7 @@ class SinkConfig(
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
-            raise ValueError("`concurrency` must be at least 1")
+            raise FieldError("concurrency", "must be at least 1")
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in mask(self).items())
@@ -126,7 +126,7 @@ class Sink(Protocol):
     """One configured destination.
 
     `build` must not do I/O: `kabarin check` and `simulate` build every sink with
-    ``client=None`` to validate and render, and never call `send`.
+    ``client=None`` to validate and render, and never call `send` (`simulate` shows `preview`).
     """
 
     config_type: ClassVar[type[SinkConfig]]
@@ -144,6 +144,10 @@ class Sink(Protocol):
     def build(cls, name: str, config: Any, client: httpx.AsyncClient | None) -> Self: ...
 
     async def send(self, message: Message) -> SendResult: ...
+
+    def preview(self, message: Message) -> str:
+        """What `send` would send for `message` (``kabarin simulate``), sending nothing."""
+        ...
 
     def secrets(self) -> list[str]:
         """Values that must never appear in logs, errors or attempt rows."""

@@ -1,6 +1,7 @@
 """`console`: prints each rendered message, so the example configuration works with no secrets.
 
-One block per delivery: a header line naming the sink, route, status and order, then the text::
+One block per delivery: a header line naming the sink, route, status and order, then the text,
+masked like a log line (`gateway.redaction`: phone numbers and credential-shaped text)::
 
     == console | route everything-to-console | delivered | order OID-1 | AWB JP123
     Delivered: order OID-1 (AWB JP123), 05 May 2022 07:00 WIB
@@ -20,9 +21,13 @@ from typing import Any, ClassVar, Literal, Self
 
 import httpx
 
+from gateway.redaction import Redactor
 from sinks.base import Delivered, Message, Ordering, Retry, SendResult, SinkConfig
 
 __all__ = ["ConsoleConfig", "ConsoleSink"]
+
+_PATTERNS_ONLY = Redactor(())
+"""A terminal is a log: it gets the same masking, whatever text a template pulled in."""
 
 
 class ConsoleConfig(
@@ -63,15 +68,19 @@ class ConsoleSink:
             raise TypeError(f"expected ConsoleConfig, got {type(config).__name__}")
         return cls(name, config)
 
-    async def send(self, message: Message) -> SendResult:
-        """Print the header line and the text; a closed stream is a `Retry`."""
+    def preview(self, message: Message) -> str:
+        """The block `send` prints: the header line and the masked text."""
         event = message.event
         header = (
             f"== {self.name} | route {message.route} | {event.status.value}"
             f" | order {event.order_id}" + (f" | AWB {event.awb}" if event.awb else "")
         )
+        return _PATTERNS_ONLY.redact(f"{header}\n{message.text}")
+
+    async def send(self, message: Message) -> SendResult:
+        """Print the header line and the text; a closed stream is a `Retry`."""
         stream = sys.stdout if self.config.stream == "stdout" else sys.stderr
-        block = f"{header}\n{message.text}"
+        block = self.preview(message)
         try:
             try:
                 print(block, file=stream, flush=True)

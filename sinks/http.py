@@ -212,6 +212,15 @@ class _AiohttpErrors(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
             response = await self._inner.handle_async_request(request)
+        except httpx.TimeoutException as exc:
+            # httpx-aiohttp maps every aiohttp connection error, a refused connection included,
+            # to ConnectTimeout: only a real timeout may stay one.
+            cause = exc.__cause__
+            if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(
+                cause, TimeoutError
+            ):
+                raise httpx.ConnectError(str(exc) or type(cause).__name__) from cause
+            raise
         except httpx.HTTPError:
             raise
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -1,8 +1,10 @@
 """`slack`: staff alerts through a Slack incoming webhook, as a Block Kit message.
 
 The message carries the rendered template as ``text`` (what notifications and old clients
-show) and as the first block, then the shipment's facts as fields (status, order id, AWB,
-courier / service, reason) and a "track" button when the event has a ``tracking_url``.
+show) and as the first block, then the shipment's facts as fields (status in the sink's
+``language``, order id, AWB, courier / service, shipping price in rupiah, the customer's name
+when the order's contact is known, reason) and a "track" button when the event has a
+``tracking_url``.
 
 Slack allows about one message a second per webhook, so ``rate_limit`` defaults to ``1/s``; a
 429 carries ``Retry-After``, which `sinks.http.classify` honours. A webhook that was removed,
@@ -30,8 +32,9 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 
-from gateway.events import Event
+from gateway.events import Contact, Event
 from gateway.redaction import Redactor
+from gateway.templates import STATUS_LABELS, rupiah
 from gateway.units import RateLimit
 from sinks.base import Language, Message, Ordering, SendResult, SinkConfig
 from sinks.http import post
@@ -60,6 +63,8 @@ _LABELS: dict[Language, dict[str, str]] = {
         "order": "Pesanan",
         "awb": "Resi",
         "courier": "Kurir / layanan",
+        "price": "Ongkir",
+        "customer": "Pelanggan",
         "reason": "Alasan",
         "track": "Lacak paket",
     },
@@ -68,6 +73,8 @@ _LABELS: dict[Language, dict[str, str]] = {
         "order": "Order",
         "awb": "AWB",
         "courier": "Courier / service",
+        "price": "Shipping price",
+        "customer": "Customer",
         "reason": "Reason",
         "track": "Track package",
     },
@@ -104,12 +111,18 @@ class SlackSink:
             "*{{ event.status | status_label }}*: pesanan {{ event.order_id }}"
             "{% if event.awb %} (resi {{ event.awb }}){% endif %}"
             ", {{ event.occurred_at | localtime }}"
+            "{% if contact and contact.name %}\nPelanggan: {{ contact.name }}{% endif %}"
+            "{% if event.details.get('shipping_price') %}\nOngkir: "
+            "{{ event.details.shipping_price | rupiah }}{% endif %}"
             "{% if event.reason %}\nAlasan: {{ event.reason }}{% endif %}"
         ),
         "en": (
             "*{{ event.status | status_label }}*: order {{ event.order_id }}"
             "{% if event.awb %} (AWB {{ event.awb }}){% endif %}"
             ", {{ event.occurred_at | localtime }}"
+            "{% if contact and contact.name %}\nCustomer: {{ contact.name }}{% endif %}"
+            "{% if event.details.get('shipping_price') %}\nShipping price: "
+            "{{ event.details.shipping_price | rupiah }}{% endif %}"
             "{% if event.reason %}\nReason: {{ event.reason }}{% endif %}"
         ),
     }
@@ -139,6 +152,12 @@ class SlackSink:
             gone=_GONE,
         )
 
+    def preview(self, message: Message) -> str:
+        """The incoming-webhook JSON `send` POSTs (text and blocks)."""
+        return msgspec.json.format(
+            msgspec.json.encode(slack_payload(message, self.config)), indent=2
+        ).decode()
+
     def secrets(self) -> list[str]:
         """The webhook URL, its path and its last segment: each alone lets anyone post."""
         url = self.config.webhook_url
@@ -160,7 +179,7 @@ def slack_payload(message: Message, config: SlackConfig) -> dict[str, Any]:
     text = message.text.strip() or f"{event.status.value}: {event.order_id}"
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, _TEXT_LIMIT)}},
-        {"type": "section", "fields": _fields(event, labels)},
+        {"type": "section", "fields": _fields(event, message.contact, config.language)},
     ]
     tracking_url = event.details.get("tracking_url")
     if _is_link(tracking_url):
@@ -184,10 +203,8 @@ def slack_payload(message: Message, config: SlackConfig) -> dict[str, Any]:
     return payload
 
 
-def _fields(event: Event, labels: dict[str, str]) -> list[dict[str, str]]:
-    status = event.status.value.replace("_", " ")
-    if event.raw_status and event.raw_status != event.status.value:
-        status = f"{status} ({event.raw_status})"
+def _fields(event: Event, contact: Contact | None, language: Language) -> list[dict[str, str]]:
+    labels = _LABELS[language]
     courier = " / ".join(
         dict.fromkeys(
             str(event.details[k])
@@ -195,11 +212,14 @@ def _fields(event: Event, labels: dict[str, str]) -> list[dict[str, str]]:
             if event.details.get(k) not in (None, "")
         )
     )
+    price = event.details.get("shipping_price")
     facts = [
-        ("status", status),
+        ("status", STATUS_LABELS[language][event.status]),
         ("order", event.order_id),
         ("awb", event.awb),
         ("courier", courier),
+        ("price", None if price in (None, "") else rupiah(price)),
+        ("customer", contact.name if contact is not None else None),
         ("reason", event.reason),
     ]
     return [

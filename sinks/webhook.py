@@ -12,7 +12,8 @@ Headers: ``webhook-id`` (the delivery id, the same on every retry: use it to dro
 HMAC-SHA256 of "{id}.{timestamp}.{body}">``, one per configured secret, space-separated, so a
 secret can be rotated without downtime), ``content-type: application/json`` and
 ``user-agent: Kabarin/<version>``. Any Standard Webhooks verifier accepts it, e.g.
-``standardwebhooks.Webhook("whsec_...").verify(body, headers)``.
+``standardwebhooks.Webhook("whsec_...").verify(body, headers)``. Credentials in the URL
+(``https://user:pass@host/hook``) are sent as ``Authorization: Basic`` and taken out of the URL.
 
 ```yaml
 sinks:
@@ -40,7 +41,7 @@ import msgspec
 
 from gateway.events import Event
 from gateway.redaction import Redactor
-from gateway.units import Duration
+from gateway.units import Duration, FieldError
 from sinks.base import Message, Ordering, SendResult, SinkConfig
 from sinks.http import post
 
@@ -69,22 +70,26 @@ class WebhookConfig(
         super().__post_init__()
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("`url` must be an absolute http:// or https:// URL")
+            raise FieldError("url", "must be an absolute http:// or https:// URL")
         secrets = [self.secret] if isinstance(self.secret, str) else self.secret
         if not secrets:
-            raise ValueError("`secret` must name at least one whsec_ secret")
+            raise FieldError("secret", "must name at least one whsec_ secret")
         for i, secret in enumerate(secrets):
-            where = "`secret`" if isinstance(self.secret, str) else f"`secret[{i}]`"
+            key = ("secret",) if isinstance(self.secret, str) else ("secret", i)
             try:
                 decode_secret(secret)
             except ValueError as exc:
-                raise ValueError(f"{where}: {exc}") from None
+                raise FieldError(key, str(exc)) from None
         for name in self.headers:
             lowered = name.lower()
             if lowered.startswith("webhook-") or lowered in _RESERVED_HEADERS:
-                raise ValueError(f"`headers`: {name!r} is set by Kabarin and cannot be overridden")
+                raise FieldError(("headers", name), "set by Kabarin, it cannot be overridden")
         if self.timeout <= 0:
-            raise ValueError("`timeout` must be more than 0")
+            raise FieldError("timeout", "must be more than 0")
+        if parts.username is not None and any(h.lower() == "authorization" for h in self.headers):
+            raise ValueError(
+                "`url` carries credentials and `headers` an Authorization: keep only one of them"
+            )
 
     @property
     def secret_list(self) -> list[str]:
@@ -142,7 +147,8 @@ class WebhookSink:
         self.config = config
         self._client = client
         self._keys = [decode_secret(s) for s in config.secret_list]
-        self._headers = {**config.headers, "content-type": "application/json"}
+        self._url, basic = _split_credentials(config.url)
+        self._headers = {**config.headers, **basic, "content-type": "application/json"}
         self._redactor = Redactor(self.secrets())
 
     @classmethod
@@ -155,6 +161,10 @@ class WebhookSink:
         """The exact bytes that are signed and sent."""
         event = message.event
         return _encode(_Envelope(f"shipment.{event.status.value}", now, event))
+
+    def preview(self, message: Message) -> str:
+        """The envelope JSON `send` signs and POSTs (its timestamp is this moment)."""
+        return msgspec.json.format(self.envelope(message, datetime.now(UTC)), indent=2).decode()
 
     async def send(self, message: Message) -> SendResult:
         if self._client is None:
@@ -170,7 +180,7 @@ class WebhookSink:
         }
         return await post(
             self._client,
-            self.config.url,
+            self._url,
             content=body,
             headers=headers,
             redactor=self._redactor,
@@ -188,6 +198,7 @@ class WebhookSink:
             found.append(parts.password)
             userinfo = f"{parts.username or ''}:{parts.password}".encode()
             found.append(base64.b64encode(userinfo).decode())
+            found += [v.split(" ", 1)[-1] for v in _split_credentials(self.config.url)[1].values()]
         for key, value in parse_qsl(parts.query):
             if any(word in key.lower() for word in _SECRET_QUERY_WORDS):
                 found.append(value)
@@ -202,3 +213,16 @@ class WebhookSink:
 
     def __repr__(self) -> str:
         return f"WebhookSink({self.name!r}, {self.config!r})"
+
+
+def _split_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """The URL without its ``user:pass@`` part, and the Basic ``authorization`` header for it.
+
+    The aiohttp transport refuses a request that has both URL credentials and the header httpx
+    derives from them, so they travel only as the header.
+    """
+    parsed = httpx.URL(url)
+    if not parsed.userinfo:
+        return url, {}
+    token = base64.b64encode(f"{parsed.username}:{parsed.password}".encode()).decode()
+    return str(parsed.copy_with(userinfo=b"")), {"authorization": f"Basic {token}"}

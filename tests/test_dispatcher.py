@@ -97,6 +97,9 @@ class FakeSink:
         finally:
             self.in_flight -= 1
 
+    def preview(self, message: Message) -> str:
+        return message.text
+
     def secrets(self) -> list[str]:
         return [SECRET]
 

@@ -11,7 +11,7 @@ import pytest
 import respx
 
 from gateway.config import parse_config
-from gateway.events import Status
+from gateway.events import Contact, Status
 from gateway.units import RateLimit
 from sinks.base import Delivered, Permanent, Retry, mask
 from sinks.slack import SlackConfig
@@ -42,7 +42,7 @@ async def test_text_blocks_and_fields() -> None:
     assert section == {"type": "section", "text": {"type": "mrkdwn", "text": "*Batal*"}}
     fields = [f["text"] for f in facts["fields"]]
     assert fields == [
-        "*Status*\ncanceled",
+        "*Status*\nDibatalkan",
         "*Pesanan*\nOID-1001",
         "*Resi*\nJP1234567890",
         "*Kurir / layanan*\ngosend / instant",
@@ -61,6 +61,60 @@ async def test_a_tracking_url_adds_a_button_in_the_sinks_language() -> None:
     assert button["url"] == "http://gjk.io/abcd"
     assert button["text"] == {"type": "plain_text", "text": "Track package"}
     assert "*Order*\nOID-1001" in [f["text"] for f in payload["blocks"][1]["fields"]]
+
+
+@pytest.mark.parametrize(
+    ("language", "status", "price", "customer"),
+    [
+        ("id", "*Status*\nDibatalkan", "*Ongkir*\nRp34.000", "*Pelanggan*\nSiti Aminah"),
+        ("en", "*Status*\nCanceled", "*Shipping price*\nRp34.000", "*Customer*\nSiti Aminah"),
+    ],
+)
+async def test_fields_speak_the_sinks_language_with_price_and_customer(
+    language: str, status: str, price: str, customer: str
+) -> None:
+    event = make_event(
+        status=Status.CANCELED,
+        kind="instant",
+        raw_status="cancel",
+        details={"shipping_price": "34000"},
+    )
+    contact = Contact(order_id="OID-1001", name="Siti Aminah", phone="081298765432")
+    _, payload = await post_one(
+        {"language": language}, httpx.Response(200), event=event, contact=contact
+    )
+    fields = [f["text"] for f in payload["blocks"][1]["fields"]]
+    assert fields[0] == status and price in fields and customer in fields
+    assert "cancel" not in fields[0]
+
+
+async def test_no_customer_field_without_a_contact() -> None:
+    _, payload = await post_one({"language": "en"}, httpx.Response(200))
+    assert not any("Customer" in f["text"] for f in payload["blocks"][1]["fields"])
+
+
+def test_the_default_template_shows_price_and_customer() -> None:
+    from zoneinfo import ZoneInfo
+
+    from gateway.templates import Templates
+
+    sink = build_sink({"type": "slack", "webhook_url": SLACK_URL}, None)
+    event = make_event(status=Status.CANCELED, details={"shipping_price": 34000})
+    text = Templates(timezone=ZoneInfo("Asia/Jakarta")).render(
+        sink.default_templates["id"],
+        event=event,
+        contact=Contact(order_id="OID-1001", name="Siti Aminah"),
+        route="r",
+        language="id",
+    )
+    assert text.startswith("*Dibatalkan*: pesanan OID-1001")
+    assert "Pelanggan: Siti Aminah" in text and "Ongkir: Rp34.000" in text
+
+
+def test_preview_is_the_payload_that_is_sent() -> None:
+    sink = build_sink({"type": "slack", "webhook_url": SLACK_URL}, None)
+    shown = json.loads(sink.preview(make_message(text="*Dikirim*")))
+    assert shown["text"] == "*Dikirim*" and shown["blocks"][1]["type"] == "section"
 
 
 @pytest.mark.parametrize("bad", ["javascript:alert(1)", "", None, 42, "https://x/" + "a" * 3000])
@@ -145,3 +199,20 @@ def test_defaults_and_validation() -> None:
         msgspec.convert({"type": "slack", "webhook_url": "hooks.slack.com/x"}, SlackConfig)
     with pytest.raises(msgspec.ValidationError, match="unknown field"):
         msgspec.convert({"type": "slack", "webhook_url": SLACK_URL, "chanel": "#x"}, SlackConfig)
+
+
+@pytest.mark.parametrize("language", ["id", "en"])
+def test_the_default_template_renders_without_price_or_contact(language: str) -> None:
+    from zoneinfo import ZoneInfo
+
+    from gateway.templates import Templates
+
+    sink = build_sink({"type": "slack", "webhook_url": SLACK_URL}, None)
+    text = Templates(timezone=ZoneInfo("Asia/Jakarta")).render(
+        sink.default_templates[language],
+        event=make_event(details={}),
+        contact=None,
+        route="r",
+        language=language,
+    )
+    assert "OID-1001" in text and "Rp" not in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 from datetime import UTC, datetime
 
@@ -189,3 +190,60 @@ async def test_built_without_a_client_it_refuses_to_send() -> None:
     sink = build_sink({"type": "webhook", "url": URL, "secret": WHSEC_A}, None)
     with pytest.raises(RuntimeError, match="without an HTTP client"):
         await sink.send(make_message())
+
+
+async def test_url_credentials_go_as_basic_auth_to_a_real_server(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from aiohttp import web
+
+    seen: list[tuple[str | None, str]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        seen.append((request.headers.get("Authorization"), str(request.url)))
+        expected = "Basic " + base64.b64encode(b"toko:pw-r4h4s1a").decode()
+        ok = request.headers.get("Authorization") == expected
+        return web.Response(status=200 if ok else 401, text="ok" if ok else "who are you")
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    caplog.set_level(logging.DEBUG)
+    try:
+        async with make_http_client() as client:
+            url = f"http://toko:pw-r4h4s1a@{host}:{port}/hook"
+            sink = build_sink({"type": "webhook", "url": url, "secret": WHSEC_A}, client)
+            assert await sink.send(make_message()) == Delivered(status_code=200)
+    finally:
+        await runner.cleanup()
+    ((auth, called),) = seen
+    assert auth is not None and "pw-r4h4s1a" not in called
+    assert "pw-r4h4s1a" not in caplog.text
+    assert base64.b64encode(b"toko:pw-r4h4s1a").decode() in sink.secrets()
+
+
+def test_url_credentials_and_an_authorization_header_are_one_too_many() -> None:
+    with pytest.raises(msgspec.ValidationError, match="keep only one"):
+        msgspec.convert(
+            {
+                "type": "webhook",
+                "url": "https://u:p@erp.example.com/h",
+                "secret": WHSEC_A,
+                "headers": {"Authorization": "Bearer x"},
+            },
+            WebhookConfig,
+        )
+
+
+def test_preview_is_the_envelope_that_is_sent() -> None:
+    sink = build_sink(
+        {"type": "webhook", "url": "https://erp.example.com/h", "secret": WHSEC_A}, None
+    )
+    shown = json.loads(sink.preview(make_message()))
+    assert shown["type"] == "shipment.shipped"
+    assert shown["data"]["order_id"] == "OID-1001"
+    assert "Dikirim" not in sink.preview(make_message())
