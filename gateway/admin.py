@@ -7,26 +7,29 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
-from litestar import Controller, get, post
+from litestar import Controller, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException, NotFoundException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, FromQuery, Parameter, QueryParameter
 
 from gateway.events import Contact, Event, Status
+from gateway.receiver import ErrorBody, ingest_push
 from gateway.store.base import (
     Attempt,
     Delivery,
     DeliveryFilter,
     DeliveryState,
     EventQuery,
+    StoredRejected,
 )
 
 if TYPE_CHECKING:
     from gateway.app import Runtime
 
-__all__ = ["AdminController"]
+__all__ = ["AdminController", "RejectedItem", "rejected_item", "replay_rejected"]
 
 
 def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -67,16 +70,21 @@ class EventDetail(msgspec.Struct, frozen=True, kw_only=True):
     event: Event
     """With `raw`, the package item exactly as KiriminAja sent it."""
     contact: Contact | None
-    deliveries: list[Delivery]
+    deliveries: list[DeliveryInfo]
+
+
+class DeliveryInfo(Delivery, frozen=True, kw_only=True):
+    waiting: str | None = None
+    """Why a pending or in-flight delivery has not been delivered yet."""
 
 
 class DeliveryList(msgspec.Struct, frozen=True):
-    items: list[Delivery]
+    items: list[DeliveryInfo]
     next_cursor: str | None
 
 
 class DeliveryDetail(msgspec.Struct, frozen=True):
-    delivery: Delivery
+    delivery: DeliveryInfo
     attempts: list[Attempt]
 
 
@@ -95,6 +103,16 @@ class RejectedItem(msgspec.Struct, frozen=True, kw_only=True):
 
 class RejectedList(msgspec.Struct, frozen=True):
     items: list[RejectedItem]
+
+
+class RejectedReplay(msgspec.Struct, frozen=True, kw_only=True):
+    outcome: str
+    """``accepted``: the body is a push now, stored, and its rejected row removed;
+    ``rejected``: still not a push, the row keeps the new reason; ``store_unavailable``."""
+    status_code: int
+    """What the push endpoint answers for this body now."""
+    answer: dict[str, Any]
+    """The push endpoint's answer (``{"accepted", "duplicates"}`` or ``{"error", "detail"}``)."""
 
 
 class SinkStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -130,6 +148,18 @@ def _summary(seq: int, e: Event) -> EventSummary:
 
 
 Limit = Annotated[int, QueryParameter(ge=1, le=500, description="Page size.")]
+EventCursor = Annotated[
+    int | None,
+    QueryParameter(ge=1, le=2**63 - 1, description="`next_cursor` of the previous page."),
+]
+
+_UNAUTHORISED = ResponseSpec(
+    ErrorBody, description="Missing or wrong admin token, or no `admin.token` configured."
+)
+_BAD = ResponseSpec(ErrorBody, description="A parameter is invalid; `detail` names it.")
+_MISSING = ResponseSpec(ErrorBody, description="No such item.")
+_READ: dict[int, ResponseSpec] = {400: _BAD, 401: _UNAUTHORISED}
+_ONE: dict[int, ResponseSpec] = {400: _BAD, 401: _UNAUTHORISED, 404: _MISSING}
 
 
 class AdminController(Controller):
@@ -138,7 +168,7 @@ class AdminController(Controller):
     tags = ["admin"]
     security = [{"BearerToken": []}]
 
-    @get("/events", summary="List events, newest first")
+    @get("/events", summary="List events, newest first", responses=_READ)
     async def list_events(
         self,
         state: State,
@@ -146,7 +176,7 @@ class AdminController(Controller):
         status: FromQuery[Status | None] = None,
         since: FromQuery[datetime | None] = None,
         limit: Limit = 50,
-        cursor: FromQuery[int | None] = None,
+        cursor: EventCursor = None,
     ) -> EventList:
         rt: Runtime = state.runtime
         page = await rt.store.list_events(
@@ -160,38 +190,56 @@ class AdminController(Controller):
         )
         return EventList([_summary(s.seq, s.event) for s in page.items], page.next_cursor)
 
-    @get("/events/{event_id:str}", summary="One event with its raw push item")
+    @get("/events/{event_id:str}", summary="One event with its raw push item", responses=_ONE)
     async def get_event(self, state: State, event_id: FromPath[str]) -> EventDetail:
         rt: Runtime = state.runtime
         event = await rt.store.get_event(event_id)
         if event is None:
             raise NotFoundException(f"no event {event_id!r}")
         contact = await rt.store.get_contact(event.order_id)
-        deliveries = await rt.store.list_deliveries(DeliveryFilter(order_id=event.order_id))
+        deliveries = await rt.store.list_deliveries(
+            DeliveryFilter(order_id=event.order_id, event_id=event.id, limit=500)
+        )
         return EventDetail(
-            event=event,
-            contact=contact,
-            deliveries=[d for d in deliveries if d.event_id == event.id],
+            event=event, contact=contact, deliveries=await _with_waiting(rt, deliveries)
         )
 
-    @get("/rejected", summary="Authenticated bodies that were not a push, newest first")
+    @get(
+        "/rejected",
+        summary="Authenticated bodies that were not a push, newest first",
+        responses=_READ,
+    )
     async def list_rejected(self, state: State, limit: Limit = 100) -> RejectedList:
         rt: Runtime = state.runtime
         rows = await rt.store.list_rejected(limit=limit)
-        return RejectedList(
-            [
-                RejectedItem(
-                    id=r.id,
-                    received_at=r.received_at,
-                    reason=r.reason,
-                    content_type=r.content_type,
-                    body=r.body.decode("utf-8", errors="replace"),
-                )
-                for r in rows
-            ]
-        )
+        return RejectedList([rejected_item(r) for r in rows])
 
-    @get("/deliveries", summary="List deliveries, newest first")
+    @get("/rejected/{rejected_id:int}", summary="One rejected body", responses=_ONE)
+    async def get_rejected(self, state: State, rejected_id: RejectedId) -> RejectedItem:
+        rt: Runtime = state.runtime
+        found = await rt.store.get_rejected(rejected_id)
+        if found is None:
+            raise NotFoundException(f"no rejected body {rejected_id}")
+        return rejected_item(found)
+
+    @post(
+        "/rejected/{rejected_id:int}/replay",
+        status_code=200,
+        summary="Run a rejected body through the push endpoint again",
+        responses=_ONE,
+    )
+    async def replay_rejected(
+        self, state: State, rejected_id: RejectedId
+    ) -> Response[RejectedReplay]:
+        rt: Runtime = state.runtime
+        found = await rt.store.get_rejected(rejected_id)
+        if found is None:
+            raise NotFoundException(f"no rejected body {rejected_id}")
+        result = await replay_rejected(rt, found)
+        # 503 when the store could not keep the verdict, like the push endpoint itself.
+        return Response(result, status_code=503 if result.status_code == 503 else 200)
+
+    @get("/deliveries", summary="List deliveries, newest first", responses=_READ)
     async def list_deliveries(
         self,
         state: State,
@@ -213,17 +261,25 @@ class AdminController(Controller):
                 before=cursor,
             )
         )
-        return DeliveryList(items, items[-1].id if len(items) == limit else None)
+        return DeliveryList(
+            await _with_waiting(rt, items), items[-1].id if len(items) == limit else None
+        )
 
-    @get("/deliveries/{delivery_id:str}", summary="One delivery with its attempts")
+    @get("/deliveries/{delivery_id:str}", summary="One delivery with its attempts", responses=_ONE)
     async def get_delivery(self, state: State, delivery_id: FromPath[str]) -> DeliveryDetail:
         rt: Runtime = state.runtime
         found = await rt.store.get_delivery(delivery_id)
         if found is None:
             raise NotFoundException(f"no delivery {delivery_id!r}")
-        return DeliveryDetail(*found)
+        delivery, attempts = found
+        return DeliveryDetail((await _with_waiting(rt, [delivery]))[0], attempts)
 
-    @post("/deliveries/{delivery_id:str}/replay", status_code=200, summary="Replay one delivery")
+    @post(
+        "/deliveries/{delivery_id:str}/replay",
+        status_code=200,
+        summary="Replay one delivery",
+        responses=_ONE,
+    )
     async def replay_one(self, state: State, delivery_id: FromPath[str]) -> ReplayResult:
         rt: Runtime = state.runtime
         if not await rt.store.replay_one(delivery_id, now=datetime.now(UTC)):
@@ -231,7 +287,12 @@ class AdminController(Controller):
         rt.wake_dispatcher()
         return ReplayResult(1)
 
-    @post("/deliveries/replay", status_code=200, summary="Replay dead deliveries by filter")
+    @post(
+        "/deliveries/replay",
+        status_code=200,
+        summary="Replay dead deliveries by filter",
+        responses=_READ,
+    )
     async def replay(
         self,
         state: State,
@@ -247,11 +308,20 @@ class AdminController(Controller):
         rt.wake_dispatcher()
         return ReplayResult(count)
 
-    @get("/sinks", summary="Sinks with their queue depth, circuit and switch")
+    @get(
+        "/sinks",
+        summary="Sinks with their queue depth, circuit and switch",
+        responses={401: _UNAUTHORISED},
+    )
     async def list_sinks(self, state: State) -> SinkList:
         return SinkList(await _sink_statuses(state.runtime))
 
-    @post("/sinks/{name:str}/enable", status_code=200, summary="Switch a disabled sink back on")
+    @post(
+        "/sinks/{name:str}/enable",
+        status_code=200,
+        summary="Switch a disabled sink back on",
+        responses=_ONE,
+    )
     async def enable_sink(self, state: State, name: FromPath[str]) -> SinkStatus:
         rt: Runtime = state.runtime
         if name not in rt.config.sinks:
@@ -278,6 +348,69 @@ async def _sink_statuses(rt: Runtime) -> list[SinkStatus]:
             )
         )
     return items
+
+
+async def _with_waiting(rt: Runtime, deliveries: list[Delivery]) -> list[DeliveryInfo]:
+    """Each delivery with why it waits, derived from its row, the switched-off sinks and the
+    circuit breakers."""
+    unfinished = any(d.state in ("pending", "in_flight") for d in deliveries)
+    disabled = await rt.store.disabled_sinks() if unfinished else {}
+    now = datetime.now(UTC)
+    return [
+        DeliveryInfo(**msgspec.structs.asdict(d), waiting=_waiting(rt, d, disabled, now))
+        for d in deliveries
+    ]
+
+
+def _waiting(rt: Runtime, d: Delivery, disabled: dict[str, str], now: datetime) -> str | None:
+    if d.state == "in_flight":
+        until = f" (leased until {d.lease_until.isoformat()})" if d.lease_until else ""
+        return f"being sent{until}"
+    if d.state != "pending":
+        return None
+    if d.sink in disabled:
+        return f"sink switched off: {disabled[d.sink]}"
+    after = f" (last error: {d.last_error})" if d.last_error else ""
+    if rt.circuit_state(d.sink) == "open":
+        return f"circuit open until the sink's cooldown ends; next attempt at {_at(d)}{after}"
+    if d.next_attempt_at > now:
+        return f"next attempt at {_at(d)}{after}"
+    return f"due since {_at(d)}: waiting for the dispatcher or an older delivery of the order"
+
+
+def _at(d: Delivery) -> str:
+    return d.next_attempt_at.isoformat().replace("+00:00", "Z")
+
+
+RejectedId = Annotated[int, Parameter(ge=1, le=2**63 - 1)]
+
+
+def rejected_item(r: StoredRejected) -> RejectedItem:
+    return RejectedItem(
+        id=r.id,
+        received_at=r.received_at,
+        reason=r.reason,
+        content_type=r.content_type,
+        body=r.body.decode("utf-8", errors="replace"),
+    )
+
+
+async def replay_rejected(rt: Runtime, rejected: StoredRejected) -> RejectedReplay:
+    """Run a kept body through the push path again (`ingest_push`, the receiver's own).
+
+    Accepted: its events are stored and the rejected row is removed. Still not a push: the same
+    row is updated with the new reason, not kept twice.
+    """
+    status, body = await ingest_push(
+        rt, rejected.body, rejected.content_type, rejected_id=rejected.id
+    )
+    if status == 200:
+        await rt.store.delete_rejected(rejected.id)
+        outcome = "accepted"
+    else:
+        outcome = "rejected" if status == 400 else "store_unavailable"
+    answer: dict[str, Any] = msgspec.json.decode(body)
+    return RejectedReplay(outcome=outcome, status_code=status, answer=answer)
 
 
 def _aware(value: datetime | None) -> datetime | None:

@@ -7,6 +7,7 @@ Shared resources (store, HTTP client, sinks, dispatcher) are opened by the lifes
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,7 +18,21 @@ from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import (
+    Components,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    PathItem,
+    Reference,
+    RequestBody,
+    Schema,
+    SecurityScheme,
+)
+from litestar.static_files import create_static_files_router
+from openapi_ui_bundles import swagger_ui
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import __version__, metrics
@@ -48,6 +63,8 @@ class Runtime:
     templates: Templates
     sinks: dict[str, Sink]
     dispatcher: Dispatcher | None = None
+    redactor: Redactor = field(default_factory=lambda: Redactor(()))
+    """Masks the configuration's secrets in what is logged."""
     push_token: bytes = field(init=False)
     admin_token: bytes | None = field(init=False)
     timezone: ZoneInfo = field(init=False)
@@ -121,6 +138,21 @@ def _http_error(_: Request[object, object, State], exc: HTTPException) -> Respon
     )
 
 
+def _internal_error(request: Request[object, object, State], exc: Exception) -> Response[bytes]:
+    """A bug: log it with its traceback (secrets masked), answer JSON without the details."""
+    runtime: Runtime | None = getattr(request.app.state, "runtime", None)
+    redactor = runtime.redactor if runtime is not None else Redactor(())
+    trace = "".join(traceback.format_exception(exc)).rstrip()
+    log.error(
+        "unhandled error answering %s %s\n%s",
+        request.method,
+        redactor.redact(request.url.path),
+        redactor.redact(trace),
+    )
+    body = _encode(ErrorBody("internal_error", "an unexpected error; it is in the server's log"))
+    return Response(body, status_code=500, media_type="application/json")
+
+
 async def open_runtime(
     config: Config, stack: AsyncExitStack, *, router: Router | None = None, dispatcher: bool
 ) -> Runtime:
@@ -137,12 +169,14 @@ async def open_runtime(
     for sink in sinks.values():
         stack.push_async_callback(sink.aclose)
     templates = Templates(timezone=config.receiver.tz)
+    redactor = Redactor(collect_secrets(config, sinks))
     runtime = Runtime(
         config=config,
         store=store,
         router=router or Router.from_config(config),
         templates=templates,
         sinks=sinks,
+        redactor=redactor,
     )
     if dispatcher:
         runtime.dispatcher = Dispatcher(
@@ -151,7 +185,7 @@ async def open_runtime(
             templates=templates,
             retry=config.retry,
             config=config.dispatcher,
-            redactor=Redactor(collect_secrets(config, sinks)),
+            redactor=redactor,
         )
         await runtime.dispatcher.start()
         stack.push_async_callback(
@@ -180,16 +214,19 @@ def create_app(config: Config) -> Litestar:
             )
             yield
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             make_receiver(config.receiver.path, config.receiver.max_body_bytes),
             AdminController,
             healthz,
             readyz,
             metrics_endpoint,
+            create_static_files_router(
+                _DOCS_ASSETS, [swagger_ui.static_path], include_in_schema=False
+            ),
         ],
         lifespan=[lifespan],
-        exception_handlers={HTTPException: _http_error},
+        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         openapi_config=OpenAPIConfig(
             title="Kabarin",
             version=__version__,
@@ -200,10 +237,88 @@ def create_app(config: Config) -> Litestar:
                     "BearerToken": SecurityScheme(type="http", scheme="bearer"),
                 }
             ),
+            # The docs page loads its scripts from this app, never from a CDN: an operator's
+            # browser may have no internet access, and a CDN is one more party to trust.
+            render_plugins=[
+                SwaggerRenderPlugin(
+                    js_url=f"{_DOCS_ASSETS}/swagger-ui-bundle.js",
+                    css_url=f"{_DOCS_ASSETS}/swagger-ui.css",
+                    standalone_preset_js_url=f"{_DOCS_ASSETS}/swagger-ui-standalone-preset.js",
+                    favicon=f"<link rel='icon' href='{_DOCS_ASSETS}/favicon-32x32.png'>",
+                    path="/swagger",
+                )
+            ],
         ),
         logging_config=None,  # `kabarin` configures logging once, for every component
         debug=False,
     )
+    _document_by_hand(app, config.receiver.path)
+    return app
+
+
+def _document_by_hand(app: Litestar, push_path: str) -> None:
+    """Add what Litestar cannot infer: the push endpoint (a plain ASGI handler) and readyz's 503."""
+    openapi = app.openapi_schema
+    schemas = openapi.components.schemas
+    schemas.setdefault(
+        "PushAccepted",
+        Schema(
+            type=OpenAPIType.OBJECT,
+            properties={
+                "accepted": Schema(type=OpenAPIType.INTEGER, description="Events stored."),
+                "duplicates": Schema(type=OpenAPIType.INTEGER, description="Already stored."),
+            },
+            required=["accepted", "duplicates"],
+        ),
+    )
+
+    def answer(description: str, schema: str) -> OpenAPIResponse:
+        content = OpenAPIMediaType(schema=Reference(f"#/components/schemas/{schema}"))
+        return OpenAPIResponse(description=description, content={"application/json": content})
+
+    openapi.components.security_schemes = {
+        **(openapi.components.security_schemes or {}),
+        "PushToken": SecurityScheme(
+            type="http", scheme="bearer", description="`receiver.token`; the bare token works too"
+        ),
+    }
+    openapi.paths = openapi.paths or {}
+    openapi.paths[push_path] = PathItem(
+        post=Operation(
+            tags=["push"],
+            summary="A KiriminAja shipment push",
+            operation_id="ReceivePush",
+            security=[{"PushToken": []}],
+            request_body=RequestBody(
+                required=True,
+                content={"application/json": OpenAPIMediaType(schema=Schema())},
+                description='`{"method": "...", "data": [...]}` as KiriminAja sends it.',
+            ),
+            responses={
+                "200": answer("Committed: new events and repeats.", "PushAccepted"),
+                "400": answer("Not JSON, or not a push; the body is kept.", "ErrorBody"),
+                "401": answer("Missing or wrong token; nothing is stored.", "ErrorBody"),
+                "413": answer("Larger than `receiver.max_body_bytes`.", "ErrorBody"),
+                "503": answer("The store could not commit: send it again.", "ErrorBody"),
+            },
+        )
+    )
+    ready = openapi.paths["/readyz"].get
+    if ready is not None and ready.responses is not None:
+        ready.responses["503"] = OpenAPIResponse(
+            description="The store cannot be used.",
+            content={
+                "application/json": OpenAPIMediaType(
+                    schema=Schema(
+                        type=OpenAPIType.OBJECT,
+                        additional_properties=Schema(type=OpenAPIType.STRING),
+                    )
+                )
+            },
+        )
+
+
+_DOCS_ASSETS = "/schema-assets"
 
 
 def collect_secrets(config: Config, sinks: dict[str, Sink]) -> list[str]:

@@ -65,8 +65,14 @@ def authorised(header: str | None, token: bytes) -> bool:
     return hmac.compare_digest(value.encode(), token)
 
 
-async def ingest_push(rt: Runtime, body: bytes, content_type: str | None) -> tuple[int, bytes]:
-    """Decode, normalise, route and store an authenticated body; the status and JSON answer."""
+async def ingest_push(
+    rt: Runtime, body: bytes, content_type: str | None, *, rejected_id: int | None = None
+) -> tuple[int, bytes]:
+    """Decode, normalise, route and store an authenticated body; the status and JSON answer.
+
+    `rejected_id` replays a kept rejected body: if it is still not a push, that row gets the
+    new reason instead of a second row being added.
+    """
     received_at = datetime.now(UTC)
     try:
         push = decode_push(body)
@@ -75,7 +81,11 @@ async def ingest_push(rt: Runtime, body: bytes, content_type: str | None) -> tup
         try:
             await rt.store.reject(
                 RejectedRequest(
-                    received_at=received_at, reason=str(exc), body=body, content_type=content_type
+                    received_at=received_at,
+                    reason=str(exc),
+                    body=body,
+                    content_type=content_type,
+                    replaces=rejected_id,
                 )
             )
         except StoreError:

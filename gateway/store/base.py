@@ -77,6 +77,8 @@ class RejectedRequest(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
     body: bytes
     content_type: str | None = None
+    replaces: int | None = None
+    """The kept row this is a new verdict on (a replay): it is updated, not added again."""
 
 
 class StoredRejected(msgspec.Struct, frozen=True, kw_only=True):
@@ -153,6 +155,7 @@ class DeliveryFilter(msgspec.Struct, frozen=True, kw_only=True):
     state: DeliveryState | None = None
     sink: str | None = None
     order_id: str | None = None
+    event_id: str | None = None
     since: datetime | None = None
     """Deliveries created at or after this time."""
     limit: int = 100
@@ -187,7 +190,7 @@ class Store(Protocol):
         """
 
     async def reject(self, request: RejectedRequest) -> None:
-        """Keep an undecodable authenticated body."""
+        """Keep an undecodable authenticated body (update the row `request.replaces` names)."""
 
     # -- reading ---------------------------------------------------------------------------
     async def list_events(self, query: EventQuery) -> EventPage:
@@ -201,6 +204,11 @@ class Store(Protocol):
 
     async def list_rejected(self, *, limit: int = 100) -> list[StoredRejected]:
         """Newest first."""
+
+    async def get_rejected(self, rejected_id: int) -> StoredRejected | None: ...
+
+    async def delete_rejected(self, rejected_id: int) -> bool:
+        """Forget a kept body (it was replayed and accepted)."""
 
     # -- the dispatcher --------------------------------------------------------------------
     async def claim(

@@ -99,6 +99,7 @@ def delivery_filter(query: DeliveryFilter) -> tuple[list[str], list[Any]]:
         ("state", query.state),
         ("sink", query.sink),
         ("order_id", query.order_id),
+        ("event_id", query.event_id),
     ):
         if value is not None:
             where.append(f"{column} = ?")

@@ -172,6 +172,13 @@ class SQLiteStore:
 
     async def reject(self, request: RejectedRequest) -> None:
         row = (to_us(request.received_at), request.reason, request.body, request.content_type)
+        if request.replaces is not None:
+            # A replay keeps the body's first arrival time: only the verdict changes.
+            replaced = (request.reason, request.replaces)
+            await self._write(
+                lambda c: c.execute("UPDATE rejected SET reason = ? WHERE id = ?", replaced)
+            )
+            return
         await self._write(
             lambda c: c.execute(
                 "INSERT INTO rejected (received_at, reason, body, content_type) VALUES (?,?,?,?)",
@@ -240,6 +247,25 @@ class SQLiteStore:
             )
             for r in rows
         ]
+
+    async def get_rejected(self, rejected_id: int) -> StoredRejected | None:
+        r = await self._read(
+            lambda c: c.execute(
+                "SELECT id, received_at, reason, body, content_type FROM rejected WHERE id = ?",
+                (rejected_id,),
+            ).fetchone()
+        )
+        if r is None:
+            return None
+        return StoredRejected(
+            id=r[0], received_at=from_us(r[1]), reason=r[2], body=bytes(r[3]), content_type=r[4]
+        )
+
+    async def delete_rejected(self, rejected_id: int) -> bool:
+        count = await self._write(
+            lambda c: c.execute("DELETE FROM rejected WHERE id = ?", (rejected_id,)).rowcount
+        )
+        return count == 1
 
     # -- the dispatcher --------------------------------------------------------------------
     async def claim(
