@@ -98,8 +98,10 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", tags=["health"], summary="The store can be used")
+@get("/readyz", tags=["health"], summary="The store can commit: pushes would be accepted")
 async def readyz(state: State) -> Response[dict[str, str]]:
+    # ping commits a one-row write, so a full disk, a read-only or a deleted database file
+    # answer 503 here exactly when pushes do; the detail says which.
     rt: Runtime = state.runtime
     try:
         await rt.store.ping()

@@ -157,6 +157,7 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.app import create_app
 
     config = _validated(args.config)
+    asyncio.run(_store_writable(config))
     app = create_app(config)
     uvicorn.run(
         app,
@@ -168,6 +169,16 @@ def _serve(args: argparse.Namespace) -> int:
         server_header=False,
     )
     return 0
+
+
+async def _store_writable(config: Config) -> None:
+    """Open the store once before serving: one that cannot commit stops `serve` with one line
+    (exit 1), not a traceback from inside the server's startup."""
+    from gateway.store import open_store
+
+    store = open_store(config.store.url)
+    await store.open()
+    await store.close()
 
 
 def _worker(args: argparse.Namespace) -> int:

@@ -347,6 +347,64 @@ async def test_ping(store: Store) -> None:
     await store.ping()
 
 
+async def test_ping_commits(tmp_path: Path) -> None:
+    # A transaction that writes nothing succeeds where no write can: ping must prove a commit,
+    # so it fails where every push would. Here SQLite's authorizer refuses every write.
+    import sqlite3
+
+    from gateway.store.sqlite import SQLiteStore
+
+    def no_writes(action: int, *_: object) -> int:
+        refused = (sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE)
+        return sqlite3.SQLITE_DENY if action in refused else sqlite3.SQLITE_OK
+
+    store = SQLiteStore(tmp_path / "k.db")
+    await store.open()
+    try:
+        await store.ping()
+        await store._write(lambda c: c.set_authorizer(no_writes))
+        with pytest.raises(StoreError, match="not authorized"):
+            await store.ping()
+        with pytest.raises(StoreError):
+            await store.ingest(IngestBatch(events=[event("A")]))
+        await store._write(lambda c: c.set_authorizer(None))
+        await store.ping()  # the fault cleared: ready again, no reopen
+    finally:
+        await store.close()
+    with sqlite3.connect(tmp_path / "k.db") as conn:
+        assert conn.execute("SELECT count(*) FROM heartbeat").fetchone() == (1,)
+
+
+@pytest.mark.parametrize("fault", ["deleted", "replaced"])
+async def test_a_database_file_deleted_or_replaced_is_noticed(
+    tmp_path: Path, fault: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import os
+    import shutil
+
+    path = tmp_path / "k.db"
+    store = open_store(f"sqlite:///{path}")
+    await store.open()
+    try:
+        await put(store, event("A"))
+        if fault == "deleted":
+            path.unlink()
+        else:
+            shutil.copy(path, tmp_path / "copy.db")
+            os.replace(tmp_path / "copy.db", path)
+        with pytest.raises(StoreError, match=fault):
+            await store.ping()
+        with pytest.raises(StoreError, match=fault):
+            await put(store, event("B"))
+        with pytest.raises(StoreError, match=fault):
+            await store.ping()
+    finally:
+        await store.close()
+    lines = [r for r in caplog.records if r.levelname == "ERROR" and fault in r.getMessage()]
+    assert len(lines) == 1  # said once, clearly, not on every refused commit
+    assert str(path) in lines[0].getMessage()
+
+
 async def test_a_broken_database_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "not-a-db").write_bytes(b"this is not an SQLite file" * 100)
     broken = open_store(f"sqlite:///{tmp_path}/not-a-db")

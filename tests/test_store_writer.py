@@ -66,3 +66,26 @@ async def test_jobs_queued_together_share_a_commit(writer: Writer) -> None:
     before = writer.commits
     await asyncio.gather(*(writer.submit(insert(100 + i)) for i in range(200)))  # type: ignore[arg-type]
     assert writer.commits - before < 200
+
+
+async def test_a_failing_check_fails_the_group_before_any_job_runs(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "c.db", isolation_level=None, check_same_thread=False)
+    conn.execute("CREATE TABLE t (v INTEGER UNIQUE)")
+    problem: list[str] = ["the database file was deleted"]
+
+    def check() -> None:
+        if problem:
+            raise StoreError(problem[0])
+
+    w = Writer(conn, check=check)
+    w.start()
+    try:
+        with pytest.raises(StoreError, match="deleted"):
+            await w.submit(insert(1))  # type: ignore[arg-type]
+        problem.clear()
+        assert w.alive
+        assert await w.submit(count) == 0  # the refused job never ran
+        assert await w.submit(insert(2)) == 1  # type: ignore[arg-type]
+    finally:
+        await asyncio.to_thread(w.stop)
+        conn.close()

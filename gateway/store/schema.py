@@ -85,6 +85,17 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        2,
+        # One row, rewritten by every readiness check: a commit that really writes, so the
+        # check fails wherever a push would (disk full, a read-only file), and stays tiny.
+        """
+        CREATE TABLE heartbeat (
+            id  INTEGER PRIMARY KEY CHECK (id = 1),
+            at  INTEGER NOT NULL
+        );
+        """,
+    ),
 ]
 
 

@@ -7,6 +7,8 @@ small thread pool, so neither blocks the event loop and WAL lets them run beside
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -53,6 +55,8 @@ __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
 
+log = logging.getLogger("kabarin.store")
+
 
 class SQLiteStore:
     """`Store` on one SQLite file."""
@@ -64,6 +68,9 @@ class SQLiteStore:
         self._local = threading.local()
         self._read_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._identity: tuple[int, int] | None = None
+        """(st_dev, st_ino) of the file opened: a path that stops naming it has lost the data."""
+        self._lost = False
 
     @property
     def commits(self) -> int:
@@ -76,10 +83,19 @@ class SQLiteStore:
             conn = self._connect()
             conn.execute("PRAGMA journal_mode=WAL")
             migrate(conn)
+            found = os.stat(self.path)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
-        self._writer = Writer(conn)
+        self._identity = (found.st_dev, found.st_ino)
+        self._writer = Writer(conn, check=self._check_file)
         self._writer.start()
+        try:
+            # SQLite opens a file it may not write read-only, without a word: only a real
+            # commit shows that every push would fail.
+            await self._heartbeat()
+        except StoreError as exc:
+            await self.close()
+            raise StoreError(f"cannot write to SQLite database {self.path}: {exc}") from exc
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -90,8 +106,12 @@ class SQLiteStore:
                 conn.close()
             self._read_conns.clear()
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+    def _connect(self, *, create: bool = True) -> sqlite3.Connection:
+        # Readers never create the file: one that vanished must not come back empty.
+        target = self.path if create else f"{self.path.absolute().as_uri()}?mode=rw"
+        conn = sqlite3.connect(
+            target, isolation_level=None, check_same_thread=False, uri=not create
+        )
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: index inserts stay in memory
@@ -109,7 +129,7 @@ class SQLiteStore:
         def run() -> T:
             conn = getattr(self._local, "conn", None)
             if conn is None:
-                conn = self._local.conn = self._connect()
+                conn = self._local.conn = self._connect(create=False)
                 with self._lock:
                     self._read_conns.append(conn)
             return job(conn)
@@ -122,8 +142,47 @@ class SQLiteStore:
     async def ping(self) -> None:
         if self._writer is None or not self._writer.alive:
             raise StoreError("the SQLite writer is not running")
+        await self._heartbeat()
         await self._read(lambda c: c.execute("SELECT 1 FROM schema_version").fetchone())
-        await self._write(lambda c: c.execute("SELECT 1").fetchone())
+
+    async def _heartbeat(self) -> None:
+        """Commit a one-row write through the writer: it fails exactly when a push would."""
+        await self._write(
+            lambda c: c.execute(
+                "INSERT INTO heartbeat (id, at) VALUES (1, ?)"
+                " ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+                (to_us(datetime.now(UTC)),),
+            )
+        )
+
+    def _check_file(self) -> None:
+        """Refuse to commit once the path no longer names the file opened (writer thread).
+
+        Commits would still succeed into the unlinked or replaced file, and be lost at the
+        next restart: a 503 makes KiriminAja send the push again instead.
+        """
+        try:
+            found = os.stat(self.path)
+        except FileNotFoundError:
+            problem = "was deleted"
+        except OSError as exc:
+            problem = f"cannot be checked ({exc})"
+        else:
+            same = (found.st_dev, found.st_ino) == self._identity
+            problem = "" if same else "was replaced by another file"
+        if not problem:
+            if self._lost:
+                log.warning("the SQLite database file %s is back: accepting pushes", self.path)
+                self._lost = False
+            return
+        message = (
+            f"the SQLite database file {self.path} {problem} while in use:"
+            " refusing pushes until Kabarin is restarted on the right file"
+        )
+        if not self._lost:
+            log.error("%s", message)
+            self._lost = True
+        raise StoreError(message)
 
     # -- the request path ------------------------------------------------------------------
     async def ingest(self, batch: IngestBatch) -> IngestResult:

@@ -3,7 +3,8 @@
 Callers submit a job (a function of the connection) and await its result. The thread takes
 everything queued, runs each job inside its own SAVEPOINT within ONE transaction, commits once
 (one fsync with ``synchronous=FULL``), then answers every caller. A failing job fails only its
-caller; a failing COMMIT fails the whole group, and nothing of it is kept.
+caller; a failing COMMIT fails the whole group, and nothing of it is kept. An optional `check`
+runs before each group: when it raises `StoreError`, the group fails with it and nothing runs.
 """
 
 from __future__ import annotations
@@ -32,9 +33,16 @@ _STOP = object()
 
 
 class Writer:
-    def __init__(self, conn: sqlite3.Connection, *, max_group: int = 512) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        max_group: int = 512,
+        check: Callable[[], None] | None = None,
+    ) -> None:
         self._conn = conn
         self._max_group = max_group
+        self._check = check
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="kabarin-sqlite-writer", daemon=True)
         self._failure: BaseException | None = None
@@ -90,6 +98,13 @@ class Writer:
     def _commit(self, group: list[Queued]) -> None:
         conn = self._conn
         results: list[tuple[bool, Any]] = []
+        if self._check is not None:
+            try:
+                self._check()
+            except StoreError as exc:
+                for _job, future, loop in group:
+                    _answer(loop, future, False, exc)
+                return
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
