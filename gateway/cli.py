@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -155,19 +157,33 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.receiver import http_protocol
 
     config = _validated(args.config)
+    # Bound before anything starts, so a busy port is one clear error and never a "ready" line.
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    try:
+        listener = socket.create_server((args.host, args.port), family=family, backlog=2048)
+    except OSError as exc:
+        raise KabarinError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+        ) from None
     asyncio.run(_store_writable(config))
     app = create_app(config)
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=int(config.dispatcher.shutdown_timeout) + 5,
-        server_header=False,
+    receiver = config.receiver
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_level=args.log_level,
+            access_log=False,
+            timeout_graceful_shutdown=int(config.dispatcher.shutdown_timeout) + 5,
+            server_header=False,
+            http=http_protocol(receiver.read_timeout),
+            timeout_keep_alive=max(1, math.ceil(receiver.keep_alive)),
+        )
     )
+    with listener:
+        server.run(sockets=[listener])
     return 0
 
 

@@ -53,8 +53,14 @@ class ReceiverConfig(_Section, frozen=True):
     max_body_bytes: int = 2 * 1024 * 1024
     timezone: str = "Asia/Jakarta"
     """Zone of KiriminAja's naive ``YYYY-MM-DD HH:MM:SS`` times."""
+    read_timeout: Duration = Duration(10)
+    """How long a request's headers, and then its body, may take to arrive."""
+    keep_alive: Duration = Duration(5)
+    """How long a connection may sit idle between requests (or before its first one)."""
 
     def __post_init__(self) -> None:
+        if self.read_timeout <= 0 or self.keep_alive <= 0:
+            raise ValueError("`read_timeout` and `keep_alive` must be positive")
         if not self.path.startswith("/"):
             raise ValueError("`path` must start with `/`")
         if self.max_body_bytes < 1024:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from gateway.kiriminaja.normalise import KNOWN_METHODS, method_name
 from gateway.store.base import Store
 
 __all__ = [
@@ -18,11 +19,13 @@ __all__ = [
     "DELIVERIES_PENDING",
     "DELIVERY_LATENCY",
     "EVENTS",
+    "EVENTS_DUPLICATE",
     "EVENTS_UNROUTED",
     "PUSHES",
     "PUSH_REJECTIONS",
     "REGISTRY",
     "SINK_CIRCUIT_STATE",
+    "method_label",
     "refresh_store_gauges",
 ]
 
@@ -42,8 +45,13 @@ PUSH_REJECTIONS = Counter(
 )
 EVENTS = Counter(
     "kabarin_events_total",
-    "Events received, by push method and normalised status.",
+    "Events stored (repeats not counted), by push method and normalised status.",
     ["method", "status"],
+    registry=REGISTRY,
+)
+EVENTS_DUPLICATE = Counter(
+    "kabarin_events_duplicate_total",
+    "Events received again that were already stored.",
     registry=REGISTRY,
 )
 EVENTS_UNROUTED = Counter(
@@ -86,6 +94,16 @@ SINK_CIRCUIT_STATE = Gauge(
 CIRCUIT_STATE_VALUES = {"closed": 0, "half-open": 1, "open": 2}
 
 _counted_sinks: set[str] = set()
+
+
+def method_label(method: str) -> str:
+    """The ``method`` label: a known method's canonical name, anything else ``other``.
+
+    The method comes from the request body, so using it as it is would let any sender create
+    label values without limit.
+    """
+    name = method_name(method)
+    return name if name in KNOWN_METHODS else "other"
 
 
 async def refresh_store_gauges(store: Store) -> None:

@@ -10,8 +10,10 @@ whole durable ingest (see README, "Performance").
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -29,7 +31,14 @@ from gateway.store.base import IngestBatch, NewDelivery, RejectedRequest
 if TYPE_CHECKING:
     from gateway.app import Runtime
 
-__all__ = ["ErrorBody", "PushAccepted", "authorised", "ingest_push", "make_receiver"]
+__all__ = [
+    "ErrorBody",
+    "PushAccepted",
+    "authorised",
+    "http_protocol",
+    "ingest_push",
+    "make_receiver",
+]
 
 log = logging.getLogger("kabarin.receiver")
 
@@ -73,6 +82,7 @@ async def ingest_push(
     `rejected_id` replays a kept rejected body: if it is still not a push, that row gets the
     new reason instead of a second row being added.
     """
+    started = time.perf_counter()
     received_at = datetime.now(UTC)
     try:
         push = decode_push(body)
@@ -112,25 +122,42 @@ async def ingest_push(
 
     if stored.deliveries:
         rt.wake_dispatcher()
-    metrics.PUSHES.labels(push.method).inc()
-    for status, count in Counter(e.status for e in result.events).items():
-        metrics.EVENTS.labels(push.method, status).inc(count)
+    method = metrics.method_label(push.method)
+    metrics.PUSHES.labels(method).inc()
+    new = set(stored.new_event_ids)
+    for status, count in Counter(e.status for e in result.events if e.id in new).items():
+        metrics.EVENTS.labels(method, status).inc(count)
+    if stored.duplicates:
+        metrics.EVENTS_DUPLICATE.inc(stored.duplicates)
     if unrouted:
         metrics.EVENTS_UNROUTED.inc(unrouted)
+    log.info(
+        "push %r: %d items, %d accepted, %d duplicates, %.1f ms",
+        push.method,
+        len(result.events),
+        stored.accepted,
+        stored.duplicates,
+        (time.perf_counter() - started) * 1000,
+    )
     return 200, _encode(PushAccepted(stored.accepted, stored.duplicates))
 
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-async def _respond(send: Send, status: int, body: bytes) -> None:
+async def _respond(send: Send, status: int, body: bytes, *, close: bool = False) -> None:
     headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    if close:  # the rest of a half-sent body would be read as the next request
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The request body, or None once it grows past `limit`."""
+    """The request body, or None once it grows past `limit`.
+
+    The caller bounds it in time: uvicorn has no body timeout of its own.
+    """
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -146,9 +173,55 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def http_protocol(read_timeout: float) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP/1.1 protocol with the timers it lacks, for `kabarin serve`.
+
+    uvicorn times out a connection only once it has answered on it: one that never sends a
+    request, or stops halfway through its headers, would hold a file descriptor for ever. Here
+    the keep-alive timer also runs from the moment the connection opens, and a request's headers
+    must be complete within `read_timeout` (its body is bounded by the receiver itself).
+    """
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class TimedHttpToolsProtocol(HttpToolsProtocol):
+        _headers_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_headers_timer()
+            super().connection_lost(exc)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._stop_headers_timer()
+            self._headers_timer = self.loop.call_later(read_timeout, self._headers_too_slow)
+
+        def on_headers_complete(self) -> None:
+            self._stop_headers_timer()
+            super().on_headers_complete()
+
+        def _stop_headers_timer(self) -> None:
+            if self._headers_timer is not None:
+                self._headers_timer.cancel()
+                self._headers_timer = None
+
+        def _headers_too_slow(self) -> None:
+            self._headers_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    return TimedHttpToolsProtocol
+
+
 def make_receiver(path: str, max_body_bytes: int) -> ASGIRouteHandler:
     """The ``POST receiver.path`` handler."""
     too_large = _error(413, "body_too_large", "the body is larger than receiver.max_body_bytes")
+    too_slow = _error(408, "request_timeout", "the body took longer than receiver.read_timeout")
     not_allowed = _error(405, "method_not_allowed", "pushes are POSTed")
 
     @asgi(path, is_mount=False, copy_scope=False)
@@ -170,7 +243,15 @@ def make_receiver(path: str, max_body_bytes: int) -> ASGIRouteHandler:
             metrics.PUSH_REJECTIONS.labels("unauthorized").inc()
             await _respond(send, *_error(401, "unauthorized", "missing or wrong bearer token"))
             return
-        body = None if length > max_body_bytes else await _read_body(receive, max_body_bytes)
+        try:
+            async with asyncio.timeout(rt.config.receiver.read_timeout):
+                body = (
+                    None if length > max_body_bytes else await _read_body(receive, max_body_bytes)
+                )
+        except TimeoutError:
+            metrics.PUSH_REJECTIONS.labels("timeout").inc()
+            await _respond(send, *too_slow, close=True)
+            return
         if body is None:
             metrics.PUSH_REJECTIONS.labels("too_large").inc()
             await _respond(send, *too_large)

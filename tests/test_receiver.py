@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
+from gateway import metrics
 from gateway.app import Runtime, create_app
 from gateway.config import parse_config
 from gateway.errors import StoreError
@@ -92,3 +94,78 @@ def test_readyz_is_503_when_the_store_is_unusable(
 )
 def test_authorised(header: str | None, ok: bool) -> None:
     assert authorised(header, b"t0ken") is ok
+
+
+def sample(name: str, **labels: str) -> float:
+    value = metrics.REGISTRY.get_sample_value(name, labels)
+    return value or 0.0
+
+
+def test_invalid_utf8_in_a_string_is_400_and_kept(client: TestClient[Litestar]) -> None:
+    body = b'{"method":"shipped_packages","data":[{"order_id":"A\xff"}]}'
+    r = client.post("/kiriminaja/push", content=body, headers=HEADERS)
+    assert r.status_code == 400
+    assert r.json()["error"] == "invalid_push"
+    kept = client.get("/admin/v1/rejected", headers={"Authorization": "Bearer adm1n"}).json()
+    assert [item["body"] for item in kept["items"]] == [body.decode(errors="replace")]
+
+
+def test_deep_nesting_is_400_and_kept(client: TestClient[Litestar]) -> None:
+    body = b'{"method": "x", "data": [{"order_id": "D-1", "x": ' + b"[" * 1000 + b"]" * 1000
+    r = client.post("/kiriminaja/push", content=body + b"}]}", headers=HEADERS)
+    assert r.status_code == 400
+    assert r.json()["error"] == "invalid_push"
+    kept = client.get("/admin/v1/rejected", headers={"Authorization": "Bearer adm1n"}).json()
+    assert len(kept["items"]) == 1
+
+
+def test_events_count_stored_events_and_duplicates_apart(client: TestClient[Litestar]) -> None:
+    push = b'{"method": "shipped_packages", "data": [{"order_id": "M-1"}, {"order_id": "M-2"}]}'
+    labels = {"method": "shipped_packages", "status": "shipped"}
+    before = sample("kabarin_events_total", **labels)
+    duplicates = sample("kabarin_events_duplicate_total")
+    assert client.post("/kiriminaja/push", content=push, headers=HEADERS).json()["accepted"] == 2
+    assert client.post("/kiriminaja/push", content=push, headers=HEADERS).json()["duplicates"] == 2
+    assert sample("kabarin_events_total", **labels) == before + 2
+    assert sample("kabarin_events_duplicate_total") == duplicates + 2
+
+
+def test_method_labels_are_bounded(client: TestClient[Litestar]) -> None:
+    for method in ("shipped_package", "made_up_method_x1", "made_up_method_x2"):
+        body = f'{{"method": "{method}", "data": [{{"order_id": "L-{method}"}}]}}'
+        assert client.post("/kiriminaja/push", content=body, headers=HEADERS).status_code == 200
+    methods = {
+        s.labels["method"]
+        for family in metrics.REGISTRY.collect()
+        if family.name in ("kabarin_pushes", "kabarin_events")
+        for s in family.samples
+    }
+    assert "shipped_packages" in methods
+    assert "other" in methods
+    assert not {m for m in methods if m.startswith("made_up") or m == "shipped_package"}
+
+
+@pytest.mark.parametrize(
+    ("method", "label"),
+    [
+        ("shipped_packages", "shipped_packages"),
+        ("Shipped_Package", "shipped_packages"),
+        ("cancelled_packages", "canceled_packages"),
+        ("update_instant_package", "update_instant_packages"),
+        ("' OR 1=1 --", "other"),
+        ("", "other"),
+    ],
+)
+def test_method_label(method: str, label: str) -> None:
+    assert metrics.method_label(method) == label
+
+
+def test_each_accepted_push_is_logged(
+    client: TestClient[Litestar], caplog: pytest.LogCaptureFixture
+) -> None:
+    push = b'{"method": "shipped_packages", "data": [{"order_id": "G-1"}, {"order_id": "G-1"}]}'
+    with caplog.at_level(logging.INFO, logger="kabarin.receiver"):
+        assert client.post("/kiriminaja/push", content=push, headers=HEADERS).status_code == 200
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "kabarin.receiver"]
+    for part in ("shipped_packages", "2 items", "1 accepted", "1 duplicate", "ms"):
+        assert part in line

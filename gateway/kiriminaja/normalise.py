@@ -38,7 +38,7 @@ import msgspec
 from gateway.events import Contact, Event, Status, event_id
 from gateway.kiriminaja.push import Item, Push
 
-__all__ = ["Normalised", "normalise", "parse_time"]
+__all__ = ["KNOWN_METHODS", "Normalised", "method_name", "normalise", "parse_time"]
 
 
 class Normalised(msgspec.Struct, frozen=True):
@@ -95,6 +95,8 @@ _METHODS: dict[str, tuple[_StatusRule, tuple[str, ...]]] = {
     ),
 }
 _ALIASES = {"cancelled_packages": "canceled_packages"}
+KNOWN_METHODS = frozenset(_METHODS)
+"""Canonical names (`method_name`) of the methods with their own status rule."""
 _UNKNOWN = (_fixed(Status.UNKNOWN), ("date", "event_date", "updated_at", "created_at"))
 
 _TEXT_DETAILS = ("sorting_code", "service", "service_name", "service_type")

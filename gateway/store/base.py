@@ -68,6 +68,8 @@ class IngestResult(msgspec.Struct, frozen=True, kw_only=True):
     """Events already stored (by an earlier batch, or earlier in this one)."""
     deliveries: int = 0
     """Deliveries created."""
+    new_event_ids: Sequence[str] = ()
+    """Ids of the events this batch stored (the ``accepted`` ones)."""
 
 
 class RejectedRequest(msgspec.Struct, frozen=True, kw_only=True):

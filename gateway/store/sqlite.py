@@ -11,7 +11,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -211,10 +211,12 @@ class SQLiteStore:
             conn.execute(INSERT_EVENTS, (events,))
             accepted = conn.total_changes - before
             rows = deliveries
-            if accepted < count and rows:  # some were repeats: only new events get deliveries
+            fresh: Collection[str] = occurred if accepted == count else ()
+            if 0 < accepted < count:
                 fresh = {
                     r[0] for r in conn.execute("SELECT id FROM events WHERE seq > ?", (last_seq,))
                 }
+            if accepted < count:  # some were repeats: only new events get deliveries
                 rows = [r for r in rows if r[1] in fresh]
             created = 0
             if rows:
@@ -224,7 +226,10 @@ class SQLiteStore:
             if contacts:
                 conn.executemany(UPSERT_CONTACT, [(*c, now) for c in contacts])
             return IngestResult(
-                accepted=accepted, duplicates=submitted - accepted, deliveries=created
+                accepted=accepted,
+                duplicates=submitted - accepted,
+                deliveries=created,
+                new_event_ids=tuple(fresh),
             )
 
         return await self._write(job)
