@@ -10,8 +10,9 @@ after each commit), until a job finishes, until the store's next due time, or fo
 
 and ends in one `Store.finish`: ``delivered``; ``pending`` at the time the `RetryPolicy`
 chose; ``dead``; or put back without using an attempt (circuit open, rate limit, sink not
-configured, shutdown). Every send is one attempt row, its error text passed through the
-`Redactor`. Ordering between deliveries of one (sink, order) is the store's job (`Store.claim`).
+configured or switched off by a 410, shutdown), with `Delivery.waiting` saying why. Every
+send is one attempt row, its error text passed through the `Redactor`. Ordering between
+deliveries of one (sink, order) is the store's job (`Store.claim`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from gateway import metrics
 from gateway.config import DispatcherConfig, RetryPolicyConfig
 from gateway.delivery.attempts import send_with_quick_retries
+from gateway.delivery.breaker import CircuitBreaker
 from gateway.delivery.controls import SinkControls
 from gateway.delivery.ordering import OrderLanes
 from gateway.delivery.retry import GiveUp
@@ -49,6 +51,7 @@ MAX_RATE_WAIT = 5.0
 """Longest in-process wait for a rate-limit slot; a later slot hands the delivery back."""
 PROBE_WAIT = 1.0
 """While a half-open circuit's probe is out, other deliveries come back after this long."""
+SINK_OFF = "sink switched off (410 Gone) until POST /admin/v1/sinks/{sink}/enable"
 
 
 def utcnow() -> datetime:
@@ -81,6 +84,8 @@ class Dispatcher:
         redactor: Redactor,
         worker_id: str | None = None,
         clock: Callable[[], datetime] = utcnow,
+        timer: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.store = store
         self.sinks = dict(sinks)
@@ -89,10 +94,11 @@ class Dispatcher:
         self.redactor = redactor
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.clock = clock
+        self._sleep = sleep
         self.capacity = max(1, config.batch)
         """Most deliveries this worker holds at once (claimed and not yet finished)."""
         self._controls = {
-            name: SinkControls.build(name, sink, retry) for name, sink in sinks.items()
+            name: SinkControls.build(name, sink, retry, timer=timer) for name, sink in sinks.items()
         }
         self._jobs: dict[str, _Job] = {}
         self._lanes = OrderLanes()
@@ -229,7 +235,7 @@ class Dispatcher:
         controls = self._controls.get(delivery.sink)
         if controls is None:
             self._warn_missing(delivery.sink)
-            await self._hand_back(job, MISSING_SINK_DELAY)
+            await self._hand_back(job, MISSING_SINK_DELAY, "sink not in the configuration")
             return
         sink = controls.sink
         started = self.clock()
@@ -256,7 +262,7 @@ class Dispatcher:
 
         breaker = controls.breaker
         if breaker.state == "open":
-            await self._hand_back(job, breaker.opens_again_in())
+            await self._hand_back(job, breaker.opens_again_in(), self._circuit_open(breaker))
             return
         try:
             await asyncio.wait_for(controls.slots.acquire(), timeout=float(self.config.lease) / 2)
@@ -265,11 +271,15 @@ class Dispatcher:
             return
         try:
             if delivery.sink in self._gone:  # disabled while this one waited
-                await self._hand_back(job, 0.0)
+                await self._hand_back(job, 0.0, SINK_OFF.format(sink=delivery.sink))
                 return
             if not breaker.allow():
-                delay = breaker.opens_again_in() or PROBE_WAIT
-                await self._hand_back(job, delay)
+                if breaker.opens_again_in() > 0:  # it opened again while this one waited
+                    await self._hand_back(
+                        job, breaker.opens_again_in(), self._circuit_open(breaker)
+                    )
+                else:
+                    await self._hand_back(job, PROBE_WAIT, "circuit half-open: a probe is out")
                 return
             probe = breaker.state == "half-open"
             if controls.limiter is not None:
@@ -278,10 +288,10 @@ class Dispatcher:
                     if probe:
                         breaker.release_probe()
                     delay = controls.limiter.defer()
-                    await self._hand_back(job, delay)
+                    await self._hand_back(job, delay, f"rate limit: next slot {self._at(delay)}")
                     return
                 if wait > 0:
-                    await asyncio.sleep(wait)
+                    await self._sleep(wait)
             job.waiting = False
             await self._send(job, controls, text)
         finally:
@@ -319,10 +329,22 @@ class Dispatcher:
         error = attempt.error or "failed"
         if isinstance(result, Permanent):
             controls.breaker.record_success()  # it answered: the sink is up
+            if result.disable_sink:
+                # Switched off before this one is put back, so no claim hands it out again
+                # until an operator enables the sink; the refusal costs it no attempt.
+                await self._disable(sink_name, error)
+                await self._finish(
+                    job,
+                    attempt,
+                    "pending",
+                    next_attempt_at=now,
+                    error=error,
+                    count_attempt=False,
+                    waiting=SINK_OFF.format(sink=sink_name),
+                )
+                return
             log.warning("delivery %s to %s is dead: %s", delivery.id, sink_name, error)
             await self._finish(job, attempt, "dead", error=error)
-            if result.disable_sink:
-                await self._disable(sink_name, error)
             return
         controls.breaker.record_failure()
         decision = controls.policy.decide(delivery.attempts + 1, result, now)
@@ -363,6 +385,8 @@ class Dispatcher:
         *,
         next_attempt_at: datetime | None = None,
         error: str | None = None,
+        count_attempt: bool = True,
+        waiting: str | None = None,
     ) -> bool:
         delivery = job.claim.delivery
         job.waiting = False
@@ -373,6 +397,8 @@ class Dispatcher:
             state=state,
             next_attempt_at=next_attempt_at,
             error=error,
+            count_attempt=count_attempt,
+            waiting=waiting,
         )
         job.finished = True
         if not kept:
@@ -386,12 +412,14 @@ class Dispatcher:
         metrics.DELIVERIES.labels(delivery.sink, "retry" if state == "pending" else state).inc()
         return True
 
-    async def _hand_back(self, job: _Job, delay: float) -> None:
+    async def _hand_back(self, job: _Job, delay: float, waiting: str | None = None) -> None:
         job.waiting = False
-        await self._release(job.claim.delivery, delay=delay)
+        await self._release(job.claim.delivery, delay=delay, waiting=waiting)
         job.finished = True
 
-    async def _release(self, delivery: Delivery, *, delay: float) -> bool:
+    async def _release(
+        self, delivery: Delivery, *, delay: float, waiting: str | None = None
+    ) -> bool:
         """Put a claimed delivery back as pending after `delay` s, its attempts unchanged."""
         kept = await self.store.finish(
             delivery.id,
@@ -400,10 +428,19 @@ class Dispatcher:
             state="pending",
             next_attempt_at=self.clock() + timedelta(seconds=max(delay, 0.0)),
             count_attempt=False,
+            waiting=waiting,
         )
         if not kept:
             log.warning("delivery %s: lease lost before it could be put back", delivery.id)
         return kept
+
+    def _at(self, delay: float) -> str:
+        """``at 05:12:30 UTC``: the moment `delay` seconds from now, for `Delivery.waiting`."""
+        return f"at {(self.clock() + timedelta(seconds=max(delay, 0.0))):%H:%M:%S} UTC"
+
+    def _circuit_open(self, breaker: CircuitBreaker) -> str:
+        until = self.clock() + timedelta(seconds=breaker.opens_again_in())
+        return f"circuit open until {until:%H:%M:%S} UTC"
 
     def _warn_missing(self, sink: str) -> None:
         now = time.monotonic()

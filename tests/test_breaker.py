@@ -168,14 +168,32 @@ def test_limiter_rejects_nonsense() -> None:
 # -- how the dispatcher configures them per sink ---------------------------------------------
 
 
-def _controls(block: dict[str, object]) -> SinkControls:
+def _controls(block: dict[str, object], clock: Clock | None = None) -> SinkControls:
     config = parse_config(
         msgspec.json.encode(
             {"receiver": {"token": "t0k3n"}, "sinks": {"c": {"type": "console", **block}}}
         ).decode()
     )
     sink = ConsoleSink.build("c", config.sinks["c"], None)
-    return SinkControls.build("c", sink, config.retry)
+    if clock is None:
+        return SinkControls.build("c", sink, config.retry)
+    return SinkControls.build("c", sink, config.retry, timer=clock)
+
+
+def test_the_breaker_and_limiter_run_on_the_timer_they_are_given() -> None:
+    clock = Clock()
+    controls = _controls(
+        {"rate_limit": "1/s", "circuit_breaker": {"failures": 1, "cooldown": "30s"}}, clock
+    )
+    controls.breaker.record_failure()
+    clock.now += 29
+    assert controls.breaker.state == "open" and controls.breaker.opens_again_in() == 1
+    clock.now += 1
+    assert str(controls.breaker.state) == "half-open"
+    assert controls.limiter is not None
+    assert [controls.limiter.reserve(5) for _ in range(2)] == [0, 1]
+    clock.now += 1
+    assert controls.limiter.reserve(5) == 1
 
 
 def test_the_breaker_takes_the_sinks_circuit_breaker_block() -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway import metrics
@@ -38,8 +40,17 @@ class SinkControls:
     limiter: RateLimiter | None
 
     @classmethod
-    def build(cls, name: str, sink: Sink, retry: RetryPolicyConfig) -> SinkControls:
-        """Controls from the sink's configuration; its circuit gauge starts at closed (0)."""
+    def build(
+        cls,
+        name: str,
+        sink: Sink,
+        retry: RetryPolicyConfig,
+        *,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> SinkControls:
+        """Controls from the sink's configuration; its circuit gauge starts at closed (0).
+
+        `timer` (seconds, monotonic) is the breaker's and the rate limiter's clock."""
         gauge = metrics.SINK_CIRCUIT_STATE.labels(name)
         gauge.set(metrics.CIRCUIT_STATE_VALUES["closed"])
         metrics.DELIVERIES_PENDING.labels(name)  # present (at 0) before the first scrape
@@ -64,7 +75,8 @@ class SinkControls:
                 failure_threshold=breaker.failures,
                 cooldown=float(breaker.cooldown),
                 max_cooldown=float(breaker.max_cooldown),
+                clock=timer,
                 on_change=on_change,
             ),
-            limiter=RateLimiter.from_rate(rate) if rate is not None else None,
+            limiter=RateLimiter.from_rate(rate, clock=timer) if rate is not None else None,
         )

@@ -132,7 +132,11 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     lease_owner: str | None = None
     lease_until: datetime | None = None
     last_error: str | None = None
+    """The last failure; cleared once the delivery is delivered."""
     delivered_at: datetime | None = None
+    waiting: str | None = None
+    """Why a pending delivery is held back without using an attempt (``circuit open until
+    05:12:30 UTC``, a switched-off sink, ...); ``None`` when it just waits for its turn."""
 
 
 class Attempt(msgspec.Struct, frozen=True, kw_only=True):
@@ -239,12 +243,15 @@ class Store(Protocol):
         next_attempt_at: datetime | None = None,
         error: str | None = None,
         count_attempt: bool = True,
+        waiting: str | None = None,
     ) -> bool:
         """Record `attempt` (if any) and move a delivery this worker leases to `state`.
 
         ``state="pending"`` with `next_attempt_at` schedules a retry; ``count_attempt=False``
         puts it back without using up its retry schedule (shutdown, open circuit, rate limit).
         ``state="in_flight"`` records an intermediate try and keeps the lease.
+        `waiting` replaces `Delivery.waiting` (``None`` clears it); ``delivered`` clears
+        `Delivery.last_error`.
         Returns False (and changes nothing) when the lease was lost to another worker.
         """
 

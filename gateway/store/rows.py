@@ -53,7 +53,8 @@ UPSERT_CONTACT = (
 
 DELIVERY_COLUMNS = (
     "id, event_id, route, sink, order_id, occurred_at, ordering, template, state, attempts, "
-    "next_attempt_at, created_at, updated_at, lease_owner, lease_until, last_error, delivered_at"
+    "next_attempt_at, created_at, updated_at, lease_owner, lease_until, last_error, delivered_at,"
+    " waiting"
 )
 
 
@@ -89,6 +90,7 @@ def delivery_from_row(row: Sequence[Any]) -> Delivery:
         lease_until=opt_time(row[14]),
         last_error=row[15],
         delivered_at=opt_time(row[16]),
+        waiting=row[17],
     )
 
 

@@ -96,6 +96,14 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        3,
+        # Why a pending delivery is held back (an open circuit, a switched-off sink): without
+        # it a replayed delivery waits out a cool-down with nothing saying so.
+        """
+        ALTER TABLE deliveries ADD COLUMN waiting TEXT;
+        """,
+    ),
 ]
 
 

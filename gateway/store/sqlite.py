@@ -408,13 +408,15 @@ class SQLiteStore:
         next_attempt_at: datetime | None = None,
         error: str | None = None,
         count_attempt: bool = True,
+        waiting: str | None = None,
     ) -> bool:
         def job(conn: sqlite3.Connection) -> bool:
             now = to_us(datetime.now(UTC))
             cur = conn.execute(
                 "UPDATE deliveries SET state = ?1, attempts = attempts + ?2,"
                 " next_attempt_at = coalesce(?3, next_attempt_at),"
-                " last_error = coalesce(?4, last_error),"
+                " last_error = CASE WHEN ?1 = 'delivered' THEN NULL"
+                "  ELSE coalesce(?4, last_error) END, waiting = ?8,"
                 " delivered_at = CASE WHEN ?1 = 'delivered' THEN ?5 ELSE delivered_at END,"
                 " lease_owner = CASE WHEN ?1 = 'in_flight' THEN lease_owner END,"
                 " lease_until = CASE WHEN ?1 = 'in_flight' THEN lease_until END,"
@@ -428,6 +430,7 @@ class SQLiteStore:
                     now,
                     delivery_id,
                     worker,
+                    waiting,
                 ),
             )
             if cur.rowcount != 1:
@@ -495,7 +498,8 @@ class SQLiteStore:
         )
         sql = (
             "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?,"
-            " updated_at = ?, lease_owner = NULL, lease_until = NULL WHERE " + " AND ".join(where)
+            " updated_at = ?, lease_owner = NULL, lease_until = NULL, waiting = NULL WHERE "
+            + " AND ".join(where)
         )
         now_us = to_us(now)
         return await self._write(lambda c: c.execute(sql, (now_us, now_us, *params)).rowcount)
@@ -506,7 +510,7 @@ class SQLiteStore:
             lambda c: (
                 c.execute(
                     "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?,"
-                    " updated_at = ?, lease_owner = NULL, lease_until = NULL"
+                    " updated_at = ?, lease_owner = NULL, lease_until = NULL, waiting = NULL"
                     " WHERE id = ? AND state IN ('dead', 'skipped', 'superseded')",
                     (now_us, now_us, delivery_id),
                 ).rowcount
