@@ -356,10 +356,14 @@ async def _with_waiting(rt: Runtime, deliveries: list[Delivery]) -> list[Deliver
     unfinished = any(d.state in ("pending", "in_flight") for d in deliveries)
     disabled = await rt.store.disabled_sinks() if unfinished else {}
     now = datetime.now(UTC)
-    return [
-        DeliveryInfo(**msgspec.structs.asdict(d), waiting=_waiting(rt, d, disabled, now))
-        for d in deliveries
-    ]
+    items = []
+    for d in deliveries:
+        fields = msgspec.structs.asdict(d)
+        # The dispatcher's own word (when the store keeps one) is more precise than a guess.
+        recorded = fields.pop("waiting", None) if d.state == "pending" else None
+        fields.pop("waiting", None)
+        items.append(DeliveryInfo(**fields, waiting=recorded or _waiting(rt, d, disabled, now)))
+    return items
 
 
 def _waiting(rt: Runtime, d: Delivery, disabled: dict[str, str], now: datetime) -> str | None:

@@ -58,8 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kabarin {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_)
+    def command(
+        name: str,
+        help_: str,
+        within: argparse._SubParsersAction[argparse.ArgumentParser] | None = None,
+    ) -> argparse.ArgumentParser:
+        p = (within or sub).add_parser(name, help=help_, description=help_)
         p.add_argument(
             "--config",
             "-c",
@@ -105,6 +109,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--order-id")
     p.add_argument("--since", type=_parse_since, help="ISO time or a duration ago, e.g. 2h")
     p.set_defaults(func=_replay)
+
+    p = sub.add_parser("rejected", help="bodies the push endpoint refused, kept for replay")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = command("list", "list rejected bodies, newest first", actions)
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p = command("show", "print one rejected body with its reason", actions)
+    p.add_argument("id", type=int)
+    p = command("replay", "run a rejected body through the push endpoint again", actions)
+    p.add_argument("id", type=int)
+    for action in actions.choices.values():
+        action.set_defaults(func=_rejected)
     return parser
 
 
@@ -328,6 +344,51 @@ async def _run_replay(config: Config, args: argparse.Namespace) -> int:
         await store.close()
     print(f"replayed {count} dead deliver{'y' if count == 1 else 'ies'}")
     return 0
+
+
+def _rejected(args: argparse.Namespace) -> int:
+    return asyncio.run(_run_rejected(load_config(args.config), args))
+
+
+async def _run_rejected(config: Config, args: argparse.Namespace) -> int:
+    from contextlib import AsyncExitStack
+
+    from gateway.admin import rejected_item, replay_rejected
+    from gateway.app import open_runtime
+
+    async with AsyncExitStack() as stack:
+        rt = await open_runtime(config, stack, dispatcher=False)
+        if args.action == "list":
+            rows = await rt.store.list_rejected(limit=args.limit)
+            if args.json:
+                for r in rows:
+                    sys.stdout.buffer.write(msgspec.json.encode(rejected_item(r)) + b"\n")
+                return 0
+            if not rows:
+                print("no rejected bodies")
+            for r in rows:
+                reason = r.reason.replace("\n", " ")[:70]
+                print(f"{r.id:>6}  {r.received_at.isoformat(timespec='seconds')}  {reason}")
+            return 0
+        found = await rt.store.get_rejected(args.id)
+        if found is None:
+            print(f"no rejected body {args.id}", file=sys.stderr)
+            return 1
+        if args.action == "show":
+            item = rejected_item(found)
+            print(f"id            {item.id}")
+            print(f"received_at   {item.received_at.isoformat()}")
+            print(f"content_type  {item.content_type or '-'}")
+            print(f"reason        {item.reason}")
+            print(item.body)
+            return 0
+        result = await replay_rejected(rt, found)
+        answer = msgspec.json.encode(result.answer).decode()
+        if result.outcome == "accepted":
+            print(f"rejected body {args.id} accepted and removed: {answer}")
+            return 0
+        print(f"rejected body {args.id} {result.outcome}: {answer}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
