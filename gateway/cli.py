@@ -17,7 +17,7 @@ from pathlib import Path
 import msgspec
 
 from gateway import __version__
-from gateway.config import Config, load_config, safe_url
+from gateway.config import Config, InvalidConfig, load_config, safe_url
 from gateway.errors import ConfigError, KabarinError, PushError
 from gateway.store.base import DeliveryFilter
 
@@ -38,6 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         code: int = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        # The reader (`kabarin check | head -1`) has gone: no traceback, and no second error
+        # when the interpreter flushes stdout again at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except ConfigError as exc:
         print(f"{args.config}: invalid configuration", file=sys.stderr)
         for problem in exc.problems:
@@ -145,11 +151,16 @@ def _validated(path: str) -> Config:
     from gateway.routing import Router
     from gateway.templates import check_templates
 
-    config = load_config(path)
-    router = Router.from_config(config)
-    problems = check_templates(config, router, build_sinks(config, None))
+    try:
+        config = load_config(path)
+        problems = []
+    except InvalidConfig as exc:  # routes and templates are still checked, to list everything
+        config, problems = exc.partial, exc.problems
+    router, route_problems = Router.compile(config)
+    problems += route_problems
+    problems += check_templates(config, router, build_sinks(config, None))
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(list(dict.fromkeys(problems)))
     return config
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import types
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import msgspec
 import yaml
 
 from gateway.errors import ConfigError
-from gateway.units import Duration, dec_hook
+from gateway.units import Duration, FieldError, dec_hook
 from sinks.base import SinkConfig, load_sink_types
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "AdminConfig",
     "Config",
     "DispatcherConfig",
+    "InvalidConfig",
     "ReceiverConfig",
     "RetryPolicyConfig",
     "RouteConfig",
@@ -62,15 +64,15 @@ class ReceiverConfig(_Section, frozen=True):
         if self.read_timeout <= 0 or self.keep_alive <= 0:
             raise ValueError("`read_timeout` and `keep_alive` must be positive")
         if not self.path.startswith("/"):
-            raise ValueError("`path` must start with `/`")
+            raise FieldError("path", "must start with `/`")
         if self.max_body_bytes < 1024:
-            raise ValueError("`max_body_bytes` must be at least 1024")
+            raise FieldError("max_body_bytes", "must be at least 1024")
         if not self.token:
-            raise ValueError("`token` must not be empty")
+            raise FieldError("token", "must not be empty")
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone `{self.timezone}`") from exc
+            raise FieldError("timezone", f"unknown time zone `{self.timezone}`") from exc
 
     @property
     def tz(self) -> ZoneInfo:
@@ -79,6 +81,25 @@ class ReceiverConfig(_Section, frozen=True):
 
 class StoreConfig(_Section, frozen=True):
     url: str = "sqlite:///./kabarin.db"
+    """``sqlite:///relative.db`` (from the working folder) or ``sqlite:////absolute.db``."""
+
+    def __post_init__(self) -> None:
+        self.sqlite_path  # noqa: B018 (raises FieldError for a URL `serve` could not open)
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The SQLite file the URL names, as `gateway.store.open_store` reads it."""
+        usage = "use sqlite:///relative.db or sqlite:////absolute.db"
+        scheme, sep, rest = self.url.partition("://")
+        if not sep:
+            raise FieldError("url", f"not a store URL ({usage})")
+        if scheme != "sqlite":
+            raise FieldError(
+                "url", f"unsupported store {scheme!r}: only sqlite is supported today ({usage})"
+            )
+        if not rest.startswith("/") or len(rest) < 2 or rest.endswith("/"):
+            raise FieldError("url", f"name the SQLite file ({usage})")
+        return Path(rest[1:])
 
 
 class AdminConfig(_Section, frozen=True):
@@ -94,7 +115,7 @@ class RetryPolicyConfig(_Section, frozen=True):
 
     def __post_init__(self) -> None:
         if not 0 <= self.jitter < 1:
-            raise ValueError("`jitter` must be between 0 and 1")
+            raise FieldError("jitter", "must be between 0 and 1")
 
 
 class DispatcherConfig(_Section, frozen=True):
@@ -106,6 +127,12 @@ class DispatcherConfig(_Section, frozen=True):
     poll_interval: Duration = Duration(1)
     """Longest sleep between looks at the store when nothing wakes the dispatcher."""
     shutdown_timeout: Duration = Duration(10)
+
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise FieldError("batch", "must be at least 1")
+        if self.lease <= 0:
+            raise FieldError("lease", "must be more than 0")
 
 
 class TemplateFile(_Section, frozen=True):
@@ -126,16 +153,6 @@ class RouteConfig(_Section, frozen=True):
     """When this route matches, no later route is tried."""
 
 
-class _RawConfig(_Section, frozen=True):
-    receiver: ReceiverConfig
-    store: StoreConfig = msgspec.field(default_factory=StoreConfig)
-    admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
-    retry: RetryPolicyConfig = msgspec.field(default_factory=RetryPolicyConfig)
-    dispatcher: DispatcherConfig = msgspec.field(default_factory=DispatcherConfig)
-    sinks: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
-    routes: list[RouteConfig] = msgspec.field(default_factory=list)
-
-
 class Config(msgspec.Struct, frozen=True, kw_only=True):
     receiver: ReceiverConfig
     store: StoreConfig
@@ -148,20 +165,54 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     """Folder of the configuration file: template files are looked up from here."""
     secrets: frozenset[str] = frozenset()
     """Values that came from secret-bearing keys, for redaction."""
+    locations: _LineIndex | None = None
+    """Where each key is in the file, for messages about it."""
+
+    def where(self, *path: str | int) -> str:
+        """A key's path, with its line in the file when known: ``routes[1].when (line 12)``."""
+        return (self.locations or _LineIndex(None)).describe(path)
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
-    """Read, interpolate and validate a configuration file."""
+    """Read, interpolate and validate a configuration file, and check that its store can be
+    opened from here (the SQLite file's folder exists or can be created)."""
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{file}: cannot read: {exc.strerror or exc}"]) from exc
-    return parse_config(text, base_dir=file.resolve().parent, env=env)
+    return _build(text, base_dir=file.resolve().parent, env=env, on_disk=True)
 
 
 def parse_config(
     text: str, *, base_dir: Path | None = None, env: Mapping[str, str] | None = None
+) -> Config:
+    """Validate configuration text; nothing on disk is looked at."""
+    return _build(text, base_dir=base_dir, env=env, on_disk=False)
+
+
+class InvalidConfig(ConfigError):
+    """The file has problems; ``partial`` is what was valid, with defaults in place of the bad
+    sections, sinks left out and routes kept in place, so that routes and templates can still
+    be checked and every problem of the file reported in one run."""
+
+    def __init__(self, problems: list[str], partial: Config) -> None:
+        super().__init__(problems)
+        self.partial = partial
+
+
+_SECTIONS: dict[str, type[_Section]] = {
+    "receiver": ReceiverConfig,
+    "store": StoreConfig,
+    "admin": AdminConfig,
+    "retry": RetryPolicyConfig,
+    "dispatcher": DispatcherConfig,
+}
+_INVALID: Any = object()
+
+
+def _build(
+    text: str, *, base_dir: Path | None, env: Mapping[str, str] | None, on_disk: bool
 ) -> Config:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -179,39 +230,41 @@ def parse_config(
 
     problems: list[str] = []
     data = _interpolate(data, os.environ if env is None else env, (), problems, lines)
-    if problems:
-        raise ConfigError(problems)
-    try:
-        raw = msgspec.convert(data, _RawConfig, dec_hook=dec_hook)
-    except msgspec.ValidationError as exc:
-        raise ConfigError([_describe(exc, (), lines)]) from exc
+    for key in data:
+        if key not in _SECTIONS and key not in ("sinks", "routes"):
+            problems.append(f"{lines.describe((str(key),))}: {_UNKNOWN_KEY}")
+    sections: dict[str, Any] = {}
+    for name, section in _SECTIONS.items():
+        if name in data:
+            got = _convert(data[name], section, (name,), lines, problems)
+            if got is not _INVALID:
+                sections[name] = got
+        elif name == "receiver":
+            problems.append(f"{lines.describe(())}: missing required section `receiver`")
+        else:
+            sections[name] = section()
+    if on_disk and "store" in sections:
+        problem = _store_folder_problem(sections["store"])
+        if problem:
+            problems.append(f"{lines.describe(('store', 'url'))}: {problem}")
 
-    sink_types = load_sink_types()
-    sinks: dict[str, SinkConfig] = {}
-    for name, block in raw.sinks.items():
-        sink_path: tuple[str | int, ...] = ("sinks", name)
-        kind = block.get("type") if isinstance(block, dict) else None
-        if not isinstance(kind, str) or kind not in sink_types:
-            known = ", ".join(sorted(sink_types))
-            problems.append(
-                f"{lines.describe((*sink_path, 'type'))}: unknown sink type {kind!r} "
-                f"(known: {known})"
-            )
-            continue
-        try:
-            sinks[name] = msgspec.convert(block, sink_types[kind].config_type, dec_hook=dec_hook)
-        except msgspec.ValidationError as exc:
-            problems.append(_describe(exc, sink_path, lines))
-
-    seen_routes: set[str] = set()
-    for i, route in enumerate(raw.routes):
-        if route.name in seen_routes:
+    raw_sinks = data.get("sinks")
+    if raw_sinks is None:
+        raw_sinks = {}
+    elif not isinstance(raw_sinks, dict):
+        problems.append(f"{lines.describe(('sinks',))}: expected a mapping of sink name → block")
+        raw_sinks = {}
+    invalid_sinks: set[str] = set()
+    sinks = _sinks(raw_sinks, lines, problems, invalid_sinks)
+    routes, valid = _routes(data.get("routes"), lines, problems)
+    for i in valid:
+        route = routes[i]
+        if route.name in (r.name for r in routes[:i]):
             problems.append(f"{lines.describe(('routes', i, 'name'))}: duplicate route name")
-        seen_routes.add(route.name)
         if not route.sinks:
             problems.append(f"{lines.describe(('routes', i, 'sinks'))}: name at least one sink")
         for j, sink in enumerate(route.sinks):
-            if sink not in raw.sinks:
+            if sink not in raw_sinks:
                 problems.append(
                     f"{lines.describe(('routes', i, 'sinks', j))}: undefined sink {sink!r}"
                 )
@@ -221,20 +274,177 @@ def parse_config(
                     f"{lines.describe(('routes', i, 'template', sink))}: "
                     f"template for {sink!r}, which this route does not send to"
                 )
-    if problems:
-        raise ConfigError(problems)
 
-    return Config(
-        receiver=raw.receiver,
-        store=raw.store,
-        admin=raw.admin,
-        retry=raw.retry,
-        dispatcher=raw.dispatcher,
+    receiver = sections.get("receiver") or ReceiverConfig(token="(invalid)")
+    admin = sections.get("admin") or AdminConfig()
+    config = Config(
+        receiver=receiver,
+        store=sections.get("store") or StoreConfig(),
+        admin=admin,
+        retry=sections.get("retry") or RetryPolicyConfig(),
+        dispatcher=sections.get("dispatcher") or DispatcherConfig(),
         sinks=sinks,
-        routes=raw.routes,
+        routes=routes,
         base_dir=base_dir or Path.cwd(),
-        secrets=frozenset(_collect_secrets(raw)),
+        secrets=frozenset(_collect_secrets(receiver, admin, raw_sinks)),
+        locations=lines,
     )
+    if problems:
+        # The later checks see only sinks that exist and are valid: those already reported
+        # are not reported again as undefined.
+        kept = [
+            msgspec.structs.replace(
+                r,
+                sinks=[s for s in r.sinks if s in sinks],
+                template={s: t for s, t in r.template.items() if s in sinks and s in r.sinks},
+            )
+            for r in routes
+        ]
+        raise InvalidConfig(_first_per_key(problems), msgspec.structs.replace(config, routes=kept))
+    return config
+
+
+def _sinks(
+    raw_sinks: dict[Any, Any], lines: _LineIndex, problems: list[str], invalid: set[str]
+) -> dict[str, SinkConfig]:
+    """Every sink block whose type is known, converted; an invalid one is named in `invalid`
+    and stands in as a console sink."""
+    sink_types = load_sink_types()
+    sinks: dict[str, SinkConfig] = {}
+    for name, block in raw_sinks.items():
+        sink_path: tuple[str | int, ...] = ("sinks", str(name))
+        if not isinstance(block, dict):
+            problems.append(f"{lines.describe(sink_path)}: expected a block with a `type`")
+            continue
+        kind = block.get("type")
+        if not isinstance(kind, str) or kind not in sink_types:
+            known = ", ".join(sorted(sink_types))
+            problems.append(
+                f"{lines.describe((*sink_path, 'type'))}: unknown sink type {kind!r} "
+                f"(known: {known})"
+            )
+            continue
+        salvage: dict[str, Any] = {}
+        got = _convert(block, sink_types[kind].config_type, sink_path, lines, problems, salvage)
+        if got is _INVALID:
+            # A console stand-in with what was valid of the block's `language` and `template`,
+            # so the routes that send to it are still checked; the file is refused anyway.
+            keep = {k: v for k, v in salvage.items() if k in ("language", "template")}
+            got = msgspec.convert({"type": "console", **keep}, sink_types["console"].config_type)
+            invalid.add(str(name))
+        sinks[str(name)] = got
+    return sinks
+
+
+def _routes(
+    raw_routes: Any, lines: _LineIndex, problems: list[str]
+) -> tuple[list[RouteConfig], list[int]]:
+    """Every route, in place: one that is invalid keeps what was valid of it (and its index,
+    which later messages name), with a name and no sinks where those were bad."""
+    if raw_routes is None:
+        return [], []
+    if not isinstance(raw_routes, list):
+        problems.append(f"{lines.describe(('routes',))}: expected a list of routes")
+        return [], []
+    routes: list[RouteConfig] = []
+    valid: list[int] = []
+    for i, item in enumerate(raw_routes):
+        salvage: dict[str, Any] = {}
+        got = _convert(item, RouteConfig, ("routes", i), lines, problems, salvage)
+        if got is _INVALID:
+            salvage.setdefault("name", f"routes[{i}]")
+            salvage.setdefault("sinks", [])
+            got = RouteConfig(**salvage)
+        else:
+            valid.append(i)
+        routes.append(got)
+    return routes, valid
+
+
+def _convert(
+    value: Any,
+    type_: Any,
+    path: tuple[str | int, ...],
+    lines: _LineIndex,
+    problems: list[str],
+    salvage: dict[str, Any] | None = None,
+) -> Any:
+    """`msgspec.convert`, reporting every bad key of a block rather than only the first (msgspec
+    stops at the first). Returns `_INVALID` when anything was wrong; ``salvage`` then receives
+    the fields that were valid, by attribute name."""
+    try:
+        return msgspec.convert(value, type_, dec_hook=dec_hook)
+    except msgspec.ValidationError as exc:
+        error = exc
+    struct = _struct_of(type_) if isinstance(value, dict) else None
+    if struct is None:
+        problems.append(_describe(error, path, lines))
+        return _INVALID
+    fields = {f.encode_name: f for f in msgspec.structs.fields(struct)}
+    tag_field = struct.__struct_config__.tag_field
+    bad: set[Any] = set()
+    for key, item in value.items():
+        field = fields.get(key)
+        if key == tag_field and tag_field is not None:
+            continue
+        if field is None:
+            problems.append(f"{lines.describe((*path, str(key)))}: {_UNKNOWN_KEY}")
+            bad.add(key)
+            continue
+        got = _convert(item, field.type, (*path, key), lines, problems)
+        if got is _INVALID:
+            bad.add(key)
+        elif salvage is not None:
+            salvage[field.name] = got
+    missing = [name for name, f in fields.items() if f.required and name not in value]
+    for name in missing:
+        problems.append(f"{lines.describe(path)}: missing required key `{name}`")
+    if missing or any(fields[k].required for k in bad if k in fields):
+        return _INVALID
+    if not bad:
+        problems.append(_describe(error, path, lines))  # the block's own checks failed
+        return _INVALID
+    try:  # the block's own checks (`__post_init__`) may still find more in the valid keys
+        msgspec.convert({k: v for k, v in value.items() if k not in bad}, type_, dec_hook=dec_hook)
+    except msgspec.ValidationError as exc:
+        if isinstance(exc.__cause__, ValueError):
+            problems.append(_describe(exc, path, lines))
+    return _INVALID
+
+
+def _struct_of(type_: Any) -> type[msgspec.Struct] | None:
+    """The struct a field holds (``X`` or ``X | None``), if any."""
+    if isinstance(type_, type) and issubclass(type_, msgspec.Struct):
+        return type_
+    members = [t for t in getattr(type_, "__args__", ()) if t is not type(None)]
+    if isinstance(type_, types.UnionType) and len(members) == 1:
+        return _struct_of(members[0])
+    return None
+
+
+def _first_per_key(problems: list[str]) -> list[str]:
+    """One problem per key: an unset variable is not reported again as an empty value."""
+    seen: set[str] = set()
+    kept = []
+    for problem in problems:
+        key = problem.split(": ", 1)[0]
+        if key not in seen:
+            seen.add(key)
+            kept.append(problem)
+    return kept
+
+
+def _store_folder_problem(store: StoreConfig) -> str | None:
+    folder = store.sqlite_path.parent.absolute()
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a folder, so the SQLite file's folder {folder} cannot be created"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        verb = "write in" if probe == folder else f"create {folder} in"
+        return f"cannot {verb} {probe} (permission denied)"
+    return None
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
@@ -267,10 +477,12 @@ def _interpolate(
     return value
 
 
-def _collect_secrets(raw: _RawConfig) -> list[str]:
-    found = [raw.receiver.token]
-    if raw.admin.token:
-        found.append(raw.admin.token)
+def _collect_secrets(
+    receiver: ReceiverConfig, admin: AdminConfig, raw_sinks: dict[Any, Any]
+) -> list[str]:
+    found = [receiver.token]
+    if admin.token:
+        found.append(admin.token)
 
     def walk(value: Any, key: str) -> None:
         if isinstance(value, dict):
@@ -282,11 +494,12 @@ def _collect_secrets(raw: _RawConfig) -> list[str]:
         elif isinstance(value, str) and value and _SECRET_KEYS.search(key):
             found.append(value)
 
-    walk(raw.sinks, "")
+    walk(raw_sinks, "")
     return [s for s in found if len(s) >= 4]
 
 
 _MSGSPEC_PATH = re.compile(r" - at `\$(.*)`$")
+_UNKNOWN_KEY = "unknown key (check its spelling and indentation)"
 _UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(.+)`$")
 _PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 
@@ -303,7 +516,9 @@ def _describe(
             path.append(int(index) if index else key)
     if m := _UNKNOWN_FIELD.match(message):
         path.append(m.group(1))
-        message = "unknown key (check its spelling and indentation)"
+        message = _UNKNOWN_KEY
+    if isinstance(exc.__cause__, FieldError):
+        path.extend(exc.__cause__.key)
     return f"{lines.describe(tuple(path))}: {message}"
 
 

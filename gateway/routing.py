@@ -155,18 +155,26 @@ class Router:
 
     @classmethod
     def from_config(cls, config: Config) -> Router:
-        """Compile `config.routes`; `ConfigError` lists every problem with its path."""
+        """Compile `config.routes`; `ConfigError` lists every problem with its path and line."""
+        router, problems = cls.compile(config)
+        if problems:
+            raise ConfigError(problems)
+        return router
+
+    @classmethod
+    def compile(cls, config: Config) -> tuple[Router, list[str]]:
+        """Compile what is valid of `config.routes`, and list every problem found on the way,
+        so that templates can still be checked in the same run."""
         problems: list[str] = []
         env = sandbox(config.receiver.tz)
         kinds = load_sink_types()
         routes: list[Route] = []
         for i, rc in enumerate(config.routes):
-            path = f"routes[{i}]"
             fields = []
             for field, spec in rc.match.items():
-                where = f"{path}.match.{field}"
-                get = _getter(field, where, problems)
-                test = _test(spec, where, _CHOICES.get(field), problems)
+                path = ("routes", i, "match", field)
+                get = _getter(field, config.where(*path), problems)
+                test = _test(spec, path, config.where, _CHOICES.get(field), problems)
                 if get is not None and test is not None:
                     fields.append((get, test))
             when_fn = None
@@ -174,8 +182,10 @@ class Router:
                 try:
                     when_fn = env.compile_expression(rc.when, undefined_to_none=False)
                 except TemplateSyntaxError as exc:
-                    problems.append(f"{path}.when: syntax error: {exc.message}")
-            targets = _targets(rc, path, config, kinds, problems)
+                    problems.append(
+                        f"{config.where('routes', i, 'when')}: syntax error: {exc.message}"
+                    )
+            targets = _targets(rc, i, config, kinds, problems)
             routes.append(
                 Route(
                     index=i,
@@ -187,9 +197,7 @@ class Router:
                     stop=rc.stop,
                 )
             )
-        if problems:
-            raise ConfigError(problems)
-        return cls(routes)
+        return cls(routes), problems
 
     def match(self, event: Event) -> list[Route]:
         """The routes that fire for `event`, in order, up to the first matching ``stop`` route."""
@@ -225,7 +233,7 @@ class Router:
 
 
 def _targets(
-    rc: RouteConfig, path: str, config: Config, kinds: dict[str, Any], problems: list[str]
+    rc: RouteConfig, index: int, config: Config, kinds: dict[str, Any], problems: list[str]
 ) -> list[tuple[str, Ordering, str | None]]:
     targets: list[tuple[str, Ordering, str | None]] = []
     for j, sink in enumerate(rc.sinks):
@@ -233,7 +241,7 @@ def _targets(
             continue
         sink_config = config.sinks.get(sink)
         if sink_config is None:
-            problems.append(f"{path}.sinks[{j}]: undefined sink {sink!r}")
+            problems.append(f"{config.where('routes', index, 'sinks', j)}: undefined sink {sink!r}")
             continue
         kind = kinds.get(str(type(sink_config).__struct_config__.tag))
         default: Ordering = getattr(kind, "default_ordering", "all")
@@ -246,9 +254,8 @@ def _targets(
                 template = file.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                problems.append(
-                    f"{path}.template.{sink}: cannot read template file {str(file)!r}: {reason}"
-                )
+                where = config.where("routes", index, "template", sink)
+                problems.append(f"{where}: cannot read template file {str(file)!r}: {reason}")
         targets.append((sink, ordering, template))
     return targets
 
@@ -281,34 +288,39 @@ def _getter(field: str, where: str, problems: list[str]) -> _Getter | None:
 
 
 def _test(
-    spec: Any, where: str, choices: frozenset[str] | None, problems: list[str]
+    spec: Any,
+    path: tuple[str | int, ...],
+    where: Callable[..., str],
+    choices: frozenset[str] | None,
+    problems: list[str],
 ) -> _Test | None:
-    """Compile one matcher: a value, a list (any of), ``{not: …}`` or ``{regex: …}``."""
+    """Compile one matcher: a value, a list (any of), ``{not: …}`` or ``{regex: …}``.
+    ``where(*path)`` names a key and its line in messages."""
     if isinstance(spec, list):
         if not spec:
-            problems.append(f"{where}: an empty list matches nothing")
+            problems.append(f"{where(*path)}: an empty list matches nothing")
             return None
         if not any(isinstance(v, list | dict) for v in spec):
             for j, value in enumerate(spec):
-                _check_choice(value, f"{where}[{j}]", choices, problems)
+                _check_choice(value, where(*path, j), choices, problems)
             keys = frozenset(_text(v) for v in spec)
             return lambda value: _text(value) in keys
-        tests = [_test(v, f"{where}[{j}]", choices, problems) for j, v in enumerate(spec)]
+        tests = [_test(v, (*path, j), where, choices, problems) for j, v in enumerate(spec)]
         compiled = [t for t in tests if t is not None]
         return lambda value: any(t(value) for t in compiled)
     if isinstance(spec, dict):
         if len(spec) != 1 or next(iter(spec)) not in ("not", "regex"):
             got = ", ".join(map(str, spec)) or "none"
             problems.append(
-                f"{where}: expected a value, a list, {{not: …}} or {{regex: …}}, "
+                f"{where(*path)}: expected a value, a list, {{not: …}} or {{regex: …}}, "
                 f"got a mapping with keys {got}"
             )
             return None
         if "not" in spec:
-            inner = _test(spec["not"], f"{where}.not", choices, problems)
+            inner = _test(spec["not"], (*path, "not"), where, choices, problems)
             return None if inner is None else (lambda value: not inner(value))
-        return _regex(spec["regex"], f"{where}.regex", problems)
-    _check_choice(spec, where, choices, problems)
+        return _regex(spec["regex"], where(*path, "regex"), problems)
+    _check_choice(spec, where(*path), choices, problems)
     key = _text(spec)
     return lambda value: _text(value) == key
 

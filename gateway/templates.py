@@ -35,7 +35,14 @@ if TYPE_CHECKING:
     from gateway.routing import Route, Router
     from sinks.base import Sink
 
-__all__ = ["STATUS_LABELS", "Templates", "check_templates", "sample_events", "sandbox"]
+__all__ = [
+    "STATUS_LABELS",
+    "Templates",
+    "check_templates",
+    "minimal_events",
+    "sample_events",
+    "sandbox",
+]
 
 
 _LABELS = {
@@ -328,75 +335,206 @@ def sample_events() -> list[Event]:
     return events
 
 
+_MOMENT = "2022-05-05 00:00:00"
+_MINIMAL_PUSHES: tuple[tuple[str, dict[str, Any]], ...] = (
+    # Only the fields KiriminAja's push specification guarantees for each method.
+    ("processed_packages", {"awb": "JP1234567890", "sorting_code": "JOG-JOG1000-JKT2010"}),
+    ("validated_packages", {}),
+    ("shipped_packages", {"shipped_at": _MOMENT}),
+    ("canceled_packages", {"date": _MOMENT, "canceled_at": _MOMENT, "reason": "3pl rejection"}),
+    ("finished_packages", {"finished_at": _MOMENT}),
+    ("rejected_packages", {}),
+    ("problem_packages", {}),
+    ("returned_packages", {}),
+    ("returned_packages", {"returned_at": _MOMENT}),
+    ("return_finished_packages", {"date": _MOMENT}),
+    *(
+        ("update_instant_packages", {"status": status})
+        for status in ("picked_up", "sent", "no_driver", "delivered", "cancel", "return")
+    ),
+    ("update_instant_packages", {"status": "returned"}),
+    ("rescheduled_packages", {}),
+)
+
+
+def minimal_events() -> list[tuple[Event, str]]:
+    """The event of each push method's shortest form, with a label naming it: what a template
+    meets when KiriminAja sends nothing beyond what its specification guarantees."""
+    from gateway.kiriminaja import Push, normalise
+
+    at = datetime(2022, 5, 5, 3, 0, tzinfo=ZoneInfo("UTC"))
+    out = []
+    for n, (method, fields) in enumerate(_MINIMAL_PUSHES):
+        push = Push(method=method, data=[{"order_id": f"OID-{40593020 + n}", **fields}])
+        for event in normalise(push, received_at=at, tz=ZoneInfo("Asia/Jakarta")).events:
+            out.append((event, f"minimal {method} push"))
+    return out
+
+
 def _sample_contact(event: Event) -> Contact:
     return Contact(
         order_id=event.order_id, name="Siti Rahayu", phone="+6281229917190", email="siti@toko.id"
     )
 
 
+_Sample = tuple[Event, str]
+_MISSING_KEY = re.compile(r"^'dict object' has no attribute '([^']+)'$")
+
+
+def _samples() -> list[_Sample]:
+    full = [(e, f"sample {e.status.value} {e.kind} event") for e in sample_events()]
+    return full + minimal_events()
+
+
+def _missing(exc: BaseException, source: str) -> str | None:
+    """The expression that reads a ``details`` key an event lacks (``event.details.price``),
+    or None when `exc` is some other failure."""
+    message = exc.__cause__ if isinstance(exc, TemplateError) and exc.__cause__ else exc
+    m = _MISSING_KEY.match(str(message))
+    if m is None:
+        return None
+    key = re.escape(m.group(1))
+    found = re.search(rf"\b(?:event|contact)(?:\.\w+)*\.{key}\b", source)
+    return found.group() if found else m.group(1)
+
+
+def _lacking(expression: str, failed: list[tuple[_Sample, BaseException]], guard: str) -> str:
+    (event, label), _ = failed[0]
+    others = dict.fromkeys(e.status.value for (e, _), _ in failed[1:])
+    others.pop(event.status.value, None)
+    also = f", and for status {', '.join(others)}" if others else ""
+    return (
+        f"`{expression}` is missing for status {event.status.value} ({label}){also}; "
+        f"guard it with `| default(...)` or `{guard}`"
+    )
+
+
 def _check(
-    templates: Templates, path: str, source: str, route: str, language: str, events: list[Event]
+    templates: Templates,
+    where: str,
+    source: str,
+    route: str,
+    sink: str,
+    language: str,
+    events: list[_Sample],
 ) -> list[str]:
     try:
         templates.compile(source)
     except TemplateError as exc:
-        return [f"{path}: {exc}"]
+        return [f"{where}: {exc}"]
+    failed: list[tuple[_Sample, BaseException]] = []
+    rendered = 0
     problems: dict[str, str] = {}
-    for event in events:
+    for sample in events:
+        event, label = sample
         for contact in (_sample_contact(event), None):
             try:
                 templates.render(
                     source, event=event, contact=contact, route=route, language=language
                 )
             except TemplateError as exc:
-                where = f"sample {event.status.value} {event.kind} event"
-                where += "" if contact else " with no contact"
-                problems.setdefault(str(exc), f"{path}: {exc} ({where})")
+                failed.append((sample, exc))
+                label += "" if contact else " with no contact"
+                problems.setdefault(str(exc), f"{where}: {exc} ({label})")
+            else:
+                rendered += 1
+    if not failed:
+        return []
+    missing = {_missing(exc, source) for _, exc in failed}
+    if rendered and None not in missing:  # keys some pushes carry and others do not
+        lines = []
+        for expression in dict.fromkeys(_missing(exc, source) for _, exc in failed):
+            assert expression is not None
+            these = [f for f in failed if _missing(f[1], source) == expression]
+            guard = f"{{% if {expression} is defined %}}"
+            lines.append(
+                f"{where}: route {route}, sink {sink}: {_lacking(expression, these, guard)}"
+            )
+        return lines
     return list(problems.values())
 
 
 def check_templates(config: Config, router: Router, sinks: Mapping[str, Sink]) -> list[str]:
-    """Render every template against every sample event; one line per distinct failure.
+    """Render every template against every event its route can receive; one line per failure.
 
-    Checks each sink's own (or built-in) template as ``sinks.<name>.template``, each route's
-    per-sink template as ``routes[i].template.<sink>``, each sink in its own language, and each
-    route's ``when`` (``routes[i].when``) when it fails on every sample it would be tried on.
+    The events are a full sample of every status and the shortest push of every method, kept
+    to those a route's ``match`` and ``when`` let through. Checks each route's per-sink
+    template (``routes[i].template.<sink>``), else the sink's own or built-in one
+    (``sinks.<name>.template``), in the sink's language; a sink no route uses is checked
+    against every event. A ``when`` that fails on an event its ``match`` lets through is
+    reported too (``routes[i].when``): at run time that route would not fire for it.
     """
     templates = Templates(timezone=config.receiver.tz)
-    events = sample_events()
+    samples = _samples()
     problems: list[str] = []
-    users = {sink: r.name for r in reversed(router.routes) for sink in r.sinks}
-    for name, sink in sinks.items():
-        problems += _check(
-            templates,
-            f"sinks.{name}.template",
-            templates.resolve(None, sink),
-            users.get(name, "check"),
-            sink.config.language,
-            events,
-        )
+    used: set[str] = set()
     for route in router.routes:
-        for sink_name, source in route.templates.items():
-            path = f"routes[{route.index}].template.{sink_name}"
+        events, when_problems = _receivable(route, samples, config)
+        for sink_name in route.sinks:
             target = sinks.get(sink_name)
             if target is None:
-                problems.append(f"{path}: undefined sink {sink_name!r}")
+                where = config.where("routes", route.index, "sinks", route.sinks.index(sink_name))
+                problems.append(f"{where}: undefined sink {sink_name!r}")
                 continue
+            source = route.templates.get(sink_name)
+            if source is None:
+                used.add(sink_name)
+                source = templates.resolve(None, target)
+                where = _sink_template_where(config, sink_name, target)
+            else:
+                where = config.where("routes", route.index, "template", sink_name)
             language = target.config.language
-            problems += _check(templates, path, source, route.name, language, events)
-        if route.when is not None:
-            problems += _check_when(route, events)
-    return problems
+            problems += _check(templates, where, source, route.name, sink_name, language, events)
+        problems += when_problems
+    for name, sink in sinks.items():
+        if name not in used:
+            where = _sink_template_where(config, name, sink)
+            source = templates.resolve(None, sink)
+            problems += _check(
+                templates, where, source, "check", name, sink.config.language, samples
+            )
+    return list(dict.fromkeys(problems))
 
 
-def _check_when(route: Route, events: list[Event]) -> list[str]:
-    tried = [e for e in events if route.matches_fields(e)] or events
-    error = ""
-    for event in tried:
+def _sink_template_where(config: Config, name: str, sink: Sink) -> str:
+    if sink.config.template is not None:
+        return config.where("sinks", name, "template")
+    return config.where("sinks", name) + " (built-in template)"
+
+
+def _receivable(
+    route: Route, samples: list[_Sample], config: Config
+) -> tuple[list[_Sample], list[str]]:
+    """The samples `route` fires for, and the problems of its ``when`` on the others. When its
+    ``when`` lets no sample through, its templates are still checked, on the full samples its
+    ``match`` lets through (those carry every detail a ``when`` may test)."""
+    tried = [s for s in samples if route.matches_fields(s[0])] or samples
+    events: list[_Sample] = []
+    failed: list[tuple[_Sample, BaseException]] = []
+    evaluated = 0
+    for sample in tried:
         try:
-            route.evaluate_when(event)
+            fires = route.evaluate_when(sample[0])
         except Exception as exc:
-            error = error or _clean(str(exc))
-        else:
-            return []
-    return [f"routes[{route.index}].when: fails on every sample event: {error}"]
+            failed.append((sample, exc))
+            continue
+        evaluated += 1
+        if fires:
+            events.append(sample)
+    events = events or [s for s in tried if s[1].startswith("sample ")] or tried
+    if not failed:
+        return events, []
+    where = config.where("routes", route.index, "when")
+    error = _clean(str(failed[0][1]))
+    if not evaluated:
+        return events, [f"{where}: fails on every sample event: {error}"]
+    source = route.when or ""
+    expression = _missing(failed[0][1], source)
+    if expression is None:
+        (event, label), _ = failed[0]
+        return events, [
+            f"{where}: route {route.name}: fails for status {event.status.value} ({label}): {error}"
+        ]
+    these = [f for f in failed if _missing(f[1], source) == expression]
+    guard = f"{expression} is defined and ..."
+    return events, [f"{where}: route {route.name}: {_lacking(expression, these, guard)}"]

@@ -6,11 +6,31 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["Duration", "RateLimit", "dec_hook", "parse_duration", "parse_rate_limit"]
+__all__ = [
+    "Duration",
+    "FieldError",
+    "RateLimit",
+    "dec_hook",
+    "parse_duration",
+    "parse_rate_limit",
+]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d*)\s*(ms|s|m|h|d)\s*$")
+
+
+class FieldError(ValueError):
+    """A ``__post_init__`` check that failed on one key of its block.
+
+    msgspec reports any ``ValueError`` from ``__post_init__`` at the block itself; this one also
+    names the key (``("secret", 1)`` for ``secret[1]``), so the message can point at that key's
+    own line rather than the block's.
+    """
+
+    def __init__(self, key: str | tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.key: tuple[str | int, ...] = (key,) if isinstance(key, str) else key
 
 
 class Duration(float):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 KABARIN = Path(sys.executable).with_name("kabarin")
@@ -47,3 +50,115 @@ def test_missing_config_file() -> None:
     r = run("check", "--config", "/nonexistent.yaml")
     assert r.returncode == 1
     assert "cannot read" in r.stderr
+
+
+TYPOS = """\
+receiver:
+  token: t
+  max_body_bytes: lots
+  tokn: x
+store:
+  url: sqlite:///./k.db
+dispatcher:
+  lease: soon
+  batch: 10
+sinks:
+  erp:
+    type: webhook
+    url: https://erp.example.com/h
+    secret: not-a-secret
+  ops:
+    type: console
+    concurrency: 0
+    colour: red
+routes:
+  - name: cancels
+    match: {status: cancelled}
+    sinks: [ops, pager]
+    template:
+      ops: "{{ event.detail.awb }}"
+  - name: costly
+    when: "event.status =="
+    sinks: [ops]
+  - name: costly
+    sinks: [ops]
+"""
+
+
+def test_check_lists_every_typo_of_the_file_in_one_run_with_path_and_line(
+    tmp_path: Path,
+) -> None:
+    bad = tmp_path / "typos.yaml"
+    bad.write_text(TYPOS)
+    r = run("check", "--config", str(bad))
+    assert r.returncode == 1
+    found = [line.strip() for line in r.stderr.splitlines() if line.startswith("  ")]
+    expected = [
+        "receiver.max_body_bytes (line 3): Expected `int`, got `str`",
+        "receiver.tokn (line 4): unknown key",
+        "dispatcher.lease (line 8): expected a duration",
+        "sinks.erp.secret (line 14): a webhook secret must start with `whsec_`",
+        "sinks.ops.concurrency (line 17): must be at least 1",
+        "sinks.ops.colour (line 18): unknown key",
+        "routes[0].sinks[1] (line 22): undefined sink 'pager'",
+        "routes[2].name (line 28): duplicate route name",
+        "routes[0].match.status (line 21): 'cancelled' is never a value",
+        "routes[1].when (line 26): syntax error",
+        "routes[0].template.ops (line 24): line 1: 'Event object' has no attribute 'detail'",
+    ]
+    for start in expected:
+        assert sum(line.startswith(start) for line in found) == 1, (start, found)
+    assert len(found) == len(expected), found
+
+
+def test_check_and_serve_refuse_a_store_that_is_not_sqlite(tmp_path: Path) -> None:
+    bad = tmp_path / "pg.yaml"
+    bad.write_text("receiver:\n  token: t\nstore:\n  url: postgres://x\n")
+    check = run("check", "--config", str(bad))
+    serve = run("serve", "--config", str(bad), "--port", "1")
+    assert check.returncode == 1 == serve.returncode
+    assert "store.url (line 4): unsupported store 'postgres'" in check.stderr
+    assert "only sqlite" in check.stderr
+    assert serve.stderr == check.stderr
+    assert "Traceback" not in serve.stderr
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:relative.db"])
+def test_check_refuses_a_sqlite_url_without_a_path(tmp_path: Path, url: str) -> None:
+    bad = tmp_path / "nopath.yaml"
+    bad.write_text(f"receiver:\n  token: t\nstore:\n  url: '{url}'\n")
+    r = run("check", "--config", str(bad))
+    assert r.returncode == 1
+    assert "store.url (line 4): " in r.stderr and "sqlite:///" in r.stderr
+
+
+def test_check_and_serve_refuse_a_store_folder_that_cannot_be_created(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the store's folder should be")
+    bad = tmp_path / "folder.yaml"
+    bad.write_text(f"receiver:\n  token: t\nstore:\n  url: sqlite:///{blocker}/data/k.db\n")
+    check = run("check", "--config", str(bad))
+    serve = run("serve", "--config", str(bad), "--port", "1")
+    assert check.returncode == 1 == serve.returncode
+    assert "store.url (line 4): " in check.stderr
+    assert f"{blocker} is not a folder" in check.stderr
+    assert serve.stderr == check.stderr
+    assert "Traceback" not in serve.stderr
+
+
+def test_check_into_a_closed_pipe_exits_quietly() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `| head -1` that has already gone: every write fails
+    try:
+        r = subprocess.run(
+            [str(KABARIN), "check", "--config", "config.example.yaml"],
+            cwd=ROOT,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert r.returncode == 141
+    assert r.stderr == ""

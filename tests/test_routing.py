@@ -287,18 +287,19 @@ def test_config_errors_name_every_problem_with_its_path(tmp_path: Path) -> None:
         "source, status, details.<key>"
     )
     assert problems == [
-        "routes[1].match.awb.regex: bad regex 'GK-(\\\\d+': "
+        "routes[1].match.awb.regex (line 13): bad regex 'GK-(\\\\d+': "
         "missing ), unterminated subpattern at position 3",
-        f"routes[1].match.statuss: unknown event field 'statuss' (fields: {fields})",
-        "routes[1].match.details: match a key of `details`, e.g. `details.service`",
-        "routes[1].match.status[1]: 'cancelled' is never a value of this field (values: "
+        f"routes[1].match.statuss (line 14): unknown event field 'statuss' (fields: {fields})",
+        "routes[1].match.details (line 15): match a key of `details`, e.g. `details.service`",
+        "routes[1].match.status[1] (line 16): 'cancelled' is never a value of this field (values: "
         "canceled, delivered, in_transit, no_driver, picked_up, problem, processed, "
         "rejected, returned, returning, shipped, stuck, unknown, validated)",
-        "routes[1].match.kind.not.regex: bad regex '[': unterminated character set at position 0",
-        "routes[1].match.method: expected a value, a list, {not: …} or {regex: …}, "
+        "routes[1].match.kind.not.regex (line 17): bad regex '[': "
+        "unterminated character set at position 0",
+        "routes[1].match.method (line 18): expected a value, a list, {not: …} or {regex: …}, "
         "got a mapping with keys equals",
-        "routes[1].when: syntax error: unexpected 'end of template'",
-        f"routes[1].template.erp: cannot read template file '{tmp_path / 'missing.j2'}': "
+        "routes[1].when (line 19): syntax error: unexpected 'end of template'",
+        f"routes[1].template.erp (line 22): cannot read template file '{tmp_path / 'missing.j2'}': "
         "No such file or directory",
     ]
 
@@ -312,13 +313,13 @@ def test_more_config_errors() -> None:
 """
     )
     assert problems[:2] == [
-        "routes[0].match.status: an empty list matches nothing",
-        "routes[0].match.kind.not: 'rocket' is never a value of this field "
+        "routes[0].match.status (line 10): an empty list matches nothing",
+        "routes[0].match.kind.not (line 10): 'rocket' is never a value of this field "
         "(values: express, instant)",
     ]
     assert [p.split(":")[0] for p in problems[2:]] == [
-        "routes[0].match.details.",
-        "routes[0].match.details.driver..name",
+        "routes[0].match.details. (line 10)",
+        "routes[0].match.details.driver..name (line 10)",
     ]
 
 
@@ -329,7 +330,8 @@ def test_an_undefined_sink_is_caught_even_past_the_config_check() -> None:
     )
     with pytest.raises(ConfigError) as info:
         Router.from_config(bad)
-    assert info.value.problems == ["routes[0].sinks[1]: undefined sink 'pager'"]
+    # the file's routes[0].sinks has no second entry: the nearest line is the list's own
+    assert info.value.problems == ["routes[0].sinks[1] (line 9): undefined sink 'pager'"]
 
 
 def test_routes_keep_their_config_facts() -> None:

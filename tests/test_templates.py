@@ -326,11 +326,80 @@ def test_check_reports_a_route_template_typo_with_its_path(tmp_path: Path) -> No
       erp: {file: erp.j2}
 """
     assert check(config(routes, sinks, base_dir=tmp_path)) == [
-        "sinks.console.template: line 1: 'Event object' has no attribute 'detail' "
+        "sinks.console.template (line 3): line 1: 'Event object' has no attribute 'detail' "
         "(sample processed express event)",
-        "routes[1].template.console: line 2: 'None' has no attribute 'upper' "
-        "(sample processed express event with no contact)",
-        "routes[1].template.erp: line 2: Expected an expression, got 'end of statement block'",
-        "routes[1].when: fails on every sample event: 'dict object' has no attribute "
+        "routes[1].template.console (line 14): line 2: 'None' has no attribute 'upper' "
+        "(sample canceled express event with no contact)",
+        "routes[1].template.erp (line 15): line 2: "
+        "Expected an expression, got 'end of statement block'",
+        "routes[1].when (line 11): fails on every sample event: 'dict object' has no attribute "
         "'shiping_price'",
+    ]
+
+
+SLACK = "  ops-slack: {type: slack, webhook_url: 'https://hooks.slack.com/services/T/B/x'}\n"
+
+
+def test_check_renders_against_the_minimal_pushes_a_route_can_receive() -> None:
+    routes = """\
+  - name: cancel-alerts
+    match: {status: canceled}
+    sinks: [ops-slack]
+    template:
+      ops-slack: "Batal {{ event.order_id }} ({{ event.details.shipping_price | rupiah }})"
+"""
+    assert check(config(routes, SLACK)) == [
+        "routes[0].template.ops-slack (line 9): route cancel-alerts, sink ops-slack: "
+        "`event.details.shipping_price` is missing for status canceled (minimal "
+        "canceled_packages push); guard it with `| default(...)` or "
+        "`{% if event.details.shipping_price is defined %}`"
+    ]
+
+
+def test_a_sink_template_is_checked_against_the_events_of_the_routes_using_it() -> None:
+    sinks = (
+        "  ops-slack: {type: slack, webhook_url: 'https://hooks.slack.com/services/T/B/x',"
+        " template: '{{ event.awb }} {{ event.details.sorting_code }}'}\n"
+    )
+    routes = "  - name: processed\n    match: {status: processed}\n    sinks: [ops-slack]\n"
+    assert check(config(routes, sinks)) == []  # a processed push always carries sorting_code
+    everything = "  - name: all\n    sinks: [ops-slack]\n"
+    assert check(config(everything, sinks)) == [
+        "sinks.ops-slack.template (line 3): route all, sink ops-slack: "
+        "`event.details.sorting_code` is missing for status validated (minimal "
+        "validated_packages push), and for status shipped, canceled, delivered, rejected, "
+        "problem, returning, returned, picked_up, in_transit, no_driver, unknown; "
+        "guard it with `| default(...)` or "
+        "`{% if event.details.sorting_code is defined %}`"
+    ]
+
+
+def test_guarded_templates_and_a_guarding_when_pass() -> None:
+    routes = """\
+  - name: cancel-alerts
+    match: {status: canceled}
+    sinks: [ops-slack]
+    template:
+      ops-slack: "{{ event.details.shipping_price | default(0) | rupiah }}"
+  - name: costly
+    match: {status: canceled}
+    when: event.details.shipping_price is defined and event.details.shipping_price > 50000
+    sinks: [ops-slack]
+    template:
+      ops-slack: "{{ event.details.shipping_price | rupiah }}"
+"""
+    assert check(config(routes, SLACK)) == []
+
+
+def test_a_when_that_fails_on_a_missing_key_is_reported() -> None:
+    routes = """\
+  - name: costly
+    match: {status: canceled}
+    when: event.details.shipping_price > 50000
+    sinks: [ops-slack]
+"""
+    assert check(config(routes, SLACK)) == [
+        "routes[0].when (line 7): route costly: `event.details.shipping_price` is missing "
+        "for status canceled (minimal canceled_packages push); guard it with "
+        "`| default(...)` or `event.details.shipping_price is defined and ...`"
     ]
