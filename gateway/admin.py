@@ -70,21 +70,16 @@ class EventDetail(msgspec.Struct, frozen=True, kw_only=True):
     event: Event
     """With `raw`, the package item exactly as KiriminAja sent it."""
     contact: Contact | None
-    deliveries: list[DeliveryInfo]
-
-
-class DeliveryInfo(Delivery, frozen=True, kw_only=True):
-    waiting: str | None = None
-    """Why a pending or in-flight delivery has not been delivered yet."""
+    deliveries: list[Delivery]
 
 
 class DeliveryList(msgspec.Struct, frozen=True):
-    items: list[DeliveryInfo]
+    items: list[Delivery]
     next_cursor: str | None
 
 
 class DeliveryDetail(msgspec.Struct, frozen=True):
-    delivery: DeliveryInfo
+    delivery: Delivery
     attempts: list[Attempt]
 
 
@@ -350,20 +345,19 @@ async def _sink_statuses(rt: Runtime) -> list[SinkStatus]:
     return items
 
 
-async def _with_waiting(rt: Runtime, deliveries: list[Delivery]) -> list[DeliveryInfo]:
-    """Each delivery with why it waits, derived from its row, the switched-off sinks and the
-    circuit breakers."""
+async def _with_waiting(rt: Runtime, deliveries: list[Delivery]) -> list[Delivery]:
+    """Each unfinished delivery with why it waits: what the dispatcher recorded, or else what
+    its row, the switched-off sinks and the circuit breakers say."""
     unfinished = any(d.state in ("pending", "in_flight") for d in deliveries)
     disabled = await rt.store.disabled_sinks() if unfinished else {}
     now = datetime.now(UTC)
-    items = []
-    for d in deliveries:
-        fields = msgspec.structs.asdict(d)
-        # The dispatcher's own word (when the store keeps one) is more precise than a guess.
-        recorded = fields.pop("waiting", None) if d.state == "pending" else None
-        fields.pop("waiting", None)
-        items.append(DeliveryInfo(**fields, waiting=recorded or _waiting(rt, d, disabled, now)))
-    return items
+    return [
+        msgspec.structs.replace(
+            d,
+            waiting=(d.waiting if d.state == "pending" else None) or _waiting(rt, d, disabled, now),
+        )
+        for d in deliveries
+    ]
 
 
 def _waiting(rt: Runtime, d: Delivery, disabled: dict[str, str], now: datetime) -> str | None:
