@@ -188,3 +188,56 @@ def test_unreadable_file() -> None:
     with pytest.raises(ConfigError) as info:
         load_config("/nonexistent/kabarin.yaml")
     assert "cannot read" in info.value.problems[0]
+
+
+def test_every_bad_key_of_a_section_is_reported_at_its_own_line() -> None:
+    text = "receiver:\n  token: t\n  max_body_bytes: lots\n  tokn: x\n  path: no-slash\n"
+    assert problems(text) == [
+        "receiver.max_body_bytes (line 3): Expected `int`, got `str`",
+        "receiver.tokn (line 4): unknown key (check its spelling and indentation)",
+        "receiver.path (line 5): must start with `/`",
+    ]
+
+
+def test_a_blocks_own_checks_name_the_key_not_the_block() -> None:
+    text = (
+        MINIMAL
+        + """
+sinks:
+  erp:
+    type: webhook
+    url: erp.example.com/hooks
+    secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+    circuit_breaker: {failures: -1}
+"""
+    )
+    assert problems(text) == [
+        "sinks.erp.circuit_breaker.failures (line 10): must be 0 (off) or more",
+        "sinks.erp.url (line 8): must be an absolute http:// or https:// URL",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("postgres://db/k", "unsupported store 'postgres': only sqlite is supported today"),
+        ("sqlite://", "name the SQLite file"),
+        ("./k.db", "not a store URL"),
+    ],
+)
+def test_store_url_must_name_a_sqlite_file(url: str, problem: str) -> None:
+    (line,) = problems(MINIMAL + f"store:\n  url: '{url}'\n")
+    assert line.startswith(f"store.url (line 5): {problem}")
+
+
+def test_load_config_refuses_a_store_folder_that_cannot_be_created(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    path = tmp_path / "c.yaml"
+    path.write_text(MINIMAL + f"store:\n  url: sqlite:///{tmp_path}/file/sub/k.db\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert info.value.problems == [
+        f"store.url (line 5): {tmp_path / 'file'} is not a folder, so the SQLite file's "
+        f"folder {tmp_path / 'file' / 'sub'} cannot be created"
+    ]
+    parse_config(path.read_text(), env={})  # text alone is not checked against this machine
