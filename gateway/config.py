@@ -230,6 +230,7 @@ def _build(
 
     problems: list[str] = []
     data = _interpolate(data, os.environ if env is None else env, (), problems, lines)
+    unset = len(problems)
     for key in data:
         if key not in _SECTIONS and key not in ("sinks", "routes"):
             problems.append(f"{lines.describe((str(key),))}: {_UNKNOWN_KEY}")
@@ -300,7 +301,9 @@ def _build(
             )
             for r in routes
         ]
-        raise InvalidConfig(_first_per_key(problems), msgspec.structs.replace(config, routes=kept))
+        raise InvalidConfig(
+            _unset_first(problems, unset), msgspec.structs.replace(config, routes=kept)
+        )
     return config
 
 
@@ -422,16 +425,11 @@ def _struct_of(type_: Any) -> type[msgspec.Struct] | None:
     return None
 
 
-def _first_per_key(problems: list[str]) -> list[str]:
-    """One problem per key: an unset variable is not reported again as an empty value."""
-    seen: set[str] = set()
-    kept = []
-    for problem in problems:
-        key = problem.split(": ", 1)[0]
-        if key not in seen:
-            seen.add(key)
-            kept.append(problem)
-    return kept
+def _unset_first(problems: list[str], unset: int) -> list[str]:
+    """The problems, without those about a key whose variable is unset (the first `unset`
+    problems): its empty value is not reported again as, say, an empty token."""
+    keys = {problem.split(": ", 1)[0] for problem in problems[:unset]}
+    return problems[:unset] + [p for p in problems[unset:] if p.split(": ", 1)[0] not in keys]
 
 
 def _store_folder_problem(store: StoreConfig) -> str | None:

@@ -241,3 +241,12 @@ def test_load_config_refuses_a_store_folder_that_cannot_be_created(tmp_path: Pat
         f"folder {tmp_path / 'file' / 'sub'} cannot be created"
     ]
     parse_config(path.read_text(), env={})  # text alone is not checked against this machine
+
+
+def test_every_missing_key_of_a_block_and_an_unset_variable_once() -> None:
+    text = "receiver:\n  token: ${PUSH_TOKEN}\nsinks:\n  erp: {type: webhook}\n"
+    assert problems(text) == [
+        "receiver.token (line 2): environment variable PUSH_TOKEN is not set",
+        "sinks.erp (line 4): missing required key `url`",
+        "sinks.erp (line 4): missing required key `secret`",
+    ]
