@@ -251,6 +251,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from gateway.kiriminaja import decode_push, normalise
     from gateway.routing import Router
     from gateway.templates import Templates
+    from sinks.base import Message
 
     config = _validated(args.config)
     body = sys.stdin.buffer.read() if str(args.push) == "-" else args.push.read_bytes()
@@ -279,18 +280,29 @@ def _simulate(args: argparse.Namespace) -> int:
             print(
                 f"  route {delivery.route} -> sink {delivery.sink} (ordering {delivery.ordering})"
             )
+            contact = contacts.get(event.order_id)
             try:
                 text = templates.render(
                     templates.resolve(delivery.template, sink),
                     event=event,
-                    contact=contacts.get(event.order_id),
+                    contact=contact,
                     route=delivery.route,
                     language=sink.config.language,
                 )
             except KabarinError as exc:
                 print(f"    template error: {exc}")
                 continue
-            for line in text.splitlines() or [""]:
+            # What the sink really sends: a webhook sends the event, not the rendered text.
+            shown = sink.preview(
+                Message(
+                    delivery_id=delivery.id,
+                    route=delivery.route,
+                    event=event,
+                    contact=contact,
+                    text=text,
+                )
+            )
+            for line in shown.splitlines() or [""]:
                 print(f"    | {line}")
     return 0
 
@@ -321,13 +333,24 @@ async def _list_deliveries(config: Config, args: argparse.Namespace) -> int:
             sys.stdout.buffer.write(msgspec.json.encode(d) + b"\n")
         return 0
     if not items:
+        if args.sink is not None and args.sink not in config.sinks:
+            print(_unknown_sink(config, args.sink), file=sys.stderr)
+            return 1
         print("no deliveries match")
         return 0
-    print(f"{'ID':<28} {'STATE':<10} {'SINK':<14} {'ORDER':<20} {'TRIES':>5}  LAST ERROR")
+    print(f"{'ID':<28} {'STATE':<10} {'SINK':<14} {'ORDER':<20} {'TRIES':>5}  LAST ERROR / WAITING")
     for d in items:
-        error = (d.last_error or "").replace("\n", " ")[:60]
-        print(f"{d.id:<28} {d.state:<10} {d.sink:<14} {d.order_id:<20} {d.attempts:>5}  {error}")
+        note = (d.last_error or "").replace("\n", " ")[:60]
+        if d.waiting and d.state == "pending":
+            note = f"waiting: {d.waiting}"
+        print(f"{d.id:<28} {d.state:<10} {d.sink:<14} {d.order_id:<20} {d.attempts:>5}  {note}")
     return 0
+
+
+def _unknown_sink(config: Config, sink: str) -> str:
+    """A ``--sink`` that matches nothing because it is not configured (a typo, usually)."""
+    known = ", ".join(sorted(config.sinks)) or "none"
+    return f"no sink named {sink!r} has deliveries; configured sinks: {known}"
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -343,7 +366,15 @@ async def _run_replay(config: Config, args: argparse.Namespace) -> int:
     try:
         if args.delivery:
             if not await store.replay_one(args.delivery, now=now):
-                print(f"no dead, skipped or superseded delivery {args.delivery}", file=sys.stderr)
+                found = await store.get_delivery(args.delivery)
+                if found is None:
+                    print(f"delivery {args.delivery} not found", file=sys.stderr)
+                else:
+                    print(
+                        f"delivery {args.delivery} is {found[0].state}: only dead, skipped or"
+                        " superseded deliveries are replayed",
+                        file=sys.stderr,
+                    )
                 return 1
             print(f"replayed 1 delivery ({args.delivery})")
             return 0
@@ -353,6 +384,9 @@ async def _run_replay(config: Config, args: argparse.Namespace) -> int:
         )
     finally:
         await store.close()
+    if count == 0 and args.sink is not None and args.sink not in config.sinks:
+        print(_unknown_sink(config, args.sink), file=sys.stderr)
+        return 1
     print(f"replayed {count} dead deliver{'y' if count == 1 else 'ies'}")
     return 0
 

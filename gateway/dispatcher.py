@@ -51,7 +51,8 @@ MAX_RATE_WAIT = 5.0
 """Longest in-process wait for a rate-limit slot; a later slot hands the delivery back."""
 PROBE_WAIT = 1.0
 """While a half-open circuit's probe is out, other deliveries come back after this long."""
-SINK_OFF = "sink switched off (410 Gone) until POST /admin/v1/sinks/{sink}/enable"
+SINK_OFF = "sink switched off ({reason}): enable it with POST /admin/v1/sinks/{sink}/enable"
+"""Worded as the store words it for deliveries not claimed since (`Delivery.waiting`)."""
 
 
 def utcnow() -> datetime:
@@ -271,7 +272,9 @@ class Dispatcher:
             return
         try:
             if delivery.sink in self._gone:  # disabled while this one waited
-                await self._hand_back(job, 0.0, SINK_OFF.format(sink=delivery.sink))
+                await self._hand_back(
+                    job, 0.0, SINK_OFF.format(reason="410 Gone", sink=delivery.sink)
+                )
                 return
             if not breaker.allow():
                 if breaker.opens_again_in() > 0:  # it opened again while this one waited
@@ -340,7 +343,7 @@ class Dispatcher:
                     next_attempt_at=now,
                     error=error,
                     count_attempt=False,
-                    waiting=SINK_OFF.format(sink=sink_name),
+                    waiting=SINK_OFF.format(reason=error, sink=sink_name),
                 )
                 return
             log.warning("delivery %s to %s is dead: %s", delivery.id, sink_name, error)

@@ -19,7 +19,14 @@ from gateway.dispatcher import Dispatcher, utcnow
 from gateway.events import Event, Status, event_id
 from gateway.redaction import Redactor
 from gateway.store import open_store
-from gateway.store.base import Attempt, Delivery, IngestBatch, NewDelivery, Store
+from gateway.store.base import (
+    Attempt,
+    Delivery,
+    DeliveryFilter,
+    IngestBatch,
+    NewDelivery,
+    Store,
+)
 from gateway.templates import Templates
 from gateway.units import Duration, parse_rate_limit
 from sinks.base import (
@@ -341,7 +348,15 @@ async def test_410_gone_disables_the_sink_and_says_how_to_enable_it(
     later = await add(store, "OID-2")
     assert await d.run_once() == 0
     assert len(sink.messages) == 1
-    assert await state_is(store, later, "pending")
+    unclaimed, _ = await delivery(store, later)
+    assert unclaimed.state == "pending"
+    assert unclaimed.waiting == (
+        "sink switched off (HTTP 410 Gone): enable it with POST /admin/v1/sinks/fake/enable"
+    )
+    assert [d.waiting for d in await store.list_deliveries(DeliveryFilter())] == [
+        unclaimed.waiting,
+        unclaimed.waiting,
+    ]
     assert await store.enable_sink("fake")
     assert await d.run_once() == 2
     assert await state_is(store, first, "delivered")

@@ -16,6 +16,7 @@ from gateway.store.base import Delivery, DeliveryFilter
 
 __all__ = [
     "DELIVERY_COLUMNS",
+    "DELIVERY_COLUMNS_SHOWN",
     "INSERT_DELIVERIES",
     "INSERT_EVENTS",
     "UPSERT_CONTACT",
@@ -56,6 +57,15 @@ DELIVERY_COLUMNS = (
     "next_attempt_at, created_at, updated_at, lease_owner, lease_until, last_error, delivered_at,"
     " waiting"
 )
+DELIVERY_COLUMNS_SHOWN = DELIVERY_COLUMNS.replace(
+    " waiting",
+    " coalesce((SELECT 'sink switched off (' || disabled_reason || '): enable it with POST"
+    " /admin/v1/sinks/' || sink_state.sink || '/enable' FROM sink_state"
+    " WHERE sink_state.sink = deliveries.sink AND disabled_reason IS NOT NULL"
+    " AND deliveries.state = 'pending'), waiting)",
+)
+"""The columns as shown to people: a pending delivery of a switched-off sink says so, even
+before the dispatcher has looked at it (a disabled sink's deliveries are never claimed)."""
 
 
 def to_us(moment: datetime) -> int:

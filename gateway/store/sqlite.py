@@ -37,6 +37,7 @@ from gateway.store.base import (
 from gateway.store.lanes import plan_claims
 from gateway.store.rows import (
     DELIVERY_COLUMNS,
+    DELIVERY_COLUMNS_SHOWN,
     INSERT_DELIVERIES,
     INSERT_EVENTS,
     UPSERT_CONTACT,
@@ -455,7 +456,7 @@ class SQLiteStore:
     async def get_delivery(self, delivery_id: str) -> tuple[Delivery, list[Attempt]] | None:
         def job(conn: sqlite3.Connection) -> tuple[Delivery, list[Attempt]] | None:
             row = conn.execute(
-                f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)
+                f"SELECT {DELIVERY_COLUMNS_SHOWN} FROM deliveries WHERE id = ?", (delivery_id,)
             ).fetchone()
             if row is None:
                 return None
@@ -483,7 +484,7 @@ class SQLiteStore:
         if query.before is not None:
             where.append("seq < (SELECT seq FROM deliveries WHERE id = ?)")
             params.append(query.before)
-        sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries"
+        sql = f"SELECT {DELIVERY_COLUMNS_SHOWN} FROM deliveries"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC LIMIT ?"

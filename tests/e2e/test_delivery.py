@@ -6,7 +6,6 @@ import base64
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -228,16 +227,14 @@ def test_ordering_latest_sends_only_the_newest(
     make_server: Callable[..., KabarinProcess], peer: Peer
 ) -> None:
     server = _ordering_case(make_server, peer, "latest")
-    server.wait_for(lambda: len(peer.requests("/erp")) == 1)
-    time.sleep(0.8)
+    # Superseded is final: once both are settled, nothing more can go out for them.
+    server.wait_for(lambda: {d["state"] for d in deliveries(server)} == {"delivered", "superseded"})
     assert [b["type"] for b in peer.bodies("/erp")] == ["shipment.delivered"]
-    states = {d["state"] for d in deliveries(server)}
-    assert states == {"delivered", "superseded"}
     _late_older_status_is_superseded(server, peer)
 
 
 def _late_older_status_is_superseded(server: KabarinProcess, peer: Peer) -> None:
-    sent = len(peer.requests("/erp"))
+    sent = [b["type"] for b in peer.bodies("/erp")]
     server.push(one("ORD-1", "processed_packages", awb="AWB-LATE", date="2024-03-01 08:00:00"))
     server.wait_for(
         lambda: any(
@@ -245,8 +242,10 @@ def _late_older_status_is_superseded(server: KabarinProcess, peer: Peer) -> None
             for d in deliveries(server)
         )
     )
-    time.sleep(0.5)
-    assert len(peer.requests("/erp")) == sent
+    # A newer status of the same order must arrive; the late older one never goes before it.
+    server.push(one("ORD-1", "returned_packages", returned_at="2024-03-05 08:00:00"))
+    server.wait_for(lambda: len(peer.requests("/erp")) == len(sent) + 1)
+    assert [b["type"] for b in peer.bodies("/erp")] == [*sent, "shipment.returned"]
 
 
 def test_sigterm_lets_the_send_in_flight_finish(
@@ -263,8 +262,9 @@ def test_sigterm_lets_the_send_in_flight_finish(
     server.start()
     (d,) = deliveries(server)
     assert d["state"] == "delivered"  # finished before the process exited, not re-sent
-    time.sleep(0.5)
-    assert len(peer.requests("/erp")) == 1
+    server.push(one("AFTER-1", "shipped_packages", shipped_at="2024-01-01 10:00:00"))
+    server.wait_for(lambda: len(peer.requests("/erp")) == 2)  # the restarted one is sending
+    assert [b["data"]["order_id"] for b in peer.bodies("/erp")][1:] == ["AFTER-1"]
 
 
 def test_metrics(make_server: Callable[..., KabarinProcess], peer: Peer) -> None:
@@ -288,27 +288,76 @@ def test_simulate_shows_routes_and_messages_without_sending(
     assert r.returncode == 0, r.stderr
     assert "route everything-to-erp -> sink erp" in r.stdout
     assert "route trouble-to-slack -> sink ops-slack" in r.stdout
-    assert "canceled" in r.stdout
     assert peer.requests(ok_only=False) == []
     assert not (tmp_path / "kabarin.db").exists()
+    # each sink shows what it sends: the webhook its envelope, Slack its blocks
+    erp, slack = r.stdout.split("route trouble-to-slack -> sink ops-slack")
+    erp = erp.split("route everything-to-erp -> sink erp")[1]
+    envelope = json.loads(_shown(erp))
+    assert envelope["type"] == "shipment.canceled" and envelope["data"]["order_id"] == "X"
+    blocks = json.loads(_shown(slack))
+    assert blocks["blocks"][1]["fields"][0]["text"] == "*Status*\nCanceled"
 
 
-def test_gone_410_disables_the_sink_until_enabled(
+def _shown(output: str) -> str:
+    """The ``    | `` lines `simulate` prints under one route, without that prefix."""
+    return "\n".join(line[6:] for line in output.splitlines() if line.startswith("    | "))
+
+
+def test_replay_and_deliveries_say_what_is_wrong_with_the_arguments(
+    make_server: Callable[..., KabarinProcess], peer: Peer
+) -> None:
+    server = make_server(sinks_and_routes(peer))
+    server.push(one("R-1", "shipped_packages", shipped_at="2024-01-01 10:00:00"))
+    server.wait_for(lambda: [d["state"] for d in deliveries(server)] == ["delivered"])
+    (delivered,) = deliveries(server)
+
+    missing = kabarin(server, "replay", "--delivery", "dlv_nope")
+    assert missing.returncode == 1 and "delivery dlv_nope not found" in missing.stderr
+    live = kabarin(server, "replay", "--delivery", delivered["id"])
+    assert live.returncode == 1 and f"{delivered['id']} is delivered" in live.stderr
+    for command in (["replay", "--dead"], ["deliveries"]):
+        typo = kabarin(server, *command, "--sink", "erpp")
+        assert typo.returncode == 1, typo.stdout
+        assert "no sink named 'erpp'" in typo.stderr
+        assert "configured sinks: erp, ops-slack" in typo.stderr
+    none_dead = kabarin(server, "replay", "--dead", "--sink", "erp")
+    assert none_dead.returncode == 0 and "replayed 0 dead deliveries" in none_dead.stdout
+
+
+def test_gone_410_switches_the_sink_off_and_its_deliveries_wait_until_enabled(
     make_server: Callable[..., KabarinProcess], peer: Peer
 ) -> None:
     peer.script = [(410, {})]
-    server = make_server(sinks_and_routes(peer, slack=False))
+    server = make_server(sinks_and_routes(peer))
     server.push(one("G-1", "shipped_packages", shipped_at="2024-01-01 10:00:00"))
-    server.wait_for(lambda: [d["state"] for d in deliveries(server)] == ["dead"])
-    server.push(one("G-2", "shipped_packages", shipped_at="2024-01-01 10:00:00"))
-    time.sleep(1)
+    server.wait_for(lambda: "410" in (sinks(server)["erp"]["disabled"] or ""))
+    server.wait_for(lambda: [d["state"] for d in deliveries(server)] == ["pending"])
+    (gone,) = deliveries(server)
+    assert gone["attempts"] == 0  # the refusal used no attempt
+
+    # G-2 goes to Slack and to the switched-off ERP: Slack receiving it shows the dispatcher
+    # has claimed since, and the ERP's copy was not among what it sent.
+    server.push(one("G-2", "canceled_packages", canceled_at="2024-01-01 11:00:00"))
+    server.wait_for(lambda: len(peer.requests("/slack")) == 1)
     assert len(peer.requests("/erp", ok_only=False)) == 1
-    sinks = {s["name"]: s for s in server.admin("GET", "/sinks").json()["items"]}
-    assert "410" in (sinks["erp"]["disabled"] or "")
+    listed = kabarin(server, "deliveries", "--sink", "erp")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.count("waiting: sink switched off (HTTP 410 Gone") == 2, listed.stdout
     assert "disabled" in server.output().lower()
+
     assert server.admin("POST", "/sinks/erp/enable").status_code == 200
-    server.wait_for(lambda: len(peer.requests("/erp")) == 1)
-    assert json.loads(peer.requests("/erp")[0].body)["data"]["order_id"] == "G-2"
+    server.wait_for(lambda: len(peer.requests("/erp")) == 2)
+    assert {b["data"]["order_id"] for b in peer.bodies("/erp")} == {"G-1", "G-2"}
+    after = {d["order_id"]: d for d in deliveries(server, sink="erp")}
+    assert {d["state"] for d in after.values()} == {"delivered"}
+    assert after["G-1"]["attempts"] == 1 and after["G-1"]["last_error"] is None
+    refused = peer.requests("/erp", ok_only=False)[0]
+    assert refused.status == 410 and refused.headers["webhook-id"] == gone["id"]
+
+
+def sinks(server: KabarinProcess) -> dict[str, dict[str, Any]]:
+    return {s["name"]: s for s in server.admin("GET", "/sinks").json()["items"]}
 
 
 def test_a_separate_worker_delivers_what_serve_stored(
@@ -316,8 +365,9 @@ def test_a_separate_worker_delivers_what_serve_stored(
 ) -> None:
     server = make_server(sinks_and_routes(peer, slack=False), dispatcher=False)
     server.push((FIXTURES / "shipped_packages.json").read_bytes())
-    time.sleep(0.5)
-    assert peer.requests(ok_only=False) == []  # serve alone does not send
+    # Ready means started: a dispatcher inside serve would have said so in its log by now.
+    assert "started (batch" not in server.output()
+    assert [d["state"] for d in deliveries(server)] == ["pending"]
     worker = subprocess.Popen(
         [str(KABARIN), "worker", "--config", str(server.config_path)],
         cwd=server.workdir,
@@ -327,6 +377,7 @@ def test_a_separate_worker_delivers_what_serve_stored(
     try:
         server.wait_for(lambda: len(peer.requests("/erp")) == 1)
         assert deliveries(server)[0]["state"] == "delivered"
+        assert len(peer.requests(ok_only=False)) == 1  # serve alone sent nothing beside it
     finally:
         worker.terminate()
         assert worker.wait(20) == 0
