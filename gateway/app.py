@@ -300,6 +300,9 @@ def _document_by_hand(app: Litestar, push_path: str) -> None:
                 "200": answer("Committed: new events and repeats.", "PushAccepted"),
                 "400": answer("Not JSON, or not a push; the body is kept.", "ErrorBody"),
                 "401": answer("Missing or wrong token; nothing is stored.", "ErrorBody"),
+                "408": answer(
+                    "The body did not arrive within `receiver.read_timeout`.", "ErrorBody"
+                ),
                 "413": answer("Larger than `receiver.max_body_bytes`.", "ErrorBody"),
                 "503": answer("The store could not commit: send it again.", "ErrorBody"),
             },

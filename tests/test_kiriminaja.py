@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -410,3 +411,20 @@ def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
 def test_many_packages_are_not_mistaken_for_nesting() -> None:
     items = [{"order_id": f"B-{i}", "driver": {"name": "x"}} for i in range(200)]
     assert len(events_of({"method": "shipped_packages", "data": items})) == 200
+
+
+README_BODY = re.compile(r"^\| `(\w+)` \| ([^|]+) \| `(\{.*\})` \|$", re.M)
+
+
+def test_the_readme_example_bodies_give_the_statuses_it_says() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = README_BODY.findall(readme)
+    documented = {f.stem for f in FIXTURES.glob("*.json") if not f.stem.startswith("complete_")}
+    assert {r[0] for r in rows} == documented
+    for method, statuses, body in rows:
+        (event,) = events_of(body.encode())
+        assert event.method == method
+        said = set(re.findall(r"`(\w+)`", statuses)) & {s.value for s in Status}
+        if method == "update_instant_packages":
+            said = {"picked_up"}
+        assert event.status.value in said, (method, event.status, said)
