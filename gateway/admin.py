@@ -15,13 +15,10 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, Parameter, QueryParameter
 
+from gateway.deliveries import Attempt, Delivery, DeliveryFilter, DeliveryState
 from gateway.events import Contact, Event, Status
 from gateway.receiver import ErrorBody, ingest_push
 from gateway.store.base import (
-    Attempt,
-    Delivery,
-    DeliveryFilter,
-    DeliveryState,
     EventQuery,
     StoredRejected,
 )

@@ -18,8 +18,8 @@ import msgspec
 
 from gateway import __version__
 from gateway.config import Config, InvalidConfig, load_config, safe_url
+from gateway.deliveries import DeliveryFilter
 from gateway.errors import ConfigError, KabarinError, PushError
-from gateway.store.base import DeliveryFilter
 
 __all__ = ["main"]
 
@@ -147,9 +147,10 @@ def _parse_since(value: str) -> datetime:
 
 def _validated(path: str) -> Config:
     """Load the file and check routes and templates: what `check` and `serve` both refuse."""
-    from gateway.app import build_sinks
     from gateway.routing import Router
     from gateway.templates import check_templates
+    from sinks.base import SinkDeps
+    from sinks.registry import build_sinks
 
     try:
         config = load_config(path)
@@ -158,7 +159,7 @@ def _validated(path: str) -> Config:
         config, problems = exc.partial, exc.problems
     router, route_problems = Router.compile(config)
     problems += route_problems
-    problems += check_templates(config, router, build_sinks(config, None))
+    problems += check_templates(config, router, build_sinks(config.sinks, SinkDeps()))
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     return config
@@ -247,11 +248,11 @@ async def _run_worker(config: Config) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from gateway.app import build_sinks
     from gateway.kiriminaja import decode_push, normalise
     from gateway.routing import Router
     from gateway.templates import Templates
-    from sinks.base import Message
+    from sinks.base import SinkDeps
+    from sinks.registry import build_sinks
 
     config = _validated(args.config)
     body = sys.stdin.buffer.read() if str(args.push) == "-" else args.push.read_bytes()
@@ -263,7 +264,7 @@ def _simulate(args: argparse.Namespace) -> int:
     result = normalise(push, received_at=datetime.now(UTC), tz=config.receiver.tz)
     router = Router.from_config(config)
     templates = Templates(timezone=config.receiver.tz)
-    sinks = build_sinks(config, None)
+    sinks = build_sinks(config.sinks, SinkDeps())
     contacts = {c.order_id: c for c in result.contacts}
     print(f"push {push.method}: {len(result.events)} event(s)")
     for event in result.events:
@@ -282,26 +283,12 @@ def _simulate(args: argparse.Namespace) -> int:
             )
             contact = contacts.get(event.order_id)
             try:
-                text = templates.render(
-                    templates.resolve(delivery.template, sink),
-                    event=event,
-                    contact=contact,
-                    route=delivery.route,
-                    language=sink.config.language,
-                )
+                message = templates.message(sink, delivery, event=event, contact=contact)
             except KabarinError as exc:
                 print(f"    template error: {exc}")
                 continue
             # What the sink really sends: a webhook sends the event, not the rendered text.
-            shown = sink.preview(
-                Message(
-                    delivery_id=delivery.id,
-                    route=delivery.route,
-                    event=event,
-                    contact=contact,
-                    text=text,
-                )
-            )
+            shown = sink.preview(message)
             for line in shown.splitlines() or [""]:
                 print(f"    | {line}")
     return 0

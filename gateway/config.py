@@ -21,7 +21,8 @@ import yaml
 
 from gateway.errors import ConfigError
 from gateway.units import Duration, FieldError, dec_hook
-from sinks.base import SinkConfig, load_sink_types
+from sinks.base import SinkConfig
+from sinks.registry import load_sink_types
 
 __all__ = [
     "DEFAULT_RETRY_SCHEDULE",
@@ -147,8 +148,9 @@ class RouteConfig(_Section, frozen=True):
     """Event field (dotted paths into ``details``) → value, list (any of), {not: …}, {regex: …}."""
     when: str | None = None
     """A Jinja2 expression over ``event``; the route matches only where it is true."""
-    template: dict[str, str | TemplateFile] = msgspec.field(default_factory=dict)
-    """Per-sink template: sink name → inline source or ``{file: path}``."""
+    template: dict[str, str | dict[str, str | TemplateFile]] = msgspec.field(default_factory=dict)
+    """Per-sink template: sink name → the ``text`` part (inline source or ``{file: path}``), or
+    a mapping part name → inline source or ``{file: path}``."""
     stop: bool = False
     """When this route matches, no later route is tried."""
 

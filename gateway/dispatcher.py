@@ -5,14 +5,15 @@ room, and starts one job per delivery. It sleeps until `Dispatcher.wake` (the re
 after each commit), until a job finishes, until the store's next due time, or for at most
 ``dispatcher.poll_interval``. Each job goes through the notify pipeline:
 
-    keep (sink, order) in claim order → render → circuit breaker → sink slot (concurrency)
-    → rate limit → send (quick retries for network blips) → finish
+    keep (sink, order) in claim order → render the message parts → circuit breaker
+    → sink slot (concurrency) → rate limit → send (quick retries for network blips) → finish
 
 and ends in one `Store.finish`: ``delivered``; ``pending`` at the time the `RetryPolicy`
-chose; ``dead``; or put back without using an attempt (circuit open, rate limit, sink not
-configured or switched off by a 410, shutdown), with `Delivery.waiting` saying why. Every
-send is one attempt row, its error text passed through the `Redactor`. Ordering between
-deliveries of one (sink, order) is the store's job (`Store.claim`).
+chose; ``dead``; ``skipped`` (the sink had nothing to send: its reason is kept); or put back
+without using an attempt (circuit open, rate limit, sink not configured or switched off by a
+410, shutdown), with `Delivery.waiting` saying why. Every send is one attempt row, its error
+text passed through the `Redactor`. Ordering between deliveries of one (sink, order) is the
+store's job (`Store.claim`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 
 from gateway import metrics
 from gateway.config import DispatcherConfig, RetryPolicyConfig
+from gateway.deliveries import Attempt, Claim, Delivery, DeliveryState
 from gateway.delivery.attempts import send_with_quick_retries
 from gateway.delivery.breaker import CircuitBreaker
 from gateway.delivery.controls import SinkControls
@@ -37,9 +39,9 @@ from gateway.delivery.ordering import OrderLanes
 from gateway.delivery.retry import GiveUp
 from gateway.errors import TemplateError
 from gateway.redaction import Redactor
-from gateway.store.base import Attempt, Claim, Delivery, DeliveryState, Store
+from gateway.store.base import Store
 from gateway.templates import Templates
-from sinks.base import Delivered, Permanent, Sink
+from sinks.base import Delivered, Message, Permanent, Sink, Skipped
 
 __all__ = ["Dispatcher", "utcnow"]
 
@@ -241,12 +243,12 @@ class Dispatcher:
         sink = controls.sink
         started = self.clock()
         try:
-            text = self.templates.render(
-                self.templates.resolve(delivery.template, sink),
+            message = self.templates.message(
+                sink,
+                delivery,
                 event=claim.event,
                 contact=claim.contact,
-                route=delivery.route,
-                language=sink.config.language,
+                attempt=delivery.attempts + 1,
             )
         except TemplateError as exc:
             error = self.redactor.redact(f"template error: {exc}")
@@ -296,11 +298,13 @@ class Dispatcher:
                 if wait > 0:
                     await self._sleep(wait)
             job.waiting = False
-            await self._send(job, controls, text)
+            await self._send(job, controls, message, probe=probe)
         finally:
             controls.slots.release()
 
-    async def _send(self, job: _Job, controls: SinkControls, text: str) -> None:
+    async def _send(
+        self, job: _Job, controls: SinkControls, message: Message, *, probe: bool
+    ) -> None:
         delivery = job.claim.delivery
 
         async def record_quick_try(attempt: Attempt) -> None:
@@ -315,8 +319,7 @@ class Dispatcher:
 
         result, attempt = await send_with_quick_retries(
             controls.sink,
-            job.claim,
-            text,
+            message,
             clock=self.clock,
             redactor=self.redactor,
             record=record_quick_try,
@@ -328,6 +331,14 @@ class Dispatcher:
             if await self._finish(job, attempt, "delivered"):
                 latency = (now - job.claim.event.received_at).total_seconds()
                 metrics.DELIVERY_LATENCY.labels(sink_name).observe(max(latency, 0.0))
+            return
+        if isinstance(result, Skipped):
+            # Nothing was sent, so it says nothing about the sink's health either way.
+            if probe:
+                controls.breaker.release_probe()
+            reason = attempt.error or "skipped"
+            log.info("delivery %s to %s skipped: %s", delivery.id, sink_name, reason)
+            await self._finish(job, attempt, "skipped", error=reason)
             return
         error = attempt.error or "failed"
         if isinstance(result, Permanent):

@@ -28,7 +28,7 @@ import enum
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from operator import attrgetter
 from typing import Any
@@ -36,11 +36,11 @@ from typing import Any
 from jinja2 import TemplateSyntaxError
 
 from gateway.config import Config, RouteConfig, TemplateFile
+from gateway.deliveries import NewDelivery, Ordering
 from gateway.errors import ConfigError
 from gateway.events import Event, Status
-from gateway.store.base import NewDelivery, Ordering
-from gateway.templates import sandbox
-from sinks.base import load_sink_types
+from gateway.templates import encode_parts, sandbox
+from sinks.registry import load_sink_types
 
 __all__ = ["Route", "Router", "delivery_id"]
 
@@ -66,7 +66,8 @@ def delivery_id(event_id: str, route: str, sink: str) -> str:
 
 class Route:
     """One compiled route: ``index`` and ``name`` as in the file, the sinks it sends to,
-    ``templates`` (sink name → template source), ``stop`` and the ``when`` source."""
+    ``templates`` (sink name → part name → template source), ``stop`` and the ``when``
+    source."""
 
     __slots__ = (
         "_fields",
@@ -86,7 +87,7 @@ class Route:
         *,
         index: int,
         name: str,
-        targets: Sequence[tuple[str, Ordering, str | None]],
+        targets: Sequence[tuple[str, Ordering, Mapping[str, str]]],
         fields: Sequence[tuple[_Getter, _Test]] = (),
         when: str | None = None,
         when_fn: Callable[..., Any] | None = None,
@@ -95,10 +96,10 @@ class Route:
         self.index = index
         self.name = name
         self.sinks: tuple[str, ...] = tuple(sink for sink, _, _ in targets)
-        self.templates: dict[str, str] = {s: t for s, _, t in targets if t is not None}
+        self.templates: dict[str, dict[str, str]] = {s: dict(t) for s, _, t in targets if t}
         self.stop = stop
         self.when = when
-        self._targets = tuple(targets)
+        self._targets = tuple((s, o, encode_parts(t)) for s, o, t in targets)
         self._fields = tuple(fields)
         self._when = when_fn
         self._logged: set[str] = set()
@@ -233,9 +234,9 @@ class Router:
 
 
 def _targets(
-    rc: RouteConfig, index: int, config: Config, kinds: dict[str, Any], problems: list[str]
-) -> list[tuple[str, Ordering, str | None]]:
-    targets: list[tuple[str, Ordering, str | None]] = []
+    rc: RouteConfig, index: int, config: Config, kinds: Mapping[str, Any], problems: list[str]
+) -> list[tuple[str, Ordering, dict[str, str]]]:
+    targets: list[tuple[str, Ordering, dict[str, str]]] = []
     for j, sink in enumerate(rc.sinks):
         if sink in rc.sinks[:j]:  # a sink named twice is sent to once
             continue
@@ -247,17 +248,35 @@ def _targets(
         default: Ordering = getattr(kind, "default_ordering", "all")
         ordering: Ordering = sink_config.ordering or default
         given = rc.template.get(sink)
-        template = given if isinstance(given, str) else None
-        if isinstance(given, TemplateFile):
-            file = config.base_dir / given.file
-            try:
-                template = file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                where = config.where("routes", index, "template", sink)
-                problems.append(f"{where}: cannot read template file {str(file)!r}: {reason}")
-        targets.append((sink, ordering, template))
+        parts: dict[str, str] = {}
+        path: tuple[str | int, ...] = ("routes", index, "template", sink)
+        if isinstance(given, dict) and set(given) != {"file"}:
+            for part, source in given.items():
+                text = _template_source(source, (*path, part), config, problems)
+                if text is not None:
+                    parts[part] = text
+        elif given is not None:  # the text part: inline, or {file: ...} as it always was
+            source = TemplateFile(file=str(given["file"])) if isinstance(given, dict) else given
+            text = _template_source(source, path, config, problems)
+            if text is not None:
+                parts["text"] = text
+        targets.append((sink, ordering, parts))
     return targets
+
+
+def _template_source(
+    given: str | TemplateFile, path: tuple[str | int, ...], config: Config, problems: list[str]
+) -> str | None:
+    """An inline source as it is, a file's text, or None (with the problem) if unreadable."""
+    if isinstance(given, str):
+        return given
+    file = config.base_dir / given.file
+    try:
+        return file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        problems.append(f"{config.where(*path)}: cannot read template file {str(file)!r}: {reason}")
+        return None
 
 
 def _getter(field: str, where: str, problems: list[str]) -> _Getter | None:

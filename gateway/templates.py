@@ -1,5 +1,10 @@
 """Message templates: a Jinja2 sandbox with Kabarin's filters, and the start-up template check.
 
+A message has named parts (``text``, ``subject``, ``html``, ...). Each sink kind declares the
+parts it sends (`Sink.parts`); `Templates.message` renders each one from the route's template
+for that sink, else the sink block's, else the kind's built-in one in the sink's language, and
+builds the `Message` the sink is handed. Templates are compiled once per source.
+
 A template sees ``event`` (the `Event`; ``event.details.<key>`` reads the details, statuses render
 as their value, e.g. ``delivered``), ``contact`` (never undefined: with no contact it is falsy and
 ``contact.name`` is ``None``), ``route`` (the route's name) and ``language`` (``id`` or ``en``,
@@ -23,15 +28,18 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+import msgspec
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, pass_context
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from gateway.errors import TemplateError
 from gateway.events import Contact, Event, Status, event_id
+from sinks.base import Message
 
 if TYPE_CHECKING:
     from gateway.config import Config
+    from gateway.deliveries import Delivery, NewDelivery
     from gateway.routing import Route, Router
     from sinks.base import Sink
 
@@ -39,6 +47,8 @@ __all__ = [
     "STATUS_LABELS",
     "Templates",
     "check_templates",
+    "decode_parts",
+    "encode_parts",
     "minimal_events",
     "sample_events",
     "sandbox",
@@ -89,8 +99,30 @@ _ZONE_LABELS = {
 }
 _DEFAULT_TIME_FORMAT = "%d %b %Y %H:%M %Z"
 _TIME_DIRECTIVE = re.compile(r"%[%aAbBZ]")
-_FALLBACK_TEMPLATE = "{{ event.status | status_label }}: {{ event.order_id }}"
 _CACHE_LIMIT = 512
+_PARTS_MARK = "{#parts#}"
+"""Starts a stored route template of several parts (a Jinja comment: no text template that
+was stored before starts with it by accident)."""
+_decode_parts = msgspec.json.Decoder(dict[str, str]).decode
+
+
+def encode_parts(parts: Mapping[str, str]) -> str | None:
+    """A route's template for one sink as `NewDelivery.template` keeps it: ``None`` for none,
+    the source alone for just a ``text`` part (as it always was), else marked JSON."""
+    if not parts:
+        return None
+    if set(parts) == {"text"}:
+        return parts["text"]
+    return _PARTS_MARK + msgspec.json.encode(dict(parts)).decode()
+
+
+def decode_parts(stored: str | None) -> dict[str, str]:
+    """`encode_parts` undone: part name → template source."""
+    if stored is None:
+        return {}
+    if stored.startswith(_PARTS_MARK):
+        return _decode_parts(stored[len(_PARTS_MARK) :])
+    return {"text": stored}
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
@@ -250,17 +282,70 @@ class Templates:
         except Exception as exc:
             raise TemplateError(f"line {_template_line(exc)}: {_clean(str(exc))}") from exc
 
-    def resolve(self, delivery_template: str | None, sink: Sink) -> str:
-        """The delivery's template, else the sink's ``template``, else its kind's default."""
-        if delivery_template is not None:
-            return delivery_template
-        if sink.config.template is not None:
-            return sink.config.template
-        defaults = sink.default_templates
-        return (
-            defaults.get(sink.config.language)
-            or defaults.get("id")
-            or next(iter(defaults.values()), _FALLBACK_TEMPLATE)
+    def sources(self, route_parts: Mapping[str, str], sink: Sink) -> dict[str, str]:
+        """The template source of every part `sink` declares: the route's, else the sink
+        block's, else the kind's built-in one (in the sink's language, else ``id``).
+
+        A declared part none of them gives is a `TemplateError` naming it.
+        """
+        own = sink.config.template_parts
+        out: dict[str, str] = {}
+        for part in sink.parts:
+            source = route_parts.get(part, own.get(part))
+            if source is None:
+                built_in = sink.default_templates.get(part, {})
+                source = built_in.get(sink.config.language) or built_in.get("id")
+            if source is None:
+                raise TemplateError(f"no `{part}` template: sink {sink.name!r} needs one")
+            out[part] = source
+        return out
+
+    def render_parts(
+        self,
+        sources: Mapping[str, str],
+        *,
+        event: Event,
+        contact: Contact | None,
+        route: str,
+        language: str,
+    ) -> dict[str, str]:
+        """Every part rendered; the first failure is a `TemplateError` naming its part."""
+        out: dict[str, str] = {}
+        for part, source in sources.items():
+            try:
+                out[part] = self.render(
+                    source, event=event, contact=contact, route=route, language=language
+                )
+            except TemplateError as exc:
+                if part == "text":
+                    raise
+                raise TemplateError(f"{part} part, {exc}") from exc.__cause__
+        return out
+
+    def message(
+        self,
+        sink: Sink,
+        delivery: Delivery | NewDelivery,
+        *,
+        event: Event,
+        contact: Contact | None,
+        attempt: int = 1,
+    ) -> Message:
+        """The `Message` `sink` is handed for `delivery`, every declared part rendered."""
+        parts = self.render_parts(
+            self.sources(decode_parts(delivery.template), sink),
+            event=event,
+            contact=contact,
+            route=delivery.route,
+            language=sink.config.language,
+        )
+        return Message(
+            delivery_id=delivery.id,
+            route=delivery.route,
+            event=event,
+            contact=contact,
+            parts=parts,
+            attempt=attempt,
         )
 
 
@@ -467,7 +552,7 @@ def check_templates(config: Config, router: Router, sinks: Mapping[str, Sink]) -
     templates = Templates(timezone=config.receiver.tz)
     samples = _samples()
     problems: list[str] = []
-    used: set[str] = set()
+    used: set[tuple[str, str]] = set()
     for route in router.routes:
         events, when_problems = _receivable(route, samples, config)
         for sink_name in route.sinks:
@@ -476,30 +561,59 @@ def check_templates(config: Config, router: Router, sinks: Mapping[str, Sink]) -
                 where = config.where("routes", route.index, "sinks", route.sinks.index(sink_name))
                 problems.append(f"{where}: undefined sink {sink_name!r}")
                 continue
-            source = route.templates.get(sink_name)
-            if source is None:
-                used.add(sink_name)
-                source = templates.resolve(None, target)
-                where = _sink_template_where(config, sink_name, target)
-            else:
-                where = config.where("routes", route.index, "template", sink_name)
-            language = target.config.language
-            problems += _check(templates, where, source, route.name, sink_name, language, events)
+            given = route.templates.get(sink_name, {})
+            for part in _checked_parts(target, given):
+                if part in given:
+                    path: tuple[str | int, ...] = ("routes", route.index, "template", sink_name)
+                    where = config.where(*path, *_part_key(part, given))
+                    source: str | None = given[part]
+                else:
+                    used.add((sink_name, part))
+                    where, source = _sink_part(config, sink_name, target, part)
+                if source is None:
+                    problems.append(f"{where}: no `{part}` template: sink {sink_name!r} needs one")
+                    continue
+                language = target.config.language
+                problems += _check(
+                    templates, where, source, route.name, sink_name, language, events
+                )
         problems += when_problems
     for name, sink in sinks.items():
-        if name not in used:
-            where = _sink_template_where(config, name, sink)
-            source = templates.resolve(None, sink)
-            problems += _check(
-                templates, where, source, "check", name, sink.config.language, samples
-            )
+        for part in _checked_parts(sink, {}):
+            if (name, part) in used:
+                continue
+            where, source = _sink_part(config, name, sink, part)
+            if source is None:
+                problems.append(f"{where}: no `{part}` template: sink {name!r} needs one")
+                continue
+            language = sink.config.language
+            problems += _check(templates, where, source, "check", name, language, samples)
     return list(dict.fromkeys(problems))
 
 
-def _sink_template_where(config: Config, name: str, sink: Sink) -> str:
-    if sink.config.template is not None:
-        return config.where("sinks", name, "template")
-    return config.where("sinks", name) + " (built-in template)"
+def _checked_parts(sink: Sink, route_parts: Mapping[str, str]) -> list[str]:
+    """The parts the kind sends, then any other part the configuration gives (a template a
+    webhook does not send is still checked: a typo in it is a typo)."""
+    return list(dict.fromkeys([*sink.parts, *sink.config.template_parts, *route_parts]))
+
+
+def _part_key(part: str, given: Mapping[str, str]) -> tuple[str, ...]:
+    """The YAML key of `part` below ``template``: none when the template is a plain string."""
+    return () if set(given) == {"text"} else (part,)
+
+
+def _sink_part(config: Config, name: str, sink: Sink, part: str) -> tuple[str, str | None]:
+    """Where the sink's own template of `part` is written (or that it is built in), and its
+    source (``None``: neither the block nor the kind gives one)."""
+    own = sink.config.template
+    if isinstance(own, str) and part == "text":
+        return config.where("sinks", name, "template"), own
+    if isinstance(own, dict) and part in own:
+        return config.where("sinks", name, "template", part), own[part]
+    built_in = sink.default_templates.get(part, {})
+    source = built_in.get(sink.config.language) or built_in.get("id")
+    what = "template" if part == "text" else f"{part} template"
+    return config.where("sinks", name) + f" (built-in {what})", source
 
 
 def _receivable(

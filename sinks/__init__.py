@@ -1,12 +1,14 @@
 """Kabarin's sinks: one module per destination, each a small class behind `sinks.base.Sink`.
 
 Built-in kinds: ``webhook`` (Standard Webhooks to the merchant's system), ``slack`` and
-``console``. Third-party kinds register under the ``kabarin.sinks`` entry-point group.
+``console``. They and third-party kinds register under the ``kabarin.sinks`` entry-point
+group (`sinks.registry`).
 """
 
 from __future__ import annotations
 
 from sinks.base import (
+    ContactReader,
     Delivered,
     Message,
     Permanent,
@@ -15,11 +17,14 @@ from sinks.base import (
     SendResult,
     Sink,
     SinkConfig,
-    load_sink_types,
+    SinkDeps,
+    Skipped,
     mask,
 )
+from sinks.registry import build_sinks, load_sink_types
 
 __all__ = [
+    "ContactReader",
     "Delivered",
     "Message",
     "Permanent",
@@ -28,6 +33,9 @@ __all__ = [
     "SendResult",
     "Sink",
     "SinkConfig",
+    "SinkDeps",
+    "Skipped",
+    "build_sinks",
     "load_sink_types",
     "mask",
 ]

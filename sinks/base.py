@@ -1,41 +1,48 @@
-"""The sink contract: a small class built from its YAML block, with one `send` and `aclose`.
+"""The sink contract: a small class built from its YAML block and the dependencies it asks for.
 
-A sink renders nothing itself: the dispatcher hands it a `Message` with the rendered text.
-It sends with the shared `httpx.AsyncClient` it was built with and answers with a `SendResult`
-(`Delivered`, `Retry` or `Permanent`), never by raising for an expected failure.
+A sink kind declares the message parts it needs (`Sink.parts`: ``text``, ``subject``, ``html``,
+...); the dispatcher renders each from its template and hands the sink a `Message` with them.
+A sink renders nothing itself. It sends with what `SinkDeps` gave it (the shared
+`httpx.AsyncClient`, ...) and answers with a `SendResult` (`Delivered`, `Retry`, `Permanent`
+or `Skipped`), never by raising for an expected failure. The kinds are found through the
+``kabarin.sinks`` entry points (`sinks.registry`).
 """
 
 from __future__ import annotations
 
 import re
-from importlib.metadata import entry_points
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol, Self
 
 import httpx
 import msgspec
 
+from gateway.deliveries import Ordering
 from gateway.events import Contact, Event
 from gateway.redaction import MASK, Redactor
 from gateway.units import Duration, FieldError, RateLimit
 
 __all__ = [
     "CircuitBreakerConfig",
+    "ContactReader",
     "Delivered",
     "Language",
     "Message",
-    "Ordering",
     "Permanent",
     "Retry",
     "RetryConfig",
     "SendResult",
     "Sink",
     "SinkConfig",
-    "load_sink_types",
+    "SinkDeps",
+    "Skipped",
+    "SmtpConnect",
     "mask",
 ]
 
 Language = Literal["id", "en"]
-Ordering = Literal["all", "latest"]
 
 
 class RetryConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -73,12 +80,20 @@ class SinkConfig(
     ordering: Ordering | None = None
     """``None`` takes the sink kind's default (`Sink.default_ordering`)."""
     language: Language = "id"
-    template: str | None = None
-    """Default template for routes that give none; ``None`` uses the kind's built-in one."""
+    template: str | dict[str, str] | None = None
+    """Templates for routes that give none: a string is the ``text`` part, a mapping gives
+    several parts (``{text: ..., subject: ...}``); a part not given uses the kind's built-in."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise FieldError("concurrency", "must be at least 1")
+
+    @property
+    def template_parts(self) -> dict[str, str]:
+        """`template` as part name → source."""
+        if self.template is None:
+            return {}
+        return {"text": self.template} if isinstance(self.template, str) else dict(self.template)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in mask(self).items())
@@ -96,9 +111,14 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
     route: str
     event: Event
     contact: Contact | None
-    text: str
-    """The rendered template."""
+    parts: Mapping[str, str] = msgspec.field(default_factory=dict)
+    """Every part the sink kind declares (`Sink.parts`), rendered: part name → text."""
     attempt: int = 1
+
+    @property
+    def text(self) -> str:
+        """The ``text`` part ("" when the kind declares none)."""
+        return self.parts.get("text", "")
 
 
 class Delivered(msgspec.Struct, frozen=True, kw_only=True):
@@ -119,20 +139,56 @@ class Permanent(msgspec.Struct, frozen=True, kw_only=True):
     """The peer said it is gone for good (410): stop sending to this sink until re-enabled."""
 
 
-SendResult = Delivered | Retry | Permanent
+class Skipped(msgspec.Struct, frozen=True, kw_only=True):
+    """Nothing to send for this delivery (no recipient, ...): it ends ``skipped``, not dead,
+    and the sink is not blamed (its circuit breaker does not count it)."""
+
+    reason: str
+    status_code: None = None
+    """Never an HTTP answer: a skip is decided before anything is sent."""
+
+
+SendResult = Delivered | Retry | Permanent | Skipped
+
+
+class ContactReader(Protocol):
+    """Reads an order's customer (the store is one): for sinks that write to people."""
+
+    async def get_contact(self, order_id: str) -> Contact | None: ...
+
+
+SmtpConnect = Callable[[], AbstractAsyncContextManager[Any]]
+"""Opens one SMTP session (connected, TLS, logged in) for the email sink; closing the context
+ends it. No built-in sink uses it yet."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SinkDeps:
+    """The shared things a sink may ask for, handed to `Sink.build`.
+
+    Every slot is ``None`` when the sink is built to be checked or previewed only
+    (``kabarin check``, ``kabarin simulate``): `build` must not do I/O.
+    """
+
+    http: httpx.AsyncClient | None = None
+    """The process's one HTTP client (`sinks.http.make_http_client`)."""
+    smtp: SmtpConnect | None = None
+    contacts: ContactReader | None = None
 
 
 class Sink(Protocol):
     """One configured destination.
 
-    `build` must not do I/O: `kabarin check` and `simulate` build every sink with
-    ``client=None`` to validate and render, and never call `send` (`simulate` shows `preview`).
+    `build` must not do I/O: `kabarin check` and `simulate` build every sink with an empty
+    `SinkDeps` to validate and render, and never call `send` (`simulate` shows `preview`).
     """
 
     config_type: ClassVar[type[SinkConfig]]
     default_ordering: ClassVar[Ordering]
-    default_templates: ClassVar[dict[str, str]]
-    """Built-in template source by language (``id``, ``en``)."""
+    parts: ClassVar[tuple[str, ...]]
+    """The message parts this kind sends (``("text",)``; ``()`` when it sends only data)."""
+    default_templates: ClassVar[dict[str, dict[str, str]]]
+    """Built-in template source of each part, by language: ``{"text": {"id": ..., "en": ...}}``."""
 
     @property
     def name(self) -> str: ...
@@ -141,7 +197,7 @@ class Sink(Protocol):
     def config(self) -> SinkConfig: ...
 
     @classmethod
-    def build(cls, name: str, config: Any, client: httpx.AsyncClient | None) -> Self: ...
+    def build(cls, name: str, config: Any, deps: SinkDeps) -> Self: ...
 
     async def send(self, message: Message) -> SendResult: ...
 
@@ -154,22 +210,6 @@ class Sink(Protocol):
         ...
 
     async def aclose(self) -> None: ...
-
-
-def load_sink_types() -> dict[str, type[Sink]]:
-    """Built-in sink kinds plus third-party ones from the ``kabarin.sinks`` entry-point group."""
-    from sinks.console import ConsoleSink
-    from sinks.slack import SlackSink
-    from sinks.webhook import WebhookSink
-
-    types: dict[str, type[Sink]] = {
-        "console": ConsoleSink,
-        "slack": SlackSink,
-        "webhook": WebhookSink,
-    }
-    for ep in entry_points(group="kabarin.sinks"):
-        types.setdefault(ep.name, ep.load())
-    return types
 
 
 _SECRET_KEY = re.compile(

@@ -19,10 +19,9 @@ from __future__ import annotations
 import sys
 from typing import Any, ClassVar, Literal, Self
 
-import httpx
-
+from gateway.deliveries import Ordering
 from gateway.redaction import Redactor
-from sinks.base import Delivered, Message, Ordering, Retry, SendResult, SinkConfig
+from sinks.base import Delivered, Message, Retry, SendResult, SinkConfig, SinkDeps
 
 __all__ = ["ConsoleConfig", "ConsoleSink"]
 
@@ -43,19 +42,22 @@ class ConsoleSink:
 
     config_type: ClassVar[type[SinkConfig]] = ConsoleConfig
     default_ordering: ClassVar[Ordering] = "latest"
-    default_templates: ClassVar[dict[str, str]] = {
-        "id": (
-            "{{ event.status | status_label }}: pesanan {{ event.order_id }}"
-            "{% if event.awb %} (resi {{ event.awb }}){% endif %}"
-            ", {{ event.occurred_at | localtime }}"
-            "{% if event.reason %}. Alasan: {{ event.reason }}{% endif %}"
-        ),
-        "en": (
-            "{{ event.status | status_label }}: order {{ event.order_id }}"
-            "{% if event.awb %} (AWB {{ event.awb }}){% endif %}"
-            ", {{ event.occurred_at | localtime }}"
-            "{% if event.reason %}. Reason: {{ event.reason }}{% endif %}"
-        ),
+    parts: ClassVar[tuple[str, ...]] = ("text",)
+    default_templates: ClassVar[dict[str, dict[str, str]]] = {
+        "text": {
+            "id": (
+                "{{ event.status | status_label }}: pesanan {{ event.order_id }}"
+                "{% if event.awb %} (resi {{ event.awb }}){% endif %}"
+                ", {{ event.occurred_at | localtime }}"
+                "{% if event.reason %}. Alasan: {{ event.reason }}{% endif %}"
+            ),
+            "en": (
+                "{{ event.status | status_label }}: order {{ event.order_id }}"
+                "{% if event.awb %} (AWB {{ event.awb }}){% endif %}"
+                ", {{ event.occurred_at | localtime }}"
+                "{% if event.reason %}. Reason: {{ event.reason }}{% endif %}"
+            ),
+        }
     }
 
     def __init__(self, name: str, config: ConsoleConfig) -> None:
@@ -63,7 +65,7 @@ class ConsoleSink:
         self.config = config
 
     @classmethod
-    def build(cls, name: str, config: Any, client: httpx.AsyncClient | None) -> Self:
+    def build(cls, name: str, config: Any, deps: SinkDeps) -> Self:
         if not isinstance(config, ConsoleConfig):
             raise TypeError(f"expected ConsoleConfig, got {type(config).__name__}")
         return cls(name, config)

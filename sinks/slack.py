@@ -32,11 +32,12 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 
+from gateway.deliveries import Ordering
 from gateway.events import Contact, Event
 from gateway.redaction import Redactor
 from gateway.templates import STATUS_LABELS, rupiah
 from gateway.units import RateLimit
-from sinks.base import Language, Message, Ordering, SendResult, SinkConfig
+from sinks.base import Language, Message, SendResult, SinkConfig, SinkDeps
 from sinks.http import post
 
 __all__ = ["SlackConfig", "SlackSink", "slack_payload"]
@@ -106,25 +107,29 @@ class SlackSink:
 
     config_type: ClassVar[type[SinkConfig]] = SlackConfig
     default_ordering: ClassVar[Ordering] = "latest"
-    default_templates: ClassVar[dict[str, str]] = {
-        "id": (
-            "*{{ event.status | status_label }}*: pesanan {{ event.order_id }}"
-            "{% if event.awb %} (resi {{ event.awb }}){% endif %}"
-            ", {{ event.occurred_at | localtime }}"
-            "{% if contact and contact.name %}\nPelanggan: {{ contact.name }}{% endif %}"
-            "{% if event.details.get('shipping_price') %}\nOngkir: "
-            "{{ event.details.shipping_price | rupiah }}{% endif %}"
-            "{% if event.reason %}\nAlasan: {{ event.reason }}{% endif %}"
-        ),
-        "en": (
-            "*{{ event.status | status_label }}*: order {{ event.order_id }}"
-            "{% if event.awb %} (AWB {{ event.awb }}){% endif %}"
-            ", {{ event.occurred_at | localtime }}"
-            "{% if contact and contact.name %}\nCustomer: {{ contact.name }}{% endif %}"
-            "{% if event.details.get('shipping_price') %}\nShipping price: "
-            "{{ event.details.shipping_price | rupiah }}{% endif %}"
-            "{% if event.reason %}\nReason: {{ event.reason }}{% endif %}"
-        ),
+    parts: ClassVar[tuple[str, ...]] = ("text",)
+    """The blocks are built here from the event; only the text is a template."""
+    default_templates: ClassVar[dict[str, dict[str, str]]] = {
+        "text": {
+            "id": (
+                "*{{ event.status | status_label }}*: pesanan {{ event.order_id }}"
+                "{% if event.awb %} (resi {{ event.awb }}){% endif %}"
+                ", {{ event.occurred_at | localtime }}"
+                "{% if contact and contact.name %}\nPelanggan: {{ contact.name }}{% endif %}"
+                "{% if event.details.get('shipping_price') %}\nOngkir: "
+                "{{ event.details.shipping_price | rupiah }}{% endif %}"
+                "{% if event.reason %}\nAlasan: {{ event.reason }}{% endif %}"
+            ),
+            "en": (
+                "*{{ event.status | status_label }}*: order {{ event.order_id }}"
+                "{% if event.awb %} (AWB {{ event.awb }}){% endif %}"
+                ", {{ event.occurred_at | localtime }}"
+                "{% if contact and contact.name %}\nCustomer: {{ contact.name }}{% endif %}"
+                "{% if event.details.get('shipping_price') %}\nShipping price: "
+                "{{ event.details.shipping_price | rupiah }}{% endif %}"
+                "{% if event.reason %}\nReason: {{ event.reason }}{% endif %}"
+            ),
+        }
     }
 
     def __init__(self, name: str, config: SlackConfig, client: httpx.AsyncClient | None) -> None:
@@ -134,10 +139,10 @@ class SlackSink:
         self._redactor = Redactor(self.secrets())
 
     @classmethod
-    def build(cls, name: str, config: Any, client: httpx.AsyncClient | None) -> Self:
+    def build(cls, name: str, config: Any, deps: SinkDeps) -> Self:
         if not isinstance(config, SlackConfig):
             raise TypeError(f"expected SlackConfig, got {type(config).__name__}")
-        return cls(name, config, client)
+        return cls(name, config, deps.http)
 
     async def send(self, message: Message) -> SendResult:
         if self._client is None:

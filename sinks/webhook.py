@@ -4,8 +4,9 @@ Each delivery is one POST whose body is the envelope the spec recommends::
 
     {"type": "shipment.<status>", "timestamp": "<now, ISO 8601 UTC>", "data": <Event>}
 
-``data`` is the `gateway.events.Event` exactly as documented in the README. The rendered
-template (``Message.text``) is not sent: the receiver gets data, not prose.
+``data`` is the `gateway.events.Event` exactly as documented in the README. The kind declares
+no message part (`WebhookSink.parts` is empty): the receiver gets data, not prose, and a
+``template`` given to a webhook sink is checked but not rendered for delivery.
 
 Headers: ``webhook-id`` (the delivery id, the same on every retry: use it to drop repeats),
 ``webhook-timestamp`` (unix seconds of this attempt), ``webhook-signature`` (``v1,<base64
@@ -39,10 +40,11 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import msgspec
 
+from gateway.deliveries import Ordering
 from gateway.events import Event
 from gateway.redaction import Redactor
 from gateway.units import Duration, FieldError
-from sinks.base import Message, Ordering, SendResult, SinkConfig
+from sinks.base import Message, SendResult, SinkConfig, SinkDeps
 from sinks.http import post
 
 __all__ = ["WebhookConfig", "WebhookSink", "decode_secret", "sign"]
@@ -132,15 +134,13 @@ _encode = msgspec.json.Encoder().encode
 
 
 class WebhookSink:
-    """Signs and POSTs every event; the text the template rendered is not used."""
+    """Signs and POSTs every event."""
 
     config_type: ClassVar[type[SinkConfig]] = WebhookConfig
     default_ordering: ClassVar[Ordering] = "all"
-    default_templates: ClassVar[dict[str, str]] = {
-        "id": "{{ event.status | status_label }}: pesanan {{ event.order_id }}",
-        "en": "{{ event.status | status_label }}: order {{ event.order_id }}",
-    }
-    """Not sent (the body is the event itself); shown by ``kabarin simulate`` only."""
+    parts: ClassVar[tuple[str, ...]] = ()
+    """None: the body is the event itself, the receiver gets data, not prose."""
+    default_templates: ClassVar[dict[str, dict[str, str]]] = {}
 
     def __init__(self, name: str, config: WebhookConfig, client: httpx.AsyncClient | None) -> None:
         self.name = name
@@ -152,10 +152,10 @@ class WebhookSink:
         self._redactor = Redactor(self.secrets())
 
     @classmethod
-    def build(cls, name: str, config: Any, client: httpx.AsyncClient | None) -> Self:
+    def build(cls, name: str, config: Any, deps: SinkDeps) -> Self:
         if not isinstance(config, WebhookConfig):
             raise TypeError(f"expected WebhookConfig, got {type(config).__name__}")
-        return cls(name, config, client)
+        return cls(name, config, deps.http)
 
     def envelope(self, message: Message, now: datetime) -> bytes:
         """The exact bytes that are signed and sent."""

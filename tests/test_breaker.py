@@ -11,6 +11,7 @@ from gateway.delivery.breaker import CircuitBreaker, CircuitState
 from gateway.delivery.controls import SinkControls
 from gateway.delivery.limiter import RateLimiter
 from gateway.units import parse_rate_limit
+from sinks.base import SinkDeps
 from sinks.console import ConsoleSink
 
 
@@ -174,7 +175,7 @@ def _controls(block: dict[str, object], clock: Clock | None = None) -> SinkContr
             {"receiver": {"token": "t0k3n"}, "sinks": {"c": {"type": "console", **block}}}
         ).decode()
     )
-    sink = ConsoleSink.build("c", config.sinks["c"], None)
+    sink = ConsoleSink.build("c", config.sinks["c"], SinkDeps())
     if clock is None:
         return SinkControls.build("c", sink, config.retry)
     return SinkControls.build("c", sink, config.retry, timer=clock)

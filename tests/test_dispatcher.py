@@ -15,30 +15,25 @@ import pytest
 
 from gateway import metrics
 from gateway.config import DispatcherConfig, RetryPolicyConfig
+from gateway.deliveries import Attempt, Delivery, DeliveryFilter, NewDelivery, Ordering
 from gateway.dispatcher import Dispatcher, utcnow
 from gateway.events import Event, Status, event_id
 from gateway.redaction import Redactor
 from gateway.store import open_store
-from gateway.store.base import (
-    Attempt,
-    Delivery,
-    DeliveryFilter,
-    IngestBatch,
-    NewDelivery,
-    Store,
-)
+from gateway.store.base import Store
 from gateway.templates import Templates
 from gateway.units import Duration, parse_rate_limit
 from sinks.base import (
     Delivered,
     Message,
-    Ordering,
     Permanent,
     Retry,
     RetryConfig,
     SendResult,
     SinkConfig,
+    SinkDeps,
 )
+from tests.conftest import ingest
 
 SECRET = "erp-pass-s3cr3t-7788"
 PHONE = "081234567890"
@@ -57,9 +52,12 @@ class FakeSink:
 
     config_type: ClassVar[type[SinkConfig]] = FakeConfig
     default_ordering: ClassVar[Ordering] = "all"
-    default_templates: ClassVar[dict[str, str]] = {
-        "id": "{{ event.status | status_label }}: pesanan {{ event.order_id }}",
-        "en": "{{ event.status | status_label }}: order {{ event.order_id }}",
+    parts: ClassVar[tuple[str, ...]] = ("text",)
+    default_templates: ClassVar[dict[str, dict[str, str]]] = {
+        "text": {
+            "id": "{{ event.status | status_label }}: pesanan {{ event.order_id }}",
+            "en": "{{ event.status | status_label }}: order {{ event.order_id }}",
+        }
     }
 
     def __init__(
@@ -84,7 +82,7 @@ class FakeSink:
         self.max_in_flight = 0
 
     @classmethod
-    def build(cls, name: str, config: Any, client: object) -> Self:
+    def build(cls, name: str, config: Any, deps: SinkDeps) -> Self:
         return cls(name, config)
 
     async def send(self, message: Message) -> SendResult:
@@ -219,7 +217,7 @@ async def add(
     delivery = NewDelivery(
         id=did, event_id=eid, route="all", sink=sink, ordering=ordering, template=template
     )
-    await store.ingest(IngestBatch(events=[event], deliveries=[delivery]))
+    await ingest(store, events=[event], deliveries=[delivery])
     return did
 
 

@@ -12,10 +12,10 @@ import msgspec
 import pytest
 
 from gateway.config import RouteConfig, parse_config
+from gateway.deliveries import NewDelivery
 from gateway.errors import ConfigError
 from gateway.events import Event, Status
 from gateway.routing import Router, delivery_id
-from gateway.store.base import NewDelivery
 
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 SINKS = f"""
@@ -258,7 +258,9 @@ def test_a_template_file_is_read_once_relative_to_the_config(tmp_path: Path) -> 
         base_dir=tmp_path,
     )
     file.write_text("changed later", encoding="utf-8")
-    assert r.routes[0].templates == {"console": "Pesanan {{ event.order_id }} dibatalkan\n"}
+    assert r.routes[0].templates == {
+        "console": {"text": "Pesanan {{ event.order_id }} dibatalkan\n"}
+    }
     assert r.deliveries(event())[0].template == "Pesanan {{ event.order_id }} dibatalkan\n"
 
 

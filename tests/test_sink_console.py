@@ -63,7 +63,8 @@ async def test_a_stream_that_cannot_encode_the_text_still_gets_it(
 def test_defaults() -> None:
     sink = build_sink({"type": "console"}, None)
     assert sink.default_ordering == "latest" and sink.secrets() == []
-    assert "{{ event.order_id }}" in sink.default_templates["id"]
+    assert sink.parts == ("text",)
+    assert "{{ event.order_id }}" in sink.default_templates["text"]["id"]
 
 
 async def test_phone_numbers_in_the_text_are_masked_like_in_logs(

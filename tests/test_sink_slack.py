@@ -101,7 +101,7 @@ def test_the_default_template_shows_price_and_customer() -> None:
     sink = build_sink({"type": "slack", "webhook_url": SLACK_URL}, None)
     event = make_event(status=Status.CANCELED, details={"shipping_price": 34000})
     text = Templates(timezone=ZoneInfo("Asia/Jakarta")).render(
-        sink.default_templates["id"],
+        sink.default_templates["text"]["id"],
         event=event,
         contact=Contact(order_id="OID-1001", name="Siti Aminah"),
         route="r",
@@ -209,7 +209,7 @@ def test_the_default_template_renders_without_price_or_contact(language: str) ->
 
     sink = build_sink({"type": "slack", "webhook_url": SLACK_URL}, None)
     text = Templates(timezone=ZoneInfo("Asia/Jakarta")).render(
-        sink.default_templates[language],
+        sink.default_templates["text"][language],
         event=make_event(details={}),
         contact=None,
         route="r",

@@ -22,7 +22,8 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from gateway.events import Event, Status
 from gateway.units import dec_hook
-from sinks.base import Delivered, Message, Permanent, Retry, Sink, load_sink_types, mask
+from sinks.base import Delivered, Message, Permanent, Retry, Sink, SinkDeps, mask
+from sinks.registry import load_sink_types
 
 WHSEC_A = "whsec_" + base64.b64encode(b"a" * 24 + b"kabarin-test-key").decode()
 WHSEC_B = "whsec_" + base64.b64encode(b"b" * 32).decode()
@@ -51,12 +52,15 @@ def make_event(**changes: Any) -> Event:
 
 
 def make_message(**changes: Any) -> Message:
+    """A message; ``text=...`` is the shorthand for ``parts={"text": ...}``."""
+    if "text" in changes:
+        changes["parts"] = {"text": changes.pop("text")}
     fields: dict[str, Any] = {
         "delivery_id": "dlv_01HZX3K9Q2",
         "route": "all-to-erp",
         "event": make_event(),
         "contact": None,
-        "text": "Dikirim: pesanan OID-1001 (resi JP1234567890)",
+        "parts": {"text": "Dikirim: pesanan OID-1001 (resi JP1234567890)"},
     }
     fields.update(changes)
     return Message(**fields)
@@ -66,7 +70,8 @@ def build_sink(block: dict[str, Any], client: httpx.AsyncClient | None, name: st
     """Validate a YAML block the way `gateway.config` does and build its sink."""
     kind = load_sink_types()[block["type"]]
     config = msgspec.convert(block, kind.config_type, dec_hook=dec_hook)
-    return kind.build(name, config, client)
+    built: Sink = kind.build(name, config, SinkDeps(http=client))
+    return built
 
 
 @dataclass(frozen=True)
@@ -245,7 +250,9 @@ def test_printing_a_config_masks_its_secrets(case: HttpSinkCase) -> None:
 def test_every_kind_declares_the_protocol(case: HttpSinkCase) -> None:
     kind = load_sink_types()[case.block["type"]]
     assert kind.default_ordering in ("all", "latest")
-    assert set(kind.default_templates) == {"id", "en"}
+    assert set(kind.default_templates) <= set(kind.parts)
+    for part in kind.parts:  # a built-in sink works with no template configured
+        assert set(kind.default_templates[part]) == {"id", "en"}, part
     assert kind.config_type.__struct_config__.tag == case.block["type"]
     config = msgspec.convert(
         {
@@ -276,7 +283,8 @@ def test_default_templates_render_with_only_the_documented_names(
         "status_label": lambda s: s.value.title(),
     }
     kind = load_sink_types()[case.block["type"]]
-    for language, source in kind.default_templates.items():
+    defaults = kind.default_templates.items()
+    for language, source in ((lang, src) for _, by in defaults for lang, src in by.items()):
         names = meta.find_undeclared_variables(env.parse(source))
         assert names <= {"event", "contact", "route"}, (language, names)
         text = env.from_string(source).render(event=event, contact=None, route="r")

@@ -8,15 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from gateway.deliveries import Attempt, DeliveryFilter, NewDelivery, Ordering
 from gateway.errors import StoreError
 from gateway.events import Contact, Event, Status
 from gateway.store import (
-    Attempt,
-    DeliveryFilter,
     EventQuery,
     IngestBatch,
-    NewDelivery,
-    Ordering,
     RejectedRequest,
     Store,
     open_store,

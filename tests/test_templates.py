@@ -15,7 +15,8 @@ from gateway.errors import TemplateError
 from gateway.events import Contact, Event, Status
 from gateway.routing import Router
 from gateway.templates import Templates, check_templates, sample_events
-from sinks.base import Sink, load_sink_types
+from sinks.base import Sink, SinkDeps
+from sinks.registry import build_sinks
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -229,14 +230,10 @@ def config(yaml_routes: str = "", sinks: str = "", base_dir: Path | None = None)
 
 
 def built(cfg: Config) -> dict[str, Sink]:
-    kinds = load_sink_types()
-    return {
-        name: kinds[str(type(c).__struct_config__.tag)].build(name, c, None)
-        for name, c in cfg.sinks.items()
-    }
+    return build_sinks(cfg.sinks, SinkDeps())
 
 
-def test_resolve_prefers_delivery_then_sink_then_the_kinds_default_in_its_language() -> None:
+def test_sources_prefer_route_then_sink_then_the_kinds_default_in_its_language() -> None:
     templates = Templates(timezone=JAKARTA)
     sinks = built(
         config(
@@ -248,11 +245,11 @@ def test_resolve_prefers_delivery_then_sink_then_the_kinds_default_in_its_langua
         )
     )
     kind = type(sinks["id"])
-    assert templates.resolve("X", sinks["own"]) == "X"
-    assert templates.resolve(None, sinks["own"]) == "Halo {{ event.order_id }}"
-    assert templates.resolve(None, sinks["id"]) == kind.default_templates["id"]
-    assert templates.resolve(None, sinks["en"]) == kind.default_templates["en"]
-    assert render(templates.resolve(None, sinks["en"]), language="en") == (
+    assert templates.sources({"text": "X"}, sinks["own"]) == {"text": "X"}
+    assert templates.sources({}, sinks["own"]) == {"text": "Halo {{ event.order_id }}"}
+    assert templates.sources({}, sinks["id"]) == {"text": kind.default_templates["text"]["id"]}
+    assert templates.sources({}, sinks["en"]) == {"text": kind.default_templates["text"]["en"]}
+    assert render(templates.sources({}, sinks["en"])["text"], language="en") == (
         "Delivered: order OID-40592020 (AWB JP1234567890), 05 May 2022 00:00 WIB"
     )
 
@@ -271,13 +268,7 @@ def test_a_file_template_renders_from_the_route(tmp_path: Path) -> None:
     delivery = Router.from_config(cfg).deliveries(event())[0]
     templates = Templates(timezone=cfg.receiver.tz)
     sink = built(cfg)["console"]
-    text = templates.render(
-        templates.resolve(delivery.template, sink),
-        event=event(),
-        contact=None,
-        route=delivery.route,
-        language=sink.config.language,
-    )
+    text = templates.message(sink, delivery, event=event(), contact=None).text
     assert text == "Halo Kak,\npaket OID-40592020 terkirim 05 Mei 2022 00:00 WIB."
 
 

@@ -19,9 +19,9 @@ from datetime import datetime
 from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, wait_exponential
 from tenacity.wait import wait_random
 
+from gateway.deliveries import Attempt, Outcome
 from gateway.redaction import Redactor
-from gateway.store.base import Attempt, Claim, Outcome
-from sinks.base import Delivered, Message, Permanent, Retry, SendResult, Sink
+from sinks.base import Delivered, Message, Permanent, Retry, SendResult, Sink, Skipped
 
 __all__ = ["QUICK_RETRIES", "is_connection_blip", "send_once", "send_with_quick_retries"]
 
@@ -36,6 +36,7 @@ _OUTCOMES: dict[type[SendResult], Outcome] = {
     Delivered: "delivered",
     Retry: "retry",
     Permanent: "permanent",
+    Skipped: "skipped",
 }
 
 
@@ -46,22 +47,12 @@ def is_connection_blip(result: SendResult, attempt: Attempt) -> bool:
 
 async def send_once(
     sink: Sink,
-    claim: Claim,
-    text: str,
+    message: Message,
     *,
     clock: Callable[[], datetime],
     redactor: Redactor,
 ) -> tuple[SendResult, Attempt]:
     """Send the message once; the sink's answer and the attempt row describing it."""
-    delivery = claim.delivery
-    message = Message(
-        delivery_id=delivery.id,
-        route=delivery.route,
-        event=claim.event,
-        contact=claim.contact,
-        text=text,
-        attempt=delivery.attempts + 1,
-    )
     started_at = clock()
     started = time.perf_counter()
     outcome: Outcome
@@ -72,12 +63,14 @@ async def send_once(
         raise
     except Exception as exc:
         reason = redactor.redact(f"{type(exc).__name__}: {exc}")
-        log.warning("sink %s raised while sending delivery %s: %s", sink.name, delivery.id, reason)
+        log.warning(
+            "sink %s raised while sending delivery %s: %s", sink.name, message.delivery_id, reason
+        )
         result, outcome = Retry(reason=reason), "error"
     duration_ms = (time.perf_counter() - started) * 1000
     error = None if isinstance(result, Delivered) else redactor.redact(result.reason)
     return result, Attempt(
-        delivery_id=delivery.id,
+        delivery_id=message.delivery_id,
         started_at=started_at,
         duration_ms=duration_ms,
         outcome=outcome,
@@ -88,8 +81,7 @@ async def send_once(
 
 async def send_with_quick_retries(
     sink: Sink,
-    claim: Claim,
-    text: str,
+    message: Message,
     *,
     clock: Callable[[], datetime],
     redactor: Redactor,
@@ -111,7 +103,7 @@ async def send_with_quick_retries(
         if last is not None:  # the previous try was a blip: keep its row, then go again
             await record(last[1])
         with try_:
-            last = await send_once(sink, claim, text, clock=clock, redactor=redactor)
+            last = await send_once(sink, message, clock=clock, redactor=redactor)
         if not try_.retry_state.outcome or not try_.retry_state.outcome.failed:
             try_.retry_state.set_result(last)
     assert last is not None

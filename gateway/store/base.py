@@ -8,47 +8,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Protocol
 
 import msgspec
 
+from gateway.deliveries import (
+    Attempt,
+    Claim,
+    Delivery,
+    DeliveryFilter,
+    DeliveryState,
+    NewDelivery,
+)
 from gateway.events import Contact, Event, Status
 
 __all__ = [
-    "Attempt",
-    "Claim",
-    "Delivery",
-    "DeliveryFilter",
-    "DeliveryState",
     "EventPage",
     "EventQuery",
     "IngestBatch",
     "IngestResult",
-    "NewDelivery",
-    "Ordering",
-    "Outcome",
     "RejectedRequest",
     "SinkCounts",
     "Store",
     "StoredEvent",
     "StoredRejected",
 ]
-
-DeliveryState = Literal["pending", "in_flight", "delivered", "dead", "skipped", "superseded"]
-Ordering = Literal["all", "latest"]
-Outcome = Literal["delivered", "retry", "permanent", "skipped", "error"]
-
-
-class NewDelivery(msgspec.Struct, frozen=True, kw_only=True):
-    """A delivery to create in the same commit as its event (one per event, route and sink)."""
-
-    id: str
-    event_id: str
-    route: str
-    sink: str
-    ordering: Ordering
-    template: str | None = None
-    """The route's template source for this sink; ``None`` means the sink's default."""
 
 
 class IngestBatch(msgspec.Struct, frozen=True, kw_only=True):
@@ -111,62 +95,6 @@ class EventPage(msgspec.Struct, frozen=True, kw_only=True):
     items: list[StoredEvent]
     next_cursor: int | None
     """Pass as ``before_seq`` for the next (older) page; ``None`` on the last page."""
-
-
-class Delivery(msgspec.Struct, frozen=True, kw_only=True):
-    id: str
-    event_id: str
-    route: str
-    sink: str
-    order_id: str
-    occurred_at: datetime
-    """The event's own time, copied here for ordering."""
-    ordering: Ordering
-    template: str | None
-    state: DeliveryState
-    attempts: int
-    """Attempts that counted against the retry schedule."""
-    next_attempt_at: datetime
-    created_at: datetime
-    updated_at: datetime
-    lease_owner: str | None = None
-    lease_until: datetime | None = None
-    last_error: str | None = None
-    """The last failure; cleared once the delivery is delivered."""
-    delivered_at: datetime | None = None
-    waiting: str | None = None
-    """Why a pending delivery is held back without using an attempt (``circuit open until
-    05:12:30 UTC``, a switched-off sink, ...); ``None`` when it just waits for its turn."""
-
-
-class Attempt(msgspec.Struct, frozen=True, kw_only=True):
-    delivery_id: str
-    started_at: datetime
-    duration_ms: float
-    outcome: Outcome
-    status_code: int | None = None
-    error: str | None = None
-    """Already redacted by the caller."""
-
-
-class Claim(msgspec.Struct, frozen=True, kw_only=True):
-    """A leased delivery with what the dispatcher needs to render and send it."""
-
-    delivery: Delivery
-    event: Event
-    contact: Contact | None
-
-
-class DeliveryFilter(msgspec.Struct, frozen=True, kw_only=True):
-    state: DeliveryState | None = None
-    sink: str | None = None
-    order_id: str | None = None
-    event_id: str | None = None
-    since: datetime | None = None
-    """Deliveries created at or after this time."""
-    limit: int = 100
-    before: str | None = None
-    """Cursor: the previous page's last delivery id."""
 
 
 class SinkCounts(msgspec.Struct, frozen=True, kw_only=True):

@@ -11,8 +11,8 @@ from typing import Any
 
 import msgspec
 
+from gateway.deliveries import Delivery, DeliveryFilter
 from gateway.events import Event
-from gateway.store.base import Delivery, DeliveryFilter
 
 __all__ = [
     "DELIVERY_COLUMNS",

@@ -17,14 +17,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gateway.deliveries import Attempt, Claim, Delivery, DeliveryFilter, DeliveryState
 from gateway.errors import StoreError
 from gateway.events import Contact, Event
 from gateway.store.base import (
-    Attempt,
-    Claim,
-    Delivery,
-    DeliveryFilter,
-    DeliveryState,
     EventPage,
     EventQuery,
     IngestBatch,
