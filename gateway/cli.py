@@ -1,4 +1,4 @@
-"""``kabarin``: serve | worker | check | simulate | deliveries | replay."""
+"""``kabarin``: serve | worker | check | simulate | routes test | deliveries | replay."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -20,6 +21,9 @@ from gateway import __version__
 from gateway.config import Config, InvalidConfig, load_config, safe_url
 from gateway.deliveries import DeliveryFilter
 from gateway.errors import ConfigError, KabarinError, PushError
+
+if TYPE_CHECKING:
+    from gateway.history import History
 
 __all__ = ["main"]
 
@@ -45,9 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
     except ConfigError as exc:
-        print(f"{args.config}: invalid configuration", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        _print_invalid(args.config, exc)
         return 1
     except KabarinError as exc:
         print(f"kabarin: {exc}", file=sys.stderr)
@@ -127,6 +129,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=int)
     for action in actions.choices.values():
         action.set_defaults(func=_rejected)
+
+    p = sub.add_parser("routes", help="try a configuration's routes before using it")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    help_ = "run stored events through a configuration's routes and templates, sending nothing"
+    p = actions.add_parser("test", help=help_, description=help_)
+    p.add_argument("--config", "-c", required=True, help="the configuration to test")
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--since",
+        type=_parse_since,
+        default="7d",
+        help="events received since an ISO time or a duration ago (default: 7d)",
+    )
+    p.add_argument("--store", metavar="URL", help="the store to read (default: the config's)")
+    p.add_argument(
+        "--diff", action="store_true", help="compare with the configuration in use (--against)"
+    )
+    p.add_argument(
+        "--against",
+        metavar="FILE",
+        help="the configuration in use (implies --diff; default: $KABARIN_CONFIG, ./config.yaml)",
+    )
+    p.add_argument("--samples", type=int, default=3, help="messages shown per route and sink")
+    p.add_argument("--json", action="store_true", help="one JSON document")
+    p.set_defaults(func=_routes_test)
     return parser
 
 
@@ -143,6 +170,12 @@ def _parse_since(value: str) -> datetime:
                 f"expected an ISO time or a duration like 2h, got {value!r}"
             ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _print_invalid(path: str, exc: ConfigError) -> None:
+    print(f"{path}: invalid configuration", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {problem}", file=sys.stderr)
 
 
 def _validated(path: str) -> Config:
@@ -292,6 +325,70 @@ def _simulate(args: argparse.Namespace) -> int:
             for line in shown.splitlines() or [""]:
                 print(f"    | {line}")
     return 0
+
+
+def _routes_test(args: argparse.Namespace) -> int:
+    from gateway.config import StoreConfig
+    from gateway.history import History, format_report
+    from gateway.redaction import Redactor
+    from gateway.runtime import collect_secrets
+    from gateway.units import FieldError
+    from sinks.base import SinkDeps
+    from sinks.registry import build_sinks
+
+    config = _validated(args.config)
+    current = None
+    against = args.against
+    if args.diff or against is not None:
+        if against is None:
+            against = os.environ.get("KABARIN_CONFIG") or (
+                "config.yaml" if Path("config.yaml").exists() else None
+            )
+        if against is None:
+            raise KabarinError(
+                "--diff compares with the configuration in use, and there is none: no --against"
+                " FILE, $KABARIN_CONFIG is not set and ./config.yaml does not exist"
+            )
+        try:
+            current = _validated(against)
+        except ConfigError as exc:
+            _print_invalid(against, exc)
+            return 1
+    url = args.store or config.store.url
+    try:
+        path = StoreConfig(url=url).sqlite_path
+    except FieldError as exc:
+        raise KabarinError(f"--store: {exc}") from None
+    if not path.is_file():  # opening it would create an empty store, and test nothing
+        raise KabarinError(f"no store at {safe_url(url)}: {path} does not exist")
+    sinks = build_sinks(config.sinks, SinkDeps())
+    history = History(
+        config,
+        sinks,
+        Redactor(collect_secrets(config, sinks)),
+        samples=max(0, args.samples),
+        current=current,
+    )
+    asyncio.run(_read_history(url, args.since, history))
+    report = history.report(
+        config=args.config, store=safe_url(url), since=args.since, against=against
+    )
+    if args.json:
+        sys.stdout.buffer.write(msgspec.json.encode(report) + b"\n")
+    else:
+        print(format_report(report))
+    return 2 if report.template_errors else 0
+
+
+async def _read_history(url: str, since: datetime, history: History) -> None:
+    from gateway.store import open_store
+
+    store = open_store(url)
+    await store.open()
+    try:
+        await history.read(store, since)
+    finally:
+        await store.close()
 
 
 def _deliveries(args: argparse.Namespace) -> int:
