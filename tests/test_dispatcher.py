@@ -21,7 +21,7 @@ from gateway.events import Event, Status, event_id
 from gateway.redaction import Redactor
 from gateway.store import open_store
 from gateway.store.base import Store
-from gateway.templates import Templates
+from gateway.templates import Templates, encode_parts
 from gateway.units import Duration, parse_rate_limit
 from sinks.base import (
     Delivered,
@@ -32,6 +32,7 @@ from sinks.base import (
     SendResult,
     SinkConfig,
     SinkDeps,
+    Skipped,
 )
 from tests.conftest import ingest
 
@@ -114,6 +115,12 @@ class FakeSink:
     @property
     def texts(self) -> list[str]:
         return [m.text for m in self.messages]
+
+
+class MailLikeSink(FakeSink):
+    """A kind with a part no built-in template gives, like the email sink's subject."""
+
+    parts: ClassVar[tuple[str, ...]] = ("subject", "text")
 
 
 # -- fixtures and helpers -------------------------------------------------------------------
@@ -548,6 +555,51 @@ async def test_one_order_is_sent_oldest_first(store: Store) -> None:
 
 
 # -- what must not crash ------------------------------------------------------------------------
+
+
+async def test_a_skipped_send_finishes_skipped_with_its_reason(store: Store) -> None:
+    sink = FakeSink(script=[Skipped(reason="no customer phone for the order")])
+    did = await add(store, "OID-SKIP")
+    before = sample("kabarin_deliveries_total", sink="fake", outcome="skipped")
+
+    assert await dispatcher(store, sink).run_once() == 1
+
+    stored, (attempt,) = await delivery(store, did)
+    assert stored.state == "skipped" and stored.attempts == 1
+    assert stored.last_error == "no customer phone for the order"
+    assert attempt.outcome == "skipped" and attempt.status_code is None
+    assert attempt.error == "no customer phone for the order"
+    assert sample("kabarin_deliveries_total", sink="fake", outcome="skipped") == before + 1
+    assert await dispatcher(store, sink).run_once() == 0  # finished: not claimed again
+
+
+async def test_skips_leave_the_circuit_breaker_alone(store: Store) -> None:
+    sink = FakeSink(config=config(concurrency=1), default=Skipped(reason="no recipient"))
+    for i in range(7):  # more than the breaker's 5 failures
+        await add(store, f"OID-{i}")
+    d = dispatcher(store, sink)
+    assert await d.run_once() == 7
+    assert len(sink.messages) == 7 and d.circuit_state("fake") == "closed"
+
+
+async def test_the_sink_gets_every_part_it_declares(store: Store) -> None:
+    sink = MailLikeSink(config=FakeConfig(template={"subject": "Pesanan {{ event.order_id }}"}))
+    route_template = encode_parts({"text": "Halo {{ event.status }}", "html": "<b>x</b>"})
+    did = await add(store, "OID-PARTS", template=route_template)
+    await dispatcher(store, sink).run_once()
+    (message,) = sink.messages
+    # the route's text, the block's subject; the html the route gives is not a declared part
+    assert message.parts == {"subject": "Pesanan OID-PARTS", "text": "Halo shipped"}
+    assert (await delivery(store, did))[0].state == "delivered"
+
+
+async def test_a_declared_part_with_no_template_is_a_dead_letter(store: Store) -> None:
+    sink = MailLikeSink()
+    did = await add(store)
+    await dispatcher(store, sink).run_once()
+    stored, (attempt,) = await delivery(store, did)
+    assert sink.messages == [] and stored.state == "dead" and attempt.outcome == "error"
+    assert stored.last_error == "template error: no `subject` template: sink 'fake' needs one"
 
 
 async def test_a_template_error_is_a_dead_letter_not_a_crash(store: Store) -> None:

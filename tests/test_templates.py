@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,8 +14,15 @@ from gateway.config import Config, parse_config
 from gateway.errors import TemplateError
 from gateway.events import Contact, Event, Status
 from gateway.routing import Router
-from gateway.templates import Templates, check_templates, sample_events
-from sinks.base import Sink, SinkDeps
+from gateway.templates import (
+    Templates,
+    check_templates,
+    decode_parts,
+    encode_parts,
+    sample_events,
+)
+from sinks.base import Language, Sink, SinkConfig, SinkDeps
+from sinks.console import ConsoleSink
 from sinks.registry import build_sinks
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
@@ -393,4 +400,118 @@ def test_a_when_that_fails_on_a_missing_key_is_reported() -> None:
         "routes[0].when (line 7): route costly: `event.details.shipping_price` is missing "
         "for status canceled (minimal canceled_packages push); guard it with "
         "`| default(...)` or `event.details.shipping_price is defined and ...`"
+    ]
+
+
+# -- message parts ----------------------------------------------------------------------------
+
+
+class TwoPartConfig(
+    SinkConfig, tag="two-part", kw_only=True, frozen=True, forbid_unknown_fields=True
+):
+    pass
+
+
+class TwoPartSink(ConsoleSink):
+    """A kind that sends a subject beside its text and ships a built-in text only (the email
+    sink's shape)."""
+
+    config_type: ClassVar[type[SinkConfig]] = TwoPartConfig
+    parts: ClassVar[tuple[str, ...]] = ("subject", "text")
+    default_templates: ClassVar[dict[str, dict[str, str]]] = {
+        "text": {"id": "Pesanan {{ event.order_id }}", "en": "Order {{ event.order_id }}"}
+    }
+
+
+def two_part(template: str | dict[str, str] | None = None, language: Language = "id") -> Sink:
+    config = TwoPartConfig(template=template, language=language)
+    return TwoPartSink("mail", config)  # type: ignore[arg-type]
+
+
+def test_encoded_parts_round_trip_and_a_text_part_is_stored_as_before() -> None:
+    assert encode_parts({}) is None and decode_parts(None) == {}
+    assert encode_parts({"text": "Halo {{ x }}"}) == "Halo {{ x }}"
+    assert decode_parts("Halo {{ x }}") == {"text": "Halo {{ x }}"}
+    parts = {"text": "{{ a }}", "subject": '{"b": "{{ c }}"}'}
+    stored = encode_parts(parts)
+    assert stored is not None and stored.startswith("{#parts#}")
+    assert decode_parts(stored) == parts
+    # a text template that looks like JSON is still one text template
+    assert decode_parts('{"text": "x"}') == {"text": '{"text": "x"}'}
+
+
+def test_each_kind_gets_the_parts_it_declares() -> None:
+    templates = Templates(timezone=JAKARTA)
+    cfg = config(
+        "  - name: all\n    sinks: [console, erp, ops]\n",
+        "  console: {type: console}\n"
+        f"  erp: {{type: webhook, url: 'https://erp.example.com/h', secret: {WHSEC}}}\n"
+        "  ops: {type: slack, webhook_url: 'https://hooks.slack.com/services/T/B/x'}\n",
+    )
+    sinks = built(cfg)
+    got = {
+        d.sink: templates.message(sinks[d.sink], d, event=event(), contact=None).parts
+        for d in Router.from_config(cfg).deliveries(event())
+    }
+    assert got["erp"] == {}  # the webhook sends the event itself
+    assert got["console"] == {
+        "text": "Terkirim: pesanan OID-40592020 (resi JP1234567890), 05 Mei 2022 00:00 WIB"
+    }
+    assert set(got["ops"]) == {"text"} and got["ops"]["text"].startswith("*Terkirim*")
+
+
+def test_a_part_comes_from_the_route_then_the_block_then_the_kind() -> None:
+    templates = Templates(timezone=JAKARTA)
+    sink = two_part({"subject": "Paket {{ event.order_id }}", "text": "blok"}, language="en")
+    assert templates.sources({"text": "rute"}, sink) == {
+        "subject": "Paket {{ event.order_id }}",
+        "text": "rute",
+    }
+    sink = two_part({"subject": "S"}, language="en")
+    assert templates.sources({}, sink) == {"subject": "S", "text": "Order {{ event.order_id }}"}
+    with pytest.raises(TemplateError, match=r"no `subject` template: sink 'mail' needs one"):
+        templates.sources({}, two_part())
+
+
+def test_a_route_and_a_sink_block_may_give_several_parts() -> None:
+    cfg = config(
+        "  - name: all\n    sinks: [console]\n    template:\n"
+        "      console: {text: 'Rute {{ event.order_id }}', subject: 'Subjek'}\n",
+        "  console: {type: console, template: {text: 'Blok', subject: 'Blok subjek'}}\n",
+    )
+    (delivery,) = Router.from_config(cfg).deliveries(event())
+    assert decode_parts(delivery.template) == {
+        "text": "Rute {{ event.order_id }}",
+        "subject": "Subjek",
+    }
+    assert cfg.sinks["console"].template_parts == {"text": "Blok", "subject": "Blok subjek"}
+    sink = built(cfg)["console"]
+    message = Templates(timezone=JAKARTA).message(sink, delivery, event=event(), contact=None)
+    assert message.parts == {"text": "Rute OID-40592020"}  # console sends no subject
+    assert message.text == "Rute OID-40592020"
+
+
+def test_a_part_that_fails_to_render_names_itself() -> None:
+    templates = Templates(timezone=JAKARTA)
+    sink = two_part({"subject": "{{ nope }}"})
+    with pytest.raises(TemplateError, match=r"^subject part, line 1: 'nope' is undefined"):
+        templates.render_parts(
+            templates.sources({}, sink), event=event(), contact=None, route="r", language="id"
+        )
+
+
+def test_check_checks_every_part_and_names_a_missing_one() -> None:
+    cfg = config(
+        "  - name: all\n    sinks: [console]\n    template:\n"
+        "      console: {text: 'ok', subject: '{{ event.nope }}'}\n",
+    )
+    assert check(cfg) == [
+        "routes[0].template.console.subject (line 8): line 1: 'Event object' has no attribute "
+        "'nope' (sample processed express event)"
+    ]
+    sinks = {"mail": two_part()}
+    cfg = config("  - name: all\n    sinks: [mail]\n", "  mail: {type: console}\n")
+    assert check(cfg, sinks) == [
+        "sinks.mail (line 3) (built-in subject template): no `subject` template: "
+        "sink 'mail' needs one"
     ]
