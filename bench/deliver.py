@@ -78,10 +78,10 @@ async def receiver_count(url: str) -> int:
 async def kabarin_dispatcher(receiver: str, deliveries: int, workdir: Path) -> float:
     from contextlib import AsyncExitStack
 
-    from gateway.app import open_runtime
     from gateway.config import parse_config
-    from gateway.kiriminaja import decode_push, normalise
-    from gateway.store import IngestBatch
+    from gateway.ingest import new_push_id
+    from gateway.runtime import build_intake, open_runtime
+    from gateway.store import NewPush
 
     config = parse_config(
         f"""
@@ -96,7 +96,6 @@ routes:
     )
     async with AsyncExitStack() as stack:
         rt = await open_runtime(config, stack, dispatcher=False)
-        tz = config.receiver.tz
         for start in range(0, deliveries, 100):  # fill the queue before the clock starts
             body = json.dumps(
                 {
@@ -112,9 +111,11 @@ routes:
                     ],
                 }
             )
-            result = normalise(decode_push(body.encode()), received_at=datetime.now(UTC), tz=tz)
-            routed = [d for e in result.events for d in rt.router.deliveries(e)]
-            await rt.store.ingest(IngestBatch(events=result.events, deliveries=routed))
+            now = datetime.now(UTC)
+            await rt.store.append_push(
+                NewPush(id=new_push_id(now), source="push", received_at=now, body=body.encode())
+            )
+        await build_intake(rt).drain()
         before = await receiver_count(receiver)
         runtime = await open_runtime(config, stack, dispatcher=True)
         started = time.perf_counter()

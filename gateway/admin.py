@@ -16,15 +16,19 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, Parameter, QueryParameter
 
 from gateway.deliveries import Attempt, Delivery, DeliveryFilter, DeliveryState
-from gateway.events import Contact, Event, Status
-from gateway.receiver import ErrorBody, ingest_push
+from gateway.events import Contact, Event, Source, Status
+from gateway.ingest import decode_logged
+from gateway.receiver import ErrorBody, accept_push
 from gateway.store.base import (
     EventQuery,
+    LoggedPush,
+    PushQuery,
+    PushState,
     StoredRejected,
 )
 
 if TYPE_CHECKING:
-    from gateway.app import Runtime
+    from gateway.runtime import Runtime
 
 __all__ = ["AdminController", "RejectedItem", "rejected_item", "replay_rejected"]
 
@@ -99,12 +103,58 @@ class RejectedList(msgspec.Struct, frozen=True):
 
 class RejectedReplay(msgspec.Struct, frozen=True, kw_only=True):
     outcome: str
-    """``accepted``: the body is a push now, stored, and its rejected row removed;
+    """``accepted``: the body is a push now, in the push log, and its rejected row removed;
     ``rejected``: still not a push, the row keeps the new reason; ``store_unavailable``."""
     status_code: int
     """What the push endpoint answers for this body now."""
     answer: dict[str, Any]
-    """The push endpoint's answer (``{"accepted", "duplicates"}`` or ``{"error", "detail"}``)."""
+    """The push endpoint's answer (``{"push_id", "items"}`` or ``{"error", "detail"}``)."""
+
+
+class PushSummary(msgspec.Struct, frozen=True, kw_only=True):
+    seq: int
+    id: str
+    source: str
+    method: str | None
+    items: int
+    received_at: datetime
+    state: PushState
+    """``pending`` (waiting for the intake), ``processed`` or ``failed``."""
+    error: str | None
+    processed_at: datetime | None
+    accepted: int | None
+    """New events it produced."""
+    duplicates: int | None
+    """Events it repeated (already stored by an earlier push)."""
+
+
+class PushList(msgspec.Struct, frozen=True):
+    items: list[PushSummary]
+    next_cursor: int | None
+    """Pass as `cursor` for the next (older) page."""
+
+
+class PushEvent(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    status: Status
+    order_id: str
+    outcome: str
+    """``produced`` (this push stored it) or ``repeated`` (an earlier push had)."""
+    push_id: str | None
+    """The push that stored it."""
+
+
+class PushDetail(msgspec.Struct, frozen=True, kw_only=True):
+    push: PushSummary
+    content_type: str | None
+    body: str
+    """The body as received (bytes that are not UTF-8 shown as U+FFFD)."""
+    events: list[PushEvent]
+    """The events it produced or repeated (empty while pending, or when it failed)."""
+
+
+class ReprocessResult(msgspec.Struct, frozen=True):
+    requeued: int
 
 
 class SinkStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -119,6 +169,51 @@ class SinkStatus(msgspec.Struct, frozen=True, kw_only=True):
 
 class SinkList(msgspec.Struct, frozen=True):
     items: list[SinkStatus]
+
+
+def _push_summary(p: LoggedPush) -> PushSummary:
+    return PushSummary(
+        seq=p.seq,
+        id=p.id,
+        source=p.source,
+        method=p.method,
+        items=p.items,
+        received_at=p.received_at,
+        state=p.state,
+        error=p.error,
+        processed_at=p.processed_at,
+        accepted=p.accepted,
+        duplicates=p.duplicates,
+    )
+
+
+async def push_events(rt: Runtime, push: LoggedPush) -> list[PushEvent]:
+    """The events a processed push yields, each said to be produced by it or repeated.
+
+    Event ids are deterministic, so decoding the logged body again names them exactly.
+    """
+    if push.state != "processed":
+        return []
+    try:
+        normalised = decode_logged(push, rt.timezone)
+    except Exception:  # the code changed since: the push's counts still say what it did
+        return []
+    stored = await rt.store.events_by_id([e.id for e in normalised.events])
+    out: list[PushEvent] = []
+    for e in normalised.events:
+        if e.id not in stored or any(x.id == e.id for x in out):
+            continue
+        owner = stored[e.id][1]
+        out.append(
+            PushEvent(
+                id=e.id,
+                status=e.status,
+                order_id=e.order_id,
+                outcome="produced" if owner == push.id else "repeated",
+                push_id=owner,
+            )
+        )
+    return out
 
 
 def _summary(seq: int, e: Event) -> EventSummary:
@@ -230,6 +325,67 @@ class AdminController(Controller):
         result = await replay_rejected(rt, found)
         # 503 when the store could not keep the verdict, like the push endpoint itself.
         return Response(result, status_code=503 if result.status_code == 503 else 200)
+
+    @get("/pushes", summary="The push log, newest first", responses=_READ)
+    async def list_pushes(
+        self,
+        state: State,
+        push_state: Annotated[PushState | None, QueryParameter(name="state")] = None,
+        source: FromQuery[Source | None] = None,
+        since: FromQuery[datetime | None] = None,
+        limit: Limit = 50,
+        cursor: EventCursor = None,
+    ) -> PushList:
+        rt: Runtime = state.runtime
+        rows = await rt.store.list_pushes(
+            PushQuery(
+                state=push_state,
+                source=source,
+                since=_aware(since),
+                limit=limit + 1,
+                before_seq=cursor,
+            )
+        )
+        items = [_push_summary(p) for p in rows[:limit]]
+        more = len(rows) > limit
+        return PushList(items, items[-1].seq if more and items else None)
+
+    @get(
+        "/pushes/{push_id:str}",
+        summary="One push: its raw body, state, and the events it produced or repeated",
+        responses=_ONE,
+    )
+    async def get_push(self, state: State, push_id: FromPath[str]) -> PushDetail:
+        rt: Runtime = state.runtime
+        push = await rt.store.get_push(push_id)
+        if push is None:
+            raise NotFoundException(f"no push {push_id!r}")
+        return PushDetail(
+            push=_push_summary(push),
+            content_type=push.content_type,
+            body=push.body.decode("utf-8", errors="replace"),
+            events=await push_events(rt, push),
+        )
+
+    @post(
+        "/pushes/reprocess",
+        status_code=200,
+        summary="Put failed pushes back to the intake (after a fix)",
+        responses=_READ,
+    )
+    async def reprocess(
+        self,
+        state: State,
+        since: FromQuery[datetime | None] = None,
+        push_id: Annotated[list[str] | None, QueryParameter(name="id")] = None,
+    ) -> ReprocessResult:
+        rt: Runtime = state.runtime
+        count = await rt.store.requeue_pushes(
+            state="failed", since=_aware(since), ids=push_id or ()
+        )
+        rt.backlog.pending += count
+        rt.wake_intake()
+        return ReprocessResult(count)
 
     @get("/deliveries", summary="List deliveries, newest first", responses=_READ)
     async def list_deliveries(
@@ -391,12 +547,12 @@ def rejected_item(r: StoredRejected) -> RejectedItem:
 
 
 async def replay_rejected(rt: Runtime, rejected: StoredRejected) -> RejectedReplay:
-    """Run a kept body through the push path again (`ingest_push`, the receiver's own).
+    """Run a kept body through the push path again (`accept_push`, the receiver's own).
 
     Accepted: its events are stored and the rejected row is removed. Still not a push: the same
     row is updated with the new reason, not kept twice.
     """
-    status, body = await ingest_push(
+    status, body = await accept_push(
         rt, rejected.body, rejected.content_type, rejected_id=rejected.id
     )
     if status == 200:

@@ -1,7 +1,7 @@
 """The Litestar application: `create_app(config)` wires receiver, admin API, health and metrics.
 
-Shared resources (store, HTTP client, sinks, dispatcher) are opened by the lifespan, kept on
-``app.state.runtime`` and closed in reverse order.
+The lifespan opens the process's `Runtime` (store, HTTP client, sinks, intake, dispatcher: see
+`gateway.runtime`), keeps it on ``app.state.runtime`` and closes it in reverse order.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ import logging
 import traceback
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo
 
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, get
@@ -38,59 +36,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway import __version__, metrics
 from gateway.admin import AdminController
 from gateway.config import Config, safe_url
-from gateway.dispatcher import Dispatcher
 from gateway.errors import StoreError
 from gateway.receiver import ErrorBody, make_receiver
 from gateway.redaction import Redactor
 from gateway.routing import Router
-from gateway.store import Store, open_store
-from gateway.templates import Templates
-from sinks.base import Sink, load_sink_types
-from sinks.http import make_http_client
+from gateway.runtime import Runtime, open_runtime
 
-__all__ = ["Runtime", "build_sinks", "collect_secrets", "create_app", "open_runtime"]
+__all__ = ["create_app"]
 
 log = logging.getLogger("kabarin")
-
-
-@dataclass
-class Runtime:
-    """Everything a request handler needs, built once per process."""
-
-    config: Config
-    store: Store
-    router: Router
-    templates: Templates
-    sinks: dict[str, Sink]
-    dispatcher: Dispatcher | None = None
-    redactor: Redactor = field(default_factory=lambda: Redactor(()))
-    """Masks the configuration's secrets in what is logged."""
-    push_token: bytes = field(init=False)
-    admin_token: bytes | None = field(init=False)
-    timezone: ZoneInfo = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.push_token = self.config.receiver.token.encode()
-        token = self.config.admin.token
-        self.admin_token = token.encode() if token else None
-        self.timezone = self.config.receiver.tz
-
-    def wake_dispatcher(self) -> None:
-        if self.dispatcher is not None:
-            self.dispatcher.wake()
-
-    def circuit_state(self, sink: str) -> str:
-        return self.dispatcher.circuit_state(sink) if self.dispatcher is not None else "n/a"
-
-
-def build_sinks(config: Config, client: object) -> dict[str, Sink]:
-    """One sink object per configured block, all sharing one HTTP client."""
-    kinds = load_sink_types()
-    built: dict[str, Sink] = {}
-    for name, sink_config in config.sinks.items():
-        kind = str(type(sink_config).__struct_config__.tag)
-        built[name] = kinds[kind].build(name, sink_config, client)  # type: ignore[arg-type]
-    return built
 
 
 @get("/healthz", tags=["health"], summary="The process is up", sync_to_thread=False)
@@ -155,47 +109,6 @@ def _internal_error(request: Request[object, object, State], exc: Exception) -> 
     return Response(body, status_code=500, media_type="application/json")
 
 
-async def open_runtime(
-    config: Config, stack: AsyncExitStack, *, router: Router | None = None, dispatcher: bool
-) -> Runtime:
-    """Open the store, the HTTP client, the sinks and (optionally) the dispatcher.
-
-    Everything opened is registered on `stack`, which closes it in reverse order.
-    """
-    store = open_store(config.store.url)
-    await store.open()
-    stack.push_async_callback(store.close)
-    client = make_http_client()
-    stack.push_async_callback(client.aclose)
-    sinks = build_sinks(config, client)
-    for sink in sinks.values():
-        stack.push_async_callback(sink.aclose)
-    templates = Templates(timezone=config.receiver.tz)
-    redactor = Redactor(collect_secrets(config, sinks))
-    runtime = Runtime(
-        config=config,
-        store=store,
-        router=router or Router.from_config(config),
-        templates=templates,
-        sinks=sinks,
-        redactor=redactor,
-    )
-    if dispatcher:
-        runtime.dispatcher = Dispatcher(
-            store=store,
-            sinks=sinks,
-            templates=templates,
-            retry=config.retry,
-            config=config.dispatcher,
-            redactor=redactor,
-        )
-        await runtime.dispatcher.start()
-        stack.push_async_callback(
-            runtime.dispatcher.stop, float(config.dispatcher.shutdown_timeout)
-        )
-    return runtime
-
-
 def create_app(config: Config) -> Litestar:
     """The gateway for one configuration. Raises `ConfigError` if routes or templates are bad."""
     router = Router.from_config(config)
@@ -204,7 +117,11 @@ def create_app(config: Config) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             app.state.runtime = await open_runtime(
-                config, stack, router=router, dispatcher=config.dispatcher.enabled
+                config,
+                stack,
+                router=router,
+                dispatcher=config.dispatcher.enabled,
+                intake=config.intake.enabled,
             )
             log.info(
                 "kabarin %s ready: push endpoint %s, store %s, %d sinks, %d routes",
@@ -267,10 +184,13 @@ def _document_by_hand(app: Litestar, push_path: str) -> None:
         Schema(
             type=OpenAPIType.OBJECT,
             properties={
-                "accepted": Schema(type=OpenAPIType.INTEGER, description="Events stored."),
-                "duplicates": Schema(type=OpenAPIType.INTEGER, description="Already stored."),
+                "push_id": Schema(
+                    type=OpenAPIType.STRING,
+                    description="The push log entry: `GET /admin/v1/pushes/{push_id}`.",
+                ),
+                "items": Schema(type=OpenAPIType.INTEGER, description="Packages in the push."),
             },
-            required=["accepted", "duplicates"],
+            required=["push_id", "items"],
         ),
     )
 
@@ -297,14 +217,18 @@ def _document_by_hand(app: Litestar, push_path: str) -> None:
                 description='`{"method": "...", "data": [...]}` as KiriminAja sends it.',
             ),
             responses={
-                "200": answer("Committed: new events and repeats.", "PushAccepted"),
+                "200": answer("In the push log: its events follow.", "PushAccepted"),
                 "400": answer("Not JSON, or not a push; the body is kept.", "ErrorBody"),
                 "401": answer("Missing or wrong token; nothing is stored.", "ErrorBody"),
                 "408": answer(
                     "The body did not arrive within `receiver.read_timeout`.", "ErrorBody"
                 ),
                 "413": answer("Larger than `receiver.max_body_bytes`.", "ErrorBody"),
-                "503": answer("The store could not commit: send it again.", "ErrorBody"),
+                "503": answer(
+                    "The store could not commit, or `receiver.max_backlog` pushes wait"
+                    " (with `Retry-After`): send it again.",
+                    "ErrorBody",
+                ),
             },
         )
     )
@@ -324,10 +248,3 @@ def _document_by_hand(app: Litestar, push_path: str) -> None:
 
 
 _DOCS_ASSETS = "/schema-assets"
-
-
-def collect_secrets(config: Config, sinks: dict[str, Sink]) -> list[str]:
-    found = set(config.secrets)
-    for sink in sinks.values():
-        found.update(sink.secrets())
-    return sorted(found)

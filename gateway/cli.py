@@ -118,6 +118,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=_parse_since, help="ISO time or a duration ago, e.g. 2h")
     p.set_defaults(func=_replay)
 
+    p = command("reprocess", "run failed pushes through the intake again (after a fix)")
+    p.add_argument(
+        "--failed", action="store_true", required=True, help="every failed push (the default)"
+    )
+    p.add_argument("--since", type=_parse_since, help="ISO time or a duration ago, e.g. 2h")
+    p.add_argument("--id", action="append", default=[], help="only this push (repeatable)")
+    p.set_defaults(func=_reprocess)
+
     p = sub.add_parser("rejected", help="bodies the push endpoint refused, kept for replay")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = command("list", "list rejected bodies, newest first", actions)
@@ -266,14 +274,14 @@ def _worker(args: argparse.Namespace) -> int:
 async def _run_worker(config: Config) -> int:
     from contextlib import AsyncExitStack
 
-    from gateway.app import open_runtime
+    from gateway.runtime import open_runtime
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     async with AsyncExitStack() as stack:
-        await open_runtime(config, stack, dispatcher=True)
+        await open_runtime(config, stack, dispatcher=True, intake=True)
         log.info("kabarin worker %s running: %d sinks", __version__, len(config.sinks))
         await stopping.wait()
         log.info("kabarin worker stopping")
@@ -483,7 +491,7 @@ async def _run_rejected(config: Config, args: argparse.Namespace) -> int:
     from contextlib import AsyncExitStack
 
     from gateway.admin import rejected_item, replay_rejected
-    from gateway.app import open_runtime
+    from gateway.runtime import build_intake, open_runtime
 
     async with AsyncExitStack() as stack:
         rt = await open_runtime(config, stack, dispatcher=False)
@@ -514,10 +522,40 @@ async def _run_rejected(config: Config, args: argparse.Namespace) -> int:
         result = await replay_rejected(rt, found)
         answer = msgspec.json.encode(result.answer).decode()
         if result.outcome == "accepted":
+            await build_intake(rt).drain()  # its events now, not at the server's next look
             print(f"rejected body {args.id} accepted and removed: {answer}")
             return 0
         print(f"rejected body {args.id} {result.outcome}: {answer}", file=sys.stderr)
         return 1
+
+
+def _reprocess(args: argparse.Namespace) -> int:
+    return asyncio.run(_run_reprocess(_validated(args.config), args))
+
+
+async def _run_reprocess(config: Config, args: argparse.Namespace) -> int:
+    """Failed pushes back to pending, then through the intake here and now: event ids are
+    deterministic, so a server's intake taking some of them at the same time is harmless."""
+    from contextlib import AsyncExitStack
+
+    from gateway.runtime import build_intake, open_runtime
+    from gateway.store.base import PushQuery
+
+    async with AsyncExitStack() as stack:
+        rt = await open_runtime(config, stack, dispatcher=False)
+        count = await rt.store.requeue_pushes(state="failed", since=args.since, ids=args.id)
+        if not count:
+            print("no failed pushes match")
+            return 0
+        await build_intake(rt).drain()
+        still = await rt.store.list_pushes(PushQuery(state="failed", since=args.since, limit=500))
+        if args.id:
+            still = [p for p in still if p.id in args.id]
+        done = count - len(still)
+        print(f"{count} failed pushes reprocessed: {done} processed, {len(still)} failed")
+        for p in still:
+            print(f"  {p.id}  {p.error}", file=sys.stderr)
+        return 1 if still else 0
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ __all__ = [
     "AdminConfig",
     "Config",
     "DispatcherConfig",
+    "IntakeConfig",
     "InvalidConfig",
     "ReceiverConfig",
     "RetryPolicyConfig",
@@ -60,6 +61,8 @@ class ReceiverConfig(_Section, frozen=True):
     """How long a request's headers, and then its body, may take to arrive."""
     keep_alive: Duration = Duration(5)
     """How long a connection may sit idle between requests (or before its first one)."""
+    max_backlog: int = 50_000
+    """Pending push log entries beyond which pushes are answered 503 with Retry-After."""
 
     def __post_init__(self) -> None:
         if self.read_timeout <= 0 or self.keep_alive <= 0:
@@ -68,6 +71,8 @@ class ReceiverConfig(_Section, frozen=True):
             raise FieldError("path", "must start with `/`")
         if self.max_body_bytes < 1024:
             raise FieldError("max_body_bytes", "must be at least 1024")
+        if self.max_backlog < 1:
+            raise FieldError("max_backlog", "must be at least 1")
         if not self.token:
             raise FieldError("token", "must not be empty")
         try:
@@ -136,6 +141,17 @@ class DispatcherConfig(_Section, frozen=True):
             raise FieldError("lease", "must be more than 0")
 
 
+class IntakeConfig(_Section, frozen=True):
+    enabled: bool = True
+    """Run the intake inside `kabarin serve` (`kabarin worker` always runs one)."""
+    batch: int = 200
+    """Push log entries normalised, routed and stored per commit."""
+
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise FieldError("batch", "must be at least 1")
+
+
 class TemplateFile(_Section, frozen=True):
     file: str
     """Path relative to the configuration file."""
@@ -163,6 +179,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     dispatcher: DispatcherConfig
     sinks: dict[str, SinkConfig]
     routes: list[RouteConfig]
+    intake: IntakeConfig = msgspec.field(default_factory=IntakeConfig)
     base_dir: Path
     """Folder of the configuration file: template files are looked up from here."""
     secrets: frozenset[str] = frozenset()
@@ -209,6 +226,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "admin": AdminConfig,
     "retry": RetryPolicyConfig,
     "dispatcher": DispatcherConfig,
+    "intake": IntakeConfig,
 }
 _INVALID: Any = object()
 
@@ -286,6 +304,7 @@ def _build(
         admin=admin,
         retry=sections.get("retry") or RetryPolicyConfig(),
         dispatcher=sections.get("dispatcher") or DispatcherConfig(),
+        intake=sections.get("intake") or IntakeConfig(),
         sinks=sinks,
         routes=routes,
         base_dir=base_dir or Path.cwd(),

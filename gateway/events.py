@@ -12,7 +12,16 @@ from typing import Any, Literal
 
 import msgspec
 
-__all__ = ["TERMINAL_STATUSES", "Contact", "Event", "EventKind", "Status", "event_id"]
+__all__ = [
+    "TERMINAL_STATUSES",
+    "Contact",
+    "Event",
+    "EventKind",
+    "Source",
+    "Status",
+    "event_id",
+    "event_identity",
+]
 
 
 class Status(enum.StrEnum):
@@ -70,6 +79,36 @@ class Contact(msgspec.Struct, frozen=True, kw_only=True):
     name: str | None = None
     phone: str | None = None
     email: str | None = None
+
+
+def event_identity(
+    *,
+    method: str,
+    order_id: str,
+    status: Status,
+    raw_status: str | None,
+    occurred_at: datetime | None,
+    awb: str | None,
+    reason: str | None,
+) -> str:
+    """The id of one update, over its normalised fields: the same update twice, from one push
+    or two, has the same id and is stored once.
+
+    `method` is the canonical (plural) name; `occurred_at` is the update's own time, ``None``
+    when it carries none (so a timeless repeat is still a repeat, not a new arrival time). The
+    reason counts only for ``problem``: a problem may change while the status stays.
+    """
+    ident: list[object] = [
+        method,
+        order_id,
+        status.value,
+        raw_status,
+        occurred_at.isoformat() if occurred_at else "",
+        awb,
+    ]
+    if status is Status.PROBLEM:
+        ident.append(reason)
+    return event_id("kiriminaja", *ident)
 
 
 def event_id(*parts: object) -> str:

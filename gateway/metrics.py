@@ -21,7 +21,10 @@ __all__ = [
     "EVENTS",
     "EVENTS_DUPLICATE",
     "EVENTS_UNROUTED",
+    "INTAKE_BACKLOG",
+    "INTAKE_LAG",
     "PUSHES",
+    "PUSHES_BY_STATE",
     "PUSH_REJECTIONS",
     "REGISTRY",
     "SINK_CIRCUIT_STATE",
@@ -88,6 +91,23 @@ SINK_CIRCUIT_STATE = Gauge(
     "kabarin_sink_circuit_state",
     "Circuit breaker of each sink: 0 closed, 1 half-open, 2 open.",
     ["sink"],
+    registry=REGISTRY,
+)
+
+INTAKE_BACKLOG = Gauge(
+    "kabarin_intake_backlog",
+    "Push log entries the intake has not taken yet.",
+    registry=REGISTRY,
+)
+INTAKE_LAG = Gauge(
+    "kabarin_intake_lag_seconds",
+    "Age of the oldest entry in the intake's last batch when it was stored.",
+    registry=REGISTRY,
+)
+PUSHES_BY_STATE = Counter(
+    "kabarin_intake_pushes_total",
+    "Push log entries the intake finished, by the state it left them in (processed, failed).",
+    ["state"],
     registry=REGISTRY,
 )
 

@@ -1,7 +1,9 @@
-"""The push endpoint: authenticate, decode, normalise, route, store, answer.
+"""The push endpoint: authenticate, check size and envelope, append to the push log, answer.
 
-Nothing here calls a sink: the 200 goes out once the events and their deliveries are committed,
-and the dispatcher takes it from there.
+Nothing here normalises, routes or calls a sink: the 200 goes out once the raw push is committed
+to the log (`IngestStore.append_push`), and the intake (`gateway.ingest`) takes it from there.
+When more pushes wait than ``receiver.max_backlog``, it answers 503 with Retry-After instead of
+letting the log grow without bound.
 
 The endpoint is a plain ASGI handler mounted in the Litestar app rather than a ``@post``
 handler: it is the one hot path, and Litestar's request machinery costs about as much as the
@@ -14,7 +16,6 @@ import asyncio
 import hmac
 import logging
 import time
-from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -25,29 +26,34 @@ from litestar.types import Receive, Scope, Send
 
 from gateway import metrics
 from gateway.errors import PushError, StoreError
-from gateway.kiriminaja import decode_push, normalise
-from gateway.store.base import IngestBatch, NewDelivery, RejectedRequest
+from gateway.ingest import new_push_id
+from gateway.kiriminaja import decode_push
+from gateway.store.base import NewPush, RejectedRequest
 
 if TYPE_CHECKING:
-    from gateway.app import Runtime
+    from gateway.runtime import Runtime
 
 __all__ = [
+    "BACKLOG_RETRY_AFTER",
     "ErrorBody",
     "PushAccepted",
+    "accept_push",
     "authorised",
     "http_protocol",
-    "ingest_push",
     "make_receiver",
 ]
 
 log = logging.getLogger("kabarin.receiver")
 
+BACKLOG_RETRY_AFTER = 30
+"""Seconds a push refused for a full backlog is asked to wait (``Retry-After``)."""
+
 
 class PushAccepted(msgspec.Struct, frozen=True):
-    accepted: int
-    """Events stored by this push."""
-    duplicates: int
-    """Events that were already stored (a repeated push)."""
+    push_id: str
+    """The push log entry: ``GET /admin/v1/pushes/{push_id}`` shows what became of it."""
+    items: int
+    """Packages in the push."""
 
 
 class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -74,16 +80,22 @@ def authorised(header: str | None, token: bytes) -> bool:
     return hmac.compare_digest(value.encode(), token)
 
 
-async def ingest_push(
-    rt: Runtime, body: bytes, content_type: str | None, *, rejected_id: int | None = None
+async def accept_push(
+    rt: Runtime,
+    body: bytes,
+    content_type: str | None,
+    *,
+    rejected_id: int | None = None,
+    now: datetime | None = None,
 ) -> tuple[int, bytes]:
-    """Decode, normalise, route and store an authenticated body; the status and JSON answer.
+    """Check an authenticated body's envelope and append it to the push log; the status and
+    JSON answer. The 200 means the body is on disk: the intake makes events of it afterwards.
 
     `rejected_id` replays a kept rejected body: if it is still not a push, that row gets the
     new reason instead of a second row being added.
     """
     started = time.perf_counter()
-    received_at = datetime.now(UTC)
+    received_at = now or datetime.now(UTC)
     try:
         push = decode_push(body)
     except PushError as exc:
@@ -103,50 +115,45 @@ async def ingest_push(
             return _error(503, "store_unavailable", "could not store the request; send it again")
         return _error(400, "invalid_push", exc.reason, exc.path)
 
-    result = normalise(push, received_at=received_at, tz=rt.timezone)
-    deliveries: list[NewDelivery] = []
-    unrouted = 0
-    for event in result.events:
-        routed = rt.router.deliveries(event)
-        if routed:
-            deliveries.extend(routed)
-        else:
-            unrouted += 1
+    entry = NewPush(
+        id=new_push_id(received_at),
+        source="push",
+        received_at=received_at,
+        body=body,
+        content_type=content_type,
+        method=push.method,
+        items=len(push.items),
+    )
     try:
-        stored = await rt.store.ingest(
-            IngestBatch(events=result.events, deliveries=deliveries, contacts=result.contacts)
-        )
+        await rt.store.append_push(entry)
     except StoreError:
-        log.exception("could not commit a push of %d events", len(result.events))
+        log.exception("could not append a push of %d items to the log", entry.items)
         return _error(503, "store_unavailable", "could not store the push; send it again")
-
-    if stored.deliveries:
-        rt.wake_dispatcher()
-    method = metrics.method_label(push.method)
-    metrics.PUSHES.labels(method).inc()
-    new = set(stored.new_event_ids)
-    for status, count in Counter(e.status for e in result.events if e.id in new).items():
-        metrics.EVENTS.labels(method, status).inc(count)
-    if stored.duplicates:
-        metrics.EVENTS_DUPLICATE.inc(stored.duplicates)
-    if unrouted:
-        metrics.EVENTS_UNROUTED.inc(unrouted)
-    log.info(
-        "push %r: %d items, %d accepted, %d duplicates, %.1f ms",
+    rt.backlog.pending += 1
+    rt.wake_intake()
+    metrics.PUSHES.labels(metrics.method_label(push.method)).inc()
+    log.debug(
+        "push %s %r: %d items logged in %.1f ms",
+        entry.id,
         push.method,
-        len(result.events),
-        stored.accepted,
-        stored.duplicates,
+        entry.items,
         (time.perf_counter() - started) * 1000,
     )
-    return 200, _encode(PushAccepted(stored.accepted, stored.duplicates))
+    return 200, _encode(PushAccepted(entry.id, entry.items))
 
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-async def _respond(send: Send, status: int, body: bytes, *, close: bool = False) -> None:
-    headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    *,
+    close: bool = False,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode()), *(extra or ())]
     if close:  # the rest of a half-sent body would be read as the next request
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -223,6 +230,10 @@ def make_receiver(path: str, max_body_bytes: int) -> ASGIRouteHandler:
     too_large = _error(413, "body_too_large", "the body is larger than receiver.max_body_bytes")
     too_slow = _error(408, "request_timeout", "the body took longer than receiver.read_timeout")
     not_allowed = _error(405, "method_not_allowed", "pushes are POSTed")
+    backlogged = _error(
+        503, "backlog_full", "too many pushes wait to be processed; send it again later"
+    )
+    retry_later = [(b"retry-after", str(BACKLOG_RETRY_AFTER).encode())]
 
     @asgi(path, is_mount=False, copy_scope=False)
     async def receive_push(scope: Scope, receive: Receive, send: Send) -> None:
@@ -243,6 +254,10 @@ def make_receiver(path: str, max_body_bytes: int) -> ASGIRouteHandler:
             metrics.PUSH_REJECTIONS.labels("unauthorized").inc()
             await _respond(send, *_error(401, "unauthorized", "missing or wrong bearer token"))
             return
+        if await rt.backlog.over(rt.config.receiver.max_backlog, rt.store):
+            metrics.PUSH_REJECTIONS.labels("backlog_full").inc()
+            await _respond(send, *backlogged, extra=retry_later, close=True)
+            return
         try:
             async with asyncio.timeout(rt.config.receiver.read_timeout):
                 body = (
@@ -256,6 +271,6 @@ def make_receiver(path: str, max_body_bytes: int) -> ASGIRouteHandler:
             metrics.PUSH_REJECTIONS.labels("too_large").inc()
             await _respond(send, *too_large)
             return
-        await _respond(send, *await ingest_push(rt, body, content_type))
+        await _respond(send, *await accept_push(rt, body, content_type))
 
     return receive_push

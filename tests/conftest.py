@@ -1,13 +1,19 @@
-"""Shared fixtures. `store` runs each contract test against every backend."""
+"""Shared fixtures. `store` runs each contract test against every backend; `ingest` stores
+events the way the intake does."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from gateway.deliveries import NewDelivery
+from gateway.events import Contact, Event
+from gateway.ingest import new_push_id
 from gateway.store import Store, open_store
+from gateway.store.base import IngestResult, IngestStore, PushOutcome
 
 BACKENDS = ["sqlite"]
 """Store backends the contract suite runs against (PostgreSQL joins here)."""
@@ -30,3 +36,27 @@ async def store(backend: str, tmp_path: Path) -> AsyncIterator[Store]:
     await opened.open()
     yield opened
     await opened.close()
+
+
+async def ingest(
+    store: IngestStore,
+    *,
+    events: Sequence[Event] = (),
+    deliveries: Sequence[NewDelivery] = (),
+    contacts: Sequence[Contact] = (),
+    now: datetime | None = None,
+) -> IngestResult:
+    """Store events as the intake does: one log entry's outcome, in one commit."""
+    when = now or datetime.now(UTC)
+    (result,) = await store.record_intake(
+        [
+            PushOutcome(
+                push_id=new_push_id(when),
+                events=events,
+                deliveries=deliveries,
+                contacts=contacts,
+            )
+        ],
+        now=when,
+    )
+    return result

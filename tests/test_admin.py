@@ -10,8 +10,9 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from gateway.app import Runtime, create_app
+from gateway.app import create_app
 from gateway.config import parse_config
+from gateway.runtime import Runtime
 
 ADMIN = {"Authorization": "Bearer adm1n"}
 SLACK_URL = "https://hooks.slack.com/services/T000/B000/s3cr3tpath"
@@ -111,7 +112,7 @@ def test_the_push_endpoint_answers_500_as_json_when_it_breaks(
     async def broken(*args: object, **kwargs: object) -> None:
         raise KeyError("unexpected")
 
-    monkeypatch.setattr(runtime(client).store, "ingest", broken)
+    monkeypatch.setattr(runtime(client).store, "append_push", broken)
     with caplog.at_level(logging.ERROR):
         r = client.post(
             "/kiriminaja/push",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,10 +12,11 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from gateway import metrics
-from gateway.app import Runtime, create_app
+from gateway.app import create_app
 from gateway.config import parse_config
 from gateway.errors import StoreError
 from gateway.receiver import authorised
+from gateway.runtime import Runtime
 
 PUSH = b'{"method": "shipped_packages", "data": [{"order_id": "S-1"}]}'
 HEADERS = {"Authorization": "Bearer t0ken"}
@@ -46,7 +48,7 @@ def test_503_when_the_store_cannot_commit(
     async def broken(*args: object, **kwargs: object) -> None:
         raise StoreError("disk I/O error")
 
-    monkeypatch.setattr(runtime(client).store, "ingest", broken)
+    monkeypatch.setattr(runtime(client).store, "append_push", broken)
     r = client.post("/kiriminaja/push", content=PUSH, headers=HEADERS)
     assert r.status_code == 503
     assert r.json()["error"] == "store_unavailable"
@@ -96,6 +98,20 @@ def test_authorised(header: str | None, ok: bool) -> None:
     assert authorised(header, b"t0ken") is ok
 
 
+def processed(client: TestClient[Litestar], push: bytes) -> dict[str, object]:
+    """POST a push and wait until the intake has taken it; its log entry."""
+    r = client.post("/kiriminaja/push", content=push, headers=HEADERS)
+    assert r.status_code == 200, r.text
+    for _ in range(400):
+        entry = client.get(
+            f"/admin/v1/pushes/{r.json()['push_id']}", headers={"Authorization": "Bearer adm1n"}
+        ).json()["push"]
+        if entry["state"] != "pending":
+            return dict(entry)
+        time.sleep(0.02)
+    raise AssertionError("the intake did not take the push")
+
+
 def sample(name: str, **labels: str) -> float:
     value = metrics.REGISTRY.get_sample_value(name, labels)
     return value or 0.0
@@ -124,8 +140,8 @@ def test_events_count_stored_events_and_duplicates_apart(client: TestClient[Lite
     labels = {"method": "shipped_packages", "status": "shipped"}
     before = sample("kabarin_events_total", **labels)
     duplicates = sample("kabarin_events_duplicate_total")
-    assert client.post("/kiriminaja/push", content=push, headers=HEADERS).json()["accepted"] == 2
-    assert client.post("/kiriminaja/push", content=push, headers=HEADERS).json()["duplicates"] == 2
+    assert processed(client, push)["accepted"] == 2
+    assert processed(client, push)["duplicates"] == 2
     assert sample("kabarin_events_total", **labels) == before + 2
     assert sample("kabarin_events_duplicate_total") == duplicates + 2
 
@@ -133,7 +149,7 @@ def test_events_count_stored_events_and_duplicates_apart(client: TestClient[Lite
 def test_method_labels_are_bounded(client: TestClient[Litestar]) -> None:
     for method in ("shipped_package", "made_up_method_x1", "made_up_method_x2"):
         body = f'{{"method": "{method}", "data": [{{"order_id": "L-{method}"}}]}}'
-        assert client.post("/kiriminaja/push", content=body, headers=HEADERS).status_code == 200
+        assert processed(client, body.encode())["state"] == "processed"
     methods = {
         s.labels["method"]
         for family in metrics.REGISTRY.collect()
@@ -164,8 +180,9 @@ def test_each_accepted_push_is_logged(
     client: TestClient[Litestar], caplog: pytest.LogCaptureFixture
 ) -> None:
     push = b'{"method": "shipped_packages", "data": [{"order_id": "G-1"}, {"order_id": "G-1"}]}'
-    with caplog.at_level(logging.INFO, logger="kabarin.receiver"):
-        assert client.post("/kiriminaja/push", content=push, headers=HEADERS).status_code == 200
-    (line,) = [r.getMessage() for r in caplog.records if r.name == "kabarin.receiver"]
+    with caplog.at_level(logging.INFO, logger="kabarin.intake"):
+        entry = processed(client, push)
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "kabarin.intake"]
+    assert str(entry["id"]) in line
     for part in ("shipped_packages", "2 items", "1 accepted", "1 duplicate", "ms"):
         assert part in line

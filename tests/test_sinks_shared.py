@@ -215,6 +215,7 @@ async def test_no_secret_in_reasons_or_logs_even_when_the_peer_echoes_it(
     case: HttpSinkCase, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="httpx")  # `kabarin` quiets it when run in-process
     sink = build_sink(case.block, client)
     shown = set(case.secrets) | set(sink.secrets())
     url = case.block.get("url") or case.block["webhook_url"]

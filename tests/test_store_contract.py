@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,15 +12,18 @@ import pytest
 from gateway.deliveries import Attempt, DeliveryFilter, NewDelivery, Ordering
 from gateway.errors import StoreError
 from gateway.events import Contact, Event, Status
+from gateway.ingest import new_push_id
 from gateway.store import (
     EventQuery,
-    IngestBatch,
+    NewPush,
+    PushOutcome,
+    PushQuery,
     RejectedRequest,
     Store,
     open_store,
 )
 
-from .conftest import store_url
+from .conftest import ingest, store_url
 
 T0 = datetime(2024, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -53,9 +57,7 @@ def delivery(e: Event, sink: str = "erp", ordering: Ordering = "all") -> NewDeli
 
 
 async def put(store: Store, *events: Event, sink: str = "erp", ordering: Ordering = "all") -> None:
-    await store.ingest(
-        IngestBatch(events=events, deliveries=[delivery(e, sink, ordering) for e in events])
-    )
+    await ingest(store, events=events, deliveries=[delivery(e, sink, ordering) for e in events])
 
 
 async def claim_ids(
@@ -87,9 +89,9 @@ async def state_of(store: Store, delivery_id: str) -> str:
 
 async def test_ingest_dedupes_across_and_within_batches(store: Store) -> None:
     a, b = event("A"), event("B")
-    first = await store.ingest(IngestBatch(events=[a, b, a], deliveries=[delivery(a)]))
+    first = await ingest(store, events=[a, b, a], deliveries=[delivery(a)])
     assert (first.accepted, first.duplicates, first.deliveries) == (2, 1, 1)
-    again = await store.ingest(IngestBatch(events=[a, b], deliveries=[delivery(a), delivery(b)]))
+    again = await ingest(store, events=[a, b], deliveries=[delivery(a), delivery(b)])
     assert (again.accepted, again.duplicates, again.deliveries) == (0, 2, 0)
     page = await store.list_events(EventQuery())
     assert sorted(s.event.order_id for s in page.items) == ["A", "B"]
@@ -97,30 +99,27 @@ async def test_ingest_dedupes_across_and_within_batches(store: Store) -> None:
 
 async def test_deliveries_only_for_new_events(store: Store) -> None:
     a, b = event("A"), event("B")
-    await store.ingest(IngestBatch(events=[a]))
-    result = await store.ingest(IngestBatch(events=[a, b], deliveries=[delivery(a), delivery(b)]))
+    await ingest(store, events=[a])
+    result = await ingest(store, events=[a, b], deliveries=[delivery(a), delivery(b)])
     assert (result.accepted, result.deliveries) == (1, 1)
     assert [d.event_id for d in await store.list_deliveries(DeliveryFilter())] == [b.id]
 
 
 async def test_event_round_trips_exactly(store: Store) -> None:
     e = event("RT")
-    await store.ingest(IngestBatch(events=[e]))
+    await ingest(store, events=[e])
     assert await store.get_event(e.id) == e
     assert await store.get_event("nope") is None
 
 
 async def test_contacts_upsert_keeps_known_values(store: Store) -> None:
-    await store.ingest(
-        IngestBatch(
-            events=[event("C")], contacts=[Contact(order_id="C", name="Budi", phone="0812")]
-        )
+    await ingest(
+        store, events=[event("C")], contacts=[Contact(order_id="C", name="Budi", phone="0812")]
     )
-    await store.ingest(
-        IngestBatch(
-            events=[event("C", minute=1)],
-            contacts=[Contact(order_id="C", name=None, phone="0813", email="b@x.id")],
-        )
+    await ingest(
+        store,
+        events=[event("C", minute=1)],
+        contacts=[Contact(order_id="C", name=None, phone="0813", email="b@x.id")],
     )
     assert await store.get_contact("C") == Contact(
         order_id="C", name="Budi", phone="0813", email="b@x.id"
@@ -128,14 +127,110 @@ async def test_contacts_upsert_keeps_known_values(store: Store) -> None:
     assert await store.get_contact("nobody") is None
 
 
-async def test_concurrent_ingests_share_commits(store: Store) -> None:
+async def test_concurrent_appends_share_commits(store: Store) -> None:
     before = getattr(store, "commits", None)
-    results = await asyncio.gather(
-        *(store.ingest(IngestBatch(events=[event(f"G{i}")])) for i in range(200))
-    )
-    assert sum(r.accepted for r in results) == 200
+    await asyncio.gather(*(store.append_push(new_push(f"G{i}")) for i in range(200)))
+    assert await store.count_pending_pushes() == 200
     if before is not None:
         assert store.commits - before < 100  # type: ignore[attr-defined]
+
+
+# -- the push log --------------------------------------------------------------------------
+
+
+def new_push(order_id: str, *, method: str = "shipped_packages", at: datetime = T0) -> NewPush:
+    body = json.dumps(
+        {"method": method, "data": [{"order_id": order_id, "shipped_at": "2024-05-05 10:00:00"}]}
+    ).encode()
+    return NewPush(
+        id=new_push_id(at) + order_id,
+        source="push",
+        received_at=at,
+        body=body,
+        content_type="application/json",
+        method=method,
+        items=1,
+    )
+
+
+async def test_the_log_keeps_a_push_exactly_and_in_order(store: Store) -> None:
+    first, second = new_push("P1"), new_push("P2", at=T0 + timedelta(seconds=1))
+    await store.append_push(first)
+    await store.append_push(second)
+    pending = await store.pending_pushes(limit=10)
+    assert [p.id for p in pending] == [first.id, second.id]
+    got = pending[0]
+    assert (got.body, got.content_type, got.received_at, got.state) == (
+        first.body,
+        "application/json",
+        T0,
+        "pending",
+    )
+    assert (got.source, got.method, got.items) == ("push", "shipped_packages", 1)
+    assert [p.id for p in await store.pending_pushes(limit=1)] == [first.id]
+    assert await store.get_push(first.id) == got
+    assert await store.get_push("psh_nope") is None
+
+
+async def test_record_intake_marks_pushes_and_stores_events_once(store: Store) -> None:
+    p1, p2, p3 = new_push("P1"), new_push("P2"), new_push("P3")
+    for p in (p1, p2, p3):
+        await store.append_push(p)
+    a, b = event("A"), event("B")
+    results = await store.record_intake(
+        [
+            PushOutcome(push_id=p1.id, events=[a], deliveries=[delivery(a)]),
+            PushOutcome(push_id=p2.id, error="ValueError: broken"),
+            PushOutcome(push_id=p3.id, events=[a, b], deliveries=[delivery(a), delivery(b)]),
+        ],
+        now=T0,
+    )
+    assert [(r.accepted, r.duplicates, r.deliveries) for r in results] == [
+        (1, 0, 1),
+        (0, 0, 0),
+        (1, 1, 1),
+    ]
+    assert results[2].new_event_ids == (b.id,)
+    assert await store.pending_pushes(limit=10) == []
+    assert await store.count_pending_pushes() == 0
+    done = {p.id: p for p in await store.list_pushes(PushQuery())}
+    assert (done[p1.id].state, done[p1.id].accepted, done[p1.id].duplicates) == ("processed", 1, 0)
+    assert (done[p2.id].state, done[p2.id].error) == ("failed", "ValueError: broken")
+    assert (done[p3.id].state, done[p3.id].accepted, done[p3.id].duplicates) == ("processed", 1, 1)
+    assert done[p1.id].processed_at == T0
+    assert [p.id for p in await store.list_pushes(PushQuery(state="failed"))] == [p2.id]
+    found = await store.events_by_id([a.id, b.id, "evt_nope"])
+    assert {k: v[1] for k, v in found.items()} == {a.id: p1.id, b.id: p3.id}
+    assert sorted(d.event_id for d in await store.list_deliveries(DeliveryFilter())) == sorted(
+        [a.id, b.id]
+    )
+
+
+async def test_an_entry_another_intake_finished_is_not_stored_again(store: Store) -> None:
+    p = new_push("P1")
+    await store.append_push(p)
+    a = event("A")
+    (first,) = await store.record_intake([PushOutcome(push_id=p.id, events=[a])], now=T0)
+    (second,) = await store.record_intake(
+        [PushOutcome(push_id=p.id, events=[a, event("B")])], now=T0
+    )
+    assert (first.accepted, second.accepted, second.duplicates) == (1, 0, 0)
+    assert (await store.get_push(p.id)).accepted == 1  # type: ignore[union-attr]
+    assert await store.get_event(event("B").id) is None
+
+
+async def test_requeue_puts_failed_pushes_back(store: Store) -> None:
+    old, new = new_push("P1"), new_push("P2", at=T0 + timedelta(hours=2))
+    for p in (old, new):
+        await store.append_push(p)
+    await store.record_intake(
+        [PushOutcome(push_id=old.id, error="x"), PushOutcome(push_id=new.id, error="y")], now=T0
+    )
+    assert await store.requeue_pushes(state="failed", since=T0 + timedelta(hours=1)) == 1
+    assert [p.id for p in await store.pending_pushes(limit=10)] == [new.id]
+    assert await store.requeue_pushes(state="failed", ids=[old.id]) == 1
+    assert (await store.get_push(old.id)).error is None  # type: ignore[union-attr]
+    assert await store.requeue_pushes(state="failed") == 0
 
 
 async def test_everything_survives_a_reopen(backend: str, tmp_path: Path) -> None:
@@ -166,8 +261,8 @@ async def test_rejected_requests_are_kept(store: Store) -> None:
 
 async def test_list_events_filters_and_pages_newest_first(store: Store) -> None:
     for i in range(5):
-        await store.ingest(IngestBatch(events=[event(f"L{i}", received=T0 + timedelta(hours=i))]))
-    await store.ingest(IngestBatch(events=[event("L9", Status.CANCELED, received=T0)]))
+        await ingest(store, events=[event(f"L{i}", received=T0 + timedelta(hours=i))])
+    await ingest(store, events=[event("L9", Status.CANCELED, received=T0)])
     page = await store.list_events(EventQuery(limit=2))
     assert [s.event.order_id for s in page.items] == ["L9", "L4"]
     page = await store.list_events(EventQuery(limit=10, before_seq=page.next_cursor))
@@ -259,10 +354,8 @@ async def test_disabled_sink_is_not_claimed_until_enabled(store: Store) -> None:
 
 async def test_claim_returns_event_and_contact(store: Store) -> None:
     e = event("A")
-    await store.ingest(
-        IngestBatch(
-            events=[e], deliveries=[delivery(e)], contacts=[Contact(order_id="A", phone="0812")]
-        )
+    await ingest(
+        store, events=[e], deliveries=[delivery(e)], contacts=[Contact(order_id="A", phone="0812")]
     )
     (claim,) = await store.claim(worker="w", now=datetime.now(UTC), limit=5, lease_seconds=5)
     assert claim.event == e
@@ -363,7 +456,7 @@ async def test_ping_commits(tmp_path: Path) -> None:
         with pytest.raises(StoreError, match="not authorized"):
             await store.ping()
         with pytest.raises(StoreError):
-            await store.ingest(IngestBatch(events=[event("A")]))
+            await ingest(store, events=[event("A")])
         await store._write(lambda c: c.set_authorizer(None))
         await store.ping()  # the fault cleared: ready again, no reopen
     finally:

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from gateway.events import Contact, Event, Status, event_id
+from gateway.events import Contact, Event, Status, event_identity
 from gateway.kiriminaja.push import Item, Push
 
 __all__ = ["KNOWN_METHODS", "Normalised", "method_name", "normalise", "parse_time"]
@@ -154,12 +154,17 @@ def normalise(
             if method == "update_instant_packages" or details.get("service_type") == "instant"
             else "express"
         )
-        ident = [method, order_id, status.value, raw_status, when.isoformat() if when else "", awb]
-        if status is Status.PROBLEM:
-            ident.append(reason)
         events.append(
             Event(
-                id=event_id("kiriminaja", *ident),
+                id=event_identity(
+                    method=method,
+                    order_id=order_id,
+                    status=status,
+                    raw_status=raw_status,
+                    occurred_at=when,
+                    awb=awb,
+                    reason=reason,
+                ),
                 source=source,
                 method=push.method,
                 kind=kind,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 import msgspec
 
@@ -20,13 +20,18 @@ from gateway.deliveries import (
     DeliveryState,
     NewDelivery,
 )
-from gateway.events import Contact, Event, Status
+from gateway.events import Contact, Event, Source, Status
 
 __all__ = [
     "EventPage",
     "EventQuery",
-    "IngestBatch",
     "IngestResult",
+    "IngestStore",
+    "LoggedPush",
+    "NewPush",
+    "PushOutcome",
+    "PushQuery",
+    "PushState",
     "RejectedRequest",
     "SinkCounts",
     "Store",
@@ -34,22 +39,77 @@ __all__ = [
     "StoredRejected",
 ]
 
+PushState = Literal["pending", "processed", "failed"]
 
-class IngestBatch(msgspec.Struct, frozen=True, kw_only=True):
-    """What one push (or one pull result) stores: all of it in one commit, or none of it."""
 
-    events: Sequence[Event]
+class NewPush(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry for the push log: a body exactly as it arrived, before any normalising."""
+
+    id: str
+    source: Source
+    """``push`` (KiriminAja POSTed it) or ``pull`` (the tracking API answered it)."""
+    received_at: datetime
+    body: bytes
+    content_type: str | None = None
+    method: str | None = None
+    """The push's ``method``, for listings and metrics."""
+    items: int = 0
+    """Packages in the body."""
+
+
+class LoggedPush(msgspec.Struct, frozen=True, kw_only=True):
+    """A push log entry as stored, with what the intake made of it."""
+
+    seq: int
+    """Log order; pagination cursor."""
+    id: str
+    source: Source
+    received_at: datetime
+    body: bytes
+    content_type: str | None
+    method: str | None
+    items: int
+    state: PushState
+    error: str | None = None
+    """Why the intake could not turn it into events (``failed``)."""
+    processed_at: datetime | None = None
+    accepted: int | None = None
+    """New events it produced (``processed``)."""
+    duplicates: int | None = None
+    """Events it repeated (already stored)."""
+
+
+class PushQuery(msgspec.Struct, frozen=True, kw_only=True):
+    state: PushState | None = None
+    source: Source | None = None
+    since: datetime | None = None
+    """Pushes received at or after this time."""
+    limit: int = 50
+    before_seq: int | None = None
+
+
+class PushOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What the intake made of one log entry: stored in one commit with the rest of its batch."""
+
+    push_id: str
+    events: Sequence[Event] = ()
     deliveries: Sequence[NewDelivery] = ()
     """Created only for events that are new; a duplicate event gets no new deliveries."""
     contacts: Sequence[Contact] = ()
     """Upserted by order id; a ``None`` field never overwrites a known value."""
+    unrouted: int = 0
+    """Events that matched no route (counted, not an error)."""
+    error: str | None = None
+    """Set when the entry could not be decoded or normalised: it is marked ``failed``."""
 
 
 class IngestResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What one log entry's events did in the store."""
+
     accepted: int
-    """Events stored by this batch."""
+    """Events stored by this entry."""
     duplicates: int
-    """Events already stored (by an earlier batch, or earlier in this one)."""
+    """Events already stored (by an earlier entry, or earlier in the same batch)."""
     deliveries: int = 0
     """Deliveries created."""
     new_event_ids: Sequence[str] = ()
@@ -103,7 +163,46 @@ class SinkCounts(msgspec.Struct, frozen=True, kw_only=True):
     dead: int
 
 
-class Store(Protocol):
+class IngestStore(Protocol):
+    """The push log and the intake: how anything enters the store."""
+
+    async def append_push(self, push: NewPush) -> None:
+        """Append a raw push to the log durably (group commit); returns once it is on disk.
+
+        Raises `gateway.errors.StoreError` when it could not commit: nothing is kept.
+        """
+
+    async def reject(self, request: RejectedRequest) -> None:
+        """Keep an undecodable authenticated body (update the row `request.replaces` names)."""
+
+    async def pending_pushes(self, *, limit: int) -> list[LoggedPush]:
+        """The oldest ``pending`` log entries, in log order."""
+
+    async def count_pending_pushes(self) -> int:
+        """Log entries the intake has not taken yet (the backlog)."""
+
+    async def record_intake(
+        self, outcomes: Sequence[PushOutcome], *, now: datetime
+    ) -> list[IngestResult]:
+        """Store a batch's events (deduplicated by id), the deliveries of the new ones and the
+        contacts, and mark each entry ``processed`` or ``failed``: all in one commit.
+
+        One result per outcome, in order. An event carried by two entries of the batch counts
+        as new for the first. Raises `gateway.errors.StoreError` when it could not commit.
+        """
+
+    async def requeue_pushes(
+        self, *, state: PushState, since: datetime | None = None, ids: Sequence[str] = ()
+    ) -> int:
+        """Put ``failed`` (or ``processed``) entries back to ``pending``; how many."""
+
+    async def list_pushes(self, query: PushQuery) -> list[LoggedPush]:
+        """Newest first."""
+
+    async def get_push(self, push_id: str) -> LoggedPush | None: ...
+
+
+class Store(IngestStore, Protocol):
     """Durable storage. Every method is safe to call concurrently from one event loop."""
 
     async def open(self) -> None:
@@ -115,16 +214,8 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise `gateway.errors.StoreError` unless a read and a write would succeed now."""
 
-    # -- the request path ------------------------------------------------------------------
-    async def ingest(self, batch: IngestBatch) -> IngestResult:
-        """Store events, their deliveries and contacts durably, in one commit.
-
-        Concurrent calls share commits (group commit). Returns only once the data is on disk.
-        Raises `gateway.errors.StoreError` when it could not commit: nothing of the batch is kept.
-        """
-
-    async def reject(self, request: RejectedRequest) -> None:
-        """Keep an undecodable authenticated body (update the row `request.replaces` names)."""
+    async def events_by_id(self, ids: Sequence[str]) -> dict[str, tuple[Event, str | None]]:
+        """The stored events among `ids`, each with the id of the log entry that produced it."""
 
     # -- reading ---------------------------------------------------------------------------
     async def list_events(self, query: EventQuery) -> EventPage:

@@ -35,9 +35,10 @@ decode_event = msgspec.json.Decoder(Event).decode
 
 encode_rows = msgspec.json.Encoder().encode
 INSERT_EVENTS = (
-    "INSERT OR IGNORE INTO events (id, order_id, status, method, occurred_at, received_at, body)"
+    "INSERT OR IGNORE INTO events"
+    " (id, order_id, status, method, occurred_at, received_at, body, push_id)"
     " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,"
-    " value -> 6 FROM json_each(?)"
+    " value -> 6, value ->> 7 FROM json_each(?)"
 )
 INSERT_DELIVERIES = (
     "INSERT OR IGNORE INTO deliveries (id, event_id, route, sink, order_id, occurred_at,"

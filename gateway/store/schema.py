@@ -104,6 +104,31 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE deliveries ADD COLUMN waiting TEXT;
         """,
     ),
+    (
+        4,
+        # The push log: every body as it arrived, appended before the 200; the intake turns
+        # pending entries into events. events.push_id names the entry that produced an event.
+        """
+        CREATE TABLE pushes (
+            seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+            id            TEXT NOT NULL UNIQUE,
+            source        TEXT NOT NULL,
+            method        TEXT,
+            items         INTEGER NOT NULL,
+            received_at   INTEGER NOT NULL,
+            content_type  TEXT,
+            body          BLOB NOT NULL,
+            state         TEXT NOT NULL,
+            error         TEXT,
+            processed_at  INTEGER,
+            accepted      INTEGER,
+            duplicates    INTEGER
+        );
+        CREATE INDEX pushes_pending ON pushes (seq) WHERE state = 'pending';
+        CREATE INDEX pushes_failed ON pushes (seq) WHERE state = 'failed';
+        ALTER TABLE events ADD COLUMN push_id TEXT;
+        """,
+    ),
 ]
 
 

@@ -11,7 +11,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,11 +20,16 @@ from typing import Any, TypeVar
 from gateway.deliveries import Attempt, Claim, Delivery, DeliveryFilter, DeliveryState
 from gateway.errors import StoreError
 from gateway.events import Contact, Event
+from gateway.store import pushlog
 from gateway.store.base import (
     EventPage,
     EventQuery,
-    IngestBatch,
     IngestResult,
+    LoggedPush,
+    NewPush,
+    PushOutcome,
+    PushQuery,
+    PushState,
     RejectedRequest,
     SinkCounts,
     StoredEvent,
@@ -34,13 +39,9 @@ from gateway.store.lanes import plan_claims
 from gateway.store.rows import (
     DELIVERY_COLUMNS,
     DELIVERY_COLUMNS_SHOWN,
-    INSERT_DELIVERIES,
-    INSERT_EVENTS,
-    UPSERT_CONTACT,
     decode_event,
     delivery_filter,
     delivery_from_row,
-    encode_rows,
     from_us,
     opt_time,
     to_us,
@@ -181,55 +182,45 @@ class SQLiteStore:
             self._lost = True
         raise StoreError(message)
 
-    # -- the request path ------------------------------------------------------------------
-    async def ingest(self, batch: IngestBatch) -> IngestResult:
-        # Rows travel as one JSON array per table, expanded by SQLite's json_each: one
-        # statement step per table instead of one GIL round trip per row, and the encoding
-        # happens here, on the caller's side, not in the writer thread.
-        occurred = {e.id: (e.order_id, to_us(e.occurred_at)) for e in batch.events}
-        events = encode_rows(
-            [
-                (e.id, e.order_id, e.status, e.method, occurred[e.id][1], to_us(e.received_at), e)
-                for e in batch.events
-            ]
+    # -- the push log and the intake ---------------------------------------------------------
+    async def append_push(self, push: NewPush) -> None:
+        await self._write(lambda c: pushlog.append_push(c, push))
+
+    async def pending_pushes(self, *, limit: int) -> list[LoggedPush]:
+        return await self._read(lambda c: pushlog.pending_pushes(c, limit))
+
+    async def count_pending_pushes(self) -> int:
+        return await self._read(pushlog.count_pending)
+
+    async def record_intake(
+        self, outcomes: Sequence[PushOutcome], *, now: datetime
+    ) -> list[IngestResult]:
+        return await self._write(lambda c: pushlog.record_intake(c, outcomes, now))
+
+    async def requeue_pushes(
+        self, *, state: PushState, since: datetime | None = None, ids: Sequence[str] = ()
+    ) -> int:
+        return await self._write(
+            lambda c: pushlog.requeue_pushes(c, state=state, since=since, ids=ids)
         )
-        deliveries = [
-            (d.id, d.event_id, d.route, d.sink, *occurred[d.event_id], d.ordering, d.template)
-            for d in batch.deliveries
-        ]
-        contacts = [(c.order_id, c.name, c.phone, c.email) for c in batch.contacts]
-        count = len(occurred)
-        submitted = len(batch.events)
 
-        def job(conn: sqlite3.Connection) -> IngestResult:
-            now = to_us(datetime.now(UTC))
-            before = conn.total_changes
-            last_seq = conn.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
-            conn.execute(INSERT_EVENTS, (events,))
-            accepted = conn.total_changes - before
-            rows = deliveries
-            fresh: Collection[str] = occurred if accepted == count else ()
-            if 0 < accepted < count:
-                fresh = {
-                    r[0] for r in conn.execute("SELECT id FROM events WHERE seq > ?", (last_seq,))
-                }
-            if accepted < count:  # some were repeats: only new events get deliveries
-                rows = [r for r in rows if r[1] in fresh]
-            created = 0
-            if rows:
-                before = conn.total_changes
-                conn.execute(INSERT_DELIVERIES, (encode_rows(rows), now))
-                created = conn.total_changes - before
-            if contacts:
-                conn.executemany(UPSERT_CONTACT, [(*c, now) for c in contacts])
-            return IngestResult(
-                accepted=accepted,
-                duplicates=submitted - accepted,
-                deliveries=created,
-                new_event_ids=tuple(fresh),
-            )
+    async def list_pushes(self, query: PushQuery) -> list[LoggedPush]:
+        return await self._read(lambda c: pushlog.list_pushes(c, query))
 
-        return await self._write(job)
+    async def get_push(self, push_id: str) -> LoggedPush | None:
+        return await self._read(lambda c: pushlog.get_push(c, push_id))
+
+    async def events_by_id(self, ids: Sequence[str]) -> dict[str, tuple[Event, str | None]]:
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        marks = ", ".join("?" for _ in wanted)
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT id, body, push_id FROM events WHERE id IN ({marks})", wanted
+            ).fetchall()
+        )
+        return {r[0]: (decode_event(r[1]), r[2]) for r in rows}
 
     async def reject(self, request: RejectedRequest) -> None:
         row = (to_us(request.received_at), request.reason, request.body, request.content_type)

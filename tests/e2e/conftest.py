@@ -93,12 +93,41 @@ class KabarinProcess:
         self.client.close()
 
     # -- talking to it -------------------------------------------------------------------
-    def push(self, body: bytes | dict[str, Any], token: str | None = PUSH_TOKEN) -> httpx.Response:
+    def push(
+        self, body: bytes | dict[str, Any], token: str | None = PUSH_TOKEN, *, wait: bool = True
+    ) -> httpx.Response:
+        """POST a push as KiriminAja does. A 200 means it is in the push log; with `wait`, this
+        also waits until the intake has made its events (so the admin API shows them)."""
         content = body if isinstance(body, bytes) else json.dumps(body).encode()
         headers = {"Content-Type": "application/json", "User-Agent": "KiriminAja-Push-Services"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        return self.client.post("/kiriminaja/push", content=content, headers=headers)
+        r = self.client.post("/kiriminaja/push", content=content, headers=headers)
+        if wait and r.status_code == 200:
+            self.processed(r.json()["push_id"])
+        return r
+
+    def processed(self, push_id: str, timeout: float = 15) -> dict[str, Any]:
+        """Wait until the intake has taken a push; its log entry (state, accepted, ...)."""
+        found: dict[str, Any] = {}
+
+        def done() -> bool:
+            r = self.admin("GET", f"/pushes/{push_id}")
+            if r.status_code == 200 and r.json()["push"]["state"] != "pending":
+                found.update(r.json()["push"])
+                return True
+            return False
+
+        self.wait_for(done, timeout)
+        return found
+
+    def ingest(self, body: bytes | dict[str, Any]) -> dict[str, int]:
+        """Push, wait for the intake, and say what it stored: ``{accepted, duplicates}``."""
+        r = self.push(body, wait=False)
+        assert r.status_code == 200, r.text
+        entry = self.processed(r.json()["push_id"])
+        assert entry["state"] == "processed", entry
+        return {"accepted": entry["accepted"], "duplicates": entry["duplicates"]}
 
     def admin(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -37,9 +37,7 @@ def batch(n: int, method: str = "shipped_packages", prefix: str = "OID") -> dict
 @pytest.mark.parametrize("name", sorted(EXPECTED_STATUS))
 def test_every_fixture_is_accepted_and_listed(server: KabarinProcess, name: str) -> None:
     body = (FIXTURES / f"{name}.json").read_bytes()
-    r = server.push(body)
-    assert r.status_code == 200, r.text
-    assert r.json() == {"accepted": len(EXPECTED_STATUS[name]), "duplicates": 0}
+    assert server.ingest(body) == {"accepted": len(EXPECTED_STATUS[name]), "duplicates": 0}
     events = server.events()
     assert sorted(e["status"] for e in events) == EXPECTED_STATUS[name]
     assert {e["method"] for e in events} == {json.loads(body)["method"]}
@@ -146,18 +144,23 @@ def test_get_on_the_push_path_is_405(server: KabarinProcess) -> None:
 
 def test_the_same_push_twice_is_stored_once(server: KabarinProcess) -> None:
     body = batch(20)
-    first = server.push(body)
-    second = server.push(body)
-    assert first.json() == {"accepted": 20, "duplicates": 0}
-    assert second.status_code == 200
-    assert second.json() == {"accepted": 0, "duplicates": 20}
+    first = server.push(body, wait=False)
+    second = server.push(body, wait=False)
+    assert first.status_code == second.status_code == 200
+    assert first.json()["push_id"] != second.json()["push_id"]  # both kept in the log
+    assert first.json()["items"] == second.json()["items"] == 20
+    assert server.processed(first.json()["push_id"])["accepted"] == 20
+    again = server.processed(second.json()["push_id"])
+    assert (again["accepted"], again["duplicates"]) == (0, 20)
     assert len(server.events()) == 20
 
 
 def test_batch_with_the_same_order_twice(server: KabarinProcess) -> None:
     item = {"order_id": "DUP-1", "shipped_at": "2024-01-01 08:00:00"}
-    r = server.push({"method": "shipped_packages", "data": [item, item]})
-    assert r.json() == {"accepted": 1, "duplicates": 1}
+    assert server.ingest({"method": "shipped_packages", "data": [item, item]}) == {
+        "accepted": 1,
+        "duplicates": 1,
+    }
 
 
 def test_admin_filters_and_pagination(server: KabarinProcess) -> None:
@@ -213,9 +216,9 @@ def test_kill_9_after_200_loses_nothing(make_server: Callable[..., KabarinProces
     server = make_server()
     acknowledged = 0
     for i in range(10):
-        r = server.push(batch(50, prefix=f"K{i}"))
+        r = server.push(batch(50, prefix=f"K{i}"), wait=False)
         assert r.status_code == 200
-        acknowledged += r.json()["accepted"]
+        acknowledged += r.json()["items"]
     server.kill9()
     server.start()
     assert acknowledged == 500

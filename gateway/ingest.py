@@ -1,0 +1,254 @@
+"""The intake: pending entries of the push log → events, deliveries and contacts.
+
+Every source appends what it learns to the push log (`IngestStore.append_push`): the receiver
+the raw body KiriminAja POSTed, the pull tracker what the tracking API answered. The intake is
+the one way events enter the store. It takes pending log entries in batches, decodes and
+normalises each with its source's `Decoder`, routes the events, and stores the whole batch in
+ONE commit (`IngestStore.record_intake`): events deduplicated by id, deliveries for the new
+ones, contacts, and every entry marked ``processed`` or ``failed``. Then it wakes the
+dispatcher.
+
+An entry whose decoding or normalising raises is marked ``failed`` with the error, never lost
+and never blocking the others; ``kabarin reprocess`` puts failed entries back to ``pending``
+after a fix. Event ids are deterministic, so processing an entry twice stores nothing twice.
+
+It runs as a task in ``kabarin serve`` and in ``kabarin worker``, woken on every append.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from typing import Protocol
+
+from gateway import metrics
+from gateway.deliveries import NewDelivery
+from gateway.errors import StoreError
+from gateway.kiriminaja import decode_push, normalise
+from gateway.kiriminaja.normalise import Normalised
+from gateway.routing import Router
+from gateway.store.base import IngestResult, IngestStore, LoggedPush, PushOutcome
+
+__all__ = ["DECODERS", "Backlog", "Decoder", "Intake", "decode_logged", "new_push_id"]
+
+log = logging.getLogger("kabarin.intake")
+
+
+@dataclass
+class Backlog:
+    """Pending log entries as this process last knew them: the receiver adds what it appends,
+    the intake sets it from the store after every batch. Backpressure reads it without a query
+    per request."""
+
+    pending: int = 0
+    checked: float = 0.0
+    """`time.monotonic()` of the last count read from the store."""
+
+    async def over(self, limit: int, store: IngestStore) -> bool:
+        """Whether `limit` or more entries wait. Near the limit the count is read again from
+        the store (at most once a second): another process's intake may have taken them."""
+        if self.pending < limit:
+            return False
+        now = time.monotonic()
+        if now - self.checked >= 1.0:
+            self.checked = now
+            self.pending = await store.count_pending_pushes()
+        return self.pending >= limit
+
+
+class Decoder(Protocol):
+    def __call__(self, push: LoggedPush, tz: tzinfo) -> Normalised: ...
+
+
+def _decode_kiriminaja_push(push: LoggedPush, tz: tzinfo) -> Normalised:
+    return normalise(decode_push(push.body), received_at=push.received_at, tz=tz)
+
+
+DECODERS: dict[str, Decoder] = {"push": _decode_kiriminaja_push}
+"""Source → how its log entries become events. The pull tracker registers ``pull``."""
+
+
+def new_push_id(now: datetime) -> str:
+    """``psh_`` + milliseconds since the epoch + randomness: unique, and in arrival order, so
+    the log's id index grows at its end like its sequence does."""
+    ms = int(now.timestamp() * 1000)
+    return f"psh_{ms:012x}{os.urandom(5).hex()}"
+
+
+def decode_logged(
+    push: LoggedPush, tz: tzinfo, decoders: Mapping[str, Decoder] = DECODERS
+) -> Normalised:
+    """The events and contacts one log entry yields (raises on a body the code cannot read)."""
+    decoder = decoders.get(push.source)
+    if decoder is None:
+        raise ValueError(f"no decoder for source {push.source!r}")
+    return decoder(push, tz)
+
+
+class Intake:
+    """Turns pending log entries into stored events, batch by batch (see the module doc)."""
+
+    def __init__(
+        self,
+        *,
+        store: IngestStore,
+        router: Router,
+        timezone: tzinfo,
+        batch: int = 200,
+        poll_interval: float = 1.0,
+        on_stored: Callable[[], None] = lambda: None,
+        decoders: Mapping[str, Decoder] | None = None,
+        backlog: Backlog | None = None,
+    ) -> None:
+        self.store = store
+        self.router = router
+        self.timezone = timezone
+        self.batch = max(1, batch)
+        self.poll_interval = poll_interval
+        self.on_stored = on_stored
+        self.decoders = DECODERS if decoders is None else decoders
+        self.backlog = backlog
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._stopping = False
+            self._task = asyncio.create_task(self._run(), name="kabarin-intake")
+
+    def wake(self) -> None:
+        """Something was appended to the log: look at it now."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Finish the batch under way (its commit is short), then stop."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            with suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        backoff = self.poll_interval
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                done = await self.run_once()
+            except StoreError as exc:
+                log.error("intake: the store failed, pushes stay pending: %s", exc)
+                done = 0
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            except Exception:
+                log.exception("intake: unexpected error; pushes stay pending")
+                await self._sleep(self.poll_interval)
+                continue
+            backoff = self.poll_interval
+            if done < self.batch:
+                await self._sleep(self.poll_interval)
+
+    async def _sleep(self, seconds: float) -> None:
+        if self._stopping:
+            return
+        with suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+
+    async def drain(self) -> int:
+        """Process until nothing is pending; how many log entries were taken."""
+        total = 0
+        while n := await self.run_once():
+            total += n
+        return total
+
+    # -- one batch ---------------------------------------------------------------------------
+    async def run_once(self, now: datetime | None = None) -> int:
+        """Take one batch of pending entries through to the store; how many were taken."""
+        pushes = await self.store.pending_pushes(limit=self.batch)
+        if not pushes:
+            self._set_backlog(0)
+            return 0
+        started = time.perf_counter()
+        outcomes = [self._outcome(p) for p in pushes]
+        when = now or datetime.now(UTC)
+        stored = await self.store.record_intake(outcomes, now=when)
+        self._count(pushes, outcomes, stored, when)
+        self._set_backlog(await self.store.count_pending_pushes())
+        if any(s.deliveries for s in stored):
+            self.on_stored()
+        log.debug(
+            "intake: %d log entries, %d failed, in %.1f ms",
+            len(pushes),
+            sum(1 for o in outcomes if o.error is not None),
+            (time.perf_counter() - started) * 1000,
+        )
+        return len(pushes)
+
+    def _set_backlog(self, pending: int) -> None:
+        metrics.INTAKE_BACKLOG.set(pending)
+        if self.backlog is not None:
+            self.backlog.pending = pending
+
+    def _outcome(self, push: LoggedPush) -> PushOutcome:
+        try:
+            result = decode_logged(push, self.timezone, self.decoders)
+            deliveries: list[NewDelivery] = []
+            unrouted = 0
+            for event in result.events:
+                routed = self.router.deliveries(event)
+                deliveries.extend(routed)
+                unrouted += not routed
+        except Exception as exc:  # a body the code cannot handle is kept, not lost
+            log.exception("intake: push %s failed; kept as failed for `kabarin reprocess`", push.id)
+            return PushOutcome(push_id=push.id, error=f"{type(exc).__name__}: {exc}")
+        return PushOutcome(
+            push_id=push.id,
+            events=result.events,
+            deliveries=deliveries,
+            contacts=result.contacts,
+            unrouted=unrouted,
+        )
+
+    def _count(
+        self,
+        pushes: Sequence[LoggedPush],
+        outcomes: Sequence[PushOutcome],
+        stored: Sequence[IngestResult],
+        now: datetime,
+    ) -> None:
+        oldest = min(p.received_at for p in pushes)
+        metrics.INTAKE_LAG.set(max(0.0, (now - oldest).total_seconds()))
+        for push, outcome, result in zip(pushes, outcomes, stored, strict=True):
+            state = "failed" if outcome.error is not None else "processed"
+            metrics.PUSHES_BY_STATE.labels(state).inc()
+            if outcome.error is not None:
+                continue
+            log.info(
+                "push %s %r: %d items, %d accepted, %d duplicates, %.1f ms after it arrived",
+                push.id,
+                push.method,
+                push.items,
+                result.accepted,
+                result.duplicates,
+                (now - push.received_at).total_seconds() * 1000,
+            )
+            new = set(result.new_event_ids)
+            statuses = Counter(e.status.value for e in outcome.events if e.id in new)
+            method = metrics.method_label(push.method or "")
+            for status, count in statuses.items():
+                metrics.EVENTS.labels(method, status).inc(count)
+            if result.duplicates:
+                metrics.EVENTS_DUPLICATE.inc(result.duplicates)
+            if outcome.unrouted:
+                metrics.EVENTS_UNROUTED.inc(outcome.unrouted)

@@ -1,0 +1,136 @@
+"""The running parts of one Kabarin process, built once and shared by every entry point.
+
+`open_runtime` opens the store, the shared HTTP client and the sinks, and starts the stages the
+process runs (the intake, the dispatcher). The web app (`gateway.app`), the admin API, the
+receiver and the command line all use a `Runtime`; none of them imports another to get one.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from gateway.config import Config
+from gateway.dispatcher import Dispatcher
+from gateway.ingest import Backlog, Intake
+from gateway.redaction import Redactor
+from gateway.routing import Router
+from gateway.store import Store, open_store
+from gateway.templates import Templates
+from sinks.base import Sink, SinkDeps
+from sinks.http import make_http_client
+from sinks.registry import build_sinks
+
+__all__ = ["Runtime", "build_intake", "collect_secrets", "open_runtime"]
+
+log = logging.getLogger("kabarin")
+
+
+@dataclass
+class Runtime:
+    """Everything a request handler or a command needs, built once per process."""
+
+    config: Config
+    store: Store
+    router: Router
+    templates: Templates
+    sinks: dict[str, Sink]
+    dispatcher: Dispatcher | None = None
+    intake: Intake | None = None
+    redactor: Redactor = field(default_factory=lambda: Redactor(()))
+    """Masks the configuration's secrets in what is logged."""
+    backlog: Backlog = field(default_factory=Backlog)
+    push_token: bytes = field(init=False)
+    admin_token: bytes | None = field(init=False)
+    timezone: ZoneInfo = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.push_token = self.config.receiver.token.encode()
+        token = self.config.admin.token
+        self.admin_token = token.encode() if token else None
+        self.timezone = self.config.receiver.tz
+
+    def wake_intake(self) -> None:
+        if self.intake is not None:
+            self.intake.wake()
+
+    def wake_dispatcher(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
+
+    def circuit_state(self, sink: str) -> str:
+        return self.dispatcher.circuit_state(sink) if self.dispatcher is not None else "n/a"
+
+
+def collect_secrets(config: Config, sinks: dict[str, Sink]) -> list[str]:
+    found = set(config.secrets)
+    for sink in sinks.values():
+        found.update(sink.secrets())
+    return sorted(found)
+
+
+def build_intake(runtime: Runtime) -> Intake:
+    """An intake over the runtime's store and routes that wakes its dispatcher (if any)."""
+    return Intake(
+        store=runtime.store,
+        router=runtime.router,
+        timezone=runtime.timezone,
+        batch=runtime.config.intake.batch,
+        poll_interval=float(runtime.config.dispatcher.poll_interval),
+        on_stored=runtime.wake_dispatcher,
+        backlog=runtime.backlog,
+    )
+
+
+async def open_runtime(
+    config: Config,
+    stack: AsyncExitStack,
+    *,
+    router: Router | None = None,
+    dispatcher: bool,
+    intake: bool = False,
+) -> Runtime:
+    """Open the store, the HTTP client, the sinks and the stages asked for.
+
+    Everything opened is registered on `stack`, which closes it in reverse order (the stages
+    stop before the store closes).
+    """
+    store = open_store(config.store.url)
+    await store.open()
+    stack.push_async_callback(store.close)
+    client = make_http_client()
+    stack.push_async_callback(client.aclose)
+    sinks = build_sinks(config.sinks, SinkDeps(http=client, contacts=store))
+    for sink in sinks.values():
+        stack.push_async_callback(sink.aclose)
+    templates = Templates(timezone=config.receiver.tz)
+    redactor = Redactor(collect_secrets(config, sinks))
+    runtime = Runtime(
+        config=config,
+        store=store,
+        router=router or Router.from_config(config),
+        templates=templates,
+        sinks=sinks,
+        redactor=redactor,
+    )
+    if dispatcher:
+        runtime.dispatcher = Dispatcher(
+            store=store,
+            sinks=sinks,
+            templates=templates,
+            retry=config.retry,
+            config=config.dispatcher,
+            redactor=redactor,
+        )
+        await runtime.dispatcher.start()
+        stack.push_async_callback(
+            runtime.dispatcher.stop, float(config.dispatcher.shutdown_timeout)
+        )
+    runtime.backlog.pending = await store.count_pending_pushes()
+    if intake:
+        runtime.intake = build_intake(runtime)
+        await runtime.intake.start()
+        stack.push_async_callback(runtime.intake.stop)
+    return runtime

@@ -1,0 +1,125 @@
+"""The intake against a real store: batches, failures kept apart, reprocessing, metrics."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo
+
+from gateway import metrics
+from gateway.config import parse_config
+from gateway.deliveries import DeliveryFilter
+from gateway.ingest import DECODERS, Backlog, Intake, new_push_id
+from gateway.kiriminaja.normalise import Normalised
+from gateway.routing import Router
+from gateway.store import EventQuery, LoggedPush, NewPush, Store
+
+T0 = datetime(2024, 5, 5, 3, 0, tzinfo=UTC)
+JAKARTA = ZoneInfo("Asia/Jakarta")
+CONFIG = parse_config(
+    """
+receiver: {token: t}
+sinks: {console: {type: console}}
+routes: [{name: all, sinks: [console]}]
+"""
+)
+
+
+def body(order_id: str) -> bytes:
+    item = {"order_id": order_id, "shipped_at": "2024-05-05 10:00:00"}
+    return json.dumps({"method": "shipped_packages", "data": [item]}).encode()
+
+
+async def append(store: Store, order_id: str, at: datetime = T0) -> str:
+    push_id = new_push_id(at)
+    await store.append_push(
+        NewPush(
+            id=push_id,
+            source="push",
+            received_at=at,
+            body=body(order_id),
+            method="shipped_packages",
+            items=1,
+        )
+    )
+    return push_id
+
+
+def broken_for(order_id: str) -> dict[str, object]:
+    def decode(push: LoggedPush, tz: tzinfo) -> Normalised:
+        if order_id.encode() in push.body:
+            raise KeyError("a bug in normalising")
+        return DECODERS["push"](push, tz)
+
+    return {"push": decode}
+
+
+async def test_a_push_that_raises_is_failed_and_the_rest_of_its_batch_is_stored(
+    store: Store,
+) -> None:
+    ids = [await append(store, f"O-{i}") for i in range(5)]
+    intake = Intake(
+        store=store,
+        router=Router.from_config(CONFIG),
+        timezone=JAKARTA,
+        decoders=broken_for("O-2"),  # type: ignore[arg-type]
+    )
+    failed_before = (
+        metrics.REGISTRY.get_sample_value("kabarin_intake_pushes_total", {"state": "failed"}) or 0.0
+    )
+    assert await intake.run_once(now=T0 + timedelta(seconds=1)) == 5
+    states = {i: (await store.get_push(i)).state for i in ids}  # type: ignore[union-attr]
+    assert states == {i: ("failed" if n == 2 else "processed") for n, i in enumerate(ids)}
+    failed = await store.get_push(ids[2])
+    assert failed is not None and failed.error == "KeyError: 'a bug in normalising'"
+    page = await store.list_events(EventQuery())
+    assert sorted(s.event.order_id for s in page.items) == ["O-0", "O-1", "O-3", "O-4"]
+    assert (
+        metrics.REGISTRY.get_sample_value("kabarin_intake_pushes_total", {"state": "failed"})
+        == failed_before + 1
+    )
+    assert len(await store.list_deliveries(DeliveryFilter(limit=500))) == 4
+
+    # the fault removed: reprocessing the failed push makes its events, nothing twice
+    fixed = Intake(store=store, router=Router.from_config(CONFIG), timezone=JAKARTA)
+    assert await store.requeue_pushes(state="failed") == 1
+    assert await fixed.drain() == 1
+    again = await store.get_push(ids[2])
+    assert again is not None and (again.state, again.accepted, again.error) == (
+        "processed",
+        1,
+        None,
+    )
+    page = await store.list_events(EventQuery())
+    assert sorted(s.event.order_id for s in page.items) == ["O-0", "O-1", "O-2", "O-3", "O-4"]
+    assert len(await store.list_deliveries(DeliveryFilter(limit=500))) == 5
+
+
+async def test_batches_follow_the_log_and_the_backlog_follows_the_store(store: Store) -> None:
+    for i in range(7):
+        await append(store, f"B-{i}", T0 + timedelta(seconds=i))
+    backlog = Backlog(pending=7)
+    woken: list[int] = []
+    intake = Intake(
+        store=store,
+        router=Router.from_config(CONFIG),
+        timezone=JAKARTA,
+        batch=3,
+        backlog=backlog,
+        on_stored=lambda: woken.append(1),
+    )
+    assert await intake.run_once() == 3
+    assert backlog.pending == 4
+    assert await intake.drain() == 4
+    assert backlog.pending == 0
+    assert await intake.run_once() == 0
+    assert len(woken) == 3  # the dispatcher is woken after each batch that made deliveries
+    assert metrics.REGISTRY.get_sample_value("kabarin_intake_backlog") == 0
+
+
+async def test_backlog_over_rereads_the_store_near_the_limit(store: Store) -> None:
+    await append(store, "X")
+    backlog = Backlog(pending=10)
+    assert await backlog.over(5, store) is False  # re-read: only 1 pending
+    assert backlog.pending == 1
+    assert await Backlog(pending=0).over(5, store) is False
