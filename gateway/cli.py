@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from gateway import __version__
-from gateway.config import Config, InvalidConfig, load_config, safe_url
+from gateway.config import Config, InvalidConfig, load_config
 from gateway.deliveries import DeliveryFilter
 from gateway.errors import ConfigError, KabarinError, PushError
+from gateway.redaction import install_log_redaction, mask_url
 
 if TYPE_CHECKING:
     from gateway.history import History
@@ -38,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    install_log_redaction()
     if args.log_level != "debug":  # one line per outbound request is debugging detail
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
@@ -215,7 +217,7 @@ def _check(args: argparse.Namespace) -> int:
     print(
         f"  receiver  POST {config.receiver.path} (token set, times in {config.receiver.timezone})"
     )
-    print(f"  store     {safe_url(config.store.url)}")
+    print(f"  store     {mask_url(config.store.url)}")
     print(f"  admin     {'on' if config.admin.token else 'off (no admin.token)'}")
     print(f"  sinks     {len(config.sinks)}: {kinds or '-'}")
     print(f"  routes    {len(config.routes)}: {', '.join(r.name for r in config.routes) or '-'}")
@@ -289,7 +291,7 @@ async def _run_worker(config: Config) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from gateway.kiriminaja import decode_push, normalise
+    from gateway.dryrun import simulate
     from gateway.routing import Router
     from gateway.templates import Templates
     from sinks.base import SinkDeps
@@ -298,39 +300,34 @@ def _simulate(args: argparse.Namespace) -> int:
     config = _validated(args.config)
     body = sys.stdin.buffer.read() if str(args.push) == "-" else args.push.read_bytes()
     try:
-        push = decode_push(body)
+        result = simulate(
+            body,
+            router=Router.from_config(config),
+            templates=Templates(timezone=config.receiver.tz),
+            sinks=build_sinks(config.sinks, SinkDeps()),
+            timezone=config.receiver.tz,
+        )
     except PushError as exc:
         print(f"not a push (Kabarin would answer 400): {exc}", file=sys.stderr)
         return 1
-    result = normalise(push, received_at=datetime.now(UTC), tz=config.receiver.tz)
-    router = Router.from_config(config)
-    templates = Templates(timezone=config.receiver.tz)
-    sinks = build_sinks(config.sinks, SinkDeps())
-    contacts = {c.order_id: c for c in result.contacts}
-    print(f"push {push.method}: {len(result.events)} event(s)")
-    for event in result.events:
+    print(f"push {result.method}: {len(result.events)} event(s)")
+    for item in result.events:
+        event = item.event
         print()
         print(
             f"event {event.id}  {event.status.value}  order {event.order_id}"
             f"  awb {event.awb or '-'}  {event.kind}  at {event.occurred_at.isoformat()}"
         )
-        routes = router.match(event)
-        if not routes:
+        if not item.routes:
             print("  matches no route: stored and counted, sent nowhere")
-        for delivery in router.deliveries(event):
-            sink = sinks[delivery.sink]
+        for delivery in item.deliveries:
             print(
                 f"  route {delivery.route} -> sink {delivery.sink} (ordering {delivery.ordering})"
             )
-            contact = contacts.get(event.order_id)
-            try:
-                message = templates.message(sink, delivery, event=event, contact=contact)
-            except KabarinError as exc:
-                print(f"    template error: {exc}")
+            if delivery.error is not None:
+                print(f"    template error: {delivery.error}")
                 continue
-            # What the sink really sends: a webhook sends the event, not the rendered text.
-            shown = sink.preview(message)
-            for line in shown.splitlines() or [""]:
+            for line in (delivery.preview or "").splitlines() or [""]:
                 print(f"    | {line}")
     return 0
 
@@ -338,7 +335,7 @@ def _simulate(args: argparse.Namespace) -> int:
 def _routes_test(args: argparse.Namespace) -> int:
     from gateway.config import StoreConfig
     from gateway.history import History, format_report
-    from gateway.redaction import Redactor
+    from gateway.redaction import Redactor, use_log_secrets
     from gateway.runtime import collect_secrets
     from gateway.units import FieldError
     from sinks.base import SinkDeps
@@ -368,18 +365,20 @@ def _routes_test(args: argparse.Namespace) -> int:
     except FieldError as exc:
         raise KabarinError(f"--store: {exc}") from None
     if not path.is_file():  # opening it would create an empty store, and test nothing
-        raise KabarinError(f"no store at {safe_url(url)}: {path} does not exist")
+        raise KabarinError(f"no store at {mask_url(url)}: {path} does not exist")
     sinks = build_sinks(config.sinks, SinkDeps())
+    redactor = Redactor(collect_secrets(config, sinks))
+    use_log_secrets(redactor)
     history = History(
         config,
         sinks,
-        Redactor(collect_secrets(config, sinks)),
+        redactor,
         samples=max(0, args.samples),
         current=current,
     )
     asyncio.run(_read_history(url, args.since, history))
     report = history.report(
-        config=args.config, store=safe_url(url), since=args.since, against=against
+        config=args.config, store=mask_url(url), since=args.since, against=against
     )
     if args.json:
         sys.stdout.buffer.write(msgspec.json.encode(report) + b"\n")

@@ -1,0 +1,86 @@
+"""What a push would do, sending and storing nothing: `kabarin simulate` and the dashboard's
+"Try a push" page both show `simulate`'s answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from gateway.errors import KabarinError
+from gateway.events import Event
+from gateway.kiriminaja import decode_push, normalise
+from gateway.routing import Router
+from gateway.templates import Templates
+from sinks.base import Sink
+
+__all__ = ["Simulated", "SimulatedDelivery", "SimulatedEvent", "simulate"]
+
+
+class SimulatedDelivery(msgspec.Struct, frozen=True, kw_only=True):
+    route: str
+    sink: str
+    ordering: str
+    preview: str | None
+    """What the sink would send (`Sink.preview`: a webhook's envelope, Slack's text, ...)."""
+    error: str | None = None
+    """The template error, when the message could not be rendered."""
+
+
+class SimulatedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    event: Event
+    routes: list[str]
+    """The routes that fire; none: the event is stored and counted, sent nowhere."""
+    deliveries: list[SimulatedDelivery]
+
+
+class Simulated(msgspec.Struct, frozen=True, kw_only=True):
+    method: str
+    events: list[SimulatedEvent]
+
+
+def simulate(
+    body: bytes,
+    *,
+    router: Router,
+    templates: Templates,
+    sinks: Mapping[str, Sink],
+    timezone: ZoneInfo,
+) -> Simulated:
+    """Decode `body` as the receiver would and render what every matching sink would send.
+
+    Raises `gateway.errors.PushError` when the body is not a push (the receiver answers 400).
+    """
+    push = decode_push(body)
+    result = normalise(push, received_at=datetime.now(UTC), tz=timezone)
+    contacts = {c.order_id: c for c in result.contacts}
+    events: list[SimulatedEvent] = []
+    for event in result.events:
+        deliveries: list[SimulatedDelivery] = []
+        for delivery in router.deliveries(event):
+            sink = sinks[delivery.sink]
+            shown: str | None = None
+            error: str | None = None
+            try:
+                message = templates.message(
+                    sink, delivery, event=event, contact=contacts.get(event.order_id)
+                )
+                # What the sink really sends: a webhook sends the event, not the rendered text.
+                shown = sink.preview(message)
+            except KabarinError as exc:
+                error = str(exc)
+            deliveries.append(
+                SimulatedDelivery(
+                    route=delivery.route,
+                    sink=delivery.sink,
+                    ordering=delivery.ordering,
+                    preview=shown,
+                    error=error,
+                )
+            )
+        routes = [route.name for route in router.match(event)]
+        events.append(SimulatedEvent(event=event, routes=routes, deliveries=deliveries))
+    return Simulated(method=push.method, events=events)
