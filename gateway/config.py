@@ -13,7 +13,7 @@ import re
 import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -31,6 +31,7 @@ __all__ = [
     "DispatcherConfig",
     "IntakeConfig",
     "InvalidConfig",
+    "KiriminAjaConfig",
     "ReceiverConfig",
     "RetryPolicyConfig",
     "RouteConfig",
@@ -152,6 +153,35 @@ class IntakeConfig(_Section, frozen=True):
             raise FieldError("batch", "must be at least 1")
 
 
+KIRIMINAJA_URLS = {
+    "sandbox": "https://tdev.kiriminaja.com",
+    "production": "https://client.kiriminaja.com",
+}
+
+
+class KiriminAjaConfig(_Section, frozen=True):
+    """How Kabarin calls KiriminAja's API (the pull tracker's tracking calls)."""
+
+    api_key: str | None = None
+    """Bearer token of the API calls; without one, `receiver.token` (KiriminAja sends the same
+    key as the push's bearer token: one secret both ways)."""
+    env: Literal["sandbox", "production"] = "production"
+    """KiriminAja runs no tracking on its sandbox, so production is the default."""
+    base_url: str | None = None
+    """Overrides the environment's URL (a proxy, or a fake KiriminAja in tests)."""
+
+    def __post_init__(self) -> None:
+        if self.api_key is not None and not self.api_key:
+            raise FieldError("api_key", "must not be empty (leave it out to use receiver.token)")
+        if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
+            raise FieldError("base_url", "must be an http:// or https:// URL")
+
+    @property
+    def url(self) -> str:
+        """The API's base URL, without a trailing slash."""
+        return (self.base_url or KIRIMINAJA_URLS[self.env]).rstrip("/")
+
+
 class TemplateFile(_Section, frozen=True):
     file: str
     """Path relative to the configuration file."""
@@ -180,12 +210,18 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     sinks: dict[str, SinkConfig]
     routes: list[RouteConfig]
     intake: IntakeConfig = msgspec.field(default_factory=IntakeConfig)
+    kiriminaja: KiriminAjaConfig = msgspec.field(default_factory=KiriminAjaConfig)
     base_dir: Path
     """Folder of the configuration file: template files are looked up from here."""
     secrets: frozenset[str] = frozenset()
     """Values that came from secret-bearing keys, for redaction."""
     locations: _LineIndex | None = None
     """Where each key is in the file, for messages about it."""
+
+    @property
+    def kiriminaja_api_key(self) -> str:
+        """The key of KiriminAja API calls: `kiriminaja.api_key`, else `receiver.token`."""
+        return self.kiriminaja.api_key or self.receiver.token
 
     def where(self, *path: str | int) -> str:
         """A key's path, with its line in the file when known: ``routes[1].when (line 12)``."""
@@ -227,6 +263,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "retry": RetryPolicyConfig,
     "dispatcher": DispatcherConfig,
     "intake": IntakeConfig,
+    "kiriminaja": KiriminAjaConfig,
 }
 _INVALID: Any = object()
 
@@ -298,6 +335,8 @@ def _build(
 
     receiver = sections.get("receiver") or ReceiverConfig(token="(invalid)")
     admin = sections.get("admin") or AdminConfig()
+    kiriminaja = sections.get("kiriminaja") or KiriminAjaConfig()
+    api_keys = [kiriminaja.api_key] if kiriminaja.api_key and len(kiriminaja.api_key) >= 4 else []
     config = Config(
         receiver=receiver,
         store=sections.get("store") or StoreConfig(),
@@ -305,10 +344,11 @@ def _build(
         retry=sections.get("retry") or RetryPolicyConfig(),
         dispatcher=sections.get("dispatcher") or DispatcherConfig(),
         intake=sections.get("intake") or IntakeConfig(),
+        kiriminaja=kiriminaja,
         sinks=sinks,
         routes=routes,
         base_dir=base_dir or Path.cwd(),
-        secrets=frozenset(_collect_secrets(receiver, admin, raw_sinks)),
+        secrets=frozenset(_collect_secrets(receiver, admin, raw_sinks) + api_keys),
         locations=lines,
     )
     if problems:

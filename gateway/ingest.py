@@ -33,6 +33,7 @@ from gateway.deliveries import NewDelivery
 from gateway.errors import StoreError
 from gateway.kiriminaja import decode_push, normalise
 from gateway.kiriminaja.normalise import Normalised
+from gateway.kiriminaja.pulled import decode_pulled
 from gateway.routing import Router
 from gateway.store.base import IngestResult, IngestStore, LoggedPush, PushOutcome
 
@@ -71,8 +72,9 @@ def _decode_kiriminaja_push(push: LoggedPush, tz: tzinfo) -> Normalised:
     return normalise(decode_push(push.body), received_at=push.received_at, tz=tz)
 
 
-DECODERS: dict[str, Decoder] = {"push": _decode_kiriminaja_push}
-"""Source → how its log entries become events. The pull tracker registers ``pull``."""
+DECODERS: dict[str, Decoder] = {"push": _decode_kiriminaja_push, "pull": decode_pulled}
+"""Source → how its log entries become events: ``push`` what KiriminAja POSTed, ``pull`` what
+its tracking API answered (`gateway.kiriminaja.pulled`)."""
 
 
 def new_push_id(now: datetime) -> str:
