@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import StoreError
-from gateway.store.writer import Writer
+from gateway.store.sqlite.writer import Writer
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
-"""SQLite rows ↔ Kabarin's structs, and the statements the SQLite store runs more than once.
+"""SQLite rows ↔ Kabarin's structs: the only place that knows a row's column order.
 
-Times are integer microseconds since the Unix epoch, UTC.
+Times are integer microseconds since the Unix epoch, UTC: exact, ordered, and compared by
+index in SQL. They never leave this package; every caller above it speaks timezone-aware
+datetimes.
 """
 
 from __future__ import annotations
@@ -11,21 +13,20 @@ from typing import Any
 
 import msgspec
 
-from gateway.deliveries import Delivery, DeliveryFilter
-from gateway.events import Event
+from gateway.deliveries import Attempt, Delivery
+from gateway.events import Contact, Event
+from gateway.store.base import LoggedPush, StoredRejected
 
 __all__ = [
-    "DELIVERY_COLUMNS",
-    "DELIVERY_COLUMNS_SHOWN",
-    "INSERT_DELIVERIES",
-    "INSERT_EVENTS",
-    "UPSERT_CONTACT",
+    "attempt_from_row",
+    "contact_from_row",
     "decode_event",
-    "delivery_filter",
     "delivery_from_row",
     "encode_rows",
     "from_us",
     "opt_time",
+    "push_from_row",
+    "rejected_from_row",
     "to_us",
 ]
 
@@ -34,39 +35,6 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 decode_event = msgspec.json.Decoder(Event).decode
 
 encode_rows = msgspec.json.Encoder().encode
-INSERT_EVENTS = (
-    "INSERT OR IGNORE INTO events"
-    " (id, order_id, status, method, occurred_at, received_at, body, push_id)"
-    " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,"
-    " value -> 6, value ->> 7 FROM json_each(?)"
-)
-INSERT_DELIVERIES = (
-    "INSERT OR IGNORE INTO deliveries (id, event_id, route, sink, order_id, occurred_at,"
-    " ordering, template, state, next_attempt_at, created_at, updated_at)"
-    " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,"
-    " value ->> 6, value ->> 7, 'pending', ?2, ?2, ?2 FROM json_each(?1)"
-)
-UPSERT_CONTACT = (
-    "INSERT INTO contacts (order_id, name, phone, email, updated_at) VALUES (?, ?, ?, ?, ?)"
-    " ON CONFLICT (order_id) DO UPDATE SET name = coalesce(excluded.name, name),"
-    " phone = coalesce(excluded.phone, phone), email = coalesce(excluded.email, email),"
-    " updated_at = excluded.updated_at"
-)
-
-DELIVERY_COLUMNS = (
-    "id, event_id, route, sink, order_id, occurred_at, ordering, template, state, attempts, "
-    "next_attempt_at, created_at, updated_at, lease_owner, lease_until, last_error, delivered_at,"
-    " waiting"
-)
-DELIVERY_COLUMNS_SHOWN = DELIVERY_COLUMNS.replace(
-    " waiting",
-    " coalesce((SELECT 'sink switched off (' || disabled_reason || '): enable it with POST"
-    " /admin/v1/sinks/' || sink_state.sink || '/enable' FROM sink_state"
-    " WHERE sink_state.sink = deliveries.sink AND disabled_reason IS NOT NULL"
-    " AND deliveries.state = 'pending'), waiting)",
-)
-"""The columns as shown to people: a pending delivery of a switched-off sink says so, even
-before the dispatcher has looked at it (a disabled sink's deliveries are never claimed)."""
 
 
 def to_us(moment: datetime) -> int:
@@ -83,6 +51,7 @@ def opt_time(value: int | None) -> datetime | None:
 
 
 def delivery_from_row(row: Sequence[Any]) -> Delivery:
+    """A row of `sql.DELIVERY_COLUMNS` (or `sql.DELIVERY_COLUMNS_SHOWN`)."""
     return Delivery(
         id=row[0],
         event_id=row[1],
@@ -105,19 +74,46 @@ def delivery_from_row(row: Sequence[Any]) -> Delivery:
     )
 
 
-def delivery_filter(query: DeliveryFilter) -> tuple[list[str], list[Any]]:
-    where: list[str] = []
-    params: list[Any] = []
-    for column, value in (
-        ("state", query.state),
-        ("sink", query.sink),
-        ("order_id", query.order_id),
-        ("event_id", query.event_id),
-    ):
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
-    if query.since is not None:
-        where.append("created_at >= ?")
-        params.append(to_us(query.since))
-    return where, params
+def push_from_row(row: Sequence[Any]) -> LoggedPush:
+    """A row of `sql.PUSH_COLUMNS`."""
+    return LoggedPush(
+        seq=row[0],
+        id=row[1],
+        source=row[2],
+        method=row[3],
+        items=row[4],
+        received_at=from_us(row[5]),
+        content_type=row[6],
+        body=bytes(row[7]),
+        state=row[8],
+        error=row[9],
+        processed_at=opt_time(row[10]),
+        accepted=row[11],
+        duplicates=row[12],
+    )
+
+
+def contact_from_row(row: Sequence[Any]) -> Contact:
+    return Contact(order_id=row[0], name=row[1], phone=row[2], email=row[3])
+
+
+def rejected_from_row(row: Sequence[Any]) -> StoredRejected:
+    """A row of `sql.REJECTED_COLUMNS`."""
+    return StoredRejected(
+        id=row[0],
+        received_at=from_us(row[1]),
+        reason=row[2],
+        body=bytes(row[3]),
+        content_type=row[4],
+    )
+
+
+def attempt_from_row(row: Sequence[Any]) -> Attempt:
+    return Attempt(
+        delivery_id=row[0],
+        started_at=from_us(row[1]),
+        duration_ms=row[2],
+        outcome=row[3],
+        status_code=row[4],
+        error=row[5],
+    )

@@ -1,7 +1,8 @@
 """Versioned schema migrations, applied in order at start-up (`schema_version` records them).
 
 Times are integer microseconds since the Unix epoch, UTC. Add a migration by appending to
-`MIGRATIONS`; never edit one that has shipped.
+`MIGRATIONS`; never edit one that has shipped. The DDL lives here rather than in sql.py because
+it is history: the statements the store runs against these tables are in sql.py.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterable
+
+from gateway.store.sqlite import sql
 
 __all__ = ["MIGRATIONS", "migrate"]
 
@@ -134,24 +137,18 @@ MIGRATIONS: list[tuple[int, str]] = [
 
 def migrate(conn: sqlite3.Connection) -> None:
     """Apply the migrations this database has not had yet, each in its own transaction."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
-        " applied_at INTEGER NOT NULL)"
-    )
-    done = {r[0] for r in conn.execute("SELECT version FROM schema_version")}
-    for version, sql in MIGRATIONS:
+    conn.execute(sql.CREATE_SCHEMA_VERSION)
+    done = {r[0] for r in conn.execute(sql.APPLIED_VERSIONS)}
+    for version, ddl in MIGRATIONS:
         if version in done:
             continue
-        statements: Iterable[str] = (s for s in sql.split(";") if s.strip())
-        conn.execute("BEGIN IMMEDIATE")
+        statements: Iterable[str] = (s for s in ddl.split(";") if s.strip())
+        conn.execute(sql.BEGIN)
         try:
             for statement in statements:
                 conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
-                (version, time.time_ns() // 1000),
-            )
-            conn.execute("COMMIT")
+            conn.execute(sql.RECORD_VERSION, (version, time.time_ns() // 1000))
+            conn.execute(sql.COMMIT)
         except BaseException:
-            conn.execute("ROLLBACK")
+            conn.execute(sql.ROLLBACK)
             raise

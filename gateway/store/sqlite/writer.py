@@ -20,6 +20,7 @@ from contextlib import suppress
 from typing import Any, TypeVar
 
 from gateway.errors import StoreError
+from gateway.store.sqlite import sql
 
 __all__ = ["Writer"]
 
@@ -106,7 +107,7 @@ class Writer:
                     _answer(loop, future, False, exc)
                 return
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(sql.BEGIN)
         except sqlite3.Error as exc:
             error = StoreError(f"cannot start a transaction: {exc}")
             for _job, future, loop in group:
@@ -114,29 +115,29 @@ class Writer:
             return
         try:
             for job, _future, _loop in group:
-                conn.execute("SAVEPOINT job")
+                conn.execute(sql.SAVEPOINT)
                 try:
                     results.append((True, job(conn)))
-                    conn.execute("RELEASE job")
+                    conn.execute(sql.RELEASE)
                 except Exception as exc:
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
+                    conn.execute(sql.ROLLBACK_TO)
+                    conn.execute(sql.RELEASE)
                     if not isinstance(exc, StoreError):
                         exc = StoreError(f"{type(exc).__name__}: {exc}")
                     results.append((False, exc))
         except sqlite3.Error as exc:  # the transaction itself broke: none of the group is kept
             with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
+                conn.execute(sql.ROLLBACK)
             error = StoreError(f"transaction failed: {exc}")
             for _job, future, loop in group:
                 _answer(loop, future, False, error)
             return
         try:
-            conn.execute("COMMIT")
+            conn.execute(sql.COMMIT)
             self.commits += 1
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
+                conn.execute(sql.ROLLBACK)
             error = StoreError(f"commit failed: {exc}")
             results = [(False, error)] * len(group)
         for (ok, value), (_job, future, loop) in zip(results, group, strict=True):

@@ -1,0 +1,296 @@
+"""Every statement the SQLite store runs, by name: the package's SQL lives here and only here.
+
+Why one place: the statements are what the schema and its indexes serve. Read together they
+show which index a query leans on and what a column change would break, and tuning one (claim,
+retention) touches no Python. The role modules (ingest.py, queue.py, reads.py) bind parameters
+and turn rows into structs; they hold no SQL of their own. The versioned DDL stays in
+schema.py, because a shipped migration is history and never edited.
+
+Times are integer microseconds since the Unix epoch, UTC (see rows.py). Statements whose
+filter depends on the query are built by the functions at the end, from fixed fragments, with
+every value bound as a parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.deliveries import DeliveryFilter
+from gateway.store.base import EventQuery, PushQuery
+from gateway.store.sqlite.rows import to_us
+
+# -- connections and transactions (store.py, writer.py, schema.py) ----------------------------
+JOURNAL_WAL = "PRAGMA journal_mode=WAL"
+SYNCHRONOUS_FULL = "PRAGMA synchronous=FULL"
+BUSY_TIMEOUT = "PRAGMA busy_timeout=10000"
+CACHE_SIZE = "PRAGMA cache_size=-65536"  # 64 MiB: index inserts stay in memory
+
+BEGIN = "BEGIN IMMEDIATE"
+COMMIT = "COMMIT"
+ROLLBACK = "ROLLBACK"
+SAVEPOINT = "SAVEPOINT job"
+RELEASE = "RELEASE job"
+ROLLBACK_TO = "ROLLBACK TO job"
+
+CREATE_SCHEMA_VERSION = (
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
+    " applied_at INTEGER NOT NULL)"
+)
+APPLIED_VERSIONS = "SELECT version FROM schema_version"
+RECORD_VERSION = "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)"
+
+HEARTBEAT = (
+    "INSERT INTO heartbeat (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at"
+)
+CAN_READ = "SELECT 1 FROM schema_version"
+
+# -- the push log and the intake (ingest.py) ---------------------------------------------------
+PUSH_COLUMNS = (
+    "seq, id, source, method, items, received_at, content_type, body, state, error,"
+    " processed_at, accepted, duplicates"
+)
+APPEND_PUSH = (
+    "INSERT INTO pushes (id, source, method, items, received_at, content_type, body, state)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')"
+)
+PENDING_PUSHES = f"SELECT {PUSH_COLUMNS} FROM pushes WHERE state = 'pending' ORDER BY seq LIMIT ?"
+COUNT_PENDING_PUSHES = "SELECT count(*) FROM pushes WHERE state = 'pending'"
+LAST_EVENT_SEQ = "SELECT max(seq) FROM events"
+EVENTS_AFTER_SEQ = "SELECT id FROM events WHERE seq > ?"
+INSERT_EVENTS = (
+    "INSERT OR IGNORE INTO events"
+    " (id, order_id, status, method, occurred_at, received_at, body, push_id)"
+    " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,"
+    " value -> 6, value ->> 7 FROM json_each(?)"
+)
+"""One JSON array of rows per batch: one statement however many events."""
+INSERT_DELIVERIES = (
+    "INSERT OR IGNORE INTO deliveries (id, event_id, route, sink, order_id, occurred_at,"
+    " ordering, template, state, next_attempt_at, created_at, updated_at)"
+    " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,"
+    " value ->> 6, value ->> 7, 'pending', ?2, ?2, ?2 FROM json_each(?1)"
+)
+UPSERT_CONTACT = (
+    "INSERT INTO contacts (order_id, name, phone, email, updated_at) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (order_id) DO UPDATE SET name = coalesce(excluded.name, name),"
+    " phone = coalesce(excluded.phone, phone), email = coalesce(excluded.email, email),"
+    " updated_at = excluded.updated_at"
+)
+MARK_PUSH = (
+    "UPDATE pushes SET state = ?, error = ?, processed_at = ?, accepted = ?, duplicates = ?"
+    " WHERE id = ?"
+)
+UPDATE_REJECTED = "UPDATE rejected SET reason = ? WHERE id = ?"
+INSERT_REJECTED = (
+    "INSERT INTO rejected (received_at, reason, body, content_type) VALUES (?, ?, ?, ?)"
+)
+
+# -- the delivery queue (queue.py) -------------------------------------------------------------
+DELIVERY_COLUMNS = (
+    "id, event_id, route, sink, order_id, occurred_at, ordering, template, state, attempts, "
+    "next_attempt_at, created_at, updated_at, lease_owner, lease_until, last_error, delivered_at,"
+    " waiting"
+)
+DELIVERY_COLUMNS_SHOWN = DELIVERY_COLUMNS.replace(
+    " waiting",
+    " coalesce((SELECT 'sink switched off (' || disabled_reason || '): enable it with POST"
+    " /admin/v1/sinks/' || sink_state.sink || '/enable' FROM sink_state"
+    " WHERE sink_state.sink = deliveries.sink AND disabled_reason IS NOT NULL"
+    " AND deliveries.state = 'pending'), waiting)",
+)
+"""The columns as shown to people: a pending delivery of a switched-off sink says so, even
+before the dispatcher has looked at it (a disabled sink's deliveries are never claimed)."""
+
+CLAIM_CANDIDATES = (
+    "SELECT DISTINCT sink, order_id FROM ("
+    " SELECT sink, order_id, next_attempt_at AS due FROM deliveries"
+    "  WHERE state = 'pending' AND next_attempt_at <= ?1"
+    " UNION ALL"
+    " SELECT sink, order_id, lease_until AS due FROM deliveries"
+    "  WHERE state = 'in_flight' AND lease_until <= ?1"
+    " ORDER BY due LIMIT ?2)"
+    " WHERE sink NOT IN (SELECT sink FROM sink_state"
+    "                    WHERE disabled_reason IS NOT NULL)"
+)
+"""Lanes with something due (``?1`` now, ``?2`` how many rows to look at)."""
+LANE = (
+    "SELECT id, state, occurred_at, seq, next_attempt_at, lease_until, ordering"
+    " FROM deliveries WHERE sink = ? AND order_id = ?"
+    " AND state IN ('pending', 'in_flight', 'delivered')"
+)
+"""A lane's rows in the shape `gateway.store.lanes.plan_claims` reads."""
+SUPERSEDE = (
+    "UPDATE deliveries SET state = 'superseded', lease_owner = NULL,"
+    " lease_until = NULL, updated_at = ? WHERE id = ?"
+)
+LEASE = (
+    "UPDATE deliveries SET state = 'in_flight', lease_owner = ?, lease_until = ?,"
+    " updated_at = ? WHERE id = ?"
+)
+CLAIMED_DELIVERY = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?"
+EVENT_BODY = "SELECT body FROM events WHERE id = ?"
+FINISH = (
+    "UPDATE deliveries SET state = ?1, attempts = attempts + ?2,"
+    " next_attempt_at = coalesce(?3, next_attempt_at),"
+    " last_error = CASE WHEN ?1 = 'delivered' THEN NULL"
+    "  ELSE coalesce(?4, last_error) END, waiting = ?8,"
+    " delivered_at = CASE WHEN ?1 = 'delivered' THEN ?5 ELSE delivered_at END,"
+    " lease_owner = CASE WHEN ?1 = 'in_flight' THEN lease_owner END,"
+    " lease_until = CASE WHEN ?1 = 'in_flight' THEN lease_until END,"
+    " updated_at = ?5"
+    " WHERE id = ?6 AND state = 'in_flight' AND lease_owner = ?7"
+)
+"""Only the lease holder may finish: a lost lease updates nothing."""
+INSERT_ATTEMPT = (
+    "INSERT INTO attempts (delivery_id, started_at, duration_ms, outcome, status_code, error)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+REPLAY_SET = (
+    "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?,"
+    " updated_at = ?, lease_owner = NULL, lease_until = NULL, waiting = NULL"
+)
+REPLAY_ONE = REPLAY_SET + " WHERE id = ? AND state IN ('dead', 'skipped', 'superseded')"
+NEXT_DUE = (
+    "SELECT min(t) FROM ("
+    " SELECT min(next_attempt_at) AS t FROM deliveries WHERE state = 'pending'"
+    " UNION ALL"
+    " SELECT min(lease_until) FROM deliveries WHERE state = 'in_flight')"
+)
+SINK_COUNTS = (
+    "SELECT sink, sum(state IN ('pending', 'in_flight')), sum(state = 'dead')"
+    " FROM deliveries WHERE state IN ('pending', 'in_flight', 'dead') GROUP BY sink"
+)
+DISABLE_SINK = (
+    "INSERT INTO sink_state (sink, disabled_reason, disabled_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (sink) DO UPDATE SET disabled_reason = excluded.disabled_reason,"
+    " disabled_at = excluded.disabled_at"
+)
+ENABLE_SINK = (
+    "UPDATE sink_state SET disabled_reason = NULL, disabled_at = NULL"
+    " WHERE sink = ? AND disabled_reason IS NOT NULL"
+)
+DISABLED_SINKS = "SELECT sink, disabled_reason FROM sink_state WHERE disabled_reason IS NOT NULL"
+
+# -- admin reads (reads.py) --------------------------------------------------------------------
+GET_PUSH = f"SELECT {PUSH_COLUMNS} FROM pushes WHERE id = ?"
+GET_EVENT = "SELECT body FROM events WHERE id = ?"
+GET_CONTACT = "SELECT order_id, name, phone, email FROM contacts WHERE order_id = ?"
+COUNT_REJECTED = "SELECT count(*) FROM rejected"
+REJECTED_COLUMNS = "id, received_at, reason, body, content_type"
+LIST_REJECTED = f"SELECT {REJECTED_COLUMNS} FROM rejected ORDER BY id DESC LIMIT ?"
+GET_REJECTED = f"SELECT {REJECTED_COLUMNS} FROM rejected WHERE id = ?"
+DELETE_REJECTED = "DELETE FROM rejected WHERE id = ?"
+GET_DELIVERY = f"SELECT {DELIVERY_COLUMNS_SHOWN} FROM deliveries WHERE id = ?"
+ATTEMPTS_OF = (
+    "SELECT delivery_id, started_at, duration_ms, outcome, status_code, error"
+    " FROM attempts WHERE delivery_id = ? ORDER BY id"
+)
+
+
+# -- statements whose filter depends on the query ----------------------------------------------
+def _marks(count: int) -> str:
+    return ", ".join("?" for _ in range(count))
+
+
+def _select(head: str, where: Sequence[str], tail: str = "") -> str:
+    sql = head
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return sql + tail
+
+
+def pushes_taken(count: int) -> str:
+    """Which of `count` push ids are no longer ``pending`` (another intake finished them)."""
+    return f"SELECT id FROM pushes WHERE id IN ({_marks(count)}) AND state != 'pending'"
+
+
+def events_by_id(count: int) -> str:
+    return f"SELECT id, body, push_id FROM events WHERE id IN ({_marks(count)})"
+
+
+def requeue_pushes(state: str, since: int | None, ids: Sequence[str]) -> tuple[str, list[Any]]:
+    where = ["state = ?"]
+    params: list[Any] = [state]
+    if since is not None:
+        where.append("received_at >= ?")
+        params.append(since)
+    if ids:
+        where.append(f"id IN ({_marks(len(ids))})")
+        params.extend(ids)
+    head = "UPDATE pushes SET state = 'pending', error = NULL, processed_at = NULL"
+    return _select(head, where), params
+
+
+def list_pushes(query: PushQuery) -> tuple[str, list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if query.state is not None:
+        where.append("state = ?")
+        params.append(query.state)
+    if query.source is not None:
+        where.append("source = ?")
+        params.append(query.source)
+    if query.since is not None:
+        where.append("received_at >= ?")
+        params.append(to_us(query.since))
+    if query.before_seq is not None:
+        where.append("seq < ?")
+        params.append(query.before_seq)
+    head = f"SELECT {PUSH_COLUMNS} FROM pushes"
+    return _select(head, where, " ORDER BY seq DESC LIMIT ?"), [*params, query.limit]
+
+
+def list_events(query: EventQuery) -> tuple[str, list[Any]]:
+    """One row more than the page, to tell whether another page follows."""
+    where: list[str] = []
+    params: list[Any] = []
+    if query.order_id is not None:
+        where.append("order_id = ?")
+        params.append(query.order_id)
+    if query.status is not None:
+        where.append("status = ?")
+        params.append(query.status.value)
+    if query.since is not None:
+        where.append("received_at >= ?")
+        params.append(to_us(query.since))
+    if query.before_seq is not None:
+        where.append("seq < ?")
+        params.append(query.before_seq)
+    head = "SELECT seq, body FROM events"
+    return _select(head, where, " ORDER BY seq DESC LIMIT ?"), [*params, query.limit + 1]
+
+
+def _delivery_filter(query: DeliveryFilter) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("state", query.state),
+        ("sink", query.sink),
+        ("order_id", query.order_id),
+        ("event_id", query.event_id),
+    ):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if query.since is not None:
+        where.append("created_at >= ?")
+        params.append(to_us(query.since))
+    return where, params
+
+
+def list_deliveries(query: DeliveryFilter) -> tuple[str, list[Any]]:
+    where, params = _delivery_filter(query)
+    if query.before is not None:
+        where.append("seq < (SELECT seq FROM deliveries WHERE id = ?)")
+        params.append(query.before)
+    head = f"SELECT {DELIVERY_COLUMNS_SHOWN} FROM deliveries"
+    return _select(head, where, " ORDER BY seq DESC LIMIT ?"), [*params, query.limit]
+
+
+def replay(query: DeliveryFilter, now: int) -> tuple[str, list[Any]]:
+    """Only ``dead`` deliveries, whatever state the filter names."""
+    where, params = _delivery_filter(
+        DeliveryFilter(state="dead", sink=query.sink, order_id=query.order_id, since=query.since)
+    )
+    return _select(REPLAY_SET, where), [now, now, *params]
