@@ -35,10 +35,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import __version__, metrics
 from gateway.admin import AdminController
-from gateway.config import Config, safe_url
+from gateway.config import Config
 from gateway.errors import StoreError
 from gateway.receiver import ErrorBody, make_receiver
-from gateway.redaction import Redactor
+from gateway.redaction import mask_url, redact_text
 from gateway.routing import Router
 from gateway.runtime import Runtime, open_runtime
 
@@ -97,13 +97,13 @@ def _http_error(_: Request[object, object, State], exc: HTTPException) -> Respon
 def _internal_error(request: Request[object, object, State], exc: Exception) -> Response[bytes]:
     """A bug: log it with its traceback (secrets masked), answer JSON without the details."""
     runtime: Runtime | None = getattr(request.app.state, "runtime", None)
-    redactor = runtime.redactor if runtime is not None else Redactor(())
+    redact = runtime.redactor.redact if runtime is not None else redact_text
     trace = "".join(traceback.format_exception(exc)).rstrip()
     log.error(
         "unhandled error answering %s %s\n%s",
         request.method,
-        redactor.redact(request.url.path),
-        redactor.redact(trace),
+        redact(request.url.path),
+        redact(trace),
     )
     body = _encode(ErrorBody("internal_error", "an unexpected error; it is in the server's log"))
     return Response(body, status_code=500, media_type="application/json")
@@ -127,7 +127,7 @@ def create_app(config: Config) -> Litestar:
                 "kabarin %s ready: push endpoint %s, store %s, %d sinks, %d routes",
                 __version__,
                 config.receiver.path,
-                safe_url(config.store.url),
+                mask_url(config.store.url),
                 len(config.sinks),
                 len(config.routes),
             )

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from gateway.config import Config
 from gateway.dispatcher import Dispatcher
 from gateway.ingest import Backlog, Intake
-from gateway.redaction import Redactor
+from gateway.redaction import Redactor, use_log_secrets
 from gateway.routing import Router
 from gateway.store import Store, open_store
 from gateway.templates import Templates
@@ -65,6 +65,7 @@ class Runtime:
 
 
 def collect_secrets(config: Config, sinks: dict[str, Sink]) -> list[str]:
+    """Every secret to mask: the configuration's and each built sink's own."""
     found = set(config.secrets)
     for sink in sinks.values():
         found.update(sink.secrets())
@@ -107,6 +108,7 @@ async def open_runtime(
         stack.push_async_callback(sink.aclose)
     templates = Templates(timezone=config.receiver.tz)
     redactor = Redactor(collect_secrets(config, sinks))
+    use_log_secrets(redactor)
     runtime = Runtime(
         config=config,
         store=store,

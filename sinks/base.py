@@ -10,7 +10,6 @@ or `Skipped`), never by raising for an expected failure. The kinds are found thr
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import msgspec
 
 from gateway.deliveries import Ordering
 from gateway.events import Contact, Event
-from gateway.redaction import MASK, Redactor
+from gateway.redaction import mask_config, secret_values
 from gateway.units import Duration, FieldError, RateLimit
 
 __all__ = [
@@ -39,6 +38,7 @@ __all__ = [
     "SinkDeps",
     "Skipped",
     "SmtpConnect",
+    "config_secrets",
     "mask",
 ]
 
@@ -212,30 +212,18 @@ class Sink(Protocol):
     async def aclose(self) -> None: ...
 
 
-_SECRET_KEY = re.compile(
-    r"token|secret|password|passwd|api[_-]?key|webhook_url|auth|signature|cookie", re.I
-)
-_PATTERNS_ONLY = Redactor(())
-
-
 def mask(config: SinkConfig) -> dict[str, Any]:
-    """The config as plain data for printing, with secret values replaced by ``***``.
-
-    Values under secret-like keys (``secret``, ``webhook_url``, an ``Authorization`` header, ...)
-    are masked whole; every other string loses URL credentials and secret query parameters.
-    """
-    data: dict[str, Any] = msgspec.to_builtins(config, enc_hook=_to_builtin)
-    return {key: _mask_value(value, key) for key, value in data.items()}
+    """The config as plain data for printing, with secret values replaced by ``***``
+    (`gateway.redaction.mask_config`: a value under a secret key whole, URL credentials and
+    personal data in every other string)."""
+    masked: dict[str, Any] = mask_config(msgspec.to_builtins(config, enc_hook=_to_builtin))
+    return masked
 
 
-def _mask_value(value: Any, key: str) -> Any:
-    if isinstance(value, dict):
-        return {k: _mask_value(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_mask_value(v, key) for v in value]
-    if isinstance(value, str):
-        return MASK if value and _SECRET_KEY.search(key) else _PATTERNS_ONLY.redact(value)
-    return value
+def config_secrets(config: SinkConfig) -> list[str]:
+    """The secrets in a sink's config (`gateway.redaction.secret_values`): what a sink's
+    `Sink.secrets` returns unless it holds others."""
+    return secret_values(msgspec.to_builtins(config, enc_hook=_to_builtin))
 
 
 _RATE_UNITS = {1.0: "s", 60.0: "m", 3600.0: "h", 86400.0: "d"}
