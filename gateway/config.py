@@ -20,6 +20,7 @@ import msgspec
 import yaml
 
 from gateway.errors import ConfigError
+from gateway.redaction import secret_values
 from gateway.units import Duration, FieldError, dec_hook
 from sinks.base import SinkConfig
 from sinks.registry import load_sink_types
@@ -39,7 +40,6 @@ __all__ = [
     "TemplateFile",
     "load_config",
     "parse_config",
-    "safe_url",
 ]
 
 DEFAULT_RETRY_SCHEDULE = tuple(
@@ -507,7 +507,6 @@ def _store_folder_problem(store: StoreConfig) -> str | None:
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
-_SECRET_KEYS = re.compile(r"(token|secret|password|api_key|webhook_url|auth)", re.I)
 
 
 def _interpolate(
@@ -539,21 +538,8 @@ def _interpolate(
 def _collect_secrets(
     receiver: ReceiverConfig, admin: AdminConfig, raw_sinks: dict[Any, Any]
 ) -> list[str]:
-    found = [receiver.token]
-    if admin.token:
-        found.append(admin.token)
-
-    def walk(value: Any, key: str) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(v, str(k))
-        elif isinstance(value, list):
-            for v in value:
-                walk(v, key)
-        elif isinstance(value, str) and value and _SECRET_KEYS.search(key):
-            found.append(value)
-
-    walk(raw_sinks, "")
+    # From the raw blocks, so a sink kind this process cannot build still has its secrets masked.
+    found = [receiver.token, *([admin.token] if admin.token else []), *secret_values(raw_sinks)]
     return [s for s in found if len(s) >= 4]
 
 
@@ -617,13 +603,3 @@ class _LineIndex:
         text = text or "(top level)"
         line = self.line(path)
         return f"{text} (line {line})" if line is not None else text
-
-
-def safe_url(url: str) -> str:
-    """A URL without its password, for logs and summaries."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        creds, _, host = rest.rpartition("@")
-        user = creds.split(":", 1)[0]
-        return f"{scheme}{sep}{user}:***@{host}"
-    return url

@@ -1,7 +1,7 @@
 """`console`: prints each rendered message, so the example configuration works with no secrets.
 
 One block per delivery: a header line naming the sink, route, status and order, then the text,
-masked like a log line (`gateway.redaction`: phone numbers and credential-shaped text)::
+masked like a log line (`gateway.redaction`: phone numbers, emails and credential-shaped text)::
 
     == console | route everything-to-console | delivered | order OID-1 | AWB JP123
     Delivered: order OID-1 (AWB JP123), 05 May 2022 07:00 WIB
@@ -20,13 +20,10 @@ import sys
 from typing import Any, ClassVar, Literal, Self
 
 from gateway.deliveries import Ordering
-from gateway.redaction import Redactor
+from gateway.redaction import redact_text
 from sinks.base import Delivered, Message, Retry, SendResult, SinkConfig, SinkDeps
 
 __all__ = ["ConsoleConfig", "ConsoleSink"]
-
-_PATTERNS_ONLY = Redactor(())
-"""A terminal is a log: it gets the same masking, whatever text a template pulled in."""
 
 
 class ConsoleConfig(
@@ -77,7 +74,8 @@ class ConsoleSink:
             f"== {self.name} | route {message.route} | {event.status.value}"
             f" | order {event.order_id}" + (f" | AWB {event.awb}" if event.awb else "")
         )
-        return _PATTERNS_ONLY.redact(f"{header}\n{message.text}")
+        # A terminal is a log: it gets the same masking, whatever text a template pulled in.
+        return redact_text(f"{header}\n{message.text}")
 
     async def send(self, message: Message) -> SendResult:
         """Print the header line and the text; a closed stream is a `Retry`."""

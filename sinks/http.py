@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
@@ -36,7 +36,7 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from gateway import __version__
-from gateway.redaction import Redactor
+from gateway.redaction import Redactor, redact_text
 from sinks.base import Delivered, Permanent, Retry, SendResult
 
 __all__ = [
@@ -59,7 +59,6 @@ _BODY_READ_LIMIT = 64 * 1024
 """Read at most this much of an answer: enough for any error message, and a body read to its
 end lets the connection go back to the pool."""
 _SNIPPET_LENGTH = 200
-_PATTERNS_ONLY = Redactor(())
 
 
 def make_http_client(
@@ -143,7 +142,7 @@ def classify(
         return Delivered(status_code=status_code)
     found = httpx.Headers(headers or {})
     reason = f"HTTP {status_code} {httpx.codes.get_reason_phrase(status_code)}".rstrip()
-    snippet = _snippet(body, redactor or _PATTERNS_ONLY)
+    snippet = _snippet(body, redactor.redact if redactor else redact_text)
     if snippet:
         reason = f"{reason}: {snippet}"
     if status_code in _RETRY_STATUSES or 500 <= status_code < 600:
@@ -184,12 +183,12 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, moment.timestamp() - current)
 
 
-def _snippet(body: bytes | str, redactor: Redactor) -> str:
+def _snippet(body: bytes | str, redact: Callable[[str], str]) -> str:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     # Collapse whitespace before redacting, and redact before cutting: a secret cut in half
     # would no longer be recognised.
     text = " ".join(text.split())
-    text = redactor.redact(text[: _SNIPPET_LENGTH * 8])
+    text = redact(text[: _SNIPPET_LENGTH * 8])
     return text if len(text) <= _SNIPPET_LENGTH else text[: _SNIPPET_LENGTH - 1] + "…"
 
 

@@ -37,7 +37,7 @@ from gateway.events import Contact, Event
 from gateway.redaction import Redactor
 from gateway.templates import STATUS_LABELS, rupiah
 from gateway.units import RateLimit
-from sinks.base import Language, Message, SendResult, SinkConfig, SinkDeps
+from sinks.base import Language, Message, SendResult, SinkConfig, SinkDeps, config_secrets
 from sinks.http import post
 
 __all__ = ["SlackConfig", "SlackSink", "slack_payload"]
@@ -165,10 +165,7 @@ class SlackSink:
 
     def secrets(self) -> list[str]:
         """The webhook URL, its path and its last segment: each alone lets anyone post."""
-        url = self.config.webhook_url
-        path = urlsplit(url).path
-        found = [url, path, path.rstrip("/").rsplit("/", 1)[-1]]
-        return [s for s in dict.fromkeys(found) if len(s) >= 8]
+        return config_secrets(self.config)
 
     async def aclose(self) -> None:
         """Nothing to close: the HTTP client is shared and closed by its owner."""

@@ -35,7 +35,7 @@ import hashlib
 import hmac
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 import msgspec
@@ -44,7 +44,7 @@ from gateway.deliveries import Ordering
 from gateway.events import Event
 from gateway.redaction import Redactor
 from gateway.units import Duration, FieldError
-from sinks.base import Message, SendResult, SinkConfig, SinkDeps
+from sinks.base import Message, SendResult, SinkConfig, SinkDeps, config_secrets
 from sinks.http import post
 
 __all__ = ["WebhookConfig", "WebhookSink", "decode_secret", "sign"]
@@ -53,8 +53,6 @@ _SECRET_PREFIX = "whsec_"
 _MIN_KEY_BYTES, _MAX_KEY_BYTES = 24, 64
 """Standard Webhooks: a symmetric secret is random, 24 to 64 bytes."""
 _RESERVED_HEADERS = frozenset({"content-type", "content-length", "host", "transfer-encoding"})
-_SECRET_HEADER_WORDS = ("auth", "token", "secret", "key", "signature", "cookie", "password")
-_SECRET_QUERY_WORDS = ("token", "secret", "key", "sig", "auth", "password", "code")
 
 
 class WebhookConfig(
@@ -188,25 +186,9 @@ class WebhookSink:
         )
 
     def secrets(self) -> list[str]:
-        """The secrets (with and without ``whsec_``), URL credentials and secret-looking
-        query values, and the values of auth-like custom headers."""
-        found: list[str] = []
-        for secret in self.config.secret_list:
-            found += [secret, secret.removeprefix(_SECRET_PREFIX)]
-        parts = urlsplit(self.config.url)
-        if parts.password:
-            found.append(parts.password)
-            userinfo = f"{parts.username or ''}:{parts.password}".encode()
-            found.append(base64.b64encode(userinfo).decode())
-            found += [v.split(" ", 1)[-1] for v in _split_credentials(self.config.url)[1].values()]
-        for key, value in parse_qsl(parts.query):
-            if any(word in key.lower() for word in _SECRET_QUERY_WORDS):
-                found.append(value)
-        for name, value in self.config.headers.items():
-            if any(word in name.lower() for word in _SECRET_HEADER_WORDS):
-                found.append(value)
-                found.append(value.split(" ", 1)[-1])  # the credential after "Bearer "
-        return [s for s in dict.fromkeys(found) if len(s) >= 4]
+        """The secrets (with and without ``whsec_``), the URL's credentials (and the Basic
+        header made of them) and secret query values, and secret headers' values."""
+        return config_secrets(self.config)
 
     async def aclose(self) -> None:
         """Nothing to close: the HTTP client is shared and closed by its owner."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import DEFAULT_RETRY_SCHEDULE, load_config, parse_config, safe_url
+from gateway.config import DEFAULT_RETRY_SCHEDULE, load_config, parse_config
 from gateway.errors import ConfigError
 from gateway.units import RateLimit, parse_duration, parse_rate_limit
 
@@ -177,11 +177,6 @@ routes:
     )
     (line,) = problems(text)
     assert line.startswith("routes[0].template.b (line 10)")
-
-
-def test_safe_url_hides_passwords() -> None:
-    assert safe_url("postgresql://kabarin:pa55@db:5432/k") == "postgresql://kabarin:***@db:5432/k"
-    assert safe_url("sqlite:///./k.db") == "sqlite:///./k.db"
 
 
 def test_unreadable_file() -> None:
