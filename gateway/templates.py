@@ -3,7 +3,8 @@
 A message has named parts (``text``, ``subject``, ``html``, ...). Each sink kind declares the
 parts it sends (`Sink.parts`); `Templates.message` renders each one from the route's template
 for that sink, else the sink block's, else the kind's built-in one in the sink's language, and
-builds the `Message` the sink is handed. Templates are compiled once per source.
+builds the `Message` the sink is handed. Templates are compiled once per source. The ``html``
+part escapes every value it inserts (``<`` → ``&lt;``); ``{{ x | safe }}`` opts out.
 
 A template sees ``event`` (the `Event`; ``event.details.<key>`` reads the details, statuses render
 as their value, e.g. ``delivered``), ``contact`` (never undefined: with no contact it is falsy and
@@ -312,6 +313,10 @@ class Templates:
         """Every part rendered; the first failure is a `TemplateError` naming its part."""
         out: dict[str, str] = {}
         for part, source in sources.items():
+            if part == "html":
+                # Data from a push must not become markup in a mail. Same line: line numbers
+                # in errors stay the template's own.
+                source = f"{{% autoescape true %}}{source}{{% endautoescape %}}"
             try:
                 out[part] = self.render(
                     source, event=event, contact=contact, route=route, language=language

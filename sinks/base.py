@@ -123,6 +123,9 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
 
 class Delivered(msgspec.Struct, frozen=True, kw_only=True):
     status_code: int | None = None
+    note: str | None = None
+    """Something the peer accepted only in part (an SMTP server refusing some recipients):
+    kept on the attempt row."""
 
 
 class Retry(msgspec.Struct, frozen=True, kw_only=True):

@@ -68,7 +68,8 @@ async def send_once(
         )
         result, outcome = Retry(reason=reason), "error"
     duration_ms = (time.perf_counter() - started) * 1000
-    error = None if isinstance(result, Delivered) else redactor.redact(result.reason)
+    said = result.note if isinstance(result, Delivered) else result.reason
+    error = None if said is None else redactor.redact(said)
     return result, Attempt(
         delivery_id=message.delivery_id,
         started_at=started_at,
