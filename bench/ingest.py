@@ -1,15 +1,21 @@
-"""Ingest benchmark: Kabarin's durable push path against a bare Litestar app, in one run.
+"""Ingest benchmarks, each against a ceiling measured in the same run.
 
-Both run on the same server (uvicorn, one worker, same settings) on 127.0.0.1 and get the same
-load: 64 connections for 10 s per body size, pushes of 10 and of 100 packages, every request with
-order ids never sent before (so the duplicate path does not flatter Kabarin). The load comes from
-wrk when it is installed, else from bench/loadgen.py in a separate process.
+1. Edge: pushes of 10 packages accepted per second by Kabarin against the bare Litestar app of
+   bench/bare_app.py decoding the same push into a msgspec struct (target >= 0.8). Both run on
+   uvicorn, one worker, on 127.0.0.1, and get the same load: 64 connections for 10 s, every
+   request with order ids never sent before (bench/push.lua), so the duplicate path does not
+   flatter Kabarin. Kabarin's intake runs meanwhile (it shares the process and the GIL).
+2. Sustained: a burst of 20,000 pushes of 10 packages (200,000 events) sent by 16 connections as
+   fast as they are accepted; the time until the last event and its delivery are committed
+   (no push pending in the store), against bench/store_floor.py: SQLite alone writing the same
+   rows in the same order (target >= 0.8).
 
-Kabarin runs with SQLite (WAL, synchronous=FULL, group commit) and one route, so each event also
-writes a delivery in the same commit; its dispatcher is off so the CPU measured is the request
-path's.
+Kabarin runs with SQLite (WAL, synchronous=FULL, group commit) and one route, so each event
+also gets a delivery in the intake's commit; its dispatcher is off. The load comes from wrk
+(`apt-get install -y wrk`); without it, from bench/loadgen.py in a separate process, which takes
+CPU from the server on a small machine: the ratios are then lower than they should be.
 
-    make bench                       # or: .venv/bin/python bench/ingest.py --seconds 10
+    make bench       # or: .venv/bin/python bench/ingest.py [--part edge|sustained] [--sizes 10 100]
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -27,6 +34,7 @@ import time
 from pathlib import Path
 
 import httpx
+from store_floor import floor
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -108,11 +116,12 @@ routes:
     )
 
 
-def load(
-    url: str, packages: int, prefix: str, connections: int, seconds: float
-) -> dict[str, float]:
+def load_command(
+    url: str, packages: int, prefix: str, connections: int, seconds: float, total: int | None
+) -> list[str]:
+    extra = [] if total is None else [str(total)]
     if shutil.which("wrk"):
-        cmd = [
+        return [
             "wrk",
             "-t1",
             f"-c{connections}",
@@ -125,33 +134,38 @@ def load(
             str(packages),
             prefix,
             TOKEN,
+            *extra,
         ]
-    else:
-        cmd = [
-            str(BIN / "python"),
-            str(HERE / "loadgen.py"),
-            url + "/kiriminaja/push",
-            str(packages),
-            prefix,
-            TOKEN,
-            str(connections),
-            str(seconds),
-        ]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return [
+        str(BIN / "python"),
+        str(HERE / "loadgen.py"),
+        url + "/kiriminaja/push",
+        str(packages),
+        prefix,
+        TOKEN,
+        str(connections),
+        str(seconds),
+        *extra,
+    ]
+
+
+def parse_result(out: str) -> dict[str, float]:
     line = next(line for line in out.splitlines() if line.startswith("RESULT "))
     result: dict[str, float] = json.loads(line.removeprefix("RESULT "))
+    return result
+
+
+def load(
+    url: str, packages: int, prefix: str, connections: int, seconds: float
+) -> dict[str, float]:
+    cmd = load_command(url, packages, prefix, connections, seconds, None)
+    result = parse_result(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
     result["rps"] = result["requests"] / result["seconds"]
     result["eps"] = result["rps"] * packages
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100])
-    args = parser.parse_args()
-
+def edge(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="kabarin-bench-"))
     bare_port, kabarin_port = free_port(), free_port()
     bare = start_bare(bare_port)
@@ -161,10 +175,9 @@ def main() -> None:
     try:
         wait_ready(bare_url + "/kiriminaja/push", bare)
         wait_ready(kabarin_url + "/kiriminaja/push", kabarin)
-        tool = "wrk" if shutil.which("wrk") else "bench/loadgen.py"
         print(
-            f"load: {tool}, {args.connections} connections, {args.seconds:g} s per run, "
-            f"{os.cpu_count()} cores; fresh order ids on every request\n"
+            f"1. edge: {args.connections} connections, {args.seconds:g} s per run, "
+            f"{os.cpu_count()} cores; fresh order ids on every request; the intake running"
         )
         for size in args.sizes:
             load(bare_url, size, "warm", args.connections, 2)  # warm both up
@@ -176,11 +189,6 @@ def main() -> None:
         for proc in (bare, kabarin):
             proc.terminate()
             proc.wait(30)
-
-    db = sqlite3.connect(workdir / "kabarin.db")
-    events = db.execute("SELECT count(*) FROM events").fetchone()[0]
-    deliveries = db.execute("SELECT count(*) FROM deliveries").fetchone()[0]
-    db.close()
     shutil.rmtree(workdir, ignore_errors=True)
 
     print(
@@ -194,12 +202,83 @@ def main() -> None:
                 f"{size:>13} {name:<8} {r['rps']:>9.0f} {r['eps']:>10.0f} {r['p50_ms']:>8.1f} "
                 f"{r['p99_ms']:>8.1f} {errs:>7}"
             )
-    print()
     for size, b, k in rows:
-        ratio = k["rps"] / b["rps"]
         target = " (target >= 0.80)" if size == 10 else ""
-        print(f"ratio kabarin/bare, {size} packages/push: {ratio:.2f}{target}")
-    print(f"stored by kabarin (incl. warm-up): {events} events, {deliveries} deliveries")
+        print(f"ratio kabarin/bare, {size} packages/push: {k['rps'] / b['rps']:.2f}{target}")
+
+
+def sustained(args: argparse.Namespace) -> None:
+    print(
+        f"\n2. sustained: {args.pushes:,} pushes of 10 packages, {args.burst_connections} "
+        "connections, until the last event and its delivery are committed"
+    )
+    floor_eps = floor(args.pushes)
+    workdir = Path(tempfile.mkdtemp(prefix="kabarin-bench-"))
+    port = free_port()
+    kabarin = start_kabarin(port, workdir)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url + "/kiriminaja/push", kabarin)
+        db = sqlite3.connect(f"file:{workdir / 'kabarin.db'}?mode=ro", uri=True)
+        cmd = load_command(url, 10, "s", args.burst_connections, 600, args.pushes)
+        started = time.perf_counter()
+        gen = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        accepted_at = None
+        while True:
+            time.sleep(0.05)
+            pushes, pending = db.execute(
+                "SELECT count(*), count(*) FILTER (WHERE state = 'pending') FROM pushes"
+            ).fetchone()
+            if accepted_at is None and pushes >= args.pushes:
+                accepted_at = time.perf_counter()
+                gen.send_signal(signal.SIGINT)  # wrk's threads stopped; it waits for -d
+            if accepted_at is not None and pending == 0:
+                break
+            if gen.poll() not in (None, 0) or time.perf_counter() - started > 600:
+                raise SystemExit(f"the burst did not finish: {pushes} pushes, {pending} pending")
+        done_at = time.perf_counter()
+        out, _ = gen.communicate(timeout=30)
+        events, deliveries = db.execute(
+            "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM deliveries)"
+        ).fetchone()
+        db.close()
+    finally:
+        kabarin.terminate()
+        kabarin.wait(30)
+    shutil.rmtree(workdir, ignore_errors=True)
+    result = parse_result(out)
+    elapsed = done_at - started
+    eps = events / elapsed
+    print(
+        f"kabarin: {pushes:,} pushes accepted in {accepted_at - started:.1f} s "
+        f"(p99 {result['p99_ms']:.0f} ms, {int(result['errors'] + result['non2xx'])} errors), "
+        f"{events:,} events and {deliveries:,} deliveries committed after {elapsed:.1f} s: "
+        f"{eps:,.0f} events/s"
+    )
+    print(f"SQLite alone (bench/store_floor.py, same rows): {floor_eps:,.0f} events/s")
+    print(f"ratio kabarin/SQLite alone: {eps / floor_eps:.2f} (target >= 0.80)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=["edge", "sustained", "all"], default="all")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10])
+    parser.add_argument("--pushes", type=int, default=20_000)
+    parser.add_argument("--burst-connections", type=int, default=16)
+    args = parser.parse_args()
+    if shutil.which("wrk"):
+        print("load: wrk")
+    else:
+        print(
+            "load: bench/loadgen.py (wrk is not installed: `apt-get install -y wrk`; a Python "
+            "load generator takes CPU from the server, so the ratios are lower than with wrk)"
+        )
+    if args.part in ("edge", "all"):
+        edge(args)
+    if args.part in ("sustained", "all"):
+        sustained(args)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """Fallback load generator for machines without wrk: run in its own process by bench/ingest.py.
 
-Prints one line `RESULT {json}` like bench/push.lua does.
+Prints one line `RESULT {json}` like bench/push.lua does. With TOTAL, stops after that many
+pushes (the duration is then only a bound).
+
+    loadgen.py URL PACKAGES PREFIX TOKEN CONNECTIONS SECONDS [TOTAL]
 """
 
 from __future__ import annotations
@@ -23,18 +26,29 @@ def body(n: int, prefix: str, worker: int, counter: int) -> bytes:
     return f'{{"method":"shipped_packages","data":[{items}]}}'.encode()
 
 
-async def main(url: str, n: int, prefix: str, token: str, connections: int, seconds: float) -> None:
+async def main(
+    url: str,
+    n: int,
+    prefix: str,
+    token: str,
+    connections: int,
+    seconds: float,
+    total: int | None = None,
+) -> None:
     latencies: list[float] = []
-    errors = non2xx = 0
+    errors = non2xx = sent = 0
     deadline = time.perf_counter() + seconds
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     connector = aiohttp.TCPConnector(limit=connections)
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def worker(w: int) -> None:
-            nonlocal errors, non2xx
+            nonlocal errors, non2xx, sent
             counter = 0
             while time.perf_counter() < deadline:
+                if total is not None and sent >= total:
+                    return
+                sent += 1
                 counter += 1
                 started = time.perf_counter()
                 try:
@@ -75,4 +89,5 @@ async def main(url: str, n: int, prefix: str, token: str, connections: int, seco
 
 if __name__ == "__main__":
     url, n, prefix, token, conns, secs = sys.argv[1:7]
-    asyncio.run(main(url, int(n), prefix, token, int(conns), float(secs)))
+    total = int(sys.argv[7]) if len(sys.argv) > 7 else None
+    asyncio.run(main(url, int(n), prefix, token, int(conns), float(secs), total))

@@ -1,7 +1,10 @@
 -- wrk script: every request a push of N packages with order ids never sent before.
--- usage: wrk ... -s push.lua URL -- N PREFIX TOKEN
+-- usage: wrk ... -s push.lua URL -- N PREFIX TOKEN [TOTAL]
+-- With TOTAL, each thread stops once TOTAL pushes were answered (-d is then only a bound); a
+-- few requests still in flight then may be accepted too: count what was stored, not TOTAL.
 local threads = {}
 local counter = 0
+local answered = 0
 
 function setup(thread)
   thread:set("tid", #threads)
@@ -11,6 +14,7 @@ end
 function init(args)
   n = tonumber(args[1])
   prefix = args[2]
+  total = tonumber(args[4])
   headers = {}
   headers["Authorization"] = "Bearer " .. args[3]
   headers["Content-Type"] = "application/json"
@@ -27,6 +31,13 @@ function request()
   end
   local body = '{"method":"shipped_packages","data":[' .. table.concat(items, ",") .. ']}'
   return wrk.format("POST", "/kiriminaja/push", headers, body)
+end
+
+function response(status, headers, body)
+  answered = answered + 1
+  if total and answered >= total then
+    wrk.thread:stop()
+  end
 end
 
 function done(summary, latency, requests)

@@ -62,7 +62,7 @@ def floor(pushes: int, *, batch: int = 200, group: int = 64, synchronous: str = 
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA cache_size=-65536")
-    migrate(conn)
+    migrate(conn, now=time.time_ns() // 1000)
     bodies = [push_body(p) for p in range(pushes)]
     started = time.perf_counter()
     for first in range(0, pushes, batch):
