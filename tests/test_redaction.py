@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -12,6 +13,7 @@ from urllib.parse import quote
 import pytest
 
 from gateway.cli import main
+from gateway.config import parse_config
 from gateway.redaction import (
     LogRedaction,
     Redactor,
@@ -26,7 +28,9 @@ from gateway.redaction import (
     url_secrets,
     use_log_secrets,
 )
+from gateway.runtime import open_runtime
 
+_WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 SLACK = "https://hooks.slack.com/services/T0AAA/B0BBB/abcdefSECRET123"
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "config.example.yaml"
 
@@ -344,3 +348,23 @@ def test_kabarin_installs_the_log_filter_on_every_handler(
     logging.getLogger("some.library").warning("calling %s", "081234567890")
     assert "calling 0812*****890" in caplog.text
     assert "081234567890" not in caplog.text
+
+
+async def test_opening_the_runtime_tells_the_log_filter_the_configurations_secrets(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = parse_config(
+        f"""
+receiver: {{token: t0ken-for-pushes}}
+store: {{url: "sqlite:///{tmp_path}/k.db"}}
+sinks:
+  erp: {{type: webhook, url: "https://erp.example.com/h", secret: "{_WHSEC}",
+         headers: {{X-Erp-Token: s3ss10n-v4lue}}}}
+"""
+    )
+    install_log_redaction()  # as `kabarin` does, here on pytest's handlers
+    async with AsyncExitStack() as stack:
+        await open_runtime(config, stack, dispatcher=False)
+        logging.getLogger("some.library").warning("t0ken-for-pushes and %s", "s3ss10n-v4lue")
+    assert "*** and ***" in caplog.text
+    assert "t0ken-for-pushes" not in caplog.text and "s3ss10n-v4lue" not in caplog.text
