@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import phonenumbers
 
-__all__ = ["DEFAULT_REGION", "InvalidPhone", "normalize_phone"]
+from sinks.base import Message, Permanent, Skipped
+
+__all__ = ["DEFAULT_REGION", "InvalidPhone", "customer_phone", "normalize_phone"]
 
 DEFAULT_REGION = "ID"
 
@@ -45,3 +47,16 @@ def normalize_phone(raw: str, region: str = DEFAULT_REGION) -> str:
             f" for country code +{parsed.country_code}"
         )
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def customer_phone(message: Message) -> str | Skipped | Permanent:
+    """Where a message to the order's customer goes: the contact's number in E.164, `Skipped`
+    when the order has none, `Permanent` when the number cannot be one."""
+    contact = message.contact
+    raw = contact.phone if contact is not None else None
+    if raw is None or not raw.strip():
+        return Skipped(reason=f"no phone number for order {message.event.order_id}")
+    try:
+        return normalize_phone(raw)
+    except InvalidPhone as exc:
+        return Permanent(reason=f"order {message.event.order_id}: {exc}")

@@ -119,6 +119,27 @@ ALL_SINKS = [
         ),
         id="email",
     ),
+    pytest.param(
+        HttpSinkCase(
+            {
+                "type": "whatsapp",
+                "provider": "cloud",
+                "phone_number_id": "106540352242922",
+                "access_token": "EAAG-cloud-access-token-4455",
+                "template": "status_paket",
+                "parameters": ["{{ event.order_id }}"],
+            },
+            ("EAAG-cloud-access-token-4455",),
+        ),
+        id="whatsapp-cloud",
+    ),
+    pytest.param(
+        HttpSinkCase(
+            {"type": "whatsapp", "provider": "fonnte", "token": "fonnte-token-Zx81q"},
+            ("fonnte-token-Zx81q",),
+        ),
+        id="whatsapp-fonnte",
+    ),
 ]
 
 
