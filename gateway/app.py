@@ -10,6 +10,7 @@ import logging
 import traceback
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, get
@@ -41,6 +42,7 @@ from gateway.receiver import ErrorBody, make_receiver
 from gateway.redaction import mask_url, redact_text
 from gateway.routing import Router
 from gateway.runtime import Runtime, open_runtime
+from gateway.ui import ui_router
 
 __all__ = ["create_app"]
 
@@ -109,9 +111,13 @@ def _internal_error(request: Request[object, object, State], exc: Exception) -> 
     return Response(body, status_code=500, media_type="application/json")
 
 
-def create_app(config: Config) -> Litestar:
-    """The gateway for one configuration. Raises `ConfigError` if routes or templates are bad."""
+def create_app(config: Config, *, config_path: str | Path | None = None) -> Litestar:
+    """The gateway for one configuration. Raises `ConfigError` if routes or templates are bad.
+
+    `config_path` is the file `config` was read from, shown on the dashboard's configuration page.
+    """
     router = Router.from_config(config)
+    dashboard, console = ui_router(Path(config_path) if config_path is not None else None)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -140,11 +146,13 @@ def create_app(config: Config) -> Litestar:
             healthz,
             readyz,
             metrics_endpoint,
+            dashboard,
             create_static_files_router(
                 _DOCS_ASSETS, [swagger_ui.static_path], include_in_schema=False
             ),
         ],
         lifespan=[lifespan],
+        state=State({"ui": console}),
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         openapi_config=OpenAPIConfig(
             title="Kabarin",

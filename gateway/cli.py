@@ -240,7 +240,7 @@ def _serve(args: argparse.Namespace) -> int:
             f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
         ) from None
     asyncio.run(_store_writable(config))
-    app = create_app(config)
+    app = create_app(config, config_path=args.config)
     receiver = config.receiver
     server = uvicorn.Server(
         uvicorn.Config(

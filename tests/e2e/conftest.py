@@ -11,13 +11,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
 
 PUSH_TOKEN = "e2e-kiriminaja-token"
 ADMIN_TOKEN = "e2e-admin-token"
@@ -247,8 +251,9 @@ class Peer:
         return [r.json() for r in self.requests(path)]
 
 
-@pytest.fixture
-def peer() -> Iterator[Peer]:
+@contextmanager
+def running_peer() -> Iterator[Peer]:
+    """A `Peer` listening on 127.0.0.1 until the block ends."""
     state = Peer()
 
     class Handler(BaseHTTPRequestHandler):
@@ -282,3 +287,54 @@ def peer() -> Iterator[Peer]:
     yield state
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture
+def peer() -> Iterator[Peer]:
+    with running_peer() as state:
+        yield state
+
+
+# -- a real browser (Debian's chromium, driven by selenium) -------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+    """One headless chromium per test module. Skipped on a machine without Debian's chromium
+    and chromium-driver, except in CI (``CI=true``), where a missing browser is a failure."""
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        reason = (
+            f"browser tests need {CHROMIUM} and {CHROMEDRIVER}"
+            " (apt-get install chromium chromium-driver)"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    # An explicit binary and driver: Selenium Manager then has nothing to look up or download.
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,900",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -1,0 +1,125 @@
+"""The dashboard's words in English and Bahasa Indonesia.
+
+Pages are written in English; `translate` looks each label up here for ``id``. A label missing
+from the table shows in English, so a new page never breaks, it only waits for its translation.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+__all__ = ["LANGUAGES", "Language", "translate"]
+
+Language = Literal["en", "id"]
+LANGUAGES: tuple[Language, ...] = ("en", "id")
+
+_ID: dict[str, str] = {
+    "Overview": "Ringkasan",
+    "Orders": "Pesanan",
+    "Deliveries": "Pengiriman pesan",
+    "Pushes": "Push",
+    "Configuration": "Konfigurasi",
+    "Try a push": "Coba push",
+    "Sign in": "Masuk",
+    "Sign out": "Keluar",
+    "Admin token": "Token admin",
+    "Wrong admin token.": "Token admin salah.",
+    "The dashboard is off: set admin.token in the configuration.": (
+        "Dasbor nonaktif: isi admin.token di konfigurasi."
+    ),
+    "This form has expired or did not come from this dashboard. Nothing was changed.": (
+        "Formulir ini kedaluwarsa atau bukan dari dasbor ini. Tidak ada yang diubah."
+    ),
+    "Refused": "Ditolak",
+    "Not found": "Tidak ditemukan",
+    "Pushes and events per hour, last 24 hours": "Push dan event per jam, 24 jam terakhir",
+    "pushes": "push",
+    "events": "event",
+    "Deliveries by state": "Pengiriman menurut status",
+    "Intake backlog": "Antrean intake",
+    "pushes waiting for the intake": "push menunggu intake",
+    "rejected bodies kept": "body ditolak yang disimpan",
+    "Sinks": "Sink",
+    "Sink": "Sink",
+    "Type": "Jenis",
+    "Pending": "Menunggu",
+    "Dead": "Gagal",
+    "Circuit": "Sirkuit",
+    "Switched off": "Dimatikan",
+    "Enable": "Aktifkan",
+    "on": "aktif",
+    "Search by order id or AWB": "Cari dengan ID pesanan atau AWB",
+    "Search": "Cari",
+    "No order or AWB matches": "Tidak ada pesanan atau AWB yang cocok",
+    "Recent orders": "Pesanan terbaru",
+    "Order": "Pesanan",
+    "Timeline": "Linimasa",
+    "Time": "Waktu",
+    "Status": "Status",
+    "Source": "Sumber",
+    "Method": "Metode",
+    "Reason": "Alasan",
+    "Contact": "Kontak",
+    "Route": "Rute",
+    "State": "Status",
+    "Attempts": "Percobaan",
+    "Outcome": "Hasil",
+    "Duration": "Durasi",
+    "Error": "Galat",
+    "Waiting": "Menunggu karena",
+    "Last error": "Galat terakhir",
+    "Next attempt": "Percobaan berikutnya",
+    "Created": "Dibuat",
+    "Event": "Event",
+    "any": "semua",
+    "Since": "Sejak",
+    "Filter": "Saring",
+    "Replay": "Kirim ulang",
+    "Replay all dead ones matching the filter": "Kirim ulang semua yang gagal sesuai saringan",
+    "Replay {n} dead deliveries?": "Kirim ulang {n} pengiriman yang gagal?",
+    "No dead delivery matches the filter.": "Tidak ada pengiriman gagal yang cocok.",
+    "Cancel": "Batal",
+    "{n} deliveries replayed.": "{n} pengiriman dikirim ulang.",
+    "Delivery replayed.": "Pengiriman dikirim ulang.",
+    "This delivery cannot be replayed now.": "Pengiriman ini tidak bisa dikirim ulang sekarang.",
+    "Rendered message": "Pesan yang dirender",
+    "The sink is no longer in the configuration.": "Sink ini sudah tidak ada di konfigurasi.",
+    "No deliveries.": "Tidak ada pengiriman.",
+    "Push log": "Log push",
+    "Received": "Diterima",
+    "Items": "Item",
+    "New events": "Event baru",
+    "Repeated": "Berulang",
+    "Reprocess": "Proses ulang",
+    "Reprocess every failed push": "Proses ulang semua push yang gagal",
+    "{n} pushes put back to the intake.": "{n} push dikembalikan ke intake.",
+    "Body": "Body",
+    "Rejected bodies": "Body yang ditolak",
+    "Replay through the push endpoint": "Proses lewat endpoint push",
+    "Accepted: it is a push now.": "Diterima: sekarang sudah berupa push.",
+    "Still not a push: {reason}": "Masih bukan push: {reason}",
+    "The store is unavailable; try again.": "Store tidak tersedia; coba lagi.",
+    "File": "Berkas",
+    "Loaded": "Dimuat",
+    "Check of the file on disk now": "Pemeriksaan berkas di disk sekarang",
+    "OK": "OK",
+    "Secrets are masked.": "Rahasia disamarkan.",
+    "The file cannot be read.": "Berkas tidak bisa dibaca.",
+    "Paste a push body: nothing is sent or stored.": (
+        "Tempel body push: tidak ada yang dikirim atau disimpan."
+    ),
+    "Show": "Tampilkan",
+    "Not a push (Kabarin would answer 400)": "Bukan push (Kabarin akan menjawab 400)",
+    "matches no route: stored and counted, sent nowhere": (
+        "tidak cocok dengan rute mana pun: disimpan dan dihitung, tidak dikirim"
+    ),
+    "Template error": "Galat template",
+    "Nothing yet.": "Belum ada.",
+    "Language": "Bahasa",
+    "Menu": "Menu",
+}
+
+
+def translate(label: str, language: Language, **values: object) -> str:
+    text = _ID.get(label, label) if language == "id" else label
+    return text.format(**values) if values else text

@@ -1,0 +1,724 @@
+"""The dashboard's pages and actions under ``/ui``: server-rendered HTML over the same runtime,
+store methods and admin helpers as the admin API.
+
+Every page needs a session (`gateway.ui.session.signed_in`); every POST action checks the
+session's CSRF token first and changes nothing without it. What a page counts is bounded (the
+last 24 hours, a few thousand rows at most): enough for a small shop, never a full scan.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from litestar import Request, Response, Router, get, post
+from litestar.datastructures import Cookie, State
+from litestar.enums import MediaType
+from litestar.exceptions import NotFoundException
+from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
+from litestar.types import ControllerRouterHandler
+
+from gateway.admin import _sink_statuses, _with_waiting, push_events, replay_rejected
+from gateway.deliveries import Delivery, DeliveryFilter, DeliveryState
+from gateway.dryrun import Simulated, simulate
+from gateway.errors import ConfigError, KabarinError, PushError
+from gateway.events import Event
+from gateway.store.base import EventQuery, PushQuery, PushState
+from gateway.ui.chart import count_per_hour, hour_buckets, hourly_svg
+from gateway.ui.labels import LANGUAGES, Language, translate
+from gateway.ui.session import COOKIE, LIFETIME, Session, Sessions, SignInRequired, signed_in
+from gateway.units import parse_duration
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+
+__all__ = ["Console", "ui_router"]
+
+log = logging.getLogger("kabarin")
+
+PREFIX = "/ui"
+LANG_COOKIE = "kabarin_lang"
+DELIVERY_STATES: tuple[DeliveryState, ...] = (
+    "pending",
+    "in_flight",
+    "delivered",
+    "dead",
+    "skipped",
+    "superseded",
+)
+PUSH_STATES: tuple[PushState, ...] = ("pending", "processed", "failed")
+_COUNT_CAP = 1000
+"""Deliveries counted per state on the overview; more shows as ``1000+``."""
+_SCAN_EVENTS = 2000
+"""Recent events looked through for an AWB (the store has no AWB index to ask)."""
+_SINCE_CHOICES = ("1h", "6h", "24h", "7d", "30d")
+
+_env = Environment(
+    loader=PackageLoader("gateway.ui", "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+@dataclass
+class Console:
+    """The dashboard's own state, kept on ``app.state.ui``."""
+
+    config_path: Path | None
+    """The configuration file in use, when the process was started from one."""
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    sessions: Sessions = field(default_factory=Sessions)
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+def _language(request: Request[Any, Any, Any]) -> tuple[Language, bool]:
+    """The page's language, and whether the query asked for it (then it is remembered)."""
+    asked = request.query_params.get("lang")
+    for lang in LANGUAGES:
+        if asked == lang:
+            return lang, True
+    for lang in LANGUAGES:
+        if request.cookies.get(LANG_COOKIE) == lang:
+            return lang, False
+    return "en", False
+
+
+def _rt(request: Request[Any, Any, Any]) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _console(request: Request[Any, Any, Any]) -> Console:
+    console: Console = request.app.state.ui
+    return console
+
+
+def _session(request: Request[Any, Any, Any]) -> Session:
+    session: Session = request.state.ui_session
+    return session
+
+
+def render(
+    request: Request[Any, Any, Any],
+    template: str,
+    *,
+    status_code: int = 200,
+    **context: Any,
+) -> Response[str]:
+    lang, asked = _language(request)
+    runtime: Runtime | None = getattr(request.app.state, "runtime", None)
+    tz = runtime.timezone if runtime is not None else UTC
+    session: Session | None = request.state.get("ui_session")
+
+    def t(label: str, **values: object) -> str:
+        return translate(label, lang, **values)
+
+    def local(moment: datetime | None) -> str:
+        if moment is None:
+            return "-"
+        return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+    def with_lang(target: str) -> str:
+        query = dict(request.query_params)
+        query["lang"] = target
+        return f"{request.url.path}?{urlencode(query)}"
+
+    html = _env.get_template(template).render(
+        t=t,
+        lang=lang,
+        local=local,
+        with_lang=with_lang,
+        path=request.url.path,
+        prefix=PREFIX,
+        csrf=session.csrf if session is not None else "",
+        signed_in=session is not None,
+        flash=session.take_flash() if session is not None else None,
+        **context,
+    )
+    cookies = []
+    if asked:
+        cookies.append(
+            Cookie(
+                key=LANG_COOKIE,
+                value=lang,
+                path=PREFIX,
+                max_age=365 * 86400,
+                samesite="strict",
+                httponly=True,
+            )
+        )
+    return Response(
+        html,
+        status_code=status_code,
+        media_type=MediaType.HTML,
+        cookies=cookies,
+        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"},
+    )
+
+
+async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """The posted form, after checking its CSRF token against the session's."""
+    form = await request.form()
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    if not _session(request).csrf_ok(values.get("csrf")):
+        raise _CsrfRefused()
+    return values
+
+
+class _CsrfRefused(Exception):
+    pass
+
+
+def _back(target: str, session: Session, notice: str | None = None) -> Redirect:
+    """After an action: back to a page (POST, redirect, GET), with what the action did."""
+    session.flash = notice
+    return Redirect(target, status_code=303)
+
+
+# -- sign-in -----------------------------------------------------------------------------------
+
+
+@get("/login", sync_to_thread=False)
+def login_page(request: Request[Any, Any, State]) -> Response[str]:
+    return render(request, "login.html.j2", error=None, next=_safe_next(request))
+
+
+@post("/login", status_code=303)
+async def login(request: Request[Any, Any, State]) -> Response[Any]:
+    form = await request.form()
+    token = form.get("token")
+    target = _safe_next(request, form.get("next"))
+    rt = _rt(request)
+    if rt.admin_token is None:
+        return render(
+            request,
+            "login.html.j2",
+            status_code=403,
+            next=target,
+            error="The dashboard is off: set admin.token in the configuration.",
+        )
+    if not isinstance(token, str) or not hmac.compare_digest(
+        token.strip().encode(), rt.admin_token
+    ):
+        log.warning("dashboard: a sign-in with a wrong admin token")
+        return render(
+            request, "login.html.j2", status_code=401, next=target, error="Wrong admin token."
+        )
+    sessions = _console(request).sessions
+    sessions.drop(request.cookies.get(COOKIE))
+    session_id, _ = sessions.create()
+    cookie = Cookie(
+        key=COOKIE,
+        value=session_id,
+        path=PREFIX,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        max_age=int(LIFETIME),
+    )
+    return Redirect(target, status_code=303, cookies=[cookie])
+
+
+def _safe_next(request: Request[Any, Any, Any], value: object = None) -> str:
+    """Where to go after sign-in: a dashboard path only, never another site."""
+    target = value if isinstance(value, str) else request.query_params.get("next", "")
+    if target.startswith(f"{PREFIX}/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return f"{PREFIX}/"
+
+
+def _to_sign_in(request: Request[Any, Any, Any], _: Exception) -> Response[Any]:
+    target = request.url.path
+    if request.url.query:
+        target += f"?{request.url.query}"
+    if request.method != "GET":
+        target = f"{PREFIX}/"
+    return Redirect(f"{PREFIX}/login?{urlencode({'next': target})}", status_code=303)
+
+
+def _csrf_refused(request: Request[Any, Any, Any], _: Exception) -> Response[str]:
+    log.warning(
+        "dashboard: refused a %s %s without a valid CSRF token", request.method, request.url.path
+    )
+    return render(
+        request,
+        "message.html.j2",
+        status_code=403,
+        title="Refused",
+        text="This form has expired or did not come from this dashboard. Nothing was changed.",
+    )
+
+
+def _not_found(request: Request[Any, Any, Any], exc: Exception) -> Response[str]:
+    detail = getattr(exc, "detail", "")
+    return render(request, "message.html.j2", status_code=404, title="Not found", text=detail)
+
+
+@post("/logout", guards=[signed_in], status_code=303)
+async def logout(request: Request[Any, Any, State]) -> Response[Any]:
+    await _form(request)
+    sessions = _console(request).sessions
+    sessions.drop(request.cookies.get(COOKIE))
+    response: Redirect = Redirect(f"{PREFIX}/login", status_code=303)
+    response.delete_cookie(COOKIE, path=PREFIX)
+    return response
+
+
+# -- overview ----------------------------------------------------------------------------------
+
+
+@get("/", guards=[signed_in])
+async def overview(request: Request[Any, Any, State]) -> Response[str]:
+    rt = _rt(request)
+    now = datetime.now(UTC)
+    buckets = hour_buckets(now, 24)
+    since = buckets[0]
+    pushes = await rt.store.list_pushes(PushQuery(since=since, limit=10 * _COUNT_CAP))
+    events = await _events_since(rt, since, limit=10 * _COUNT_CAP)
+    chart = hourly_svg(
+        buckets,
+        [
+            (
+                translate("pushes", _language(request)[0]),
+                "pushes",
+                count_per_hour([p.received_at for p in pushes], buckets),
+            ),
+            (
+                translate("events", _language(request)[0]),
+                "events",
+                count_per_hour([e.received_at for e in events], buckets),
+            ),
+        ],
+        rt.timezone,
+    )
+    by_state: dict[str, str] = {}
+    for state in DELIVERY_STATES:
+        found = await rt.store.list_deliveries(DeliveryFilter(state=state, limit=_COUNT_CAP + 1))
+        by_state[state] = f"{_COUNT_CAP}+" if len(found) > _COUNT_CAP else str(len(found))
+    return render(
+        request,
+        "overview.html.j2",
+        chart=chart,
+        push_total=len(pushes),
+        event_total=len(events),
+        by_state=by_state,
+        backlog=await rt.store.count_pending_pushes(),
+        rejected=await rt.store.count_rejected(),
+        sinks=await _sink_statuses(rt),
+    )
+
+
+async def _events_since(rt: Runtime, since: datetime, *, limit: int) -> list[Event]:
+    out: list[Event] = []
+    cursor: int | None = None
+    while len(out) < limit:
+        page = await rt.store.list_events(EventQuery(since=since, limit=500, before_seq=cursor))
+        out.extend(s.event for s in page.items)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    return out[:limit]
+
+
+@post("/sinks/{name:str}/enable", guards=[signed_in], status_code=303)
+async def enable_sink(request: Request[Any, Any, State], name: str) -> Response[Any]:
+    await _form(request)
+    rt = _rt(request)
+    if name not in rt.config.sinks:
+        raise NotFoundException(f"no sink {name!r} in the configuration")
+    await rt.store.enable_sink(name)
+    rt.wake_dispatcher()
+    return _back(
+        f"{PREFIX}/", _session(request), f"{translate('Enable', _language(request)[0])}: {name}"
+    )
+
+
+# -- orders ------------------------------------------------------------------------------------
+
+
+@get("/orders", guards=[signed_in])
+async def orders(request: Request[Any, Any, State], q: str = "") -> Response[Any]:
+    rt = _rt(request)
+    query = q.strip()
+    if query:
+        page = await rt.store.list_events(EventQuery(order_id=query, limit=1))
+        if page.items:
+            return Redirect(_order_url(query), status_code=303)
+        scanned = await _events_since(rt, datetime.min.replace(tzinfo=UTC), limit=_SCAN_EVENTS)
+        for event in scanned:
+            if event.awb is not None and event.awb.casefold() == query.casefold():
+                return Redirect(_order_url(event.order_id), status_code=303)
+    recent = await rt.store.list_events(EventQuery(limit=200))
+    seen: dict[str, Event] = {}
+    for stored in recent.items:
+        seen.setdefault(stored.event.order_id, stored.event)
+    return render(
+        request, "orders.html.j2", q=query, missing=bool(query), recent=list(seen.values())[:50]
+    )
+
+
+def _order_url(order_id: str) -> str:
+    return f"{PREFIX}/orders/view?{urlencode({'id': order_id})}"
+
+
+@get("/orders/view", guards=[signed_in])
+async def order(request: Request[Any, Any, State], order_id: str = "") -> Response[str]:
+    order_id = request.query_params.get("id", order_id)
+    rt = _rt(request)
+    page = await rt.store.list_events(EventQuery(order_id=order_id, limit=500))
+    if not page.items:
+        raise NotFoundException(order_id)
+    events = sorted((s.event for s in page.items), key=lambda e: (e.occurred_at, e.received_at))
+    deliveries = await _with_waiting(
+        rt, await rt.store.list_deliveries(DeliveryFilter(order_id=order_id, limit=500))
+    )
+    attempts = {}
+    for d in deliveries[:100]:
+        found = await rt.store.get_delivery(d.id)
+        attempts[d.id] = found[1] if found else []
+    by_event: dict[str, list[Delivery]] = {}
+    for d in sorted(deliveries, key=lambda d: d.created_at):
+        by_event.setdefault(d.event_id, []).append(d)
+    contact = await rt.store.get_contact(order_id)
+    return render(
+        request,
+        "order.html.j2",
+        order_id=order_id,
+        awbs=sorted({e.awb for e in events if e.awb}),
+        events=events,
+        by_event=by_event,
+        attempts=attempts,
+        contact=contact,
+        mask=rt.redactor.redact,
+    )
+
+
+# -- deliveries --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _DeliveryQuery:
+    state: DeliveryState | None
+    sink: str | None
+    route: str | None
+    since: str | None
+
+    @classmethod
+    def of(cls, params: Mapping[str, str]) -> _DeliveryQuery:
+        state = params.get("state") or None
+        since = params.get("since") or None
+        return cls(
+            state=state if state in DELIVERY_STATES else None,
+            sink=params.get("sink") or None,
+            route=params.get("route") or None,
+            since=since if since in _SINCE_CHOICES else None,
+        )
+
+    def since_time(self) -> datetime | None:
+        if self.since is None:
+            return None
+        return datetime.now(UTC) - timedelta(seconds=float(parse_duration(self.since)))
+
+    def query(self) -> str:
+        values = {"state": self.state, "sink": self.sink, "route": self.route, "since": self.since}
+        return urlencode({k: v for k, v in values.items() if v})
+
+    async def find(
+        self, rt: Runtime, *, limit: int, state: DeliveryState | None = None
+    ) -> list[Delivery]:
+        """Newest first. The store has no route filter: a route narrows a bounded page here."""
+        fetch = limit if self.route is None else limit * 10
+        found = await rt.store.list_deliveries(
+            DeliveryFilter(
+                state=state or self.state, sink=self.sink, since=self.since_time(), limit=fetch
+            )
+        )
+        if self.route is not None:
+            found = [d for d in found if d.route == self.route]
+        return found[:limit]
+
+
+@get("/deliveries", guards=[signed_in])
+async def deliveries(request: Request[Any, Any, State]) -> Response[str]:
+    rt = _rt(request)
+    query = _DeliveryQuery.of(request.query_params)
+    found = await _with_waiting(rt, await query.find(rt, limit=200))
+    return render(
+        request,
+        "deliveries.html.j2",
+        query=query,
+        items=found,
+        states=DELIVERY_STATES,
+        sinks=list(rt.config.sinks),
+        routes=[r.name for r in rt.config.routes],
+        since_choices=_SINCE_CHOICES,
+    )
+
+
+@get("/deliveries/replay", guards=[signed_in])
+async def replay_confirm(request: Request[Any, Any, State]) -> Response[str]:
+    rt = _rt(request)
+    query = _DeliveryQuery.of(request.query_params)
+    dead = await query.find(rt, limit=10 * _COUNT_CAP, state="dead")
+    return render(request, "replay.html.j2", query=query, count=len(dead))
+
+
+@post("/deliveries/replay", guards=[signed_in], status_code=303)
+async def replay_dead(request: Request[Any, Any, State]) -> Response[Any]:
+    form = await _form(request)
+    rt = _rt(request)
+    query = _DeliveryQuery.of(form)
+    now = datetime.now(UTC)
+    if query.route is None:
+        count = await rt.store.replay(
+            DeliveryFilter(state="dead", sink=query.sink, since=query.since_time()), now=now
+        )
+    else:
+        count = 0
+        for d in await query.find(rt, limit=10 * _COUNT_CAP, state="dead"):
+            count += await rt.store.replay_one(d.id, now=now)
+    rt.wake_dispatcher()
+    lang = _language(request)[0]
+    target = f"{PREFIX}/deliveries?{query.query()}"
+    return _back(target, _session(request), translate("{n} deliveries replayed.", lang, n=count))
+
+
+@get("/deliveries/{delivery_id:str}", guards=[signed_in])
+async def delivery(request: Request[Any, Any, State], delivery_id: str) -> Response[str]:
+    rt = _rt(request)
+    found = await rt.store.get_delivery(delivery_id)
+    if found is None:
+        raise NotFoundException(delivery_id)
+    item, attempts = found
+    item = (await _with_waiting(rt, [item]))[0]
+    event = await rt.store.get_event(item.event_id)
+    preview: str | None = None
+    problem: str | None = None
+    sink = rt.sinks.get(item.sink)
+    if sink is None:
+        problem = "The sink is no longer in the configuration."
+    elif event is not None:
+        contact = await rt.store.get_contact(item.order_id)
+        try:
+            message = rt.templates.message(sink, item, event=event, contact=contact)
+            preview = sink.preview(message)
+        except KabarinError as exc:
+            problem = str(exc)
+    return render(
+        request,
+        "delivery.html.j2",
+        item=item,
+        attempts=attempts,
+        event=event,
+        preview=rt.redactor.redact(preview) if preview is not None else None,
+        problem=problem,
+        replayable=item.state in ("dead", "skipped", "superseded"),
+        order_url=_order_url(item.order_id),
+    )
+
+
+@post("/deliveries/{delivery_id:str}/replay", guards=[signed_in], status_code=303)
+async def replay_one(request: Request[Any, Any, State], delivery_id: str) -> Response[Any]:
+    await _form(request)
+    rt = _rt(request)
+    done = await rt.store.replay_one(delivery_id, now=datetime.now(UTC))
+    if done:
+        rt.wake_dispatcher()
+    lang = _language(request)[0]
+    notice = "Delivery replayed." if done else "This delivery cannot be replayed now."
+    return _back(f"{PREFIX}/deliveries/{delivery_id}", _session(request), translate(notice, lang))
+
+
+# -- pushes ------------------------------------------------------------------------------------
+
+
+@get("/pushes", guards=[signed_in])
+async def pushes(request: Request[Any, Any, State]) -> Response[str]:
+    rt = _rt(request)
+    state = request.query_params.get("state")
+    chosen: PushState | None = next((s for s in PUSH_STATES if s == state), None)
+    items = await rt.store.list_pushes(PushQuery(state=chosen, limit=100))
+    rejected = await rt.store.list_rejected(limit=50)
+    return render(
+        request, "pushes.html.j2", items=items, state=chosen, states=PUSH_STATES, rejected=rejected
+    )
+
+
+@post("/pushes/reprocess", guards=[signed_in], status_code=303)
+async def reprocess(request: Request[Any, Any, State]) -> Response[Any]:
+    form = await _form(request)
+    rt = _rt(request)
+    ids = [form["id"]] if form.get("id") else []
+    count = await rt.store.requeue_pushes(state="failed", ids=ids)
+    rt.backlog.pending += count
+    rt.wake_intake()
+    target = f"{PREFIX}/pushes/{ids[0]}" if ids else f"{PREFIX}/pushes"
+    lang = _language(request)[0]
+    notice = translate("{n} pushes put back to the intake.", lang, n=count)
+    return _back(target, _session(request), notice)
+
+
+@get("/pushes/{push_id:str}", guards=[signed_in])
+async def push(request: Request[Any, Any, State], push_id: str) -> Response[str]:
+    rt = _rt(request)
+    found = await rt.store.get_push(push_id)
+    if found is None:
+        raise NotFoundException(push_id)
+    return render(
+        request,
+        "push.html.j2",
+        item=found,
+        body=found.body.decode("utf-8", errors="replace"),
+        events=await push_events(rt, found),
+        order_url=_order_url,
+    )
+
+
+@get("/rejected/{rejected_id:int}", guards=[signed_in])
+async def rejected(request: Request[Any, Any, State], rejected_id: int) -> Response[str]:
+    rt = _rt(request)
+    found = await rt.store.get_rejected(rejected_id)
+    if found is None:
+        raise NotFoundException(str(rejected_id))
+    body = found.body.decode("utf-8", errors="replace")
+    return render(request, "rejected.html.j2", item=found, body=body)
+
+
+@post("/rejected/{rejected_id:int}/replay", guards=[signed_in], status_code=303)
+async def replay_rejected_body(
+    request: Request[Any, Any, State], rejected_id: int
+) -> Response[Any]:
+    await _form(request)
+    rt = _rt(request)
+    found = await rt.store.get_rejected(rejected_id)
+    if found is None:
+        raise NotFoundException(str(rejected_id))
+    result = await replay_rejected(rt, found)
+    lang = _language(request)[0]
+    if result.outcome == "accepted":
+        target = f"{PREFIX}/pushes/{result.answer['push_id']}"
+        return _back(target, _session(request), translate("Accepted: it is a push now.", lang))
+    if result.outcome == "rejected":
+        reason = str(result.answer.get("detail", ""))
+        notice = translate("Still not a push: {reason}", lang, reason=reason)
+    else:
+        notice = translate("The store is unavailable; try again.", lang)
+    return _back(f"{PREFIX}/rejected/{rejected_id}", _session(request), notice)
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+
+@get("/config", guards=[signed_in])
+async def configuration(request: Request[Any, Any, State]) -> Response[str]:
+    from gateway.cli import _validated  # what `kabarin check` runs
+
+    rt = _rt(request)
+    console = _console(request)
+    text: str | None = None
+    problems: list[str] = []
+    if console.config_path is not None:
+        try:
+            text = rt.redactor.redact(console.config_path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            problems = [f"{console.config_path}: {exc.strerror or exc}"]
+        else:
+            try:
+                _validated(str(console.config_path))
+            except ConfigError as exc:
+                problems = [rt.redactor.redact(p) for p in exc.problems]
+    return render(
+        request,
+        "config.html.j2",
+        config_path=console.config_path,
+        loaded_at=console.loaded_at,
+        text=text,
+        problems=problems,
+    )
+
+
+# -- try a push --------------------------------------------------------------------------------
+
+
+@get("/try", guards=[signed_in])
+async def try_page(request: Request[Any, Any, State]) -> Response[str]:
+    return render(request, "try.html.j2", body="", result=None, error=None)
+
+
+@post("/try", guards=[signed_in])
+async def try_push(request: Request[Any, Any, State]) -> Response[str]:
+    form = await _form(request)
+    rt = _rt(request)
+    body = form.get("body", "")
+    result: Simulated | None = None
+    error: str | None = None
+    try:
+        result = simulate(
+            body.encode(),
+            router=rt.router,
+            templates=rt.templates,
+            sinks=rt.sinks,
+            timezone=rt.timezone,
+        )
+    except PushError as exc:
+        error = str(exc)
+    return render(
+        request, "try.html.j2", body=body, result=result, error=error, mask=rt.redactor.redact
+    )
+
+
+# -- the router --------------------------------------------------------------------------------
+
+
+def ui_router(config_path: Path | None) -> tuple[Router, Console]:
+    """The dashboard's routes (pages, actions, its static files) and its state for the app."""
+    handlers: list[ControllerRouterHandler] = [
+        login_page,
+        login,
+        logout,
+        overview,
+        enable_sink,
+        orders,
+        order,
+        deliveries,
+        replay_confirm,
+        replay_dead,
+        delivery,
+        replay_one,
+        pushes,
+        reprocess,
+        push,
+        rejected,
+        replay_rejected_body,
+        configuration,
+        try_page,
+        try_push,
+        create_static_files_router(
+            "/static",
+            [Path(__file__).with_name("static")],
+            include_in_schema=False,
+            send_as_attachment=False,
+        ),
+    ]
+    router = Router(
+        path=PREFIX,
+        route_handlers=handlers,
+        include_in_schema=False,
+        exception_handlers={
+            SignInRequired: _to_sign_in,
+            _CsrfRefused: _csrf_refused,
+            NotFoundException: _not_found,
+        },
+    )
+    return router, Console(config_path=config_path)
