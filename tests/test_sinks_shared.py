@@ -140,6 +140,39 @@ ALL_SINKS = [
         ),
         id="whatsapp-fonnte",
     ),
+    pytest.param(
+        HttpSinkCase(
+            {
+                "type": "sms",
+                "provider": "twilio",
+                "account_sid": "AC0123456789abcdef",
+                "auth_token": "twilio-auth-token-9911",
+                "from": "KABARIN",
+            },
+            ("twilio-auth-token-9911",),
+        ),
+        id="sms-twilio",
+    ),
+    pytest.param(
+        HttpSinkCase(
+            {"type": "sms", "provider": "zenziva", "userkey": "zz-user-123", "passkey": "zz-pass"},
+            ("zz-user-123", "zz-pass"),
+        ),
+        id="sms-zenziva",
+    ),
+    pytest.param(
+        HttpSinkCase(
+            {
+                "type": "sms",
+                "provider": "http",
+                "url": "https://sms.example.co.id/send?apikey=gw-query-key-3131",
+                "headers": {"Authorization": "Bearer gw-token-8080"},
+                "json": {"to": "{{ phone }}", "text": "{{ text }}"},
+            },
+            ("gw-query-key-3131", "gw-token-8080"),
+        ),
+        id="sms-http",
+    ),
 ]
 
 
