@@ -10,6 +10,7 @@ import logging
 import traceback
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -60,7 +61,7 @@ async def readyz(state: State) -> Response[dict[str, str]]:
     # answer 503 here exactly when pushes do; the detail says which.
     rt: Runtime = state.runtime
     try:
-        await rt.store.ping()
+        await rt.store.ping(now=datetime.now(UTC))
     except StoreError as exc:
         return Response({"status": "unavailable", "detail": str(exc)}, status_code=503)
     return Response({"status": "ready"})

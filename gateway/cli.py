@@ -264,7 +264,7 @@ async def _store_writable(config: Config) -> None:
     from gateway.store import open_store
 
     store = open_store(config.store.url)
-    await store.open()
+    await store.open(now=datetime.now(UTC))
     await store.close()
 
 
@@ -391,7 +391,7 @@ async def _read_history(url: str, since: datetime, history: History) -> None:
     from gateway.store import open_store
 
     store = open_store(url)
-    await store.open()
+    await store.open(now=datetime.now(UTC))
     try:
         await history.read(store, since)
     finally:
@@ -406,7 +406,7 @@ async def _list_deliveries(config: Config, args: argparse.Namespace) -> int:
     from gateway.store import open_store
 
     store = open_store(config.store.url)
-    await store.open()
+    await store.open(now=datetime.now(UTC))
     try:
         items = await store.list_deliveries(
             DeliveryFilter(
@@ -452,7 +452,7 @@ async def _run_replay(config: Config, args: argparse.Namespace) -> int:
     from gateway.store import open_store
 
     store = open_store(config.store.url)
-    await store.open()
+    await store.open(now=datetime.now(UTC))
     now = datetime.now(UTC)
     try:
         if args.delivery:

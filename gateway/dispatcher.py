@@ -8,12 +8,12 @@ after each commit), until a job finishes, until the store's next due time, or fo
     keep (sink, order) in claim order → render the message parts → circuit breaker
     → sink slot (concurrency) → rate limit → send (quick retries for network blips) → finish
 
-and ends in one `Store.finish`: ``delivered``; ``pending`` at the time the `RetryPolicy`
+and ends in one `DeliveryQueue.finish`: ``delivered``; ``pending`` at the time the `RetryPolicy`
 chose; ``dead``; ``skipped`` (the sink had nothing to send: its reason is kept); or put back
 without using an attempt (circuit open, rate limit, sink not configured or switched off by a
 410, shutdown), with `Delivery.waiting` saying why. Every send is one attempt row, its error
 text passed through the `Redactor`. Ordering between deliveries of one (sink, order) is the
-store's job (`Store.claim`).
+store's job (`DeliveryQueue.claim`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from gateway.delivery.ordering import OrderLanes
 from gateway.delivery.retry import GiveUp
 from gateway.errors import TemplateError
 from gateway.redaction import Redactor
-from gateway.store.base import Store
+from gateway.store.base import DeliveryQueue
 from gateway.templates import Templates
 from sinks.base import Delivered, Message, Permanent, Sink, Skipped
 
@@ -79,7 +79,7 @@ class Dispatcher:
     def __init__(
         self,
         *,
-        store: Store,
+        store: DeliveryQueue,
         sinks: Mapping[str, Sink],
         templates: Templates,
         retry: RetryPolicyConfig,
@@ -314,6 +314,7 @@ class Dispatcher:
                 worker=self.worker_id,
                 attempt=attempt,
                 state="in_flight",
+                now=self.clock(),
                 count_attempt=False,
             )
 
@@ -409,6 +410,7 @@ class Dispatcher:
             worker=self.worker_id,
             attempt=attempt,
             state=state,
+            now=self.clock(),
             next_attempt_at=next_attempt_at,
             error=error,
             count_attempt=count_attempt,
@@ -435,12 +437,14 @@ class Dispatcher:
         self, delivery: Delivery, *, delay: float, waiting: str | None = None
     ) -> bool:
         """Put a claimed delivery back as pending after `delay` s, its attempts unchanged."""
+        now = self.clock()
         kept = await self.store.finish(
             delivery.id,
             worker=self.worker_id,
             attempt=None,
             state="pending",
-            next_attempt_at=self.clock() + timedelta(seconds=max(delay, 0.0)),
+            now=now,
+            next_attempt_at=now + timedelta(seconds=max(delay, 0.0)),
             count_attempt=False,
             waiting=waiting,
         )

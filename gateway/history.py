@@ -19,7 +19,7 @@ from gateway.errors import TemplateError
 from gateway.events import Contact, Event
 from gateway.redaction import Redactor
 from gateway.routing import Router
-from gateway.store.base import EventQuery, Store
+from gateway.store.base import AdminReader, EventQuery
 from gateway.templates import Templates
 from sinks.base import Sink
 
@@ -91,7 +91,7 @@ class DryRunReport(msgspec.Struct, frozen=True, kw_only=True):
     diff: Diff | None = None
 
 
-async def stored_events(store: Store, since: datetime | None) -> AsyncIterator[Event]:
+async def stored_events(store: AdminReader, since: datetime | None) -> AsyncIterator[Event]:
     """Every event the store holds received at or after `since`, newest first, page by page."""
     cursor: int | None = None
     while True:
@@ -138,7 +138,7 @@ class History:
         self._lost: dict[tuple[str, str], int] = {}
         self._changed = 0
 
-    async def read(self, store: Store, since: datetime | None) -> None:
+    async def read(self, store: AdminReader, since: datetime | None) -> None:
         """`add` every event `store` holds received at or after `since`, with its contact."""
         contacts: dict[str, Contact | None] = {}
         async for event in stored_events(store, since):

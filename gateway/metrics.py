@@ -10,7 +10,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gateway.kiriminaja.normalise import KNOWN_METHODS, method_name
-from gateway.store.base import Store
+from gateway.store.base import DeliveryQueue
 
 __all__ = [
     "CIRCUIT_STATE_VALUES",
@@ -126,8 +126,8 @@ def method_label(method: str) -> str:
     return name if name in KNOWN_METHODS else "other"
 
 
-async def refresh_store_gauges(store: Store) -> None:
-    """Set the pending and dead gauges from `Store.sink_counts` (called on every scrape).
+async def refresh_store_gauges(store: DeliveryQueue) -> None:
+    """Set the pending and dead gauges from `DeliveryQueue.sink_counts` (called on every scrape).
 
     A sink that no longer has a row is set to 0 rather than keeping its last value.
     """

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from gateway.config import Config
@@ -99,7 +100,7 @@ async def open_runtime(
     stop before the store closes).
     """
     store = open_store(config.store.url)
-    await store.open()
+    await store.open(now=datetime.now(UTC))
     stack.push_async_callback(store.close)
     client = make_http_client()
     stack.push_async_callback(client.aclose)

@@ -33,7 +33,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 async def store(backend: str, tmp_path: Path) -> AsyncIterator[Store]:
     opened = open_store(store_url(backend, tmp_path))
-    await opened.open()
+    await opened.open(now=datetime.now(UTC))
     yield opened
     await opened.close()
 

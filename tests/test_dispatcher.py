@@ -129,7 +129,7 @@ class MailLikeSink(FakeSink):
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
     opened = open_store(f"sqlite:///{tmp_path}/k.db")
-    await opened.open()
+    await opened.open(now=datetime.now(UTC))
     try:
         yield opened
     finally:
@@ -275,6 +275,17 @@ async def test_a_due_delivery_is_rendered_sent_and_recorded_once(store: Store) -
     assert sample("kabarin_deliveries_total", sink="fake", outcome="delivered") == before + 1
     assert sample("kabarin_delivery_latency_seconds_count", sink="fake") >= 1
     assert await dispatcher(store, sink).run_once() == 0
+
+
+async def test_the_store_records_the_dispatchers_time(store: Store) -> None:
+    # The store reads no clock: what it writes on finish is the dispatcher's (injected) time.
+    clock = Clock()
+    clock.now += timedelta(days=3)
+    did = await add(store, "OID-CLOCK")
+    assert await dispatcher(store, FakeSink(), clock=clock).run_once() == 1
+    stored, _ = await delivery(store, did)
+    assert stored.state == "delivered"
+    assert stored.delivered_at == clock.now and stored.updated_at == clock.now
 
 
 async def test_wake_sends_at_once_without_waiting_for_the_poll(store: Store) -> None:

@@ -89,7 +89,7 @@ EVENTS = [
 
 async def _store_events(db: Path, events: list[Event], contacts: Sequence[Contact] = ()) -> None:
     store = open_store(f"sqlite:///{db}")
-    await store.open()
+    await store.open(now=datetime.now(UTC))
     try:
         await store.append_push(
             NewPush(id="psh_history", source="push", received_at=NOW, body=b"{}")
@@ -306,7 +306,7 @@ def test_nothing_is_sent_or_stored(
 
     async def deliveries() -> int:
         store = open_store(f"sqlite:///{db}")
-        await store.open()
+        await store.open(now=datetime.now(UTC))
         try:
             return len(await store.list_deliveries(DeliveryFilter(limit=500)))
         finally:

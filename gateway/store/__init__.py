@@ -1,4 +1,4 @@
-"""Storage: the `Store` protocol and its backends (SQLite today; PostgreSQL next)."""
+"""Storage: the store roles and `Store` (base.py), and its backends (sqlite/; PostgreSQL next)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,15 @@
-"""The `Store` protocol: everything Kabarin keeps, behind one interface for every backend.
+"""What Kabarin keeps, as the roles that use it: one protocol per role, `Store` the union.
+
+Each part of the service is typed against the role it uses, so a backend (SQLite today,
+PostgreSQL next) is held to exactly what its callers need and a test double can stand in for
+one role: the intake and the receiver write through `IngestStore`, the dispatcher works the
+`DeliveryQueue`, the admin API, the dashboard and the CLI read through `AdminReader`.
 
 No backend type crosses this boundary: arguments and results are the msgspec structs below,
-`gateway.events` types, and plain Python values. Times are timezone-aware UTC datetimes.
+`gateway.events` and `gateway.deliveries` types, and plain Python values; no rows, no integer
+times. Times are timezone-aware UTC datetimes, and every time a method writes is given by its
+caller (``now``): the store never reads a clock, so a dispatcher with an injected clock, or
+several replicas of one, all write the time they decided on.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from gateway.deliveries import (
 from gateway.events import Contact, Event, Source, Status
 
 __all__ = [
+    "AdminReader",
+    "DeliveryQueue",
     "EventPage",
     "EventQuery",
     "IngestResult",
@@ -175,6 +185,9 @@ class IngestStore(Protocol):
     async def reject(self, request: RejectedRequest) -> None:
         """Keep an undecodable authenticated body (update the row `request.replaces` names)."""
 
+    async def delete_rejected(self, rejected_id: int) -> bool:
+        """Forget a kept body (it was replayed and accepted)."""
+
     async def pending_pushes(self, *, limit: int) -> list[LoggedPush]:
         """The oldest ``pending`` log entries, in log order."""
 
@@ -196,46 +209,10 @@ class IngestStore(Protocol):
     ) -> int:
         """Put ``failed`` (or ``processed``) entries back to ``pending``; how many."""
 
-    async def list_pushes(self, query: PushQuery) -> list[LoggedPush]:
-        """Newest first."""
 
-    async def get_push(self, push_id: str) -> LoggedPush | None: ...
+class DeliveryQueue(Protocol):
+    """The deliveries waiting for a sink: claimed with a lease, finished, replayed."""
 
-
-class Store(IngestStore, Protocol):
-    """Durable storage. Every method is safe to call concurrently from one event loop."""
-
-    async def open(self) -> None:
-        """Connect and apply pending schema migrations."""
-
-    async def close(self) -> None:
-        """Finish queued writes and release connections."""
-
-    async def ping(self) -> None:
-        """Raise `gateway.errors.StoreError` unless a read and a write would succeed now."""
-
-    async def events_by_id(self, ids: Sequence[str]) -> dict[str, tuple[Event, str | None]]:
-        """The stored events among `ids`, each with the id of the log entry that produced it."""
-
-    # -- reading ---------------------------------------------------------------------------
-    async def list_events(self, query: EventQuery) -> EventPage:
-        """Newest first."""
-
-    async def get_event(self, event_id: str) -> Event | None: ...
-
-    async def get_contact(self, order_id: str) -> Contact | None: ...
-
-    async def count_rejected(self) -> int: ...
-
-    async def list_rejected(self, *, limit: int = 100) -> list[StoredRejected]:
-        """Newest first."""
-
-    async def get_rejected(self, rejected_id: int) -> StoredRejected | None: ...
-
-    async def delete_rejected(self, rejected_id: int) -> bool:
-        """Forget a kept body (it was replayed and accepted)."""
-
-    # -- the dispatcher --------------------------------------------------------------------
     async def claim(
         self, *, worker: str, now: datetime, limit: int, lease_seconds: float
     ) -> list[Claim]:
@@ -259,6 +236,7 @@ class Store(IngestStore, Protocol):
         worker: str,
         attempt: Attempt | None,
         state: DeliveryState,
+        now: datetime,
         next_attempt_at: datetime | None = None,
         error: str | None = None,
         count_attempt: bool = True,
@@ -266,6 +244,7 @@ class Store(IngestStore, Protocol):
     ) -> bool:
         """Record `attempt` (if any) and move a delivery this worker leases to `state`.
 
+        `now` is the delivery's ``updated_at`` (and ``delivered_at`` when ``delivered``).
         ``state="pending"`` with `next_attempt_at` schedules a retry; ``count_attempt=False``
         puts it back without using up its retry schedule (shutdown, open circuit, rate limit).
         ``state="in_flight"`` records an intermediate try and keeps the lease.
@@ -273,11 +252,6 @@ class Store(IngestStore, Protocol):
         `Delivery.last_error`.
         Returns False (and changes nothing) when the lease was lost to another worker.
         """
-
-    async def get_delivery(self, delivery_id: str) -> tuple[Delivery, list[Attempt]] | None: ...
-
-    async def list_deliveries(self, query: DeliveryFilter) -> list[Delivery]:
-        """Newest first."""
 
     async def replay(self, query: DeliveryFilter, *, now: datetime) -> int:
         """Put matching ``dead`` deliveries back to ``pending`` now, with a fresh schedule."""
@@ -297,3 +271,50 @@ class Store(IngestStore, Protocol):
 
     async def disabled_sinks(self) -> dict[str, str]:
         """Sink name -> reason."""
+
+
+class AdminReader(Protocol):
+    """What people look at: events, contacts, the push log, rejected bodies, deliveries."""
+
+    async def list_events(self, query: EventQuery) -> EventPage:
+        """Newest first."""
+
+    async def get_event(self, event_id: str) -> Event | None: ...
+
+    async def events_by_id(self, ids: Sequence[str]) -> dict[str, tuple[Event, str | None]]:
+        """The stored events among `ids`, each with the id of the log entry that produced it."""
+
+    async def get_contact(self, order_id: str) -> Contact | None: ...
+
+    async def list_pushes(self, query: PushQuery) -> list[LoggedPush]:
+        """Newest first."""
+
+    async def get_push(self, push_id: str) -> LoggedPush | None: ...
+
+    async def count_rejected(self) -> int: ...
+
+    async def list_rejected(self, *, limit: int = 100) -> list[StoredRejected]:
+        """Newest first."""
+
+    async def get_rejected(self, rejected_id: int) -> StoredRejected | None: ...
+
+    async def get_delivery(self, delivery_id: str) -> tuple[Delivery, list[Attempt]] | None: ...
+
+    async def list_deliveries(self, query: DeliveryFilter) -> list[Delivery]:
+        """Newest first."""
+
+
+class Store(IngestStore, DeliveryQueue, AdminReader, Protocol):
+    """Every role on one backend, and its lifecycle. Every method is safe to call concurrently
+    from one event loop."""
+
+    async def open(self, *, now: datetime) -> None:
+        """Connect and apply pending schema migrations (recorded as applied at `now`), then
+        prove a write, as `ping` does."""
+
+    async def close(self) -> None:
+        """Finish queued writes and release connections."""
+
+    async def ping(self, *, now: datetime) -> None:
+        """Raise `gateway.errors.StoreError` unless a read and a write (of `now`) would
+        succeed now."""

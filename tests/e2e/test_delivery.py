@@ -349,8 +349,9 @@ def test_gone_410_switches_the_sink_off_and_its_deliveries_wait_until_enabled(
     assert server.admin("POST", "/sinks/erp/enable").status_code == 200
     server.wait_for(lambda: len(peer.requests("/erp")) == 2)
     assert {b["data"]["order_id"] for b in peer.bodies("/erp")} == {"G-1", "G-2"}
+    # The peer has answered; the dispatcher records the outcome just after.
+    server.wait_for(lambda: {d["state"] for d in deliveries(server, sink="erp")} == {"delivered"})
     after = {d["order_id"]: d for d in deliveries(server, sink="erp")}
-    assert {d["state"] for d in after.values()} == {"delivered"}
     assert after["G-1"]["attempts"] == 1 and after["G-1"]["last_error"] is None
     refused = peer.requests("/erp", ok_only=False)[0]
     assert refused.status == 410 and refused.headers["webhook-id"] == gone["id"]

@@ -14,6 +14,7 @@ import shutil
 import stat
 import subprocess
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -126,7 +127,7 @@ def read_only_database(tmp_path: Path) -> Iterator[Path]:
 
     async def create() -> None:
         store = open_store(f"sqlite:///{db}")
-        await store.open()
+        await store.open(now=datetime.now(UTC))
         await store.close()
 
     asyncio.run(create())

@@ -8,7 +8,6 @@ it is history: the statements the store runs against these tables are in sql.py.
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Iterable
 
 from gateway.store.sqlite import sql
@@ -135,8 +134,9 @@ MIGRATIONS: list[tuple[int, str]] = [
 ]
 
 
-def migrate(conn: sqlite3.Connection) -> None:
-    """Apply the migrations this database has not had yet, each in its own transaction."""
+def migrate(conn: sqlite3.Connection, *, now: int) -> None:
+    """Apply the migrations this database has not had yet, each in its own transaction;
+    `now` (microseconds) records when."""
     conn.execute(sql.CREATE_SCHEMA_VERSION)
     done = {r[0] for r in conn.execute(sql.APPLIED_VERSIONS)}
     for version, ddl in MIGRATIONS:
@@ -147,7 +147,7 @@ def migrate(conn: sqlite3.Connection) -> None:
         try:
             for statement in statements:
                 conn.execute(statement)
-            conn.execute(sql.RECORD_VERSION, (version, time.time_ns() // 1000))
+            conn.execute(sql.RECORD_VERSION, (version, now))
             conn.execute(sql.COMMIT)
         except BaseException:
             conn.execute(sql.ROLLBACK)

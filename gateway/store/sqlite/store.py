@@ -16,7 +16,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -67,12 +67,12 @@ class SQLiteStore:
         return self._writer.commits if self._writer else 0
 
     # -- lifecycle -----------------------------------------------------------------------
-    async def open(self) -> None:
+    async def open(self, *, now: datetime) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = self._connect()
             conn.execute(sql.JOURNAL_WAL)
-            migrate(conn)
+            migrate(conn, now=to_us(now))
             found = os.stat(self.path)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
@@ -82,7 +82,7 @@ class SQLiteStore:
         try:
             # SQLite opens a file it may not write read-only, without a word: only a real
             # commit shows that every push would fail.
-            await self._heartbeat()
+            await self._heartbeat(now)
         except StoreError as exc:
             await self.close()
             raise StoreError(f"cannot write to SQLite database {self.path}: {exc}") from exc
@@ -128,15 +128,15 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreError(str(exc)) from exc
 
-    async def ping(self) -> None:
+    async def ping(self, *, now: datetime) -> None:
         if self._writer is None or not self._writer.alive:
             raise StoreError("the SQLite writer is not running")
-        await self._heartbeat()
+        await self._heartbeat(now)
         await self._read(lambda c: c.execute(sql.CAN_READ).fetchone())
 
-    async def _heartbeat(self) -> None:
+    async def _heartbeat(self, now: datetime) -> None:
         """Commit a one-row write through the writer: it fails exactly when a push would."""
-        at = to_us(datetime.now(UTC))
+        at = to_us(now)
         await self._write(lambda c: c.execute(sql.HEARTBEAT, (at,)))
 
     def _check_file(self) -> None:
@@ -247,6 +247,7 @@ class SQLiteStore:
         worker: str,
         attempt: Attempt | None,
         state: DeliveryState,
+        now: datetime,
         next_attempt_at: datetime | None = None,
         error: str | None = None,
         count_attempt: bool = True,
@@ -263,7 +264,7 @@ class SQLiteStore:
                 error=error,
                 count_attempt=count_attempt,
                 waiting=waiting,
-                now=datetime.now(UTC),
+                now=now,
             )
         )
 
