@@ -18,9 +18,12 @@ from gateway.events import Contact
 from sinks import registry
 from sinks.base import Delivered, Message, SendResult, SinkConfig, SinkDeps, Skipped
 from sinks.console import ConsoleSink
+from sinks.email import EmailSink
 from sinks.registry import build_sinks, load_sink_types
 from sinks.slack import SlackSink
+from sinks.sms import SmsSink
 from sinks.webhook import WebhookSink
+from sinks.whatsapp import WhatsAppSink
 
 from .test_sinks_shared import make_event, make_message
 
@@ -119,7 +122,14 @@ def installed(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[EntryPoint]]:
 def test_the_built_in_kinds_come_from_the_installed_entry_points() -> None:
     load_sink_types.cache_clear()
     kinds = load_sink_types()
-    assert kinds == {"console": ConsoleSink, "slack": SlackSink, "webhook": WebhookSink}
+    assert kinds == {
+        "console": ConsoleSink,
+        "email": EmailSink,
+        "slack": SlackSink,
+        "sms": SmsSink,
+        "webhook": WebhookSink,
+        "whatsapp": WhatsAppSink,
+    }
 
 
 def test_a_third_party_kind_is_loaded_like_a_built_in_one(installed: list[EntryPoint]) -> None:
