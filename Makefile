@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= config.example.yaml
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench screenshots clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+screenshots: $(STAMP)
+	KABARIN_SCREENSHOTS=docs $(BIN)/pytest -q tests/e2e/test_ui.py
 
 format: $(STAMP)
 	$(BIN)/ruff format .
