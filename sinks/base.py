@@ -10,10 +10,12 @@ or `Skipped`), never by raising for an expected failure. The kinds are found thr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 import msgspec
@@ -30,6 +32,7 @@ __all__ = [
     "Language",
     "Message",
     "Permanent",
+    "QuietHoursConfig",
     "Retry",
     "RetryConfig",
     "SendResult",
@@ -67,6 +70,30 @@ class CircuitBreakerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unk
             raise FieldError("max_cooldown", "must be at least `cooldown`")
 
 
+class QuietHoursConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A daily window in which a sink sends nothing (``21:00``-``07:00`` spans midnight)."""
+
+    start: str
+    end: str
+    timezone: str | None = None
+    """The recipient's zone; ``None`` takes ``receiver.timezone``."""
+
+    def __post_init__(self) -> None:
+        for key in ("start", "end"):
+            if not _HH_MM.fullmatch(getattr(self, key)):
+                raise FieldError(key, "expected a time of day as HH:MM, e.g. 21:00")
+        if self.start == self.end:
+            raise FieldError("end", "must differ from `start` (an empty or full-day window)")
+        if self.timezone is not None:
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise FieldError("timezone", f"unknown time zone `{self.timezone}`") from exc
+
+
+_HH_MM = re.compile(r"(?:[01]\d|2[0-3]):[0-5]\d")
+
+
 class SinkConfig(
     msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="type"
 ):
@@ -83,6 +110,10 @@ class SinkConfig(
     template: str | dict[str, str] | None = None
     """Templates for routes that give none: a string is the ``text`` part, a mapping gives
     several parts (``{text: ..., subject: ...}``); a part not given uses the kind's built-in."""
+    quiet_hours: QuietHoursConfig | None = None
+    """Deliveries falling due inside this window wait for its end (`gateway.delivery.quiet`)."""
+    max_age: Duration | None = None
+    """A delivery whose event is older than this when it would be sent is skipped."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
