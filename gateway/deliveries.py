@@ -76,6 +76,9 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     waiting: str | None = None
     """Why a pending delivery is held back without using an attempt (``circuit open until
     05:12:30 UTC``, a switched-off sink, ...); ``None`` when it just waits for its turn."""
+    fallback_of: str | None = None
+    """The delivery this one stands in for: it ended dead or skipped on the route's first
+    sink, and this is the same event on that sink's fallback."""
 
 
 class Attempt(msgspec.Struct, frozen=True, kw_only=True):

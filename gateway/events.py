@@ -79,6 +79,8 @@ class Contact(msgspec.Struct, frozen=True, kw_only=True):
     name: str | None = None
     phone: str | None = None
     email: str | None = None
+    language: str | None = None
+    """``id`` or ``en`` when the shop registered one (the admin API, a CSV import)."""
 
 
 def event_identity(

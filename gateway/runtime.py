@@ -11,8 +11,10 @@ import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from gateway import metrics
 from gateway.config import Config
 from gateway.dispatcher import Dispatcher
 from gateway.ingest import Backlog, Intake
@@ -45,16 +47,51 @@ class Runtime:
     backlog: Backlog = field(default_factory=Backlog)
     push_token: bytes = field(init=False)
     admin_token: bytes | None = field(init=False)
+    sink_deps: SinkDeps = field(default_factory=SinkDeps)
+    """What every sink is built with (the shared HTTP client, the contacts reader)."""
+    config_path: Path | None = None
+    """The file the configuration came from: what a reload reads again."""
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    """When the configuration in use was loaded (at start, or by the last good reload)."""
     timezone: ZoneInfo = field(init=False)
 
     def __post_init__(self) -> None:
         self.push_token = self.config.receiver.token.encode()
         token = self.config.admin.token
+        self._derive()
+
+    def _derive(self) -> None:
         self.admin_token = token.encode() if token else None
         self.timezone = self.config.receiver.tz
 
     def wake_intake(self) -> None:
         if self.intake is not None:
+    def apply(
+        self,
+        *,
+        config: Config,
+        router: Router,
+        sinks: dict[str, Sink],
+        templates: Templates,
+        redactor: Redactor,
+        now: datetime,
+    ) -> None:
+        """Use a reloaded configuration from now on, in every stage this process runs."""
+        self.config, self.router, self.sinks = config, router, sinks
+        self.templates, self.redactor, self.loaded_at = templates, redactor, now
+        self._derive()
+        use_log_secrets(redactor)
+        if self.intake is not None:
+            self.intake.reconfigure(router=router, timezone=self.timezone)
+        if self.dispatcher is not None:
+            self.dispatcher.reconfigure(
+                sinks=sinks, retry=config.retry, templates=templates, redactor=redactor
+            )
+
+    async def close_sinks(self) -> None:
+        for sink in self.sinks.values():
+            await sink.aclose()
+
             self.intake.wake()
 
     def wake_dispatcher(self) -> None:
@@ -95,6 +132,7 @@ async def open_runtime(
     intake: bool = False,
 ) -> Runtime:
     """Open the store, the HTTP client, the sinks and the stages asked for.
+    config_path: str | Path | None = None,
 
     Everything opened is registered on `stack`, which closes it in reverse order (the stages
     stop before the store closes).
@@ -104,9 +142,8 @@ async def open_runtime(
     stack.push_async_callback(store.close)
     client = make_http_client()
     stack.push_async_callback(client.aclose)
-    sinks = build_sinks(config.sinks, SinkDeps(http=client, contacts=store))
-    for sink in sinks.values():
-        stack.push_async_callback(sink.aclose)
+    deps = SinkDeps(http=client, contacts=store)
+    sinks = build_sinks(config.sinks, deps)
     templates = Templates(timezone=config.receiver.tz)
     redactor = Redactor(collect_secrets(config, sinks))
     use_log_secrets(redactor)
@@ -119,7 +156,10 @@ async def open_runtime(
         redactor=redactor,
     )
     if dispatcher:
+        sink_deps=deps,
+        config_path=Path(config_path) if config_path is not None else None,
         runtime.dispatcher = Dispatcher(
+    stack.push_async_callback(runtime.close_sinks)  # the sinks in use then, after a reload too
             store=store,
             sinks=sinks,
             templates=templates,
@@ -133,6 +173,8 @@ async def open_runtime(
         )
     runtime.backlog.pending = await store.count_pending_pushes()
     if intake:
+    metrics.CONFIG_RELOAD_SUCCESSFUL.set(1)
+    metrics.CONFIG_RELOAD_SUCCESS_TIME.set(runtime.loaded_at.timestamp())
         runtime.intake = build_intake(runtime)
         await runtime.intake.start()
         stack.push_async_callback(runtime.intake.stop)

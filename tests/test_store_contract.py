@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from gateway.deliveries import Attempt, DeliveryFilter, NewDelivery, Ordering
@@ -518,3 +519,110 @@ async def test_finish_in_flight_records_a_try_and_keeps_the_lease(store: Store) 
     found = await store.get_delivery(d)
     assert found is not None
     assert found[0].state == "delivered" and len(found[1]) == 1
+
+
+# -- contacts the shop registers, fallback deliveries ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pushed_before", "registered", "pushed_after", "expected"),
+    [
+        # registered fields win over the push, whichever came first
+        (
+            Contact(order_id="R", name="Budi", phone="+62811"),
+            Contact(order_id="R", phone="+62812", email="b@toko.id", language="en"),
+            None,
+            Contact(order_id="R", name="Budi", phone="+62812", email="b@toko.id", language="en"),
+        ),
+        (
+            None,
+            Contact(order_id="R", phone="+62812"),
+            Contact(order_id="R", name="Budi", phone="+62899", email="x@y.id"),
+            Contact(order_id="R", name="Budi", phone="+62812", email="x@y.id"),
+        ),
+        # without a registration, the latest push decides
+        (
+            Contact(order_id="R", name="Budi", phone="+62811"),
+            None,
+            Contact(order_id="R", phone="+62813"),
+            Contact(order_id="R", name="Budi", phone="+62813"),
+        ),
+        (None, Contact(order_id="R", name="Siti"), None, Contact(order_id="R", name="Siti")),
+    ],
+)
+async def test_contact_resolution_registered_over_pushed(
+    store: Store,
+    pushed_before: Contact | None,
+    registered: Contact | None,
+    pushed_after: Contact | None,
+    expected: Contact,
+) -> None:
+    if pushed_before is not None:
+        await ingest(store, events=[event("R")], contacts=[pushed_before])
+    if registered is not None:
+        assert await store.register_contacts([registered], now=T0) == 1
+    if pushed_after is not None:
+        await ingest(store, events=[event("R", minute=1)], contacts=[pushed_after])
+    assert await store.get_contact("R") == expected
+
+
+async def test_registered_contacts_reach_the_claim_and_can_be_deleted(store: Store) -> None:
+    e = event("K")
+    await ingest(store, events=[e], deliveries=[delivery(e)], contacts=[Contact(order_id="K")])
+    many = [Contact(order_id="K", phone="+62812", language="en")] + [
+        Contact(order_id=f"K{i}", email=f"k{i}@toko.id") for i in range(50)
+    ]
+    assert await store.register_contacts(many, now=T0) == 51
+    assert await store.get_contact("K7") == Contact(order_id="K7", email="k7@toko.id")
+    (claim,) = await store.claim(worker="w", now=datetime.now(UTC), limit=5, lease_seconds=5)
+    assert claim.contact is not None and claim.contact.phone == "+62812"
+    assert await store.delete_contact("K")
+    assert not await store.delete_contact("K")
+    assert await store.get_contact("K") is None
+
+
+async def test_a_fallback_is_created_once_with_the_first_final_state(store: Store) -> None:
+    e = event("F")
+    await put(store, e, sink="wa", ordering="latest")
+    first = f"dlv-{e.id}-wa"
+    fallback = NewDelivery(
+        id="dlv-fallback", event_id=e.id, route="r", sink="sms", ordering="latest", template=None
+    )
+    now = datetime.now(UTC)
+    assert await claim_ids(store, now=now) == [first]
+    assert await store.finish(
+        first, worker="w1", attempt=None, state="dead", now=now, error="131026", fallback=fallback
+    )
+    got = await store.get_delivery("dlv-fallback")
+    assert got is not None
+    second, _ = got
+    assert (second.sink, second.state, second.fallback_of) == ("sms", "pending", first)
+    assert (second.event_id, second.order_id, second.occurred_at) == (e.id, "F", e.occurred_at)
+    assert second.next_attempt_at == now
+    shown = await store.list_deliveries(DeliveryFilter(order_id="F"))
+    assert {d.id: d.fallback_of for d in shown} == {first: None, "dlv-fallback": first}
+
+    # Replayed and dead again: no second fallback. A fallback gets none of its own.
+    assert await store.replay_one(first, now=now)
+    assert set(await claim_ids(store, now=now)) == {first, "dlv-fallback"}
+    other = msgspec.structs.replace(fallback, id="dlv-fallback-2")
+    for delivery_id in (first, "dlv-fallback"):
+        assert await store.finish(
+            delivery_id, worker="w1", attempt=None, state="skipped", now=now, fallback=other
+        )
+    assert len(await store.list_deliveries(DeliveryFilter(order_id="F"))) == 2
+
+
+async def test_no_fallback_for_delivered_or_a_lost_lease(store: Store) -> None:
+    a, b = event("G1"), event("G2")
+    await put(store, a, b, sink="wa")
+    now = datetime.now(UTC)
+    await claim_ids(store, now=now, worker="w1")
+    fb = NewDelivery(id="dlv-g-fb", event_id=a.id, route="r", sink="sms", ordering="all")
+    assert await store.finish(
+        f"dlv-{a.id}-wa", worker="w1", attempt=None, state="delivered", now=now, fallback=fb
+    )
+    assert not await store.finish(
+        f"dlv-{b.id}-wa", worker="w2", attempt=None, state="dead", now=now, fallback=fb
+    )
+    assert await store.get_delivery("dlv-g-fb") is None

@@ -32,6 +32,7 @@ from gateway.events import Contact, Event, Source, Status
 
 __all__ = [
     "AdminReader",
+    "ContactBook",
     "DeliveryQueue",
     "EventPage",
     "EventQuery",
@@ -241,6 +242,7 @@ class DeliveryQueue(Protocol):
         error: str | None = None,
         count_attempt: bool = True,
         waiting: str | None = None,
+        fallback: NewDelivery | None = None,
     ) -> bool:
         """Record `attempt` (if any) and move a delivery this worker leases to `state`.
 
@@ -250,6 +252,10 @@ class DeliveryQueue(Protocol):
         ``state="in_flight"`` records an intermediate try and keeps the lease.
         `waiting` replaces `Delivery.waiting` (``None`` clears it); ``delivered`` clears
         `Delivery.last_error`.
+        `fallback` (with ``dead`` or ``skipped``) is created in the same commit, pending and
+        due at `now`, with ``fallback_of`` naming this delivery; it takes the event, order and
+        time of this one, and is not created when this delivery is itself a fallback or
+        already has one.
         Returns False (and changes nothing) when the lease was lost to another worker.
         """
 
@@ -271,6 +277,19 @@ class DeliveryQueue(Protocol):
 
     async def disabled_sinks(self) -> dict[str, str]:
         """Sink name -> reason."""
+
+
+class ContactBook(Protocol):
+    """Contacts the shop registers (admin API, CSV import). Reading is `AdminReader.get_contact`,
+    which answers the contact as the sinks see it: each field as the shop registered it, else
+    as the last push or pulled answer gave it."""
+
+    async def register_contacts(self, contacts: Sequence[Contact], *, now: datetime) -> int:
+        """Register (or update) contacts by order id in one commit; how many. A registered
+        field wins over what a push says from then on; a ``None`` field keeps what is known."""
+
+    async def delete_contact(self, order_id: str) -> bool:
+        """Forget an order's contact, whoever gave it (False: none was kept)."""
 
 
 class AdminReader(Protocol):
@@ -304,7 +323,7 @@ class AdminReader(Protocol):
         """Newest first."""
 
 
-class Store(IngestStore, DeliveryQueue, AdminReader, Protocol):
+class Store(IngestStore, DeliveryQueue, AdminReader, ContactBook, Protocol):
     """Every role on one backend, and its lifecycle. Every method is safe to call concurrently
     from one event loop."""
 

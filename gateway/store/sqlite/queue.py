@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime, timedelta
 
-from gateway.deliveries import Attempt, Claim, DeliveryFilter, DeliveryState
+from gateway.deliveries import Attempt, Claim, DeliveryFilter, DeliveryState, NewDelivery
 from gateway.store.base import SinkCounts
 from gateway.store.lanes import plan_claims
 from gateway.store.sqlite import sql
@@ -76,6 +76,7 @@ def finish(
     count_attempt: bool,
     waiting: str | None,
     now: datetime,
+    fallback: NewDelivery | None = None,
 ) -> bool:
     cur = conn.execute(
         sql.FINISH,
@@ -102,6 +103,20 @@ def finish(
                 attempt.outcome,
                 attempt.status_code,
                 attempt.error,
+            ),
+        )
+    if fallback is not None and state in ("dead", "skipped"):
+        now_us = to_us(now)
+        conn.execute(
+            sql.INSERT_FALLBACK,
+            (
+                fallback.id,
+                fallback.route,
+                fallback.sink,
+                fallback.ordering,
+                fallback.template,
+                now_us,
+                delivery_id,
             ),
         )
     return True

@@ -71,6 +71,7 @@ def delivery_from_row(row: Sequence[Any]) -> Delivery:
         last_error=row[15],
         delivered_at=opt_time(row[16]),
         waiting=row[17],
+        fallback_of=row[18] if len(row) > 18 else None,
     )
 
 
@@ -94,7 +95,14 @@ def push_from_row(row: Sequence[Any]) -> LoggedPush:
 
 
 def contact_from_row(row: Sequence[Any]) -> Contact:
-    return Contact(order_id=row[0], name=row[1], phone=row[2], email=row[3])
+    """``order_id, name, phone, email[, language]``."""
+    return Contact(
+        order_id=row[0],
+        name=row[1],
+        phone=row[2],
+        email=row[3],
+        language=row[4] if len(row) > 4 else None,
+    )
 
 
 def rejected_from_row(row: Sequence[Any]) -> StoredRejected:

@@ -131,6 +131,20 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE events ADD COLUMN push_id TEXT;
         """,
     ),
+    (
+        8,
+        # Contacts the shop registered (admin API, CSV import) win over what pushes say, field
+        # by field, so `registered_at` marks them for the intake's upsert; `language` is the
+        # shop's choice for that customer. A fallback delivery names the delivery it replaces;
+        # the unique index makes "issued once" hold even when the first is replayed.
+        """
+        ALTER TABLE contacts ADD COLUMN language TEXT;
+        ALTER TABLE contacts ADD COLUMN registered_at INTEGER;
+        ALTER TABLE deliveries ADD COLUMN fallback_of TEXT;
+        CREATE UNIQUE INDEX deliveries_fallback ON deliveries (fallback_of)
+            WHERE fallback_of IS NOT NULL;
+        """,
+    ),
 ]
 
 

@@ -73,10 +73,17 @@ INSERT_DELIVERIES = (
 )
 UPSERT_CONTACT = (
     "INSERT INTO contacts (order_id, name, phone, email, updated_at) VALUES (?, ?, ?, ?, ?)"
-    " ON CONFLICT (order_id) DO UPDATE SET name = coalesce(excluded.name, name),"
-    " phone = coalesce(excluded.phone, phone), email = coalesce(excluded.email, email),"
+    " ON CONFLICT (order_id) DO UPDATE SET"
+    " name = CASE WHEN registered_at IS NULL THEN coalesce(excluded.name, name)"
+    "  ELSE coalesce(name, excluded.name) END,"
+    " phone = CASE WHEN registered_at IS NULL THEN coalesce(excluded.phone, phone)"
+    "  ELSE coalesce(phone, excluded.phone) END,"
+    " email = CASE WHEN registered_at IS NULL THEN coalesce(excluded.email, email)"
+    "  ELSE coalesce(email, excluded.email) END,"
     " updated_at = excluded.updated_at"
 )
+"""What a push or a pulled answer says about the customer: it updates a contact it gave
+before, and only fills the gaps of one the shop registered (registered wins)."""
 MARK_PUSH = (
     "UPDATE pushes SET state = ?, error = ?, processed_at = ?, accepted = ?, duplicates = ?"
     " WHERE id = ?"
@@ -90,7 +97,7 @@ INSERT_REJECTED = (
 DELIVERY_COLUMNS = (
     "id, event_id, route, sink, order_id, occurred_at, ordering, template, state, attempts, "
     "next_attempt_at, created_at, updated_at, lease_owner, lease_until, last_error, delivered_at,"
-    " waiting"
+    " waiting, fallback_of"
 )
 DELIVERY_COLUMNS_SHOWN = DELIVERY_COLUMNS.replace(
     " waiting",
@@ -175,7 +182,7 @@ DISABLED_SINKS = "SELECT sink, disabled_reason FROM sink_state WHERE disabled_re
 # -- admin reads (reads.py) --------------------------------------------------------------------
 GET_PUSH = f"SELECT {PUSH_COLUMNS} FROM pushes WHERE id = ?"
 GET_EVENT = "SELECT body FROM events WHERE id = ?"
-GET_CONTACT = "SELECT order_id, name, phone, email FROM contacts WHERE order_id = ?"
+GET_CONTACT = "SELECT order_id, name, phone, email, language FROM contacts WHERE order_id = ?"
 COUNT_REJECTED = "SELECT count(*) FROM rejected"
 REJECTED_COLUMNS = "id, received_at, reason, body, content_type"
 LIST_REJECTED = f"SELECT {REJECTED_COLUMNS} FROM rejected ORDER BY id DESC LIMIT ?"
@@ -186,6 +193,29 @@ ATTEMPTS_OF = (
     "SELECT delivery_id, started_at, duration_ms, outcome, status_code, error"
     " FROM attempts WHERE delivery_id = ? ORDER BY id"
 )
+
+
+# -- contacts the shop registers, and fallback deliveries (contacts.py, queue.py) --------------
+REGISTER_CONTACTS = (
+    "INSERT INTO contacts (order_id, name, phone, email, language, updated_at, registered_at)"
+    " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, ?2, ?2"
+    " FROM json_each(?1) WHERE true"
+    " ON CONFLICT (order_id) DO UPDATE SET name = coalesce(excluded.name, name),"
+    " phone = coalesce(excluded.phone, phone), email = coalesce(excluded.email, email),"
+    " language = coalesce(excluded.language, language), updated_at = excluded.updated_at,"
+    " registered_at = excluded.registered_at"
+)
+"""One JSON array of rows; a field the shop leaves empty keeps what a push said. (``WHERE
+true`` keeps SQLite from reading ``ON CONFLICT`` as part of the SELECT's join.)"""
+DELETE_CONTACT = "DELETE FROM contacts WHERE order_id = ?"
+INSERT_FALLBACK = (
+    "INSERT OR IGNORE INTO deliveries (id, event_id, route, sink, order_id, occurred_at,"
+    " ordering, template, state, next_attempt_at, created_at, updated_at, fallback_of)"
+    " SELECT ?1, event_id, ?2, ?3, order_id, occurred_at, ?4, ?5, 'pending', ?6, ?6, ?6, id"
+    " FROM deliveries WHERE id = ?7 AND fallback_of IS NULL"
+)
+"""The fallback of a delivery that ended dead or skipped, due now; never a fallback's
+fallback, and at most one per delivery (unique index on ``fallback_of``)."""
 
 
 # -- statements whose filter depends on the query ----------------------------------------------

@@ -20,7 +20,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
-from gateway.deliveries import Attempt, Claim, Delivery, DeliveryFilter, DeliveryState
+from gateway.deliveries import (
+    Attempt,
+    Claim,
+    Delivery,
+    DeliveryFilter,
+    DeliveryState,
+    NewDelivery,
+)
 from gateway.errors import StoreError
 from gateway.events import Contact, Event
 from gateway.store.base import (
@@ -36,6 +43,7 @@ from gateway.store.base import (
     SinkCounts,
     StoredRejected,
 )
+from gateway.store.sqlite import contacts as contacts_
 from gateway.store.sqlite import ingest, queue, reads, sql
 from gateway.store.sqlite.rows import to_us
 from gateway.store.sqlite.schema import migrate
@@ -212,6 +220,12 @@ class SQLiteStore:
     async def get_contact(self, order_id: str) -> Contact | None:
         return await self._read(lambda c: reads.get_contact(c, order_id))
 
+    async def register_contacts(self, contacts: Sequence[Contact], *, now: datetime) -> int:
+        return await self._write(lambda c: contacts_.register(c, contacts, now))
+
+    async def delete_contact(self, order_id: str) -> bool:
+        return await self._write(lambda c: contacts_.delete(c, order_id))
+
     async def count_rejected(self) -> int:
         return await self._read(reads.count_rejected)
 
@@ -252,6 +266,7 @@ class SQLiteStore:
         error: str | None = None,
         count_attempt: bool = True,
         waiting: str | None = None,
+        fallback: NewDelivery | None = None,
     ) -> bool:
         return await self._write(
             lambda c: queue.finish(
@@ -265,6 +280,7 @@ class SQLiteStore:
                 count_attempt=count_attempt,
                 waiting=waiting,
                 now=now,
+                fallback=fallback,
             )
         )
 

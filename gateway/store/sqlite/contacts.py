@@ -1,0 +1,29 @@
+"""Contacts the shop registers, on SQLite: one upsert for any number, and deletion.
+
+A registered contact lives in the same row as what pushes said (``registered_at`` set), so
+every read of the contacts table, the claim's included, sees the resolved contact.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+
+from gateway.events import Contact
+from gateway.store.sqlite import sql
+from gateway.store.sqlite.rows import encode_rows, to_us
+
+__all__ = ["delete", "register"]
+
+
+def register(conn: sqlite3.Connection, contacts: Sequence[Contact], now: datetime) -> int:
+    if not contacts:
+        return 0
+    rows = [(c.order_id, c.name, c.phone, c.email, c.language) for c in contacts]
+    conn.execute(sql.REGISTER_CONTACTS, (encode_rows(rows), to_us(now)))
+    return len(contacts)
+
+
+def delete(conn: sqlite3.Connection, order_id: str) -> bool:
+    return conn.execute(sql.DELETE_CONTACT, (order_id,)).rowcount == 1
