@@ -147,8 +147,6 @@ class Dispatcher:
         released = 0
         for job in jobs:
             if not job.finished and await self._release(job.claim.delivery, delay=0.0):
-        self._retry = retry
-        self._timer = timer
                 released += 1
         self._jobs.clear()
         log.info(
@@ -162,30 +160,6 @@ class Dispatcher:
 
     async def run_once(self) -> int:
         """Claim one batch and process it to completion; the number of deliveries claimed."""
-    def reconfigure(
-        self,
-        *,
-        sinks: Mapping[str, Sink],
-        retry: RetryPolicyConfig,
-        templates: Templates,
-        redactor: Redactor,
-    ) -> None:
-        """A reloaded configuration's sinks, for deliveries claimed from now on: a send in
-        flight finishes on the sink it started with. A sink object kept by the reload (its
-        block unchanged) keeps its breaker, slots and rate limiter when the retry policy is
-        the same."""
-        controls: dict[str, SinkControls] = {}
-        for name, sink in sinks.items():
-            old = self._controls.get(name)
-            if old is not None and old.sink is sink and retry == self._retry:
-                controls[name] = old
-            else:
-                controls[name] = SinkControls.build(name, sink, retry, timer=self._timer)
-        self.sinks, self._controls, self._retry = dict(sinks), controls, retry
-        self.templates, self.redactor = templates, redactor
-        self._missing_warned.clear()
-        self.wake()
-
         jobs = await self._claim()
         tasks = [job.task for job in jobs if job.task is not None]
         await asyncio.gather(*tasks, return_exceptions=True)

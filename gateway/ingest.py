@@ -127,11 +127,6 @@ class Intake:
             self._stopping = False
             self._task = asyncio.create_task(self._run(), name="kabarin-intake")
 
-    def reconfigure(self, *, router: Router, timezone: tzinfo) -> None:
-        """Routes (and the zone of naive times) of a reloaded configuration, for the batches
-        taken from now on."""
-        self.router, self.timezone = router, timezone
-
     def wake(self) -> None:
         """Something was appended to the log: look at it now."""
         self._wake.set()

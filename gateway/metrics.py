@@ -14,8 +14,6 @@ from gateway.store.base import DeliveryQueue
 
 __all__ = [
     "CIRCUIT_STATE_VALUES",
-    "CONFIG_RELOAD_SUCCESSFUL",
-    "CONFIG_RELOAD_SUCCESS_TIME",
     "DELIVERIES",
     "DELIVERIES_DEAD",
     "DELIVERIES_PENDING",
@@ -120,51 +118,6 @@ _counted_sinks: set[str] = set()
 
 def method_label(method: str) -> str:
     """The ``method`` label: a known method's canonical name, anything else ``other``.
-CONFIG_RELOAD_SUCCESSFUL = Gauge(
-    "kabarin_config_last_reload_successful",
-    "Whether the last configuration reload succeeded (1) or was refused (0).",
-    registry=REGISTRY,
-)
-CONFIG_RELOAD_SUCCESS_TIME = Gauge(
-    "kabarin_config_last_reload_success_timestamp_seconds",
-    "When the configuration in use was loaded (start-up or the last good reload).",
-    registry=REGISTRY,
-)
-
-STORE_BYTES = Gauge(
-    "kabarin_store_bytes",
-    "Bytes the store takes (SQLite: the database file and its write-ahead log), read on scrape.",
-    registry=REGISTRY,
-)
-PRUNED = Counter(
-    "kabarin_pruned_rows_total",
-    "Rows retention removed, by table (pushes, events, deliveries, attempts, rejected).",
-    ["table"],
-    registry=REGISTRY,
-)
-
-PULL_CALLS = Counter(
-    "kabarin_pull_calls_total",
-    "Tracking API calls of the pull tracker, by outcome (pulled, not_found, try_later).",
-    ["outcome"],
-    registry=REGISTRY,
-)
-ORDERS_OPEN = Gauge(
-    "kabarin_orders_open",
-    "Orders the pull tracker follows: no final status yet, and known to KiriminAja.",
-    registry=REGISTRY,
-)
-ORDERS_STUCK = Gauge(
-    "kabarin_orders_stuck",
-    "Open orders with a stuck alert raised for their current status.",
-    registry=REGISTRY,
-)
-PULL_LAST_PASS = Gauge(
-    "kabarin_pull_last_pass_timestamp_seconds",
-    "When the pull tracker last finished a pass.",
-    registry=REGISTRY,
-)
-
 
     The method comes from the request body, so using it as it is would let any sender create
     label values without limit.

@@ -45,6 +45,8 @@ class Runtime:
     redactor: Redactor = field(default_factory=lambda: Redactor(()))
     """Masks the configuration's secrets in what is logged."""
     backlog: Backlog = field(default_factory=Backlog)
+    push_token: bytes = field(init=False)
+    admin_token: bytes | None = field(init=False)
     sink_deps: SinkDeps = field(default_factory=SinkDeps)
     """What every sink is built with (the shared HTTP client, the contacts reader)."""
     config_path: Path | None = None
@@ -53,17 +55,17 @@ class Runtime:
     """When the configuration in use was loaded (at start, or by the last good reload)."""
     timezone: ZoneInfo = field(init=False)
 
-    push_token: bytes = field(init=False)
-    admin_token: bytes | None = field(init=False)
     def __post_init__(self) -> None:
+        self.push_token = self.config.receiver.token.encode()
+        token = self.config.admin.token
         self._derive()
 
     def _derive(self) -> None:
         self.admin_token = token.encode() if token else None
         self.timezone = self.config.receiver.tz
-        self.push_token = self.config.receiver.token.encode()
-        token = self.config.admin.token
 
+    def wake_intake(self) -> None:
+        if self.intake is not None:
     def apply(
         self,
         *,
@@ -92,8 +94,6 @@ class Runtime:
 
             self.intake.wake()
 
-    def wake_intake(self) -> None:
-        if self.intake is not None:
     def wake_dispatcher(self) -> None:
         if self.dispatcher is not None:
             self.dispatcher.wake()
@@ -154,14 +154,14 @@ async def open_runtime(
         templates=templates,
         sinks=sinks,
         redactor=redactor,
+    )
+    if dispatcher:
         sink_deps=deps,
         config_path=Path(config_path) if config_path is not None else None,
-    )
+        runtime.dispatcher = Dispatcher(
     stack.push_async_callback(runtime.close_sinks)  # the sinks in use then, after a reload too
             store=store,
             sinks=sinks,
-    if dispatcher:
-        runtime.dispatcher = Dispatcher(
             templates=templates,
             retry=config.retry,
             config=config.dispatcher,
@@ -171,11 +171,11 @@ async def open_runtime(
         stack.push_async_callback(
             runtime.dispatcher.stop, float(config.dispatcher.shutdown_timeout)
         )
+    runtime.backlog.pending = await store.count_pending_pushes()
+    if intake:
     metrics.CONFIG_RELOAD_SUCCESSFUL.set(1)
     metrics.CONFIG_RELOAD_SUCCESS_TIME.set(runtime.loaded_at.timestamp())
         runtime.intake = build_intake(runtime)
         await runtime.intake.start()
-    runtime.backlog.pending = await store.count_pending_pushes()
-    if intake:
         stack.push_async_callback(runtime.intake.stop)
     return runtime

@@ -305,10 +305,6 @@ class AdminReader(Protocol):
 
     async def get_contact(self, order_id: str) -> Contact | None: ...
 
-    async def release_sink(self, sink: str, *, now: datetime) -> int:
-        """Make a sink's pending deliveries due now and clear why they waited (the sink is back
-        in the configuration, or its block changed); how many."""
-
     async def list_pushes(self, query: PushQuery) -> list[LoggedPush]:
         """Newest first."""
 

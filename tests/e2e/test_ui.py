@@ -381,17 +381,6 @@ def test_the_configuration_page_shows_the_file_masked_and_checked(
     assert "secret: ***" in text
 
 
-def test_the_reload_button_applies_the_file_and_says_so(
-    ui: WebDriver, server: KabarinProcess
-) -> None:
-    _open(ui, server, "/ui/config")
-    ui.find_element("css selector", "#reload button").click()
-    _wait(ui, lambda: ui.find_elements("id", "last-reload"))
-    assert "Reloaded" in _text(ui, "last-reload")
-    metrics = server.client.get("/metrics").text
-    assert "kabarin_config_last_reload_successful 1.0" in metrics
-
-
 def test_try_a_push_shows_events_routes_and_messages_and_stores_nothing(
     ui: WebDriver, server: KabarinProcess
 ) -> None:

@@ -153,7 +153,3 @@ def enable_sink(conn: sqlite3.Connection, sink: str) -> bool:
 
 def disabled_sinks(conn: sqlite3.Connection) -> dict[str, str]:
     return {r[0]: r[1] for r in conn.execute(sql.DISABLED_SINKS).fetchall()}
-def release_sink(conn: sqlite3.Connection, sink: str, now: datetime) -> int:
-    return conn.execute(sql.RELEASE_SINK, (sink, to_us(now))).rowcount
-
-

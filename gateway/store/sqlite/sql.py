@@ -236,10 +236,6 @@ def pushes_taken(count: int) -> str:
 
 
 def events_by_id(count: int) -> str:
-RELEASE_SINK = (
-    "UPDATE deliveries SET next_attempt_at = ?2, waiting = NULL, updated_at = ?2"
-    " WHERE sink = ?1 AND state = 'pending' AND (next_attempt_at > ?2 OR waiting IS NOT NULL)"
-)
     return f"SELECT id, body, push_id FROM events WHERE id IN ({_marks(count)})"
 
 

@@ -305,6 +305,3 @@ class SQLiteStore:
 
     async def disabled_sinks(self) -> dict[str, str]:
         return await self._read(queue.disabled_sinks)
-    async def release_sink(self, sink: str, *, now: datetime) -> int:
-        return await self._write(lambda c: queue.release_sink(c, sink, now))
-
