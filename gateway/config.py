@@ -29,6 +29,8 @@ __all__ = [
     "DEFAULT_RETRY_SCHEDULE",
     "AdminConfig",
     "Config",
+    "ContactLookupConfig",
+    "ContactsConfig",
     "DispatcherConfig",
     "IntakeConfig",
     "InvalidConfig",
@@ -182,6 +184,39 @@ class KiriminAjaConfig(_Section, frozen=True):
         return (self.base_url or KIRIMINAJA_URLS[self.env]).rstrip("/")
 
 
+class LookupFields(_Section, frozen=True):
+    """Where the answer's JSON keeps each field: a key, or a dotted path (``customer.phone``)."""
+
+    name: str | None = "name"
+    phone: str | None = "phone"
+    email: str | None = "email"
+
+
+class ContactLookupConfig(_Section, frozen=True):
+    """Ask the shop's system for an order's customer (`gateway.contacts.ContactLookup`)."""
+
+    url: str
+    """A URL template with ``{order_id}``, e.g. ``https://erp.example/orders/{order_id}/contact``."""
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    fields: LookupFields = msgspec.field(default_factory=LookupFields)
+    ttl: Duration = Duration(600)
+    """How long an answer (a 404 too) is kept before the shop's system is asked again."""
+    timeout: Duration = Duration(5)
+
+    def __post_init__(self) -> None:
+        if "{order_id}" not in self.url:
+            raise FieldError("url", "must contain `{order_id}`")
+        if not self.url.startswith(("http://", "https://")):
+            raise FieldError("url", "must be an http:// or https:// URL")
+        if self.timeout <= 0:
+            raise FieldError("timeout", "must be more than 0")
+
+
+class ContactsConfig(_Section, frozen=True):
+    lookup: ContactLookupConfig | None = None
+    """Asked only when the store's contact lacks a phone or an email."""
+
+
 class TemplateFile(_Section, frozen=True):
     file: str
     """Path relative to the configuration file."""
@@ -199,6 +234,9 @@ class RouteConfig(_Section, frozen=True):
     a mapping part name → inline source or ``{file: path}``."""
     stop: bool = False
     """When this route matches, no later route is tried."""
+    fallback: dict[str, str] = msgspec.field(default_factory=dict)
+    """Sink → the sink that gets the event once instead when its delivery ends dead or
+    skipped (``{wa: sms}``)."""
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True):
@@ -211,6 +249,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     routes: list[RouteConfig]
     intake: IntakeConfig = msgspec.field(default_factory=IntakeConfig)
     kiriminaja: KiriminAjaConfig = msgspec.field(default_factory=KiriminAjaConfig)
+    contacts: ContactsConfig = msgspec.field(default_factory=ContactsConfig)
     base_dir: Path
     """Folder of the configuration file: template files are looked up from here."""
     secrets: frozenset[str] = frozenset()
@@ -264,6 +303,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "dispatcher": DispatcherConfig,
     "intake": IntakeConfig,
     "kiriminaja": KiriminAjaConfig,
+    "contacts": ContactsConfig,
 }
 _INVALID: Any = object()
 
@@ -326,8 +366,18 @@ def _build(
                 problems.append(
                     f"{lines.describe(('routes', i, 'sinks', j))}: undefined sink {sink!r}"
                 )
-        for sink in route.template:
+        for sink, spare in route.fallback.items():
+            path = ("routes", i, "fallback", sink)
             if sink not in route.sinks:
+                problems.append(f"{lines.describe(path)}: {sink!r} is not a sink of this route")
+            if spare not in raw_sinks:
+                problems.append(f"{lines.describe(path)}: undefined sink {spare!r}")
+            elif spare in route.sinks or spare == sink:
+                problems.append(
+                    f"{lines.describe(path)}: {spare!r} already gets every event of this route"
+                )
+        for sink in route.template:
+            if sink not in route.sinks and sink not in route.fallback.values():
                 problems.append(
                     f"{lines.describe(('routes', i, 'template', sink))}: "
                     f"template for {sink!r}, which this route does not send to"
@@ -345,10 +395,15 @@ def _build(
         dispatcher=sections.get("dispatcher") or DispatcherConfig(),
         intake=sections.get("intake") or IntakeConfig(),
         kiriminaja=kiriminaja,
+        contacts=sections.get("contacts") or ContactsConfig(),
         sinks=sinks,
         routes=routes,
         base_dir=base_dir or Path.cwd(),
-        secrets=frozenset(_collect_secrets(receiver, admin, raw_sinks) + api_keys),
+        secrets=frozenset(
+            _collect_secrets(receiver, admin, raw_sinks)
+            + api_keys
+            + secret_values(data.get("contacts") or {})
+        ),
         locations=lines,
     )
     if problems:
@@ -358,7 +413,16 @@ def _build(
             msgspec.structs.replace(
                 r,
                 sinks=[s for s in r.sinks if s in sinks],
-                template={s: t for s, t in r.template.items() if s in sinks and s in r.sinks},
+                template={
+                    s: t
+                    for s, t in r.template.items()
+                    if s in sinks and (s in r.sinks or s in r.fallback.values())
+                },
+                fallback={
+                    s: f
+                    for s, f in r.fallback.items()
+                    if s in sinks and f in sinks and s in r.sinks and f not in r.sinks
+                },
             )
             for r in routes
         ]

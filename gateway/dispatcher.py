@@ -8,12 +8,17 @@ after each commit), until a job finishes, until the store's next due time, or fo
     keep (sink, order) in claim order → render the message parts → circuit breaker
     → sink slot (concurrency) → rate limit → send (quick retries for network blips) → finish
 
-and ends in one `DeliveryQueue.finish`: ``delivered``; ``pending`` at the time the `RetryPolicy`
+and ends in one outcome: ``delivered``; ``pending`` at the time the `RetryPolicy`
 chose; ``dead``; ``skipped`` (the sink had nothing to send: its reason is kept); or put back
 without using an attempt (circuit open, rate limit, sink not configured or switched off by a
 410, shutdown), with `Delivery.waiting` saying why. Every send is one attempt row, its error
 text passed through the `Redactor`. Ordering between deliveries of one (sink, order) is the
 store's job (`DeliveryQueue.claim`).
+
+Outcomes are committed in batches: a job hands its outcome to `_Outcomes` and waits for it,
+and every outcome that arrives while a batch is being written goes into the next one, so a
+busy dispatcher makes one `DeliveryQueue.finish_many` (one writer job) per many deliveries,
+and an idle one still commits a lone outcome at once.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 
 from gateway import metrics
 from gateway.config import DispatcherConfig, RetryPolicyConfig
-from gateway.deliveries import Attempt, Claim, Delivery, DeliveryState
+from gateway.deliveries import Attempt, Claim, DeliveryState
 from gateway.delivery.attempts import send_with_quick_retries
 from gateway.delivery.breaker import CircuitBreaker
 from gateway.delivery.controls import SinkControls
@@ -39,7 +44,7 @@ from gateway.delivery.ordering import OrderLanes
 from gateway.delivery.retry import GiveUp
 from gateway.errors import TemplateError
 from gateway.redaction import Redactor
-from gateway.store.base import DeliveryQueue
+from gateway.store.base import DeliveryQueue, Finished
 from gateway.templates import Templates
 from sinks.base import Delivered, Message, Permanent, Sink, Skipped
 
@@ -53,6 +58,8 @@ MAX_RATE_WAIT = 5.0
 """Longest in-process wait for a rate-limit slot; a later slot hands the delivery back."""
 PROBE_WAIT = 1.0
 """While a half-open circuit's probe is out, other deliveries come back after this long."""
+MOST_PER_COMMIT = 500
+"""Outcomes written by one `finish_many`, so one commit never holds the writer long."""
 SINK_OFF = "sink switched off ({reason}): enable it with POST /admin/v1/sinks/{sink}/enable"
 """Worded as the store words it for deliveries not claimed since (`Delivery.waiting`)."""
 
@@ -71,6 +78,46 @@ class _Job:
     stopped at once; past that it may finish within the timeout."""
     finished: bool = False
     """The store has been told the outcome (or the lease was lost)."""
+
+
+class _Outcomes:
+    """Outcomes on their way to the store: one `finish_many` at a time, each taking all that
+    queued up while the previous one was written."""
+
+    def __init__(self, store: DeliveryQueue, worker: str) -> None:
+        self._store = store
+        self._worker = worker
+        self._queued: list[tuple[Finished, asyncio.Future[bool]]] = []
+        self._writing: asyncio.Task[None] | None = None
+
+    async def commit(self, outcome: Finished) -> bool:
+        """Record `outcome`; False when the lease was lost (it changed nothing)."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queued.append((outcome, future))
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._write(), name="kabarin-outcomes")
+        return await future
+
+    async def drain(self) -> None:
+        """Wait until every outcome handed over so far is written (or failed)."""
+        while self._writing is not None and not self._writing.done():
+            await asyncio.gather(self._writing, return_exceptions=True)
+
+    async def _write(self) -> None:
+        await asyncio.sleep(0)  # outcomes of jobs finishing in this turn of the loop join in
+        while self._queued:
+            batch = self._queued[:MOST_PER_COMMIT]
+            del self._queued[:MOST_PER_COMMIT]
+            try:
+                kept = await self._store.finish_many([o for o, _ in batch], worker=self._worker)
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for (_, future), ok in zip(batch, kept, strict=True):
+                    if not future.done():
+                        future.set_result(ok)
 
 
 class Dispatcher:
@@ -100,17 +147,44 @@ class Dispatcher:
         self._sleep = sleep
         self.capacity = max(1, config.batch)
         """Most deliveries this worker holds at once (claimed and not yet finished)."""
+        self._retry = retry
+        self._timer = timer
         self._controls = {
             name: SinkControls.build(name, sink, retry, timer=timer) for name, sink in sinks.items()
         }
         self._jobs: dict[str, _Job] = {}
         self._lanes = OrderLanes()
+        self._outcomes = _Outcomes(store, self.worker_id)
         self._wake = asyncio.Event()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
         self._missing_warned: dict[str, float] = {}
         self._gone: set[str] = set()
         """Sinks this worker disabled (410): deliveries already claimed for them go back."""
+
+    def reconfigure(
+        self,
+        *,
+        sinks: Mapping[str, Sink],
+        retry: RetryPolicyConfig,
+        templates: Templates,
+        redactor: Redactor,
+    ) -> None:
+        """A reloaded configuration's sinks, for deliveries claimed from now on: a send in
+        flight finishes on the sink it started with. A sink object kept by the reload (its
+        block unchanged) keeps its breaker, slots and rate limiter when the retry policy is
+        the same."""
+        controls: dict[str, SinkControls] = {}
+        for name, sink in sinks.items():
+            old = self._controls.get(name)
+            if old is not None and old.sink is sink and retry == self._retry:
+                controls[name] = old
+            else:
+                controls[name] = SinkControls.build(name, sink, retry, timer=self._timer)
+        self.sinks, self._controls, self._retry = dict(sinks), controls, retry
+        self.templates, self.redactor = templates, redactor
+        self._missing_warned.clear()
+        self.wake()
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -144,10 +218,21 @@ class Dispatcher:
             for task in late:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-        released = 0
-        for job in jobs:
-            if not job.finished and await self._release(job.claim.delivery, delay=0.0):
-                released += 1
+        await self._outcomes.drain()
+        now = self.clock()
+        unfinished = [
+            Finished(
+                delivery_id=job.claim.delivery.id,
+                attempt=None,
+                state="pending",
+                now=now,
+                next_attempt_at=now,
+                count_attempt=False,
+            )
+            for job in jobs
+            if not job.finished
+        ]
+        released = sum(await self.store.finish_many(unfinished, worker=self.worker_id))
         self._jobs.clear()
         log.info(
             "dispatcher %s stopped; %d unfinished deliveries put back", self.worker_id, released
@@ -405,18 +490,19 @@ class Dispatcher:
     ) -> bool:
         delivery = job.claim.delivery
         job.waiting = False
-        kept = await self.store.finish(
-            delivery.id,
-            worker=self.worker_id,
-            attempt=attempt,
-            state=state,
-            now=self.clock(),
-            next_attempt_at=next_attempt_at,
-            error=error,
-            count_attempt=count_attempt,
-            waiting=waiting,
+        job.finished = True  # handed over: put back on shutdown no more
+        kept = await self._outcomes.commit(
+            Finished(
+                delivery_id=delivery.id,
+                attempt=attempt,
+                state=state,
+                now=self.clock(),
+                next_attempt_at=next_attempt_at,
+                error=error,
+                count_attempt=count_attempt,
+                waiting=waiting,
+            )
         )
-        job.finished = True
         if not kept:
             log.warning(
                 "delivery %s to %s: lease lost to another worker; its outcome (%s) was dropped",
@@ -429,28 +515,25 @@ class Dispatcher:
         return True
 
     async def _hand_back(self, job: _Job, delay: float, waiting: str | None = None) -> None:
-        job.waiting = False
-        await self._release(job.claim.delivery, delay=delay, waiting=waiting)
-        job.finished = True
-
-    async def _release(
-        self, delivery: Delivery, *, delay: float, waiting: str | None = None
-    ) -> bool:
         """Put a claimed delivery back as pending after `delay` s, its attempts unchanged."""
+        job.waiting = False
+        job.finished = True
         now = self.clock()
-        kept = await self.store.finish(
-            delivery.id,
-            worker=self.worker_id,
-            attempt=None,
-            state="pending",
-            now=now,
-            next_attempt_at=now + timedelta(seconds=max(delay, 0.0)),
-            count_attempt=False,
-            waiting=waiting,
+        kept = await self._outcomes.commit(
+            Finished(
+                delivery_id=job.claim.delivery.id,
+                attempt=None,
+                state="pending",
+                now=now,
+                next_attempt_at=now + timedelta(seconds=max(delay, 0.0)),
+                count_attempt=False,
+                waiting=waiting,
+            )
         )
         if not kept:
-            log.warning("delivery %s: lease lost before it could be put back", delivery.id)
-        return kept
+            log.warning(
+                "delivery %s: lease lost before it could be put back", job.claim.delivery.id
+            )
 
     def _at(self, delay: float) -> str:
         """``at 05:12:30 UTC``: the moment `delay` seconds from now, for `Delivery.waiting`."""

@@ -33,10 +33,11 @@ from datetime import date, datetime
 from operator import attrgetter
 from typing import Any
 
+import msgspec
 from jinja2 import TemplateSyntaxError
 
 from gateway.config import Config, RouteConfig, TemplateFile
-from gateway.deliveries import NewDelivery, Ordering
+from gateway.deliveries import Delivery, NewDelivery, Ordering
 from gateway.errors import ConfigError
 from gateway.events import Event, Status
 from gateway.templates import encode_parts, sandbox
@@ -70,10 +71,12 @@ class Route:
     source."""
 
     __slots__ = (
+        "_fallbacks",
         "_fields",
         "_logged",
         "_targets",
         "_when",
+        "fallbacks",
         "index",
         "name",
         "sinks",
@@ -92,6 +95,7 @@ class Route:
         when: str | None = None,
         when_fn: Callable[..., Any] | None = None,
         stop: bool = False,
+        fallbacks: Mapping[str, tuple[str, Ordering, Mapping[str, str]]] | None = None,
     ) -> None:
         self.index = index
         self.name = name
@@ -100,9 +104,27 @@ class Route:
         self.stop = stop
         self.when = when
         self._targets = tuple((s, o, encode_parts(t)) for s, o, t in targets)
+        self.fallbacks: dict[str, str] = {s: f[0] for s, f in (fallbacks or {}).items()}
+        """Sink → the sink that gets the event instead when its delivery ends dead or skipped."""
+        self._fallbacks = {s: (f, o, encode_parts(t)) for s, (f, o, t) in (fallbacks or {}).items()}
         self._fields = tuple(fields)
         self._when = when_fn
         self._logged: set[str] = set()
+
+    def fallback(self, delivery: Delivery) -> NewDelivery | None:
+        """The delivery to issue once on the fallback of `delivery`'s sink, if it has one."""
+        target = self._fallbacks.get(delivery.sink)
+        if target is None or delivery.fallback_of is not None:
+            return None
+        sink, ordering, template = target
+        return NewDelivery(
+            id=delivery_id(delivery.event_id, self.name, sink),
+            event_id=delivery.event_id,
+            route=self.name,
+            sink=sink,
+            ordering=ordering,
+            template=template,
+        )
 
     def matches_fields(self, event: Event) -> bool:
         """Whether every ``match`` entry holds (``when`` aside)."""
@@ -187,6 +209,9 @@ class Router:
                         f"{config.where('routes', i, 'when')}: syntax error: {exc.message}"
                     )
             targets = _targets(rc, i, config, kinds, problems)
+            spares = msgspec.structs.replace(rc, sinks=list(rc.fallback.values()))
+            spare_targets = {t[0]: t for t in _targets(spares, i, config, kinds, problems)}
+            fallbacks = {s: spare_targets[f] for s, f in rc.fallback.items() if f in spare_targets}
             routes.append(
                 Route(
                     index=i,
@@ -196,9 +221,19 @@ class Router:
                     when=rc.when,
                     when_fn=when_fn,
                     stop=rc.stop,
+                    fallbacks=fallbacks,
                 )
             )
         return cls(routes), problems
+
+    def fallback(self, delivery: Delivery) -> NewDelivery | None:
+        """What `delivery` falls back to when it ends dead or skipped, by the routes in use
+        now: ``None`` when its route (still) names no fallback for its sink, or it is itself
+        a fallback (one is issued once, never a fallback's fallback)."""
+        for route in self._routes:
+            if route.name == delivery.route:
+                return route.fallback(delivery)
+        return None
 
     def match(self, event: Event) -> list[Route]:
         """The routes that fire for `event`, in order, up to the first matching ``stop`` route."""

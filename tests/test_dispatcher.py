@@ -20,7 +20,7 @@ from gateway.dispatcher import Dispatcher, utcnow
 from gateway.events import Event, Status, event_id
 from gateway.redaction import Redactor
 from gateway.store import open_store
-from gateway.store.base import Store
+from gateway.store.base import Finished, Store
 from gateway.templates import Templates, encode_parts
 from gateway.units import Duration, parse_rate_limit
 from sinks.base import (
@@ -684,3 +684,64 @@ async def test_store_gauges_are_refreshed_from_the_store(store: Store) -> None:
     await metrics.refresh_store_gauges(store)
     assert sample("kabarin_deliveries_pending", sink="fake") == 2
     assert sample("kabarin_deliveries_dead", sink="fake") == 0
+
+
+# -- outcomes committed in batches ------------------------------------------------------------
+
+
+class CountingStore:
+    """The real store, counting the calls that record outcomes."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.finish_calls = 0
+        self.batches: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def finish(self, *args: Any, **kwargs: Any) -> bool:
+        self.finish_calls += 1
+        return await self.inner.finish(*args, **kwargs)
+
+    async def finish_many(self, outcomes: Sequence[Finished], *, worker: str) -> list[bool]:
+        self.batches.append(len(outcomes))
+        return await self.inner.finish_many(outcomes, worker=worker)
+
+
+async def test_outcomes_finishing_together_are_committed_in_one_batch(store: Store) -> None:
+    gate = asyncio.Event()
+    sink = FakeSink(config=FakeConfig(concurrency=20), gate=gate)
+    ids = [await add(store, f"OID-B{i}") for i in range(20)]
+    counting = CountingStore(store)
+    d = dispatcher(counting, sink)  # type: ignore[arg-type]
+    run = asyncio.create_task(d.run_once())
+    await eventually(lambda: sink.in_flight == 20)
+    gate.set()  # all twenty answers arrive in one turn of the loop
+    assert await run == 20
+    assert counting.batches == [20] and counting.finish_calls == 0
+    for did in ids:
+        assert await state_is(store, did, "delivered")
+
+
+async def test_a_lost_lease_in_a_batch_is_reported_for_that_delivery_only(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    gate = asyncio.Event()
+    sink = FakeSink(gate=gate)
+    both = {await add(store, "OID-ONE"), await add(store, "OID-TWO")}
+    clock = Clock()
+    d = dispatcher(store, sink, lease=30, clock=clock)
+    run = asyncio.create_task(d.run_once())
+    await eventually(lambda: sink.in_flight == 2)
+    # Another worker takes one of them over once the lease ran out.
+    later = clock.now + timedelta(seconds=31)
+    (taken,) = await store.claim(worker="other", now=later, limit=1, lease_seconds=30)
+    lost = taken.delivery.id
+    (kept,) = both - {lost}
+    gate.set()  # both answers arrive together: one batch of two outcomes
+    assert await run == 2
+    assert await state_is(store, kept, "delivered")
+    assert await state_is(store, lost, "in_flight")  # the other worker still holds it
+    assert f"delivery {lost} to fake: lease lost" in caplog.text
+    assert f"delivery {kept} to fake: lease lost" not in caplog.text

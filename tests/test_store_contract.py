@@ -15,6 +15,7 @@ from gateway.events import Contact, Event, Status
 from gateway.ingest import new_push_id
 from gateway.store import (
     EventQuery,
+    Finished,
     NewPush,
     PushOutcome,
     PushQuery,
@@ -626,3 +627,82 @@ async def test_no_fallback_for_delivered_or_a_lost_lease(store: Store) -> None:
         f"dlv-{b.id}-wa", worker="w2", attempt=None, state="dead", now=now, fallback=fb
     )
     assert await store.get_delivery("dlv-g-fb") is None
+
+
+# -- batches: many claims and outcomes at once ------------------------------------------------
+
+
+async def test_claim_takes_one_per_lane_up_to_the_limit(store: Store) -> None:
+    # Two lanes of three under ``all`` and one of three under ``latest``, all due.
+    lanes = {o: [event(o, minute=m) for m in range(3)] for o in "ABC"}
+    await put(store, *lanes["A"], *lanes["B"])
+    await put(store, *lanes["C"], ordering="latest")
+    heads = {delivery(lanes["A"][0]).id, delivery(lanes["B"][0]).id}
+    heads.add(delivery(lanes["C"][2], ordering="latest").id)
+    first = await claim_ids(store, limit=2)
+    assert len(first) == 2 and set(first) <= heads
+    rest = await claim_ids(store, worker="w2")
+    assert sorted(first + rest) == sorted(heads)
+    for old in lanes["C"][:2]:
+        assert await state_of(store, delivery(old, ordering="latest").id) == "superseded"
+
+
+async def test_a_disabled_sinks_backlog_does_not_hide_other_sinks(store: Store) -> None:
+    await put(store, *(event(f"E{i}") for i in range(10)), sink="erp")
+    await store.disable_sink("erp", reason="410 Gone", now=T0)
+    await put(store, event("S"), sink="slack")
+    assert await claim_ids(store, limit=1) == [delivery(event("S"), "slack").id]
+
+
+async def test_finish_many_commits_each_outcome_and_reports_lost_leases(store: Store) -> None:
+    await put(store, event("A"), event("B"), event("C"))
+    now = datetime.now(UTC)
+    a, b, c = (delivery(event(o)).id for o in "ABC")
+    assert sorted(await claim_ids(store, now=now, lease=30)) == sorted([a, b, c])
+    later = now + timedelta(seconds=31)  # the leases ran out: w2 takes all three
+    assert sorted(await claim_ids(store, now=later, worker="w2")) == sorted([a, b, c])
+    assert await store.finish_many(
+        [Finished(delivery_id=b, attempt=None, state="delivered", now=later)], worker="w2"
+    ) == [True]
+    retry_at = later + timedelta(minutes=5)
+    attempt = Attempt(
+        delivery_id=a, started_at=later, duration_ms=3, outcome="retry", error="HTTP 503"
+    )
+    kept = await store.finish_many(
+        [
+            Finished(
+                delivery_id=a,
+                attempt=attempt,
+                state="pending",
+                now=later,
+                next_attempt_at=retry_at,
+                error="HTTP 503",
+            ),
+            Finished(delivery_id=b, attempt=None, state="dead", now=later),  # no longer leased
+            Finished(
+                delivery_id=c,
+                attempt=None,
+                state="pending",
+                now=later,
+                next_attempt_at=later,
+                count_attempt=False,
+                waiting="circuit open",
+            ),
+        ],
+        worker="w2",
+    )
+    assert kept == [True, False, True]
+    found = await store.get_delivery(a)
+    assert found is not None
+    assert found[0].state == "pending" and found[0].attempts == 1
+    assert found[0].next_attempt_at == retry_at and found[0].last_error == "HTTP 503"
+    assert found[1] == [attempt]
+    assert await state_of(store, b) == "delivered"
+    found = await store.get_delivery(c)
+    assert found is not None
+    assert found[0].attempts == 0 and found[0].waiting == "circuit open"
+    assert await store.finish_many([], worker="w2") == []
+    with pytest.raises(ValueError):
+        await store.finish_many(
+            [Finished(delivery_id=a, attempt=None, state="dead", now=later)] * 2, worker="w2"
+        )

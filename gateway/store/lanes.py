@@ -1,6 +1,9 @@
 """Ordering within a lane, the deliveries of one (sink, order): which one to claim, which are stale.
 
-Pure and backend-free, so every store applies the same rules (see `Store.claim`):
+The rules every store applies (see `Store.claim`), stated once in plain Python: a backend
+either feeds lanes to `plan_claims` or, to keep a claim a few statements per batch, states
+them in SQL (SQLite's ``sql.CLAIM_PLAN`` as window functions over each lane); the contract
+suite holds both to the same cases:
 
 - a delivery older than one already ``delivered`` to the sink is ``superseded``;
 - at most one delivery of a lane is in flight;

@@ -1,24 +1,27 @@
 """The delivery queue on SQLite: claim with a lease, finish, replay, and the sink switches.
 
-Claiming is one writer job: the lanes with something due are read, `plan_claims` decides per
-lane what goes and what is stale, and the leases are written, all in one transaction, so two
-dispatchers on one file never lease the same delivery. The ordering rules themselves live in
-`gateway.store.lanes`, shared by every backend; this module only feeds them rows.
+Claiming is one writer job of a few statements whatever the batch: one query decides, over
+the lanes with something due, what goes and what is stale (`sql.CLAIM_PLAN`, the rules of
+`gateway.store.lanes` as window functions); one UPDATE supersedes, one UPDATE ... RETURNING
+leases, and one query each fetches the batch's events and contacts. All in one transaction, so
+two dispatchers on one file never lease the same delivery. `finish_many` likewise records a
+batch of outcomes with one UPDATE and one INSERT.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from gateway.deliveries import Attempt, Claim, DeliveryFilter, DeliveryState, NewDelivery
-from gateway.store.base import SinkCounts
-from gateway.store.lanes import plan_claims
+from gateway.store.base import Finished, SinkCounts
 from gateway.store.sqlite import sql
 from gateway.store.sqlite.rows import (
     contact_from_row,
     decode_event,
     delivery_from_row,
+    encode_rows,
     opt_time,
     to_us,
 )
@@ -29,6 +32,7 @@ __all__ = [
     "disabled_sinks",
     "enable_sink",
     "finish",
+    "finish_many",
     "next_due",
     "replay",
     "replay_one",
@@ -40,28 +44,29 @@ def claim(
     conn: sqlite3.Connection, *, worker: str, now: datetime, limit: int, lease_seconds: float
 ) -> list[Claim]:
     now_us = to_us(now)
+    plan = conn.execute(sql.CLAIM_PLAN, (now_us, limit * 4)).fetchall()
+    superseded = [r[0] for r in plan if not r[1]]
+    taken = [r[0] for r in plan if r[1]][:limit]
+    if superseded:
+        conn.execute(sql.SUPERSEDE, (now_us, encode_rows(superseded)))
+    if not taken:
+        return []
     until = to_us(now + timedelta(seconds=lease_seconds))
-    candidates = conn.execute(sql.CLAIM_CANDIDATES, (now_us, limit * 4)).fetchall()
-    claimed: list[str] = []
-    superseded: list[str] = []
-    for sink, order_id in candidates:
-        if len(claimed) >= limit:
-            break
-        lane = conn.execute(sql.LANE, (sink, order_id)).fetchall()
-        take, drop = plan_claims(lane, now_us)
-        superseded.extend(drop)
-        if take is not None:
-            claimed.append(take)
-    conn.executemany(sql.SUPERSEDE, [(now_us, i) for i in superseded])
-    conn.executemany(sql.LEASE, [(worker, until, now_us, i) for i in claimed])
-    result = []
-    for delivery_id in claimed:
-        delivery = delivery_from_row(conn.execute(sql.CLAIMED_DELIVERY, (delivery_id,)).fetchone())
-        body = conn.execute(sql.EVENT_BODY, (delivery.event_id,)).fetchone()[0]
-        c = conn.execute(sql.GET_CONTACT, (delivery.order_id,)).fetchone()
-        contact = None if c is None else contact_from_row(c)
-        result.append(Claim(delivery=delivery, event=decode_event(body), contact=contact))
-    return result
+    leased = {
+        d.id: d
+        for d in map(
+            delivery_from_row, conn.execute(sql.LEASE, (worker, until, now_us, encode_rows(taken)))
+        )
+    }
+    deliveries = [leased[i] for i in taken]
+    event_ids = encode_rows(sorted({d.event_id for d in deliveries}))
+    events = {r[0]: decode_event(r[1]) for r in conn.execute(sql.CLAIMED_EVENTS, (event_ids,))}
+    order_ids = encode_rows(sorted({d.order_id for d in deliveries}))
+    contacts = {r[0]: contact_from_row(r) for r in conn.execute(sql.CLAIMED_CONTACTS, (order_ids,))}
+    return [
+        Claim(delivery=d, event=events[d.event_id], contact=contacts.get(d.order_id))
+        for d in deliveries
+    ]
 
 
 def finish(
@@ -122,6 +127,42 @@ def finish(
     return True
 
 
+def finish_many(
+    conn: sqlite3.Connection, outcomes: Sequence[Finished], *, worker: str
+) -> list[bool]:
+    ids = [o.delivery_id for o in outcomes]
+    if not outcomes:
+        return []
+    rows = [
+        (
+            o.delivery_id,
+            o.state,
+            1 if o.count_attempt else 0,
+            None if o.next_attempt_at is None else to_us(o.next_attempt_at),
+            o.error,
+            to_us(o.now),
+            o.waiting,
+        )
+        for o in outcomes
+    ]
+    kept = {r[0] for r in conn.execute(sql.FINISH_MANY, (encode_rows(rows), worker))}
+    attempts = [
+        (
+            a.delivery_id,
+            to_us(a.started_at),
+            a.duration_ms,
+            a.outcome,
+            a.status_code,
+            a.error,
+        )
+        for o in outcomes
+        if (a := o.attempt) is not None and o.delivery_id in kept
+    ]
+    if attempts:
+        conn.execute(sql.INSERT_ATTEMPTS, (encode_rows(attempts),))
+    return [i in kept for i in ids]
+
+
 def replay(conn: sqlite3.Connection, query: DeliveryFilter, now: datetime) -> int:
     statement, params = sql.replay(query, to_us(now))
     return conn.execute(statement, params).rowcount
@@ -149,6 +190,10 @@ def disable_sink(conn: sqlite3.Connection, sink: str, reason: str, now: datetime
 
 def enable_sink(conn: sqlite3.Connection, sink: str) -> bool:
     return conn.execute(sql.ENABLE_SINK, (sink,)).rowcount == 1
+
+
+def release_sink(conn: sqlite3.Connection, sink: str, now: datetime) -> int:
+    return conn.execute(sql.RELEASE_SINK, (sink, to_us(now))).rowcount
 
 
 def disabled_sinks(conn: sqlite3.Connection) -> dict[str, str]:

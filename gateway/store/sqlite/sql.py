@@ -109,34 +109,69 @@ DELIVERY_COLUMNS_SHOWN = DELIVERY_COLUMNS.replace(
 """The columns as shown to people: a pending delivery of a switched-off sink says so, even
 before the dispatcher has looked at it (a disabled sink's deliveries are never claimed)."""
 
-CLAIM_CANDIDATES = (
-    "SELECT DISTINCT sink, order_id FROM ("
-    " SELECT sink, order_id, next_attempt_at AS due FROM deliveries"
-    "  WHERE state = 'pending' AND next_attempt_at <= ?1"
+CLAIM_PLAN = (
+    "WITH due AS ("
+    " SELECT sink, order_id, next_attempt_at AS at FROM deliveries"
+    "  WHERE state = 'pending' AND next_attempt_at <= ?1 AND sink NOT IN (SELECT sink"
+    "   FROM sink_state WHERE disabled_reason IS NOT NULL)"
     " UNION ALL"
-    " SELECT sink, order_id, lease_until AS due FROM deliveries"
-    "  WHERE state = 'in_flight' AND lease_until <= ?1"
-    " ORDER BY due LIMIT ?2)"
-    " WHERE sink NOT IN (SELECT sink FROM sink_state"
-    "                    WHERE disabled_reason IS NOT NULL)"
+    " SELECT sink, order_id, lease_until FROM deliveries"
+    "  WHERE state = 'in_flight' AND lease_until <= ?1 AND sink NOT IN (SELECT sink"
+    "   FROM sink_state WHERE disabled_reason IS NOT NULL)"
+    " ORDER BY at LIMIT ?2),"
+    " lanes AS (SELECT DISTINCT sink, order_id FROM due),"
+    " lane AS ("
+    " SELECT d.id, d.sink, d.order_id, d.state, d.occurred_at, d.seq, d.next_attempt_at,"
+    "  d.lease_until, d.ordering,"
+    "  coalesce(d.state = 'in_flight' AND d.lease_until > ?1, 0) AS live,"
+    "  coalesce(sum(d.state = 'delivered') OVER (PARTITION BY d.sink, d.order_id"
+    "   ORDER BY d.occurred_at, d.seq ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING), 0)"
+    "   AS newer_delivered,"
+    "  max(coalesce(d.state = 'in_flight' AND d.lease_until > ?1, 0))"
+    "   OVER (PARTITION BY d.sink, d.order_id) AS busy"
+    " FROM lanes JOIN deliveries AS d ON d.order_id = lanes.order_id AND d.sink = lanes.sink"
+    " WHERE d.state IN ('pending', 'in_flight', 'delivered')),"
+    " waiting AS ("
+    " SELECT id, seq, state, next_attempt_at, lease_until, busy,"
+    "  row_number() OVER (PARTITION BY sink, order_id ORDER BY occurred_at, seq) AS oldest,"
+    "  row_number() OVER (PARTITION BY sink, order_id ORDER BY occurred_at DESC, seq DESC)"
+    "   AS newest,"
+    "  first_value(ordering) OVER (PARTITION BY sink, order_id"
+    "   ORDER BY occurred_at DESC, seq DESC) AS lane_ordering"
+    " FROM lane WHERE state != 'delivered' AND NOT live AND newer_delivered = 0)"
+    " SELECT id, 0 AS take, NULL AS at, seq FROM lane"
+    "  WHERE state != 'delivered' AND NOT live AND newer_delivered > 0"
+    " UNION ALL"
+    " SELECT id, 0, NULL, seq FROM waiting"
+    "  WHERE NOT busy AND lane_ordering = 'latest' AND newest > 1"
+    " UNION ALL"
+    " SELECT id, 1, CASE WHEN state = 'pending' THEN next_attempt_at ELSE lease_until END, seq"
+    "  FROM waiting WHERE NOT busy"
+    "  AND CASE WHEN lane_ordering = 'latest' THEN newest ELSE oldest END = 1"
+    "  AND CASE WHEN state = 'pending' THEN next_attempt_at <= ?1"
+    "   ELSE coalesce(lease_until <= ?1, 1) END"
+    " ORDER BY take, at, seq"
 )
-"""Lanes with something due (``?1`` now, ``?2`` how many rows to look at)."""
-LANE = (
-    "SELECT id, state, occurred_at, seq, next_attempt_at, lease_until, ordering"
-    " FROM deliveries WHERE sink = ? AND order_id = ?"
-    " AND state IN ('pending', 'in_flight', 'delivered')"
-)
-"""A lane's rows in the shape `gateway.store.lanes.plan_claims` reads."""
+"""The whole claim decision in one statement (``?1`` now, ``?2`` how many due rows to look
+at): rows ``(id, take, due, seq)``, the ones to supersede (``take = 0``) first, then the ones
+to lease in the order they fell due. Only lanes with a due row are read, through the due and
+lane indexes, so its cost follows the batch, not the backlog. The rules are those of
+`gateway.store.lanes.plan_claims`, as windows over each lane ordered by (occurred_at, seq):
+a row with a ``delivered`` one after it is stale; a live lease makes the lane busy; of the
+rest, ``latest`` (the newest row's ordering) keeps the newest, ``all`` the oldest, once due."""
 SUPERSEDE = (
-    "UPDATE deliveries SET state = 'superseded', lease_owner = NULL,"
-    " lease_until = NULL, updated_at = ? WHERE id = ?"
+    "UPDATE deliveries SET state = 'superseded', lease_owner = NULL, lease_until = NULL,"
+    " updated_at = ?1 WHERE id IN (SELECT value FROM json_each(?2))"
 )
 LEASE = (
-    "UPDATE deliveries SET state = 'in_flight', lease_owner = ?, lease_until = ?,"
-    " updated_at = ? WHERE id = ?"
+    "UPDATE deliveries SET state = 'in_flight', lease_owner = ?1, lease_until = ?2,"
+    f" updated_at = ?3 WHERE id IN (SELECT value FROM json_each(?4)) RETURNING {DELIVERY_COLUMNS}"
 )
-CLAIMED_DELIVERY = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?"
-EVENT_BODY = "SELECT body FROM events WHERE id = ?"
+CLAIMED_EVENTS = "SELECT id, body FROM events WHERE id IN (SELECT value FROM json_each(?))"
+CLAIMED_CONTACTS = (
+    "SELECT order_id, name, phone, email, language FROM contacts"
+    " WHERE order_id IN (SELECT value FROM json_each(?))"
+)
 FINISH = (
     "UPDATE deliveries SET state = ?1, attempts = attempts + ?2,"
     " next_attempt_at = coalesce(?3, next_attempt_at),"
@@ -152,6 +187,28 @@ FINISH = (
 INSERT_ATTEMPT = (
     "INSERT INTO attempts (delivery_id, started_at, duration_ms, outcome, status_code, error)"
     " VALUES (?, ?, ?, ?, ?, ?)"
+)
+FINISH_MANY = (
+    "UPDATE deliveries SET state = f.value ->> 1, attempts = attempts + (f.value ->> 2),"
+    " next_attempt_at = coalesce(f.value ->> 3, next_attempt_at),"
+    " last_error = CASE WHEN f.value ->> 1 = 'delivered' THEN NULL"
+    "  ELSE coalesce(f.value ->> 4, last_error) END, waiting = f.value ->> 6,"
+    " delivered_at = CASE WHEN f.value ->> 1 = 'delivered' THEN f.value ->> 5"
+    "  ELSE delivered_at END,"
+    " lease_owner = CASE WHEN f.value ->> 1 = 'in_flight' THEN lease_owner END,"
+    " lease_until = CASE WHEN f.value ->> 1 = 'in_flight' THEN lease_until END,"
+    " updated_at = f.value ->> 5"
+    " FROM json_each(?1) AS f"
+    " WHERE deliveries.id = f.value ->> 0 AND deliveries.state = 'in_flight'"
+    " AND deliveries.lease_owner = ?2"
+    " RETURNING deliveries.id"
+)
+"""`FINISH` for a batch: one JSON array of ``[id, state, counted, next_attempt_at, error,
+now, waiting]`` rows (ids distinct); returns the ids whose lease was still held."""
+INSERT_ATTEMPTS = (
+    "INSERT INTO attempts (delivery_id, started_at, duration_ms, outcome, status_code, error)"
+    " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5"
+    " FROM json_each(?)"
 )
 REPLAY_SET = (
     "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?,"

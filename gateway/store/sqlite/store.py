@@ -33,6 +33,7 @@ from gateway.events import Contact, Event
 from gateway.store.base import (
     EventPage,
     EventQuery,
+    Finished,
     IngestResult,
     LoggedPush,
     NewPush,
@@ -283,6 +284,11 @@ class SQLiteStore:
                 fallback=fallback,
             )
         )
+
+    async def finish_many(self, outcomes: Sequence[Finished], *, worker: str) -> list[bool]:
+        if len({o.delivery_id for o in outcomes}) != len(outcomes):
+            raise ValueError("finish_many: a delivery appears more than once")
+        return await self._write(lambda c: queue.finish_many(c, outcomes, worker=worker))
 
     async def replay(self, query: DeliveryFilter, *, now: datetime) -> int:
         return await self._write(lambda c: queue.replay(c, query, now))

@@ -1,0 +1,143 @@
+"""Who the customer of an order is: the contact a people-facing sink writes to.
+
+Resolution order, field by field (a field the first source lacks comes from the next):
+
+1. **Registered by the shop** (``PUT /admin/v1/contacts/{order_id}``, ``kabarin contacts
+   import``). Registering is a deliberate act about that one customer, often a correction (a
+   new number in the customer's account), while a push repeats what was typed on the label at
+   booking: a later push must not undo it. The store keeps this rule (`gateway.store.base.
+   ContactBook`), so every read of a contact, the dispatcher's claim included, sees it applied.
+2. **Pushed or pulled**: KiriminAja's complete push format (``packages[].destination``) and the
+   tracking API's answer; the latest one wins over an earlier one.
+3. **Looked up** from the shop's system (``contacts.lookup``), only when the stored contact
+   lacks a phone or an email: it costs a call, and its answer is cached for ``ttl``, so it may
+   be older than what the store says. A lookup that fails (network error, timeout, a 5xx, an
+   answer that is not JSON) raises `LookupFailed`: the delivery is retried on its schedule
+   rather than skipped for want of a recipient. A 404 means the shop does not know the order
+   either, and is cached like an answer.
+
+A delivery whose sink finds no recipient after all this is ``skipped`` with the reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import msgspec
+
+from gateway.config import ContactLookupConfig
+from gateway.events import Contact
+
+__all__ = ["CACHE_SIZE", "ContactLookup", "ContactResolver", "LookupFailed", "merge"]
+
+CACHE_SIZE = 10_000
+"""Orders whose looked-up answer is kept; the oldest are forgotten first."""
+
+
+class LookupFailed(Exception):
+    """The shop's system could not answer now: try the delivery again later."""
+
+
+def merge(order_id: str, *sources: Contact | None) -> Contact | None:
+    """One contact from `sources` in priority order, field by field; ``None`` when none
+    exists."""
+    present = [s for s in sources if s is not None]
+    if not present:
+        return None
+    fields: dict[str, Any] = {}
+    for name in ("name", "phone", "email", "language"):
+        fields[name] = next((v for s in present if (v := getattr(s, name)) is not None), None)
+    return Contact(order_id=order_id, **fields)
+
+
+class ContactLookup:
+    """``contacts.lookup``: GET the URL template with the order id, read the JSON fields."""
+
+    def __init__(
+        self,
+        config: ContactLookupConfig,
+        http: httpx.AsyncClient,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self._http = http
+        self._clock = clock
+        self._cache: OrderedDict[str, tuple[float, Contact | None]] = OrderedDict()
+
+    async def get(self, order_id: str) -> Contact | None:
+        """The shop's answer for `order_id` (cached for ``ttl``); raises `LookupFailed`."""
+        now = self._clock()
+        cached = self._cache.get(order_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        contact = await self._ask(order_id)
+        self._cache[order_id] = (now + float(self.config.ttl), contact)
+        self._cache.move_to_end(order_id)
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return contact
+
+    async def _ask(self, order_id: str) -> Contact | None:
+        url = self.config.url.replace("{order_id}", quote(order_id, safe=""))
+        try:
+            answer = await self._http.get(
+                url, headers=self.config.headers, timeout=float(self.config.timeout)
+            )
+        except httpx.HTTPError as exc:
+            raise LookupFailed(f"contact lookup failed: {type(exc).__name__}: {exc}") from exc
+        if answer.status_code == 404:
+            return None
+        if answer.status_code != 200:
+            raise LookupFailed(f"contact lookup failed: HTTP {answer.status_code}")
+        try:
+            body = msgspec.json.decode(answer.content)
+        except msgspec.DecodeError as exc:
+            raise LookupFailed("contact lookup failed: the answer is not JSON") from exc
+        fields = self.config.fields
+        found = {
+            name: _text(_at(body, path))
+            for name, path in (
+                ("name", fields.name),
+                ("phone", fields.phone),
+                ("email", fields.email),
+            )
+            if path
+        }
+        return Contact(order_id=order_id, **found)
+
+
+class ContactResolver:
+    """The stored contact (registered, else pushed or pulled), with the gaps a lookup fills."""
+
+    def __init__(self, lookup: ContactLookup | None = None) -> None:
+        self.lookup = lookup
+
+    async def resolve(self, order_id: str, stored: Contact | None) -> Contact | None:
+        """Raises `LookupFailed` when a lookup was needed and failed."""
+        if self.lookup is None or (
+            stored is not None and stored.phone is not None and stored.email is not None
+        ):
+            return stored
+        return merge(order_id, stored, await self.lookup.get(order_id))
+
+
+def _at(body: Any, path: str) -> Any:
+    value = body
+    for key in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, dict | list | bool):
+        return None
+    text = str(value).strip()
+    return text or None

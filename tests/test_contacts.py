@@ -1,0 +1,206 @@
+"""Contacts: the resolution order, the lookup client (respx), and the configuration of lookups
+and fallbacks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import httpx
+import msgspec
+import pytest
+import respx
+
+from gateway.config import ContactLookupConfig, LookupFields, parse_config
+from gateway.contacts import ContactLookup, ContactResolver, LookupFailed, merge
+from gateway.deliveries import Delivery
+from gateway.errors import ConfigError
+from gateway.events import Contact
+from gateway.routing import Router, delivery_id
+from gateway.units import Duration
+
+REGISTERED = Contact(order_id="O", phone="+62812000111", language="en")
+PUSHED = Contact(order_id="O", name="Budi", phone="+62899000222")
+LOOKED_UP = Contact(order_id="O", name="Pak Budi", phone="+62877", email="budi@toko.id")
+
+
+@pytest.mark.parametrize(
+    ("sources", "expected"),
+    [
+        (
+            (REGISTERED, PUSHED, LOOKED_UP),
+            Contact(
+                order_id="O", name="Budi", phone="+62812000111", email="budi@toko.id", language="en"
+            ),
+        ),
+        (
+            (None, PUSHED, LOOKED_UP),
+            Contact(order_id="O", name="Budi", phone="+62899000222", email="budi@toko.id"),
+        ),
+        ((None, None, LOOKED_UP), LOOKED_UP),
+        ((REGISTERED, None, None), REGISTERED),
+        ((None, None, None), None),
+    ],
+)
+def test_resolution_order_field_by_field(
+    sources: tuple[Contact | None, ...], expected: Contact | None
+) -> None:
+    assert merge("O", *sources) == expected
+
+
+URL = "https://erp.example/orders/{order_id}/contact"
+
+
+def lookup(clock: list[float], **changes: object) -> ContactLookup:
+    config = ContactLookupConfig(
+        url=URL,
+        headers={"Authorization": "Bearer erp-s3cret"},
+        fields=LookupFields(name="customer.name", phone="customer.hp", email=None),
+        ttl=60,  # type: ignore[arg-type]
+        **changes,  # type: ignore[arg-type]
+    )
+    return ContactLookup(config, httpx.AsyncClient(), clock=lambda: clock[0])
+
+
+@respx.mock
+async def test_lookup_reads_the_fields_and_caches_for_the_ttl() -> None:
+    route = respx.get("https://erp.example/orders/OID%2F7/contact").respond(
+        200, json={"customer": {"name": "Siti", "hp": "0812-3456-7890", "email": "s@x.id"}}
+    )
+    clock = [100.0]
+    client = lookup(clock)
+    expected = Contact(order_id="OID/7", name="Siti", phone="0812-3456-7890")
+    assert await client.get("OID/7") == expected
+    assert route.calls.last.request.headers["authorization"] == "Bearer erp-s3cret"
+    clock[0] = 159.0
+    assert await client.get("OID/7") == expected
+    assert route.call_count == 1
+    clock[0] = 161.0
+    assert await client.get("OID/7") == expected
+    assert route.call_count == 2
+
+
+@respx.mock
+async def test_a_404_is_an_answer_and_a_failure_is_not() -> None:
+    respx.get("https://erp.example/orders/NONE/contact").respond(404)
+    down = respx.get("https://erp.example/orders/DOWN/contact")
+    down.side_effect = [
+        httpx.Response(503),
+        httpx.ConnectError("refused"),
+        httpx.Response(200, text="<html>"),
+    ]
+    clock = [0.0]
+    client = lookup(clock)
+    assert await client.get("NONE") is None
+    for reason in ("HTTP 503", "ConnectError", "not JSON"):
+        with pytest.raises(LookupFailed, match=reason):
+            await client.get("DOWN")
+
+
+@respx.mock
+async def test_the_resolver_asks_only_when_a_phone_or_email_is_missing() -> None:
+    route = respx.get("https://erp.example/orders/O/contact").respond(
+        200, json={"customer": {"name": "Pak Budi", "hp": "+62877"}}
+    )
+    resolver = ContactResolver(lookup([0.0]))
+    complete = Contact(order_id="O", phone="+62812", email="b@toko.id")
+    assert await resolver.resolve("O", complete) == complete
+    assert route.call_count == 0
+    assert await resolver.resolve("O", PUSHED) == PUSHED  # its gaps stay: the answer has no email
+    assert route.call_count == 1
+    assert await resolver.resolve("O", None) == Contact(
+        order_id="O", name="Pak Budi", phone="+62877"
+    )
+    assert await ContactResolver().resolve("O", None) is None
+
+
+BASE = """
+receiver: {token: t0ken}
+sinks:
+  wa: {type: whatsapp, provider: fonnte, token: fonnte-t0ken}
+  sms:
+    type: sms
+    provider: zenziva
+    userkey: u
+    passkey: p
+    quiet_hours: {start: "21:00", end: "07:00"}
+    max_age: 12h
+  console: {type: console}
+"""
+
+
+def test_lookup_and_fallback_configuration() -> None:
+    config = parse_config(
+        BASE
+        + """
+contacts:
+  lookup:
+    url: https://erp.example/orders/{order_id}/contact
+    headers: {X-Api-Key: erp-key-123}
+routes:
+  - name: tell
+    sinks: [wa, console]
+    fallback: {wa: sms}
+    template: {sms: "Pesanan {{ event.order_id }}"}
+""",
+        env={},
+    )
+    assert config.contacts.lookup is not None and float(config.contacts.lookup.ttl) == 600
+    assert "erp-key-123" in config.secrets
+    assert config.sinks["sms"].max_age == Duration(12 * 3600)
+    router = Router.from_config(config)
+    now = datetime(2024, 5, 5, tzinfo=UTC)
+    first = Delivery(
+        id="dlv_1",
+        event_id="evt_1",
+        route="tell",
+        sink="wa",
+        order_id="O",
+        occurred_at=now,
+        ordering="latest",
+        template=None,
+        state="dead",
+        attempts=1,
+        next_attempt_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    spare = router.fallback(first)
+    assert spare is not None
+    assert (spare.id, spare.sink, spare.route, spare.ordering) == (
+        delivery_id("evt_1", "tell", "sms"),
+        "sms",
+        "tell",
+        "latest",
+    )
+    assert spare.template is not None and "Pesanan" in spare.template
+    assert router.fallback(msgspec.structs.replace(first, sink="console")) is None
+    assert router.fallback(msgspec.structs.replace(first, fallback_of="dlv_0")) is None
+
+
+@pytest.mark.parametrize(
+    ("routes", "problem"),
+    [
+        ("fallback: {console: sms}", "'console' is not a sink of this route"),
+        ("fallback: {wa: nope}", "undefined sink 'nope'"),
+        ("fallback: {wa: wa}", "'wa' already gets every event"),
+        ("sinks: [wa, sms]\n    fallback: {wa: sms}", "'sms' already gets every event"),
+    ],
+)
+def test_bad_fallbacks(routes: str, problem: str) -> None:
+    text = (
+        BASE
+        + "routes:\n  - name: r\n    "
+        + (routes if "sinks" in routes else "sinks: [wa]\n    " + routes)
+        + "\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, env={})
+    assert any(problem in p and "routes[0].fallback" in p for p in info.value.problems), (
+        info.value.problems
+    )
+
+
+def test_a_lookup_url_needs_the_order_id() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(BASE + "contacts: {lookup: {url: 'https://erp.example/contact'}}\n", env={})
+    assert any("contacts.lookup.url" in p and "{order_id}" in p for p in info.value.problems)
