@@ -72,6 +72,7 @@ async def metrics_endpoint(state: State) -> Response[bytes]:
     rt: Runtime = state.runtime
     try:
         await metrics.refresh_store_gauges(rt.store)
+        await metrics.refresh_store_size(rt.store)
     except StoreError:
         log.warning("metrics: could not read queue depths from the store")
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -164,6 +164,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=3, help="messages shown per route and sink")
     p.add_argument("--json", action="store_true", help="one JSON document")
     p.set_defaults(func=_routes_test)
+
+    p = sub.add_parser("store", help="look after the store")
+    store_actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = command("prune", "remove now what the retention windows let go", store_actions)
+    p.add_argument(
+        "--dry-run", action="store_true", help="count what would go per table, remove nothing"
+    )
+    p.set_defaults(func=_store_prune)
     return parser
 
 
@@ -555,6 +563,32 @@ async def _run_reprocess(config: Config, args: argparse.Namespace) -> int:
         for p in still:
             print(f"  {p.id}  {p.error}", file=sys.stderr)
         return 1 if still else 0
+
+
+def _store_prune(args: argparse.Namespace) -> int:
+    return asyncio.run(_run_store_prune(load_config(args.config), args.dry_run))
+
+
+async def _run_store_prune(config: Config, dry_run: bool) -> int:
+    from gateway.retention import Retention
+    from gateway.store import open_store
+
+    store = open_store(config.store.url)
+    await store.open(now=datetime.now(UTC))
+    try:
+        retention = Retention.from_config(store, config.retention)
+        now = retention.clock()
+        if dry_run:
+            counts = await store.count_prunable(retention.policy.cutoffs(now))
+        else:
+            counts = await retention.run_once()
+    finally:
+        await store.close()
+    head = "would remove" if dry_run else "removed"
+    print(f"{head} (retention as of {now.isoformat(timespec='seconds')}):")
+    for table in ("pushes", "events", "deliveries", "attempts", "rejected"):
+        print(f"  {table:<11} {getattr(counts, table):>9}")
+    return 0
 
 
 if __name__ == "__main__":

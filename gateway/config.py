@@ -20,8 +20,9 @@ import msgspec
 import yaml
 
 from gateway.errors import ConfigError
+from gateway.events import TERMINAL_STATUSES, Status
 from gateway.redaction import secret_values
-from gateway.units import Duration, FieldError, dec_hook
+from gateway.units import Duration, FieldError, Window, dec_hook, parse_rate_limit
 from sinks.base import SinkConfig
 from sinks.registry import load_sink_types
 
@@ -35,7 +36,9 @@ __all__ = [
     "IntakeConfig",
     "InvalidConfig",
     "KiriminAjaConfig",
+    "PullConfig",
     "ReceiverConfig",
+    "RetentionConfig",
     "RetryPolicyConfig",
     "RouteConfig",
     "StoreConfig",
@@ -90,22 +93,28 @@ class ReceiverConfig(_Section, frozen=True):
 
 class StoreConfig(_Section, frozen=True):
     url: str = "sqlite:///./kabarin.db"
-    """``sqlite:///relative.db`` (from the working folder) or ``sqlite:////absolute.db``."""
+    """``sqlite:///relative.db`` (from the working folder), ``sqlite:////absolute.db``, or
+    ``postgresql://user:password@host:5432/db`` (``postgres://`` too), shared by replicas."""
 
     def __post_init__(self) -> None:
-        self.sqlite_path  # noqa: B018 (raises FieldError for a URL `serve` could not open)
+        if not self.is_postgres:
+            self.sqlite_path  # noqa: B018 (raises FieldError for a URL `serve` could not open)
+
+    @property
+    def is_postgres(self) -> bool:
+        """A PostgreSQL URL, as `gateway.store.open_store` reads it (libpq checks the rest)."""
+        scheme, sep, _rest = self.url.partition("://")
+        return bool(sep) and scheme in ("postgresql", "postgres")
 
     @property
     def sqlite_path(self) -> Path:
         """The SQLite file the URL names, as `gateway.store.open_store` reads it."""
-        usage = "use sqlite:///relative.db or sqlite:////absolute.db"
+        usage = "use sqlite:///relative.db, sqlite:////absolute.db or postgresql://host/db"
         scheme, sep, rest = self.url.partition("://")
         if not sep:
             raise FieldError("url", f"not a store URL ({usage})")
         if scheme != "sqlite":
-            raise FieldError(
-                "url", f"unsupported store {scheme!r}: only sqlite is supported today ({usage})"
-            )
+            raise FieldError("url", f"unsupported store {scheme!r} ({usage})")
         if not rest.startswith("/") or len(rest) < 2 or rest.endswith("/"):
             raise FieldError("url", f"name the SQLite file ({usage})")
         return Path(rest[1:])
@@ -155,6 +164,29 @@ class IntakeConfig(_Section, frozen=True):
             raise FieldError("batch", "must be at least 1")
 
 
+class RetentionConfig(_Section, frozen=True):
+    """How long each kind of row is kept (``0`` or ``off``: for ever); see the README."""
+
+    pushes: Window = Window(90 * 86400)
+    """``processed`` push log entries (pending and failed ones are never pruned)."""
+    events: Window = Window(90 * 86400)
+    """Events, and so the dedupe window: a push repeated after its events went makes new ones."""
+    delivered: Window = Window(30 * 86400)
+    """``delivered``, ``superseded`` and ``skipped`` deliveries, with their attempts."""
+    dead: Window = Window(90 * 86400)
+    rejected: Window = Window(30 * 86400)
+    interval: Duration = Duration(3600)
+    """How often the pruning runs."""
+    batch: int = 500
+    """Rows removed per commit: small commits leave the writer to the pushes in between."""
+
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise FieldError("batch", "must be at least 1")
+        if self.interval <= 0:
+            raise FieldError("interval", "must be more than 0")
+
+
 KIRIMINAJA_URLS = {
     "sandbox": "https://tdev.kiriminaja.com",
     "production": "https://client.kiriminaja.com",
@@ -182,6 +214,51 @@ class KiriminAjaConfig(_Section, frozen=True):
     def url(self) -> str:
         """The API's base URL, without a trailing slash."""
         return (self.base_url or KIRIMINAJA_URLS[self.env]).rstrip("/")
+
+
+class PullConfig(_Section, frozen=True):
+    """The pull tracker: asks KiriminAja's tracking API about orders pushes left quiet."""
+
+    enabled: bool = False
+    interval: Duration = Duration(300)
+    """How often it looks for orders to ask about (and for stuck ones)."""
+    stale_after: Duration = Duration(6 * 3600)
+    """An open order is asked about once its last update is this old, and again this long
+    after each answer."""
+    rate: float | str = 5.0
+    """Tracking calls per second per process at most: a number, or a rate like ``5/s``,
+    ``120/m``."""
+    gap: Duration = Duration(600)
+    """No push for this long (Kabarin was down, or pushes stopped): at start-up every open
+    order is asked about once."""
+    alert_after: dict[Status, Duration] = msgspec.field(default_factory=dict)
+    """Status → how long without a new status makes one ``stuck`` event, e.g.
+    ``shipped: 7d``."""
+    lease: Duration = Duration(60)
+    """How long a claimed order stays this process's (beyond its place in the rate)."""
+
+    def __post_init__(self) -> None:
+        try:
+            self.calls_per_second  # noqa: B018 (validates the rate)
+        except ValueError as exc:
+            raise FieldError("rate", str(exc)) from None
+        for key in ("interval", "stale_after"):
+            if getattr(self, key) <= 0:
+                raise FieldError(key, "must be more than 0")
+        for status, after in self.alert_after.items():
+            if status in TERMINAL_STATUSES or status in (Status.STUCK, Status.UNKNOWN):
+                raise FieldError(("alert_after", status.value), "not a status an order waits in")
+            if after <= 0:
+                raise FieldError(("alert_after", status.value), "must be more than 0")
+
+    @property
+    def calls_per_second(self) -> float:
+        if isinstance(self.rate, str):
+            limit = parse_rate_limit(self.rate)
+            return limit.count / limit.per
+        if isinstance(self.rate, bool) or self.rate <= 0:
+            raise ValueError(f"expected a number above 0 or a rate like `5/s`, got {self.rate!r}")
+        return float(self.rate)
 
 
 class LookupFields(_Section, frozen=True):
@@ -250,6 +327,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     intake: IntakeConfig = msgspec.field(default_factory=IntakeConfig)
     kiriminaja: KiriminAjaConfig = msgspec.field(default_factory=KiriminAjaConfig)
     contacts: ContactsConfig = msgspec.field(default_factory=ContactsConfig)
+    retention: RetentionConfig = msgspec.field(default_factory=RetentionConfig)
+    pull: PullConfig = msgspec.field(default_factory=PullConfig)
     base_dir: Path
     """Folder of the configuration file: template files are looked up from here."""
     secrets: frozenset[str] = frozenset()
@@ -304,6 +383,8 @@ _SECTIONS: dict[str, type[_Section]] = {
     "intake": IntakeConfig,
     "kiriminaja": KiriminAjaConfig,
     "contacts": ContactsConfig,
+    "retention": RetentionConfig,
+    "pull": PullConfig,
 }
 _INVALID: Any = object()
 
@@ -396,6 +477,8 @@ def _build(
         intake=sections.get("intake") or IntakeConfig(),
         kiriminaja=kiriminaja,
         contacts=sections.get("contacts") or ContactsConfig(),
+        retention=sections.get("retention") or RetentionConfig(),
+        pull=sections.get("pull") or PullConfig(),
         sinks=sinks,
         routes=routes,
         base_dir=base_dir or Path.cwd(),
@@ -558,6 +641,8 @@ def _unset_first(problems: list[str], unset: int) -> list[str]:
 
 
 def _store_folder_problem(store: StoreConfig) -> str | None:
+    if store.is_postgres:  # a server, not a folder: `serve` reports it if it cannot connect
+        return None
     folder = store.sqlite_path.parent.absolute()
     probe = folder
     while not probe.exists() and probe != probe.parent:

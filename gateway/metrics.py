@@ -10,7 +10,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gateway.kiriminaja.normalise import KNOWN_METHODS, method_name
-from gateway.store.base import DeliveryQueue
+from gateway.store.base import DeliveryQueue, RetentionStore
 
 __all__ = [
     "CIRCUIT_STATE_VALUES",
@@ -23,13 +23,16 @@ __all__ = [
     "EVENTS_UNROUTED",
     "INTAKE_BACKLOG",
     "INTAKE_LAG",
+    "PRUNED",
     "PUSHES",
     "PUSHES_BY_STATE",
     "PUSH_REJECTIONS",
     "REGISTRY",
     "SINK_CIRCUIT_STATE",
+    "STORE_BYTES",
     "method_label",
     "refresh_store_gauges",
+    "refresh_store_size",
 ]
 
 REGISTRY = CollectorRegistry()
@@ -111,6 +114,18 @@ PUSHES_BY_STATE = Counter(
     registry=REGISTRY,
 )
 
+STORE_BYTES = Gauge(
+    "kabarin_store_bytes",
+    "Bytes the store takes (SQLite: the database file and its write-ahead log), read on scrape.",
+    registry=REGISTRY,
+)
+PRUNED = Counter(
+    "kabarin_pruned_rows_total",
+    "Rows retention removed, by table (pushes, events, deliveries, attempts, rejected).",
+    ["table"],
+    registry=REGISTRY,
+)
+
 CIRCUIT_STATE_VALUES = {"closed": 0, "half-open": 1, "open": 2}
 
 _counted_sinks: set[str] = set()
@@ -141,3 +156,8 @@ async def refresh_store_gauges(store: DeliveryQueue) -> None:
         DELIVERIES_PENDING.labels(sink).set(0)
         DELIVERIES_DEAD.labels(sink).set(0)
     _counted_sinks.update(seen)
+
+
+async def refresh_store_size(store: RetentionStore) -> None:
+    """Set `STORE_BYTES` from `RetentionStore.size_bytes` (called on every scrape)."""
+    STORE_BYTES.set(await store.size_bytes())

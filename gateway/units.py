@@ -10,9 +10,11 @@ __all__ = [
     "Duration",
     "FieldError",
     "RateLimit",
+    "Window",
     "dec_hook",
     "parse_duration",
     "parse_rate_limit",
+    "parse_window",
 ]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -40,6 +42,16 @@ class Duration(float):
 
     def __repr__(self) -> str:
         return f"Duration({float(self)!r})"
+
+
+class Window(Duration):
+    """How long something is kept: a duration, or ``0`` / ``off`` for ever (``0.0`` here)."""
+
+    __slots__ = ()
+
+    @property
+    def off(self) -> bool:
+        return self <= 0
 
 
 class RateLimit:
@@ -78,6 +90,13 @@ def parse_duration(value: object) -> Duration:
     raise ValueError(f"expected a duration like `500ms`, `5s`, `5m`, `2h`, `7d`, got {value!r}")
 
 
+def parse_window(value: object) -> Window:
+    # YAML reads a bare `off` (or `no`, `false`) as false.
+    if value is False or (isinstance(value, str) and value.strip().lower() in ("off", "never")):
+        return Window(0)
+    return Window(parse_duration(value))
+
+
 def parse_rate_limit(value: object) -> RateLimit:
     if isinstance(value, str) and (m := _RATE.match(value)):
         count = float(m.group(1))
@@ -93,4 +112,6 @@ def dec_hook(type_: type, value: Any) -> Any:
         return parse_duration(value)
     if type_ is RateLimit:
         return parse_rate_limit(value)
+    if type_ is Window:
+        return parse_window(value)
     raise NotImplementedError(f"no decoder for {type_!r}")

@@ -215,7 +215,7 @@ sinks:
 @pytest.mark.parametrize(
     ("url", "problem"),
     [
-        ("postgres://db/k", "unsupported store 'postgres': only sqlite is supported today"),
+        ("mysql://db/k", "unsupported store 'mysql'"),
         ("sqlite://", "name the SQLite file"),
         ("./k.db", "not a store URL"),
     ],
@@ -223,6 +223,12 @@ sinks:
 def test_store_url_must_name_a_sqlite_file(url: str, problem: str) -> None:
     (line,) = problems(MINIMAL + f"store:\n  url: '{url}'\n")
     assert line.startswith(f"store.url (line 5): {problem}")
+
+
+@pytest.mark.parametrize("url", ["postgresql://kabarin@db:5432/k", "postgres://db/k"])
+def test_store_url_may_name_a_postgresql_database(url: str) -> None:
+    config = parse_config(MINIMAL + f"store:\n  url: '{url}'\n", env={})
+    assert config.store.is_postgres and config.store.url == url
 
 
 def test_load_config_refuses_a_store_folder_that_cannot_be_created(tmp_path: Path) -> None:

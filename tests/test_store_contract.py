@@ -10,13 +10,16 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from gateway.deliveries import Attempt, DeliveryFilter, NewDelivery, Ordering
+from gateway.deliveries import Attempt, DeliveryFilter, DeliveryState, NewDelivery, Ordering
 from gateway.events import Contact, Event, Status
 from gateway.ingest import new_push_id
 from gateway.store import (
+    PRUNE_STEPS,
+    Cutoffs,
     EventQuery,
     Finished,
     NewPush,
+    Pruned,
     PushOutcome,
     PushQuery,
     RejectedRequest,
@@ -706,3 +709,142 @@ async def test_finish_many_commits_each_outcome_and_reports_lost_leases(store: S
         await store.finish_many(
             [Finished(delivery_id=a, attempt=None, state="dead", now=later)] * 2, worker="w2"
         )
+
+
+# -- retention -------------------------------------------------------------------------------
+
+NOW = T0 + timedelta(days=100)
+"""Retention's "now" in these tests: T0 is 100 days old."""
+
+WINDOWS = Cutoffs(
+    pushes=NOW - timedelta(days=90),
+    events=NOW - timedelta(days=90),
+    delivered=NOW - timedelta(days=30),
+    dead=NOW - timedelta(days=90),
+    rejected=NOW - timedelta(days=30),
+)
+
+
+async def _finished(
+    store: Store, e: Event, state: DeliveryState, *, at: datetime, claimed: datetime = T0
+) -> str:
+    """Store `e` with one delivery, claim it and finish it as `state` at `at`, one attempt."""
+    d = delivery(e)
+    await ingest(store, events=[e], deliveries=[d], now=claimed)
+    assert await claim_ids(store, now=claimed) == [d.id]
+    outcome = "delivered" if state == "delivered" else "dead"
+    attempt = Attempt(delivery_id=d.id, started_at=at, duration_ms=1.0, outcome=outcome)
+    assert await store.finish(d.id, worker="w1", attempt=attempt, state=state, now=at)
+    return d.id
+
+
+async def retention_scene(store: Store) -> dict[str, str]:
+    """Rows on both sides of every window (see WINDOWS); name → id."""
+    ids: dict[str, str] = {}
+    # Old events: one whose delivery was delivered long ago, one long dead, one with none.
+    ids["done"] = await _finished(store, event("R-DONE"), "delivered", at=T0)
+    ids["dead_old"] = await _finished(store, event("R-DEADOLD"), "dead", at=T0 + timedelta(days=1))
+    await ingest(store, events=[event("R-NONE")], now=T0)
+    ids["dead_young"] = await _finished(
+        store, event("R-DEADYOUNG"), "dead", at=NOW - timedelta(days=10)
+    )
+    # A young event whose delivery is past the delivered window: the delivery goes alone.
+    young = NOW - timedelta(days=60)
+    ids["young_delivered"] = await _finished(
+        store, event("R-YOUNG", received=young), "delivered", at=young, claimed=young
+    )
+    # Old events with a delivery in flight, and pending (stored last: no claim takes it).
+    fly = event("R-FLY")
+    await ingest(store, events=[fly], deliveries=[delivery(fly)], now=T0)
+    ids["in_flight"] = delivery(fly).id
+    assert await claim_ids(store, now=NOW) == [ids["in_flight"]]
+    waiting = event("R-PENDING")
+    await ingest(store, events=[waiting], deliveries=[delivery(waiting)], now=T0)
+    ids["pending"] = delivery(waiting).id
+    # The push log: processed, failed and pending entries, old and young.
+    for name, state, at in (
+        ("push_old", "processed", T0),
+        ("push_failed", "failed", T0),
+        ("push_pending", "pending", T0),
+        ("push_young", "processed", NOW - timedelta(days=1)),
+    ):
+        push = new_push(name, at=at)
+        ids[name] = push.id
+        await store.append_push(push)
+        if state != "pending":
+            error = "boom" if state == "failed" else None
+            await store.record_intake([PushOutcome(push_id=push.id, error=error)], now=at)
+    for at in (T0, NOW - timedelta(days=1)):
+        await store.reject(RejectedRequest(received_at=at, reason="bad", body=b"x"))
+    return ids
+
+
+async def prune_all(store: Store, cutoffs: Cutoffs, *, limit: int) -> Pruned:
+    total = Pruned()
+    for step in PRUNE_STEPS:
+        while True:
+            removed = await store.prune(step, cutoffs, limit=limit)
+            total += removed
+            if removed.of(step) < limit:
+                break
+    return total
+
+
+async def test_retention_prunes_what_it_should_and_nothing_else(store: Store) -> None:
+    ids = await retention_scene(store)
+    expected = Pruned(pushes=1, events=3, deliveries=3, attempts=3, rejected=1)
+    assert await store.count_prunable(WINDOWS) == expected
+    assert await prune_all(store, WINDOWS, limit=2) == expected
+    assert await store.count_prunable(WINDOWS) == Pruned()
+
+    for gone in ("evt-R-DONE-shipped-0", "evt-R-DEADOLD-shipped-0", "evt-R-NONE-shipped-0"):
+        assert await store.get_event(gone) is None
+    for kept in ("R-PENDING", "R-FLY", "R-DEADYOUNG", "R-YOUNG"):
+        assert await store.get_event(f"evt-{kept}-shipped-0") is not None
+    for gone in ("done", "dead_old", "young_delivered"):
+        assert await store.get_delivery(ids[gone]) is None
+    assert await state_of(store, ids["pending"]) == "pending"
+    assert await state_of(store, ids["in_flight"]) == "in_flight"
+    found = await store.get_delivery(ids["dead_young"])
+    assert found is not None
+    assert (found[0].state, len(found[1])) == ("dead", 1)
+    assert await store.get_push(ids["push_old"]) is None
+    for kept in ("push_failed", "push_pending", "push_young"):
+        assert await store.get_push(ids[kept]) is not None
+    assert [r.received_at for r in await store.list_rejected()] == [NOW - timedelta(days=1)]
+
+
+async def test_a_dead_delivery_keeps_its_event_until_the_dead_window_passes(
+    store: Store,
+) -> None:
+    dead_at = NOW - timedelta(days=10)
+    await _finished(store, event("R-D"), "dead", at=dead_at)
+    only_events = Cutoffs(events=NOW - timedelta(days=90), dead=NOW - timedelta(days=90))
+    assert await prune_all(store, only_events, limit=10) == Pruned()
+    forever = Cutoffs(events=NOW - timedelta(days=90))  # dead kept for ever: so is the event
+    assert await prune_all(store, forever, limit=10) == Pruned()
+    later = Cutoffs(events=NOW, dead=dead_at + timedelta(seconds=1))
+    assert await store.count_prunable(later) == Pruned(events=1, deliveries=1, attempts=1)
+    assert await prune_all(store, later, limit=10) == Pruned(events=1, deliveries=1, attempts=1)
+
+
+async def test_no_cutoffs_prune_nothing(store: Store) -> None:
+    await retention_scene(store)
+    assert await store.count_prunable(Cutoffs()) == Pruned()
+    assert await prune_all(store, Cutoffs(), limit=5) == Pruned()
+
+
+async def test_prune_removes_at_most_limit_rows_of_its_table(store: Store) -> None:
+    for i in range(7):
+        await store.reject(RejectedRequest(received_at=T0, reason="bad", body=str(i).encode()))
+    assert await store.prune("rejected", WINDOWS, limit=3) == Pruned(rejected=3)
+    assert await store.prune("rejected", WINDOWS, limit=3) == Pruned(rejected=3)
+    assert await store.prune("rejected", WINDOWS, limit=3) == Pruned(rejected=1)
+    assert await store.count_rejected() == 0
+
+
+async def test_size_bytes_counts_what_is_stored(store: Store) -> None:
+    before = await store.size_bytes()
+    assert before > 0
+    await ingest(store, events=[event(f"S{i}", id_=f"evt-size-{i}") for i in range(200)])
+    assert await store.size_bytes() > before

@@ -1,4 +1,4 @@
-"""Storage: the store roles and `Store` (base.py), and its backends (sqlite/; PostgreSQL next)."""
+"""Storage: the store roles and `Store` (base.py), and its backends (sqlite/, postgres/)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,20 @@ __all__ = [*_base_all, "open_store"]
 
 
 def open_store(url: str) -> Store:
-    """The store a ``store.url`` names: ``sqlite:///relative.db`` or ``sqlite:////abs.db``."""
+    """The store a ``store.url`` names: ``sqlite:///relative.db``, ``sqlite:////abs.db``, or
+    ``postgresql://user@host:5432/db`` (``postgres://`` too; any libpq URL)."""
     scheme, sep, rest = url.partition("://")
+    if scheme in ("postgresql", "postgres") and sep and rest:
+        from gateway.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     if scheme == "sqlite" and sep and rest.startswith("/") and len(rest) > 1:
         from gateway.store.sqlite import SQLiteStore
 
         return SQLiteStore(rest[1:])
     raise ConfigError(
-        [f"store.url: unsupported store URL {url!r} (use sqlite:///path/to/kabarin.db)"]
+        [
+            f"store.url: unsupported store URL {url!r}"
+            " (use sqlite:///path/to/kabarin.db or postgresql://user@host/db)"
+        ]
     )

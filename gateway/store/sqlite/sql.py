@@ -381,3 +381,61 @@ def replay(query: DeliveryFilter, now: int) -> tuple[str, list[Any]]:
         DeliveryFilter(state="dead", sink=query.sink, order_id=query.order_id, since=query.since)
     )
     return _select(REPLAY_SET, where), [now, now, *params]
+
+
+# -- retention (prune.py) ----------------------------------------------------------------------
+# Rows go oldest first. Each table is scanned in its insertion order (seq or id) only up to the
+# first row young enough to stay (`*_YOUNG`, the "bound"), so a prune needs no index on a time
+# column and reads little more than what it removes; a row inserted out of arrival order just
+# waits until the bound passes it. Cut-offs are bound as NULL for "kept for ever": a comparison
+# with NULL is never true.
+PUSHES_YOUNG = "SELECT seq FROM pushes WHERE received_at >= ? ORDER BY seq LIMIT 1"
+EVENTS_YOUNG = "SELECT seq FROM events WHERE received_at >= ? ORDER BY seq LIMIT 1"
+DELIVERIES_YOUNG = "SELECT seq FROM deliveries WHERE created_at >= ? ORDER BY seq LIMIT 1"
+"""A delivery changed before a cut-off was created before it, too."""
+REJECTED_YOUNG = "SELECT id FROM rejected WHERE received_at >= ? ORDER BY id LIMIT 1"
+
+_FINISHED_DELIVERIES = (
+    "FROM deliveries WHERE seq < :bound AND ("
+    " (state IN ('delivered', 'superseded', 'skipped') AND updated_at < :delivered)"
+    " OR (state = 'dead' AND updated_at < :dead))"
+)
+_OLD_EVENTS = (
+    "FROM events e WHERE seq < :bound AND received_at < :events AND NOT EXISTS ("
+    " SELECT 1 FROM deliveries d WHERE d.order_id = e.order_id AND d.event_id = e.id"
+    " AND (d.state IN ('pending', 'in_flight')"
+    "  OR (d.state = 'dead' AND (:dead IS NULL OR d.updated_at >= :dead))))"
+)
+"""An event goes only once nothing of it is still to send or to look at (a dead delivery
+within its window); the deliveries' lane index finds them by order."""
+_OLD_PUSHES = "FROM pushes WHERE seq < :bound AND state = 'processed' AND received_at < :pushes"
+_OLD_REJECTED = "FROM rejected WHERE id < :bound AND received_at < :rejected"
+
+PRUNABLE_DELIVERIES = f"SELECT id {_FINISHED_DELIVERIES} ORDER BY seq LIMIT :limit"
+PRUNABLE_EVENTS = f"SELECT id, order_id {_OLD_EVENTS} ORDER BY seq LIMIT :limit"
+DELIVERIES_OF_EVENTS = (
+    "SELECT d.id FROM json_each(?) AS j JOIN deliveries AS d"
+    " ON d.order_id = j.value ->> 1 AND d.event_id = j.value ->> 0"
+)
+"""``?`` a JSON array of [event id, order id]."""
+PRUNE_ATTEMPTS = "DELETE FROM attempts WHERE delivery_id IN (SELECT value FROM json_each(?))"
+PRUNE_DELIVERIES = "DELETE FROM deliveries WHERE id IN (SELECT value FROM json_each(?))"
+PRUNE_EVENTS = "DELETE FROM events WHERE id IN (SELECT value FROM json_each(?))"
+PRUNE_PUSHES = (
+    f"DELETE FROM pushes WHERE seq IN (SELECT seq {_OLD_PUSHES} ORDER BY seq LIMIT :limit)"
+)
+PRUNE_REJECTED = (
+    f"DELETE FROM rejected WHERE id IN (SELECT id {_OLD_REJECTED} ORDER BY id LIMIT :limit)"
+)
+COUNT_PRUNABLE = (
+    f"WITH ev AS (SELECT id, order_id {_OLD_EVENTS.replace(':bound', ':events_bound')}),"
+    f" dl AS (SELECT id {_FINISHED_DELIVERIES}"
+    "  UNION SELECT d.id FROM ev JOIN deliveries AS d"
+    "  ON d.order_id = ev.order_id AND d.event_id = ev.id)"
+    " SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM dl),"
+    " (SELECT count(*) FROM attempts WHERE delivery_id IN (SELECT id FROM dl)),"
+    f" (SELECT count(*) {_OLD_PUSHES.replace(':bound', ':pushes_bound')}),"
+    f" (SELECT count(*) {_OLD_REJECTED.replace(':bound', ':rejected_bound')})"
+)
+"""What pruning every step until none is left removes: the deliveries of the events that go
+count once, whether their own window or their event's takes them."""

@@ -34,6 +34,7 @@ from gateway.store.base import (
     EventPage,
     EventQuery,
     Finished,
+    Finished,
     IngestResult,
     LoggedPush,
     NewPush,
@@ -284,6 +285,11 @@ class SQLiteStore:
                 fallback=fallback,
             )
         )
+
+    async def finish_many(self, outcomes: Sequence[Finished], *, worker: str) -> list[bool]:
+        if len({o.delivery_id for o in outcomes}) != len(outcomes):
+            raise ValueError("finish_many: a delivery appears more than once")
+        return await self._write(lambda c: queue.finish_many(c, outcomes, worker=worker))
 
     async def finish_many(self, outcomes: Sequence[Finished], *, worker: str) -> list[bool]:
         if len({o.delivery_id for o in outcomes}) != len(outcomes):

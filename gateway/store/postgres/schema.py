@@ -1,0 +1,150 @@
+"""Versioned schema migrations for PostgreSQL, applied in order at start-up.
+
+Replicas starting together each run `migrate`; a transaction-scoped advisory lock (keyed on the
+schema, so two deployments in one database do not wait for each other) makes them take turns:
+the first applies what is missing, the others find it applied. DDL is transactional here, so a
+migration that fails leaves nothing half-done. Add a migration by appending to `MIGRATIONS`;
+never edit one that has shipped. The statements the store runs are in sql.py.
+
+Times are ``timestamptz``; event bodies are ``json`` (kept exactly as encoded, key order and
+all, and unlike ``jsonb`` able to hold a ``\\u0000`` a push may carry); raw bodies are ``bytea``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from psycopg import AsyncConnection
+from psycopg.rows import TupleRow
+
+from gateway.store.postgres import sql
+
+__all__ = ["MIGRATIONS", "migrate"]
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        # The schema SQLite reached by its migration 8 (pull tracking aside), plus the intake's
+        # lease on the push log (several replicas take pending pushes at once).
+        """
+        CREATE TABLE pushes (
+            seq           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id            text NOT NULL UNIQUE,
+            source        text NOT NULL,
+            method        text,
+            items         integer NOT NULL,
+            received_at   timestamptz NOT NULL,
+            content_type  text,
+            body          bytea NOT NULL,
+            state         text NOT NULL,
+            error         text,
+            processed_at  timestamptz,
+            accepted      integer,
+            duplicates    integer,
+            lease_owner   text,
+            lease_until   timestamptz
+        );
+        CREATE INDEX pushes_pending ON pushes (seq) WHERE state = 'pending';
+        CREATE INDEX pushes_failed ON pushes (seq) WHERE state = 'failed';
+
+        CREATE TABLE events (
+            seq          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id           text NOT NULL UNIQUE,
+            order_id     text NOT NULL,
+            status       text NOT NULL,
+            method       text NOT NULL,
+            occurred_at  timestamptz NOT NULL,
+            received_at  timestamptz NOT NULL,
+            body         json NOT NULL,
+            push_id      text
+        );
+        CREATE INDEX events_by_order ON events (order_id);
+
+        CREATE TABLE deliveries (
+            seq              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id               text NOT NULL UNIQUE,
+            event_id         text NOT NULL,
+            route            text NOT NULL,
+            sink             text NOT NULL,
+            order_id         text NOT NULL,
+            occurred_at      timestamptz NOT NULL,
+            ordering         text NOT NULL,
+            template         text,
+            state            text NOT NULL,
+            attempts         integer NOT NULL DEFAULT 0,
+            next_attempt_at  timestamptz NOT NULL,
+            lease_owner      text,
+            lease_until      timestamptz,
+            last_error       text,
+            created_at       timestamptz NOT NULL,
+            updated_at       timestamptz NOT NULL,
+            delivered_at     timestamptz,
+            waiting          text,
+            fallback_of      text
+        );
+        CREATE UNIQUE INDEX deliveries_fallback ON deliveries (fallback_of)
+            WHERE fallback_of IS NOT NULL;
+        CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at);
+        CREATE INDEX deliveries_leased ON deliveries (lease_until) WHERE state = 'in_flight';
+        CREATE INDEX deliveries_lane ON deliveries (sink, order_id);
+
+        CREATE TABLE attempts (
+            id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            delivery_id  text NOT NULL,
+            started_at   timestamptz NOT NULL,
+            duration_ms  double precision NOT NULL,
+            outcome      text NOT NULL,
+            status_code  integer,
+            error        text
+        );
+        CREATE INDEX attempts_by_delivery ON attempts (delivery_id, id);
+
+        CREATE TABLE rejected (
+            id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            received_at   timestamptz NOT NULL,
+            reason        text NOT NULL,
+            body          bytea NOT NULL,
+            content_type  text
+        );
+
+        CREATE TABLE contacts (
+            order_id       text PRIMARY KEY,
+            name           text,
+            phone          text,
+            email          text,
+            language       text,
+            updated_at     timestamptz NOT NULL,
+            registered_at  timestamptz
+        );
+
+        CREATE TABLE sink_state (
+            sink             text PRIMARY KEY,
+            disabled_reason  text,
+            disabled_at      timestamptz
+        );
+
+        CREATE TABLE heartbeat (
+            id  integer PRIMARY KEY CHECK (id = 1),
+            at  timestamptz NOT NULL
+        );
+        """,
+    ),
+]
+
+
+async def migrate(conn: AsyncConnection[TupleRow], *, now: datetime) -> list[int]:
+    """Apply the migrations this schema has not had yet, in one transaction under the
+    migration lock; the versions applied (none when another replica was first)."""
+    applied: list[int] = []
+    async with conn.transaction():
+        await conn.execute(sql.MIGRATION_LOCK)
+        await conn.execute(sql.CREATE_SCHEMA_VERSION)
+        cur = await conn.execute(sql.APPLIED_VERSIONS)
+        done = {int(r[0]) for r in await cur.fetchall()}
+        for version, ddl in MIGRATIONS:
+            if version in done:
+                continue
+            await conn.execute(ddl)
+            await conn.execute(sql.RECORD_VERSION, (version, now))
+            applied.append(version)
+    return applied

@@ -1,0 +1,355 @@
+"""Every statement the PostgreSQL store runs, by name: the package's SQL lives here and only here.
+
+The versioned DDL stays in schema.py (history, never edited). Batches travel as one array
+parameter per column, expanded with ``unnest``: one statement however many rows. Parameters
+carry explicit casts where a ``NULL`` would otherwise leave PostgreSQL guessing the type.
+Statements whose filter depends on the query are built by the functions at the end, from fixed
+fragments, with every value bound as a parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from gateway.deliveries import DeliveryFilter
+from gateway.store.base import EventQuery, PushQuery
+
+# -- connections, migrations, notifications (store.py, schema.py, writer.py) ---------------------
+SET_UTC = "SET TIME ZONE 'UTC'"
+CURRENT_SCHEMA = "SELECT current_schema()"
+MIGRATION_LOCK = (
+    "SELECT pg_advisory_xact_lock(hashtextextended('kabarin.migrate.' || current_schema(), 0))"
+)
+"""Held until the migrating transaction ends: replicas starting together take turns."""
+CREATE_SCHEMA_VERSION = (
+    "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY,"
+    " applied_at timestamptz NOT NULL)"
+)
+APPLIED_VERSIONS = "SELECT version FROM schema_version"
+RECORD_VERSION = "INSERT INTO schema_version (version, applied_at) VALUES (%s, %s)"
+HEARTBEAT = (
+    "INSERT INTO heartbeat (id, at) VALUES (1, %s) ON CONFLICT (id) DO UPDATE SET at = excluded.at"
+)
+CAN_READ = "SELECT 1 FROM schema_version LIMIT 1"
+
+PUSHES_CHANNEL = "kabarin_pushes"
+DELIVERIES_CHANNEL = "kabarin_deliveries"
+NOTIFY = "SELECT pg_notify(%s, current_schema())"
+"""Delivered when the transaction commits, never for one that rolls back. The payload names
+the schema, so deployments sharing a database ignore each other's news."""
+LISTEN_PUSHES = f"LISTEN {PUSHES_CHANNEL}"
+LISTEN_DELIVERIES = f"LISTEN {DELIVERIES_CHANNEL}"
+
+# -- the push log and the intake ---------------------------------------------------------------
+PUSH_COLUMNS = (
+    "seq, id, source, method, items, received_at, content_type, body, state, error,"
+    " processed_at, accepted, duplicates"
+)
+APPEND_PUSH = (
+    "INSERT INTO pushes (id, source, method, items, received_at, content_type, body, state)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, 'pending')"
+)
+CLAIM_PUSHES = (
+    "UPDATE pushes SET lease_owner = %(owner)s::text,"
+    " lease_until = coalesce(%(now)s::timestamptz, statement_timestamp())"
+    "  + %(lease)s::float8 * interval '1 second'"
+    " WHERE seq IN (SELECT seq FROM pushes WHERE state = 'pending'"
+    "  AND (lease_until IS NULL OR lease_owner = %(owner)s::text"
+    "   OR lease_until <= coalesce(%(now)s::timestamptz, statement_timestamp()))"
+    "  ORDER BY seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+    f" RETURNING {PUSH_COLUMNS}"
+)
+"""The oldest pending entries nobody else holds, leased to this store: another replica's
+intake skips them until the lease ends (the replica died) or they are recorded."""
+COUNT_PENDING_PUSHES = "SELECT count(*) FROM pushes WHERE state = 'pending'"
+LOCK_PUSHES = "SELECT id, state FROM pushes WHERE id = ANY(%s) ORDER BY seq FOR UPDATE"
+"""Waits for another intake recording the same entries, then shows what it decided."""
+INSERT_EVENTS = (
+    "INSERT INTO events (id, order_id, status, method, occurred_at, received_at, body, push_id)"
+    " SELECT i, o, s, m, oa, ra, b::json, p FROM unnest(%s::text[], %s::text[], %s::text[],"
+    " %s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[])"
+    " AS r(i, o, s, m, oa, ra, b, p)"
+    " ON CONFLICT (id) DO NOTHING RETURNING id"
+)
+"""Returns the ids it stored: a duplicate, even one another replica is storing right now,
+is not among them."""
+INSERT_DELIVERIES = (
+    "INSERT INTO deliveries (id, event_id, route, sink, order_id, occurred_at, ordering,"
+    " template, state, next_attempt_at, created_at, updated_at)"
+    " SELECT i, e, r, s, o, oa, ord, t, 'pending', n.now, n.now, n.now"
+    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
+    " %s::timestamptz[], %s::text[], %s::text[]) AS d(i, e, r, s, o, oa, ord, t)"
+    " CROSS JOIN (SELECT %s::timestamptz AS now) AS n"
+    " ON CONFLICT (id) DO NOTHING"
+)
+UPSERT_CONTACT = (
+    "INSERT INTO contacts (order_id, name, phone, email, updated_at) VALUES (%s, %s, %s, %s, %s)"
+    " ON CONFLICT (order_id) DO UPDATE SET"
+    " name = CASE WHEN contacts.registered_at IS NULL"
+    "  THEN coalesce(excluded.name, contacts.name) ELSE coalesce(contacts.name, excluded.name) END,"
+    " phone = CASE WHEN contacts.registered_at IS NULL"
+    "  THEN coalesce(excluded.phone, contacts.phone)"
+    "  ELSE coalesce(contacts.phone, excluded.phone) END,"
+    " email = CASE WHEN contacts.registered_at IS NULL"
+    "  THEN coalesce(excluded.email, contacts.email)"
+    "  ELSE coalesce(contacts.email, excluded.email) END,"
+    " updated_at = excluded.updated_at"
+)
+"""What a push or a pulled answer says about the customer: it updates a contact it gave
+before, and only fills the gaps of one the shop registered (registered wins)."""
+MARK_PUSHES = (
+    "UPDATE pushes SET state = u.state, error = u.error, processed_at = %s::timestamptz,"
+    " accepted = u.accepted, duplicates = u.duplicates, lease_owner = NULL, lease_until = NULL"
+    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::integer[], %s::integer[])"
+    " AS u(id, state, error, accepted, duplicates) WHERE pushes.id = u.id"
+)
+UPDATE_REJECTED = "UPDATE rejected SET reason = %s WHERE id = %s"
+INSERT_REJECTED = (
+    "INSERT INTO rejected (received_at, reason, body, content_type) VALUES (%s, %s, %s, %s)"
+)
+
+# -- the delivery queue ------------------------------------------------------------------------
+DELIVERY_COLUMNS = (
+    "id, event_id, route, sink, order_id, occurred_at, ordering, template, state, attempts,"
+    " next_attempt_at, created_at, updated_at, lease_owner, lease_until, last_error,"
+    " delivered_at, waiting, fallback_of"
+)
+DELIVERY_COLUMNS_SHOWN = DELIVERY_COLUMNS.replace(
+    " waiting",
+    " coalesce((SELECT 'sink switched off (' || disabled_reason || '): enable it with POST"
+    " /admin/v1/sinks/' || sink_state.sink || '/enable' FROM sink_state"
+    " WHERE sink_state.sink = deliveries.sink AND disabled_reason IS NOT NULL"
+    " AND deliveries.state = 'pending'), waiting)",
+)
+"""As shown to people: a pending delivery of a switched-off sink says so."""
+
+CLAIM_CANDIDATES = (
+    "SELECT sink, order_id FROM deliveries"
+    " WHERE ((state = 'pending' AND next_attempt_at <= %(now)s::timestamptz)"
+    "  OR (state = 'in_flight' AND lease_until <= %(now)s::timestamptz))"
+    " AND sink NOT IN (SELECT sink FROM sink_state WHERE disabled_reason IS NOT NULL)"
+    " ORDER BY CASE WHEN state = 'pending' THEN next_attempt_at ELSE lease_until END"
+    " LIMIT %(rows)s FOR UPDATE SKIP LOCKED"
+)
+"""Due rows no other claimer is looking at, oldest due first; their lanes are candidates."""
+LOCK_LANES = (
+    "SELECT l.sink, l.order_id FROM unnest(%s::text[], %s::text[]) AS l(sink, order_id)"
+    " WHERE pg_try_advisory_xact_lock(hashtextextended("
+    "  current_schema() || chr(31) || l.sink || chr(31) || l.order_id, 0))"
+)
+"""The lanes this transaction now holds, until it ends: a lane another replica is claiming
+right now is skipped, so per (sink, order) one claimer decides at a time."""
+LANES = (
+    "SELECT sink, order_id, id, state, occurred_at, seq, next_attempt_at, lease_until, ordering"
+    " FROM deliveries WHERE (sink, order_id) IN"
+    "  (SELECT * FROM unnest(%s::text[], %s::text[]))"
+    " AND state IN ('pending', 'in_flight', 'delivered')"
+)
+"""Held lanes' rows: after the lane's columns, the shape `gateway.store.lanes.plan_claims`
+reads."""
+SUPERSEDE = (
+    "UPDATE deliveries SET state = 'superseded', lease_owner = NULL, lease_until = NULL,"
+    " updated_at = %(now)s::timestamptz WHERE id = ANY(%(ids)s::text[])"
+    " AND (state = 'pending' OR (state = 'in_flight' AND lease_until <= %(now)s::timestamptz))"
+)
+_LEASED = ", ".join(f"l.{c.strip()}" for c in DELIVERY_COLUMNS.split(","))
+LEASE = (
+    "WITH l AS (UPDATE deliveries SET state = 'in_flight', lease_owner = %(worker)s::text,"
+    " lease_until = %(until)s::timestamptz, updated_at = %(now)s::timestamptz"
+    " WHERE id = ANY(%(ids)s::text[]) AND (state = 'pending'"
+    "  OR (state = 'in_flight' AND lease_until <= %(now)s::timestamptz))"
+    f" RETURNING {DELIVERY_COLUMNS})"
+    f" SELECT {_LEASED}, e.body::text, c.order_id, c.name, c.phone, c.email, c.language"
+    " FROM l JOIN events e ON e.id = l.event_id LEFT JOIN contacts c ON c.order_id = l.order_id"
+)
+"""Lease the chosen deliveries and return each with its event and the order's contact."""
+FINISH = (
+    "WITH done AS (UPDATE deliveries SET state = %(state)s::text,"
+    " attempts = attempts + %(count)s::integer,"
+    " next_attempt_at = coalesce(%(next)s::timestamptz, next_attempt_at),"
+    " last_error = CASE WHEN %(state)s::text = 'delivered' THEN NULL"
+    "  ELSE coalesce(%(error)s::text, last_error) END, waiting = %(waiting)s::text,"
+    " delivered_at = CASE WHEN %(state)s::text = 'delivered' THEN %(now)s::timestamptz"
+    "  ELSE delivered_at END,"
+    " lease_owner = CASE WHEN %(state)s::text = 'in_flight' THEN lease_owner END,"
+    " lease_until = CASE WHEN %(state)s::text = 'in_flight' THEN lease_until END,"
+    " updated_at = %(now)s::timestamptz"
+    " WHERE id = %(id)s::text AND state = 'in_flight' AND lease_owner = %(worker)s::text"
+    " RETURNING id, event_id, order_id, occurred_at, fallback_of),"
+    " tried AS (INSERT INTO attempts (delivery_id, started_at, duration_ms, outcome,"
+    "  status_code, error) SELECT %(a_delivery)s::text, %(a_started)s::timestamptz,"
+    "  %(a_ms)s::float8, %(a_outcome)s::text, %(a_code)s::integer, %(a_error)s::text"
+    "  FROM done WHERE %(a_delivery)s::text IS NOT NULL),"
+    " fallback AS (INSERT INTO deliveries (id, event_id, route, sink, order_id, occurred_at,"
+    "  ordering, template, state, next_attempt_at, created_at, updated_at, fallback_of)"
+    "  SELECT %(f_id)s::text, event_id, %(f_route)s::text, %(f_sink)s::text, order_id,"
+    "  occurred_at, %(f_ordering)s::text, %(f_template)s::text, 'pending',"
+    "  %(now)s::timestamptz, %(now)s::timestamptz, %(now)s::timestamptz, id FROM done"
+    "  WHERE %(f_id)s::text IS NOT NULL AND %(state)s::text IN ('dead', 'skipped')"
+    "  AND fallback_of IS NULL"
+    "  ON CONFLICT DO NOTHING RETURNING id)"
+    " SELECT (SELECT count(*) FROM done),"
+    " (SELECT count(pg_notify(%(channel)s::text, current_schema())) FROM fallback)"
+)
+"""Only the lease holder may finish (a lost lease updates nothing, and records no attempt).
+A fallback (for ``dead`` or ``skipped``) is created in the same statement: never a fallback's
+fallback, at most one per delivery (the unique index on ``fallback_of``)."""
+REPLAY_SET = (
+    "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = %s::timestamptz,"
+    " updated_at = %s::timestamptz, lease_owner = NULL, lease_until = NULL, waiting = NULL"
+)
+REPLAY_ONE = REPLAY_SET + " WHERE id = %s AND state IN ('dead', 'skipped', 'superseded')"
+NEXT_DUE = (
+    "SELECT least((SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending'),"
+    " (SELECT min(lease_until) FROM deliveries WHERE state = 'in_flight'))"
+)
+SINK_COUNTS = (
+    "SELECT sink, count(*) FILTER (WHERE state IN ('pending', 'in_flight')),"
+    " count(*) FILTER (WHERE state = 'dead')"
+    " FROM deliveries WHERE state IN ('pending', 'in_flight', 'dead') GROUP BY sink ORDER BY sink"
+)
+DISABLE_SINK = (
+    "INSERT INTO sink_state (sink, disabled_reason, disabled_at) VALUES (%s, %s, %s)"
+    " ON CONFLICT (sink) DO UPDATE SET disabled_reason = excluded.disabled_reason,"
+    " disabled_at = excluded.disabled_at"
+)
+ENABLE_SINK = (
+    "UPDATE sink_state SET disabled_reason = NULL, disabled_at = NULL"
+    " WHERE sink = %s AND disabled_reason IS NOT NULL"
+)
+DISABLED_SINKS = "SELECT sink, disabled_reason FROM sink_state WHERE disabled_reason IS NOT NULL"
+RELEASE_SINK = (
+    "UPDATE deliveries SET next_attempt_at = %(now)s::timestamptz, waiting = NULL,"
+    " updated_at = %(now)s::timestamptz WHERE sink = %(sink)s::text AND state = 'pending'"
+    " AND (next_attempt_at > %(now)s::timestamptz OR waiting IS NOT NULL)"
+)
+
+# -- contacts the shop registers ---------------------------------------------------------------
+REGISTER_CONTACTS = (
+    "INSERT INTO contacts (order_id, name, phone, email, language, updated_at, registered_at)"
+    " SELECT o, n, p, e, l, r.now, r.now FROM unnest(%s::text[], %s::text[], %s::text[],"
+    " %s::text[], %s::text[]) AS c(o, n, p, e, l) CROSS JOIN (SELECT %s::timestamptz AS now) r"
+    " ON CONFLICT (order_id) DO UPDATE SET name = coalesce(excluded.name, contacts.name),"
+    " phone = coalesce(excluded.phone, contacts.phone),"
+    " email = coalesce(excluded.email, contacts.email),"
+    " language = coalesce(excluded.language, contacts.language),"
+    " updated_at = excluded.updated_at, registered_at = excluded.registered_at"
+)
+"""A field the shop leaves empty keeps what a push said; one row per order."""
+DELETE_CONTACT = "DELETE FROM contacts WHERE order_id = %s"
+
+# -- admin reads -------------------------------------------------------------------------------
+GET_PUSH = f"SELECT {PUSH_COLUMNS} FROM pushes WHERE id = %s"
+GET_EVENT = "SELECT body::text FROM events WHERE id = %s"
+EVENTS_BY_ID = "SELECT id, body::text, push_id FROM events WHERE id = ANY(%s::text[])"
+GET_CONTACT = "SELECT order_id, name, phone, email, language FROM contacts WHERE order_id = %s"
+COUNT_REJECTED = "SELECT count(*) FROM rejected"
+REJECTED_COLUMNS = "id, received_at, reason, body, content_type"
+LIST_REJECTED = f"SELECT {REJECTED_COLUMNS} FROM rejected ORDER BY id DESC LIMIT %s"
+GET_REJECTED = f"SELECT {REJECTED_COLUMNS} FROM rejected WHERE id = %s"
+DELETE_REJECTED = "DELETE FROM rejected WHERE id = %s"
+GET_DELIVERY = f"SELECT {DELIVERY_COLUMNS_SHOWN} FROM deliveries WHERE id = %s"
+ATTEMPTS_OF = (
+    "SELECT delivery_id, started_at, duration_ms, outcome, status_code, error"
+    " FROM attempts WHERE delivery_id = %s ORDER BY id"
+)
+
+
+# -- statements whose filter depends on the query ----------------------------------------------
+def _select(head: str, where: Sequence[str], tail: str = "") -> str:
+    sql = head
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return sql + tail
+
+
+def requeue_pushes(state: str, since: datetime | None, ids: Sequence[str]) -> tuple[str, list[Any]]:
+    where = ["state = %s"]
+    params: list[Any] = [state]
+    if since is not None:
+        where.append("received_at >= %s")
+        params.append(since)
+    if ids:
+        where.append("id = ANY(%s::text[])")
+        params.append(list(ids))
+    head = (
+        "UPDATE pushes SET state = 'pending', error = NULL, processed_at = NULL,"
+        " lease_owner = NULL, lease_until = NULL"
+    )
+    return _select(head, where), params
+
+
+def list_pushes(query: PushQuery) -> tuple[str, list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if query.state is not None:
+        where.append("state = %s")
+        params.append(query.state)
+    if query.source is not None:
+        where.append("source = %s")
+        params.append(query.source)
+    if query.since is not None:
+        where.append("received_at >= %s")
+        params.append(query.since)
+    if query.before_seq is not None:
+        where.append("seq < %s")
+        params.append(query.before_seq)
+    head = f"SELECT {PUSH_COLUMNS} FROM pushes"
+    return _select(head, where, " ORDER BY seq DESC LIMIT %s"), [*params, query.limit]
+
+
+def list_events(query: EventQuery) -> tuple[str, list[Any]]:
+    """One row more than the page, to tell whether another page follows."""
+    where: list[str] = []
+    params: list[Any] = []
+    if query.order_id is not None:
+        where.append("order_id = %s")
+        params.append(query.order_id)
+    if query.status is not None:
+        where.append("status = %s")
+        params.append(query.status.value)
+    if query.since is not None:
+        where.append("received_at >= %s")
+        params.append(query.since)
+    if query.before_seq is not None:
+        where.append("seq < %s")
+        params.append(query.before_seq)
+    head = "SELECT seq, body::text FROM events"
+    return _select(head, where, " ORDER BY seq DESC LIMIT %s"), [*params, query.limit + 1]
+
+
+def _delivery_filter(query: DeliveryFilter) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("state", query.state),
+        ("sink", query.sink),
+        ("order_id", query.order_id),
+        ("event_id", query.event_id),
+    ):
+        if value is not None:
+            where.append(f"{column} = %s")
+            params.append(value)
+    if query.since is not None:
+        where.append("created_at >= %s")
+        params.append(query.since)
+    return where, params
+
+
+def list_deliveries(query: DeliveryFilter) -> tuple[str, list[Any]]:
+    where, params = _delivery_filter(query)
+    if query.before is not None:
+        where.append("seq < (SELECT seq FROM deliveries WHERE id = %s)")
+        params.append(query.before)
+    head = f"SELECT {DELIVERY_COLUMNS_SHOWN} FROM deliveries"
+    return _select(head, where, " ORDER BY seq DESC LIMIT %s"), [*params, query.limit]
+
+
+def replay(query: DeliveryFilter, now: datetime) -> tuple[str, list[Any]]:
+    """Only ``dead`` deliveries, whatever state the filter names."""
+    where, params = _delivery_filter(
+        DeliveryFilter(state="dead", sink=query.sink, order_id=query.order_id, since=query.since)
+    )
+    return _select(REPLAY_SET, where), [now, now, *params]

@@ -1,0 +1,744 @@
+"""`Store` on PostgreSQL, shared by every replica of Kabarin (psycopg 3, async, with a pool).
+
+What several replicas need from it, and where it is done:
+
+- the push log's append is group-committed (writer.py): appends that overlap share one
+  transaction, as on SQLite;
+- the intake claims pending pushes with ``FOR UPDATE SKIP LOCKED`` and a lease
+  (`pending_pushes`), and `record_intake` locks the entries it records, so an entry another
+  intake finished meanwhile is not stored twice; events are inserted ``ON CONFLICT DO NOTHING``,
+  so a push arriving at two replicas at once stores its events once;
+- the dispatcher claims with ``FOR UPDATE SKIP LOCKED`` on the due rows and a transaction-scoped
+  advisory lock per lane (sink, order), so one claimer at a time decides a lane and at most one
+  of its deliveries is in flight across replicas; the ordering rules are `gateway.store.lanes`;
+- sinks switched off live in ``sink_state``, read by every replica's claim;
+- a commit that adds pushes or deliveries notifies a channel; `on_notify` calls back on every
+  replica (`LISTEN` on a connection of its own), so callers can wake at once and poll only as a
+  fallback.
+
+Migrations (schema.py) run at `open` under an advisory lock. Connections use UTC, so every time
+read back is a UTC datetime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import msgspec
+import psycopg
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool
+
+from gateway.deliveries import (
+    Attempt,
+    Claim,
+    Delivery,
+    DeliveryFilter,
+    DeliveryState,
+    NewDelivery,
+)
+from gateway.errors import StoreError
+from gateway.events import Contact, Event
+from gateway.redaction import mask_url
+from gateway.store.base import (
+    EventPage,
+    EventQuery,
+    Finished,
+    IngestResult,
+    LoggedPush,
+    NewPush,
+    PushOutcome,
+    PushQuery,
+    PushState,
+    RejectedRequest,
+    SinkCounts,
+    StoredEvent,
+    StoredRejected,
+)
+from gateway.store.lanes import plan_claims
+from gateway.store.postgres import sql
+from gateway.store.postgres.schema import migrate
+from gateway.store.postgres.writer import PushWriter
+
+__all__ = ["Channel", "PostgresStore"]
+
+log = logging.getLogger("kabarin.store")
+
+Channel = Literal["pushes", "deliveries"]
+"""What `PostgresStore.on_notify` reports: new pending pushes, or deliveries to claim."""
+
+_CHANNELS: dict[str, Channel] = {
+    sql.PUSHES_CHANNEL: "pushes",
+    sql.DELIVERIES_CHANNEL: "deliveries",
+}
+
+Conn = psycopg.AsyncConnection[TupleRow]
+
+_decode_event = msgspec.json.Decoder(Event).decode
+_encode = msgspec.json.Encoder().encode
+
+
+class PostgresStore:
+    """`Store` on one PostgreSQL database (and the schema its URL's search_path names)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_connections: int = 1,
+        max_connections: int = 10,
+        connect_timeout: float = 10.0,
+        intake_lease_seconds: float = 60.0,
+        max_group: int = 512,
+    ) -> None:
+        self.url = url
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        """Holds this store's intake leases on the push log."""
+        self.intake_lease_seconds = intake_lease_seconds
+        self._connect_timeout = connect_timeout
+        self._pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            url,
+            min_size=min_connections,
+            max_size=max_connections,
+            open=False,
+            kwargs={"autocommit": True},
+            configure=_configure,
+            name="kabarin",
+        )
+        self._writer = PushWriter(self._pool, max_group=max_group)
+        self._schema: str | None = None
+        self._callbacks: dict[Channel, list[Callable[[], None]]] = {
+            "pushes": [],
+            "deliveries": [],
+        }
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+
+    @property
+    def commits(self) -> int:
+        """Push log transactions committed (appends that overlapped share one)."""
+        return self._writer.commits
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def open(self, *, now: datetime) -> None:
+        where = mask_url(self.url)
+        try:
+            await self._pool.open(wait=True, timeout=self._connect_timeout)
+        except psycopg.Error as exc:
+            await self._pool.close()
+            raise StoreError(f"cannot connect to PostgreSQL at {where}: {exc}") from exc
+        try:
+            async with self._conn() as conn:
+                await migrate(conn, now=now)
+                row = await (await conn.execute(sql.CURRENT_SCHEMA)).fetchone()
+            if row is None or row[0] is None:
+                raise StoreError(f"no schema of {where}'s search_path exists")
+            self._schema = str(row[0])
+            self._writer.start()
+            await self.ping(now=now)
+        except StoreError as exc:
+            await self.close()
+            raise StoreError(f"cannot use PostgreSQL at {where}: {exc}") from exc
+        if any(self._callbacks.values()):
+            self._start_listener()
+
+    async def close(self) -> None:
+        await self._writer.stop()
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        await self._pool.close()
+
+    async def ping(self, *, now: datetime) -> None:
+        async with self._conn() as conn:
+            await conn.execute(sql.HEARTBEAT, (now,))
+            await conn.execute(sql.CAN_READ)
+
+    @contextlib.asynccontextmanager
+    async def _conn(self) -> AsyncIterator[Conn]:
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:  # PoolTimeout and PoolClosed are psycopg errors too
+            raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _all(self, query: str, params: Sequence[Any] | None = None) -> list[TupleRow]:
+        async with self._conn() as conn:
+            return await (await conn.execute(query, params)).fetchall()
+
+    async def _one(self, query: str, params: Sequence[Any] | None = None) -> TupleRow | None:
+        async with self._conn() as conn:
+            return await (await conn.execute(query, params)).fetchone()
+
+    async def _count(self, query: str, params: Sequence[Any] | None = None) -> int:
+        async with self._conn() as conn:
+            return (await conn.execute(query, params)).rowcount
+
+    # -- notifications -------------------------------------------------------------------
+    async def on_notify(self, channel: Channel, callback: Callable[[], None]) -> None:
+        """Call `callback` whenever any replica commits new work of `channel`: ``pushes``
+        (appended or put back to pending) or ``deliveries`` (created or replayed).
+
+        Returns once this store listens (when it is open), so nothing committed afterwards
+        is missed. After the listening connection is lost and made again, every callback is
+        called once, for what may have been committed meanwhile. A notification only says
+        "look now": callers keep polling as a fallback.
+        """
+        self._callbacks[channel].append(callback)
+        if self._schema is None:
+            return  # `open` starts listening
+        self._start_listener()
+        await self._listening.wait()
+
+    def _start_listener(self) -> None:
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen(), name="kabarin-pg-listen")
+
+    async def _listen(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                    await conn.execute(sql.LISTEN_PUSHES)
+                    await conn.execute(sql.LISTEN_DELIVERIES)
+                    if self._listening.is_set() or backoff > 0.5:
+                        self._fire(*self._callbacks)  # news may have been missed meanwhile
+                    self._listening.set()
+                    backoff = 0.5
+                    async for note in conn.notifies():
+                        channel = _CHANNELS.get(note.channel)
+                        if channel is not None and note.payload == self._schema:
+                            self._fire(channel)
+            except psycopg.Error as exc:
+                log.warning("PostgreSQL notifications lost, listening again: %s", exc)
+            self._listening.clear()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+
+    def _fire(self, *channels: Channel) -> None:
+        for channel in channels:
+            for callback in self._callbacks[channel]:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("a %s notification callback failed", channel)
+
+    # -- the push log and the intake -----------------------------------------------------
+    async def append_push(self, push: NewPush) -> None:
+        await self._writer.append(push)
+
+    async def reject(self, request: RejectedRequest) -> None:
+        async with self._conn() as conn:
+            if request.replaces is not None:
+                # A replay keeps the body's first arrival time: only the verdict changes.
+                await conn.execute(sql.UPDATE_REJECTED, (request.reason, request.replaces))
+                return
+            await conn.execute(
+                sql.INSERT_REJECTED,
+                (request.received_at, request.reason, request.body, request.content_type),
+            )
+
+    async def pending_pushes(self, *, limit: int, now: datetime | None = None) -> list[LoggedPush]:
+        """Lease the oldest pending entries to this store for `intake_lease_seconds`.
+
+        Entries another replica holds are skipped until its lease ends; this store's own
+        leases are handed out again (its intake retries a batch that failed to commit). The
+        lease is measured from `now`, or the database's clock when the caller gives none.
+        """
+        rows = await self._all(
+            sql.CLAIM_PUSHES,
+            {
+                "owner": self.owner,
+                "now": now,
+                "lease": self.intake_lease_seconds,
+                "limit": limit,
+            },  # type: ignore[arg-type]
+        )
+        return sorted((_push(r) for r in rows), key=lambda p: p.seq)
+
+    async def count_pending_pushes(self) -> int:
+        row = await self._one(sql.COUNT_PENDING_PUSHES)
+        return 0 if row is None else int(row[0])
+
+    async def record_intake(
+        self, outcomes: Sequence[PushOutcome], *, now: datetime
+    ) -> list[IngestResult]:
+        async with self._conn() as conn, conn.transaction():
+            return await _record_intake(conn, outcomes, now)
+
+    async def requeue_pushes(
+        self, *, state: PushState, since: datetime | None = None, ids: Sequence[str] = ()
+    ) -> int:
+        statement, params = sql.requeue_pushes(state, since, ids)
+        async with self._conn() as conn, conn.transaction():
+            count = (await conn.execute(statement, params)).rowcount
+            if count:
+                await conn.execute(sql.NOTIFY, (sql.PUSHES_CHANNEL,))
+        return count
+
+    # -- reading -------------------------------------------------------------------------
+    async def list_pushes(self, query: PushQuery) -> list[LoggedPush]:
+        statement, params = sql.list_pushes(query)
+        return [_push(r) for r in await self._all(statement, params)]
+
+    async def get_push(self, push_id: str) -> LoggedPush | None:
+        row = await self._one(sql.GET_PUSH, (push_id,))
+        return None if row is None else _push(row)
+
+    async def events_by_id(self, ids: Sequence[str]) -> dict[str, tuple[Event, str | None]]:
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        rows = await self._all(sql.EVENTS_BY_ID, (wanted,))
+        return {r[0]: (_decode_event(r[1]), r[2]) for r in rows}
+
+    async def list_events(self, query: EventQuery) -> EventPage:
+        statement, params = sql.list_events(query)
+        rows = await self._all(statement, params)
+        items = [StoredEvent(seq=r[0], event=_decode_event(r[1])) for r in rows[: query.limit]]
+        more = len(rows) > query.limit
+        return EventPage(items=items, next_cursor=items[-1].seq if more and items else None)
+
+    async def get_event(self, event_id: str) -> Event | None:
+        row = await self._one(sql.GET_EVENT, (event_id,))
+        return None if row is None else _decode_event(row[0])
+
+    async def get_contact(self, order_id: str) -> Contact | None:
+        row = await self._one(sql.GET_CONTACT, (order_id,))
+        return None if row is None else _contact(row)
+
+    async def count_rejected(self) -> int:
+        row = await self._one(sql.COUNT_REJECTED)
+        return 0 if row is None else int(row[0])
+
+    async def list_rejected(self, *, limit: int = 100) -> list[StoredRejected]:
+        return [_rejected(r) for r in await self._all(sql.LIST_REJECTED, (limit,))]
+
+    async def get_rejected(self, rejected_id: int) -> StoredRejected | None:
+        row = await self._one(sql.GET_REJECTED, (rejected_id,))
+        return None if row is None else _rejected(row)
+
+    async def delete_rejected(self, rejected_id: int) -> bool:
+        return await self._count(sql.DELETE_REJECTED, (rejected_id,)) == 1
+
+    async def get_delivery(self, delivery_id: str) -> tuple[Delivery, list[Attempt]] | None:
+        async with self._conn() as conn:
+            row = await (await conn.execute(sql.GET_DELIVERY, (delivery_id,))).fetchone()
+            if row is None:
+                return None
+            attempts = await (await conn.execute(sql.ATTEMPTS_OF, (delivery_id,))).fetchall()
+        return _delivery(row), [_attempt(a) for a in attempts]
+
+    async def list_deliveries(self, query: DeliveryFilter) -> list[Delivery]:
+        statement, params = sql.list_deliveries(query)
+        return [_delivery(r) for r in await self._all(statement, params)]
+
+    # -- the dispatcher ------------------------------------------------------------------
+    async def claim(
+        self, *, worker: str, now: datetime, limit: int, lease_seconds: float
+    ) -> list[Claim]:
+        async with self._conn() as conn, conn.transaction():
+            return await _claim(
+                conn, worker=worker, now=now, limit=limit, lease_seconds=lease_seconds
+            )
+
+    async def finish(
+        self,
+        delivery_id: str,
+        *,
+        worker: str,
+        attempt: Attempt | None,
+        state: DeliveryState,
+        now: datetime,
+        next_attempt_at: datetime | None = None,
+        error: str | None = None,
+        count_attempt: bool = True,
+        waiting: str | None = None,
+        fallback: NewDelivery | None = None,
+    ) -> bool:
+        outcome = Finished(
+            delivery_id=delivery_id,
+            attempt=attempt,
+            state=state,
+            now=now,
+            next_attempt_at=next_attempt_at,
+            error=error,
+            count_attempt=count_attempt,
+            waiting=waiting,
+        )
+        row = await self._one(sql.FINISH, _finish_params(outcome, worker, fallback))  # type: ignore[arg-type]
+        return row is not None and int(row[0]) == 1
+
+    async def finish_many(self, outcomes: Sequence[Finished], *, worker: str) -> list[bool]:
+        ids = [o.delivery_id for o in outcomes]
+        if len(set(ids)) != len(ids):
+            raise ValueError("finish_many: a delivery appears more than once")
+        if not outcomes:
+            return []
+        async with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.executemany(
+                sql.FINISH,
+                [_finish_params(o, worker, getattr(o, "fallback", None)) for o in outcomes],
+                returning=True,
+            )
+            done: list[bool] = []
+            while True:
+                row = await cur.fetchone()
+                done.append(row is not None and int(row[0]) == 1)
+                if not cur.nextset():
+                    break
+        return done
+
+    async def replay(self, query: DeliveryFilter, *, now: datetime) -> int:
+        statement, params = sql.replay(query, now)
+        return await self._requeue_deliveries(statement, params)
+
+    async def replay_one(self, delivery_id: str, *, now: datetime) -> bool:
+        return await self._requeue_deliveries(sql.REPLAY_ONE, [now, now, delivery_id]) == 1
+
+    async def _requeue_deliveries(self, statement: str, params: Sequence[Any]) -> int:
+        async with self._conn() as conn, conn.transaction():
+            count = (await conn.execute(statement, params)).rowcount
+            if count:
+                await conn.execute(sql.NOTIFY, (sql.DELIVERIES_CHANNEL,))
+        return count
+
+    async def next_due(self) -> datetime | None:
+        row = await self._one(sql.NEXT_DUE)
+        return None if row is None else row[0]
+
+    async def sink_counts(self) -> list[SinkCounts]:
+        return [
+            SinkCounts(sink=r[0], pending=int(r[1]), dead=int(r[2]))
+            for r in await self._all(sql.SINK_COUNTS)
+        ]
+
+    # -- sinks switched off, for every replica -------------------------------------------
+    async def disable_sink(self, sink: str, *, reason: str, now: datetime) -> None:
+        async with self._conn() as conn:
+            await conn.execute(sql.DISABLE_SINK, (sink, reason, now))
+
+    async def enable_sink(self, sink: str) -> bool:
+        async with self._conn() as conn, conn.transaction():
+            enabled = (await conn.execute(sql.ENABLE_SINK, (sink,))).rowcount == 1
+            if enabled:  # its deliveries can be claimed again
+                await conn.execute(sql.NOTIFY, (sql.DELIVERIES_CHANNEL,))
+        return enabled
+
+    async def disabled_sinks(self) -> dict[str, str]:
+        return {r[0]: r[1] for r in await self._all(sql.DISABLED_SINKS)}
+
+    async def release_sink(self, sink: str, *, now: datetime) -> int:
+        return await self._requeue_deliveries(sql.RELEASE_SINK, {"sink": sink, "now": now})  # type: ignore[arg-type]
+
+    # -- contacts the shop registers -----------------------------------------------------
+    async def register_contacts(self, contacts: Sequence[Contact], *, now: datetime) -> int:
+        if not contacts:
+            return 0
+        # One row per order (a statement may not update a row twice): a later field that is
+        # not None wins, as registering them one after the other would leave it.
+        merged: dict[str, Contact] = {}
+        for c in contacts:
+            known = merged.get(c.order_id)
+            merged[c.order_id] = c if known is None else _merged(known, c)
+        rows = [merged[k] for k in sorted(merged)]
+        async with self._conn() as conn:
+            await conn.execute(
+                sql.REGISTER_CONTACTS,
+                (
+                    [c.order_id for c in rows],
+                    [c.name for c in rows],
+                    [c.phone for c in rows],
+                    [c.email for c in rows],
+                    [c.language for c in rows],
+                    now,
+                ),
+            )
+        return len(contacts)
+
+    async def delete_contact(self, order_id: str) -> bool:
+        return await self._count(sql.DELETE_CONTACT, (order_id,)) == 1
+
+
+async def _configure(conn: Conn) -> None:
+    await conn.execute(sql.SET_UTC)
+
+
+async def _record_intake(
+    conn: Conn, outcomes: Sequence[PushOutcome], now: datetime
+) -> list[IngestResult]:
+    """Store a batch's events, the new events' deliveries and the contacts, and mark every
+    entry processed or failed (one transaction, the caller's); one result per outcome."""
+    # Entries another intake (a replica whose lease ran out, `kabarin reprocess`) finished
+    # while this batch was being normalised are theirs: locking them waits for that intake's
+    # commit, then shows its verdict.
+    ids = [o.push_id for o in outcomes]
+    locked = await (await conn.execute(sql.LOCK_PUSHES, (ids,))).fetchall()
+    taken = {r[0] for r in locked if r[1] != "pending"}
+    mine_outcomes = [o for o in outcomes if o.push_id not in taken]
+    owner: dict[str, str] = {}  # event id -> the first entry of the batch that carries it
+    events: dict[str, Event] = {}
+    for outcome in mine_outcomes:
+        for e in outcome.events:
+            if e.id not in owner:
+                owner[e.id] = outcome.push_id
+                events[e.id] = e
+    new: set[str] = set()
+    if events:
+        # Sorted, so two intakes inserting overlapping events lock them in the same order.
+        rows = [events[i] for i in sorted(events)]
+        cur = await conn.execute(
+            sql.INSERT_EVENTS,
+            (
+                [e.id for e in rows],
+                [e.order_id for e in rows],
+                [str(e.status) for e in rows],
+                [e.method for e in rows],
+                [e.occurred_at for e in rows],
+                [e.received_at for e in rows],
+                [_encode(e).decode() for e in rows],
+                [owner[e.id] for e in rows],
+            ),
+        )
+        new = {r[0] for r in await cur.fetchall()}
+
+    chosen = sorted(
+        (
+            d
+            for outcome in mine_outcomes
+            for d in outcome.deliveries
+            if d.event_id in new and owner[d.event_id] == outcome.push_id
+        ),
+        key=lambda d: d.id,
+    )
+    created: dict[str, int] = {}
+    if chosen:
+        await conn.execute(
+            sql.INSERT_DELIVERIES,
+            (
+                [d.id for d in chosen],
+                [d.event_id for d in chosen],
+                [d.route for d in chosen],
+                [d.sink for d in chosen],
+                [events[d.event_id].order_id for d in chosen],
+                [events[d.event_id].occurred_at for d in chosen],
+                [d.ordering for d in chosen],
+                [d.template for d in chosen],
+                now,
+            ),
+        )
+        for d in chosen:
+            created[owner[d.event_id]] = created.get(owner[d.event_id], 0) + 1
+        await conn.execute(sql.NOTIFY, (sql.DELIVERIES_CHANNEL,))
+
+    contacts = [
+        (c.order_id, c.name, c.phone, c.email, now) for o in mine_outcomes for c in o.contacts
+    ]
+    if contacts:  # in order: each upsert sees the one before (registered fields win)
+        async with conn.cursor() as cur:
+            await cur.executemany(sql.UPSERT_CONTACT, contacts)
+
+    results: list[IngestResult] = []
+    marks: list[tuple[str, str, str | None, int | None, int | None]] = []
+    for outcome in outcomes:
+        if outcome.push_id in taken:
+            results.append(IngestResult(accepted=0, duplicates=0))
+            continue
+        if outcome.error is not None:
+            results.append(IngestResult(accepted=0, duplicates=0))
+            marks.append((outcome.push_id, "failed", outcome.error, None, None))
+            continue
+        mine = list(
+            dict.fromkeys(
+                e.id for e in outcome.events if e.id in new and owner[e.id] == outcome.push_id
+            )
+        )
+        result = IngestResult(
+            accepted=len(mine),
+            duplicates=len(outcome.events) - len(mine),
+            deliveries=created.get(outcome.push_id, 0),
+            new_event_ids=tuple(mine),
+        )
+        results.append(result)
+        marks.append((outcome.push_id, "processed", None, result.accepted, result.duplicates))
+    if marks:
+        await conn.execute(
+            sql.MARK_PUSHES, (now, *(list(column) for column in zip(*marks, strict=True)))
+        )
+    return results
+
+
+def _merged(known: Contact, later: Contact) -> Contact:
+    return Contact(
+        order_id=known.order_id,
+        name=later.name if later.name is not None else known.name,
+        phone=later.phone if later.phone is not None else known.phone,
+        email=later.email if later.email is not None else known.email,
+        language=later.language if later.language is not None else known.language,
+    )
+
+
+def _finish_params(outcome: Finished, worker: str, fallback: NewDelivery | None) -> dict[str, Any]:
+    attempt = outcome.attempt
+    return {
+        "id": outcome.delivery_id,
+        "worker": worker,
+        "state": outcome.state,
+        "count": 1 if outcome.count_attempt else 0,
+        "next": outcome.next_attempt_at,
+        "error": outcome.error,
+        "waiting": outcome.waiting,
+        "now": outcome.now,
+        "a_delivery": None if attempt is None else attempt.delivery_id,
+        "a_started": None if attempt is None else attempt.started_at,
+        "a_ms": None if attempt is None else attempt.duration_ms,
+        "a_outcome": None if attempt is None else attempt.outcome,
+        "a_code": None if attempt is None else attempt.status_code,
+        "a_error": None if attempt is None else attempt.error,
+        "f_id": None if fallback is None else fallback.id,
+        "f_route": None if fallback is None else fallback.route,
+        "f_sink": None if fallback is None else fallback.sink,
+        "f_ordering": None if fallback is None else fallback.ordering,
+        "f_template": None if fallback is None else fallback.template,
+        "channel": sql.DELIVERIES_CHANNEL,
+    }
+
+
+async def _claim(
+    conn: Conn, *, worker: str, now: datetime, limit: int, lease_seconds: float
+) -> list[Claim]:
+    due = await (
+        await conn.execute(sql.CLAIM_CANDIDATES, {"now": now, "rows": limit * 4})
+    ).fetchall()
+    lanes = list(dict.fromkeys((r[0], r[1]) for r in due))
+    if not lanes:
+        return []
+    held_rows = await (
+        await conn.execute(sql.LOCK_LANES, ([s for s, _ in lanes], [o for _, o in lanes]))
+    ).fetchall()
+    held = {(r[0], r[1]) for r in held_rows}
+    lanes = [lane for lane in lanes if lane in held]
+    if not lanes:
+        return []
+    rows = await (
+        await conn.execute(sql.LANES, ([s for s, _ in lanes], [o for _, o in lanes]))
+    ).fetchall()
+    by_lane: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    for r in rows:
+        # plan_claims compares times as integers, as the SQLite rows hold them.
+        by_lane.setdefault((r[0], r[1]), []).append(
+            (r[2], r[3], _us(r[4]), r[5], _us(r[6]), None if r[7] is None else _us(r[7]), r[8])
+        )
+    now_us = _us(now)
+    claimed: list[str] = []
+    superseded: list[str] = []
+    for lane in lanes:
+        if len(claimed) >= limit:
+            break
+        take, drop = plan_claims(by_lane.get(lane, []), now_us)
+        superseded.extend(drop)
+        if take is not None:
+            claimed.append(take)
+    if superseded:
+        await conn.execute(sql.SUPERSEDE, {"now": now, "ids": superseded})
+    if not claimed:
+        return []
+    until = now + timedelta(seconds=lease_seconds)
+    leased = await (
+        await conn.execute(
+            sql.LEASE, {"worker": worker, "until": until, "now": now, "ids": claimed}
+        )
+    ).fetchall()
+    position = {delivery_id: i for i, delivery_id in enumerate(claimed)}
+    leased.sort(key=lambda r: position[r[0]])
+    return [
+        Claim(
+            delivery=_delivery(r[:19]),
+            event=_decode_event(r[19]),
+            contact=None if r[20] is None else _contact(r[20:25]),
+        )
+        for r in leased
+    ]
+
+
+# -- rows -> structs (the column orders of sql.py) --------------------------------------------
+def _us(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _push(row: Sequence[Any]) -> LoggedPush:
+    """A row of `sql.PUSH_COLUMNS`."""
+    return LoggedPush(
+        seq=row[0],
+        id=row[1],
+        source=row[2],
+        method=row[3],
+        items=row[4],
+        received_at=row[5],
+        content_type=row[6],
+        body=bytes(row[7]),
+        state=row[8],
+        error=row[9],
+        processed_at=row[10],
+        accepted=row[11],
+        duplicates=row[12],
+    )
+
+
+def _delivery(row: Sequence[Any]) -> Delivery:
+    """A row of `sql.DELIVERY_COLUMNS` (or `sql.DELIVERY_COLUMNS_SHOWN`)."""
+    return Delivery(
+        id=row[0],
+        event_id=row[1],
+        route=row[2],
+        sink=row[3],
+        order_id=row[4],
+        occurred_at=row[5],
+        ordering=row[6],
+        template=row[7],
+        state=row[8],
+        attempts=row[9],
+        next_attempt_at=row[10],
+        created_at=row[11],
+        updated_at=row[12],
+        lease_owner=row[13],
+        lease_until=row[14],
+        last_error=row[15],
+        delivered_at=row[16],
+        waiting=row[17],
+        fallback_of=row[18],
+    )
+
+
+def _contact(row: Sequence[Any]) -> Contact:
+    return Contact(order_id=row[0], name=row[1], phone=row[2], email=row[3], language=row[4])
+
+
+def _rejected(row: Sequence[Any]) -> StoredRejected:
+    return StoredRejected(
+        id=row[0], received_at=row[1], reason=row[2], body=bytes(row[3]), content_type=row[4]
+    )
+
+
+def _attempt(row: Sequence[Any]) -> Attempt:
+    return Attempt(
+        delivery_id=row[0],
+        started_at=row[1],
+        duration_ms=row[2],
+        outcome=row[3],
+        status_code=row[4],
+        error=row[5],
+    )
