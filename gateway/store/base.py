@@ -31,8 +31,10 @@ from gateway.deliveries import (
 from gateway.events import Contact, Event, Source, Status
 
 __all__ = [
+    "PRUNE_STEPS",
     "AdminReader",
     "ContactBook",
+    "Cutoffs",
     "DeliveryQueue",
     "EventPage",
     "EventQuery",
@@ -41,10 +43,13 @@ __all__ = [
     "IngestStore",
     "LoggedPush",
     "NewPush",
+    "PruneStep",
+    "Pruned",
     "PushOutcome",
     "PushQuery",
     "PushState",
     "RejectedRequest",
+    "RetentionStore",
     "SinkCounts",
     "Store",
     "StoredEvent",
@@ -365,7 +370,73 @@ class AdminReader(Protocol):
         """Newest first."""
 
 
-class Store(IngestStore, DeliveryQueue, AdminReader, ContactBook, Protocol):
+PruneStep = Literal["deliveries", "events", "pushes", "rejected"]
+"""One kind of row retention removes (with the rows that belong to it)."""
+
+PRUNE_STEPS: tuple[PruneStep, ...] = ("deliveries", "events", "pushes", "rejected")
+
+
+class Cutoffs(msgspec.Struct, frozen=True, kw_only=True):
+    """What retention lets go: rows older than these times. ``None`` keeps that kind for ever.
+
+    Never pruned whatever the times: pending and failed log entries, pending and in-flight
+    deliveries, and an event while one of its deliveries is pending, in flight, or dead and
+    not yet past `dead`.
+    """
+
+    pushes: datetime | None = None
+    """``processed`` log entries received before it."""
+    events: datetime | None = None
+    """Events received before it; their remaining deliveries and attempts go with them."""
+    delivered: datetime | None = None
+    """``delivered``, ``superseded`` and ``skipped`` deliveries last changed before it, with
+    their attempts."""
+    dead: datetime | None = None
+    """``dead`` deliveries last changed before it, with their attempts."""
+    rejected: datetime | None = None
+    """Rejected bodies received before it."""
+
+
+class Pruned(msgspec.Struct, frozen=True, kw_only=True):
+    """Rows removed (or, from a dry run, that would be), per table."""
+
+    pushes: int = 0
+    events: int = 0
+    deliveries: int = 0
+    attempts: int = 0
+    rejected: int = 0
+
+    def __add__(self, other: Pruned) -> Pruned:
+        return Pruned(
+            pushes=self.pushes + other.pushes,
+            events=self.events + other.events,
+            deliveries=self.deliveries + other.deliveries,
+            attempts=self.attempts + other.attempts,
+            rejected=self.rejected + other.rejected,
+        )
+
+    def of(self, step: PruneStep) -> int:
+        """The rows of the step's own table (those `RetentionStore.prune` limits)."""
+        count: int = getattr(self, step)
+        return count
+
+
+class RetentionStore(Protocol):
+    """Retention: old rows removed in small commits beside the traffic, and the store's size."""
+
+    async def prune(self, step: PruneStep, cutoffs: Cutoffs, *, limit: int) -> Pruned:
+        """Remove at most `limit` rows of the step's table (the rows that belong to them go
+        too: a delivery's attempts, an event's deliveries and their attempts), oldest first,
+        in ONE short commit. Fewer than `limit` of the step's rows removed: none are left."""
+
+    async def count_prunable(self, cutoffs: Cutoffs) -> Pruned:
+        """What pruning every step until none is left would remove now; changes nothing."""
+
+    async def size_bytes(self) -> int:
+        """Bytes the store takes (SQLite: the file and its write-ahead log)."""
+
+
+class Store(IngestStore, DeliveryQueue, AdminReader, ContactBook, RetentionStore, Protocol):
     """Every role on one backend, and its lifecycle. Every method is safe to call concurrently
     from one event loop."""
 

@@ -31,6 +31,7 @@ from gateway.deliveries import (
 from gateway.errors import StoreError
 from gateway.events import Contact, Event
 from gateway.store.base import (
+    Cutoffs,
     EventPage,
     EventQuery,
     Finished,
@@ -38,6 +39,8 @@ from gateway.store.base import (
     IngestResult,
     LoggedPush,
     NewPush,
+    Pruned,
+    PruneStep,
     PushOutcome,
     PushQuery,
     PushState,
@@ -46,7 +49,7 @@ from gateway.store.base import (
     StoredRejected,
 )
 from gateway.store.sqlite import contacts as contacts_
-from gateway.store.sqlite import ingest, queue, reads, sql
+from gateway.store.sqlite import ingest, prune, queue, reads, sql
 from gateway.store.sqlite.rows import to_us
 from gateway.store.sqlite.schema import migrate
 from gateway.store.sqlite.writer import Writer
@@ -307,6 +310,23 @@ class SQLiteStore:
 
     async def sink_counts(self) -> list[SinkCounts]:
         return await self._read(queue.sink_counts)
+
+    # -- retention ---------------------------------------------------------------------------
+    async def prune(self, step: PruneStep, cutoffs: Cutoffs, *, limit: int) -> Pruned:
+        return await self._write(lambda c: prune.prune(c, step, cutoffs, limit))
+
+    async def count_prunable(self, cutoffs: Cutoffs) -> Pruned:
+        return await self._read(lambda c: prune.count_prunable(c, cutoffs))
+
+    async def size_bytes(self) -> int:
+        total = 0
+        for part in (self.path, self.path.with_name(self.path.name + "-wal")):
+            try:
+                found = part.stat()
+            except FileNotFoundError:  # no WAL between a checkpoint-on-close and the next write
+                continue
+            total += found.st_size
+        return total
 
     # -- sinks switched off ------------------------------------------------------------------
     async def disable_sink(self, sink: str, *, reason: str, now: datetime) -> None:
