@@ -711,6 +711,20 @@ async def test_finish_many_commits_each_outcome_and_reports_lost_leases(store: S
         )
 
 
+async def test_finish_many_creates_the_fallback_of_a_dead_delivery(store: Store) -> None:
+    e = event("G")
+    await put(store, e)
+    first = delivery(e).id
+    fallback = NewDelivery(id="dlv-fb-many", event_id=e.id, route="r", sink="sms", ordering="all")
+    now = datetime.now(UTC)
+    assert await claim_ids(store, now=now) == [first]
+    done = Finished(delivery_id=first, attempt=None, state="dead", now=now, fallback=fallback)
+    assert await store.finish_many([done], worker="w1") == [True]
+    got = await store.get_delivery("dlv-fb-many")
+    assert got is not None
+    assert (got[0].sink, got[0].state, got[0].fallback_of) == ("sms", "pending", first)
+
+
 # -- retention -------------------------------------------------------------------------------
 
 NOW = T0 + timedelta(days=100)

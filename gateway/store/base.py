@@ -191,20 +191,8 @@ class Finished(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None
     count_attempt: bool = True
     waiting: str | None = None
-
-
-class Finished(msgspec.Struct, frozen=True, kw_only=True):
-    """One outcome for `DeliveryQueue.finish_many`: the arguments of `DeliveryQueue.finish`."""
-
-    delivery_id: str
-    attempt: Attempt | None
-    state: DeliveryState
-    now: datetime
-    next_attempt_at: datetime | None = None
-    error: str | None = None
-    count_attempt: bool = True
-    waiting: str | None = None
     fallback: NewDelivery | None = None
+    """Created with a ``dead`` or ``skipped`` state, as `DeliveryQueue.finish` does."""
 
 
 class IngestStore(Protocol):
@@ -290,13 +278,6 @@ class DeliveryQueue(Protocol):
         time of this one, and is not created when this delivery is itself a fallback or
         already has one.
         Returns False (and changes nothing) when the lease was lost to another worker.
-        """
-
-    async def finish_many(self, outcomes: Sequence[Finished], *, worker: str) -> list[bool]:
-        """`finish` for many deliveries in one commit: one flag per outcome, in order, False
-        where the lease was lost (that outcome changed nothing, the others still apply).
-
-        Each delivery appears at most once (`ValueError` otherwise).
         """
 
     async def finish_many(self, outcomes: Sequence[Finished], *, worker: str) -> list[bool]:

@@ -160,6 +160,15 @@ def finish_many(
     ]
     if attempts:
         conn.execute(sql.INSERT_ATTEMPTS, (encode_rows(attempts),))
+    fallbacks = [
+        (f.id, f.route, f.sink, f.ordering, f.template, to_us(o.now), o.delivery_id)
+        for o in outcomes
+        if (f := o.fallback) is not None
+        and o.state in ("dead", "skipped")
+        and o.delivery_id in kept
+    ]
+    if fallbacks:  # rare (a route with a fallback sink): one row each
+        conn.executemany(sql.INSERT_FALLBACK, fallbacks)
     return [i in kept for i in ids]
 
 

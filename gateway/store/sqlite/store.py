@@ -294,11 +294,6 @@ class SQLiteStore:
             raise ValueError("finish_many: a delivery appears more than once")
         return await self._write(lambda c: queue.finish_many(c, outcomes, worker=worker))
 
-    async def finish_many(self, outcomes: Sequence[Finished], *, worker: str) -> list[bool]:
-        if len({o.delivery_id for o in outcomes}) != len(outcomes):
-            raise ValueError("finish_many: a delivery appears more than once")
-        return await self._write(lambda c: queue.finish_many(c, outcomes, worker=worker))
-
     async def replay(self, query: DeliveryFilter, *, now: datetime) -> int:
         return await self._write(lambda c: queue.replay(c, query, now))
 
