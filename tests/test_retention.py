@@ -52,14 +52,19 @@ def test_the_retention_section_defaults_and_off() -> None:
     base = "receiver: {token: t}\n"
     config = parse_config(base)
     assert RetentionPolicy.from_config(config.retention) == DEFAULTS
-    assert (config.retention.interval, config.retention.batch) == (3600, 500)
+    assert (float(config.retention.interval), config.retention.batch) == (3600.0, 500)
     config = parse_config(
         base + "retention: {pushes: off, events: 0, delivered: 7d, dead: never,"
         " rejected: 12h, interval: 10m, batch: 50}\n"
     )
     r = config.retention
     assert [r.pushes.off, r.events.off, r.dead.off] == [True, True, True]
-    assert (r.delivered, r.rejected, r.interval, r.batch) == (7 * DAY, 12 * 3600, 600, 50)
+    assert [float(r.delivered), float(r.rejected), float(r.interval)] == [
+        7 * DAY,
+        12 * 3600.0,
+        600.0,
+    ]
+    assert r.batch == 50
 
 
 def test_bad_retention_values_name_their_key() -> None:
