@@ -7,14 +7,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
-from litestar import Controller, Response, get, post
+from litestar import Controller, Response, delete, get, post, put
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
-from litestar.exceptions import NotAuthorizedException, NotFoundException
+from litestar.exceptions import NotAuthorizedException, NotFoundException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, Parameter, QueryParameter
 
+from gateway.contacts import InvalidContact, registered_contact
 from gateway.deliveries import Attempt, Delivery, DeliveryFilter, DeliveryState
 from gateway.events import Contact, Event, Source, Status
 from gateway.ingest import decode_logged
@@ -165,6 +166,18 @@ class SinkStatus(msgspec.Struct, frozen=True, kw_only=True):
     disabled: str | None
     """Why the sink is switched off (e.g. the peer answered 410 Gone), if it is."""
     circuit: str
+
+
+class ContactBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An order's customer as the shop registers it; a field left out (or blank) keeps what a
+    push said."""
+
+    name: str | None = None
+    phone: str | None = None
+    """Any written form of the number; stored in E.164 (``+6281234567890``)."""
+    email: str | None = None
+    language: str | None = None
+    """``id`` or ``en``."""
 
 
 class SinkList(msgspec.Struct, frozen=True):
@@ -455,6 +468,44 @@ class AdminController(Controller):
         )
         rt.wake_dispatcher()
         return ReplayResult(count)
+
+    @put(
+        "/contacts/{order_id:str}",
+        summary="Register an order's customer (wins over what pushes say)",
+        responses={400: _BAD, 401: _UNAUTHORISED},
+    )
+    async def put_contact(
+        self, state: State, order_id: FromPath[str], data: ContactBody
+    ) -> Contact:
+        rt: Runtime = state.runtime
+        try:
+            contact = registered_contact(order_id, **msgspec.structs.asdict(data))
+        except InvalidContact as exc:
+            raise ValidationException(str(exc)) from None
+        await rt.store.register_contacts([contact], now=datetime.now(UTC))
+        return await rt.store.get_contact(order_id) or contact
+
+    @get(
+        "/contacts/{order_id:str}",
+        summary="An order's customer as the sinks see it (registered, else pushed)",
+        responses=_ONE,
+    )
+    async def get_contact(self, state: State, order_id: FromPath[str]) -> Contact:
+        rt: Runtime = state.runtime
+        contact = await rt.store.get_contact(order_id)
+        if contact is None:
+            raise NotFoundException(f"no contact for order {order_id!r}")
+        return contact
+
+    @delete(
+        "/contacts/{order_id:str}",
+        summary="Forget an order's customer, whoever gave it",
+        responses={401: _UNAUTHORISED, 404: _MISSING},
+    )
+    async def delete_contact(self, state: State, order_id: FromPath[str]) -> None:
+        rt: Runtime = state.runtime
+        if not await rt.store.delete_contact(order_id):
+            raise NotFoundException(f"no contact for order {order_id!r}")
 
     @get(
         "/sinks",

@@ -21,6 +21,7 @@ from gateway import __version__
 from gateway.config import Config, InvalidConfig, load_config
 from gateway.deliveries import DeliveryFilter
 from gateway.errors import ConfigError, KabarinError, PushError
+from gateway.events import Contact
 from gateway.redaction import install_log_redaction, mask_url
 
 if TYPE_CHECKING:
@@ -139,6 +140,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=int)
     for action in actions.choices.values():
         action.set_defaults(func=_rejected)
+
+    p = sub.add_parser("contacts", help="the customers of orders, as the shop registers them")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = command("import", "register contacts from a CSV file (they win over pushes)", actions)
+    p.add_argument("file", type=Path, help="header row: order_id,name,phone,email,language")
+    p.set_defaults(func=_contacts_import)
 
     p = sub.add_parser("routes", help="try a configuration's routes before using it")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -488,6 +495,39 @@ async def _run_replay(config: Config, args: argparse.Namespace) -> int:
         return 1
     print(f"replayed {count} dead deliver{'y' if count == 1 else 'ies'}")
     return 0
+
+
+def _contacts_import(args: argparse.Namespace) -> int:
+    from gateway.contacts import read_contacts_csv
+
+    config = load_config(args.config)
+    try:
+        text = args.file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        print(f"{args.file}: cannot read: {reason}", file=sys.stderr)
+        return 1
+    contacts, problems = read_contacts_csv(text)
+    count = asyncio.run(_register_contacts(config, contacts)) if contacts else 0
+    print(f"{args.file}: imported {count} contact{'' if count == 1 else 's'}")
+    if problems:
+        rows = len(problems)
+        print(f"{rows} row{'' if rows == 1 else 's'} not imported:", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _register_contacts(config: Config, contacts: list[Contact]) -> int:
+    from gateway.store import open_store
+
+    store = open_store(config.store.url)
+    await store.open(now=datetime.now(UTC))
+    try:
+        return await store.register_contacts(contacts, now=datetime.now(UTC))
+    finally:
+        await store.close()
 
 
 def _rejected(args: argparse.Namespace) -> int:

@@ -21,6 +21,9 @@ A delivery whose sink finds no recipient after all this is ``skipped`` with the 
 
 from __future__ import annotations
 
+import csv
+import io
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -32,8 +35,23 @@ import msgspec
 
 from gateway.config import ContactLookupConfig
 from gateway.events import Contact
+from gateway.phone import InvalidPhone, normalize_phone
 
-__all__ = ["CACHE_SIZE", "ContactLookup", "ContactResolver", "LookupFailed", "merge"]
+__all__ = [
+    "CACHE_SIZE",
+    "LANGUAGES",
+    "ContactLookup",
+    "ContactResolver",
+    "InvalidContact",
+    "LookupFailed",
+    "merge",
+    "read_contacts_csv",
+    "registered_contact",
+]
+
+CSV_COLUMNS = ("order_id", "name", "phone", "email", "language")
+
+LANGUAGES = ("id", "en")
 
 CACHE_SIZE = 10_000
 """Orders whose looked-up answer is kept; the oldest are forgotten first."""
@@ -41,6 +59,72 @@ CACHE_SIZE = 10_000
 
 class LookupFailed(Exception):
     """The shop's system could not answer now: try the delivery again later."""
+
+
+class InvalidContact(ValueError):
+    """A contact the shop tried to register is not valid; the text says why (never the number)."""
+
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+
+
+def registered_contact(
+    order_id: str,
+    *,
+    name: str | None = None,
+    phone: str | None = None,
+    email: str | None = None,
+    language: str | None = None,
+) -> Contact:
+    """A contact as the shop registers it (admin API, CSV import): blank fields are unknown,
+    the phone in E.164; `InvalidContact` names what is wrong."""
+    order_id = order_id.strip()
+    if not order_id:
+        raise InvalidContact("order_id is empty")
+    name, phone, email, language = (
+        (v.strip() or None) if v is not None else None for v in (name, phone, email, language)
+    )
+    if name is None and phone is None and email is None and language is None:
+        raise InvalidContact("give at least one of name, phone, email, language")
+    if phone is not None:
+        try:
+            phone = normalize_phone(phone)
+        except InvalidPhone as exc:
+            raise InvalidContact(f"phone: {exc}") from None
+    if email is not None and not _EMAIL.fullmatch(email):
+        raise InvalidContact("email: not an email address (name@domain)")
+    if language is not None and language not in LANGUAGES:
+        raise InvalidContact(f"language: {language!r} is not one of {', '.join(LANGUAGES)}")
+    return Contact(order_id=order_id, name=name, phone=phone, email=email, language=language)
+
+
+def read_contacts_csv(text: str) -> tuple[list[Contact], list[str]]:
+    """The contacts of a CSV file whose header row names its columns (``order_id`` and any of
+    ``name, phone, email, language``), and one problem per row that is not valid (``line 7:
+    phone: ...``). A header that is wrong is the only problem reported."""
+    rows = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
+    header = [h.strip().lower() for h in next(rows, [])]
+    unknown = [h for h in header if h not in CSV_COLUMNS]
+    if "order_id" not in header or unknown or len(set(header)) != len(header):
+        got = ",".join(header) or "nothing"
+        return [], [
+            f"line 1: the header must name order_id and any of name, phone, email, "
+            f"language once each (got {got})"
+        ]
+    contacts: list[Contact] = []
+    problems: list[str] = []
+    for number, row in enumerate(rows, start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) > len(header):
+            problems.append(f"line {number}: {len(row)} cells, the header names {len(header)}")
+            continue
+        fields = dict(zip(header, row, strict=False))
+        try:
+            contacts.append(registered_contact(fields.pop("order_id", ""), **fields))
+        except InvalidContact as exc:
+            problems.append(f"line {number}: {exc}")
+    return contacts, problems
 
 
 def merge(order_id: str, *sources: Contact | None) -> Contact | None:
