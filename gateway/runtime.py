@@ -1,8 +1,9 @@
 """The running parts of one Kabarin process, built once and shared by every entry point.
 
 `open_runtime` opens the store, the shared HTTP client and the sinks, and starts the stages the
-process runs (the intake, the dispatcher). The web app (`gateway.app`), the admin API, the
-receiver and the command line all use a `Runtime`; none of them imports another to get one.
+process runs (the intake, the dispatcher, the pull tracker beside the intake). The web app
+(`gateway.app`), the admin API, the receiver and the command line all use a `Runtime`; none of
+them imports another to get one.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from gateway import metrics
 from gateway.config import Config
 from gateway.dispatcher import Dispatcher
 from gateway.ingest import Backlog, Intake
+from gateway.kiriminaja.pull import PullTracker
+from gateway.kiriminaja.tracking import TrackingClient
 from gateway.redaction import Redactor, use_log_secrets
+from gateway.retention import Retention
 from gateway.routing import Router
 from gateway.store import Store, open_store
 from gateway.templates import Templates
@@ -26,7 +30,7 @@ from sinks.base import Sink, SinkDeps
 from sinks.http import make_http_client
 from sinks.registry import build_sinks
 
-__all__ = ["Runtime", "build_intake", "collect_secrets", "open_runtime"]
+__all__ = ["Runtime", "build_intake", "build_tracker", "collect_secrets", "open_runtime"]
 
 log = logging.getLogger("kabarin")
 
@@ -42,30 +46,31 @@ class Runtime:
     sinks: dict[str, Sink]
     dispatcher: Dispatcher | None = None
     intake: Intake | None = None
+    retention: Retention | None = None
+    tracker: PullTracker | None = None
+    """The pull tracker, running beside the intake when ``pull.enabled``."""
     redactor: Redactor = field(default_factory=lambda: Redactor(()))
     """Masks the configuration's secrets in what is logged."""
     backlog: Backlog = field(default_factory=Backlog)
-    push_token: bytes = field(init=False)
-    admin_token: bytes | None = field(init=False)
     sink_deps: SinkDeps = field(default_factory=SinkDeps)
     """What every sink is built with (the shared HTTP client, the contacts reader)."""
     config_path: Path | None = None
     """The file the configuration came from: what a reload reads again."""
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     """When the configuration in use was loaded (at start, or by the last good reload)."""
+    push_token: bytes = field(init=False)
+    admin_token: bytes | None = field(init=False)
     timezone: ZoneInfo = field(init=False)
 
     def __post_init__(self) -> None:
-        self.push_token = self.config.receiver.token.encode()
-        token = self.config.admin.token
         self._derive()
 
     def _derive(self) -> None:
+        self.push_token = self.config.receiver.token.encode()
+        token = self.config.admin.token
         self.admin_token = token.encode() if token else None
         self.timezone = self.config.receiver.tz
 
-    def wake_intake(self) -> None:
-        if self.intake is not None:
     def apply(
         self,
         *,
@@ -92,6 +97,8 @@ class Runtime:
         for sink in self.sinks.values():
             await sink.aclose()
 
+    def wake_intake(self) -> None:
+        if self.intake is not None:
             self.intake.wake()
 
     def wake_dispatcher(self) -> None:
@@ -123,6 +130,21 @@ def build_intake(runtime: Runtime) -> Intake:
     )
 
 
+def build_tracker(runtime: Runtime) -> PullTracker:
+    """A pull tracker over the runtime's store and shared HTTP client that wakes its intake."""
+    config, http = runtime.config, runtime.sink_deps.http
+    if http is None:
+        raise RuntimeError("the runtime has no HTTP client")
+    client = TrackingClient(config.kiriminaja, api_key=config.kiriminaja_api_key, http=http)
+    return PullTracker(
+        store=runtime.store,
+        client=client,
+        config=config.pull,
+        timezone=runtime.timezone,
+        wake_intake=runtime.wake_intake,
+    )
+
+
 async def open_runtime(
     config: Config,
     stack: AsyncExitStack,
@@ -130,9 +152,9 @@ async def open_runtime(
     router: Router | None = None,
     dispatcher: bool,
     intake: bool = False,
+    config_path: str | Path | None = None,
 ) -> Runtime:
     """Open the store, the HTTP client, the sinks and the stages asked for.
-    config_path: str | Path | None = None,
 
     Everything opened is registered on `stack`, which closes it in reverse order (the stages
     stop before the store closes).
@@ -154,12 +176,12 @@ async def open_runtime(
         templates=templates,
         sinks=sinks,
         redactor=redactor,
-    )
-    if dispatcher:
         sink_deps=deps,
         config_path=Path(config_path) if config_path is not None else None,
-        runtime.dispatcher = Dispatcher(
+    )
     stack.push_async_callback(runtime.close_sinks)  # the sinks in use then, after a reload too
+    if dispatcher:
+        runtime.dispatcher = Dispatcher(
             store=store,
             sinks=sinks,
             templates=templates,
@@ -171,11 +193,20 @@ async def open_runtime(
         stack.push_async_callback(
             runtime.dispatcher.stop, float(config.dispatcher.shutdown_timeout)
         )
-    runtime.backlog.pending = await store.count_pending_pushes()
-    if intake:
     metrics.CONFIG_RELOAD_SUCCESSFUL.set(1)
     metrics.CONFIG_RELOAD_SUCCESS_TIME.set(runtime.loaded_at.timestamp())
+    runtime.backlog.pending = await store.count_pending_pushes()
+    if intake:
         runtime.intake = build_intake(runtime)
         await runtime.intake.start()
         stack.push_async_callback(runtime.intake.stop)
+        # Where the intake runs, so one process prunes.
+        runtime.retention = Retention.from_config(store, config.retention)
+        await runtime.retention.start()
+        stack.push_async_callback(runtime.retention.stop)
+        if config.pull.enabled:
+            # Its answers wait in the log for an intake: it runs beside one.
+            runtime.tracker = build_tracker(runtime)
+            await runtime.tracker.start()
+            stack.push_async_callback(runtime.tracker.stop)
     return runtime
