@@ -107,6 +107,7 @@ class Route:
         self.fallbacks: dict[str, str] = {s: f[0] for s, f in (fallbacks or {}).items()}
         """Sink → the sink that gets the event instead when its delivery ends dead or skipped."""
         self._fallbacks = {s: (f, o, encode_parts(t)) for s, (f, o, t) in (fallbacks or {}).items()}
+        self.templates.update({f: dict(t) for f, _, t in (fallbacks or {}).values() if t})
         self._fields = tuple(fields)
         self._when = when_fn
         self._logged: set[str] = set()
