@@ -3,10 +3,15 @@ events the way the intake does."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
+from urllib.parse import quote
 
+import psycopg
 import pytest
 
 from gateway.deliveries import NewDelivery
@@ -15,19 +20,80 @@ from gateway.ingest import new_push_id
 from gateway.store import Store, open_store
 from gateway.store.base import IngestResult, IngestStore, PushOutcome
 
-BACKENDS = ["sqlite"]
-"""Store backends the contract suite runs against (PostgreSQL joins here)."""
+BACKENDS = ["sqlite", "postgres"]
+"""Store backends the contract suite runs against."""
+
+PG_URL = os.environ.get("KABARIN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+"""The PostgreSQL server the suite uses; each test gets a schema of its own in it."""
+
+_pg_schemas: dict[Path, str] = {}
+_pg_checked: list[str | None] = []
 
 
 def store_url(backend: str, tmp_path: Path) -> str:
+    """The test's store: the same one for every call in one test (a reopen finds its data)."""
     if backend == "sqlite":
         return f"sqlite:///{tmp_path}/kabarin.db"
+    if backend == "postgres":
+        schema = _pg_schemas.get(tmp_path)
+        if schema is None:
+            schema = _pg_schemas[tmp_path] = create_pg_schema()
+        return pg_url_with_schema(schema)
     raise AssertionError(f"no such backend {backend}")
 
 
+def create_pg_schema() -> str:
+    """A fresh schema with a random name in `PG_URL`'s database (`drop_pg_schema` after)."""
+    schema = f"kabarin_test_{secrets.token_hex(6)}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return schema
+
+
+def drop_pg_schema(schema: str) -> None:
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def pg_url_with_schema(schema: str) -> str:
+    """`PG_URL` with every connection's search_path set to `schema` (libpq `options`)."""
+    sep = "&" if "?" in PG_URL else "?"
+    return f"{PG_URL}{sep}options={quote(f'-c search_path={schema}')}"
+
+
+def pg_problem(url: str) -> str | None:
+    """Why the PostgreSQL server at `url` cannot be used (``None``: it can)."""
+    try:
+        psycopg.connect(url, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        return f"PostgreSQL at {url} is unreachable: {exc}"
+    return None
+
+
+def pg_unavailable(problem: str) -> NoReturn:
+    """Skip, except in CI (``CI=true``), where a missing server is a failure: the suite must
+    run against PostgreSQL there."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(problem)
+    pytest.skip(problem)
+
+
+def require_pg() -> None:
+    if not _pg_checked:
+        _pg_checked.append(pg_problem(PG_URL))
+    if problem := _pg_checked[0]:
+        pg_unavailable(problem)
+
+
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    name = str(request.param)
+    if name == "postgres":
+        require_pg()
+    yield name
+    schema = _pg_schemas.pop(tmp_path, None)
+    if schema is not None:
+        drop_pg_schema(schema)
 
 
 @pytest.fixture

@@ -129,6 +129,39 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        2,
+        # The pull tracker's orders: their newest status and time (kept by the commit that
+        # stores their events or contacts), and the tracker's own schedule, lease and alerts.
+        # Orders already stored are taken in from their events and contacts.
+        """
+        CREATE TABLE tracking (
+            order_id        text PRIMARY KEY,
+            kind            text NOT NULL DEFAULT 'express',
+            last_status     text,
+            last_update     timestamptz,
+            closed          boolean NOT NULL DEFAULT false,
+            added_at        timestamptz NOT NULL,
+            last_pulled_at  timestamptz,
+            next_pull_at    timestamptz,
+            lease_until     timestamptz,
+            gone            text,
+            stuck_status    text,
+            stuck_since     timestamptz
+        );
+        CREATE INDEX tracking_open ON tracking (last_update) WHERE NOT closed AND gone IS NULL;
+        INSERT INTO tracking (order_id, kind, last_status, last_update, closed, added_at)
+            SELECT DISTINCT ON (order_id) order_id, coalesce(body ->> 'kind', 'express'),
+                status, occurred_at,
+                bool_or(status IN ('delivered', 'canceled', 'rejected', 'returned'))
+                    OVER (PARTITION BY order_id),
+                statement_timestamp()
+            FROM events WHERE status <> 'stuck' ORDER BY order_id, occurred_at DESC, seq DESC;
+        INSERT INTO tracking (order_id, added_at)
+            SELECT order_id, statement_timestamp() FROM contacts
+            ON CONFLICT (order_id) DO NOTHING;
+        """,
+    ),
 ]
 
 

@@ -257,6 +257,149 @@ ATTEMPTS_OF = (
 )
 
 
+# -- retention ---------------------------------------------------------------------------------
+# Each prune is one statement, so one short commit: it picks the step's oldest rows with
+# SKIP LOCKED (two replicas pruning at once take different rows) and deletes what belongs to
+# them in data-modifying CTEs. A cut-off bound as NULL keeps that kind for ever: a comparison
+# with NULL is never true.
+_FINISHED_DELIVERIES = (
+    "FROM deliveries WHERE"
+    " (state IN ('delivered', 'superseded', 'skipped') AND updated_at < %(delivered)s::timestamptz)"
+    " OR (state = 'dead' AND updated_at < %(dead)s::timestamptz)"
+)
+_OLD_EVENTS = (
+    "FROM events e WHERE received_at < %(events)s::timestamptz AND NOT EXISTS ("
+    " SELECT 1 FROM deliveries d WHERE d.order_id = e.order_id AND d.event_id = e.id"
+    " AND (d.state IN ('pending', 'in_flight') OR (d.state = 'dead'"
+    "  AND (%(dead)s::timestamptz IS NULL OR d.updated_at >= %(dead)s::timestamptz))))"
+)
+"""An event goes only once nothing of it is still to send or to look at (a dead delivery
+within its window); the deliveries' lane index finds them by order."""
+_OLD_PUSHES = "FROM pushes WHERE state = 'processed' AND received_at < %(pushes)s::timestamptz"
+_OLD_REJECTED = "FROM rejected WHERE received_at < %(rejected)s::timestamptz"
+PRUNE_DELIVERIES = (
+    f"WITH d AS (SELECT id {_FINISHED_DELIVERIES} ORDER BY seq LIMIT %(limit)s"
+    "  FOR UPDATE SKIP LOCKED),"
+    " a AS (DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM d) RETURNING 1),"
+    " x AS (DELETE FROM deliveries WHERE id IN (SELECT id FROM d) RETURNING 1)"
+    " SELECT 0, (SELECT count(*) FROM x), (SELECT count(*) FROM a)"
+)
+PRUNE_EVENTS = (
+    f"WITH e AS (SELECT id, order_id {_OLD_EVENTS} ORDER BY seq LIMIT %(limit)s"
+    "  FOR UPDATE SKIP LOCKED),"
+    " dl AS (SELECT d.id FROM e JOIN deliveries d"
+    "  ON d.order_id = e.order_id AND d.event_id = e.id),"
+    " a AS (DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM dl) RETURNING 1),"
+    " x AS (DELETE FROM deliveries WHERE id IN (SELECT id FROM dl) RETURNING 1),"
+    " y AS (DELETE FROM events WHERE id IN (SELECT id FROM e) RETURNING 1)"
+    " SELECT (SELECT count(*) FROM y), (SELECT count(*) FROM x), (SELECT count(*) FROM a)"
+)
+"""Rows: (events, deliveries, attempts) removed."""
+PRUNE_PUSHES = (
+    "WITH p AS (DELETE FROM pushes WHERE seq IN"
+    f" (SELECT seq {_OLD_PUSHES} ORDER BY seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+    " RETURNING 1) SELECT count(*) FROM p"
+)
+PRUNE_REJECTED = (
+    "WITH r AS (DELETE FROM rejected WHERE id IN"
+    f" (SELECT id {_OLD_REJECTED} ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+    " RETURNING 1) SELECT count(*) FROM r"
+)
+COUNT_PRUNABLE = (
+    f"WITH ev AS (SELECT id, order_id {_OLD_EVENTS}),"
+    f" dl AS (SELECT id {_FINISHED_DELIVERIES}"
+    "  UNION SELECT d.id FROM ev JOIN deliveries AS d"
+    "  ON d.order_id = ev.order_id AND d.event_id = ev.id)"
+    " SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM dl),"
+    " (SELECT count(*) FROM attempts WHERE delivery_id IN (SELECT id FROM dl)),"
+    f" (SELECT count(*) {_OLD_PUSHES}), (SELECT count(*) {_OLD_REJECTED})"
+)
+"""What pruning every step until none is left removes: the deliveries of the events that go
+count once, whether their own window or their event's takes them."""
+SIZE_BYTES = (
+    "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+)
+"""The schema's tables with their indexes and TOAST: what this store takes on the server."""
+
+
+# -- the pull tracker's orders -----------------------------------------------------------------
+# The commit that stores events or contacts updates ``tracking`` too (`TRACK_EVENTS`,
+# `TRACK_CONTACTS`): a cursor on ``events.seq`` would miss an event whose transaction commits
+# after one that took a higher seq, which replicas committing side by side do all the time.
+TRACKING_COLUMNS = (
+    "order_id, kind, last_status, last_update, closed, last_pulled_at, next_pull_at, gone,"
+    " stuck_status, stuck_since"
+)
+TRACK_EVENTS = (
+    "INSERT INTO tracking (order_id, kind, last_status, last_update, closed, added_at)"
+    " SELECT o, k, s, u, c, %s::timestamptz FROM unnest(%s::text[], %s::text[], %s::text[],"
+    " %s::timestamptz[], %s::boolean[]) AS t(o, k, s, u, c)"
+    " ON CONFLICT (order_id) DO UPDATE SET kind = excluded.kind,"
+    " closed = tracking.closed OR excluded.closed,"
+    " last_status = CASE WHEN tracking.last_update IS NULL"
+    "  OR excluded.last_update >= tracking.last_update"
+    "  THEN excluded.last_status ELSE tracking.last_status END,"
+    " last_update = greatest(tracking.last_update, excluded.last_update)"
+)
+"""One row per order (the newest of the batch's new events, ``stuck`` aside, and whether
+one of them is final): the newest status by ``occurred_at`` wins, a final status closes the
+order for good."""
+TRACK_CONTACTS = (
+    "INSERT INTO tracking (order_id, added_at)"
+    " SELECT o, %s::timestamptz FROM unnest(%s::text[]) AS c(o)"
+    " ON CONFLICT (order_id) DO NOTHING"
+)
+TRACK_ORDERS = (
+    "INSERT INTO tracking (order_id, kind, added_at)"
+    " SELECT o, k, %s::timestamptz FROM unnest(%s::text[], %s::text[]) AS t(o, k)"
+    " ON CONFLICT (order_id) DO NOTHING"
+)
+CLAIM_PULLS = (
+    "UPDATE tracking SET lease_until = %(lease)s::timestamptz WHERE order_id IN ("
+    " SELECT order_id FROM tracking"
+    "  WHERE NOT closed AND gone IS NULL"
+    "  AND coalesce(lease_until, '-infinity') <= %(now)s::timestamptz"
+    "  AND ((%(pulled_before)s::timestamptz IS NULL"
+    "        AND coalesce(last_update, '-infinity') < %(stale_before)s::timestamptz"
+    "        AND coalesce(next_pull_at, '-infinity') <= %(now)s::timestamptz)"
+    "    OR coalesce(last_pulled_at, '-infinity') < %(pulled_before)s::timestamptz)"
+    "  ORDER BY last_update NULLS FIRST, order_id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+    f" RETURNING {TRACKING_COLUMNS}"
+)
+"""The lease is the claim: an order whose ``lease_until`` is in the future, or that another
+replica is claiming right now, is not taken."""
+FINISH_PULL = (
+    "UPDATE tracking SET lease_until = NULL, next_pull_at = %s::timestamptz,"
+    " last_pulled_at = CASE WHEN %s::boolean THEN %s::timestamptz ELSE last_pulled_at END,"
+    " gone = coalesce(%s::text, gone) WHERE order_id = %s"
+)
+CLAIM_STUCK = (
+    "UPDATE tracking SET stuck_status = last_status, stuck_since = last_update"
+    " WHERE order_id IN ("
+    " SELECT t.order_id FROM tracking AS t"
+    "  JOIN unnest(%s::text[], %s::float8[]) AS j(status, seconds) ON j.status = t.last_status"
+    "  WHERE NOT t.closed AND t.gone IS NULL"
+    "  AND t.last_update < %s::timestamptz - j.seconds * interval '1 second'"
+    "  AND (t.stuck_since IS NULL OR t.stuck_since <> t.last_update"
+    "       OR t.stuck_status <> t.last_status)"
+    "  ORDER BY t.last_update LIMIT %s FOR UPDATE OF t SKIP LOCKED)"
+    f" RETURNING {TRACKING_COLUMNS}"
+)
+KNOWN_STATUSES = (
+    "SELECT DISTINCT status, CASE WHEN status = 'problem' THEN body ->> 'reason' END"
+    " FROM events WHERE order_id = %s AND status <> 'stuck'"
+)
+LAST_PUSH_AT = "SELECT received_at FROM pushes WHERE source = 'push' ORDER BY seq DESC LIMIT 1"
+GET_TRACKING = f"SELECT {TRACKING_COLUMNS} FROM tracking WHERE order_id = %s"
+TRACKING_COUNTS = (
+    "SELECT count(*),"
+    " count(*) FILTER (WHERE stuck_since = last_update AND stuck_status = last_status)"
+    " FROM tracking WHERE NOT closed AND gone IS NULL"
+)
+
+
 # -- statements whose filter depends on the query ----------------------------------------------
 def _select(head: str, where: Sequence[str], tail: str = "") -> str:
     sql = head

@@ -28,7 +28,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -46,15 +46,19 @@ from gateway.deliveries import (
     NewDelivery,
 )
 from gateway.errors import StoreError
-from gateway.events import Contact, Event
+from gateway.events import TERMINAL_STATUSES, Contact, Event, EventKind, Status
 from gateway.redaction import mask_url
 from gateway.store.base import (
+    Cutoffs,
     EventPage,
     EventQuery,
     Finished,
     IngestResult,
     LoggedPush,
     NewPush,
+    Pruned,
+    PruneStep,
+    PullClaim,
     PushOutcome,
     PushQuery,
     PushState,
@@ -62,6 +66,8 @@ from gateway.store.base import (
     SinkCounts,
     StoredEvent,
     StoredRejected,
+    TrackedOrder,
+    TrackingCounts,
 )
 from gateway.store.lanes import plan_claims
 from gateway.store.postgres import sql
@@ -441,6 +447,98 @@ class PostgresStore:
     async def release_sink(self, sink: str, *, now: datetime) -> int:
         return await self._requeue_deliveries(sql.RELEASE_SINK, {"sink": sink, "now": now})  # type: ignore[arg-type]
 
+    # -- retention -----------------------------------------------------------------------
+    async def prune(self, step: PruneStep, cutoffs: Cutoffs, *, limit: int) -> Pruned:
+        params = {**_cutoff_params(cutoffs), "limit": limit}
+        if step == "deliveries":
+            row = await self._one(sql.PRUNE_DELIVERIES, params)  # type: ignore[arg-type]
+            return Pruned() if row is None else Pruned(deliveries=row[1], attempts=row[2])
+        if step == "events":
+            row = await self._one(sql.PRUNE_EVENTS, params)  # type: ignore[arg-type]
+            if row is None:
+                return Pruned()
+            return Pruned(events=row[0], deliveries=row[1], attempts=row[2])
+        statement = sql.PRUNE_PUSHES if step == "pushes" else sql.PRUNE_REJECTED
+        row = await self._one(statement, params)  # type: ignore[arg-type]
+        removed = 0 if row is None else int(row[0])
+        return Pruned(pushes=removed) if step == "pushes" else Pruned(rejected=removed)
+
+    async def count_prunable(self, cutoffs: Cutoffs) -> Pruned:
+        row = await self._one(sql.COUNT_PRUNABLE, _cutoff_params(cutoffs))  # type: ignore[arg-type]
+        if row is None:
+            return Pruned()
+        events, deliveries, attempts, pushes, rejected = (int(v) for v in row)
+        return Pruned(
+            pushes=pushes,
+            events=events,
+            deliveries=deliveries,
+            attempts=attempts,
+            rejected=rejected,
+        )
+
+    async def size_bytes(self) -> int:
+        row = await self._one(sql.SIZE_BYTES)
+        return 0 if row is None else int(row[0])
+
+    # -- the pull tracker's orders -------------------------------------------------------
+    async def track_orders(self, orders: Sequence[tuple[str, EventKind]], *, now: datetime) -> int:
+        if not orders:
+            return 0
+        return await self._count(
+            sql.TRACK_ORDERS, (now, [o for o, _ in orders], [k for _, k in orders])
+        )
+
+    async def claim_pulls(self, claim: PullClaim) -> list[TrackedOrder]:
+        params = {
+            "now": claim.now,
+            "lease": claim.now + timedelta(seconds=claim.lease_seconds),
+            "stale_before": claim.stale_before,
+            "pulled_before": claim.pulled_before,
+            "limit": claim.limit,
+        }
+        return _oldest_first(await self._all(sql.CLAIM_PULLS, params))  # type: ignore[arg-type]
+
+    async def finish_pull(
+        self,
+        order_id: str,
+        *,
+        now: datetime,
+        next_pull_at: datetime,
+        answered: bool = True,
+        gone: str | None = None,
+    ) -> None:
+        async with self._conn() as conn:
+            await conn.execute(sql.FINISH_PULL, (next_pull_at, answered, now, gone, order_id))
+
+    async def claim_stuck(
+        self, after: Mapping[Status, float], *, now: datetime, limit: int
+    ) -> list[TrackedOrder]:
+        if not after:
+            return []
+        statuses = [str(s) for s in after]
+        seconds = [float(after[s]) for s in after]
+        rows = await self._all(sql.CLAIM_STUCK, (statuses, seconds, now, limit))
+        return _oldest_first(rows)
+
+    async def known_statuses(self, order_id: str) -> set[tuple[Status, str | None]]:
+        return {(Status(r[0]), r[1]) for r in await self._all(sql.KNOWN_STATUSES, (order_id,))}
+
+    async def last_push_at(self) -> datetime | None:
+        row = await self._one(sql.LAST_PUSH_AT)
+        return None if row is None else row[0]
+
+    async def get_tracking(self, order_id: str) -> TrackedOrder | None:
+        row = await self._one(sql.GET_TRACKING, (order_id,))
+        return None if row is None else _tracked(row)
+
+    async def tracking_counts(self) -> TrackingCounts:
+        row = await self._one(sql.TRACKING_COUNTS)
+        return (
+            TrackingCounts(open=int(row[0]), stuck=int(row[1]))
+            if row
+            else TrackingCounts(open=0, stuck=0)
+        )
+
     # -- contacts the shop registers -----------------------------------------------------
     async def register_contacts(self, contacts: Sequence[Contact], *, now: datetime) -> int:
         if not contacts:
@@ -452,7 +550,8 @@ class PostgresStore:
             known = merged.get(c.order_id)
             merged[c.order_id] = c if known is None else _merged(known, c)
         rows = [merged[k] for k in sorted(merged)]
-        async with self._conn() as conn:
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute(sql.TRACK_CONTACTS, (now, [c.order_id for c in rows]))
             await conn.execute(
                 sql.REGISTER_CONTACTS,
                 (
@@ -547,6 +646,12 @@ async def _record_intake(
     if contacts:  # in order: each upsert sees the one before (registered fields win)
         async with conn.cursor() as cur:
             await cur.executemany(sql.UPSERT_CONTACT, contacts)
+        await conn.execute(sql.TRACK_CONTACTS, (now, sorted({c[0] for c in contacts})))
+    tracked = _tracking_rows(e for i, e in events.items() if i in new)
+    if tracked:
+        await conn.execute(
+            sql.TRACK_EVENTS, (now, *(list(column) for column in zip(*tracked, strict=True)))
+        )
 
     results: list[IngestResult] = []
     marks: list[tuple[str, str, str | None, int | None, int | None]] = []
@@ -578,6 +683,48 @@ async def _record_intake(
     return results
 
 
+def _tracking_rows(
+    stored: Iterable[Event],
+) -> list[tuple[str, str, str, datetime, bool]]:
+    """Per order, from events just stored (in batch order, ``stuck`` aside): the last kind,
+    the newest status by ``occurred_at`` (a later one wins a tie) and whether one is final."""
+    orders: dict[str, tuple[str, str, str, datetime, bool]] = {}
+    for e in stored:
+        if e.status == Status.STUCK:
+            continue
+        known = orders.get(e.order_id)
+        closed = e.status in TERMINAL_STATUSES or (known is not None and known[4])
+        if known is None or e.occurred_at >= known[3]:
+            orders[e.order_id] = (e.order_id, e.kind, str(e.status), e.occurred_at, closed)
+        else:
+            orders[e.order_id] = (e.order_id, e.kind, known[2], known[3], closed)
+    return [orders[k] for k in sorted(orders)]
+
+
+def _tracked(row: Sequence[Any]) -> TrackedOrder:
+    """A row of `sql.TRACKING_COLUMNS`."""
+    return TrackedOrder(
+        order_id=row[0],
+        kind=row[1],
+        last_status=None if row[2] is None else Status(row[2]),
+        last_update=row[3],
+        closed=bool(row[4]),
+        last_pulled_at=row[5],
+        next_pull_at=row[6],
+        gone=row[7],
+        stuck_status=None if row[8] is None else Status(row[8]),
+        stuck_since=row[9],
+    )
+
+
+def _oldest_first(rows: Sequence[Sequence[Any]]) -> list[TrackedOrder]:
+    # RETURNING gives rows in no promised order.
+    orders = [_tracked(r) for r in rows]
+    return sorted(
+        orders, key=lambda o: (o.last_update is not None, o.last_update or _EPOCH, o.order_id)
+    )
+
+
 def _merged(known: Contact, later: Contact) -> Contact:
     return Contact(
         order_id=known.order_id,
@@ -586,6 +733,16 @@ def _merged(known: Contact, later: Contact) -> Contact:
         email=later.email if later.email is not None else known.email,
         language=later.language if later.language is not None else known.language,
     )
+
+
+def _cutoff_params(cutoffs: Cutoffs) -> dict[str, Any]:
+    return {
+        "pushes": cutoffs.pushes,
+        "events": cutoffs.events,
+        "delivered": cutoffs.delivered,
+        "dead": cutoffs.dead,
+        "rejected": cutoffs.rejected,
+    }
 
 
 def _finish_params(outcome: Finished, worker: str, fallback: NewDelivery | None) -> dict[str, Any]:
