@@ -5,8 +5,9 @@ room, and starts one job per delivery. It sleeps until `Dispatcher.wake` (the re
 after each commit), until a job finishes, until the store's next due time, or for at most
 ``dispatcher.poll_interval``. Each job goes through the notify pipeline:
 
-    keep (sink, order) in claim order → render the message parts → circuit breaker
-    → sink slot (concurrency) → rate limit → send (quick retries for network blips) → finish
+    keep (sink, order) in claim order → staleness (``max_age``) → quiet hours → the contact
+    (`gateway.contacts`) → render the message parts → circuit breaker → sink slot
+    (concurrency) → rate limit → send (quick retries for network blips) → finish
 
 and ends in one outcome: ``delivered``; ``pending`` at the time the `RetryPolicy`
 chose; ``dead``; ``skipped`` (the sink had nothing to send: its reason is kept); or put back
@@ -14,6 +15,12 @@ without using an attempt (circuit open, rate limit, sink not configured or switc
 410, shutdown), with `Delivery.waiting` saying why. Every send is one attempt row, its error
 text passed through the `Redactor`. Ordering between deliveries of one (sink, order) is the
 store's job (`DeliveryQueue.claim`).
+
+A delivery due inside its sink's quiet hours is put back until the window ends, without using
+an attempt (`Delivery.waiting` says until when); one whose event is older than the sink's
+``max_age`` is skipped. A failed contact lookup is a failed attempt on the retry schedule. A
+delivery that ends ``dead`` or ``skipped`` on a sink its route gives a fallback issues the
+fallback delivery in the same commit (not for a stale one: it would be as stale there).
 
 Outcomes are committed in batches: a job hands its outcome to `_Outcomes` and waits for it,
 and every outcome that arrives while a batch is being written goes into the next one, so a
@@ -33,20 +40,24 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from gateway import metrics
 from gateway.config import DispatcherConfig, RetryPolicyConfig
-from gateway.deliveries import Attempt, Claim, DeliveryState
+from gateway.contacts import ContactResolver, LookupFailed
+from gateway.deliveries import Attempt, Claim, Delivery, DeliveryState, NewDelivery
 from gateway.delivery.attempts import send_with_quick_retries
 from gateway.delivery.breaker import CircuitBreaker
 from gateway.delivery.controls import SinkControls
 from gateway.delivery.ordering import OrderLanes
+from gateway.delivery.quiet import QuietHours
 from gateway.delivery.retry import GiveUp
+from gateway.delivery.staleness import stale_reason
 from gateway.errors import TemplateError
 from gateway.redaction import Redactor
 from gateway.store.base import DeliveryQueue, Finished
 from gateway.templates import Templates
-from sinks.base import Delivered, Message, Permanent, Sink, Skipped
+from sinks.base import Delivered, Message, Permanent, Retry, Sink, Skipped
 
 __all__ = ["Dispatcher", "utcnow"]
 
@@ -136,8 +147,17 @@ class Dispatcher:
         clock: Callable[[], datetime] = utcnow,
         timer: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        contacts: ContactResolver | None = None,
+        fallbacks: Callable[[Delivery], NewDelivery | None] | None = None,
+        timezone: ZoneInfo | None = None,
     ) -> None:
         self.store = store
+        self.contacts = contacts or ContactResolver()
+        """Fills the gaps of a claim's contact from ``contacts.lookup``, if configured."""
+        self.fallbacks = fallbacks
+        """The fallback delivery of one that ended dead or skipped (`Router.fallback`)."""
+        self.timezone = timezone or ZoneInfo("Asia/Jakarta")
+        """Quiet hours' zone when a sink names none (``receiver.timezone``)."""
         self.sinks = dict(sinks)
         self.templates = templates
         self.config = config
@@ -327,12 +347,36 @@ class Dispatcher:
             return
         sink = controls.sink
         started = self.clock()
+        stale = stale_reason(claim.event, started, sink.config.max_age)
+        if stale is not None:
+            log.info("delivery %s to %s skipped: %s", delivery.id, delivery.sink, stale)
+            attempt = Attempt(
+                delivery_id=delivery.id,
+                started_at=started,
+                duration_ms=0.0,
+                outcome="skipped",
+                error=stale,
+            )
+            await self._finish(job, attempt, "skipped", error=stale, fallback=False)
+            return
+        if sink.config.quiet_hours is not None:
+            quiet = QuietHours.from_config(sink.config.quiet_hours, self.timezone)
+            until = quiet.until(started)
+            if until is not None:
+                delay = (until - started).total_seconds()
+                await self._hand_back(job, delay, quiet.describe(until))
+                return
+        try:
+            contact = await self.contacts.resolve(delivery.order_id, claim.contact)
+        except LookupFailed as exc:
+            await self._lookup_failed(job, controls, started, str(exc))
+            return
         try:
             message = self.templates.message(
                 sink,
                 delivery,
                 event=claim.event,
-                contact=claim.contact,
+                contact=contact,
                 attempt=delivery.attempts + 1,
             )
         except TemplateError as exc:
@@ -464,6 +508,36 @@ class Dispatcher:
         )
         await self._finish(job, attempt, "pending", next_attempt_at=decision.when, error=error)
 
+    async def _lookup_failed(
+        self, job: _Job, controls: SinkControls, started: datetime, reason: str
+    ) -> None:
+        """The shop's system did not say who the customer is: an attempt on the schedule (the
+        sink is not to blame, so its breaker does not count it)."""
+        delivery = job.claim.delivery
+        error = self.redactor.redact(reason)
+        now = self.clock()
+        attempt = Attempt(
+            delivery_id=delivery.id,
+            started_at=started,
+            duration_ms=(now - started).total_seconds() * 1000,
+            outcome="retry",
+            error=error,
+        )
+        decision = controls.policy.decide(delivery.attempts + 1, Retry(reason=error), now)
+        if isinstance(decision, GiveUp):
+            reason = self.redactor.redact(decision.reason)
+            log.warning("delivery %s to %s is dead: %s", delivery.id, delivery.sink, reason)
+            await self._finish(job, attempt, "dead", error=reason)
+            return
+        log.info(
+            "delivery %s to %s: %s; retrying in %.1fs",
+            delivery.id,
+            delivery.sink,
+            error,
+            decision.delay,
+        )
+        await self._finish(job, attempt, "pending", next_attempt_at=decision.when, error=error)
+
     async def _disable(self, sink: str, reason: str) -> None:
         self._gone.add(sink)
         await self.store.disable_sink(sink, reason=reason, now=self.clock())
@@ -487,10 +561,14 @@ class Dispatcher:
         error: str | None = None,
         count_attempt: bool = True,
         waiting: str | None = None,
+        fallback: bool = True,
     ) -> bool:
         delivery = job.claim.delivery
         job.waiting = False
         job.finished = True  # handed over: put back on shutdown no more
+        spare = None
+        if fallback and state in ("dead", "skipped") and self.fallbacks is not None:
+            spare = self.fallbacks(delivery)
         kept = await self._outcomes.commit(
             Finished(
                 delivery_id=delivery.id,
@@ -501,8 +579,18 @@ class Dispatcher:
                 error=error,
                 count_attempt=count_attempt,
                 waiting=waiting,
+                fallback=spare,
             )
         )
+        if kept and spare is not None:
+            log.info(
+                "delivery %s to %s ended %s: issued on its fallback %s as %s",
+                delivery.id,
+                delivery.sink,
+                state,
+                spare.sink,
+                spare.id,
+            )
         if not kept:
             log.warning(
                 "delivery %s to %s: lease lost to another worker; its outcome (%s) was dropped",

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from gateway import metrics
 from gateway.config import Config
+from gateway.contacts import ContactLookup, ContactResolver
 from gateway.dispatcher import Dispatcher
 from gateway.ingest import Backlog, Intake
 from gateway.kiriminaja.pull import PullTracker
@@ -181,6 +182,8 @@ async def open_runtime(
     )
     stack.push_async_callback(runtime.close_sinks)  # the sinks in use then, after a reload too
     if dispatcher:
+        looked_up = config.contacts.lookup
+        lookup = ContactLookup(looked_up, client) if looked_up is not None else None
         runtime.dispatcher = Dispatcher(
             store=store,
             sinks=sinks,
@@ -188,6 +191,10 @@ async def open_runtime(
             retry=config.retry,
             config=config.dispatcher,
             redactor=redactor,
+            contacts=ContactResolver(lookup),
+            # The router in use when a delivery ends: a reload's routes name the fallbacks.
+            fallbacks=lambda delivery: runtime.router.fallback(delivery),
+            timezone=config.receiver.tz,
         )
         await runtime.dispatcher.start()
         stack.push_async_callback(
