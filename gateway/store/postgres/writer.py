@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from typing import Any
 
 import psycopg
@@ -24,7 +23,6 @@ from gateway.store.postgres import sql
 
 __all__ = ["PushWriter"]
 
-log = logging.getLogger("kabarin.store")
 
 Queued = tuple[NewPush, "asyncio.Future[None]"]
 
