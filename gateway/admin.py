@@ -26,6 +26,7 @@ from gateway.store.base import (
     PushQuery,
     PushState,
     StoredRejected,
+    TrackedOrder,
 )
 
 if TYPE_CHECKING:
@@ -73,6 +74,17 @@ class EventDetail(msgspec.Struct, frozen=True, kw_only=True):
     """With `raw`, the package item exactly as KiriminAja sent it."""
     contact: Contact | None
     deliveries: list[Delivery]
+
+
+class OrderTimeline(msgspec.Struct, frozen=True, kw_only=True):
+    order_id: str
+    events: list[EventSummary]
+    """Oldest first; `source` says whether a push or the pull tracker brought each."""
+    deliveries: list[Delivery]
+    """Oldest first."""
+    contact: Contact | None
+    tracking: TrackedOrder | None
+    """What the pull tracker knows of it: last status, schedule, stuck alert."""
 
 
 class DeliveryList(msgspec.Struct, frozen=True):
@@ -289,6 +301,26 @@ class AdminController(Controller):
             )
         )
         return EventList([_summary(s.seq, s.event) for s in page.items], page.next_cursor)
+
+    @get(
+        "/orders/{order_id:str}",
+        summary="One order's timeline: its events with their source, and its deliveries",
+        responses=_ONE,
+    )
+    async def get_order(self, state: State, order_id: FromPath[str]) -> OrderTimeline:
+        rt: Runtime = state.runtime
+        page = await rt.store.list_events(EventQuery(order_id=order_id, limit=500))
+        tracking = await rt.store.get_tracking(order_id)
+        if not page.items and tracking is None:
+            raise NotFoundException(f"no order {order_id!r}")
+        deliveries = await rt.store.list_deliveries(DeliveryFilter(order_id=order_id, limit=500))
+        return OrderTimeline(
+            order_id=order_id,
+            events=[_summary(s.seq, s.event) for s in reversed(page.items)],
+            deliveries=list(reversed(deliveries)),
+            contact=await rt.store.get_contact(order_id),
+            tracking=tracking,
+        )
 
     @get("/events/{event_id:str}", summary="One event with its raw push item", responses=_ONE)
     async def get_event(self, state: State, event_id: FromPath[str]) -> EventDetail:

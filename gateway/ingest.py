@@ -32,8 +32,8 @@ from gateway import metrics
 from gateway.deliveries import NewDelivery
 from gateway.errors import StoreError
 from gateway.kiriminaja import decode_push, normalise
+from gateway.kiriminaja.entries import decode_pull_entry
 from gateway.kiriminaja.normalise import Normalised
-from gateway.kiriminaja.pulled import decode_pulled
 from gateway.routing import Router
 from gateway.store.base import IngestResult, IngestStore, LoggedPush, PushOutcome
 
@@ -72,9 +72,9 @@ def _decode_kiriminaja_push(push: LoggedPush, tz: tzinfo) -> Normalised:
     return normalise(decode_push(push.body), received_at=push.received_at, tz=tz)
 
 
-DECODERS: dict[str, Decoder] = {"push": _decode_kiriminaja_push, "pull": decode_pulled}
+DECODERS: dict[str, Decoder] = {"push": _decode_kiriminaja_push, "pull": decode_pull_entry}
 """Source → how its log entries become events: ``push`` what KiriminAja POSTed, ``pull`` what
-its tracking API answered (`gateway.kiriminaja.pulled`)."""
+the pull tracker appended (a tracking answer or a stuck alert: `gateway.kiriminaja.entries`)."""
 
 
 def new_push_id(now: datetime) -> str:

@@ -23,7 +23,11 @@ __all__ = [
     "EVENTS_UNROUTED",
     "INTAKE_BACKLOG",
     "INTAKE_LAG",
+    "ORDERS_OPEN",
+    "ORDERS_STUCK",
     "PRUNED",
+    "PULL_CALLS",
+    "PULL_LAST_PASS",
     "PUSHES",
     "PUSHES_BY_STATE",
     "PUSH_REJECTIONS",
@@ -123,6 +127,28 @@ PRUNED = Counter(
     "kabarin_pruned_rows_total",
     "Rows retention removed, by table (pushes, events, deliveries, attempts, rejected).",
     ["table"],
+    registry=REGISTRY,
+)
+
+PULL_CALLS = Counter(
+    "kabarin_pull_calls_total",
+    "Tracking API calls of the pull tracker, by outcome (pulled, not_found, try_later).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+ORDERS_OPEN = Gauge(
+    "kabarin_orders_open",
+    "Orders the pull tracker follows: no final status yet, and known to KiriminAja.",
+    registry=REGISTRY,
+)
+ORDERS_STUCK = Gauge(
+    "kabarin_orders_stuck",
+    "Open orders with a stuck alert raised for their current status.",
+    registry=REGISTRY,
+)
+PULL_LAST_PASS = Gauge(
+    "kabarin_pull_last_pass_timestamp_seconds",
+    "When the pull tracker last finished a pass.",
     registry=REGISTRY,
 )
 

@@ -14,6 +14,7 @@ import pytest
 from gateway.events import Contact, Event, Status
 from gateway.ingest import DECODERS, decode_logged
 from gateway.kiriminaja import decode_push, normalise
+from gateway.kiriminaja.entries import decode_pull_entry
 from gateway.kiriminaja.pulled import Pulled, decode_pulled, instant_states, normalise_pulled
 from gateway.store.base import LoggedPush
 
@@ -294,7 +295,7 @@ def test_the_pull_decoder_reads_the_envelope() -> None:
         "answer": finished_instant(),
     }
     assert document.method == "instant_tracking"
-    assert DECODERS["pull"] is decode_pulled
+    assert DECODERS["pull"] is decode_pull_entry  # a bare `Pulled` body reads as one
     got = decode_logged(logged(document.encode()), WIB)
     assert got == normalise_pulled(document, received_at=RECEIVED, tz=WIB)
     assert [e.status for e in got.events] == [Status.PICKED_UP, Status.DELIVERED]

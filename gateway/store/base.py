@@ -14,7 +14,7 @@ several replicas of one, all write the time they decided on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Literal, Protocol
 
@@ -28,7 +28,7 @@ from gateway.deliveries import (
     DeliveryState,
     NewDelivery,
 )
-from gateway.events import Contact, Event, Source, Status
+from gateway.events import Contact, Event, EventKind, Source, Status
 
 __all__ = [
     "PRUNE_STEPS",
@@ -45,6 +45,7 @@ __all__ = [
     "NewPush",
     "PruneStep",
     "Pruned",
+    "PullClaim",
     "PushOutcome",
     "PushQuery",
     "PushState",
@@ -54,6 +55,9 @@ __all__ = [
     "Store",
     "StoredEvent",
     "StoredRejected",
+    "TrackedOrder",
+    "TrackingCounts",
+    "TrackingStore",
 ]
 
 PushState = Literal["pending", "processed", "failed"]
@@ -417,7 +421,103 @@ class RetentionStore(Protocol):
         """Bytes the store takes (SQLite: the file and its write-ahead log)."""
 
 
-class Store(IngestStore, DeliveryQueue, AdminReader, ContactBook, RetentionStore, Protocol):
+class TrackedOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """An order the pull tracker knows, as its events (and its own asking) left it."""
+
+    order_id: str
+    kind: EventKind = "express"
+    last_status: Status | None = None
+    """The status of its newest event (by ``occurred_at``, ``stuck`` events aside); ``None``
+    when no event is known yet (registered by `kabarin track add` or by a contact)."""
+    last_update: datetime | None = None
+    """``occurred_at`` of that event."""
+    closed: bool = False
+    """One of its events has a final status (`gateway.events.TERMINAL_STATUSES`)."""
+    last_pulled_at: datetime | None = None
+    """When the tracking API last answered about it."""
+    next_pull_at: datetime | None = None
+    """Not asked about again on the regular schedule before this."""
+    gone: str | None = None
+    """KiriminAja said it does not know the order: never asked about again."""
+    stuck_status: Status | None = None
+    """The status a stuck alert was raised for (at `stuck_since`)."""
+    stuck_since: datetime | None = None
+    """The `last_update` the alert was for: the order has moved once it differs."""
+
+
+class PullClaim(msgspec.Struct, frozen=True, kw_only=True):
+    """Which orders `TrackingStore.claim_pulls` may lease."""
+
+    now: datetime
+    limit: int
+    lease_seconds: float
+    stale_before: datetime | None = None
+    """Regular pass: open orders whose last update is before this and whose `next_pull_at`
+    has come (orders without any event count as stale)."""
+    pulled_before: datetime | None = None
+    """Catch-up pass (after a gap): every open order not pulled since this time, whatever its
+    last update and schedule."""
+
+
+class TrackingCounts(msgspec.Struct, frozen=True, kw_only=True):
+    open: int
+    """Orders neither closed nor gone."""
+    stuck: int
+    """Open orders with a stuck alert raised for their current status."""
+
+
+class TrackingStore(Protocol):
+    """The pull tracker's orders: which are open, which to ask about now, which are stuck.
+
+    Orders come from stored events (their newest status and time), contacts and
+    `track_orders`; the backend takes in events and contacts stored since its last look at the
+    start of `claim_pulls` and `claim_stuck` (the reads show the orders as of then). Leases
+    make several replicas share the work without asking about one order twice.
+    """
+
+    async def track_orders(self, orders: Sequence[tuple[str, EventKind]], *, now: datetime) -> int:
+        """Register orders to follow (`kabarin track add`); how many were new."""
+
+    async def claim_pulls(self, claim: PullClaim) -> list[TrackedOrder]:
+        """Lease up to `claim.limit` open, not gone orders with no live lease, oldest last
+        update first (orders without one first), in one transaction: the lease lasts
+        `claim.lease_seconds`. Regular pass or catch-up pass: see `PullClaim`."""
+
+    async def finish_pull(
+        self,
+        order_id: str,
+        *,
+        now: datetime,
+        next_pull_at: datetime,
+        answered: bool = True,
+        gone: str | None = None,
+    ) -> None:
+        """Release the lease and schedule the next regular pull; `answered` records `now` as
+        `last_pulled_at`; `gone` marks the order as unknown to KiriminAja."""
+
+    async def claim_stuck(
+        self, after: Mapping[Status, float], *, now: datetime, limit: int
+    ) -> list[TrackedOrder]:
+        """Open orders whose last status is a key of `after` and whose last update is more
+        than that many seconds before `now`, without an alert for that update yet: marked as
+        alerted (`stuck_status`, `stuck_since`) in the same transaction, so each is returned
+        once until the order moves (its last update changes). Oldest last update first."""
+
+    async def known_statuses(self, order_id: str) -> set[tuple[Status, str | None]]:
+        """The statuses the order's stored events have (``stuck`` aside), each with its
+        reason for ``problem`` (``None`` for the others)."""
+
+    async def last_push_at(self) -> datetime | None:
+        """``received_at`` of the newest log entry KiriminAja pushed (source ``push``)."""
+
+    async def get_tracking(self, order_id: str) -> TrackedOrder | None: ...
+
+    async def tracking_counts(self) -> TrackingCounts: ...
+
+
+class Store(
+    IngestStore, DeliveryQueue, AdminReader, ContactBook, RetentionStore, TrackingStore, Protocol
+):
     """Every role on one backend, and its lifecycle. Every method is safe to call concurrently
     from one event loop."""
 

@@ -145,6 +145,34 @@ MIGRATIONS: list[tuple[int, str]] = [
             WHERE fallback_of IS NOT NULL;
         """,
     ),
+    (
+        5,
+        # The pull tracker's orders: what their events say (kept up to date from events.seq
+        # and contacts.updated_at past the cursor), and its own schedule, lease and alerts.
+        """
+        CREATE TABLE tracking (
+            order_id        TEXT PRIMARY KEY,
+            kind            TEXT NOT NULL DEFAULT 'express',
+            last_status     TEXT,
+            last_update     INTEGER,
+            closed          INTEGER NOT NULL DEFAULT 0,
+            added_at        INTEGER NOT NULL,
+            last_pulled_at  INTEGER,
+            next_pull_at    INTEGER,
+            lease_until     INTEGER,
+            gone            TEXT,
+            stuck_status    TEXT,
+            stuck_since     INTEGER
+        );
+        CREATE INDEX tracking_open ON tracking (last_update) WHERE closed = 0 AND gone IS NULL;
+        CREATE TABLE tracking_cursor (
+            id           INTEGER PRIMARY KEY CHECK (id = 1),
+            event_seq    INTEGER NOT NULL,
+            contacts_at  INTEGER NOT NULL
+        );
+        INSERT INTO tracking_cursor (id, event_seq, contacts_at) VALUES (1, 0, 0);
+        """,
+    ),
 ]
 
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.deliveries import DeliveryFilter
+from gateway.events import TERMINAL_STATUSES
 from gateway.store.base import EventQuery, PushQuery
 from gateway.store.sqlite.rows import to_us
 
@@ -439,3 +440,73 @@ COUNT_PRUNABLE = (
 )
 """What pruning every step until none is left removes: the deliveries of the events that go
 count once, whether their own window or their event's takes them."""
+
+
+# -- the pull tracker's orders (tracking.py) ---------------------------------------------------
+_FINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATUSES))
+TRACKING_COLUMNS = (
+    "order_id, kind, last_status, last_update, closed, last_pulled_at, next_pull_at, gone,"
+    " stuck_status, stuck_since"
+)
+TRACKING_CURSOR = "SELECT event_seq, contacts_at FROM tracking_cursor WHERE id = 1"
+SET_TRACKING_CURSOR = "UPDATE tracking_cursor SET event_seq = ?, contacts_at = ? WHERE id = 1"
+LAST_CONTACT_AT = "SELECT max(updated_at) FROM contacts"
+TRACKING_FROM_EVENTS = (
+    "INSERT INTO tracking (order_id, kind, last_status, last_update, closed, added_at)"
+    " SELECT order_id, coalesce(body ->> '$.kind', 'express'), status, occurred_at,"
+    f" status IN ({_FINAL}), ?3"
+    " FROM events WHERE seq > ?1 AND seq <= ?2 AND status != 'stuck' ORDER BY seq"
+    " ON CONFLICT (order_id) DO UPDATE SET kind = excluded.kind,"
+    " closed = closed OR excluded.closed,"
+    " last_status = CASE WHEN last_update IS NULL OR excluded.last_update >= last_update"
+    "  THEN excluded.last_status ELSE last_status END,"
+    " last_update = max(coalesce(last_update, excluded.last_update), excluded.last_update)"
+)
+"""Events past the cursor (``?1`` < seq <= ``?2``, ``?3`` now): the newest status by
+``occurred_at`` wins, a final status closes the order for good."""
+TRACKING_FROM_CONTACTS = (
+    "INSERT INTO tracking (order_id, added_at)"
+    " SELECT order_id, ?2 FROM contacts WHERE updated_at > ?1 ON CONFLICT (order_id) DO NOTHING"
+)
+TRACK_ORDER = (
+    "INSERT INTO tracking (order_id, kind, added_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (order_id) DO NOTHING"
+)
+CLAIM_PULLS = (
+    "UPDATE tracking SET lease_until = :lease WHERE order_id IN ("
+    " SELECT order_id FROM tracking"
+    "  WHERE closed = 0 AND gone IS NULL AND coalesce(lease_until, 0) <= :now"
+    "  AND ((:pulled_before IS NULL AND coalesce(last_update, 0) < :stale_before"
+    "        AND coalesce(next_pull_at, 0) <= :now)"
+    "    OR coalesce(last_pulled_at, 0) < :pulled_before)"
+    "  ORDER BY coalesce(last_update, 0), order_id LIMIT :limit)"
+    f" RETURNING {TRACKING_COLUMNS}"
+)
+"""The lease is the claim: an order whose ``lease_until`` is in the future is another
+worker's (PostgreSQL: the same with ``FOR UPDATE SKIP LOCKED`` in the subquery)."""
+FINISH_PULL = (
+    "UPDATE tracking SET lease_until = NULL, next_pull_at = ?,"
+    " last_pulled_at = CASE WHEN ? THEN ? ELSE last_pulled_at END, gone = coalesce(?, gone)"
+    " WHERE order_id = ?"
+)
+CLAIM_STUCK = (
+    "UPDATE tracking SET stuck_status = last_status, stuck_since = last_update"
+    " WHERE order_id IN ("
+    " SELECT t.order_id FROM tracking AS t JOIN json_each(?1) AS j ON j.key = t.last_status"
+    "  WHERE t.closed = 0 AND t.gone IS NULL AND t.last_update < ?2 - j.value"
+    "  AND (t.stuck_since IS NULL OR t.stuck_since != t.last_update"
+    "       OR t.stuck_status != t.last_status)"
+    "  ORDER BY t.last_update LIMIT ?3)"
+    f" RETURNING {TRACKING_COLUMNS}"
+)
+"""``?1`` a JSON object status → microseconds, ``?2`` now, ``?3`` how many."""
+KNOWN_STATUSES = (
+    "SELECT DISTINCT status, CASE WHEN status = 'problem' THEN body ->> '$.reason' END"
+    " FROM events WHERE order_id = ? AND status != 'stuck'"
+)
+LAST_PUSH_AT = "SELECT received_at FROM pushes WHERE source = 'push' ORDER BY seq DESC LIMIT 1"
+GET_TRACKING = f"SELECT {TRACKING_COLUMNS} FROM tracking WHERE order_id = ?"
+TRACKING_COUNTS = (
+    "SELECT count(*), coalesce(sum(stuck_since = last_update AND stuck_status = last_status), 0)"
+    " FROM tracking WHERE closed = 0 AND gone IS NULL"
+)

@@ -14,7 +14,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -29,27 +29,29 @@ from gateway.deliveries import (
     NewDelivery,
 )
 from gateway.errors import StoreError
-from gateway.events import Contact, Event
+from gateway.events import Contact, Event, EventKind, Status
 from gateway.store.base import (
     Cutoffs,
     EventPage,
     EventQuery,
-    Finished,
     Finished,
     IngestResult,
     LoggedPush,
     NewPush,
     Pruned,
     PruneStep,
+    PullClaim,
     PushOutcome,
     PushQuery,
     PushState,
     RejectedRequest,
     SinkCounts,
     StoredRejected,
+    TrackedOrder,
+    TrackingCounts,
 )
 from gateway.store.sqlite import contacts as contacts_
-from gateway.store.sqlite import ingest, prune, queue, reads, sql
+from gateway.store.sqlite import ingest, prune, queue, reads, sql, tracking
 from gateway.store.sqlite.rows import to_us
 from gateway.store.sqlite.schema import migrate
 from gateway.store.sqlite.writer import Writer
@@ -332,3 +334,42 @@ class SQLiteStore:
 
     async def disabled_sinks(self) -> dict[str, str]:
         return await self._read(queue.disabled_sinks)
+
+    # -- the pull tracker's orders -------------------------------------------------------------
+    async def track_orders(self, orders: Sequence[tuple[str, EventKind]], *, now: datetime) -> int:
+        return await self._write(lambda c: tracking.track_orders(c, orders, now))
+
+    async def claim_pulls(self, claim: PullClaim) -> list[TrackedOrder]:
+        return await self._write(lambda c: tracking.claim_pulls(c, claim))
+
+    async def finish_pull(
+        self,
+        order_id: str,
+        *,
+        now: datetime,
+        next_pull_at: datetime,
+        answered: bool = True,
+        gone: str | None = None,
+    ) -> None:
+        await self._write(
+            lambda c: tracking.finish_pull(
+                c, order_id, now=now, next_pull_at=next_pull_at, answered=answered, gone=gone
+            )
+        )
+
+    async def claim_stuck(
+        self, after: Mapping[Status, float], *, now: datetime, limit: int
+    ) -> list[TrackedOrder]:
+        return await self._write(lambda c: tracking.claim_stuck(c, after, now, limit))
+
+    async def known_statuses(self, order_id: str) -> set[tuple[Status, str | None]]:
+        return await self._read(lambda c: tracking.known_statuses(c, order_id))
+
+    async def last_push_at(self) -> datetime | None:
+        return await self._read(tracking.last_push_at)
+
+    async def get_tracking(self, order_id: str) -> TrackedOrder | None:
+        return await self._read(lambda c: tracking.get_tracking(c, order_id))
+
+    async def tracking_counts(self) -> TrackingCounts:
+        return await self._read(tracking.tracking_counts)

@@ -1,0 +1,331 @@
+"""The pull tracker: asks KiriminAja's tracking API about orders pushes left quiet.
+
+Every ``pull.interval`` a pass:
+
+1. raises stuck alerts: an open order whose last status is a key of ``pull.alert_after`` and
+   has not changed for that long gets ONE ``stuck`` log entry, and no other until it moves
+   (the store marks the alert when it hands the order out). Skipped while the intake is
+   behind, since the store's view of the orders is then older than the log;
+2. pulls: it leases open orders (no final status, not unknown to KiriminAja) whose last update
+   is older than ``pull.stale_after``, oldest first, and asks about each, at most ``pull.rate``
+   calls a second. The lease in the store lets replicas share the orders without asking about
+   one twice. After an answer the order waits ``stale_after`` before it is asked about again;
+   a "try later" ends the pass (KiriminAja is limiting or failing) and that order waits an
+   ``interval``.
+
+When the process starts after a gap (the newest push is older than ``pull.gap``, whether
+Kabarin was down or KiriminAja stopped pushing), passes pull every open order once, whatever
+its last update, until one such pass completes.
+
+What an answer teaches is appended to the push log (source ``pull``, a `PullEntry`) and the
+intake is woken: it makes the events, one way in as for pushes. Statuses the order already has
+are listed in the entry and make no event; an answer with nothing new appends nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Literal, Protocol
+
+import msgspec
+
+from gateway import metrics
+from gateway.config import PullConfig
+from gateway.errors import StoreError
+from gateway.events import Contact, Event, EventKind
+from gateway.ingest import new_push_id
+from gateway.kiriminaja.entries import STUCK_METHOD, PullEntry, Stuck, status_key
+from gateway.kiriminaja.pulled import Pulled, normalise_pulled
+from gateway.kiriminaja.tracking import NotFound, TrackingResult
+from gateway.store.base import IngestStore, NewPush, PullClaim, TrackedOrder, TrackingStore
+
+__all__ = ["Clock", "PassReport", "PullResult", "PullStore", "PullTracker", "SystemClock"]
+
+log = logging.getLogger("kabarin.pull")
+
+Outcome = Literal["changed", "unchanged", "not_found", "try_later"]
+
+_STUCK_BATCH = 100
+
+
+class PullStore(IngestStore, TrackingStore, Protocol):
+    """What the tracker uses of the store."""
+
+    async def get_contact(self, order_id: str) -> Contact | None: ...
+
+
+class Tracker(Protocol):
+    """The tracking API (`gateway.kiriminaja.tracking.TrackingClient`)."""
+
+    async def track(self, kind: EventKind, order_id: str) -> TrackingResult: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class PullResult:
+    """What asking about one order did."""
+
+    order_id: str
+    outcome: Outcome
+    new: list[Event] = field(default_factory=list)
+    """The statuses it learned (appended to the log for the intake)."""
+    reason: str | None = None
+    """Why there was no answer (``try_later``, ``not_found``)."""
+
+
+@dataclass
+class PassReport:
+    pulls: list[PullResult] = field(default_factory=list)
+    stuck: list[TrackedOrder] = field(default_factory=list)
+    catch_up: bool = False
+    """It was a catch-up pass (after a gap)."""
+
+
+class PullTracker:
+    """The background task; `run_pass` and `pull` are its decisions, usable one at a time."""
+
+    def __init__(
+        self,
+        *,
+        store: PullStore,
+        client: Tracker,
+        config: PullConfig,
+        timezone: tzinfo,
+        wake_intake: Callable[[], None] = lambda: None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.config = config
+        self.timezone = timezone
+        self.wake_intake = wake_intake
+        self.clock = clock or SystemClock()
+        self.catch_up_since: datetime | None = None
+        """Set after a gap: passes pull every open order not pulled since then."""
+        self._spacing = 1.0 / config.calls_per_second
+        self._next_call: datetime | None = None
+        # About a second of calls per claim: a lease never outlives its place in the rate.
+        self._batch = min(50, max(1, math.ceil(config.calls_per_second)))
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.check_gap()
+        self._stop.clear()
+        self._task = asyncio.create_task(self._run(), name="kabarin-pull")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def check_gap(self) -> bool:
+        """Whether pushes have been missing for longer than ``pull.gap``: then the next passes
+        catch up on every open order."""
+        now = self.clock.now()
+        last = await self.store.last_push_at()
+        if last is None or (now - last).total_seconds() <= self.config.gap:
+            return False
+        log.info(
+            "pull: no push since %s (longer than pull.gap): asking about every open order once",
+            last.isoformat(),
+        )
+        self.catch_up_since = now
+        return True
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.run_pass()
+            except StoreError as exc:
+                log.error("pull: the store failed, trying again next interval: %s", exc)
+            except Exception:
+                log.exception("pull: unexpected error; trying again next interval")
+            with suppress(TimeoutError):
+                async with asyncio.timeout(self.config.interval):
+                    await self._stop.wait()
+
+    # -- one pass ----------------------------------------------------------------------------
+    async def run_pass(self) -> PassReport:
+        report = PassReport(
+            stuck=await self.raise_stuck(), catch_up=self.catch_up_since is not None
+        )
+        completed = await self._pull_due(report)
+        if completed and report.catch_up:
+            log.info("pull: caught up (%d orders asked about)", len(report.pulls))
+            self.catch_up_since = None
+        counts = await self.store.tracking_counts()
+        metrics.ORDERS_OPEN.set(counts.open)
+        metrics.ORDERS_STUCK.set(counts.stuck)
+        metrics.PULL_LAST_PASS.set(self.clock.now().timestamp())
+        return report
+
+    async def _pull_due(self, report: PassReport) -> bool:
+        """Lease and ask until nothing is due; False when a "try later" ended the pass."""
+        while True:
+            now = self.clock.now()
+            catch_up = self.catch_up_since
+            claimed = await self.store.claim_pulls(
+                PullClaim(
+                    now=now,
+                    limit=self._batch,
+                    lease_seconds=self._batch * self._spacing + self.config.lease,
+                    stale_before=None
+                    if catch_up
+                    else now - timedelta(seconds=self.config.stale_after),
+                    pulled_before=catch_up,
+                )
+            )
+            if not claimed:
+                return True
+            for i, order in enumerate(claimed):
+                result = await self._pull_claimed(order)
+                report.pulls.append(result)
+                if result.outcome == "try_later":
+                    # Handed back for the next pass, not left to wait out their lease.
+                    now = self.clock.now()
+                    for rest in claimed[i + 1 :]:
+                        await self.store.finish_pull(
+                            rest.order_id, now=now, next_pull_at=now, answered=False
+                        )
+                    return False
+
+    async def _pull_claimed(self, order: TrackedOrder) -> PullResult:
+        result = await self.pull(order.order_id, order.kind)
+        now = self.clock.now()
+        if result.outcome == "try_later":
+            later = now + timedelta(seconds=self.config.interval)
+            await self.store.finish_pull(
+                order.order_id, now=now, next_pull_at=later, answered=False
+            )
+        else:
+            await self.store.finish_pull(
+                order.order_id,
+                now=now,
+                next_pull_at=now + timedelta(seconds=self.config.stale_after),
+                gone=result.reason if result.outcome == "not_found" else None,
+            )
+        return result
+
+    # -- one order -------------------------------------------------------------------------
+    async def pull(self, order_id: str, kind: EventKind) -> PullResult:
+        """Ask about one order now (within the rate) and append what is new."""
+        await self._pace()
+        answer = await self.client.track(kind, order_id)
+        if isinstance(answer, Pulled):
+            metrics.PULL_CALLS.labels("pulled").inc()
+            new = await self._learn(answer)
+            return PullResult(order_id, "changed" if new else "unchanged", new)
+        if isinstance(answer, NotFound):
+            metrics.PULL_CALLS.labels("not_found").inc()
+            log.warning("pull: KiriminAja does not know order %s: %s", order_id, answer.reason)
+            return PullResult(order_id, "not_found", reason=answer.reason)
+        metrics.PULL_CALLS.labels("try_later").inc()
+        log.warning("pull: no answer about order %s: %s", order_id, answer.reason)
+        return PullResult(order_id, "try_later", reason=answer.reason)
+
+    async def _pace(self) -> None:
+        now = self.clock.now()
+        if self._next_call is not None and self._next_call > now:
+            await self.clock.sleep((self._next_call - now).total_seconds())
+            now = self.clock.now()
+        start = max(now, self._next_call or now)
+        self._next_call = start + timedelta(seconds=self._spacing)
+
+    async def _learn(self, pulled: Pulled) -> list[Event]:
+        now = self.clock.now()
+        events = normalise_pulled(pulled, received_at=now, tz=self.timezone).events
+        known = await self.store.known_statuses(pulled.order_id)
+        new = [e for e in events if status_key(e) not in known]
+        if not new:
+            return []
+        contact = await self.store.get_contact(pulled.order_id)
+        entry = PullEntry(
+            kind=pulled.kind,
+            order_id=pulled.order_id,
+            answer=pulled.answer,
+            known=sorted(known, key=lambda k: (k[0].value, k[1] or "")),
+            # A pulled recipient fills a gap; it never replaces what a push or an operator set.
+            contact=contact is None or (contact.name is None and contact.phone is None),
+        )
+        await self.store.append_push(
+            NewPush(
+                id=new_push_id(now),
+                source="pull",
+                received_at=now,
+                body=entry.encode(),
+                content_type="application/json",
+                method=pulled.method,
+                items=len(new),
+            )
+        )
+        self.wake_intake()
+        log.info("pull: order %s has %s", pulled.order_id, ", ".join(e.status.value for e in new))
+        return new
+
+    # -- stuck parcels -----------------------------------------------------------------------
+    async def raise_stuck(self) -> list[TrackedOrder]:
+        """One ``stuck`` log entry per order that waits too long in its status (see the module
+        doc); the orders alerted."""
+        if not self.config.alert_after or await self.store.count_pending_pushes():
+            return []
+        after = {status: float(d) for status, d in self.config.alert_after.items()}
+        raised: list[TrackedOrder] = []
+        while True:
+            now = self.clock.now()
+            orders = await self.store.claim_stuck(after, now=now, limit=_STUCK_BATCH)
+            for order in orders:
+                if order.last_status is None or order.last_update is None:
+                    continue
+                stuck = Stuck(
+                    kind=order.kind,
+                    order_id=order.order_id,
+                    stuck_in=order.last_status,
+                    since=order.last_update,
+                )
+                await self.store.append_push(
+                    NewPush(
+                        id=new_push_id(now),
+                        source="pull",
+                        received_at=now,
+                        body=msgspec.json.encode(stuck),
+                        content_type="application/json",
+                        method=STUCK_METHOD,
+                        items=1,
+                    )
+                )
+                raised.append(order)
+                log.info(
+                    "pull: order %s stuck in %s since %s",
+                    order.order_id,
+                    order.last_status.value,
+                    order.last_update.isoformat(),
+                )
+            if len(orders) < _STUCK_BATCH:
+                break
+        if raised:
+            self.wake_intake()
+        return raised

@@ -1,0 +1,240 @@
+"""The pull tracker end to end: the real server against a fake KiriminAja on loopback."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import KabarinProcess, Peer
+
+API_KEY = "e2e-kiriminaja-api-key"
+
+
+@dataclass
+class FakeKiriminAja:
+    """KiriminAja's express tracking: each order's current answer, and every call's time."""
+
+    port: int = 0
+    orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calls: list[tuple[str, float]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def move(self, order_id: str, **details: Any) -> None:
+        """The order's tracking now shows these fields (shipped_at, delivered_at, ...)."""
+        with self.lock:
+            answer = self.orders.setdefault(order_id, _answer(order_id))
+            answer["details"].update(details)
+            if details.get("delivered_at"):
+                answer["details"]["delivered"] = True
+
+    def asked(self, order_id: str | None = None) -> list[float]:
+        with self.lock:
+            return [at for o, at in self.calls if order_id is None or o == order_id]
+
+
+def _answer(order_id: str) -> dict[str, Any]:
+    return {
+        "status": True,
+        "text": "ok",
+        "method": "shTracking",
+        "status_code": None,
+        "details": {
+            "order_id": order_id,
+            "awb": f"AWB-{order_id}",
+            "shipped_at": "",
+            "delivered": False,
+            "delivered_at": "",
+            "refunded": False,
+            "refunded_at": "",
+            "destination": {"name": "Zainal Arifin", "phone": "6287839087416"},
+        },
+        "histories": [],
+    }
+
+
+@pytest.fixture
+def kiriminaja() -> Iterator[FakeKiriminAja]:
+    state = FakeKiriminAja()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
+            if self.path != "/api/mitra/tracking" or (
+                self.headers.get("authorization") != f"Bearer {API_KEY}"
+            ):
+                return self._reply(401, {"status": False, "text": "unauthorized"})
+            order_id = str(body.get("order_id"))
+            with state.lock:
+                state.calls.append((order_id, time.monotonic()))
+                answer = state.orders.get(order_id)
+                reply = json.loads(json.dumps(answer)) if answer else None
+            if reply is None:
+                return self._reply(200, {"status": False, "code": 2, "text": "Order not found"})
+            self._reply(200, reply)
+
+        def _reply(self, status: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    state.port = httpd.server_address[1]
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def config(peer: Peer, kiriminaja: FakeKiriminAja, pull: str) -> str:
+    return f"""
+retry: {{schedule: [200ms, 200ms], jitter: 0}}
+kiriminaja:
+  api_key: {API_KEY}
+  base_url: {kiriminaja.url}
+pull:
+  enabled: true
+  interval: 200ms
+{pull}
+sinks:
+  erp:
+    type: webhook
+    url: {peer.url}/erp
+    secret: whsec_{"a2FiYXJpbi1lMmUtd2ViaG9vay1zZWNyZXQ="}
+routes:
+  - name: shipped
+    match: {{status: shipped}}
+    sinks: [erp]
+  - name: delivered
+    match: {{status: delivered}}
+    sinks: [erp]
+  - name: stuck
+    match: {{status: stuck}}
+    sinks: [erp]
+"""
+
+
+def delivered(peer: Peer, status: str) -> list[dict[str, Any]]:
+    """The events the webhook received with this status."""
+    return [b["data"] for b in peer.bodies("/erp") if b["data"]["status"] == status]
+
+
+def wib_now() -> str:
+    """Now as KiriminAja writes times (WIB, UTC+7)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(time.time() + 7 * 3600))
+
+
+def shipped(order_id: str, at: str) -> dict[str, Any]:
+    return {"method": "shipped_packages", "data": [{"order_id": order_id, "shipped_at": at}]}
+
+
+def test_missed_pushes_are_pulled_after_a_restart_and_the_late_push_is_a_duplicate(
+    make_server: Callable[..., KabarinProcess], peer: Peer, kiriminaja: FakeKiriminAja
+) -> None:
+    server = make_server(config(peer, kiriminaja, "  stale_after: 1h\n  gap: 1s\n  rate: 5"))
+    kiriminaja.move("OID-1", shipped_at=wib_now())
+    assert server.ingest(shipped("OID-1", wib_now())) == {"accepted": 1, "duplicates": 0}
+    server.wait_for(lambda: len(delivered(peer, "shipped")) == 1)
+    assert server.terminate() in (0, -15)  # uvicorn re-raises SIGTERM after a clean stop
+
+    # While Kabarin is down the parcel arrives; its push is missed.
+    time.sleep(1.2)  # longer than pull.gap since the last push
+    delivered_at = wib_now()
+    kiriminaja.move("OID-1", delivered_at=delivered_at)
+    server.start()
+
+    server.wait_for(lambda: len(delivered(peer, "delivered")) == 1)
+    (event,) = delivered(peer, "delivered")
+    assert event["order_id"] == "OID-1" and event["source"] == "pull"
+
+    # KiriminAja's own push of the same update comes late: the same event, stored once.
+    late = {
+        "method": "finished_packages",
+        "data": [{"order_id": "OID-1", "finished_at": delivered_at}],
+    }
+    assert server.ingest(late) == {"accepted": 0, "duplicates": 1}
+
+    timeline = server.admin("GET", "/orders/OID-1").json()
+    statuses = [(e["status"], e["source"]) for e in timeline["events"]]
+    assert ("shipped", "push") in statuses and ("delivered", "pull") in statuses
+    assert sorted(d["route"] for d in timeline["deliveries"]) == ["delivered", "shipped"]
+    server.wait_for(lambda: all(d["state"] == "delivered" for d in _deliveries(server)))
+    assert len(delivered(peer, "shipped")) == 1 and len(delivered(peer, "delivered")) == 1
+    assert len(kiriminaja.asked("OID-1")) == 1  # the catch-up asks once
+
+
+def _deliveries(server: KabarinProcess) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = server.admin("GET", "/orders/OID-1").json()["deliveries"]
+    return items
+
+
+def _last_pass(server: KabarinProcess) -> float:
+    text = httpx.get(f"{server.url}/metrics").text
+    for line in text.splitlines():
+        if line.startswith("kabarin_pull_last_pass_timestamp_seconds "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def test_a_stuck_parcel_alerts_once_until_it_moves(
+    make_server: Callable[..., KabarinProcess], peer: Peer, kiriminaja: FakeKiriminAja
+) -> None:
+    pull = "  stale_after: 1h\n  gap: 1h\n  alert_after: {processed: 1s, shipped: 1s}"
+    server = make_server(config(peer, kiriminaja, pull))
+    processed = {"method": "processed_packages", "data": [{"order_id": "OID-2", "awb": "A2"}]}
+    server.ingest(processed)
+
+    server.wait_for(lambda: len(delivered(peer, "stuck")) == 1)
+    (alert,) = delivered(peer, "stuck")
+    assert alert["order_id"] == "OID-2" and alert["details"]["stuck_in"] == "processed"
+    assert alert["details"]["stuck_for"] >= 1
+
+    # Several passes later, still one alert.
+    seen = _last_pass(server)
+    server.wait_for(lambda: _last_pass(server) > seen + 1)
+    assert len(delivered(peer, "stuck")) == 1
+
+    # It moves, then waits again: one more alert, for its new status.
+    server.ingest(shipped("OID-2", wib_now()))
+    server.wait_for(lambda: len(delivered(peer, "stuck")) == 2)
+    assert delivered(peer, "stuck")[1]["details"]["stuck_in"] == "shipped"
+    seen = _last_pass(server)
+    server.wait_for(lambda: _last_pass(server) > seen + 1)
+    assert len(delivered(peer, "stuck")) == 2
+    assert kiriminaja.asked() == []
+
+
+def test_tracking_calls_keep_to_the_rate(
+    make_server: Callable[..., KabarinProcess], peer: Peer, kiriminaja: FakeKiriminAja
+) -> None:
+    server = make_server(config(peer, kiriminaja, "  stale_after: 1s\n  gap: 1h\n  rate: 2/s"))
+    for i in range(8):
+        kiriminaja.move(f"OID-{i}", shipped_at="2024-01-01 09:00:00")
+        server.ingest(shipped(f"OID-{i}", "2024-01-01 09:00:00"))
+
+    server.wait_for(lambda: len(kiriminaja.asked()) >= 10, timeout=30)
+    times = sorted(kiriminaja.asked())[:10]
+    busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+    # 2 a second; one more for the time a request spends on its way.
+    assert busiest <= 3, times

@@ -1,0 +1,390 @@
+"""The pull tracker's decisions, on a fake clock, a fake tracking API and a real SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from gateway.config import PullConfig, parse_config
+from gateway.events import Contact, EventKind, Status
+from gateway.ingest import Intake, new_push_id
+from gateway.kiriminaja.pull import PullTracker
+from gateway.kiriminaja.pulled import Pulled
+from gateway.kiriminaja.tracking import NotFound, TrackingResult, TryLater
+from gateway.routing import Router
+from gateway.store import EventQuery, NewPush, PushQuery, Store, open_store
+from gateway.store.base import PushOutcome
+from gateway.units import Duration
+
+WIB = ZoneInfo("Asia/Jakarta")
+T0 = datetime(2024, 6, 1, 0, 0, tzinfo=UTC)
+CONFIG = parse_config(
+    """
+receiver: {token: t}
+sinks: {console: {type: console}}
+routes: [{name: all, sinks: [console]}]
+"""
+)
+
+
+class FakeClock:
+    def __init__(self, now: datetime) -> None:
+        self.at = now
+        self.slept: list[float] = []
+
+    def now(self) -> datetime:
+        return self.at
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.at += timedelta(seconds=seconds)
+        await asyncio.sleep(0)
+
+    def advance(self, seconds: float) -> None:
+        self.at += timedelta(seconds=seconds)
+
+
+class FakeKiriminAja:
+    """Answers from a table: an answer dict (``status: true``) or a `TryLater`/`NotFound`."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.answers: dict[str, dict[str, Any] | TryLater | str] = {}
+        self.calls: list[tuple[str, datetime]] = []
+
+    async def track(self, kind: EventKind, order_id: str) -> TrackingResult:
+        self.calls.append((order_id, self.clock.now()))
+        await asyncio.sleep(0)  # another replica may run meanwhile
+        answer = self.answers.get(order_id, "not found")
+        if isinstance(answer, TryLater):
+            return answer
+        if isinstance(answer, str):
+            return NotFound(kind=kind, order_id=order_id, reason=answer)
+        return Pulled(kind=kind, order_id=order_id, answer=answer)
+
+    def asked(self) -> list[str]:
+        return [order for order, _ in self.calls]
+
+
+def express(
+    order_id: str,
+    *,
+    shipped_at: str = "",
+    delivered_at: str = "",
+    name: str | None = "Zainal",
+    phone: str | None = "6287839087416",
+) -> dict[str, Any]:
+    return {
+        "status": True,
+        "text": "ok",
+        "status_code": None,
+        "details": {
+            "order_id": order_id,
+            "awb": f"AWB-{order_id}",
+            "shipped_at": shipped_at,
+            "delivered": bool(delivered_at),
+            "delivered_at": delivered_at,
+            "refunded": False,
+            "refunded_at": "",
+            "destination": {"name": name, "phone": phone},
+        },
+        "histories": [],
+    }
+
+
+def shipped_push(order_id: str, shipped_at: str) -> bytes:
+    item = {"order_id": order_id, "shipped_at": shipped_at}
+    return json.dumps({"method": "shipped_packages", "data": [item]}).encode()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = open_store(f"sqlite:///{tmp_path}/kabarin.db")
+    await opened.open(now=T0)
+    yield opened
+    await opened.close()
+
+
+def tracker(store: Store, clock: FakeClock, api: FakeKiriminAja, **config: Any) -> PullTracker:
+    settings: dict[str, Any] = {"enabled": True, "stale_after": Duration(3600), "rate": 5.0}
+    settings.update(config)
+    return PullTracker(
+        store=store, client=api, config=PullConfig(**settings), timezone=WIB, clock=clock
+    )
+
+
+async def push(store: Store, body: bytes, at: datetime) -> None:
+    """A push through the log and the intake, as the receiver and the intake store it."""
+    await store.append_push(
+        NewPush(id=new_push_id(at), source="push", received_at=at, body=body, items=1)
+    )
+    await drain(store, at)
+
+
+async def drain(store: Store, at: datetime) -> None:
+    intake = Intake(store=store, router=Router.from_config(CONFIG), timezone=WIB)
+    while await intake.run_once(now=at):
+        pass
+
+
+async def statuses(store: Store, order_id: str) -> list[tuple[str, str]]:
+    page = await store.list_events(EventQuery(order_id=order_id, limit=100))
+    return sorted((s.event.status.value, s.event.source) for s in page.items)
+
+
+# -- which orders, when --------------------------------------------------------------------------
+
+
+async def test_stale_open_orders_are_asked_about_oldest_first_and_not_again_until_stale(
+    store: Store,
+) -> None:
+    clock = FakeClock(T0)
+    api = FakeKiriminAja(clock)
+    # WIB times: O-OLD shipped 07:00 WIB (00:00 UTC), O-MID 07:30 WIB; O-NEW an hour later.
+    await push(store, shipped_push("O-MID", "2024-06-01 07:30:00"), T0)
+    await push(store, shipped_push("O-OLD", "2024-06-01 07:00:00"), T0)
+    await push(store, shipped_push("O-NEW", "2024-06-01 09:00:00"), T0)
+    for order in ("O-OLD", "O-MID", "O-NEW"):
+        api.answers[order] = express(order, shipped_at="2024-06-01 07:00:00")
+    clock.advance(2.5 * 3600)  # 02:30 UTC: OLD and MID are older than an hour, NEW is not
+    pull = tracker(store, clock, api)
+
+    await pull.run_pass()
+    assert api.asked() == ["O-OLD", "O-MID"]
+
+    clock.advance(1800)
+    await pull.run_pass()
+    assert api.asked() == ["O-OLD", "O-MID", "O-NEW"]  # NEW is stale now; the others wait
+
+    clock.advance(3000)  # an hour after their answers, not yet after NEW's
+    await pull.run_pass()
+    assert api.asked()[3:] == ["O-OLD", "O-MID"]
+
+
+async def test_a_final_order_is_never_asked_about(store: Store) -> None:
+    clock = FakeClock(T0)
+    api = FakeKiriminAja(clock)
+    await push(store, shipped_push("O-1", "2024-05-01 07:00:00"), T0)
+    body = {"method": "finished_packages", "data": [{"order_id": "O-1", "finished_at": "x"}]}
+    await push(store, json.dumps(body).encode(), T0)
+    clock.advance(7 * 86400)
+    report = await tracker(store, clock, api).run_pass()
+    assert report.pulls == [] and api.calls == []
+
+
+async def test_orders_registered_without_events_are_asked_about_first(store: Store) -> None:
+    clock = FakeClock(T0)
+    api = FakeKiriminAja(clock)
+    await push(store, shipped_push("O-1", "2024-05-01 07:00:00"), T0)
+    assert await store.track_orders([("O-ADDED", "instant")], now=T0) == 1
+    assert await store.track_orders([("O-ADDED", "instant")], now=T0) == 0
+    await tracker(store, clock, api).run_pass()
+    assert api.asked() == ["O-ADDED", "O-1"]
+
+
+# -- what an answer teaches ----------------------------------------------------------------------
+
+
+async def test_only_statuses_the_order_lacks_become_events(store: Store) -> None:
+    clock = FakeClock(T0)
+    api = FakeKiriminAja(clock)
+    await push(store, shipped_push("O-1", "2024-05-31 07:00:00"), T0)
+    # The answer gives shipped another time than its push did: still the same status.
+    api.answers["O-1"] = express(
+        "O-1", shipped_at="2024-05-31 07:05:00", delivered_at="2024-05-31 15:00:00"
+    )
+    clock.advance(7200)
+    report = await tracker(store, clock, api).run_pass()
+    (result,) = report.pulls
+    assert result.outcome == "changed"
+    assert {e.status for e in result.new} == {Status.PROCESSED, Status.DELIVERED}
+    await drain(store, clock.now())
+    assert await statuses(store, "O-1") == [
+        ("delivered", "pull"),
+        ("processed", "pull"),
+        ("shipped", "push"),
+    ]
+
+
+async def test_an_answer_with_nothing_new_appends_nothing(store: Store) -> None:
+    clock = FakeClock(T0)
+    api = FakeKiriminAja(clock)
+    await push(store, shipped_push("O-1", "2024-05-31 07:00:00"), T0)
+    api.answers["O-1"] = express("O-1", shipped_at="2024-05-31 07:00:00")
+    clock.advance(7200)
+    pull = tracker(store, clock, api)
+    await pull.run_pass()  # learns processed (the AWB)
+    await drain(store, clock.now())
+    clock.advance(7200)
+    (result,) = (await pull.run_pass()).pulls
+    assert result.outcome == "unchanged"
+    pulled = await store.list_pushes(PushQuery(source="pull"))
+    assert len(pulled) == 1
+
+
+async def test_a_pulled_recipient_fills_a_missing_contact_but_never_replaces_one(
+    store: Store,
+) -> None:
+    clock = FakeClock(T0)
+    api = FakeKiriminAja(clock)
+    await push(store, shipped_push("O-KNOWN", "2024-05-31 07:00:00"), T0)
+    await push(store, shipped_push("O-NONE", "2024-05-31 07:00:00"), T0)
+    known = Contact(order_id="O-KNOWN", name="Ani", phone="+628111")
+    await store.record_intake(
+        [PushOutcome(push_id="none", contacts=[known])], now=T0
+    )  # an operator's contact, as the intake stores it
+    for order in ("O-KNOWN", "O-NONE"):
+        api.answers[order] = express(order, delivered_at="2024-05-31 15:00:00", name="Budi")
+    clock.advance(7200)
+    await tracker(store, clock, api).run_pass()
+    await drain(store, clock.now())
+    assert await store.get_contact("O-KNOWN") == known
+    filled = await store.get_contact("O-NONE")
+    assert filled is not None and filled.name == "Budi"
+
+
+async def test_an_order_kiriminaja_does_not_know_is_never_asked_about_again(
+    store: Store,
+) -> None:
+    clock = FakeClock(T0)
+    api = FakeKiriminAja(clock)
+    await push(store, shipped_push("O-1", "2024-05-31 07:00:00"), T0)
+    clock.advance(7200)
+    pull = tracker(store, clock, api)
+    assert [r.outcome for r in (await pull.run_pass()).pulls] == ["not_found"]
+    clock.advance(30 * 86400)
+    assert (await pull.run_pass()).pulls == []
+    tracked = await store.get_tracking("O-1")
+    assert tracked is not None and tracked.gone == "not found"
+
+
+async def test_try_later_ends_the_pass_and_the_order_waits_an_interval(store: Store) -> None:
+    clock = FakeClock(T0)
+    api = FakeKiriminAja(clock)
+    for i in range(3):
+        await push(store, shipped_push(f"O-{i}", f"2024-05-31 0{i}:00:00"), T0)
+        api.answers[f"O-{i}"] = express(f"O-{i}", shipped_at=f"2024-05-31 0{i}:00:00")
+    api.answers["O-0"] = TryLater(reason="429", status_code=429)
+    clock.advance(7200)
+    pull = tracker(store, clock, api, interval=Duration(300))
+    await pull.run_pass()
+    assert api.asked() == ["O-0"]
+    await pull.run_pass()  # O-1 and O-2 were handed back; O-0 waits its interval
+    assert api.asked() == ["O-0", "O-1", "O-2"]
+    clock.advance(301)
+    await pull.run_pass()
+    assert api.asked()[3:] == ["O-0"]
+
+
+# -- after a gap, and the rate -------------------------------------------------------------------
+
+
+async def test_after_a_gap_every_open_order_is_asked_about_once(store: Store) -> None:
+    clock = FakeClock(T0)
+    api = FakeKiriminAja(clock)
+    for i in range(3):
+        await push(store, shipped_push(f"O-{i}", "2024-06-01 07:00:00"), T0)
+        api.answers[f"O-{i}"] = express(f"O-{i}", shipped_at="2024-06-01 07:00:00")
+    clock.advance(700)  # past a 600 s gap, but nothing is an hour stale
+    pull = tracker(store, clock, api, gap=Duration(600))
+    assert await pull.check_gap()
+    report = await pull.run_pass()
+    assert report.catch_up and sorted(api.asked()) == ["O-0", "O-1", "O-2"]
+    assert pull.catch_up_since is None
+    clock.advance(60)
+    await pull.run_pass()
+    assert len(api.calls) == 3
+
+
+async def test_no_gap_no_catch_up(store: Store) -> None:
+    clock = FakeClock(T0)
+    api = FakeKiriminAja(clock)
+    await push(store, shipped_push("O-1", "2024-06-01 07:00:00"), T0)
+    clock.advance(500)
+    pull = tracker(store, clock, api, gap=Duration(600))
+    assert not await pull.check_gap()
+    await pull.run_pass()
+    assert api.calls == []
+
+
+async def test_calls_keep_to_the_rate(store: Store) -> None:
+    clock = FakeClock(T0)
+    api = FakeKiriminAja(clock)
+    for i in range(7):
+        await push(store, shipped_push(f"O-{i}", "2024-05-01 07:00:00"), T0)
+    await tracker(store, clock, api, rate="2/s").run_pass()
+    times = [at for _, at in api.calls]
+    assert len(times) == 7
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= 0.5
+
+
+async def test_replicas_share_the_orders_without_asking_twice(store: Store) -> None:
+    clock = FakeClock(T0)
+    api = FakeKiriminAja(clock)
+    for i in range(9):
+        await push(store, shipped_push(f"O-{i}", "2024-05-01 07:00:00"), T0)
+        api.answers[f"O-{i}"] = express(f"O-{i}", shipped_at="2024-05-01 07:00:00")
+    first, second = tracker(store, clock, api), tracker(store, clock, api)
+    await asyncio.gather(first.run_pass(), second.run_pass())
+    assert sorted(api.asked()) == [f"O-{i}" for i in range(9)]
+
+
+# -- stuck parcels -------------------------------------------------------------------------------
+
+
+async def test_a_stuck_order_raises_one_alert_until_it_moves(store: Store) -> None:
+    clock = FakeClock(T0)
+    api = FakeKiriminAja(clock)
+    await push(store, shipped_push("O-1", "2024-06-01 07:00:00"), T0)  # 00:00 UTC
+    pull = tracker(
+        store, clock, api, stale_after=Duration(30 * 86400), alert_after={"shipped": 7200}
+    )
+    clock.advance(3600)
+    assert (await pull.run_pass()).stuck == []
+    clock.advance(3601)
+    (stuck,) = (await pull.run_pass()).stuck
+    assert stuck.order_id == "O-1" and stuck.last_status is Status.SHIPPED
+    await drain(store, clock.now())
+    page = await store.list_events(EventQuery(order_id="O-1", status=Status.STUCK))
+    (event,) = [s.event for s in page.items]
+    assert event.details["stuck_in"] == "shipped" and event.details["stuck_for"] == 7201
+    assert event.source == "pull" and event.raw_status == "shipped"
+
+    clock.advance(86400)
+    assert (await pull.run_pass()).stuck == []  # no second alert while it waits
+
+    # It moves (a new shipped time: the courier scanned it again), then waits again.
+    await push(store, shipped_push("O-1", "2024-06-02 12:00:00"), clock.now())
+    clock.advance(86400)
+    assert [o.order_id for o in (await pull.run_pass()).stuck] == ["O-1"]
+    counts = await store.tracking_counts()
+    assert (counts.open, counts.stuck) == (1, 1)
+
+
+async def test_no_stuck_alert_while_the_intake_is_behind(store: Store) -> None:
+    clock = FakeClock(T0)
+    api = FakeKiriminAja(clock)
+    await push(store, shipped_push("O-1", "2024-06-01 07:00:00"), T0)
+    await store.append_push(
+        NewPush(
+            id=new_push_id(T0),
+            source="push",
+            received_at=T0,
+            body=shipped_push("O-1", "2024-06-01 08:00:00"),
+            items=1,
+        )
+    )
+    clock.advance(86400)
+    pull = tracker(store, clock, api, stale_after=Duration(30 * 86400), alert_after={"shipped": 60})
+    assert (await pull.run_pass()).stuck == []
+    await drain(store, clock.now())
+    assert [o.order_id for o in (await pull.run_pass()).stuck] == ["O-1"]
