@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/store_floor.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/deliver.py
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis *.egg-info

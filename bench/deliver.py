@@ -180,20 +180,27 @@ async def aiohttp_loop(url: str, requests: int) -> float:
 
 
 async def httpx_loop(url: str, requests: int, *, kabarin_transport: bool = False) -> float:
-    """A bare httpx loop: httpx's default transport, or the one Kabarin's sinks use."""
-    from sinks.http import make_http_client
+    """A bare httpx loop: httpx's default transport, or Kabarin's client sending as the sinks
+    do (`sinks.http.post`: the same client, transport, streaming read and classification),
+    so the dispatcher's ratio to it is the cost of Kabarin alone."""
+    from gateway.redaction import Redactor
+    from sinks.http import make_http_client, post
 
     body = sample_body()
     remaining = requests
     limits = httpx.Limits(max_connections=CONCURRENCY)
     client = make_http_client() if kabarin_transport else httpx.AsyncClient(limits=limits)
+    redactor = Redactor([SECRET])
     async with client:
 
         async def worker() -> None:
             nonlocal remaining
             while remaining > 0:
                 remaining -= 1
-                await client.post(url, content=body, headers=HEADERS)
+                if kabarin_transport:
+                    await post(client, url, content=body, headers=HEADERS, redactor=redactor)
+                else:
+                    await client.post(url, content=body, headers=HEADERS)
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
@@ -307,8 +314,12 @@ def main() -> None:
     print(f"{'bare httpx.AsyncClient loop':<48} {plain:>10.0f}")
     print(f"{'bare httpx loop over httpx-aiohttp (as the sinks)':<48} {over_aiohttp:>10.0f}")
     print(f"{'kabarin dispatcher (claim, sign, send, record)':<48} {kabarin:>10.0f}")
-    print(f"\nratio kabarin / faster bare loop: {kabarin / ceiling:.2f} (target >= 0.70)")
-    print(f"ratio kabarin / the same client without kabarin: {kabarin / over_aiohttp:.2f}")
+    print(f"\nratio kabarin / the same client and transport, bare: {kabarin / over_aiohttp:.2f}")
+    print("  (target >= 0.8)")
+    print(
+        f"ratio of that client (httpx over httpx-aiohttp) / bare aiohttp: {over_aiohttp / aio:.2f}"
+    )
+    print(f"ratio kabarin / faster bare loop: {kabarin / ceiling:.2f}")
     print(
         f"end to end, push accepted -> webhook received, {args.latency_pushes} pushes "
         f"at 50/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms (target p50 < 20 ms)"

@@ -17,9 +17,9 @@ status and a short excerpt of the peer's body, passed through the sink's `Redact
 because peers like to echo the URL or credentials they were called with.
 
 `make_http_client` builds the one `httpx.AsyncClient` the sinks share. Underneath it runs
-httpx-aiohttp's transport: httpx's own connection pool manages about 350 small POSTs/s at
-concurrency 50 on this class of machine, the aiohttp transport several times that (see
-DESIGN.md). Pass ``transport="httpx"`` (or any `httpx.AsyncBaseTransport`) to swap it.
+httpx-aiohttp's transport, chosen by measurement (`bench/deliver.py`, the README's
+Performance section): several times httpx's own connection pool and faster than the curl_cffi
+transport. Pass ``transport="httpx"`` (or any `httpx.AsyncBaseTransport`) to swap it.
 """
 
 from __future__ import annotations
