@@ -1,4 +1,5 @@
-"""``kabarin``: serve | worker | check | simulate | routes test | deliveries | replay."""
+"""``kabarin``: serve | worker | check | simulate | routes test | deliveries | replay | pull |
+track add | register-callback."""
 
 from __future__ import annotations
 
@@ -128,6 +129,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=_parse_since, help="ISO time or a duration ago, e.g. 2h")
     p.add_argument("--id", action="append", default=[], help="only this push (repeatable)")
     p.set_defaults(func=_reprocess)
+
+    p = command("pull", "ask KiriminAja's tracking API about orders now and show what changed")
+    p.add_argument("order_id", nargs="*", metavar="ORDER_ID")
+    p.add_argument("--stale", action="store_true", help="one pass of the tracker over stale orders")
+    p.add_argument("--instant", action="store_true", help="orders not seen yet are instant ones")
+    p.set_defaults(func=_pull)
+
+    p = sub.add_parser("track", help="orders the pull tracker follows")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = command("add", "follow orders no push has named yet", actions)
+    p.add_argument("order_id", nargs="+", metavar="ORDER_ID")
+    p.add_argument("--instant", action="store_true", help="instant orders (default: express)")
+    p.set_defaults(func=_track_add)
+
+    p = command("register-callback", "tell KiriminAja where to push (POST /api/mitra/set_callback)")
+    p.add_argument("--url", required=True, help="the full URL of Kabarin's push endpoint")
+    p.set_defaults(func=_register_callback)
 
     p = sub.add_parser("rejected", help="bodies the push endpoint refused, kept for replay")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -634,6 +652,77 @@ async def _run_rejected(config: Config, args: argparse.Namespace) -> int:
             return 0
         print(f"rejected body {args.id} {result.outcome}: {answer}", file=sys.stderr)
         return 1
+
+
+def _pull(args: argparse.Namespace) -> int:
+    if not args.order_id and not args.stale:
+        raise KabarinError("name orders to pull, or --stale for one pass over stale orders")
+    return asyncio.run(_run_pull(_validated(args.config), args))
+
+
+async def _run_pull(config: Config, args: argparse.Namespace) -> int:
+    """Ask, append what is new to the push log, and run it through the intake here and now
+    (event ids are deterministic: a server's intake taking it too stores nothing twice)."""
+    from contextlib import AsyncExitStack
+
+    from gateway.runtime import build_intake, build_tracker, open_runtime
+
+    async with AsyncExitStack() as stack:
+        rt = await open_runtime(config, stack, dispatcher=False)
+        tracker = build_tracker(rt)
+        results = []
+        for order_id in args.order_id:
+            known = await rt.store.get_tracking(order_id)
+            kind = known.kind if known else "instant" if args.instant else "express"
+            results.append(await tracker.pull(order_id, kind))
+        if args.stale:
+            results.extend((await tracker.run_pass()).pulls)
+        await build_intake(rt).drain()
+        for r in results:
+            if r.outcome == "changed":
+                print(f"{r.order_id}: new {', '.join(e.status.value for e in r.new)}")
+            elif r.outcome == "unchanged":
+                print(f"{r.order_id}: nothing new")
+            else:
+                print(f"{r.order_id}: {r.outcome.replace('_', ' ')}: {r.reason}")
+        if args.stale and not results:
+            print("no stale open orders")
+        return 1 if any(r.outcome == "try_later" for r in results) else 0
+
+
+def _track_add(args: argparse.Namespace) -> int:
+    return asyncio.run(_run_track_add(_validated(args.config), args))
+
+
+async def _run_track_add(config: Config, args: argparse.Namespace) -> int:
+    from gateway.events import EventKind
+    from gateway.store import open_store
+
+    store = open_store(config.store.url)
+    await store.open(now=datetime.now(UTC))
+    try:
+        kind: EventKind = "instant" if args.instant else "express"
+        orders = [(o, kind) for o in dict.fromkeys(args.order_id)]
+        added = await store.track_orders(orders, now=datetime.now(UTC))
+    finally:
+        await store.close()
+    print(f"{added} orders added, {len(orders) - added} already followed")
+    return 0
+
+
+def _register_callback(args: argparse.Namespace) -> int:
+    return asyncio.run(_run_register_callback(_validated(args.config), args.url))
+
+
+async def _run_register_callback(config: Config, url: str) -> int:
+    from gateway.kiriminaja.tracking import TrackingClient
+    from sinks.http import make_http_client
+
+    async with make_http_client() as http:
+        client = TrackingClient(config.kiriminaja, api_key=config.kiriminaja_api_key, http=http)
+        accepted, answer = await client.set_callback(url)
+    print(answer, file=sys.stdout if accepted else sys.stderr)
+    return 0 if accepted else 1
 
 
 def _reprocess(args: argparse.Namespace) -> int:

@@ -71,6 +71,9 @@ class TrackingClient:
             env=Env(config.env), api_key=api_key, base_url=config.url, async_http_client=http
         )
         self._redactor = Redactor((api_key,))
+        self._http = http
+        self._base_url = config.url
+        self._api_key = api_key
 
     def __repr__(self) -> str:
         return "TrackingClient()"
@@ -93,6 +96,22 @@ class TrackingClient:
         except ValueError:  # the SDK's json.loads on a body that is not JSON
             return TryLater(reason="KiriminAja answered with a body that is not JSON")
         return self._answer(kind, order_id, answer)
+
+    async def set_callback(self, url: str) -> tuple[bool, str]:
+        """Ask KiriminAja to push to `url` (``POST /api/mitra/set_callback``; the SDK has no
+        such call): whether it accepted, and what it answered."""
+        try:
+            response = await self._http.post(
+                f"{self._base_url}/api/mitra/set_callback",
+                json={"url": url},
+                headers={"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"},
+            )
+        except httpx.HTTPError as exc:
+            return False, self._mask(f"cannot reach KiriminAja: {exc}")
+        body = _json_object(response.content)
+        text = _snippet(body.get("text") if body is not None else response.text)
+        accepted = response.status_code == 200 and body is not None and body.get("status") is True
+        return accepted, self._mask(f"KiriminAja answered {response.status_code}: {text}")
 
     def _answer(self, kind: EventKind, order_id: str, answer: object) -> TrackingResult:
         if not isinstance(answer, dict):

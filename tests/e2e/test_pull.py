@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import KabarinProcess, Peer
+from tests.e2e.conftest import KABARIN, KabarinProcess, Peer, write_config
 
 API_KEY = "e2e-kiriminaja-api-key"
 
@@ -25,6 +27,7 @@ class FakeKiriminAja:
     port: int = 0
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[tuple[str, float]] = field(default_factory=list)
+    callbacks: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -73,10 +76,12 @@ def kiriminaja() -> Iterator[FakeKiriminAja]:
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
-            if self.path != "/api/mitra/tracking" or (
-                self.headers.get("authorization") != f"Bearer {API_KEY}"
-            ):
+            if self.headers.get("authorization") != f"Bearer {API_KEY}":
                 return self._reply(401, {"status": False, "text": "unauthorized"})
+            if self.path == "/api/mitra/set_callback":
+                state.callbacks.append(body["url"])
+                text = f"Callback di set ke {body['url']}"
+                return self._reply(200, {"status": True, "method": "set_callback", "text": text})
             order_id = str(body.get("order_id"))
             with state.lock:
                 state.calls.append((order_id, time.monotonic()))
@@ -238,3 +243,34 @@ def test_tracking_calls_keep_to_the_rate(
     busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
     # 2 a second; one more for the time a request spends on its way.
     assert busiest <= 3, times
+
+
+def test_the_command_line_follows_pulls_and_registers_the_callback(
+    tmp_path: Path, peer: Peer, kiriminaja: FakeKiriminAja
+) -> None:
+    path = write_config(tmp_path / "config.yaml", config(peer, kiriminaja, "  gap: 1h"))
+
+    def kabarin(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(KABARIN), *args, "--config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+
+    added = kabarin("track", "add", "OID-9", "OID-9")
+    assert added.returncode == 0 and "1 orders added" in added.stdout, added.stderr
+    kiriminaja.move("OID-9", shipped_at="2024-06-01 09:00:00")
+    first = kabarin("pull", "OID-9")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "OID-9: new shipped, processed"
+    again = kabarin("pull", "OID-9")
+    assert again.stdout.strip() == "OID-9: nothing new"
+    unknown = kabarin("pull", "OID-NOPE")
+    assert unknown.stdout.startswith("OID-NOPE: not found")
+
+    done = kabarin("register-callback", "--url", "https://toko.example/kiriminaja/push")
+    assert done.returncode == 0, done.stderr
+    assert "Callback di set ke https://toko.example/kiriminaja/push" in done.stdout
+    assert kiriminaja.callbacks == ["https://toko.example/kiriminaja/push"]
