@@ -20,6 +20,7 @@ from gateway.store import (
     Finished,
     NewPush,
     Pruned,
+    PullClaim,
     PushOutcome,
     PushQuery,
     RejectedRequest,
@@ -862,3 +863,99 @@ async def test_size_bytes_counts_what_is_stored(store: Store) -> None:
     assert before > 0
     await ingest(store, events=[event(f"S{i}", id_=f"evt-size-{i}") for i in range(200)])
     assert await store.size_bytes() > before
+
+
+# -- the pull tracker's orders (TrackingStore) -------------------------------------------------
+
+
+async def test_tracking_follows_open_orders_from_events_contacts_and_track_orders(
+    store: Store,
+) -> None:
+    await ingest(store, events=[event("O-OLD", minute=0), event("O-NEW", minute=30)])
+    await ingest(store, events=[event("O-DONE"), event("O-DONE", Status.DELIVERED, minute=5)])
+    await ingest(store, contacts=[Contact(order_id="O-CONTACT", name="Ani")])
+    assert await store.track_orders([("O-ADDED", "instant"), ("O-OLD", "express")], now=T0) == 1
+    now = T0 + timedelta(hours=1)
+    claim = PullClaim(now=now, limit=10, lease_seconds=60, stale_before=T0 + timedelta(minutes=10))
+    claimed = await store.claim_pulls(claim)
+    # Without any event first (by order id), then oldest last update; O-NEW is not stale yet.
+    assert [o.order_id for o in claimed] == ["O-ADDED", "O-CONTACT", "O-OLD"]
+    old = claimed[2]
+    assert (old.last_status, old.last_update, old.kind) == (Status.SHIPPED, T0, "express")
+    assert claimed[0].kind == "instant" and claimed[0].last_status is None
+    # Leased: not handed out again until the lease runs out.
+    assert await store.claim_pulls(claim) == []
+    later = msgspec.structs.replace(claim, now=now + timedelta(seconds=61))
+    assert len(await store.claim_pulls(later)) == 3
+    done = await store.get_tracking("O-DONE")
+    assert done is not None and done.closed and done.last_status is Status.DELIVERED
+    assert (await store.tracking_counts()).open == 4
+
+
+async def test_a_finished_pull_waits_for_its_next_pull_and_gone_orders_never_come_back(
+    store: Store,
+) -> None:
+    await ingest(store, events=[event("O-1"), event("O-2")])
+    now = T0 + timedelta(hours=1)
+    claim = PullClaim(now=now, limit=10, lease_seconds=60, stale_before=now)
+    assert len(await store.claim_pulls(claim)) == 2
+    await store.finish_pull("O-1", now=now, next_pull_at=now + timedelta(hours=2))
+    await store.finish_pull("O-2", now=now, next_pull_at=now, gone="KiriminAja: not found")
+    soon = msgspec.structs.replace(claim, now=now + timedelta(hours=1))
+    assert await store.claim_pulls(soon) == []
+    due = msgspec.structs.replace(claim, now=now + timedelta(hours=2))
+    (again,) = await store.claim_pulls(due)
+    assert again.order_id == "O-1" and again.last_pulled_at == now
+    gone = await store.get_tracking("O-2")
+    assert gone is not None and gone.gone == "KiriminAja: not found"
+    # A catch-up pass takes every open order not pulled since, whatever its schedule.
+    await store.finish_pull("O-1", now=now, next_pull_at=now + timedelta(days=9))
+    catch_up = PullClaim(
+        now=now + timedelta(minutes=1), limit=10, lease_seconds=60, pulled_before=now
+    )
+    assert await store.claim_pulls(catch_up) == []
+    catch_up = msgspec.structs.replace(catch_up, pulled_before=now + timedelta(seconds=1))
+    assert [o.order_id for o in await store.claim_pulls(catch_up)] == ["O-1"]
+
+
+async def test_concurrent_claims_never_hand_out_one_order_twice(store: Store) -> None:
+    await ingest(store, events=[event(f"O-{i}", minute=i) for i in range(20)])
+    now = T0 + timedelta(hours=1)
+    claim = PullClaim(now=now, limit=3, lease_seconds=60, stale_before=now)
+    batches = await asyncio.gather(*(store.claim_pulls(claim) for _ in range(10)))
+    taken = [o.order_id for batch in batches for o in batch]
+    assert sorted(taken) == sorted(f"O-{i}" for i in range(20))
+
+
+async def test_claim_stuck_marks_each_wait_once_until_the_order_moves(store: Store) -> None:
+    await ingest(store, events=[event("O-1"), event("O-2", Status.PROCESSED)])
+    after = {Status.SHIPPED: 3600.0}
+    assert await store.claim_stuck(after, now=T0 + timedelta(minutes=59), limit=10) == []
+    now = T0 + timedelta(hours=2)
+    (stuck,) = await store.claim_stuck(after, now=now, limit=10)
+    assert (stuck.order_id, stuck.stuck_status, stuck.stuck_since) == ("O-1", Status.SHIPPED, T0)
+    assert await store.claim_stuck(after, now=now + timedelta(days=1), limit=10) == []
+    assert (await store.tracking_counts()).stuck == 1
+    await ingest(store, events=[event("O-1", minute=180)])  # it moves
+    assert await store.claim_stuck(after, now=now + timedelta(minutes=61), limit=10) == []
+    (again,) = await store.claim_stuck(after, now=now + timedelta(hours=3), limit=10)
+    assert again.stuck_since == T0 + timedelta(minutes=180)
+
+
+async def test_known_statuses_and_the_last_push(store: Store) -> None:
+    problem = msgspec.structs.replace(
+        event("O-1", Status.PROBLEM, minute=1), reason="alamat tidak ditemukan"
+    )
+    stuck = msgspec.structs.replace(event("O-1", Status.STUCK, minute=2), source="pull")
+    await ingest(store, events=[event("O-1"), problem, stuck])
+    assert await store.known_statuses("O-1") == {
+        (Status.SHIPPED, None),
+        (Status.PROBLEM, "alamat tidak ditemukan"),
+    }
+    assert await store.known_statuses("O-none") == set()
+    assert await store.last_push_at() is None
+    await store.append_push(new_push("O-1", at=T0))
+    await store.append_push(new_push("O-2", at=T0 + timedelta(seconds=5)))
+    pulled = msgspec.structs.replace(new_push("O-3", at=T0 + timedelta(seconds=9)), source="pull")
+    await store.append_push(pulled)
+    assert await store.last_push_at() == T0 + timedelta(seconds=5)

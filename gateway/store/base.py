@@ -476,7 +476,8 @@ class TrackingStore(Protocol):
     """
 
     async def track_orders(self, orders: Sequence[tuple[str, EventKind]], *, now: datetime) -> int:
-        """Register orders to follow (`kabarin track add`); how many were new."""
+        """Register orders to follow (`kabarin track add`); how many were new (not named by
+        a stored event, a contact or an earlier call)."""
 
     async def claim_pulls(self, claim: PullClaim) -> list[TrackedOrder]:
         """Lease up to `claim.limit` open, not gone orders with no live lease, oldest last

@@ -72,6 +72,7 @@ def _sorted(rows: list[Any]) -> list[TrackedOrder]:
 def track_orders(
     conn: sqlite3.Connection, orders: Sequence[tuple[str, EventKind]], now: datetime
 ) -> int:
+    _sync(conn, to_us(now))  # an order its events already named is not new
     before = conn.total_changes
     conn.executemany(sql.TRACK_ORDER, [(o, k, to_us(now)) for o, k in orders])
     return conn.total_changes - before
