@@ -93,6 +93,9 @@ async def send_with_quick_retries(
 
     Returns the last try's result and attempt row; the earlier rows went to `record`.
     """
+    first = await send_once(sink, message, clock=clock, redactor=redactor)
+    if quick_retries <= 0 or not is_connection_blip(*first):
+        return first  # nearly every send: no retry machinery is built for it
     retrying = AsyncRetrying(
         stop=stop_after_attempt(1 + quick_retries),
         wait=_QUICK_WAIT,
@@ -100,11 +103,14 @@ async def send_with_quick_retries(
         retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
     )
     last: tuple[SendResult, Attempt] | None = None
+    earlier: tuple[SendResult, Attempt] | None = first
     async for try_ in retrying:
         if last is not None:  # the previous try was a blip: keep its row, then go again
             await record(last[1])
         with try_:
-            last = await send_once(sink, message, clock=clock, redactor=redactor)
+            # The first try already happened: it enters the schedule as its first attempt.
+            last = earlier or await send_once(sink, message, clock=clock, redactor=redactor)
+            earlier = None
         if not try_.retry_state.outcome or not try_.retry_state.outcome.failed:
             try_.retry_state.set_result(last)
     assert last is not None
