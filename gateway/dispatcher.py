@@ -47,7 +47,6 @@ from gateway.config import DispatcherConfig, RetryPolicyConfig
 from gateway.contacts import ContactResolver, LookupFailed
 from gateway.deliveries import Attempt, Claim, Delivery, DeliveryState, NewDelivery
 from gateway.delivery.attempts import send_with_quick_retries
-from gateway.delivery.breaker import CircuitBreaker
 from gateway.delivery.controls import SinkControls
 from gateway.delivery.ordering import OrderLanes
 from gateway.delivery.quiet import QuietHours
@@ -56,6 +55,7 @@ from gateway.delivery.staleness import stale_reason
 from gateway.errors import TemplateError
 from gateway.redaction import Redactor
 from gateway.store.base import DeliveryQueue, Finished
+from gateway.store.shared import SinkControlStore
 from gateway.templates import Templates
 from sinks.base import Delivered, Message, Permanent, Retry, Sink, Skipped
 
@@ -169,9 +169,9 @@ class Dispatcher:
         """Most deliveries this worker holds at once (claimed and not yet finished)."""
         self._retry = retry
         self._timer = timer
-        self._controls = {
-            name: SinkControls.build(name, sink, retry, timer=timer) for name, sink in sinks.items()
-        }
+        # A store every replica shares keeps each sink's breaker and rate limit for them all.
+        self._shared = store if isinstance(store, SinkControlStore) else None
+        self._controls = {name: self._build_controls(name, sink) for name, sink in sinks.items()}
         self._jobs: dict[str, _Job] = {}
         self._lanes = OrderLanes()
         self._outcomes = _Outcomes(store, self.worker_id)
@@ -200,11 +200,23 @@ class Dispatcher:
             if old is not None and old.sink is sink and retry == self._retry:
                 controls[name] = old
             else:
-                controls[name] = SinkControls.build(name, sink, retry, timer=self._timer)
+                controls[name] = self._build_controls(name, sink, retry)
         self.sinks, self._controls, self._retry = dict(sinks), controls, retry
         self.templates, self.redactor = templates, redactor
         self._missing_warned.clear()
         self.wake()
+
+    def _build_controls(
+        self, name: str, sink: Sink, retry: RetryPolicyConfig | None = None
+    ) -> SinkControls:
+        return SinkControls.build(
+            name,
+            sink,
+            retry or self._retry,
+            timer=self._timer,
+            shared=self._shared,
+            clock=self.clock,
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -261,7 +273,7 @@ class Dispatcher:
     def circuit_state(self, sink: str) -> str:
         """``closed``, ``half-open`` or ``open``; ``n/a`` for a sink that is not configured."""
         controls = self._controls.get(sink)
-        return controls.breaker.state if controls is not None else "n/a"
+        return controls.circuit_state if controls is not None else "n/a"
 
     async def run_once(self) -> int:
         """Claim one batch and process it to completion; the number of deliveries claimed."""
@@ -392,40 +404,43 @@ class Dispatcher:
             await self._finish(job, attempt, "dead", error=error)
             return
 
-        breaker = controls.breaker
-        if breaker.state == "open":
-            await self._hand_back(job, breaker.opens_again_in(), self._circuit_open(breaker))
+        opens_in = await controls.opens_in()
+        if opens_in > 0:
+            await self._hand_back(job, opens_in, self._circuit_open(opens_in))
             return
-        try:
-            await asyncio.wait_for(controls.slots.acquire(), timeout=float(self.config.lease) / 2)
-        except TimeoutError:  # the sink is saturated: let the lease not run out while we wait
-            await self._hand_back(job, 0.0)
-            return
+        if controls.slots.locked():
+            try:
+                await asyncio.wait_for(
+                    controls.slots.acquire(), timeout=float(self.config.lease) / 2
+                )
+            except TimeoutError:  # the sink is saturated: the lease must not run out meanwhile
+                await self._hand_back(job, 0.0)
+                return
+        else:  # a free slot: taken at once, without wait_for's task and timer
+            await controls.slots.acquire()
         try:
             if delivery.sink in self._gone:  # disabled while this one waited
                 await self._hand_back(
                     job, 0.0, SINK_OFF.format(reason="410 Gone", sink=delivery.sink)
                 )
                 return
-            if not breaker.allow():
-                if breaker.opens_again_in() > 0:  # it opened again while this one waited
-                    await self._hand_back(
-                        job, breaker.opens_again_in(), self._circuit_open(breaker)
-                    )
+            gate = await controls.admit(probe_lease=float(self.config.lease))
+            if not gate.allowed:
+                if gate.opens_in > 0:  # it opened again while this one waited
+                    await self._hand_back(job, gate.opens_in, self._circuit_open(gate.opens_in))
                 else:
                     await self._hand_back(job, PROBE_WAIT, "circuit half-open: a probe is out")
                 return
-            probe = breaker.state == "half-open"
-            if controls.limiter is not None:
-                wait = controls.limiter.reserve(min(MAX_RATE_WAIT, float(self.config.lease) / 4))
-                if wait is None:
-                    if probe:
-                        breaker.release_probe()
-                    delay = controls.limiter.defer()
-                    await self._hand_back(job, delay, f"rate limit: next slot {self._at(delay)}")
-                    return
-                if wait > 0:
-                    await self._sleep(wait)
+            probe = gate.probe
+            wait = await controls.reserve(min(MAX_RATE_WAIT, float(self.config.lease) / 4))
+            if wait is None:
+                if probe:
+                    await controls.release_probe()
+                delay = await controls.defer()
+                await self._hand_back(job, delay, f"rate limit: next slot {self._at(delay)}")
+                return
+            if wait > 0:
+                await self._sleep(wait)
             job.waiting = False
             await self._send(job, controls, message, probe=probe)
         finally:
@@ -457,7 +472,7 @@ class Dispatcher:
         now = self.clock()
         sink_name = delivery.sink
         if isinstance(result, Delivered):
-            controls.breaker.record_success()
+            await controls.record(ok=True)
             if await self._finish(job, attempt, "delivered"):
                 latency = (now - job.claim.event.received_at).total_seconds()
                 metrics.DELIVERY_LATENCY.labels(sink_name).observe(max(latency, 0.0))
@@ -465,14 +480,14 @@ class Dispatcher:
         if isinstance(result, Skipped):
             # Nothing was sent, so it says nothing about the sink's health either way.
             if probe:
-                controls.breaker.release_probe()
+                await controls.release_probe()
             reason = attempt.error or "skipped"
             log.info("delivery %s to %s skipped: %s", delivery.id, sink_name, reason)
             await self._finish(job, attempt, "skipped", error=reason)
             return
         error = attempt.error or "failed"
         if isinstance(result, Permanent):
-            controls.breaker.record_success()  # it answered: the sink is up
+            await controls.record(ok=True)  # it answered: the sink is up
             if result.disable_sink:
                 # Switched off before this one is put back, so no claim hands it out again
                 # until an operator enables the sink; the refusal costs it no attempt.
@@ -490,7 +505,7 @@ class Dispatcher:
             log.warning("delivery %s to %s is dead: %s", delivery.id, sink_name, error)
             await self._finish(job, attempt, "dead", error=error)
             return
-        controls.breaker.record_failure()
+        await controls.record(ok=False)
         decision = controls.policy.decide(delivery.attempts + 1, result, now)
         if isinstance(decision, GiveUp):
             reason = self.redactor.redact(decision.reason)
@@ -627,8 +642,8 @@ class Dispatcher:
         """``at 05:12:30 UTC``: the moment `delay` seconds from now, for `Delivery.waiting`."""
         return f"at {(self.clock() + timedelta(seconds=max(delay, 0.0))):%H:%M:%S} UTC"
 
-    def _circuit_open(self, breaker: CircuitBreaker) -> str:
-        until = self.clock() + timedelta(seconds=breaker.opens_again_in())
+    def _circuit_open(self, opens_in: float) -> str:
+        until = self.clock() + timedelta(seconds=opens_in)
         return f"circuit open until {until:%H:%M:%S} UTC"
 
     def _warn_missing(self, sink: str) -> None:

@@ -1,7 +1,8 @@
 """The running parts of one Kabarin process, built once and shared by every entry point.
 
 `open_runtime` opens the store, the shared HTTP client and the sinks, and starts the stages the
-process runs (the intake, the dispatcher, the pull tracker beside the intake). The web app
+process runs (the intake, the dispatcher, the pull tracker beside the intake). On a store several
+replicas share, new work any of them commits wakes this process's stages. The web app
 (`gateway.app`), the admin API, the receiver and the command line all use a `Runtime`; none of
 them imports another to get one.
 """
@@ -26,6 +27,7 @@ from gateway.redaction import Redactor, use_log_secrets
 from gateway.retention import Retention
 from gateway.routing import Router
 from gateway.store import Store, open_store
+from gateway.store.shared import Notifier
 from gateway.templates import Templates
 from sinks.base import Sink, SinkDeps
 from sinks.http import make_http_client
@@ -216,4 +218,9 @@ async def open_runtime(
             runtime.tracker = build_tracker(runtime)
             await runtime.tracker.start()
             stack.push_async_callback(runtime.tracker.stop)
+    if isinstance(store, Notifier):
+        # Work committed by any replica (a push another one took in, deliveries its intake
+        # made, a replay) wakes this one's stages at once; their polling stays the fallback.
+        await store.on_notify("pushes", runtime.wake_intake)
+        await store.on_notify("deliveries", runtime.wake_dispatcher)
     return runtime

@@ -162,6 +162,22 @@ MIGRATIONS: list[tuple[int, str]] = [
             ON CONFLICT (order_id) DO NOTHING;
         """,
     ),
+    (
+        3,
+        # Each sink's rate limit (the next free slot) and circuit breaker, shared by every
+        # replica. A missing row is a sink never limited nor failing.
+        """
+        CREATE TABLE sink_controls (
+            sink            text PRIMARY KEY,
+            next_slot       timestamptz NOT NULL DEFAULT '-infinity',
+            deferred_until  timestamptz NOT NULL DEFAULT '-infinity',
+            failures        integer NOT NULL DEFAULT 0,
+            open_until      timestamptz,
+            cooldown        double precision,
+            probe_until     timestamptz
+        );
+        """,
+    ),
 ]
 
 

@@ -400,6 +400,66 @@ TRACKING_COUNTS = (
 )
 
 
+# -- per-sink rate limit and circuit breaker, shared by every replica (store.py) -----------------
+# Times are wall-clock; durations are seconds bound as float8. An upsert creates a sink's row on
+# its first use, so no statement depends on another having run first.
+TAKE_RATE_SLOT = (
+    "INSERT INTO sink_controls AS c (sink, next_slot)"
+    " VALUES (%(sink)s, %(now)s + make_interval(secs => %(interval)s::float8))"
+    " ON CONFLICT (sink) DO UPDATE"
+    " SET next_slot = greatest(c.next_slot, %(now)s) + make_interval(secs => %(interval)s::float8)"
+    " WHERE greatest(c.next_slot, %(now)s) - make_interval(secs => %(ahead)s::float8)"
+    " <= %(now)s + make_interval(secs => %(max_wait)s::float8)"
+    " RETURNING extract(epoch FROM c.next_slot - %(now)s)::float8"
+    " - %(interval)s::float8 - %(ahead)s::float8"
+)
+"""GCRA in one statement: the slot booked is the old ``greatest(next_slot, now)``; no row comes
+back when it is more than `max_wait` ahead (after the burst's allowance)."""
+DEFER_RATE_SLOT = (
+    "INSERT INTO sink_controls AS c (sink, deferred_until)"
+    " VALUES (%(sink)s, %(now)s + make_interval(secs => %(interval)s::float8))"
+    " ON CONFLICT (sink) DO UPDATE SET deferred_until ="
+    " greatest(c.next_slot, c.deferred_until, %(now)s)"
+    " + make_interval(secs => %(interval)s::float8)"
+    " RETURNING extract(epoch FROM c.deferred_until - %(now)s)::float8 - %(interval)s::float8"
+)
+CIRCUIT_OPENS_IN = (
+    "SELECT extract(epoch FROM open_until - %(now)s)::float8 FROM sink_controls"
+    " WHERE sink = %(sink)s AND open_until > %(now)s"
+)
+CIRCUIT_OF = "SELECT open_until, probe_until FROM sink_controls WHERE sink = %s"
+ENSURE_SINK_CONTROLS = "INSERT INTO sink_controls (sink) VALUES (%s) ON CONFLICT (sink) DO NOTHING"
+LOCK_CIRCUIT = "SELECT open_until, probe_until FROM sink_controls WHERE sink = %s FOR UPDATE"
+TAKE_PROBE = "UPDATE sink_controls SET probe_until = %s WHERE sink = %s"
+CIRCUIT_SUCCESS = (
+    "UPDATE sink_controls SET failures = 0, open_until = NULL, probe_until = NULL, cooldown = NULL"
+    " WHERE sink = %s AND (failures <> 0 OR open_until IS NOT NULL OR probe_until IS NOT NULL)"
+)
+"""Writes nothing while the circuit is closed with no failures: the common case is a read."""
+CIRCUIT_FAILURE = (
+    "INSERT INTO sink_controls AS c (sink, failures, open_until)"
+    " VALUES (%(sink)s, 1, CASE WHEN %(threshold)s::int = 1"
+    " THEN %(now)s + make_interval(secs => %(cooldown)s::float8) END)"
+    " ON CONFLICT (sink) DO UPDATE SET"
+    " failures = c.failures + 1,"
+    " cooldown = CASE WHEN c.open_until <= %(now)s"
+    " THEN least(coalesce(c.cooldown, %(cooldown)s::float8) * 2, %(max_cooldown)s::float8)"
+    " ELSE c.cooldown END,"
+    " open_until = CASE"
+    " WHEN c.open_until <= %(now)s THEN %(now)s + make_interval(secs =>"
+    " least(coalesce(c.cooldown, %(cooldown)s::float8) * 2, %(max_cooldown)s::float8))"
+    " WHEN c.open_until IS NULL AND %(threshold)s::int > 0"
+    " AND c.failures + 1 >= %(threshold)s::int"
+    " THEN %(now)s + make_interval(secs => coalesce(c.cooldown, %(cooldown)s::float8))"
+    " ELSE c.open_until END,"
+    " probe_until = CASE WHEN c.open_until <= %(now)s THEN NULL ELSE c.probe_until END"
+    " RETURNING open_until"
+)
+"""A failure while half-open (``open_until`` passed) is the probe's: the circuit re-opens for
+twice the cool-down. While closed, the failure that reaches the threshold opens it."""
+RELEASE_PROBE = "UPDATE sink_controls SET probe_until = NULL WHERE sink = %s"
+
+
 # -- statements whose filter depends on the query ----------------------------------------------
 def _select(head: str, where: Sequence[str], tail: str = "") -> str:
     sql = head

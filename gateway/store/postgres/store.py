@@ -73,6 +73,7 @@ from gateway.store.lanes import plan_claims
 from gateway.store.postgres import sql
 from gateway.store.postgres.schema import migrate
 from gateway.store.postgres.writer import PushWriter
+from gateway.store.shared import CircuitGate
 
 __all__ = ["Channel", "PostgresStore"]
 
@@ -182,11 +183,15 @@ class PostgresStore:
         async with self._conn() as conn:
             return await (await conn.execute(query, params)).fetchall()
 
-    async def _one(self, query: str, params: Sequence[Any] | None = None) -> TupleRow | None:
+    async def _one(
+        self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> TupleRow | None:
         async with self._conn() as conn:
             return await (await conn.execute(query, params)).fetchone()
 
-    async def _count(self, query: str, params: Sequence[Any] | None = None) -> int:
+    async def _count(
+        self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> int:
         async with self._conn() as conn:
             return (await conn.execute(query, params)).rowcount
 
@@ -382,7 +387,7 @@ class PostgresStore:
             count_attempt=count_attempt,
             waiting=waiting,
         )
-        row = await self._one(sql.FINISH, _finish_params(outcome, worker, fallback))  # type: ignore[arg-type]
+        row = await self._one(sql.FINISH, _finish_params(outcome, worker, fallback))
         return row is not None and int(row[0]) == 1
 
     async def finish_many(self, outcomes: Sequence[Finished], *, worker: str) -> list[bool]:
@@ -447,24 +452,93 @@ class PostgresStore:
     async def release_sink(self, sink: str, *, now: datetime) -> int:
         return await self._requeue_deliveries(sql.RELEASE_SINK, {"sink": sink, "now": now})  # type: ignore[arg-type]
 
+    # -- per-sink controls shared by every replica (`SinkControlStore`) ------------------
+    async def take_rate_slot(
+        self, sink: str, *, interval: float, burst: int, max_wait: float, now: datetime
+    ) -> float | None:
+        params = {
+            "sink": sink,
+            "now": now,
+            "interval": interval,
+            "ahead": (burst - 1) * interval,
+            "max_wait": max_wait,
+        }
+        row = await self._one(sql.TAKE_RATE_SLOT, params)
+        return None if row is None else max(0.0, float(row[0]))
+
+    async def defer_rate_slot(self, sink: str, *, interval: float, now: datetime) -> float:
+        params = {"sink": sink, "now": now, "interval": interval}
+        row = await self._one(sql.DEFER_RATE_SLOT, params)
+        return 0.0 if row is None else max(0.0, float(row[0]))
+
+    async def circuit_opens_in(self, sink: str, *, now: datetime) -> float:
+        row = await self._one(sql.CIRCUIT_OPENS_IN, {"sink": sink, "now": now})
+        return 0.0 if row is None else max(0.0, float(row[0]))
+
+    async def circuit_admit(self, sink: str, *, now: datetime, probe_lease: float) -> CircuitGate:
+        row = await self._one(sql.CIRCUIT_OF, (sink,))
+        if row is None or row[0] is None:
+            return CircuitGate(allowed=True)  # closed: a read, no lock
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute(sql.ENSURE_SINK_CONTROLS, (sink,))
+            row = await (await conn.execute(sql.LOCK_CIRCUIT, (sink,))).fetchone()
+            open_until, probe_until = row if row is not None else (None, None)
+            if open_until is None:
+                return CircuitGate(allowed=True)
+            if open_until > now:
+                return CircuitGate(allowed=False, opens_in=(open_until - now).total_seconds())
+            if probe_until is not None and probe_until > now:
+                return CircuitGate(allowed=False)  # another replica's probe is out
+            await conn.execute(sql.TAKE_PROBE, (now + timedelta(seconds=probe_lease), sink))
+            return CircuitGate(allowed=True, probe=True)
+
+    async def circuit_record(
+        self,
+        sink: str,
+        *,
+        ok: bool,
+        now: datetime,
+        threshold: int,
+        cooldown: float,
+        max_cooldown: float,
+    ) -> Literal["closed", "half-open", "open"]:
+        if ok:
+            await self._count(sql.CIRCUIT_SUCCESS, (sink,))
+            return "closed"
+        params = {
+            "sink": sink,
+            "now": now,
+            "threshold": threshold,
+            "cooldown": cooldown,
+            "max_cooldown": max_cooldown,
+        }
+        row = await self._one(sql.CIRCUIT_FAILURE, params)
+        open_until = None if row is None else row[0]
+        if open_until is None:
+            return "closed"
+        return "open" if open_until > now else "half-open"
+
+    async def circuit_release_probe(self, sink: str) -> None:
+        await self._count(sql.RELEASE_PROBE, (sink,))
+
     # -- retention -----------------------------------------------------------------------
     async def prune(self, step: PruneStep, cutoffs: Cutoffs, *, limit: int) -> Pruned:
         params = {**_cutoff_params(cutoffs), "limit": limit}
         if step == "deliveries":
-            row = await self._one(sql.PRUNE_DELIVERIES, params)  # type: ignore[arg-type]
+            row = await self._one(sql.PRUNE_DELIVERIES, params)
             return Pruned() if row is None else Pruned(deliveries=row[1], attempts=row[2])
         if step == "events":
-            row = await self._one(sql.PRUNE_EVENTS, params)  # type: ignore[arg-type]
+            row = await self._one(sql.PRUNE_EVENTS, params)
             if row is None:
                 return Pruned()
             return Pruned(events=row[0], deliveries=row[1], attempts=row[2])
         statement = sql.PRUNE_PUSHES if step == "pushes" else sql.PRUNE_REJECTED
-        row = await self._one(statement, params)  # type: ignore[arg-type]
+        row = await self._one(statement, params)
         removed = 0 if row is None else int(row[0])
         return Pruned(pushes=removed) if step == "pushes" else Pruned(rejected=removed)
 
     async def count_prunable(self, cutoffs: Cutoffs) -> Pruned:
-        row = await self._one(sql.COUNT_PRUNABLE, _cutoff_params(cutoffs))  # type: ignore[arg-type]
+        row = await self._one(sql.COUNT_PRUNABLE, _cutoff_params(cutoffs))
         if row is None:
             return Pruned()
         events, deliveries, attempts, pushes, rejected = (int(v) for v in row)
