@@ -460,6 +460,37 @@ twice the cool-down. While closed, the failure that reaches the threshold opens 
 RELEASE_PROBE = "UPDATE sink_controls SET probe_until = NULL WHERE sink = %s"
 
 
+# -- moving a store (store.py) ------------------------------------------------------------------
+# Table and column names come from `gateway.store.moving.TABLES`, never from input.
+def copy_out(table: str, key: str, key_type: str, columns: Sequence[str]) -> str:
+    """A page of `table` past the first parameter (NULL: from the start), key first. Event
+    bodies come back as their text, exactly as stored."""
+    shown = ", ".join(f"{c}::text" if (table, c) == ("events", "body") else c for c in columns)
+    return (
+        f"SELECT {key}, {shown} FROM {table}"
+        f" WHERE %(after)s::{key_type} IS NULL OR {key} > %(after)s::{key_type}"
+        f" ORDER BY {key} LIMIT %(limit)s"
+    )
+
+
+def copy_in(table: str, columns: Sequence[str]) -> str:
+    """Insert a row unless one with its id (a unique column) is there already."""
+    marks = ", ".join("%s::json" if (table, c) == ("events", "body") else "%s" for c in columns)
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+
+
+COPY_IN_ATTEMPT = (
+    "INSERT INTO attempts (delivery_id, started_at, duration_ms, outcome, status_code, error)"
+    " SELECT v.* FROM (VALUES (%(delivery_id)s::text, %(started_at)s::timestamptz,"
+    " %(duration_ms)s::float8, %(outcome)s::text, %(status_code)s::int, %(error)s::text))"
+    " AS v (delivery_id, started_at, duration_ms, outcome, status_code, error)"
+    " WHERE NOT EXISTS (SELECT 1 FROM attempts a WHERE a.delivery_id = v.delivery_id"
+    " AND a.started_at = v.started_at AND a.outcome = v.outcome)"
+)
+"""Attempts have no id of their own: one is there already when its delivery has one started at
+the same moment with the same outcome."""
+
+
 # -- statements whose filter depends on the query ----------------------------------------------
 def _select(head: str, where: Sequence[str], tail: str = "") -> str:
     sql = head

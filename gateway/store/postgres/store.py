@@ -70,6 +70,7 @@ from gateway.store.base import (
     TrackingCounts,
 )
 from gateway.store.lanes import plan_claims
+from gateway.store.moving import Table
 from gateway.store.postgres import sql
 from gateway.store.postgres.schema import migrate
 from gateway.store.postgres.writer import PushWriter
@@ -451,6 +452,25 @@ class PostgresStore:
 
     async def release_sink(self, sink: str, *, now: datetime) -> int:
         return await self._requeue_deliveries(sql.RELEASE_SINK, {"sink": sink, "now": now})  # type: ignore[arg-type]
+
+    # -- moving a store (`Portable`) -----------------------------------------------------
+    async def export_rows(
+        self, table: Table, *, after: int | str | None, limit: int
+    ) -> tuple[list[tuple[Any, ...]], int | str | None]:
+        key_type = "bigint" if table.key in ("seq", "id") else "text"
+        statement = sql.copy_out(table.name, table.key, key_type, table.columns)
+        found = await self._all(statement, {"after": after, "limit": limit})  # type: ignore[arg-type]
+        rows = [tuple(_bytes(v) for v in r[1:]) for r in found]
+        return rows, (found[-1][0] if len(found) == limit else None)
+
+    async def import_rows(self, table: Table, rows: Sequence[tuple[Any, ...]]) -> int:
+        async with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
+            if table.name == "attempts":
+                params = [dict(zip(table.columns, row, strict=True)) for row in rows]
+                await cur.executemany(sql.COPY_IN_ATTEMPT, params)
+            else:
+                await cur.executemany(sql.copy_in(table.name, table.columns), rows)
+            return max(cur.rowcount, 0)  # summed over the rows by executemany
 
     # -- per-sink controls shared by every replica (`SinkControlStore`) ------------------
     async def take_rate_slot(
@@ -952,6 +972,10 @@ def _delivery(row: Sequence[Any]) -> Delivery:
         waiting=row[17],
         fallback_of=row[18],
     )
+
+
+def _bytes(value: Any) -> Any:
+    return bytes(value) if isinstance(value, memoryview) else value
 
 
 def _contact(row: Sequence[Any]) -> Contact:

@@ -236,6 +236,10 @@ ENABLE_SINK = (
     " WHERE sink = ? AND disabled_reason IS NOT NULL"
 )
 DISABLED_SINKS = "SELECT sink, disabled_reason FROM sink_state WHERE disabled_reason IS NOT NULL"
+RELEASE_SINK = (
+    "UPDATE deliveries SET next_attempt_at = ?2, waiting = NULL, updated_at = ?2"
+    " WHERE sink = ?1 AND state = 'pending' AND (next_attempt_at > ?2 OR waiting IS NOT NULL)"
+)
 
 # -- admin reads (reads.py) --------------------------------------------------------------------
 GET_PUSH = f"SELECT {PUSH_COLUMNS} FROM pushes WHERE id = ?"
@@ -382,6 +386,31 @@ def replay(query: DeliveryFilter, now: int) -> tuple[str, list[Any]]:
         DeliveryFilter(state="dead", sink=query.sink, order_id=query.order_id, since=query.since)
     )
     return _select(REPLAY_SET, where), [now, now, *params]
+
+
+# -- moving a store (copying.py) ----------------------------------------------------------------
+# Table and column names come from `gateway.store.moving.TABLES`, never from input.
+def copy_out(table: str, key: str, columns: Sequence[str]) -> str:
+    """A page of `table` past ``?1`` (NULL: from the start), at most ``?2`` rows, key first."""
+    return (
+        f"SELECT {key}, {', '.join(columns)} FROM {table}"
+        f" WHERE ?1 IS NULL OR {key} > ?1 ORDER BY {key} LIMIT ?2"
+    )
+
+
+def copy_in(table: str, columns: Sequence[str]) -> str:
+    """Insert a row unless one with its id (a unique column) is there already."""
+    marks = ", ".join("?" * len(columns))
+    return f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+
+
+COPY_IN_ATTEMPT = (
+    "INSERT INTO attempts (delivery_id, started_at, duration_ms, outcome, status_code, error)"
+    " SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM attempts"
+    " WHERE delivery_id = ?1 AND started_at = ?2 AND outcome = ?4)"
+)
+"""Attempts have no id of their own: one is there already when its delivery has one started at
+the same moment with the same outcome."""
 
 
 # -- retention (prune.py) ----------------------------------------------------------------------

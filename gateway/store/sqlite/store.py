@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from gateway.deliveries import (
     Attempt,
@@ -50,8 +50,9 @@ from gateway.store.base import (
     TrackedOrder,
     TrackingCounts,
 )
+from gateway.store.moving import Table
 from gateway.store.sqlite import contacts as contacts_
-from gateway.store.sqlite import ingest, prune, queue, reads, sql, tracking
+from gateway.store.sqlite import copying, ingest, prune, queue, reads, sql, tracking
 from gateway.store.sqlite.rows import to_us
 from gateway.store.sqlite.schema import migrate
 from gateway.store.sqlite.writer import Writer
@@ -332,8 +333,20 @@ class SQLiteStore:
     async def enable_sink(self, sink: str) -> bool:
         return await self._write(lambda c: queue.enable_sink(c, sink))
 
+    async def release_sink(self, sink: str, *, now: datetime) -> int:
+        return await self._write(lambda c: queue.release_sink(c, sink, now))
+
     async def disabled_sinks(self) -> dict[str, str]:
         return await self._read(queue.disabled_sinks)
+
+    # -- moving a store (`Portable`) -----------------------------------------------------
+    async def export_rows(
+        self, table: Table, *, after: int | str | None, limit: int
+    ) -> tuple[list[tuple[Any, ...]], int | str | None]:
+        return await self._read(lambda c: copying.export_rows(c, table, after, limit))
+
+    async def import_rows(self, table: Table, rows: Sequence[tuple[Any, ...]]) -> int:
+        return await self._write(lambda c: copying.import_rows(c, table, rows))
 
     # -- the pull tracker's orders -------------------------------------------------------------
     async def track_orders(self, orders: Sequence[tuple[str, EventKind]], *, now: datetime) -> int:
