@@ -200,12 +200,14 @@ FINISH_MANY = (
     " lease_until = CASE WHEN f.value ->> 1 = 'in_flight' THEN lease_until END,"
     " updated_at = f.value ->> 5"
     " FROM json_each(?1) AS f"
-    " WHERE deliveries.id = f.value ->> 0 AND deliveries.state = 'in_flight'"
-    " AND deliveries.lease_owner = ?2"
+    " WHERE deliveries.id = f.value ->> 0 AND +deliveries.state = 'in_flight'"
+    " AND +deliveries.lease_owner = ?2"
     " RETURNING deliveries.id"
 )
 """`FINISH` for a batch: one JSON array of ``[id, state, counted, next_attempt_at, error,
-now, waiting]`` rows (ids distinct); returns the ids whose lease was still held."""
+now, waiting]`` rows (ids distinct); returns the ids whose lease was still held. The unary
+``+`` keeps the planner off the state index: walking every in-flight row and reading the
+whole array for each is quadratic in the batch, looking each id up is not."""
 INSERT_ATTEMPTS = (
     "INSERT INTO attempts (delivery_id, started_at, duration_ms, outcome, status_code, error)"
     " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5"
