@@ -51,6 +51,10 @@ class Backlog:
     pending: int = 0
     checked: float = 0.0
     """`time.monotonic()` of the last count read from the store."""
+    requests: int = 0
+    """Pushes the receiver is reading or appending right now. While there are any, the intake
+    takes small batches: an append shares the group commit with whatever intake job is queued,
+    so a long one would hold every request of a burst back."""
 
     async def over(self, limit: int, store: IngestStore) -> bool:
         """Whether `limit` or more entries wait. Near the limit the count is read again from
@@ -104,6 +108,7 @@ class Intake:
         router: Router,
         timezone: tzinfo,
         batch: int = 200,
+        busy_batch: int = 10,
         poll_interval: float = 1.0,
         on_stored: Callable[[], None] = lambda: None,
         decoders: Mapping[str, Decoder] | None = None,
@@ -113,6 +118,7 @@ class Intake:
         self.router = router
         self.timezone = timezone
         self.batch = max(1, batch)
+        self.busy_batch = max(1, min(busy_batch, self.batch))
         self.poll_interval = poll_interval
         self.on_stored = on_stored
         self.decoders = DECODERS if decoders is None else decoders
@@ -120,6 +126,11 @@ class Intake:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+
+    def reconfigure(self, *, router: Router, timezone: tzinfo) -> None:
+        """Routes (and the zone of naive times) of a reloaded configuration, for the batches
+        taken from now on."""
+        self.router, self.timezone = router, timezone
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -142,23 +153,44 @@ class Intake:
 
     async def _run(self) -> None:
         backoff = self.poll_interval
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                done = await self.run_once()
-            except StoreError as exc:
-                log.error("intake: the store failed, pushes stay pending: %s", exc)
-                done = 0
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
-                continue
-            except Exception:
-                log.exception("intake: unexpected error; pushes stay pending")
+        # The next batch is read and normalised on the event loop while the previous one is
+        # committed by the writer thread (SQLite releases the GIL): the two overlap instead of
+        # taking turns. At most one batch is being stored at a time.
+        storing: asyncio.Task[int] | None = None
+        storing_ids: set[str] = set()
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                try:
+                    limit = self._limit()
+                    pushes = await self.store.pending_pushes(limit=limit + len(storing_ids))
+                    pushes = [p for p in pushes if p.id not in storing_ids][:limit]
+                    outcomes = [self._outcome(p) for p in pushes]
+                    stored = storing is not None
+                    if storing is not None:
+                        task, storing, storing_ids = storing, None, set()
+                        await task
+                    if pushes:
+                        storing = asyncio.create_task(self._store(pushes, outcomes))
+                        storing_ids = {p.id for p in pushes}
+                        continue
+                    if not stored:  # otherwise the batch just stored counted what is left
+                        self._set_backlog(0)
+                except StoreError as exc:
+                    log.error("intake: the store failed, pushes stay pending: %s", exc)
+                    await self._sleep(backoff)
+                    backoff = min(backoff * 2, 30.0)
+                    continue
+                except Exception:
+                    log.exception("intake: unexpected error; pushes stay pending")
+                    await self._sleep(self.poll_interval)
+                    continue
+                backoff = self.poll_interval
                 await self._sleep(self.poll_interval)
-                continue
-            backoff = self.poll_interval
-            if done < self.batch:
-                await self._sleep(self.poll_interval)
+        finally:
+            if storing is not None:  # finish the batch under way: its commit is short
+                with suppress(Exception):
+                    await storing
 
     async def _sleep(self, seconds: float) -> None:
         if self._stopping:
@@ -177,12 +209,20 @@ class Intake:
     # -- one batch ---------------------------------------------------------------------------
     async def run_once(self, now: datetime | None = None) -> int:
         """Take one batch of pending entries through to the store; how many were taken."""
-        pushes = await self.store.pending_pushes(limit=self.batch)
+        pushes = await self.store.pending_pushes(limit=self._limit())
         if not pushes:
             self._set_backlog(0)
             return 0
-        started = time.perf_counter()
         outcomes = [self._outcome(p) for p in pushes]
+        return await self._store(pushes, outcomes, now)
+
+    async def _store(
+        self,
+        pushes: Sequence[LoggedPush],
+        outcomes: Sequence[PushOutcome],
+        now: datetime | None = None,
+    ) -> int:
+        started = time.perf_counter()
         when = now or datetime.now(UTC)
         stored = await self.store.record_intake(outcomes, now=when)
         self._count(pushes, outcomes, stored, when)
@@ -190,12 +230,16 @@ class Intake:
         if any(s.deliveries for s in stored):
             self.on_stored()
         log.debug(
-            "intake: %d log entries, %d failed, in %.1f ms",
+            "intake: %d log entries, %d failed, stored in %.1f ms",
             len(pushes),
             sum(1 for o in outcomes if o.error is not None),
             (time.perf_counter() - started) * 1000,
         )
         return len(pushes)
+
+    def _limit(self) -> int:
+        busy = self.backlog is not None and self.backlog.requests > 0
+        return self.busy_batch if busy else self.batch
 
     def _set_backlog(self, pending: int) -> None:
         metrics.INTAKE_BACKLOG.set(pending)

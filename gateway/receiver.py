@@ -258,6 +258,15 @@ def make_receiver(path: str, max_body_bytes: int) -> ASGIRouteHandler:
             metrics.PUSH_REJECTIONS.labels("backlog_full").inc()
             await _respond(send, *backlogged, extra=retry_later, close=True)
             return
+        rt.backlog.requests += 1
+        try:
+            await _receive_body(rt, receive, send, length, content_type)
+        finally:
+            rt.backlog.requests -= 1
+
+    async def _receive_body(
+        rt: Runtime, receive: Receive, send: Send, length: int, content_type: str | None
+    ) -> None:
         try:
             async with asyncio.timeout(rt.config.receiver.read_timeout):
                 body = (

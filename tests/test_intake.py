@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
@@ -13,6 +14,7 @@ from gateway.ingest import DECODERS, Backlog, Intake, new_push_id
 from gateway.kiriminaja.normalise import Normalised
 from gateway.routing import Router
 from gateway.store import EventQuery, LoggedPush, NewPush, Store
+from gateway.store.base import PushOutcome
 
 T0 = datetime(2024, 5, 5, 3, 0, tzinfo=UTC)
 JAKARTA = ZoneInfo("Asia/Jakarta")
@@ -123,3 +125,79 @@ async def test_backlog_over_rereads_the_store_near_the_limit(store: Store) -> No
     assert await backlog.over(5, store) is False  # re-read: only 1 pending
     assert backlog.pending == 1
     assert await Backlog(pending=0).over(5, store) is False
+
+
+async def test_while_pushes_are_being_received_the_intake_takes_small_batches(
+    store: Store,
+) -> None:
+    for i in range(8):
+        await append(store, f"S-{i}", T0 + timedelta(seconds=i))
+    backlog = Backlog(pending=8, requests=1)
+    intake = Intake(
+        store=store,
+        router=Router.from_config(CONFIG),
+        timezone=JAKARTA,
+        batch=5,
+        busy_batch=2,
+        backlog=backlog,
+    )
+    assert await intake.run_once() == 2  # an append must not wait behind a long intake job
+    backlog.requests = 0
+    assert await intake.run_once() == 5
+    assert await intake.run_once() == 1
+
+
+class HeldStore:
+    """The store, with every `record_intake` held until the test lets it through."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.release = asyncio.Event()
+        self.recorded: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def record_intake(self, outcomes: list[PushOutcome], now: datetime) -> object:
+        await self.release.wait()
+        self.recorded.extend(o.push_id for o in outcomes)
+        return await self._store.record_intake(outcomes, now=now)
+
+
+async def test_the_next_batch_is_normalised_while_the_previous_one_is_stored(
+    store: Store,
+) -> None:
+    ids = [await append(store, f"P-{i}", T0 + timedelta(seconds=i)) for i in range(4)]
+    held = HeldStore(store)
+    normalised: list[str] = []
+    second_batch = asyncio.Event()
+
+    def decode(push: LoggedPush, tz: tzinfo) -> Normalised:
+        normalised.append(push.id)
+        if push.id == ids[2]:
+            second_batch.set()
+        return DECODERS["push"](push, tz)
+
+    intake = Intake(
+        store=held,  # type: ignore[arg-type]
+        router=Router.from_config(CONFIG),
+        timezone=JAKARTA,
+        batch=2,
+        decoders={"push": decode},
+    )
+    await intake.start()
+    try:
+        # The first batch's commit is held: the second batch is read and normalised anyway.
+        await asyncio.wait_for(second_batch.wait(), 10)
+        assert held.recorded == []
+        held.release.set()
+        for _ in range(200):
+            if len(held.recorded) == 4:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        held.release.set()
+        await intake.stop()
+    assert held.recorded == ids  # each push stored once, in log order
+    assert sorted(normalised) == sorted(ids)
+    assert [(await store.get_push(i)).state for i in ids] == ["processed"] * 4  # type: ignore[union-attr]

@@ -17,6 +17,7 @@ from gateway.config import parse_config
 from gateway.errors import StoreError
 from gateway.receiver import authorised
 from gateway.runtime import Runtime
+from gateway.store import NewPush
 
 PUSH = b'{"method": "shipped_packages", "data": [{"order_id": "S-1"}]}'
 HEADERS = {"Authorization": "Bearer t0ken"}
@@ -186,3 +187,22 @@ def test_each_accepted_push_is_logged(
     assert str(entry["id"]) in line
     for part in ("shipped_packages", "2 items", "1 accepted", "1 duplicate", "ms"):
         assert part in line
+
+
+def test_a_push_counts_as_being_received_until_it_is_answered(
+    client: TestClient[Litestar], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt = runtime(client)
+    append = rt.store.append_push
+    during: list[int] = []
+
+    async def watched(push: NewPush) -> None:
+        during.append(rt.backlog.requests)
+        await append(push)
+
+    monkeypatch.setattr(rt.store, "append_push", watched)
+    assert client.post("/kiriminaja/push", content=PUSH, headers=HEADERS).status_code == 200
+    assert during == [1]  # the intake takes small batches meanwhile
+    assert rt.backlog.requests == 0
+    assert client.post("/kiriminaja/push", content=b"{", headers=HEADERS).status_code == 400
+    assert rt.backlog.requests == 0
