@@ -408,16 +408,14 @@ class Dispatcher:
         if opens_in > 0:
             await self._hand_back(job, opens_in, self._circuit_open(opens_in))
             return
-        if controls.slots.locked():
-            try:
-                await asyncio.wait_for(
-                    controls.slots.acquire(), timeout=float(self.config.lease) / 2
-                )
-            except TimeoutError:  # the sink is saturated: the lease must not run out meanwhile
-                await self._hand_back(job, 0.0)
-                return
-        else:  # a free slot: taken at once, without wait_for's task and timer
-            await controls.slots.acquire()
+        try:
+            # asyncio.timeout, not wait_for: a batch queues many jobs here, and wait_for
+            # would give each its own task.
+            async with asyncio.timeout(float(self.config.lease) / 2):
+                await controls.slots.acquire()
+        except TimeoutError:  # the sink is saturated: the lease must not run out meanwhile
+            await self._hand_back(job, 0.0)
+            return
         try:
             if delivery.sink in self._gone:  # disabled while this one waited
                 await self._hand_back(
