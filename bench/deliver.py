@@ -65,11 +65,15 @@ def serve_receiver(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-async def receiver_count(url: str) -> int:
-    async with httpx.AsyncClient() as client:
-        r = await client.get(f"{url}/stats")
-        count: int = r.json()["count"]
-        return count
+async def receiver_count(url: str, client: httpx.AsyncClient | None = None) -> int:
+    """Requests the receiver has answered. Pass a client when polling: a new one builds an SSL
+    context (CA certificates read) each time, a cost the measured process should not pay."""
+    if client is None:
+        async with httpx.AsyncClient() as fresh:
+            return await receiver_count(url, fresh)
+    r = await client.get(f"{url}/stats")
+    count: int = r.json()["count"]
+    return count
 
 
 # -- 1. Kabarin's dispatcher -------------------------------------------------------------------
@@ -121,10 +125,11 @@ routes:
         started = time.perf_counter()
         # Watch the receiver (a cheap GET in another process), not the store: counting pending
         # rows scans the table, and doing that 20 times a second would slow what is measured.
-        while True:
-            if await receiver_count(receiver) - before >= deliveries:
-                break
-            await asyncio.sleep(0.05)
+        async with httpx.AsyncClient() as probe:
+            while True:
+                if await receiver_count(receiver, probe) - before >= deliveries:
+                    break
+                await asyncio.sleep(0.2)
         while True:  # the last outcomes are being committed
             if sum(c.pending for c in await runtime.store.sink_counts()) == 0:
                 break
