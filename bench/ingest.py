@@ -5,7 +5,7 @@
    uvicorn, one worker, on 127.0.0.1, and get the same load: 64 connections for 10 s, every
    request with order ids never sent before (bench/push.lua), so the duplicate path does not
    flatter Kabarin. Kabarin's intake runs meanwhile (it shares the process and the GIL).
-2. Sustained: a burst of 20,000 pushes of 10 packages (200,000 events) sent by 16 connections as
+2. Sustained: a burst of 20,000 pushes of 10 packages (200,000 events) sent by 64 connections as
    fast as they are accepted; the time until the last event and its delivery are committed
    (no push pending in the store), against bench/store_floor.py: SQLite alone writing the same
    rows in the same order (target >= 0.8).
@@ -266,7 +266,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10])
     parser.add_argument("--pushes", type=int, default=20_000)
-    parser.add_argument("--burst-connections", type=int, default=16)
+    parser.add_argument("--burst-connections", type=int, default=64)
     args = parser.parse_args()
     if shutil.which("wrk"):
         print("load: wrk")
