@@ -20,6 +20,7 @@ from gateway.deliveries import Attempt, Delivery, DeliveryFilter, DeliveryState
 from gateway.events import Contact, Event, Source, Status
 from gateway.ingest import decode_logged
 from gateway.receiver import ErrorBody, accept_push
+from gateway.reload import ReloadResult, reload
 from gateway.store.base import (
     EventQuery,
     LoggedPush,
@@ -500,6 +501,24 @@ class AdminController(Controller):
         )
         rt.wake_dispatcher()
         return ReplayResult(count)
+
+    @post(
+        "/reload",
+        status_code=200,
+        summary="Read the configuration file again and apply it (refused if invalid)",
+        responses={
+            401: _UNAUTHORISED,
+            400: ResponseSpec(
+                ReloadResult,
+                description="The file is invalid (`problems`, as `kabarin check` says them):"
+                " the configuration in use keeps running.",
+            ),
+        },
+    )
+    async def reload_config(self, state: State) -> Response[ReloadResult]:
+        rt: Runtime = state.runtime
+        result = await reload(rt, now=datetime.now(UTC))
+        return Response(result, status_code=200 if result.ok else 400)
 
     @put(
         "/contacts/{order_id:str}",

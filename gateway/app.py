@@ -6,7 +6,9 @@ The lifespan opens the process's `Runtime` (store, HTTP client, sinks, intake, d
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import traceback
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -41,6 +43,7 @@ from gateway.config import Config
 from gateway.errors import StoreError
 from gateway.receiver import ErrorBody, make_receiver
 from gateway.redaction import mask_url, redact_text
+from gateway.reload import ReloadResult, reload
 from gateway.routing import Router
 from gateway.runtime import Runtime, open_runtime
 from gateway.ui import ui_router
@@ -113,13 +116,33 @@ def _internal_error(request: Request[object, object, State], exc: Exception) -> 
     return Response(body, status_code=500, media_type="application/json")
 
 
+def _reload_on_sighup(rt: Runtime, stack: AsyncExitStack) -> None:
+    """SIGHUP reloads the configuration file, as Alertmanager's does."""
+    if rt.config_path is None:
+        return
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[ReloadResult]] = set()
+
+    def on_hup() -> None:
+        log.info("SIGHUP: reloading %s", rt.config_path)
+        task = loop.create_task(reload(rt, now=datetime.now(UTC)))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+    except (NotImplementedError, RuntimeError):  # not the main thread (tests), or no signals
+        return
+    stack.callback(loop.remove_signal_handler, signal.SIGHUP)
+
+
 def create_app(config: Config, *, config_path: str | Path | None = None) -> Litestar:
     """The gateway for one configuration. Raises `ConfigError` if routes or templates are bad.
 
     `config_path` is the file `config` was read from, shown on the dashboard's configuration page.
     """
     router = Router.from_config(config)
-    dashboard, console = ui_router(Path(config_path) if config_path is not None else None)
+    dashboard, console = ui_router()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -130,7 +153,9 @@ def create_app(config: Config, *, config_path: str | Path | None = None) -> Lite
                 router=router,
                 dispatcher=config.dispatcher.enabled,
                 intake=config.intake.enabled,
+                config_path=config_path,
             )
+            _reload_on_sighup(app.state.runtime, stack)
             log.info(
                 "kabarin %s ready: push endpoint %s, store %s, %d sinks, %d routes",
                 __version__,

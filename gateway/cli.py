@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from gateway import __version__
-from gateway.config import Config, InvalidConfig, load_config
+from gateway.config import Config, load_config
 from gateway.deliveries import DeliveryFilter
 from gateway.errors import ConfigError, KabarinError, PushError
 from gateway.events import Contact
@@ -222,23 +222,9 @@ def _print_invalid(path: str, exc: ConfigError) -> None:
 
 
 def _validated(path: str) -> Config:
-    """Load the file and check routes and templates: what `check` and `serve` both refuse."""
-    from gateway.routing import Router
-    from gateway.templates import check_templates
-    from sinks.base import SinkDeps
-    from sinks.registry import build_sinks
+    from gateway.check import validate_file
 
-    try:
-        config = load_config(path)
-        problems = []
-    except InvalidConfig as exc:  # routes and templates are still checked, to list everything
-        config, problems = exc.partial, exc.problems
-    router, route_problems = Router.compile(config)
-    problems += route_problems
-    problems += check_templates(config, router, build_sinks(config.sinks, SinkDeps()))
-    if problems:
-        raise ConfigError(list(dict.fromkeys(problems)))
-    return config
+    return validate_file(path)
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -14,6 +14,8 @@ from gateway.store.base import DeliveryQueue, RetentionStore
 
 __all__ = [
     "CIRCUIT_STATE_VALUES",
+    "CONFIG_RELOAD_SUCCESSFUL",
+    "CONFIG_RELOAD_SUCCESS_TIME",
     "DELIVERIES",
     "DELIVERIES_DEAD",
     "DELIVERIES_PENDING",
@@ -115,6 +117,17 @@ PUSHES_BY_STATE = Counter(
     "kabarin_intake_pushes_total",
     "Push log entries the intake finished, by the state it left them in (processed, failed).",
     ["state"],
+    registry=REGISTRY,
+)
+
+CONFIG_RELOAD_SUCCESSFUL = Gauge(
+    "kabarin_config_last_reload_successful",
+    "Whether the last configuration reload succeeded (1) or was refused (0).",
+    registry=REGISTRY,
+)
+CONFIG_RELOAD_SUCCESS_TIME = Gauge(
+    "kabarin_config_last_reload_success_timestamp_seconds",
+    "When the configuration in use was loaded (start-up or the last good reload).",
     registry=REGISTRY,
 )
 

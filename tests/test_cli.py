@@ -111,14 +111,14 @@ def test_check_lists_every_typo_of_the_file_in_one_run_with_path_and_line(
     assert len(found) == len(expected), found
 
 
-def test_check_and_serve_refuse_a_store_that_is_not_sqlite(tmp_path: Path) -> None:
-    bad = tmp_path / "pg.yaml"
-    bad.write_text("receiver:\n  token: t\nstore:\n  url: postgres://x\n")
+def test_check_and_serve_refuse_a_store_they_do_not_know(tmp_path: Path) -> None:
+    bad = tmp_path / "mysql.yaml"
+    bad.write_text("receiver:\n  token: t\nstore:\n  url: mysql://x\n")
     check = run("check", "--config", str(bad))
     serve = run("serve", "--config", str(bad), "--port", "1")
     assert check.returncode == 1 == serve.returncode
-    assert "store.url (line 4): unsupported store 'postgres'" in check.stderr
-    assert "only sqlite" in check.stderr
+    assert "store.url (line 4): unsupported store 'mysql'" in check.stderr
+    assert "sqlite:///" in check.stderr and "postgresql://" in check.stderr
     assert serve.stderr == check.stderr
     assert "Traceback" not in serve.stderr
 

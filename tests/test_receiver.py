@@ -71,7 +71,7 @@ def test_readyz_is_503_when_the_store_is_unusable(
     client: TestClient[Litestar],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async def broken() -> None:
+    async def broken(*args: object, **kwargs: object) -> None:
         raise StoreError("the SQLite writer is not running")
 
     assert client.get("/readyz").status_code == 200

@@ -307,6 +307,10 @@ class DeliveryQueue(Protocol):
 
     async def enable_sink(self, sink: str) -> bool: ...
 
+    async def release_sink(self, sink: str, *, now: datetime) -> int:
+        """Make a sink's pending deliveries due now and clear why they waited (the sink is back
+        in the configuration, or its block changed); how many."""
+
     async def disabled_sinks(self) -> dict[str, str]:
         """Sink name -> reason."""
 

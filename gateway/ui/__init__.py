@@ -1,6 +1,6 @@
 """The operator's dashboard under ``/ui``: server-rendered pages over the admin API's data.
 
-`ui_router(config_path)` gives the routes and the `Console` state that `gateway.app` registers.
+`ui_router()` gives the routes and the `Console` state that `gateway.app` registers.
 """
 
 from gateway.ui.pages import Console, ui_router

@@ -38,6 +38,9 @@ from gateway.ui.session import COOKIE, LIFETIME, Session, Sessions, SignInRequir
 from gateway.units import parse_duration
 
 if TYPE_CHECKING:
+    from gateway.reload import ReloadResult
+
+if TYPE_CHECKING:
     from gateway.runtime import Runtime
 
 __all__ = ["Console", "ui_router"]
@@ -73,10 +76,9 @@ _env = Environment(
 class Console:
     """The dashboard's own state, kept on ``app.state.ui``."""
 
-    config_path: Path | None
-    """The configuration file in use, when the process was started from one."""
-    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     sessions: Sessions = field(default_factory=Sessions)
+    last_reload: ReloadResult | None = None
+    """The last reload asked for from the dashboard, shown on the configuration page."""
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -622,30 +624,44 @@ async def replay_rejected_body(
 
 @get("/config", guards=[signed_in])
 async def configuration(request: Request[Any, Any, State]) -> Response[str]:
-    from gateway.cli import _validated  # what `kabarin check` runs
+    from gateway.check import validate_file  # what `kabarin check` runs
 
     rt = _rt(request)
-    console = _console(request)
+    path = rt.config_path
     text: str | None = None
     problems: list[str] = []
-    if console.config_path is not None:
+    if path is not None:
         try:
-            text = rt.redactor.redact(console.config_path.read_text(encoding="utf-8"))
+            text = rt.redactor.redact(path.read_text(encoding="utf-8"))
         except OSError as exc:
-            problems = [f"{console.config_path}: {exc.strerror or exc}"]
+            problems = [f"{path}: {exc.strerror or exc}"]
         else:
             try:
-                _validated(str(console.config_path))
+                validate_file(str(path))
             except ConfigError as exc:
                 problems = [rt.redactor.redact(p) for p in exc.problems]
     return render(
         request,
         "config.html.j2",
-        config_path=console.config_path,
-        loaded_at=console.loaded_at,
+        config_path=path,
+        loaded_at=rt.loaded_at,
+        last_reload=_console(request).last_reload,
         text=text,
         problems=problems,
     )
+
+
+@post("/config/reload", guards=[signed_in], status_code=303)
+async def reload_config(request: Request[Any, Any, State]) -> Response[Any]:
+    """The dashboard's reload button: what SIGHUP and ``POST /admin/v1/reload`` do."""
+    from gateway.reload import reload
+
+    await _form(request)
+    result = await reload(_rt(request), now=datetime.now(UTC))
+    _console(request).last_reload = result
+    lang = _language(request)[0]
+    notice = translate("Reloaded" if result.ok else "Reload refused", lang)
+    return _back(f"{PREFIX}/config", _session(request), notice)
 
 
 # -- try a push --------------------------------------------------------------------------------
@@ -681,7 +697,7 @@ async def try_push(request: Request[Any, Any, State]) -> Response[str]:
 # -- the router --------------------------------------------------------------------------------
 
 
-def ui_router(config_path: Path | None) -> tuple[Router, Console]:
+def ui_router() -> tuple[Router, Console]:
     """The dashboard's routes (pages, actions, its static files) and its state for the app."""
     handlers: list[ControllerRouterHandler] = [
         login_page,
@@ -702,6 +718,7 @@ def ui_router(config_path: Path | None) -> tuple[Router, Console]:
         rejected,
         replay_rejected_body,
         configuration,
+        reload_config,
         try_page,
         try_push,
         create_static_files_router(
@@ -721,4 +738,4 @@ def ui_router(config_path: Path | None) -> tuple[Router, Console]:
             NotFoundException: _not_found,
         },
     )
-    return router, Console(config_path=config_path)
+    return router, Console()

@@ -38,11 +38,13 @@ def _push(method: str, **item: Any) -> dict[str, Any]:
     return {"method": method, "data": [{"order_id": ORDER, **item}]}
 
 
-PROCESSED = _push("processed_packages", awb=AWB, sorting_code="JOG-JOG1000-JKT2010")
-# KiriminAja's naive Jakarta time, a little after the processed push is received (whose event
-# has no time of its own), so that the timeline's order is known.
-SHIPPED_AT = (datetime.now(ZoneInfo("Asia/Jakarta")) + timedelta(minutes=2)).strftime(
-    "%Y-%m-%d %H:%M:00"
+# KiriminAja's naive Jakarta times, an hour apart and in the past whenever this module runs, so
+# that the timeline's order is known however long the test session takes.
+_NOW = datetime.now(ZoneInfo("Asia/Jakarta"))
+PROCESSED_AT = (_NOW - timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:00")
+SHIPPED_AT = (_NOW - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:00")
+PROCESSED = _push(
+    "processed_packages", awb=AWB, sorting_code="JOG-JOG1000-JKT2010", date=PROCESSED_AT
 )
 SHIPPED = _push("shipped_packages", shipped_at=SHIPPED_AT)
 
@@ -379,6 +381,17 @@ def test_the_configuration_page_shows_the_file_masked_and_checked(
     assert "every-status-to-erp" in text
     assert SECRET not in ui.page_source
     assert "secret: ***" in text
+
+
+def test_the_reload_button_applies_the_file_and_says_so(
+    ui: WebDriver, server: KabarinProcess
+) -> None:
+    _open(ui, server, "/ui/config")
+    ui.find_element("css selector", "#reload button").click()
+    _wait(ui, lambda: ui.find_elements("id", "last-reload"))
+    assert "Reloaded" in _text(ui, "last-reload")
+    metrics = server.client.get("/metrics").text
+    assert "kabarin_config_last_reload_successful 1.0" in metrics
 
 
 def test_try_a_push_shows_events_routes_and_messages_and_stores_nothing(
