@@ -108,6 +108,9 @@ async def test_sink_controls_use_the_shared_rows_when_the_store_has_them(
     assert [await c.reserve(5.0) for c in (on_a, on_b)] == [0.0, 0.5]
     await on_a.record(ok=False)
     assert on_a.circuit_state == "open"
-    assert await on_b.opens_in() == 30.0 and on_b.circuit_state == "open"
+    # The other replica learns it at its next send, before sending.
+    gate = await on_b.admit(probe_lease=5.0)
+    assert not gate.allowed and gate.opens_in == 30.0
+    assert on_b.circuit_state == "open" and await on_b.opens_in() == 30.0
     # Held in the store, not in either process's memory breaker.
     assert on_b.breaker.state == "closed"

@@ -111,6 +111,8 @@ class SinkControls:
         """Seconds until the circuit lets a send through (0: closed or half-open)."""
         if self.shared is None:
             return self.breaker.opens_again_in() if self.breaker.state == "open" else 0.0
+        if self.seen == "closed":
+            return 0.0  # a read saved per send: `admit` reads the shared row before a send
         wait = await self.shared.circuit_opens_in(self.name, now=self.clock())
         if wait > 0:
             self._see("open")
