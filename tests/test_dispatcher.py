@@ -714,7 +714,7 @@ async def test_outcomes_finishing_together_are_committed_in_one_batch(store: Sto
     sink = FakeSink(config=FakeConfig(concurrency=20), gate=gate)
     ids = [await add(store, f"OID-B{i}") for i in range(20)]
     counting = CountingStore(store)
-    d = dispatcher(counting, sink)  # type: ignore[arg-type]
+    d = dispatcher(counting, sink)
     run = asyncio.create_task(d.run_once())
     await eventually(lambda: sink.in_flight == 20)
     gate.set()  # all twenty answers arrive in one turn of the loop
