@@ -197,6 +197,12 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="count what would go per table, remove nothing"
     )
     p.set_defaults(func=_store_prune)
+    p = command(
+        "migrate", "copy a store to another (SQLite <-> PostgreSQL); re-runnable", store_actions
+    )
+    p.add_argument("--from", dest="source", required=True, metavar="URL", help="the store to read")
+    p.add_argument("--to", dest="target", required=True, metavar="URL", help="the store to fill")
+    p.set_defaults(func=_store_migrate)
     return parser
 
 
@@ -763,6 +769,35 @@ async def _run_store_prune(config: Config, dry_run: bool) -> int:
     print(f"{head} (retention as of {now.isoformat(timespec='seconds')}):")
     for table in ("pushes", "events", "deliveries", "attempts", "rejected"):
         print(f"  {table:<11} {getattr(counts, table):>9}")
+    return 0
+
+
+def _store_migrate(args: argparse.Namespace) -> int:
+    return asyncio.run(_run_store_migrate(args.source, args.target))
+
+
+async def _run_store_migrate(source_url: str, target_url: str) -> int:
+    from gateway.store import open_store
+    from gateway.store.moving import Portable, copy_store
+
+    if source_url == target_url:
+        raise KabarinError("--from and --to name the same store")
+    now = datetime.now(UTC)
+    source, target = open_store(source_url), open_store(target_url)
+    if not isinstance(source, Portable) or not isinstance(target, Portable):
+        raise KabarinError("only SQLite and PostgreSQL stores can be copied")
+    await source.open(now=now)
+    try:
+        await target.open(now=now)  # migrated to the current schema first
+        try:
+            counts = await copy_store(source, target)
+        finally:
+            await target.close()
+    finally:
+        await source.close()
+    print(f"copied {mask_url(source_url)} -> {mask_url(target_url)}:")
+    for table, (read, copied) in counts.items():
+        print(f"  {table:<11} {copied:>9} copied  ({read - copied} already there)")
     return 0
 
 
