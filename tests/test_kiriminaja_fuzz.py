@@ -88,25 +88,25 @@ def check(body: bytes) -> None:
         assert event.occurred_at.tzinfo is not None
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(json_values)
 def test_any_json_value(value: Any) -> None:
     check(json.dumps(value).encode())
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(pushes)
 def test_push_shaped_json(value: dict[str, Any]) -> None:
     check(json.dumps(value).encode())
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(st.binary(max_size=200))
 def test_any_bytes(body: bytes) -> None:
     check(body)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(st.binary(max_size=40))
 def test_any_bytes_inside_an_order_id(raw: bytes) -> None:
     check(b'{"method": "shipped_packages", "data": [{"order_id": "A' + raw + b'"}]}')
@@ -115,7 +115,7 @@ def test_any_bytes_inside_an_order_id(raw: bytes) -> None:
 brackets = st.text(alphabet='[]{}",:1\\ ', max_size=300)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(st.integers(min_value=0, max_value=3000), brackets)
 def test_any_nesting(depth: int, tail: str) -> None:
     check(f'{{"method": "x", "data": [{{"order_id": 1, "x": {"[" * depth}{tail}'.encode())
@@ -134,7 +134,7 @@ dispatcher: {{enabled: false}}
     headers = {"Authorization": "Bearer fuzz-token"}
     with TestClient(create_app(config)) as client:
 
-        @settings(max_examples=300, deadline=None)
+        @settings(max_examples=120, deadline=None)
         @given(pushes | json_values)
         def post(value: Any) -> None:
             r = client.post("/kiriminaja/push", content=json.dumps(value), headers=headers)
