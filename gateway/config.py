@@ -19,12 +19,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 import yaml
 
+from gateway.deliveries import Ordering
 from gateway.errors import ConfigError
 from gateway.events import TERMINAL_STATUSES, Status
 from gateway.redaction import secret_values
 from gateway.units import Duration, FieldError, Window, dec_hook, parse_rate_limit
 from sinks.base import SinkConfig
-from sinks.registry import load_sink_types
+from sinks.registry import kind_of, load_sink_types
 
 __all__ = [
     "DEFAULT_RETRY_SCHEDULE",
@@ -42,6 +43,7 @@ __all__ = [
     "RetryPolicyConfig",
     "RouteConfig",
     "StoreConfig",
+    "Target",
     "TemplateFile",
     "load_config",
     "parse_config",
@@ -316,6 +318,16 @@ class RouteConfig(_Section, frozen=True):
     skipped (``{wa: sms}``)."""
 
 
+class Target(msgspec.Struct, frozen=True, kw_only=True):
+    """What one route sends to one of its sinks (or fallback sinks) with, as the load resolved
+    it, so that the router reads no file and asks no registry."""
+
+    ordering: Ordering
+    """The sink block's ``ordering``, else its kind's default (`Sink.default_ordering`)."""
+    parts: dict[str, str] = msgspec.field(default_factory=dict)
+    """The route's own template of each part, as source text (a ``{file: ...}`` read)."""
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True):
     receiver: ReceiverConfig
     store: StoreConfig
@@ -335,6 +347,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     """Values that came from secret-bearing keys, for redaction."""
     locations: _LineIndex | None = None
     """Where each key is in the file, for messages about it."""
+    targets: list[dict[str, Target]] = msgspec.field(default_factory=list)
+    """Per route (by its index in `routes`): sink name → `Target`, for every defined sink and
+    fallback sink it names. Derived from `sinks` and `routes` by the load."""
 
     @property
     def kiriminaja_api_key(self) -> str:
@@ -360,7 +375,8 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
 def parse_config(
     text: str, *, base_dir: Path | None = None, env: Mapping[str, str] | None = None
 ) -> Config:
-    """Validate configuration text; nothing on disk is looked at."""
+    """Validate configuration text. Template files are read from `base_dir` (default: the
+    working folder); the store's folder is not looked at."""
     return _build(text, base_dir=base_dir, env=env, on_disk=False)
 
 
@@ -464,6 +480,9 @@ def _build(
                     f"template for {sink!r}, which this route does not send to"
                 )
 
+    folder = base_dir or Path.cwd()
+    targets = [_targets(route, i, sinks, folder, lines, problems) for i, route in enumerate(routes)]
+
     receiver = sections.get("receiver") or ReceiverConfig(token="(invalid)")
     admin = sections.get("admin") or AdminConfig()
     kiriminaja = sections.get("kiriminaja") or KiriminAjaConfig()
@@ -481,13 +500,14 @@ def _build(
         pull=sections.get("pull") or PullConfig(),
         sinks=sinks,
         routes=routes,
-        base_dir=base_dir or Path.cwd(),
+        base_dir=folder,
         secrets=frozenset(
             _collect_secrets(receiver, admin, raw_sinks)
             + api_keys
             + secret_values(data.get("contacts") or {})
         ),
         locations=lines,
+        targets=targets,
     )
     if problems:
         # The later checks see only sinks that exist and are valid: those already reported
@@ -545,6 +565,62 @@ def _sinks(
             invalid.add(str(name))
         sinks[str(name)] = got
     return sinks
+
+
+def _targets(
+    route: RouteConfig,
+    index: int,
+    sinks: Mapping[str, SinkConfig],
+    folder: Path,
+    lines: _LineIndex,
+    problems: list[str],
+) -> dict[str, Target]:
+    """The `Target` of each sink and fallback sink of `route` that is defined (the others are
+    reported already); a template file that cannot be read is a problem, its part left out."""
+    kinds = load_sink_types()
+    out: dict[str, Target] = {}
+    for sink in [*route.sinks, *route.fallback.values()]:
+        block = sinks.get(sink)
+        if block is None or sink in out:
+            continue
+        # `_sinks` keeps only blocks of known kinds; a plugin kind may leave its default out
+        default: Ordering = getattr(kinds.get(kind_of(block)), "default_ordering", "all")
+        given = route.template.get(sink)
+        parts: dict[str, str] = {}
+        path: tuple[str | int, ...] = ("routes", index, "template", sink)
+        if isinstance(given, dict) and set(given) != {"file"}:
+            for part, source in given.items():
+                text = _template_source(source, (*path, part), folder, lines, problems)
+                if text is not None:
+                    parts[part] = text
+        elif given is not None:  # the text part: inline, or {file: ...} as it always was
+            source = TemplateFile(file=str(given["file"])) if isinstance(given, dict) else given
+            text = _template_source(source, path, folder, lines, problems)
+            if text is not None:
+                parts["text"] = text
+        out[sink] = Target(ordering=block.ordering or default, parts=parts)
+    return out
+
+
+def _template_source(
+    given: str | TemplateFile,
+    path: tuple[str | int, ...],
+    folder: Path,
+    lines: _LineIndex,
+    problems: list[str],
+) -> str | None:
+    """An inline source as it is, a file's text, or None (with the problem) if unreadable."""
+    if isinstance(given, str):
+        return given
+    file = folder / given.file
+    try:
+        return file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        problems.append(
+            f"{lines.describe(path)}: cannot read template file {str(file)!r}: {reason}"
+        )
+        return None
 
 
 def _routes(

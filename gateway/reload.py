@@ -41,7 +41,7 @@ LIVE_SECTIONS = frozenset({"receiver", "admin", "retry", "sinks", "routes"})
 """Top-level sections a reload applies; any other that differs needs a restart."""
 RESTART_RECEIVER_KEYS = ("path", "max_body_bytes", "keep_alive")
 """Receiver keys fixed when the server starts listening."""
-_NOT_SETTINGS = frozenset({"base_dir", "secrets", "locations"})
+_NOT_SETTINGS = frozenset({"base_dir", "secrets", "locations", "targets"})
 
 _lock = asyncio.Lock()
 

@@ -19,7 +19,9 @@ until one with ``stop: true`` matches. A route matches when every ``match`` entr
 
 Values are compared as text (``status: canceled`` matches `Status.CANCELED`, ``34000`` matches
 ``"34000"``); a missing ``details`` key is ``null``. A ``when`` that raises makes its route not
-match (logged), never fails the request. Everything is compiled once, in `Router.from_config`.
+match (logged), never fails the request. Everything is compiled once, in `Router.from_config`,
+from what the configuration's load resolved (template files read, each sink's ordering): the
+router reads no file and asks no sink registry.
 """
 
 from __future__ import annotations
@@ -33,15 +35,13 @@ from datetime import date, datetime
 from operator import attrgetter
 from typing import Any
 
-import msgspec
 from jinja2 import TemplateSyntaxError
 
-from gateway.config import Config, RouteConfig, TemplateFile
+from gateway.config import Config, RouteConfig, Target
 from gateway.deliveries import Delivery, NewDelivery, Ordering
 from gateway.errors import ConfigError
 from gateway.events import Event, Status
 from gateway.templates import encode_parts, sandbox
-from sinks.registry import load_sink_types
 
 __all__ = ["Route", "Router", "delivery_id"]
 
@@ -191,7 +191,6 @@ class Router:
         so that templates can still be checked in the same run."""
         problems: list[str] = []
         env = sandbox(config.receiver.tz)
-        kinds = load_sink_types()
         routes: list[Route] = []
         for i, rc in enumerate(config.routes):
             fields = []
@@ -209,10 +208,13 @@ class Router:
                     problems.append(
                         f"{config.where('routes', i, 'when')}: syntax error: {exc.message}"
                     )
-            targets = _targets(rc, i, config, kinds, problems)
-            spares = msgspec.structs.replace(rc, sinks=list(rc.fallback.values()))
-            spare_targets = {t[0]: t for t in _targets(spares, i, config, kinds, problems)}
-            fallbacks = {s: spare_targets[f] for s, f in rc.fallback.items() if f in spare_targets}
+            resolved = config.targets[i] if i < len(config.targets) else {}
+            targets = _targets(rc, i, resolved, config, problems)
+            fallbacks = {
+                s: (f, resolved[f].ordering, resolved[f].parts)
+                for s, f in rc.fallback.items()
+                if f in resolved
+            }
             routes.append(
                 Route(
                     index=i,
@@ -270,49 +272,26 @@ class Router:
 
 
 def _targets(
-    rc: RouteConfig, index: int, config: Config, kinds: Mapping[str, Any], problems: list[str]
+    rc: RouteConfig,
+    index: int,
+    resolved: Mapping[str, Target],
+    config: Config,
+    problems: list[str],
 ) -> list[tuple[str, Ordering, dict[str, str]]]:
     targets: list[tuple[str, Ordering, dict[str, str]]] = []
     for j, sink in enumerate(rc.sinks):
         if sink in rc.sinks[:j]:  # a sink named twice is sent to once
             continue
-        sink_config = config.sinks.get(sink)
-        if sink_config is None:
-            problems.append(f"{config.where('routes', index, 'sinks', j)}: undefined sink {sink!r}")
+        target = resolved.get(sink)
+        if target is None:
+            where = config.where("routes", index, "sinks", j)
+            if sink not in config.sinks:
+                problems.append(f"{where}: undefined sink {sink!r}")
+            else:  # a Config put together by hand, past the load that resolves its targets
+                problems.append(f"{where}: sink {sink!r} has no target resolved by the load")
             continue
-        kind = kinds.get(str(type(sink_config).__struct_config__.tag))
-        default: Ordering = getattr(kind, "default_ordering", "all")
-        ordering: Ordering = sink_config.ordering or default
-        given = rc.template.get(sink)
-        parts: dict[str, str] = {}
-        path: tuple[str | int, ...] = ("routes", index, "template", sink)
-        if isinstance(given, dict) and set(given) != {"file"}:
-            for part, source in given.items():
-                text = _template_source(source, (*path, part), config, problems)
-                if text is not None:
-                    parts[part] = text
-        elif given is not None:  # the text part: inline, or {file: ...} as it always was
-            source = TemplateFile(file=str(given["file"])) if isinstance(given, dict) else given
-            text = _template_source(source, path, config, problems)
-            if text is not None:
-                parts["text"] = text
-        targets.append((sink, ordering, parts))
+        targets.append((sink, target.ordering, target.parts))
     return targets
-
-
-def _template_source(
-    given: str | TemplateFile, path: tuple[str | int, ...], config: Config, problems: list[str]
-) -> str | None:
-    """An inline source as it is, a file's text, or None (with the problem) if unreadable."""
-    if isinstance(given, str):
-        return given
-    file = config.base_dir / given.file
-    try:
-        return file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        problems.append(f"{config.where(*path)}: cannot read template file {str(file)!r}: {reason}")
-        return None
 
 
 def _getter(field: str, where: str, problems: list[str]) -> _Getter | None:

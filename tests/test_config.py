@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import DEFAULT_RETRY_SCHEDULE, load_config, parse_config
+from gateway.config import DEFAULT_RETRY_SCHEDULE, InvalidConfig, Target, load_config, parse_config
 from gateway.errors import ConfigError
 from gateway.units import RateLimit, parse_duration, parse_rate_limit
 
@@ -251,3 +251,64 @@ def test_every_missing_key_of_a_block_and_an_unset_variable_once() -> None:
         "sinks.erp (line 4): missing required key `url`",
         "sinks.erp (line 4): missing required key `secret`",
     ]
+
+
+ENV = {"SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}
+TARGETS = (
+    MINIMAL
+    + """
+sinks:
+  console: {type: console}
+  erp: {type: webhook, url: "https://erp.example.com/h", secret: "${SECRET}"}
+  ops: {type: slack, webhook_url: "https://hooks.slack.com/services/T0/B0/x", ordering: all}
+  log: {type: console, ordering: all}
+routes:
+  - name: r
+    sinks: [console, erp, ops, console]
+    fallback: {ops: log}
+    template:
+      console: {file: templates/c.j2}
+      log: {text: "{{ event.order_id }}", subject: {file: subject.j2}}
+  - name: quiet
+    sinks: [erp]
+"""
+)
+
+
+def test_the_load_resolves_each_targets_ordering_and_template_files(tmp_path: Path) -> None:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "c.j2").write_text("Pesanan {{ event.order_id }}\n")
+    (tmp_path / "subject.j2").write_text("Status")
+    path = tmp_path / "kabarin.yaml"
+    path.write_text(TARGETS)
+    config = load_config(path, env=ENV)
+    assert config.targets == [
+        {
+            # the kind's default, unless the block gives one
+            "console": Target(ordering="latest", parts={"text": "Pesanan {{ event.order_id }}\n"}),
+            "erp": Target(ordering="all"),
+            "ops": Target(ordering="all"),
+            "log": Target(
+                ordering="all", parts={"text": "{{ event.order_id }}", "subject": "Status"}
+            ),
+        },
+        {"erp": Target(ordering="all")},
+    ]
+
+
+def test_an_unreadable_template_file_is_one_more_problem_of_the_load(tmp_path: Path) -> None:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "c.j2").write_bytes(b"\xff\xfe not text")
+    text = TARGETS.replace("token: t0ken", "token: t0ken\n  tokn: x")
+    with pytest.raises(InvalidConfig) as info:
+        parse_config(text, base_dir=tmp_path, env=ENV)
+    assert info.value.problems == [
+        "receiver.tokn (line 4): unknown key (check its spelling and indentation)",
+        f"routes[0].template.console (line 16): cannot read template file "
+        f"'{tmp_path / 'templates' / 'c.j2'}': not UTF-8 text",
+        f"routes[0].template.log.subject (line 17): cannot read template file "
+        f"'{tmp_path / 'subject.j2'}': No such file or directory",
+    ]
+    # what could be read is kept, for the router and the template check
+    assert info.value.partial.targets[0]["log"].parts == {"text": "{{ event.order_id }}"}
+    assert info.value.partial.targets[0]["console"].parts == {}

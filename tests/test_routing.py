@@ -11,8 +11,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from gateway.config import RouteConfig, parse_config
-from gateway.deliveries import NewDelivery
+from gateway.config import InvalidConfig, RouteConfig, parse_config
+from gateway.deliveries import Delivery, NewDelivery
 from gateway.errors import ConfigError
 from gateway.events import Event, Status
 from gateway.routing import Router, delivery_id
@@ -33,9 +33,14 @@ def router(routes: str, base_dir: Path | None = None) -> Router:
 
 
 def config_problems(routes: str, base_dir: Path | None = None) -> list[str]:
+    """The load's problems, then the router's, as `kabarin check` lists them."""
+    try:
+        config, problems = parse_config(SINKS + routes, base_dir=base_dir, env={}), []
+    except InvalidConfig as exc:
+        config, problems = exc.partial, exc.problems
     with pytest.raises(ConfigError) as info:
-        router(routes, base_dir)
-    return info.value.problems
+        Router.from_config(config)
+    return problems + info.value.problems
 
 
 def event(**changes: Any) -> Event:
@@ -264,6 +269,52 @@ def test_a_template_file_is_read_once_relative_to_the_config(tmp_path: Path) -> 
     assert r.deliveries(event())[0].template == "Pesanan {{ event.order_id }} dibatalkan\n"
 
 
+def test_the_router_reads_no_file_and_asks_no_registry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "batal.j2").write_text("Batal {{ event.order_id }}", encoding="utf-8")
+    (tmp_path / "erp.j2").write_text("{{ event.awb }}", encoding="utf-8")
+    config = parse_config(
+        SINKS + "  - name: a\n    sinks: [console, ops]\n    fallback: {ops: erp}\n    template:\n"
+        "      console: {file: batal.j2}\n      erp: {text: {file: erp.j2}}\n",
+        base_dir=tmp_path,
+        env={},
+    )
+    # the load read the files and looked up each kind: the router needs neither any more
+    (tmp_path / "batal.j2").unlink()
+    (tmp_path / "erp.j2").unlink()
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the router must not read files or load sink kinds")
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+    monkeypatch.setattr(Path, "open", refuse)
+    monkeypatch.setattr("sinks.registry.load_sink_types", refuse)
+    monkeypatch.setattr("gateway.config.load_sink_types", refuse)
+    r = Router.from_config(config)
+    got = [(d.sink, d.ordering, d.template) for d in r.deliveries(event())]
+    assert got == [("console", "latest", "Batal {{ event.order_id }}"), ("ops", "all", None)]
+    at = event().received_at
+    dead = Delivery(
+        id="dlv_1",
+        event_id="evt_1",
+        route="a",
+        sink="ops",
+        order_id="O",
+        occurred_at=at,
+        ordering="all",
+        template=None,
+        state="dead",
+        attempts=1,
+        next_attempt_at=at,
+        created_at=at,
+        updated_at=at,
+    )
+    spare = r.fallback(dead)
+    assert spare is not None
+    assert (spare.sink, spare.ordering, spare.template) == ("erp", "all", "{{ event.awb }}")
+
+
 def test_config_errors_name_every_problem_with_its_path(tmp_path: Path) -> None:
     problems = config_problems(
         """
@@ -288,7 +339,10 @@ def test_config_errors_name_every_problem_with_its_path(tmp_path: Path) -> None:
         "awb, id, kind, method, occurred_at, order_id, raw_status, reason, received_at, "
         "source, status, details.<key>"
     )
+    # the template file is read by the load, so its problem comes before the router's
     assert problems == [
+        f"routes[1].template.erp (line 22): cannot read template file '{tmp_path / 'missing.j2'}': "
+        "No such file or directory",
         "routes[1].match.awb.regex (line 13): bad regex 'GK-(\\\\d+': "
         "missing ), unterminated subpattern at position 3",
         f"routes[1].match.statuss (line 14): unknown event field 'statuss' (fields: {fields})",
@@ -301,8 +355,6 @@ def test_config_errors_name_every_problem_with_its_path(tmp_path: Path) -> None:
         "routes[1].match.method (line 18): expected a value, a list, {not: …} or {regex: …}, "
         "got a mapping with keys equals",
         "routes[1].when (line 19): syntax error: unexpected 'end of template'",
-        f"routes[1].template.erp (line 22): cannot read template file '{tmp_path / 'missing.j2'}': "
-        "No such file or directory",
     ]
 
 
