@@ -50,6 +50,7 @@ __all__ = [
     "check_templates",
     "decode_parts",
     "encode_parts",
+    "message_language",
     "minimal_events",
     "sample_events",
     "sandbox",
@@ -283,19 +284,23 @@ class Templates:
         except Exception as exc:
             raise TemplateError(f"line {_template_line(exc)}: {_clean(str(exc))}") from exc
 
-    def sources(self, route_parts: Mapping[str, str], sink: Sink) -> dict[str, str]:
+    def sources(
+        self, route_parts: Mapping[str, str], sink: Sink, language: str | None = None
+    ) -> dict[str, str]:
         """The template source of every part `sink` declares: the route's, else the sink
-        block's, else the kind's built-in one (in the sink's language, else ``id``).
+        block's, else the kind's built-in one (in `language`, by default the sink's, else
+        ``id``).
 
         A declared part none of them gives is a `TemplateError` naming it.
         """
         own = sink.config.template_parts
+        wanted = language or sink.config.language
         out: dict[str, str] = {}
         for part in sink.parts:
             source = route_parts.get(part, own.get(part))
             if source is None:
                 built_in = sink.default_templates.get(part, {})
-                source = built_in.get(sink.config.language) or built_in.get("id")
+                source = built_in.get(wanted) or built_in.get("id")
             if source is None:
                 raise TemplateError(f"no `{part}` template: sink {sink.name!r} needs one")
             out[part] = source
@@ -337,12 +342,13 @@ class Templates:
         attempt: int = 1,
     ) -> Message:
         """The `Message` `sink` is handed for `delivery`, every declared part rendered."""
+        language = message_language(sink, contact)
         parts = self.render_parts(
-            self.sources(decode_parts(delivery.template), sink),
+            self.sources(decode_parts(delivery.template), sink, language),
             event=event,
             contact=contact,
             route=delivery.route,
-            language=sink.config.language,
+            language=language,
         )
         return Message(
             delivery_id=delivery.id,
@@ -352,6 +358,15 @@ class Templates:
             parts=parts,
             attempt=attempt,
         )
+
+
+def message_language(sink: Sink, contact: Contact | None) -> str:
+    """The language a message is written in: the customer's own (``contact.language``, as the
+    shop registered it) when the sink writes to the customer, else the sink's ``language``."""
+    own = contact.language if contact is not None else None
+    if own in STATUS_LABELS and getattr(sink, "writes_to_customer", False):
+        return str(own)
+    return sink.config.language
 
 
 def _template_line(exc: BaseException) -> int | str:

@@ -198,6 +198,11 @@ class EmailSink:
         self.config = config
         self._redactor = Redactor(self.secrets())
 
+    @property
+    def writes_to_customer(self) -> bool:
+        """``to: customer``: default templates come in the customer's registered language."""
+        return self.config.to == "customer"
+
     @classmethod
     def build(cls, name: str, config: Any, deps: SinkDeps) -> Self:
         # The SMTP server is this block's own (host, TLS, login), so the sink opens its

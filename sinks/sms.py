@@ -198,6 +198,8 @@ class SmsSink:
 
     config_type: ClassVar[type[SinkConfig]] = SmsConfig
     default_ordering: ClassVar[Ordering] = "latest"
+    writes_to_customer: ClassVar[bool] = True
+    """Default templates come in the customer's registered language when there is one."""
     parts: ClassVar[tuple[str, ...]] = ("text",)
     default_templates: ClassVar[dict[str, dict[str, str]]] = {
         # Plain GSM-7 and short: one SMS for the usual statuses (no emoji, no curly quotes).

@@ -161,6 +161,8 @@ class WhatsAppSink:
 
     config_type: ClassVar[type[SinkConfig]] = WhatsAppConfig
     default_ordering: ClassVar[Ordering] = "latest"
+    writes_to_customer: ClassVar[bool] = True
+    """Default templates come in the customer's registered language when there is one."""
     parts: tuple[str, ...] = ("text",)
     """``text`` (fonnte); with ``cloud``, one part per body parameter: ``parameter_1``, ...,
     so a route can override one of them like any part."""

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateway.config import Config, parse_config
+from gateway.deliveries import NewDelivery
 from gateway.errors import TemplateError
 from gateway.events import Contact, Event, Status
 from gateway.routing import Router
@@ -19,6 +20,7 @@ from gateway.templates import (
     check_templates,
     decode_parts,
     encode_parts,
+    message_language,
     sample_events,
 )
 from sinks.base import Language, Sink, SinkConfig, SinkDeps
@@ -259,6 +261,32 @@ def test_sources_prefer_route_then_sink_then_the_kinds_default_in_its_language()
     assert render(templates.sources({}, sinks["en"])["text"], language="en") == (
         "Delivered: order OID-40592020 (AWB JP1234567890), 05 May 2022 00:00 WIB"
     )
+
+
+def test_a_customer_message_is_written_in_the_customers_registered_language() -> None:
+    templates = Templates(timezone=JAKARTA)
+    sinks = built(
+        config(
+            sinks=(
+                "  sms: {type: sms, provider: zenziva, userkey: u, passkey: p, language: id}\n"
+                "  staff: {type: console, language: id}\n"
+                "  shop-mail: {type: email, host: h, from: a@b.id, to: [c@b.id], tls: none}\n"
+                "  cust-mail: {type: email, host: h, from: a@b.id, to: customer, tls: none}\n"
+            ),
+            yaml_routes="  - name: all\n    sinks: [sms, staff, shop-mail, cust-mail]\n",
+        )
+    )
+    english = Contact(order_id="OID-40592020", phone="081234567890", language="en")
+    unknown = Contact(order_id="OID-40592020", phone="081234567890", language="fr")
+    assert message_language(sinks["sms"], english) == "en"
+    assert message_language(sinks["cust-mail"], english) == "en"
+    assert message_language(sinks["staff"], english) == "id"  # the shop's staff, not the customer
+    assert message_language(sinks["shop-mail"], english) == "id"
+    assert message_language(sinks["sms"], unknown) == "id"
+    assert message_language(sinks["sms"], None) == "id"
+    delivery = NewDelivery(id="dlv_1", event_id="evt_1", route="all", sink="sms", ordering="latest")
+    text = templates.message(sinks["sms"], delivery, event=event(), contact=english).text
+    assert "Delivered" in text and "Terkirim" not in text
 
 
 def test_a_file_template_renders_from_the_route(tmp_path: Path) -> None:
