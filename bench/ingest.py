@@ -220,6 +220,7 @@ def sustained(args: argparse.Namespace) -> None:
     try:
         wait_ready(url + "/kiriminaja/push", kabarin)
         db = sqlite3.connect(f"file:{workdir / 'kabarin.db'}?mode=ro", uri=True)
+        db.execute("ATTACH DATABASE ? AS log", (f"file:{workdir / 'kabarin.pushes.db'}?mode=ro",))
         cmd = load_command(url, 10, "s", args.burst_connections, 600, args.pushes)
         started = time.perf_counter()
         gen = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)

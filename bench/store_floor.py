@@ -1,14 +1,15 @@
 """The floor under Kabarin's ingest: how fast SQLite alone stores what a push becomes.
 
 One thread, no HTTP, no Python work per row beyond building the parameters, with Kabarin's own
-schema, pragmas and statements, in the order Kabarin writes them: the receiver's push rows
-(the raw body, committed in groups of `--group`, as concurrent requests share a commit), then
-per intake batch of `--batch` pushes ONE commit with the batch's events (10 per push), their
-deliveries (one route) and every push marked processed.
+schema, files, pragmas and statements, in the order Kabarin writes them: the receiver's push
+rows (the raw body, committed to the push log's file in groups of `--group`, as concurrent
+requests share a commit), then per intake batch of `--batch` pushes one commit to the main file
+with the batch's events (10 per push) and their deliveries (one route), and one to the log's
+file marking every push processed.
 
     .venv/bin/python bench/store_floor.py [--pushes 20000]
 
-bench/sustained.py runs `floor()` in the same run as Kabarin and prints the ratio.
+bench/ingest.py runs `floor()` in the same run as Kabarin and prints the ratio.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import msgspec
 
-from gateway.store.sqlite.schema import migrate
+from gateway.store.sqlite.schema import LOG_MIGRATIONS, migrate
 from gateway.store.sqlite.sql import (
     APPEND_PUSH,
     INSERT_DELIVERIES,
@@ -58,21 +59,25 @@ def push_body(push: int) -> bytes:
 def floor(pushes: int, *, batch: int = 200, group: int = 64, synchronous: str = "FULL") -> float:
     """Events (each with its delivery) stored per second by SQLite alone."""
     encode = msgspec.json.Encoder().encode
-    conn = sqlite3.connect(Path(tempfile.mkdtemp()) / "floor.db", isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={synchronous}")
-    conn.execute("PRAGMA cache_size=-65536")
+    folder = Path(tempfile.mkdtemp())
+    conn = sqlite3.connect(folder / "floor.db", isolation_level=None)
+    log = sqlite3.connect(folder / "floor.pushes.db", isolation_level=None)
+    for c in (conn, log):
+        c.execute("PRAGMA journal_mode=WAL")
+        c.execute(f"PRAGMA synchronous={synchronous}")
+        c.execute("PRAGMA cache_size=-65536")
     migrate(conn, now=time.time_ns() // 1000)
+    migrate(log, now=time.time_ns() // 1000, migrations=LOG_MIGRATIONS)
     bodies = [push_body(p) for p in range(pushes)]
     started = time.perf_counter()
     for first in range(0, pushes, batch):
         numbers = range(first, min(first + batch, pushes))
         ids = [f"psh_{p:022x}" for p in numbers]
         for g in range(0, len(ids), group):  # the receiver: appends share a commit
-            conn.execute("BEGIN IMMEDIATE")
+            log.execute("BEGIN IMMEDIATE")
             for p in numbers[g : g + group]:
                 received = time.time_ns() // 1000
-                conn.execute(
+                log.execute(
                     APPEND_PUSH,
                     (
                         ids[p - first],
@@ -84,7 +89,7 @@ def floor(pushes: int, *, batch: int = 200, group: int = 64, synchronous: str = 
                         bodies[p],
                     ),
                 )
-            conn.execute("COMMIT")
+            log.execute("COMMIT")
         events, deliveries, marks = [], [], []  # the intake: one commit per batch
         now = time.time_ns() // 1000
         for push_id in ids:
@@ -99,10 +104,13 @@ def floor(pushes: int, *, batch: int = 200, group: int = 64, synchronous: str = 
         conn.execute("BEGIN IMMEDIATE")
         conn.execute(INSERT_EVENTS, (encode(events),))
         conn.execute(INSERT_DELIVERIES, (encode(deliveries), now))
-        conn.executemany(MARK_PUSH, marks)
         conn.execute("COMMIT")
+        log.execute("BEGIN IMMEDIATE")
+        log.executemany(MARK_PUSH, marks)
+        log.execute("COMMIT")
     elapsed = time.perf_counter() - started
     conn.close()
+    log.close()
     return pushes * PACKAGES / elapsed
 
 

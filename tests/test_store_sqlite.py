@@ -16,24 +16,31 @@ from pathlib import Path
 import pytest
 
 import gateway
+from gateway.config import parse_config
+from gateway.deliveries import DeliveryFilter
 from gateway.errors import StoreError
-from gateway.store import open_store
+from gateway.ingest import Intake
+from gateway.routing import Router
+from gateway.store import PushQuery, open_store
 from gateway.store.sqlite import SQLiteStore
 from gateway.store.sqlite.rows import to_us
+from gateway.store.sqlite.schema import migrate
 
 from .conftest import ingest
+from .test_intake import JAKARTA, append
 from .test_store_contract import event, put
 
 NOW = datetime(2024, 3, 1, 8, 0, tzinfo=UTC)
 
 
+def no_writes(action: int, *_: object) -> int:
+    refused = (sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE)
+    return sqlite3.SQLITE_DENY if action in refused else sqlite3.SQLITE_OK
+
+
 async def test_ping_commits(tmp_path: Path) -> None:
     # A transaction that writes nothing succeeds where no write can: ping must prove a commit,
     # so it fails where every push would. Here SQLite's authorizer refuses every write.
-    def no_writes(action: int, *_: object) -> int:
-        refused = (sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE)
-        return sqlite3.SQLITE_DENY if action in refused else sqlite3.SQLITE_OK
-
     store = SQLiteStore(tmp_path / "k.db")
     await store.open(now=NOW)
     try:
@@ -51,12 +58,29 @@ async def test_ping_commits(tmp_path: Path) -> None:
         assert conn.execute("SELECT count(*) FROM heartbeat").fetchone() == (1,)
 
 
+async def test_ping_commits_to_the_push_log_file_too(tmp_path: Path) -> None:
+    # The push log has a file and a writer of its own: readiness must fail when appends would.
+    store = SQLiteStore(tmp_path / "k.db")
+    await store.open(now=NOW)
+    try:
+        await store._write_log(lambda c: c.set_authorizer(no_writes))
+        with pytest.raises(StoreError, match="not authorized"):
+            await store.ping(now=NOW)
+        await store._write_log(lambda c: c.set_authorizer(None))
+        await store.ping(now=NOW)
+    finally:
+        await store.close()
+    with sqlite3.connect(tmp_path / "k.pushes.db") as conn:
+        assert conn.execute("SELECT at FROM heartbeat").fetchone() == (to_us(NOW),)
+
+
+@pytest.mark.parametrize("name", ["k.db", "k.pushes.db"])
 @pytest.mark.parametrize("fault", ["deleted", "replaced"])
 async def test_a_database_file_deleted_or_replaced_is_noticed(
-    tmp_path: Path, fault: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, fault: str, name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = tmp_path / "k.db"
-    store = open_store(f"sqlite:///{path}")
+    store = open_store(f"sqlite:///{tmp_path / 'k.db'}")
+    path = tmp_path / name
     await store.open(now=NOW)
     try:
         await put(store, event("A"))
@@ -143,3 +167,104 @@ def test_nothing_above_the_backend_imports_the_sqlite_package() -> None:
                 if n.startswith("gateway.store.sqlite")
             ]
     assert leaks == []
+
+
+CONFIG = parse_config(
+    """
+receiver: {token: t}
+sinks: {console: {type: console}}
+routes: [{name: all, sinks: [console]}]
+"""
+)
+
+
+async def test_the_push_log_lives_in_its_own_file(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "k.db")
+    await store.open(now=NOW)
+    try:
+        push_id = await append(store, "O-1")
+    finally:
+        await store.close()
+    with sqlite3.connect(tmp_path / "k.pushes.db") as conn:
+        assert conn.execute("SELECT id, state FROM pushes").fetchall() == [(push_id, "pending")]
+    with sqlite3.connect(tmp_path / "k.db") as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert "pushes" not in tables and "events" in tables
+
+
+async def test_a_crash_between_the_events_commit_and_the_logs_is_a_harmless_repeat(
+    tmp_path: Path,
+) -> None:
+    # The events commit to the main file first, the pushes' new state to the log file after.
+    # The log's commit failing (as a crash between the two would leave it) keeps the push
+    # pending; taken again, its events are there already: no second delivery, and the push
+    # is recorded with its events as duplicates.
+    def no_updates(action: int, *_: object) -> int:
+        return sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_UPDATE else sqlite3.SQLITE_OK
+
+    store = SQLiteStore(tmp_path / "k.db")
+    await store.open(now=NOW)
+    intake = Intake(store=store, router=Router.from_config(CONFIG), timezone=JAKARTA)
+    try:
+        push_id = await append(store, "O-1")
+        await store._write_log(lambda c: c.set_authorizer(no_updates))
+        with pytest.raises(StoreError, match="not authorized"):
+            await intake.run_once(now=NOW)
+        await store._write_log(lambda c: c.set_authorizer(None))
+        assert len(await store.list_deliveries(DeliveryFilter())) == 1
+        first = await store.get_push(push_id)
+        assert first is not None and first.state == "pending"
+
+        assert await intake.run_once(now=NOW) == 1
+        again = await store.get_push(push_id)
+        assert again is not None and again.state == "processed"
+        assert (again.accepted, again.duplicates) == (0, 1)
+        assert len(await store.list_deliveries(DeliveryFilter())) == 1
+        assert await store.count_pending_pushes() == 0
+    finally:
+        await store.close()
+
+
+async def test_a_store_with_the_push_log_in_its_main_file_moves_it_across(
+    tmp_path: Path,
+) -> None:
+    # A store from before the log had its own file: every entry (pending ones for the intake,
+    # the others for the admin API and retention) moves across, with its sequence, once.
+    path = tmp_path / "k.db"
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        migrate(conn, now=to_us(NOW))
+        for seq, (push_id, state) in enumerate(
+            [("psh_old_done", "processed"), ("psh_old_pending", "pending")], start=7
+        ):
+            body = b'{"method": "shipped_packages", "data": [{"order_id": "O-%d"}]}' % seq
+            conn.execute(
+                "INSERT INTO pushes (seq, id, source, method, items, received_at, body, state)"
+                " VALUES (?, ?, 'push', 'shipped_packages', 1, ?, ?, ?)",
+                (seq, push_id, to_us(NOW), body, state),
+            )
+    conn.close()
+    store = SQLiteStore(path)
+    await store.open(now=NOW)
+    try:
+        listed = await store.list_pushes(PushQuery())
+        assert [(p.id, p.seq, p.state) for p in listed] == [
+            ("psh_old_pending", 8, "pending"),
+            ("psh_old_done", 7, "processed"),
+        ]
+        intake = Intake(store=store, router=Router.from_config(CONFIG), timezone=JAKARTA)
+        assert await intake.drain() == 1
+        taken = await store.get_push("psh_old_pending")
+        assert taken is not None and taken.state == "processed"
+        newer = await append(store, "O-new")
+    finally:
+        await store.close()
+    store = SQLiteStore(path)
+    await store.open(now=NOW)  # again: nothing more to move, nothing lost
+    try:
+        listed = await store.list_pushes(PushQuery())
+        assert [p.id for p in listed] == [newer, "psh_old_pending", "psh_old_done"]
+        assert listed[0].seq > 8  # the log's sequence continues after the moved entries
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'pushes'").fetchone() is None

@@ -224,7 +224,11 @@ class IngestStore(Protocol):
         self, outcomes: Sequence[PushOutcome], *, now: datetime
     ) -> list[IngestResult]:
         """Store a batch's events (deduplicated by id), the deliveries of the new ones and the
-        contacts, and mark each entry ``processed`` or ``failed``: all in one commit.
+        contacts, and mark each entry ``processed`` or ``failed``: all in one commit, or (SQLite,
+        whose push log has a file of its own) the entries marked in a second commit right
+        after the first. A crash between the two leaves them pending: processed again, their
+        events are found stored, so nothing is stored or sent twice and they count as
+        duplicates.
 
         One result per outcome, in order. An event carried by two entries of the batch counts
         as new for the first. Raises `gateway.errors.StoreError` when it could not commit.

@@ -76,6 +76,7 @@ def test_a_failed_push_is_kept_and_reprocess_makes_its_events(
     # As if the code that normalised it had raised: the push is kept as failed, not lost.
     server.terminate()
     db = sqlite3.connect(server.workdir / "kabarin.db")
+    db.execute("ATTACH DATABASE ? AS log", [str(server.workdir / "kabarin.pushes.db")])
     with db:
         db.execute("DELETE FROM events")
         db.execute(

@@ -345,7 +345,7 @@ def test_a_failed_push_is_reprocessed_and_a_rejected_body_replayed(
     r = server.push({"method": "canceled_packages", "data": [{"order_id": "OID-FAIL-1"}]})
     push_id = r.json()["push_id"]
     # As if the code that normalised it had raised: the push is kept as failed.
-    with sqlite3.connect(server.workdir / "data" / "kabarin.db") as db:
+    with sqlite3.connect(server.workdir / "data" / "kabarin.pushes.db") as db:  # the log's file
         db.execute(
             "UPDATE pushes SET state = 'failed', error = 'KeyError: x' WHERE id = ?", [push_id]
         )

@@ -1,8 +1,11 @@
 """The ingest role on SQLite: the push log, the intake's batch commit, rejected bodies.
 
 The log is append-only: a push row is written once by the receiver (or the pull tracker) and
-afterwards only its ``state`` changes, from ``pending`` to ``processed`` or ``failed``. The intake
-commits a whole batch (events, deliveries, contacts, and the pushes' new states) in one job.
+afterwards only its ``state`` changes, from ``pending`` to ``processed`` or ``failed``. The log
+has a file of its own (see store.py), so the intake commits a batch in two jobs: its events,
+deliveries and contacts in the main file, then the pushes' new states in the log. A crash
+between the two leaves the pushes pending: they are processed again, their events are already
+stored (by id), so nothing new is stored or sent and they are recorded as duplicates.
 Each function here is one writer (or reader) job: it runs on a connection `SQLiteStore` hands it.
 """
 
@@ -20,8 +23,10 @@ from gateway.store.sqlite.rows import encode_rows, push_from_row, to_us
 __all__ = [
     "append_push",
     "count_pending",
+    "mark_pushes",
     "pending_pushes",
-    "record_intake",
+    "pushes_taken",
+    "record_events",
     "reject",
     "requeue_pushes",
 ]
@@ -50,16 +55,25 @@ def count_pending(conn: sqlite3.Connection) -> int:
     return int(conn.execute(sql.COUNT_PENDING_PUSHES).fetchone()[0])
 
 
-def record_intake(
-    conn: sqlite3.Connection, outcomes: Sequence[PushOutcome], now: datetime
-) -> list[IngestResult]:
+def pushes_taken(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
+    """Which of these entries are no longer pending: another intake (a second process on
+    this file, or `kabarin reprocess`) finished them since they were read."""
+    if not ids:
+        return set()
+    return {r[0] for r in conn.execute(sql.pushes_taken(len(ids)), list(ids))}
+
+
+Mark = tuple[str, str | None, int, int | None, int | None, str]
+"""A push's new state: (state, error, processed_at, accepted, duplicates, id)."""
+
+
+def record_events(
+    conn: sqlite3.Connection, outcomes: Sequence[PushOutcome], taken: set[str], now: datetime
+) -> tuple[list[IngestResult], list[Mark]]:
     """Store a batch's events (deduplicated by id), the new events' deliveries and the
-    contacts, and mark every push processed or failed; one result per outcome, in order."""
+    contacts (a main-file job); one result per outcome, in order, and the pushes' new states
+    for `mark_pushes` to record in the log file once this has committed."""
     now_us = to_us(now)
-    # Another intake (a second process on this file, or `kabarin reprocess`) may have finished
-    # some of these entries since they were read: their outcome is theirs, not stored twice.
-    ids = [o.push_id for o in outcomes]
-    taken = {r[0] for r in conn.execute(sql.pushes_taken(len(ids)), ids)}
     owner: dict[str, str] = {}  # event id -> the first push of the batch that carries it
     event_rows: list[tuple[Any, ...]] = []
     occurred: dict[str, tuple[str, int]] = {}
@@ -112,14 +126,14 @@ def record_intake(
         conn.executemany(sql.UPSERT_CONTACT, contacts)
 
     results: list[IngestResult] = []
-    updates: list[tuple[Any, ...]] = []
+    marks: list[Mark] = []
     for outcome in outcomes:
         if outcome.push_id in taken:
             results.append(IngestResult(accepted=0, duplicates=0))
             continue
         if outcome.error is not None:
             results.append(IngestResult(accepted=0, duplicates=0))
-            updates.append(("failed", outcome.error, now_us, None, None, outcome.push_id))
+            marks.append(("failed", outcome.error, now_us, None, None, outcome.push_id))
             continue
         mine = list(
             dict.fromkeys(
@@ -133,11 +147,15 @@ def record_intake(
             new_event_ids=tuple(mine),
         )
         results.append(result)
-        updates.append(
+        marks.append(
             ("processed", None, now_us, result.accepted, result.duplicates, outcome.push_id)
         )
-    conn.executemany(sql.MARK_PUSH, updates)
-    return results
+    return results, marks
+
+
+def mark_pushes(conn: sqlite3.Connection, marks: Sequence[Mark]) -> None:
+    """Record the pushes' new states (a log-file job, after their events committed)."""
+    conn.executemany(sql.MARK_PUSH, marks)
 
 
 def requeue_pushes(

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from gateway.store.sqlite import sql
 
-__all__ = ["MIGRATIONS", "migrate"]
+__all__ = ["LOG_MIGRATIONS", "MIGRATIONS", "migrate", "move_pushes"]
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -176,12 +176,77 @@ MIGRATIONS: list[tuple[int, str]] = [
 ]
 
 
-def migrate(conn: sqlite3.Connection, *, now: int) -> None:
+LOG_MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        # The push log in a file of its own (beside the main one, `<name>.pushes.db`): an
+        # append commits without queueing behind an intake commit or writing event index
+        # pages. Its own heartbeat row proves that this file takes commits too.
+        """
+        CREATE TABLE pushes (
+            seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+            id            TEXT NOT NULL UNIQUE,
+            source        TEXT NOT NULL,
+            method        TEXT,
+            items         INTEGER NOT NULL,
+            received_at   INTEGER NOT NULL,
+            content_type  TEXT,
+            body          BLOB NOT NULL,
+            state         TEXT NOT NULL,
+            error         TEXT,
+            processed_at  INTEGER,
+            accepted      INTEGER,
+            duplicates    INTEGER
+        );
+        CREATE INDEX pushes_pending ON pushes (seq) WHERE state = 'pending';
+        CREATE INDEX pushes_failed ON pushes (seq) WHERE state = 'failed';
+        CREATE TABLE heartbeat (
+            id  INTEGER PRIMARY KEY CHECK (id = 1),
+            at  INTEGER NOT NULL
+        );
+        """,
+    ),
+]
+"""The push log's file (see `LOG_MIGRATIONS`' first entry); versioned on its own."""
+
+
+def move_pushes(conn: sqlite3.Connection, log_path: str) -> int:
+    """Move the entries of a main file's ``pushes`` table (a store from before the log had its
+    own file) into the log file, then drop the table; how many were moved.
+
+    Copy first, drop after, each committed: a crash in between leaves both, and the next start
+    copies again (rows the log has are skipped by id) before dropping."""
+    if conn.execute(sql.MAIN_HAS_PUSHES).fetchone() is None:
+        return 0
+    conn.execute(sql.ATTACH_LOG, (log_path,))
+    try:
+        conn.execute(sql.BEGIN)
+        try:
+            moved = conn.execute(sql.MOVE_PUSHES).rowcount
+            conn.execute(sql.COMMIT)
+        except BaseException:
+            conn.execute(sql.ROLLBACK)
+            raise
+    finally:
+        conn.execute(sql.DETACH_LOG)
+    conn.execute(sql.BEGIN)
+    try:
+        conn.execute(sql.DROP_MAIN_PUSHES)
+        conn.execute(sql.COMMIT)
+    except BaseException:
+        conn.execute(sql.ROLLBACK)
+        raise
+    return moved
+
+
+def migrate(
+    conn: sqlite3.Connection, *, now: int, migrations: list[tuple[int, str]] = MIGRATIONS
+) -> None:
     """Apply the migrations this database has not had yet, each in its own transaction;
     `now` (microseconds) records when."""
     conn.execute(sql.CREATE_SCHEMA_VERSION)
     done = {r[0] for r in conn.execute(sql.APPLIED_VERSIONS)}
-    for version, ddl in MIGRATIONS:
+    for version, ddl in migrations:
         if version in done:
             continue
         statements: Iterable[str] = (s for s in ddl.split(";") if s.strip())

@@ -46,6 +46,21 @@ HEARTBEAT = (
 )
 CAN_READ = "SELECT 1 FROM schema_version"
 
+# -- the push log's own file (store.py): attached to readers as `log` -------------------------
+ATTACH_LOG = "ATTACH DATABASE ? AS log"
+"""Readers see both files; the main file has no ``pushes`` table, so an unqualified
+``pushes`` names the log's."""
+DETACH_LOG = "DETACH DATABASE log"
+MAIN_HAS_PUSHES = "SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = 'pushes'"
+MOVE_PUSHES = (
+    "INSERT OR IGNORE INTO log.pushes (seq, id, source, method, items, received_at,"
+    " content_type, body, state, error, processed_at, accepted, duplicates)"
+    " SELECT seq, id, source, method, items, received_at, content_type, body, state, error,"
+    " processed_at, accepted, duplicates FROM main.pushes"
+)
+"""A store from before the log had its own file: its entries go across, seq kept."""
+DROP_MAIN_PUSHES = "DROP TABLE main.pushes"
+
 # -- the push log and the intake (ingest.py) ---------------------------------------------------
 PUSH_COLUMNS = (
     "seq, id, source, method, items, received_at, content_type, body, state, error,"
@@ -87,8 +102,9 @@ UPSERT_CONTACT = (
 before, and only fills the gaps of one the shop registered (registered wins)."""
 MARK_PUSH = (
     "UPDATE pushes SET state = ?, error = ?, processed_at = ?, accepted = ?, duplicates = ?"
-    " WHERE id = ?"
+    " WHERE id = ? AND state = 'pending'"
 )
+"""An entry another intake recorded meanwhile keeps its record."""
 UPDATE_REJECTED = "UPDATE rejected SET reason = ? WHERE id = ?"
 INSERT_REJECTED = (
     "INSERT INTO rejected (received_at, reason, body, content_type) VALUES (?, ?, ?, ?)"

@@ -1,10 +1,13 @@
 """The embedded default store: SQLite in WAL mode with ``synchronous=FULL`` and group commit.
 
-Writes go through one `Writer` thread (see writer.py); reads use their own connections on a
-small thread pool, so neither blocks the event loop and WAL lets them run beside the writer.
-This module owns the file (opening, migrating, noticing it vanish) and that plumbing; what each
-role does is a plain function of a connection in ingest.py, queue.py and reads.py, so every
-method here is one line handing such a job to the writer or a reader.
+Two files: the push log in ``<name>.pushes.db`` beside the main file (``kabarin.db`` →
+``kabarin.pushes.db``), everything else in the main one. Each has its own `Writer` thread (see
+writer.py), so a push's append commits without queueing behind an intake commit, and without
+writing the events' index pages. Reads use their own connections on a small thread pool, with
+the log file attached, so neither blocks the event loop and WAL lets them run beside the
+writers. This module owns the files (opening, migrating, noticing one vanish) and that
+plumbing; what each role does is a plain function of a connection in ingest.py, queue.py and
+reads.py, so nearly every method here is one line handing such a job to a writer or a reader.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ from gateway.store.moving import Table
 from gateway.store.sqlite import contacts as contacts_
 from gateway.store.sqlite import copying, ingest, prune, queue, reads, sql, tracking
 from gateway.store.sqlite.rows import to_us
-from gateway.store.sqlite.schema import migrate
+from gateway.store.sqlite.schema import LOG_MIGRATIONS, migrate, move_pushes
 from gateway.store.sqlite.writer import Writer
 
 __all__ = ["SQLiteStore"]
@@ -65,36 +68,52 @@ log = logging.getLogger("kabarin.store")
 
 
 class SQLiteStore:
-    """`Store` on one SQLite file."""
+    """`Store` on two SQLite files: the main one at `path`, the push log at `log_path`."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.log_path = self.path.with_name(f"{self.path.stem}.pushes{self.path.suffix}")
         self._writer: Writer | None = None
+        self._log_writer: Writer | None = None
         self._readers = ThreadPoolExecutor(2, thread_name_prefix="kabarin-sqlite-read")
         self._local = threading.local()
         self._read_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._identity: tuple[int, int] | None = None
-        """(st_dev, st_ino) of the file opened: a path that stops naming it has lost the data."""
+        self._identity: dict[Path, tuple[int, int]] = {}
+        """(st_dev, st_ino) of each file opened: a path that stops naming it has lost the data."""
         self._lost = False
+        self._intake = asyncio.Lock()
+        """One intake batch between reading what is taken and marking the log at a time."""
 
     @property
     def commits(self) -> int:
-        return self._writer.commits if self._writer else 0
+        return sum(w.commits for w in (self._writer, self._log_writer) if w is not None)
 
     # -- lifecycle -----------------------------------------------------------------------
     async def open(self, *, now: datetime) -> None:
+        at = to_us(now)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = self._connect()
+            conn = self._connect(self.path)
             conn.execute(sql.JOURNAL_WAL)
-            migrate(conn, now=to_us(now))
-            found = os.stat(self.path)
+            migrate(conn, now=at)
+            log_conn = self._connect(self.log_path)
+            log_conn.execute(sql.JOURNAL_WAL)
+            migrate(log_conn, now=at, migrations=LOG_MIGRATIONS)
+            moved = move_pushes(conn, str(self.log_path))
+            for path in (self.path, self.log_path):
+                found = os.stat(path)
+                self._identity[path] = (found.st_dev, found.st_ino)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
-        self._identity = (found.st_dev, found.st_ino)
-        self._writer = Writer(conn, check=self._check_file)
+        if moved:
+            log.warning("moved %d push log entries from %s to %s", moved, self.path, self.log_path)
+        self._writer = Writer(conn, check=self._check_files)
+        self._log_writer = Writer(
+            log_conn, check=self._check_files, name="kabarin-sqlite-log-writer"
+        )
         self._writer.start()
+        self._log_writer.start()
         try:
             # SQLite opens a file it may not write read-only, without a word: only a real
             # commit shows that every push would fail.
@@ -104,29 +123,41 @@ class SQLiteStore:
             raise StoreError(f"cannot write to SQLite database {self.path}: {exc}") from exc
 
     async def close(self) -> None:
-        if self._writer is not None:
-            await asyncio.to_thread(self._writer.stop)
+        for writer in (self._log_writer, self._writer):
+            if writer is not None:
+                await asyncio.to_thread(writer.stop)
         self._readers.shutdown(wait=True)
         with self._lock:
             for conn in self._read_conns:
                 conn.close()
             self._read_conns.clear()
 
-    def _connect(self, *, create: bool = True) -> sqlite3.Connection:
-        # Readers never create the file: one that vanished must not come back empty.
-        target = self.path if create else f"{self.path.absolute().as_uri()}?mode=rw"
-        conn = sqlite3.connect(
-            target, isolation_level=None, check_same_thread=False, uri=not create
-        )
+    def _connect(self, path: Path | None = None) -> sqlite3.Connection:
+        """A writer's connection to `path`, creating the file; without one, a reader's on
+        both files, never creating them: one that vanished must not come back empty."""
+        if path is not None:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        else:
+            conn = sqlite3.connect(
+                _existing(self.path), isolation_level=None, check_same_thread=False, uri=True
+            )
+            conn.execute(sql.ATTACH_LOG, (_existing(self.log_path),))
         for pragma in (sql.SYNCHRONOUS_FULL, sql.BUSY_TIMEOUT, sql.CACHE_SIZE):
             conn.execute(pragma)
         return conn
 
     async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        if self._writer is None:
+        return await self._submit(self._writer, job)
+
+    async def _write_log(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._submit(self._log_writer, job)
+
+    @staticmethod
+    async def _submit(writer: Writer | None, job: Callable[[sqlite3.Connection], T]) -> T:
+        if writer is None:
             raise StoreError("the store is not open")
         try:
-            return await self._writer.submit(job)
+            return await writer.submit(job)
         except sqlite3.Error as exc:
             raise StoreError(str(exc)) from exc
 
@@ -134,7 +165,7 @@ class SQLiteStore:
         def run() -> T:
             conn = getattr(self._local, "conn", None)
             if conn is None:
-                conn = self._local.conn = self._connect(create=False)
+                conn = self._local.conn = self._connect()
                 with self._lock:
                     self._read_conns.append(conn)
             return job(conn)
@@ -145,48 +176,60 @@ class SQLiteStore:
             raise StoreError(str(exc)) from exc
 
     async def ping(self, *, now: datetime) -> None:
-        if self._writer is None or not self._writer.alive:
-            raise StoreError("the SQLite writer is not running")
+        for writer in (self._writer, self._log_writer):
+            if writer is None or not writer.alive:
+                raise StoreError("the SQLite writer is not running")
         await self._heartbeat(now)
         await self._read(lambda c: c.execute(sql.CAN_READ).fetchone())
 
     async def _heartbeat(self, now: datetime) -> None:
-        """Commit a one-row write through the writer: it fails exactly when a push would."""
+        """Commit a one-row write through each writer: it fails exactly when a push (or the
+        intake) would."""
         at = to_us(now)
-        await self._write(lambda c: c.execute(sql.HEARTBEAT, (at,)))
+        await asyncio.gather(
+            self._write(lambda c: c.execute(sql.HEARTBEAT, (at,))),
+            self._write_log(lambda c: c.execute(sql.HEARTBEAT, (at,))),
+        )
 
-    def _check_file(self) -> None:
-        """Refuse to commit once the path no longer names the file opened (writer thread).
+    def _check_files(self) -> None:
+        """Refuse to commit once a path no longer names the file opened (writer threads).
 
         Commits would still succeed into the unlinked or replaced file, and be lost at the
-        next restart: a 503 makes KiriminAja send the push again instead.
+        next restart: a 503 makes KiriminAja send the push again instead. Both writers check
+        both files: a push acknowledged into the log while the main file is gone would be
+        turned into events nobody will see.
         """
-        try:
-            found = os.stat(self.path)
-        except FileNotFoundError:
-            problem = "was deleted"
-        except OSError as exc:
-            problem = f"cannot be checked ({exc})"
-        else:
-            same = (found.st_dev, found.st_ino) == self._identity
-            problem = "" if same else "was replaced by another file"
-        if not problem:
-            if self._lost:
-                log.warning("the SQLite database file %s is back: accepting pushes", self.path)
-                self._lost = False
-            return
-        message = (
-            f"the SQLite database file {self.path} {problem} while in use:"
-            " refusing pushes until Kabarin is restarted on the right file"
-        )
-        if not self._lost:
-            log.error("%s", message)
-            self._lost = True
+        problem = ""
+        for path, identity in self._identity.items():
+            try:
+                found = os.stat(path)
+            except FileNotFoundError:
+                problem = "was deleted"
+            except OSError as exc:
+                problem = f"cannot be checked ({exc})"
+            else:
+                same = (found.st_dev, found.st_ino) == identity
+                problem = "" if same else "was replaced by another file"
+            if problem:
+                break
+        with self._lock:
+            if not problem:
+                if self._lost:
+                    log.warning("the SQLite database files are back: accepting pushes")
+                    self._lost = False
+                return
+            message = (
+                f"the SQLite database file {path} {problem} while in use:"
+                " refusing pushes until Kabarin is restarted on the right file"
+            )
+            if not self._lost:
+                log.error("%s", message)
+                self._lost = True
         raise StoreError(message)
 
     # -- the push log and the intake ---------------------------------------------------------
     async def append_push(self, push: NewPush) -> None:
-        await self._write(lambda c: ingest.append_push(c, push))
+        await self._write_log(lambda c: ingest.append_push(c, push))
 
     async def reject(self, request: RejectedRequest) -> None:
         await self._write(lambda c: ingest.reject(c, request))
@@ -200,12 +243,23 @@ class SQLiteStore:
     async def record_intake(
         self, outcomes: Sequence[PushOutcome], *, now: datetime
     ) -> list[IngestResult]:
-        return await self._write(lambda c: ingest.record_intake(c, outcomes, now))
+        # Two files, two commits: the events first, then the pushes marked. A crash between
+        # them leaves the pushes pending; processed again, their events are found stored
+        # (by id), so nothing is stored or sent twice and they count as duplicates.
+        async with self._intake:
+            ids = [o.push_id for o in outcomes]
+            taken = await self._read(lambda c: ingest.pushes_taken(c, ids))
+            results, marks = await self._write(
+                lambda c: ingest.record_events(c, outcomes, taken, now)
+            )
+            if marks:
+                await self._write_log(lambda c: ingest.mark_pushes(c, marks))
+            return results
 
     async def requeue_pushes(
         self, *, state: PushState, since: datetime | None = None, ids: Sequence[str] = ()
     ) -> int:
-        return await self._write(
+        return await self._write_log(
             lambda c: ingest.requeue_pushes(c, state=state, since=since, ids=ids)
         )
 
@@ -311,14 +365,18 @@ class SQLiteStore:
 
     # -- retention ---------------------------------------------------------------------------
     async def prune(self, step: PruneStep, cutoffs: Cutoffs, *, limit: int) -> Pruned:
-        return await self._write(lambda c: prune.prune(c, step, cutoffs, limit))
+        writer = self._write_log if step == "pushes" else self._write
+        return await writer(lambda c: prune.prune(c, step, cutoffs, limit))
 
     async def count_prunable(self, cutoffs: Cutoffs) -> Pruned:
         return await self._read(lambda c: prune.count_prunable(c, cutoffs))
 
     async def size_bytes(self) -> int:
         total = 0
-        for part in (self.path, self.path.with_name(self.path.name + "-wal")):
+        parts = [
+            p.with_name(p.name + wal) for p in (self.path, self.log_path) for wal in ("", "-wal")
+        ]
+        for part in parts:
             try:
                 found = part.stat()
             except FileNotFoundError:  # no WAL between a checkpoint-on-close and the next write
@@ -346,7 +404,8 @@ class SQLiteStore:
         return await self._read(lambda c: copying.export_rows(c, table, after, limit))
 
     async def import_rows(self, table: Table, rows: Sequence[tuple[Any, ...]]) -> int:
-        return await self._write(lambda c: copying.import_rows(c, table, rows))
+        writer = self._write_log if table.name == "pushes" else self._write
+        return await writer(lambda c: copying.import_rows(c, table, rows))
 
     # -- the pull tracker's orders -------------------------------------------------------------
     async def track_orders(self, orders: Sequence[tuple[str, EventKind]], *, now: datetime) -> int:
@@ -386,3 +445,8 @@ class SQLiteStore:
 
     async def tracking_counts(self) -> TrackingCounts:
         return await self._read(tracking.tracking_counts)
+
+
+def _existing(path: Path) -> str:
+    """`path` as a URI SQLite opens only if the file exists."""
+    return f"{path.absolute().as_uri()}?mode=rw"

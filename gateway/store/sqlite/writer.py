@@ -40,12 +40,13 @@ class Writer:
         *,
         max_group: int = 512,
         check: Callable[[], None] | None = None,
+        name: str = "kabarin-sqlite-writer",
     ) -> None:
         self._conn = conn
         self._max_group = max_group
         self._check = check
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="kabarin-sqlite-writer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._failure: BaseException | None = None
         self.commits = 0
         """Transactions committed: far fewer than jobs when callers overlap."""
