@@ -14,15 +14,17 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import (
     Components,
+    OpenAPI,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
@@ -194,25 +196,43 @@ def create_app(config: Config, *, config_path: str | Path | None = None) -> Lite
             # The docs page loads its scripts from this app, never from a CDN: an operator's
             # browser may have no internet access, and a CDN is one more party to trust.
             render_plugins=[
+                _CompletedJson(config.receiver.path),
                 SwaggerRenderPlugin(
                     js_url=f"{_DOCS_ASSETS}/swagger-ui-bundle.js",
                     css_url=f"{_DOCS_ASSETS}/swagger-ui.css",
                     standalone_preset_js_url=f"{_DOCS_ASSETS}/swagger-ui-standalone-preset.js",
                     favicon=f"<link rel='icon' href='{_DOCS_ASSETS}/favicon-32x32.png'>",
                     path="/swagger",
-                )
+                ),
             ],
         ),
         logging_config=None,  # `kabarin` configures logging once, for every component
         debug=False,
     )
-    _document_by_hand(app, config.receiver.path)
     return app
 
 
-def _document_by_hand(app: Litestar, push_path: str) -> None:
-    """Add what Litestar cannot infer: the push endpoint (a plain ASGI handler) and readyz's 503."""
-    openapi = app.openapi_schema
+class _CompletedJson(JsonRenderPlugin):
+    """``/schema/openapi.json``, with what Litestar cannot infer added when it is first asked
+    for (building the document takes longer than the rest of the app's start, so it is not
+    built at start-up)."""
+
+    def __init__(self, push_path: str) -> None:
+        super().__init__()
+        self._push_path = push_path
+        self._rendered: bytes | None = None
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        if self._rendered is None:
+            openapi = request.app.openapi_schema
+            _document_by_hand(openapi, self._push_path)
+            self._rendered = self.render_json(request, openapi.to_schema())
+        return self._rendered
+
+
+def _document_by_hand(openapi: OpenAPI, push_path: str) -> None:
+    """Add what Litestar cannot infer: the push endpoint (a plain ASGI handler) and readyz's 503.
+    Applying it to a document that has it already changes nothing."""
     schemas = openapi.components.schemas
     schemas.setdefault(
         "PushAccepted",
