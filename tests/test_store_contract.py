@@ -10,7 +10,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from gateway.deliveries import Attempt, DeliveryFilter, DeliveryState, NewDelivery, Ordering
+from gateway.deliveries import (
+    Attempt,
+    DeliveryFilter,
+    DeliveryState,
+    NewDelivery,
+    Ordering,
+    Outcome,
+)
 from gateway.events import Contact, Event, Status
 from gateway.ingest import new_push_id
 from gateway.store import (
@@ -747,7 +754,7 @@ async def _finished(
     d = delivery(e)
     await ingest(store, events=[e], deliveries=[d], now=claimed)
     assert await claim_ids(store, now=claimed) == [d.id]
-    outcome = "delivered" if state == "delivered" else "dead"
+    outcome: Outcome = "delivered" if state == "delivered" else "permanent"
     attempt = Attempt(delivery_id=d.id, started_at=at, duration_ms=1.0, outcome=outcome)
     assert await store.finish(d.id, worker="w1", attempt=attempt, state=state, now=at)
     return d.id

@@ -125,6 +125,15 @@ class KabarinProcess:
         self.wait_for(done, timeout)
         return found
 
+    def drained(self, timeout: float = 15) -> None:
+        """Wait until the intake has taken every push in the log."""
+
+        def none_pending() -> bool:
+            r = self.admin("GET", "/pushes", params={"state": "pending", "limit": 1})
+            return r.status_code == 200 and not r.json()["items"]
+
+        self.wait_for(none_pending, timeout)
+
     def ingest(self, body: bytes | dict[str, Any]) -> dict[str, int]:
         """Push, wait for the intake, and say what it stored: ``{accepted, duplicates}``."""
         r = self.push(body, wait=False)

@@ -222,6 +222,7 @@ def test_kill_9_after_200_loses_nothing(make_server: Callable[..., KabarinProces
     server.kill9()
     server.start()
     assert acknowledged == 500
+    server.drained()  # what was pending at the kill is taken up after the restart
     assert _count_all(server) == acknowledged
 
 
@@ -263,4 +264,5 @@ def test_concurrent_pushes_all_commit(server: KabarinProcess) -> None:
             return await asyncio.gather(*(one(i) for i in range(40)))
 
     assert asyncio.run(run()) == [200] * 40
+    server.drained()
     assert _count_all(server) == 400
