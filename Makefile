@@ -24,8 +24,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Three workers on two cores: most end-to-end time is spent waiting on servers and peers. One
+# file's tests stay in one worker, so a module's shared server or browser is started once.
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 3 --dist loadfile
 
 screenshots: $(STAMP)
 	KABARIN_SCREENSHOTS=docs $(BIN)/pytest -q tests/e2e/test_ui.py
