@@ -17,23 +17,26 @@ from litestar.params import FromPath, FromQuery, Parameter, QueryParameter
 
 from gateway.contacts import InvalidContact, registered_contact
 from gateway.deliveries import Attempt, Delivery, DeliveryFilter, DeliveryState
+from gateway.errors import ErrorBody
 from gateway.events import Contact, Event, Source, Status
-from gateway.ingest import decode_logged
-from gateway.receiver import ErrorBody, accept_push
-from gateway.reload import ReloadResult, reload
-from gateway.store.base import (
-    EventQuery,
-    LoggedPush,
-    PushQuery,
-    PushState,
-    StoredRejected,
-    TrackedOrder,
+from gateway.operations import (
+    PushEvent,
+    RejectedItem,
+    RejectedReplay,
+    SinkStatus,
+    push_events,
+    rejected_item,
+    replay_rejected,
+    sink_statuses,
+    with_waiting,
 )
+from gateway.reload import ReloadResult, reload
+from gateway.store.base import EventQuery, LoggedPush, PushQuery, PushState, TrackedOrder
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
 
-__all__ = ["AdminController", "RejectedItem", "rejected_item", "replay_rejected"]
+__all__ = ["AdminController"]
 
 
 def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -102,27 +105,8 @@ class ReplayResult(msgspec.Struct, frozen=True):
     replayed: int
 
 
-class RejectedItem(msgspec.Struct, frozen=True, kw_only=True):
-    id: int
-    received_at: datetime
-    reason: str
-    content_type: str | None
-    body: str
-    """The body as received (bytes that are not UTF-8 shown as U+FFFD)."""
-
-
 class RejectedList(msgspec.Struct, frozen=True):
     items: list[RejectedItem]
-
-
-class RejectedReplay(msgspec.Struct, frozen=True, kw_only=True):
-    outcome: str
-    """``accepted``: the body is a push now, in the push log, and its rejected row removed;
-    ``rejected``: still not a push, the row keeps the new reason; ``store_unavailable``."""
-    status_code: int
-    """What the push endpoint answers for this body now."""
-    answer: dict[str, Any]
-    """The push endpoint's answer (``{"push_id", "items"}`` or ``{"error", "detail"}``)."""
 
 
 class PushSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -148,16 +132,6 @@ class PushList(msgspec.Struct, frozen=True):
     """Pass as `cursor` for the next (older) page."""
 
 
-class PushEvent(msgspec.Struct, frozen=True, kw_only=True):
-    id: str
-    status: Status
-    order_id: str
-    outcome: str
-    """``produced`` (this push stored it) or ``repeated`` (an earlier push had)."""
-    push_id: str | None
-    """The push that stored it."""
-
-
 class PushDetail(msgspec.Struct, frozen=True, kw_only=True):
     push: PushSummary
     content_type: str | None
@@ -169,16 +143,6 @@ class PushDetail(msgspec.Struct, frozen=True, kw_only=True):
 
 class ReprocessResult(msgspec.Struct, frozen=True):
     requeued: int
-
-
-class SinkStatus(msgspec.Struct, frozen=True, kw_only=True):
-    name: str
-    type: str
-    pending: int
-    dead: int
-    disabled: str | None
-    """Why the sink is switched off (e.g. the peer answered 410 Gone), if it is."""
-    circuit: str
 
 
 class ContactBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -211,35 +175,6 @@ def _push_summary(p: LoggedPush) -> PushSummary:
         accepted=p.accepted,
         duplicates=p.duplicates,
     )
-
-
-async def push_events(rt: Runtime, push: LoggedPush) -> list[PushEvent]:
-    """The events a processed push yields, each said to be produced by it or repeated.
-
-    Event ids are deterministic, so decoding the logged body again names them exactly.
-    """
-    if push.state != "processed":
-        return []
-    try:
-        normalised = decode_logged(push, rt.timezone)
-    except Exception:  # the code changed since: the push's counts still say what it did
-        return []
-    stored = await rt.store.events_by_id([e.id for e in normalised.events])
-    out: list[PushEvent] = []
-    for e in normalised.events:
-        if e.id not in stored or any(x.id == e.id for x in out):
-            continue
-        owner = stored[e.id][1]
-        out.append(
-            PushEvent(
-                id=e.id,
-                status=e.status,
-                order_id=e.order_id,
-                outcome="produced" if owner == push.id else "repeated",
-                push_id=owner,
-            )
-        )
-    return out
 
 
 def _summary(seq: int, e: Event) -> EventSummary:
@@ -334,7 +269,7 @@ class AdminController(Controller):
             DeliveryFilter(order_id=event.order_id, event_id=event.id, limit=500)
         )
         return EventDetail(
-            event=event, contact=contact, deliveries=await _with_waiting(rt, deliveries)
+            event=event, contact=contact, deliveries=await with_waiting(rt, deliveries)
         )
 
     @get(
@@ -456,7 +391,7 @@ class AdminController(Controller):
             )
         )
         return DeliveryList(
-            await _with_waiting(rt, items), items[-1].id if len(items) == limit else None
+            await with_waiting(rt, items), items[-1].id if len(items) == limit else None
         )
 
     @get("/deliveries/{delivery_id:str}", summary="One delivery with its attempts", responses=_ONE)
@@ -466,7 +401,7 @@ class AdminController(Controller):
         if found is None:
             raise NotFoundException(f"no delivery {delivery_id!r}")
         delivery, attempts = found
-        return DeliveryDetail((await _with_waiting(rt, [delivery]))[0], attempts)
+        return DeliveryDetail((await with_waiting(rt, [delivery]))[0], attempts)
 
     @post(
         "/deliveries/{delivery_id:str}/replay",
@@ -564,7 +499,7 @@ class AdminController(Controller):
         responses={401: _UNAUTHORISED},
     )
     async def list_sinks(self, state: State) -> SinkList:
-        return SinkList(await _sink_statuses(state.runtime))
+        return SinkList(await sink_statuses(state.runtime))
 
     @post(
         "/sinks/{name:str}/enable",
@@ -578,92 +513,10 @@ class AdminController(Controller):
             raise NotFoundException(f"no sink {name!r} in the configuration")
         await rt.store.enable_sink(name)
         rt.wake_dispatcher()
-        return next(s for s in await _sink_statuses(rt) if s.name == name)
-
-
-async def _sink_statuses(rt: Runtime) -> list[SinkStatus]:
-    counts = {c.sink: c for c in await rt.store.sink_counts()}
-    disabled = await rt.store.disabled_sinks()
-    items = []
-    for name, config in rt.config.sinks.items():
-        c = counts.get(name)
-        items.append(
-            SinkStatus(
-                name=name,
-                type=str(type(config).__struct_config__.tag),
-                pending=c.pending if c else 0,
-                dead=c.dead if c else 0,
-                disabled=disabled.get(name),
-                circuit=rt.circuit_state(name),
-            )
-        )
-    return items
-
-
-async def _with_waiting(rt: Runtime, deliveries: list[Delivery]) -> list[Delivery]:
-    """Each unfinished delivery with why it waits: what the dispatcher recorded, or else what
-    its row, the switched-off sinks and the circuit breakers say."""
-    unfinished = any(d.state in ("pending", "in_flight") for d in deliveries)
-    disabled = await rt.store.disabled_sinks() if unfinished else {}
-    now = datetime.now(UTC)
-    return [
-        msgspec.structs.replace(
-            d,
-            waiting=(d.waiting if d.state == "pending" else None) or _waiting(rt, d, disabled, now),
-        )
-        for d in deliveries
-    ]
-
-
-def _waiting(rt: Runtime, d: Delivery, disabled: dict[str, str], now: datetime) -> str | None:
-    if d.state == "in_flight":
-        until = f" (leased until {d.lease_until.isoformat()})" if d.lease_until else ""
-        return f"being sent{until}"
-    if d.state != "pending":
-        return None
-    if d.sink in disabled:
-        return f"sink switched off: {disabled[d.sink]}"
-    after = f" (last error: {d.last_error})" if d.last_error else ""
-    if rt.circuit_state(d.sink) == "open":
-        return f"circuit open until the sink's cooldown ends; next attempt at {_at(d)}{after}"
-    if d.next_attempt_at > now:
-        return f"next attempt at {_at(d)}{after}"
-    return f"due since {_at(d)}: waiting for the dispatcher or an older delivery of the order"
-
-
-def _at(d: Delivery) -> str:
-    return d.next_attempt_at.isoformat().replace("+00:00", "Z")
+        return next(s for s in await sink_statuses(rt) if s.name == name)
 
 
 RejectedId = Annotated[int, Parameter(ge=1, le=2**63 - 1)]
-
-
-def rejected_item(r: StoredRejected) -> RejectedItem:
-    return RejectedItem(
-        id=r.id,
-        received_at=r.received_at,
-        reason=r.reason,
-        content_type=r.content_type,
-        body=r.body.decode("utf-8", errors="replace"),
-    )
-
-
-async def replay_rejected(rt: Runtime, rejected: StoredRejected) -> RejectedReplay:
-    """Run a kept body through the push path again (`accept_push`, the receiver's own).
-
-    Accepted: its events are stored and the rejected row is removed. Still not a push: the same
-    row is updated with the new reason, not kept twice.
-    """
-    status, body = await accept_push(
-        rt, rejected.body, rejected.content_type, rejected_id=rejected.id
-    )
-    if status == 200:
-        await rt.store.delete_rejected(rejected.id)
-        outcome = "accepted"
-    else:
-        outcome = "rejected" if status == 400 else "store_unavailable"
-    answer: dict[str, Any] = msgspec.json.decode(body)
-    return RejectedReplay(outcome=outcome, status_code=status, answer=answer)
 
 
 def _aware(value: datetime | None) -> datetime | None:

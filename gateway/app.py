@@ -42,8 +42,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway import __version__, metrics
 from gateway.admin import AdminController
 from gateway.config import Config
-from gateway.errors import StoreError
-from gateway.receiver import ErrorBody, make_receiver
+from gateway.errors import ErrorBody, StoreError
+from gateway.receiver import make_receiver
 from gateway.redaction import mask_url, redact_text
 from gateway.reload import ReloadResult, reload
 from gateway.routing import Router

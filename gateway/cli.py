@@ -607,7 +607,7 @@ def _rejected(args: argparse.Namespace) -> int:
 async def _run_rejected(config: Config, args: argparse.Namespace) -> int:
     from contextlib import AsyncExitStack
 
-    from gateway.admin import rejected_item, replay_rejected
+    from gateway.operations import rejected_item, replay_rejected
     from gateway.runtime import build_intake, open_runtime
 
     async with AsyncExitStack() as stack:

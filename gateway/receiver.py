@@ -3,7 +3,8 @@
 Nothing here normalises, routes or calls a sink: the 200 goes out once the raw push is committed
 to the log (`IngestStore.append_push`), and the intake (`gateway.ingest`) takes it from there.
 When more pushes wait than ``receiver.max_backlog``, it answers 503 with Retry-After instead of
-letting the log grow without bound.
+letting the log grow without bound. The envelope check and the append are
+`gateway.pushes.accept_push`, which replaying a rejected body runs too.
 
 The endpoint is a plain ASGI handler mounted in the Litestar app rather than a ``@post``
 handler: it is the one hot path, and Litestar's request machinery costs about as much as the
@@ -14,60 +15,23 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import logging
-import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-import msgspec
 from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
 from litestar.types import Receive, Scope, Send
 
 from gateway import metrics
-from gateway.errors import PushError, StoreError
-from gateway.ingest import new_push_id
-from gateway.kiriminaja import decode_push
-from gateway.store.base import NewPush, RejectedRequest
+from gateway.errors import error_answer
+from gateway.pushes import accept_push
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
 
-__all__ = [
-    "BACKLOG_RETRY_AFTER",
-    "ErrorBody",
-    "PushAccepted",
-    "accept_push",
-    "authorised",
-    "http_protocol",
-    "make_receiver",
-]
-
-log = logging.getLogger("kabarin.receiver")
+__all__ = ["BACKLOG_RETRY_AFTER", "authorised", "http_protocol", "make_receiver"]
 
 BACKLOG_RETRY_AFTER = 30
 """Seconds a push refused for a full backlog is asked to wait (``Retry-After``)."""
-
-
-class PushAccepted(msgspec.Struct, frozen=True):
-    push_id: str
-    """The push log entry: ``GET /admin/v1/pushes/{push_id}`` shows what became of it."""
-    items: int
-    """Packages in the push."""
-
-
-class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True):
-    error: str
-    detail: str
-    path: str | None = None
-    """Where in the body the problem is, msgspec style: ``$.data[3].order_id``."""
-
-
-_encode = msgspec.json.Encoder().encode
-
-
-def _error(status: int, error: str, detail: str, path: str | None = None) -> tuple[int, bytes]:
-    return status, _encode(ErrorBody(error, detail, path))
 
 
 def authorised(header: str | None, token: bytes) -> bool:
@@ -78,68 +42,6 @@ def authorised(header: str | None, token: bytes) -> bool:
     if value[:7].lower() == "bearer ":
         value = value[7:].strip()
     return hmac.compare_digest(value.encode(), token)
-
-
-async def accept_push(
-    rt: Runtime,
-    body: bytes,
-    content_type: str | None,
-    *,
-    rejected_id: int | None = None,
-    now: datetime | None = None,
-) -> tuple[int, bytes]:
-    """Check an authenticated body's envelope and append it to the push log; the status and
-    JSON answer. The 200 means the body is on disk: the intake makes events of it afterwards.
-
-    `rejected_id` replays a kept rejected body: if it is still not a push, that row gets the
-    new reason instead of a second row being added.
-    """
-    started = time.perf_counter()
-    received_at = now or datetime.now(UTC)
-    try:
-        push = decode_push(body)
-    except PushError as exc:
-        metrics.PUSH_REJECTIONS.labels("invalid").inc()
-        try:
-            await rt.store.reject(
-                RejectedRequest(
-                    received_at=received_at,
-                    reason=str(exc),
-                    body=body,
-                    content_type=content_type,
-                    replaces=rejected_id,
-                )
-            )
-        except StoreError:
-            log.exception("could not keep a rejected push")
-            return _error(503, "store_unavailable", "could not store the request; send it again")
-        return _error(400, "invalid_push", exc.reason, exc.path)
-
-    entry = NewPush(
-        id=new_push_id(received_at),
-        source="push",
-        received_at=received_at,
-        body=body,
-        content_type=content_type,
-        method=push.method,
-        items=len(push.items),
-    )
-    try:
-        await rt.store.append_push(entry)
-    except StoreError:
-        log.exception("could not append a push of %d items to the log", entry.items)
-        return _error(503, "store_unavailable", "could not store the push; send it again")
-    rt.backlog.pending += 1
-    rt.wake_intake()
-    metrics.PUSHES.labels(metrics.method_label(push.method)).inc()
-    log.debug(
-        "push %s %r: %d items logged in %.1f ms",
-        entry.id,
-        push.method,
-        entry.items,
-        (time.perf_counter() - started) * 1000,
-    )
-    return 200, _encode(PushAccepted(entry.id, entry.items))
 
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -227,10 +129,14 @@ def http_protocol(read_timeout: float) -> type[asyncio.Protocol]:
 
 def make_receiver(path: str, max_body_bytes: int) -> ASGIRouteHandler:
     """The ``POST receiver.path`` handler."""
-    too_large = _error(413, "body_too_large", "the body is larger than receiver.max_body_bytes")
-    too_slow = _error(408, "request_timeout", "the body took longer than receiver.read_timeout")
-    not_allowed = _error(405, "method_not_allowed", "pushes are POSTed")
-    backlogged = _error(
+    too_large = error_answer(
+        413, "body_too_large", "the body is larger than receiver.max_body_bytes"
+    )
+    too_slow = error_answer(
+        408, "request_timeout", "the body took longer than receiver.read_timeout"
+    )
+    not_allowed = error_answer(405, "method_not_allowed", "pushes are POSTed")
+    backlogged = error_answer(
         503, "backlog_full", "too many pushes wait to be processed; send it again later"
     )
     retry_later = [(b"retry-after", str(BACKLOG_RETRY_AFTER).encode())]
@@ -252,7 +158,9 @@ def make_receiver(path: str, max_body_bytes: int) -> ASGIRouteHandler:
         rt: Runtime = scope["app"].state.runtime
         if not authorised(authorization, rt.push_token):
             metrics.PUSH_REJECTIONS.labels("unauthorized").inc()
-            await _respond(send, *_error(401, "unauthorized", "missing or wrong bearer token"))
+            await _respond(
+                send, *error_answer(401, "unauthorized", "missing or wrong bearer token")
+            )
             return
         if await rt.backlog.over(rt.config.receiver.max_backlog, rt.store):
             metrics.PUSH_REJECTIONS.labels("backlog_full").inc()

@@ -26,11 +26,11 @@ from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
-from gateway.admin import _sink_statuses, _with_waiting, push_events, replay_rejected
 from gateway.deliveries import Delivery, DeliveryFilter, DeliveryState
 from gateway.dryrun import Simulated, simulate
 from gateway.errors import ConfigError, KabarinError, PushError
 from gateway.events import Event
+from gateway.operations import push_events, replay_rejected, sink_statuses, with_waiting
 from gateway.store.base import EventQuery, PushQuery, PushState
 from gateway.ui.chart import count_per_hour, hour_buckets, hourly_svg
 from gateway.ui.labels import LANGUAGES, Language, translate
@@ -317,7 +317,7 @@ async def overview(request: Request[Any, Any, State]) -> Response[str]:
         by_state=by_state,
         backlog=await rt.store.count_pending_pushes(),
         rejected=await rt.store.count_rejected(),
-        sinks=await _sink_statuses(rt),
+        sinks=await sink_statuses(rt),
     )
 
 
@@ -382,7 +382,7 @@ async def order(request: Request[Any, Any, State], order_id: str = "") -> Respon
     if not page.items:
         raise NotFoundException(order_id)
     events = sorted((s.event for s in page.items), key=lambda e: (e.occurred_at, e.received_at))
-    deliveries = await _with_waiting(
+    deliveries = await with_waiting(
         rt, await rt.store.list_deliveries(DeliveryFilter(order_id=order_id, limit=500))
     )
     attempts = {}
@@ -455,7 +455,7 @@ class _DeliveryQuery:
 async def deliveries(request: Request[Any, Any, State]) -> Response[str]:
     rt = _rt(request)
     query = _DeliveryQuery.of(request.query_params)
-    found = await _with_waiting(rt, await query.find(rt, limit=200))
+    found = await with_waiting(rt, await query.find(rt, limit=200))
     return render(
         request,
         "deliveries.html.j2",
@@ -503,7 +503,7 @@ async def delivery(request: Request[Any, Any, State], delivery_id: str) -> Respo
     if found is None:
         raise NotFoundException(delivery_id)
     item, attempts = found
-    item = (await _with_waiting(rt, [item]))[0]
+    item = (await with_waiting(rt, [item]))[0]
     event = await rt.store.get_event(item.event_id)
     preview: str | None = None
     problem: str | None = None
