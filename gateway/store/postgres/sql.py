@@ -4,7 +4,8 @@ The versioned DDL stays in schema.py (history, never edited). Batches travel as 
 parameter per column, expanded with ``unnest``: one statement however many rows. Parameters
 carry explicit casts where a ``NULL`` would otherwise leave PostgreSQL guessing the type.
 Statements whose filter depends on the query are built by the functions at the end, from fixed
-fragments, with every value bound as a parameter.
+fragments (the admin's list filters come from `gateway.store.queries`, shared with SQLite), with
+every value bound as a parameter.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from gateway.deliveries import DeliveryFilter
 from gateway.store.base import EventQuery, PushQuery
+from gateway.store.queries import Dialect, select
 
 # -- connections, migrations, notifications (store.py, schema.py, writer.py) ---------------------
 SET_UTC = "SET TIME ZONE 'UTC'"
@@ -491,12 +493,8 @@ COPY_IN_ATTEMPT = (
 the same moment with the same outcome."""
 
 
-# -- statements whose filter depends on the query ----------------------------------------------
-def _select(head: str, where: Sequence[str], tail: str = "") -> str:
-    sql = head
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    return sql + tail
+# -- statements whose filter depends on the query (the admin's lists: gateway.store.queries) ----
+_DIALECT = Dialect(mark="%s", time=lambda moment: moment)
 
 
 def requeue_pushes(state: str, since: datetime | None, ids: Sequence[str]) -> tuple[str, list[Any]]:
@@ -512,78 +510,20 @@ def requeue_pushes(state: str, since: datetime | None, ids: Sequence[str]) -> tu
         "UPDATE pushes SET state = 'pending', error = NULL, processed_at = NULL,"
         " lease_owner = NULL, lease_until = NULL"
     )
-    return _select(head, where), params
+    return select(head, where), params
 
 
 def list_pushes(query: PushQuery) -> tuple[str, list[Any]]:
-    where: list[str] = []
-    params: list[Any] = []
-    if query.state is not None:
-        where.append("state = %s")
-        params.append(query.state)
-    if query.source is not None:
-        where.append("source = %s")
-        params.append(query.source)
-    if query.since is not None:
-        where.append("received_at >= %s")
-        params.append(query.since)
-    if query.before_seq is not None:
-        where.append("seq < %s")
-        params.append(query.before_seq)
-    head = f"SELECT {PUSH_COLUMNS} FROM pushes"
-    return _select(head, where, " ORDER BY seq DESC LIMIT %s"), [*params, query.limit]
+    return _DIALECT.list_pushes(f"SELECT {PUSH_COLUMNS} FROM pushes", query)
 
 
 def list_events(query: EventQuery) -> tuple[str, list[Any]]:
-    """One row more than the page, to tell whether another page follows."""
-    where: list[str] = []
-    params: list[Any] = []
-    if query.order_id is not None:
-        where.append("order_id = %s")
-        params.append(query.order_id)
-    if query.status is not None:
-        where.append("status = %s")
-        params.append(query.status.value)
-    if query.since is not None:
-        where.append("received_at >= %s")
-        params.append(query.since)
-    if query.before_seq is not None:
-        where.append("seq < %s")
-        params.append(query.before_seq)
-    head = "SELECT seq, body::text FROM events"
-    return _select(head, where, " ORDER BY seq DESC LIMIT %s"), [*params, query.limit + 1]
-
-
-def _delivery_filter(query: DeliveryFilter) -> tuple[list[str], list[Any]]:
-    where: list[str] = []
-    params: list[Any] = []
-    for column, value in (
-        ("state", query.state),
-        ("sink", query.sink),
-        ("order_id", query.order_id),
-        ("event_id", query.event_id),
-    ):
-        if value is not None:
-            where.append(f"{column} = %s")
-            params.append(value)
-    if query.since is not None:
-        where.append("created_at >= %s")
-        params.append(query.since)
-    return where, params
+    return _DIALECT.list_events("SELECT seq, body::text FROM events", query)
 
 
 def list_deliveries(query: DeliveryFilter) -> tuple[str, list[Any]]:
-    where, params = _delivery_filter(query)
-    if query.before is not None:
-        where.append("seq < (SELECT seq FROM deliveries WHERE id = %s)")
-        params.append(query.before)
-    head = f"SELECT {DELIVERY_COLUMNS_SHOWN} FROM deliveries"
-    return _select(head, where, " ORDER BY seq DESC LIMIT %s"), [*params, query.limit]
+    return _DIALECT.list_deliveries(f"SELECT {DELIVERY_COLUMNS_SHOWN} FROM deliveries", query)
 
 
 def replay(query: DeliveryFilter, now: datetime) -> tuple[str, list[Any]]:
-    """Only ``dead`` deliveries, whatever state the filter names."""
-    where, params = _delivery_filter(
-        DeliveryFilter(state="dead", sink=query.sink, order_id=query.order_id, since=query.since)
-    )
-    return _select(REPLAY_SET, where), [now, now, *params]
+    return _DIALECT.replay(REPLAY_SET, query, now)

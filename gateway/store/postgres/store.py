@@ -74,6 +74,7 @@ from gateway.store.moving import Table
 from gateway.store.postgres import sql
 from gateway.store.postgres.schema import migrate
 from gateway.store.postgres.writer import PushWriter
+from gateway.store.records import Records, contact_from_row
 from gateway.store.shared import CircuitGate
 
 __all__ = ["Channel", "PostgresStore"]
@@ -930,70 +931,17 @@ def _us(moment: datetime) -> int:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _push(row: Sequence[Any]) -> LoggedPush:
-    """A row of `sql.PUSH_COLUMNS`."""
-    return LoggedPush(
-        seq=row[0],
-        id=row[1],
-        source=row[2],
-        method=row[3],
-        items=row[4],
-        received_at=row[5],
-        content_type=row[6],
-        body=bytes(row[7]),
-        state=row[8],
-        error=row[9],
-        processed_at=row[10],
-        accepted=row[11],
-        duplicates=row[12],
-    )
+def _as_read(moment: datetime) -> datetime:
+    return moment  # timestamptz columns come back as UTC datetimes (the connections use UTC)
 
 
-def _delivery(row: Sequence[Any]) -> Delivery:
-    """A row of `sql.DELIVERY_COLUMNS` (or `sql.DELIVERY_COLUMNS_SHOWN`)."""
-    return Delivery(
-        id=row[0],
-        event_id=row[1],
-        route=row[2],
-        sink=row[3],
-        order_id=row[4],
-        occurred_at=row[5],
-        ordering=row[6],
-        template=row[7],
-        state=row[8],
-        attempts=row[9],
-        next_attempt_at=row[10],
-        created_at=row[11],
-        updated_at=row[12],
-        lease_owner=row[13],
-        lease_until=row[14],
-        last_error=row[15],
-        delivered_at=row[16],
-        waiting=row[17],
-        fallback_of=row[18],
-    )
+_rows = Records(time=_as_read)
+_push = _rows.push
+_delivery = _rows.delivery
+_rejected = _rows.rejected
+_attempt = _rows.attempt
+_contact = contact_from_row
 
 
 def _bytes(value: Any) -> Any:
     return bytes(value) if isinstance(value, memoryview) else value
-
-
-def _contact(row: Sequence[Any]) -> Contact:
-    return Contact(order_id=row[0], name=row[1], phone=row[2], email=row[3], language=row[4])
-
-
-def _rejected(row: Sequence[Any]) -> StoredRejected:
-    return StoredRejected(
-        id=row[0], received_at=row[1], reason=row[2], body=bytes(row[3]), content_type=row[4]
-    )
-
-
-def _attempt(row: Sequence[Any]) -> Attempt:
-    return Attempt(
-        delivery_id=row[0],
-        started_at=row[1],
-        duration_ms=row[2],
-        outcome=row[3],
-        status_code=row[4],
-        error=row[5],
-    )

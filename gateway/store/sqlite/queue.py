@@ -173,7 +173,7 @@ def finish_many(
 
 
 def replay(conn: sqlite3.Connection, query: DeliveryFilter, now: datetime) -> int:
-    statement, params = sql.replay(query, to_us(now))
+    statement, params = sql.replay(query, now)
     return conn.execute(statement, params).rowcount
 
 

@@ -1,4 +1,4 @@
-"""SQLite rows ↔ Kabarin's structs: the only place that knows a row's column order.
+"""SQLite rows ↔ Kabarin's structs: `gateway.store.records` read with SQLite's times.
 
 Times are integer microseconds since the Unix epoch, UTC: exact, ordered, and compared by
 index in SQL. They never leave this package; every caller above it speaks timezone-aware
@@ -7,15 +7,12 @@ datetimes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import msgspec
 
-from gateway.deliveries import Attempt, Delivery
-from gateway.events import Contact, Event
-from gateway.store.base import LoggedPush, StoredRejected
+from gateway.events import Event
+from gateway.store.records import Records, contact_from_row
 
 __all__ = [
     "attempt_from_row",
@@ -50,78 +47,8 @@ def opt_time(value: int | None) -> datetime | None:
     return None if value is None else from_us(value)
 
 
-def delivery_from_row(row: Sequence[Any]) -> Delivery:
-    """A row of `sql.DELIVERY_COLUMNS` (or `sql.DELIVERY_COLUMNS_SHOWN`)."""
-    return Delivery(
-        id=row[0],
-        event_id=row[1],
-        route=row[2],
-        sink=row[3],
-        order_id=row[4],
-        occurred_at=from_us(row[5]),
-        ordering=row[6],
-        template=row[7],
-        state=row[8],
-        attempts=row[9],
-        next_attempt_at=from_us(row[10]),
-        created_at=from_us(row[11]),
-        updated_at=from_us(row[12]),
-        lease_owner=row[13],
-        lease_until=opt_time(row[14]),
-        last_error=row[15],
-        delivered_at=opt_time(row[16]),
-        waiting=row[17],
-        fallback_of=row[18] if len(row) > 18 else None,
-    )
-
-
-def push_from_row(row: Sequence[Any]) -> LoggedPush:
-    """A row of `sql.PUSH_COLUMNS`."""
-    return LoggedPush(
-        seq=row[0],
-        id=row[1],
-        source=row[2],
-        method=row[3],
-        items=row[4],
-        received_at=from_us(row[5]),
-        content_type=row[6],
-        body=bytes(row[7]),
-        state=row[8],
-        error=row[9],
-        processed_at=opt_time(row[10]),
-        accepted=row[11],
-        duplicates=row[12],
-    )
-
-
-def contact_from_row(row: Sequence[Any]) -> Contact:
-    """``order_id, name, phone, email[, language]``."""
-    return Contact(
-        order_id=row[0],
-        name=row[1],
-        phone=row[2],
-        email=row[3],
-        language=row[4] if len(row) > 4 else None,
-    )
-
-
-def rejected_from_row(row: Sequence[Any]) -> StoredRejected:
-    """A row of `sql.REJECTED_COLUMNS`."""
-    return StoredRejected(
-        id=row[0],
-        received_at=from_us(row[1]),
-        reason=row[2],
-        body=bytes(row[3]),
-        content_type=row[4],
-    )
-
-
-def attempt_from_row(row: Sequence[Any]) -> Attempt:
-    return Attempt(
-        delivery_id=row[0],
-        started_at=from_us(row[1]),
-        duration_ms=row[2],
-        outcome=row[3],
-        status_code=row[4],
-        error=row[5],
-    )
+_records = Records(time=from_us)
+delivery_from_row = _records.delivery
+push_from_row = _records.push
+rejected_from_row = _records.rejected
+attempt_from_row = _records.attempt

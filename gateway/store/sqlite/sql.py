@@ -7,18 +7,21 @@ and turn rows into structs; they hold no SQL of their own. The versioned DDL sta
 schema.py, because a shipped migration is history and never edited.
 
 Times are integer microseconds since the Unix epoch, UTC (see rows.py). Statements whose
-filter depends on the query are built by the functions at the end, from fixed fragments, with
-every value bound as a parameter.
+filter depends on the query are built by the functions at the end, from fixed fragments (the
+admin's list filters come from `gateway.store.queries`, shared with PostgreSQL), with every value
+bound as a parameter.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from gateway.deliveries import DeliveryFilter
 from gateway.events import TERMINAL_STATUSES
 from gateway.store.base import EventQuery, PushQuery
+from gateway.store.queries import Dialect, select
 from gateway.store.sqlite.rows import to_us
 
 # -- connections and transactions (store.py, writer.py, schema.py) ----------------------------
@@ -298,16 +301,12 @@ INSERT_FALLBACK = (
 fallback, and at most one per delivery (unique index on ``fallback_of``)."""
 
 
-# -- statements whose filter depends on the query ----------------------------------------------
+# -- statements whose filter depends on the query (the admin's lists: gateway.store.queries) ----
+_DIALECT = Dialect(mark="?", time=to_us)
+
+
 def _marks(count: int) -> str:
     return ", ".join("?" for _ in range(count))
-
-
-def _select(head: str, where: Sequence[str], tail: str = "") -> str:
-    sql = head
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    return sql + tail
 
 
 def pushes_taken(count: int) -> str:
@@ -329,81 +328,23 @@ def requeue_pushes(state: str, since: int | None, ids: Sequence[str]) -> tuple[s
         where.append(f"id IN ({_marks(len(ids))})")
         params.extend(ids)
     head = "UPDATE pushes SET state = 'pending', error = NULL, processed_at = NULL"
-    return _select(head, where), params
+    return select(head, where), params
 
 
 def list_pushes(query: PushQuery) -> tuple[str, list[Any]]:
-    where: list[str] = []
-    params: list[Any] = []
-    if query.state is not None:
-        where.append("state = ?")
-        params.append(query.state)
-    if query.source is not None:
-        where.append("source = ?")
-        params.append(query.source)
-    if query.since is not None:
-        where.append("received_at >= ?")
-        params.append(to_us(query.since))
-    if query.before_seq is not None:
-        where.append("seq < ?")
-        params.append(query.before_seq)
-    head = f"SELECT {PUSH_COLUMNS} FROM pushes"
-    return _select(head, where, " ORDER BY seq DESC LIMIT ?"), [*params, query.limit]
+    return _DIALECT.list_pushes(f"SELECT {PUSH_COLUMNS} FROM pushes", query)
 
 
 def list_events(query: EventQuery) -> tuple[str, list[Any]]:
-    """One row more than the page, to tell whether another page follows."""
-    where: list[str] = []
-    params: list[Any] = []
-    if query.order_id is not None:
-        where.append("order_id = ?")
-        params.append(query.order_id)
-    if query.status is not None:
-        where.append("status = ?")
-        params.append(query.status.value)
-    if query.since is not None:
-        where.append("received_at >= ?")
-        params.append(to_us(query.since))
-    if query.before_seq is not None:
-        where.append("seq < ?")
-        params.append(query.before_seq)
-    head = "SELECT seq, body FROM events"
-    return _select(head, where, " ORDER BY seq DESC LIMIT ?"), [*params, query.limit + 1]
-
-
-def _delivery_filter(query: DeliveryFilter) -> tuple[list[str], list[Any]]:
-    where: list[str] = []
-    params: list[Any] = []
-    for column, value in (
-        ("state", query.state),
-        ("sink", query.sink),
-        ("order_id", query.order_id),
-        ("event_id", query.event_id),
-    ):
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
-    if query.since is not None:
-        where.append("created_at >= ?")
-        params.append(to_us(query.since))
-    return where, params
+    return _DIALECT.list_events("SELECT seq, body FROM events", query)
 
 
 def list_deliveries(query: DeliveryFilter) -> tuple[str, list[Any]]:
-    where, params = _delivery_filter(query)
-    if query.before is not None:
-        where.append("seq < (SELECT seq FROM deliveries WHERE id = ?)")
-        params.append(query.before)
-    head = f"SELECT {DELIVERY_COLUMNS_SHOWN} FROM deliveries"
-    return _select(head, where, " ORDER BY seq DESC LIMIT ?"), [*params, query.limit]
+    return _DIALECT.list_deliveries(f"SELECT {DELIVERY_COLUMNS_SHOWN} FROM deliveries", query)
 
 
-def replay(query: DeliveryFilter, now: int) -> tuple[str, list[Any]]:
-    """Only ``dead`` deliveries, whatever state the filter names."""
-    where, params = _delivery_filter(
-        DeliveryFilter(state="dead", sink=query.sink, order_id=query.order_id, since=query.since)
-    )
-    return _select(REPLAY_SET, where), [now, now, *params]
+def replay(query: DeliveryFilter, now: datetime) -> tuple[str, list[Any]]:
+    return _DIALECT.replay(REPLAY_SET, query, now)
 
 
 # -- moving a store (copying.py) ----------------------------------------------------------------
