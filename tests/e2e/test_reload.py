@@ -122,8 +122,9 @@ def test_a_removed_sinks_deliveries_wait_and_go_when_it_is_back(
     r = server.admin("POST", "/reload")
     assert r.json()["sinks_added"] == ["erp"]
     server.wait_for(lambda: len(peer.requests("/erp")) == 1, timeout=10)
-    (d,) = server.admin("GET", "/deliveries").json()["items"]
-    assert d["state"] == "delivered"
+    server.wait_for(
+        lambda: server.admin("GET", "/deliveries").json()["items"][0]["state"] == "delivered"
+    )
 
 
 def test_settings_that_need_a_restart_are_reported_not_applied(
