@@ -13,7 +13,7 @@ from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException, NotFoundException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, FromQuery, Parameter, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter, QueryParameter
 
 from gateway.contacts import InvalidContact, registered_contact
 from gateway.deliveries import Attempt, Delivery, DeliveryFilter, DeliveryState
@@ -461,7 +461,7 @@ class AdminController(Controller):
         responses={400: _BAD, 401: _UNAUTHORISED},
     )
     async def put_contact(
-        self, state: State, order_id: FromPath[str], data: ContactBody
+        self, state: State, order_id: FromPath[str], data: JSONBody[ContactBody]
     ) -> Contact:
         rt: Runtime = state.runtime
         try:

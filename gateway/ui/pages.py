@@ -22,6 +22,7 @@ from litestar import Request, Response, Router, get, post
 from litestar.datastructures import Cookie, State
 from litestar.enums import MediaType
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
@@ -334,7 +335,7 @@ async def _events_since(rt: Runtime, since: datetime, *, limit: int) -> list[Eve
 
 
 @post("/sinks/{name:str}/enable", guards=[signed_in], status_code=303)
-async def enable_sink(request: Request[Any, Any, State], name: str) -> Response[Any]:
+async def enable_sink(request: Request[Any, Any, State], name: FromPath[str]) -> Response[Any]:
     await _form(request)
     rt = _rt(request)
     if name not in rt.config.sinks:
@@ -350,7 +351,7 @@ async def enable_sink(request: Request[Any, Any, State], name: str) -> Response[
 
 
 @get("/orders", guards=[signed_in])
-async def orders(request: Request[Any, Any, State], q: str = "") -> Response[Any]:
+async def orders(request: Request[Any, Any, State], q: FromQuery[str] = "") -> Response[Any]:
     rt = _rt(request)
     query = q.strip()
     if query:
@@ -375,7 +376,7 @@ def _order_url(order_id: str) -> str:
 
 
 @get("/orders/view", guards=[signed_in])
-async def order(request: Request[Any, Any, State], order_id: str = "") -> Response[str]:
+async def order(request: Request[Any, Any, State], order_id: FromQuery[str] = "") -> Response[str]:
     order_id = request.query_params.get("id", order_id)
     rt = _rt(request)
     page = await rt.store.list_events(EventQuery(order_id=order_id, limit=500))
@@ -497,7 +498,7 @@ async def replay_dead(request: Request[Any, Any, State]) -> Response[Any]:
 
 
 @get("/deliveries/{delivery_id:str}", guards=[signed_in])
-async def delivery(request: Request[Any, Any, State], delivery_id: str) -> Response[str]:
+async def delivery(request: Request[Any, Any, State], delivery_id: FromPath[str]) -> Response[str]:
     rt = _rt(request)
     found = await rt.store.get_delivery(delivery_id)
     if found is None:
@@ -531,7 +532,9 @@ async def delivery(request: Request[Any, Any, State], delivery_id: str) -> Respo
 
 
 @post("/deliveries/{delivery_id:str}/replay", guards=[signed_in], status_code=303)
-async def replay_one(request: Request[Any, Any, State], delivery_id: str) -> Response[Any]:
+async def replay_one(
+    request: Request[Any, Any, State], delivery_id: FromPath[str]
+) -> Response[Any]:
     await _form(request)
     rt = _rt(request)
     done = await rt.store.replay_one(delivery_id, now=datetime.now(UTC))
@@ -572,7 +575,7 @@ async def reprocess(request: Request[Any, Any, State]) -> Response[Any]:
 
 
 @get("/pushes/{push_id:str}", guards=[signed_in])
-async def push(request: Request[Any, Any, State], push_id: str) -> Response[str]:
+async def push(request: Request[Any, Any, State], push_id: FromPath[str]) -> Response[str]:
     rt = _rt(request)
     found = await rt.store.get_push(push_id)
     if found is None:
@@ -588,7 +591,7 @@ async def push(request: Request[Any, Any, State], push_id: str) -> Response[str]
 
 
 @get("/rejected/{rejected_id:int}", guards=[signed_in])
-async def rejected(request: Request[Any, Any, State], rejected_id: int) -> Response[str]:
+async def rejected(request: Request[Any, Any, State], rejected_id: FromPath[int]) -> Response[str]:
     rt = _rt(request)
     found = await rt.store.get_rejected(rejected_id)
     if found is None:
@@ -599,7 +602,7 @@ async def rejected(request: Request[Any, Any, State], rejected_id: int) -> Respo
 
 @post("/rejected/{rejected_id:int}/replay", guards=[signed_in], status_code=303)
 async def replay_rejected_body(
-    request: Request[Any, Any, State], rejected_id: int
+    request: Request[Any, Any, State], rejected_id: FromPath[int]
 ) -> Response[Any]:
     await _form(request)
     rt = _rt(request)
