@@ -328,6 +328,11 @@ class Dispatcher:
         jobs: list[_Job] = []
         for claim in claims:  # tasks start in claim order, so (sink, order) lanes queue in it
             self._gone.discard(claim.delivery.sink)  # the store hands it out: enabled again
+            if claim.delivery.id in self._jobs:
+                # Our own lease ran out while a slow send was still under way, and the store
+                # handed the delivery back to us: the job in progress keeps it (the lease is
+                # renewed by this claim); a second job would send it twice.
+                continue
             job = _Job(claim)
             self._jobs[claim.delivery.id] = job
             job.task = asyncio.create_task(self._process(job), name=f"deliver-{claim.delivery.id}")

@@ -745,3 +745,24 @@ async def test_a_lost_lease_in_a_batch_is_reported_for_that_delivery_only(
     assert await state_is(store, lost, "in_flight")  # the other worker still holds it
     assert f"delivery {lost} to fake: lease lost" in caplog.text
     assert f"delivery {kept} to fake: lease lost" not in caplog.text
+
+
+async def test_a_send_outliving_its_lease_is_not_started_again_by_the_same_worker(
+    store: Store,
+) -> None:
+    clock = Clock()
+    gate = asyncio.Event()
+    sink = FakeSink(gate=gate)
+    did = await add(store)
+    d = dispatcher(store, sink, lease=30, clock=clock)
+    first = asyncio.create_task(d.run_once())
+    await eventually(lambda: sink.in_flight == 1)
+    clock.now += timedelta(seconds=31)  # the send is slower than the lease
+    await d.run_once()  # the store hands the delivery back to this same worker
+    await asyncio.sleep(0.05)
+    assert len(sink.messages) == 1  # the job under way keeps it: no second send
+    gate.set()
+    async with asyncio.timeout(5):
+        await first
+    await eventually(lambda: state_is(store, did, "delivered"))
+    assert len(sink.messages) == 1
