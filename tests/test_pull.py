@@ -159,10 +159,12 @@ async def test_stale_open_orders_are_asked_about_oldest_first_and_not_again_unti
 
     await pull.run_pass()
     assert api.asked() == ["O-OLD", "O-MID"]
+    await drain(store, clock.now())  # the intake takes what the pass learned
 
     clock.advance(1800)
     await pull.run_pass()
     assert api.asked() == ["O-OLD", "O-MID", "O-NEW"]  # NEW is stale now; the others wait
+    await drain(store, clock.now())
 
     clock.advance(3000)  # an hour after their answers, not yet after NEW's
     await pull.run_pass()
@@ -277,8 +279,10 @@ async def test_try_later_ends_the_pass_and_the_order_waits_an_interval(store: St
     pull = tracker(store, clock, api, interval=Duration(300))
     await pull.run_pass()
     assert api.asked() == ["O-0"]
+    await drain(store, clock.now())
     await pull.run_pass()  # O-1 and O-2 were handed back; O-0 waits its interval
     assert api.asked() == ["O-0", "O-1", "O-2"]
+    await drain(store, clock.now())
     clock.advance(301)
     await pull.run_pass()
     assert api.asked()[3:] == ["O-0"]
@@ -388,3 +392,30 @@ async def test_no_stuck_alert_while_the_intake_is_behind(store: Store) -> None:
     assert (await pull.run_pass()).stuck == []
     await drain(store, clock.now())
     assert [o.order_id for o in (await pull.run_pass()).stuck] == ["O-1"]
+
+
+async def test_no_pull_while_pushes_wait_for_the_intake(store: Store) -> None:
+    """A push still in the log may carry the status a pull would find: pulling first would
+    make a second event of the same update."""
+    clock = FakeClock(T0)
+    api = FakeKiriminAja(clock)
+    await push(store, shipped_push("O-1", "2024-06-01 07:00:00"), T0)
+    api.answers["O-1"] = express("O-1", shipped_at="2024-06-01 07:00:00")
+    clock.advance(7200)
+    now = clock.now()
+    await store.append_push(  # arrived, not yet taken by the intake
+        NewPush(
+            id=new_push_id(now),
+            source="push",
+            received_at=now,
+            body=shipped_push("O-2", "2024-06-01 08:00:00"),
+            method="shipped_packages",
+            items=1,
+        )
+    )
+    pull = tracker(store, clock, api)
+    await pull.run_pass()
+    assert api.asked() == []
+    await drain(store, clock.now())
+    await pull.run_pass()
+    assert api.asked()[:1] == ["O-1"]  # once the intake has taken the push, the pass asks

@@ -173,7 +173,13 @@ class PullTracker:
         report = PassReport(
             stuck=await self.raise_stuck(), catch_up=self.catch_up_since is not None
         )
-        completed = await self._pull_due(report)
+        if await self.store.count_pending_pushes():
+            # Pushes still waiting for the intake may carry the very statuses a pull would
+            # find; pulled first, they would become second events (a pulled time is not the
+            # pushed one), so the customer would hear twice. The next pass asks.
+            completed = False
+        else:
+            completed = await self._pull_due(report)
         if completed and report.catch_up:
             log.info("pull: caught up (%d orders asked about)", len(report.pulls))
             self.catch_up_since = None
@@ -297,32 +303,39 @@ class PullTracker:
         while True:
             now = self.clock.now()
             orders = await self.store.claim_stuck(after, now=now, limit=_STUCK_BATCH)
-            for order in orders:
-                if order.last_status is None or order.last_update is None:
-                    continue
-                stuck = Stuck(
-                    kind=order.kind,
-                    order_id=order.order_id,
-                    stuck_in=order.last_status,
-                    since=order.last_update,
-                )
-                await self.store.append_push(
+            alerts = [
+                (
+                    order,
                     NewPush(
                         id=new_push_id(now),
                         source="pull",
                         received_at=now,
-                        body=msgspec.json.encode(stuck),
+                        body=msgspec.json.encode(
+                            Stuck(
+                                kind=order.kind,
+                                order_id=order.order_id,
+                                stuck_in=order.last_status,
+                                since=order.last_update,
+                            )
+                        ),
                         content_type="application/json",
                         method=STUCK_METHOD,
                         items=1,
-                    )
+                    ),
                 )
+                for order in orders
+                if order.last_status is not None and order.last_update is not None
+            ]
+            # Submitted together, the alerts share one group commit: the orders just marked
+            # are logged all at once, not some of them if the process stops half-way.
+            await asyncio.gather(*(self.store.append_push(push) for _, push in alerts))
+            for order, _ in alerts:
                 raised.append(order)
                 log.info(
                     "pull: order %s stuck in %s since %s",
                     order.order_id,
-                    order.last_status.value,
-                    order.last_update.isoformat(),
+                    order.last_status,
+                    order.last_update,
                 )
             if len(orders) < _STUCK_BATCH:
                 break
