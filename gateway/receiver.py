@@ -62,8 +62,13 @@ async def _respond(
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+class _ClientGone(Exception):
+    """The sender disconnected before its body was complete: nothing to keep or answer."""
+
+
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The request body, or None once it grows past `limit`.
+    """The request body, or None once it grows past `limit`; `_ClientGone` if the sender left
+    halfway (a truncated body is not theirs to be judged by, nor kept as rejected).
 
     The caller bounds it in time: uvicorn has no body timeout of its own.
     """
@@ -72,7 +77,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            return b"".join(chunks)
+            raise _ClientGone
         chunk: bytes = message.get("body", b"")  # type: ignore[assignment]
         size += len(chunk)
         if size > limit:
@@ -183,6 +188,9 @@ def make_receiver(path: str, max_body_bytes: int) -> ASGIRouteHandler:
         except TimeoutError:
             metrics.PUSH_REJECTIONS.labels("timeout").inc()
             await _respond(send, *too_slow, close=True)
+            return
+        except _ClientGone:
+            metrics.PUSH_REJECTIONS.labels("disconnected").inc()
             return
         if body is None:
             metrics.PUSH_REJECTIONS.labels("too_large").inc()

@@ -29,7 +29,6 @@ from gateway.errors import ConfigError
 from gateway.redaction import Redactor
 from gateway.routing import Router
 from gateway.runtime import Runtime, collect_secrets
-from gateway.templates import Templates
 from sinks.base import Sink
 from sinks.registry import build_sinks
 
@@ -39,8 +38,9 @@ log = logging.getLogger("kabarin.reload")
 
 LIVE_SECTIONS = frozenset({"receiver", "admin", "retry", "sinks", "routes"})
 """Top-level sections a reload applies; any other that differs needs a restart."""
-RESTART_RECEIVER_KEYS = ("path", "max_body_bytes", "keep_alive")
-"""Receiver keys fixed when the server starts listening."""
+RESTART_RECEIVER_KEYS = ("path", "max_body_bytes", "keep_alive", "timezone")
+"""Receiver keys fixed when the server starts: the listening ones, and the zone of naive times,
+which every stage (event ids, quiet hours, pulled times) must read the same way."""
 _NOT_SETTINGS = frozenset({"base_dir", "secrets", "locations", "targets"})
 
 _lock = asyncio.Lock()
@@ -112,9 +112,7 @@ async def _reload(rt: Runtime, now: datetime) -> ReloadResult:
     router = Router.from_config(config)
     sinks, fresh = _sinks(rt, config)
     retired = [s for name, s in rt.sinks.items() if sinks.get(name) is not s]
-    templates = rt.templates
-    if config.receiver.timezone != rt.config.receiver.timezone:
-        templates = Templates(timezone=config.receiver.tz)
+    templates = rt.templates  # its zone is receiver.timezone, which needs a restart
     redactor = Redactor(collect_secrets(config, sinks))
     old = set(rt.sinks)
     rt.apply(

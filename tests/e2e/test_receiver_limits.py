@@ -116,3 +116,24 @@ def test_a_busy_port_is_one_clear_error(server: KabarinProcess) -> None:
     assert len(output.splitlines()) == 1, output
     assert f"cannot listen on 127.0.0.1:{server.port}" in output
     assert server.client.get("/healthz").status_code == 200
+
+
+def test_a_sender_that_leaves_halfway_through_its_body_leaves_nothing(
+    server: KabarinProcess,
+) -> None:
+    with socket.create_connection(("127.0.0.1", server.port)) as gone:
+        gone.sendall(
+            b"POST /kiriminaja/push HTTP/1.1\r\nHost: k\r\n"
+            + f"Authorization: Bearer {PUSH_TOKEN}\r\n".encode()
+            + b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+            + b'{"method": "shipped_'
+        )
+    # Counted once the server has seen the disconnect: a truncated body is not judged, not kept.
+    server.wait_for(
+        lambda: (
+            'kabarin_push_rejections_total{reason="disconnected"} 1.0'
+            in server.client.get("/metrics").text
+        )
+    )
+    assert server.admin("GET", "/rejected").json()["items"] == []
+    assert server.admin("GET", "/pushes").json()["items"] == []
