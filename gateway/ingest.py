@@ -9,8 +9,8 @@ ones, contacts, and every entry marked ``processed`` or ``failed``. Then it wake
 dispatcher.
 
 An entry whose decoding or normalising raises is marked ``failed`` with the error, never lost
-and never blocking the others; ``kabarin reprocess`` puts failed entries back to ``pending``
-after a fix. Event ids are deterministic, so processing an entry twice stores nothing twice.
+and never blocking the others; so is one whose rows the store refuses (`Intake._isolate`).
+``kabarin reprocess`` puts failed entries back to ``pending`` after a fix. Event ids are deterministic, so processing an entry twice stores nothing twice.
 
 It runs as a task in ``kabarin serve`` and in ``kabarin worker``, woken on every append.
 """
@@ -224,7 +224,10 @@ class Intake:
     ) -> int:
         started = time.perf_counter()
         when = now or datetime.now(UTC)
-        stored = await self.store.record_intake(outcomes, now=when)
+        try:
+            stored = await self.store.record_intake(outcomes, now=when)
+        except Exception as exc:
+            outcomes, stored = await self._isolate(outcomes, when, exc)
         self._count(pushes, outcomes, stored, when)
         self._set_backlog(await self.store.count_pending_pushes())
         if any(s.deliveries for s in stored):
@@ -236,6 +239,50 @@ class Intake:
             (time.perf_counter() - started) * 1000,
         )
         return len(pushes)
+
+    async def _isolate(
+        self, outcomes: Sequence[PushOutcome], now: datetime, exc: Exception
+    ) -> tuple[list[PushOutcome], list[IngestResult]]:
+        """The store refused the batch's commit: store its entries one at a time. When the
+        store itself is failing, the first entry fails alone too, and so does keeping it as
+        failed: the error goes up and the rest stay pending. Otherwise an entry the store
+        refuses twice (rows it cannot hold, such as a NUL character in PostgreSQL text) is
+        kept as failed, for `kabarin reprocess` after a fix, instead of holding back every
+        entry behind it for ever."""
+        log.warning(
+            "intake: the store refused a batch of %d log entries (%s); storing them one by one",
+            len(outcomes),
+            exc,
+        )
+        kept: list[PushOutcome] = []
+        results: list[IngestResult] = []
+        for outcome in outcomes:
+            outcome, result = await self._store_alone(outcome, now)
+            kept.append(outcome)
+            results.append(result)
+        return kept, results
+
+    async def _store_alone(
+        self, outcome: PushOutcome, now: datetime
+    ) -> tuple[PushOutcome, IngestResult]:
+        refusal: Exception | None = None
+        for _ in range(2):
+            try:
+                (result,) = await self.store.record_intake([outcome], now=now)
+                return outcome, result
+            except Exception as exc:
+                refusal = exc
+        failed = PushOutcome(
+            push_id=outcome.push_id, error=f"the store refused its events: {refusal}"
+        )
+        (result,) = await self.store.record_intake([failed], now=now)
+        log.error(
+            "intake: push %s: the store refused its events (%s); kept as failed for "
+            "`kabarin reprocess`",
+            outcome.push_id,
+            refusal,
+        )
+        return failed, result
 
     def _limit(self) -> int:
         busy = self.backlog is not None and self.backlog.requests > 0

@@ -7,9 +7,13 @@ import json
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
+import msgspec
+import pytest
+
 from gateway import metrics
 from gateway.config import parse_config
 from gateway.deliveries import DeliveryFilter
+from gateway.errors import StoreError
 from gateway.ingest import DECODERS, Backlog, Intake, new_push_id
 from gateway.kiriminaja.normalise import Normalised
 from gateway.routing import Router
@@ -201,3 +205,76 @@ async def test_the_next_batch_is_normalised_while_the_previous_one_is_stored(
     assert held.recorded == ids  # each push stored once, in log order
     assert sorted(normalised) == sorted(ids)
     assert [(await store.get_push(i)).state for i in ids] == ["processed"] * 4  # type: ignore[union-attr]
+
+
+def unstorable(order_id: str) -> dict[str, object]:
+    """Decoders that give the push carrying `order_id` rows the store refuses: an order id
+    with a NUL character (PostgreSQL's text cannot hold one) and a detail no JSON encoder can
+    write (neither backend can store it)."""
+
+    def decode(push: LoggedPush, tz: tzinfo) -> Normalised:
+        result = DECODERS["push"](push, tz)
+        if order_id.encode() not in push.body:
+            return result
+        (event,) = result.events
+        event = msgspec.structs.replace(
+            event, order_id=f"{order_id}\x00", details={**event.details, "x": object()}
+        )
+        return Normalised(events=[event], contacts=result.contacts)
+
+    return {"push": decode}
+
+
+async def test_an_entry_whose_rows_the_store_refuses_is_failed_and_the_rest_are_stored(
+    store: Store,
+) -> None:
+    ids = [await append(store, f"R-{i}", T0 + timedelta(seconds=i)) for i in range(4)]
+    intake = Intake(
+        store=store,
+        router=Router.from_config(CONFIG),
+        timezone=JAKARTA,
+        decoders=unstorable("R-1"),  # type: ignore[arg-type]
+    )
+    assert await intake.drain() == 4
+    states = {i: (await store.get_push(i)).state for i in ids}  # type: ignore[union-attr]
+    assert states == {i: ("failed" if n == 1 else "processed") for n, i in enumerate(ids)}
+    failed = await store.get_push(ids[1])
+    assert failed is not None and failed.error is not None
+    assert failed.error.startswith("the store refused its events: ")
+    page = await store.list_events(EventQuery())
+    assert sorted(s.event.order_id for s in page.items) == ["R-0", "R-2", "R-3"]
+    assert len(await store.list_deliveries(DeliveryFilter(limit=500))) == 3
+
+
+class FailingStore:
+    """The store while it is failing: every commit of the intake raises."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def record_intake(self, outcomes: list[PushOutcome], now: datetime) -> object:
+        self.calls += 1
+        raise StoreError("disk I/O error")
+
+
+async def test_while_the_store_fails_nothing_is_kept_as_failed(store: Store) -> None:
+    ids = [await append(store, f"F-{i}", T0 + timedelta(seconds=i)) for i in range(3)]
+    failing = FailingStore(store)
+    intake = Intake(
+        store=failing,  # type: ignore[arg-type]
+        router=Router.from_config(CONFIG),
+        timezone=JAKARTA,
+    )
+    with pytest.raises(StoreError, match="disk I/O error"):
+        await intake.run_once()
+    # the batch, the first entry alone twice, and keeping it as failed: then it gives up
+    assert failing.calls == 4
+    assert [(await store.get_push(i)).state for i in ids] == ["pending"] * 3  # type: ignore[union-attr]
+    # the store back, everything is stored
+    assert (
+        await Intake(store=store, router=Router.from_config(CONFIG), timezone=JAKARTA).drain() == 3
+    )
