@@ -183,11 +183,16 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, moment.timestamp() - current)
 
 
+_CONTROLS = {c: "\ufffd" for c in [*range(0x20), *range(0x7F, 0xA0)]}
+"""Control characters left after whitespace is collapsed (NUL, ESC, ...): an excerpt goes to
+logs, terminals and the store, none of which should get them raw."""
+
+
 def _snippet(body: bytes | str, redact: Callable[[str], str]) -> str:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     # Collapse whitespace before redacting, and redact before cutting: a secret cut in half
     # would no longer be recognised.
-    text = " ".join(text.split())
+    text = " ".join(text.split()).translate(_CONTROLS)
     text = redact(text[: _SNIPPET_LENGTH * 8])
     return text if len(text) <= _SNIPPET_LENGTH else text[: _SNIPPET_LENGTH - 1] + "…"
 

@@ -378,6 +378,28 @@ def test_invalid_utf8_inside_a_string_is_not_a_push() -> None:
     assert "UTF-8" in info.value.reason
 
 
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        (rb'{"method":"shipped_packages","data":[{"order_id":"A\u0000"}]}', "$.data[0].order_id"),
+        (rb'{"method":"x","data":{"order_id":"1","a":[1,{"b":"\u0000"}]}}', "$.data.a[1].b"),
+        (rb'{"method":"x","data":{"order_id":"1","a":{"k\u0000":1}}}', "$.data.a"),
+        (rb'{"method":"x\u0000","data":[]}', "$.method"),
+        (rb'{"method":"x","data":[],"payment":{"note":"\u0000"}}', "$.payment.note"),
+    ],
+)
+def test_a_nul_character_in_a_string_is_not_a_push(body: bytes, path: str) -> None:
+    # valid JSON, but PostgreSQL cannot store it: accepted, it would never become an event
+    with pytest.raises(PushError) as info:
+        decode_push(body)
+    assert "NUL" in info.value.reason and info.value.path == path
+
+
+def test_an_escaped_backslash_before_u0000_is_text() -> None:
+    body = rb'{"method":"x","data":{"order_id":"1","note":"C:\\u0000"}}'
+    assert decode_push(body).items[0]["note"] == "C:\\u0000"
+
+
 def nested(depth: int) -> bytes:
     """A push whose whole document is `depth` levels deep (the envelope and item count)."""
     inner = "[" * (depth - 3) + "]" * (depth - 3)

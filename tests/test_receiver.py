@@ -127,6 +127,16 @@ def test_invalid_utf8_in_a_string_is_400_and_kept(client: TestClient[Litestar]) 
     assert [item["body"] for item in kept["items"]] == [body.decode(errors="replace")]
 
 
+def test_a_nul_character_in_a_string_is_400_and_kept(client: TestClient[Litestar]) -> None:
+    body = rb'{"method":"shipped_packages","data":[{"order_id":"A\u0000B"}]}'
+    r = client.post("/kiriminaja/push", content=body, headers=HEADERS)
+    assert r.status_code == 400
+    assert r.json()["error"] == "invalid_push"
+    assert r.json()["path"] == "$.data[0].order_id"
+    kept = client.get("/admin/v1/rejected", headers={"Authorization": "Bearer adm1n"}).json()
+    assert [item["body"] for item in kept["items"]] == [body.decode()]
+
+
 def test_deep_nesting_is_400_and_kept(client: TestClient[Litestar]) -> None:
     body = b'{"method": "x", "data": [{"order_id": "D-1", "x": ' + b"[" * 1000 + b"]" * 1000
     r = client.post("/kiriminaja/push", content=body + b"}]}", headers=HEADERS)

@@ -68,6 +68,14 @@ def test_reasons_name_the_status_and_a_short_one_line_excerpt() -> None:
     assert isinstance(moved, Permanent) and "redirects are not followed" in moved.reason
 
 
+def test_control_characters_in_an_excerpt_are_replaced() -> None:
+    result = classify(500, {}, b"bad\x00 answer \x1b[31mred\x1b[0m\xc2\x9b")
+    assert result == Retry(
+        reason="HTTP 500 Internal Server Error: bad\ufffd answer \ufffd[31mred\ufffd[0m\ufffd",
+        status_code=500,
+    )
+
+
 def test_a_secret_at_the_cut_is_masked_not_half_shown() -> None:
     secret = "tok-" + "s" * 40
     body = "y" * 190 + " " + secret

@@ -431,6 +431,26 @@ async def test_finish_records_attempts_and_counts(store: Store) -> None:
     assert attempts == [attempt]
 
 
+async def test_an_error_text_with_control_characters_is_recorded(store: Store) -> None:
+    # An error quotes what a peer answered, which may hold anything, NUL included (which
+    # PostgreSQL's text refuses): the outcome must still be recorded, or the send repeats.
+    await put(store, event("A"))
+    (d,) = await claim_ids(store)
+    now = datetime.now(UTC)
+    text = "HTTP 500: bad\x00answer\x07"
+    attempt = Attempt(
+        delivery_id=d, started_at=now, duration_ms=1, outcome="dead", status_code=500, error=text
+    )
+    await store.finish(d, worker="w1", attempt=attempt, state="dead", now=now, error=text)
+    found = await store.get_delivery(d)
+    assert found is not None
+    row, attempts = found
+    assert row.state == "dead"
+    assert row.last_error is not None and row.last_error.startswith("HTTP 500: bad")
+    assert row.last_error.endswith("answer\x07")
+    assert [a.error for a in attempts] == [row.last_error]
+
+
 async def test_finish_records_the_callers_time(store: Store) -> None:
     await put(store, event("A"), event("B"))
     first, second = await claim_ids(store)

@@ -85,6 +85,11 @@ def decode_push(body: bytes) -> Push:
         raise PushError(f"the body is not valid JSON: {exc}") from None
     except UnicodeDecodeError as exc:  # msgspec checks UTF-8 only when it builds a `str`
         raise PushError(f"a string in the body is not valid UTF-8 ({exc.reason})") from None
+    if b"\\u0000" in body and (where := _nul_at(push)) is not None:
+        raise PushError(
+            "a string in the body holds a NUL character (\\u0000), which the store cannot keep",
+            where,
+        )
     one_object = isinstance(push.data, dict)
     for i, item in enumerate(push.items):
         where = "$.data" if one_object else f"$.data[{i}]"
@@ -96,6 +101,31 @@ def decode_push(body: bytes) -> Push:
         if isinstance(order_id, str) and not order_id.strip():
             raise PushError("a package's `order_id` is empty", f"{where}.order_id")
     return push
+
+
+def _nul_at(push: Push) -> str | None:
+    """The path of the first key or string value that holds a NUL character, if any. Such a
+    string is valid JSON, but PostgreSQL's text and jsonb refuse it: accepted, it would be
+    kept in the log and then never become an event."""
+    fields = {"method": push.method, "data": push.data}
+    fields |= {"payment": push.payment, "packages": push.packages}
+    return _nul_in(fields, "$")
+
+
+def _nul_in(value: Any, where: str) -> str | None:
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    children: Any = ()
+    if isinstance(value, list):
+        children = ((f"{where}[{i}]", v) for i, v in enumerate(value))
+    elif isinstance(value, dict):
+        if any("\x00" in key for key in value):
+            return where
+        children = ((f"{where}.{key}", v) for key, v in value.items())
+    for path, child in children:
+        if (found := _nul_in(child, path)) is not None:
+            return found
+    return None
 
 
 def _validation_error(message: str) -> PushError:

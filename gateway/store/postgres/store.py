@@ -439,7 +439,7 @@ class PostgresStore:
     # -- sinks switched off, for every replica -------------------------------------------
     async def disable_sink(self, sink: str, *, reason: str, now: datetime) -> None:
         async with self._conn() as conn:
-            await conn.execute(sql.DISABLE_SINK, (sink, reason, now))
+            await conn.execute(sql.DISABLE_SINK, (sink, _text(reason), now))
 
     async def enable_sink(self, sink: str) -> bool:
         async with self._conn() as conn, conn.transaction():
@@ -756,7 +756,7 @@ async def _record_intake(
             continue
         if outcome.error is not None:
             results.append(IngestResult(accepted=0, duplicates=0))
-            marks.append((outcome.push_id, "failed", outcome.error, None, None))
+            marks.append((outcome.push_id, "failed", _text(outcome.error), None, None))
             continue
         mine = list(
             dict.fromkeys(
@@ -840,6 +840,12 @@ def _cutoff_params(cutoffs: Cutoffs) -> dict[str, Any]:
     }
 
 
+def _text(value: str | None) -> str | None:
+    """An error text as PostgreSQL's text can hold it: an error quotes what a peer answered,
+    which may contain NUL, and a refused outcome would be sent again."""
+    return value if value is None or "\x00" not in value else value.replace("\x00", "\ufffd")
+
+
 def _finish_params(outcome: Finished, worker: str, fallback: NewDelivery | None) -> dict[str, Any]:
     attempt = outcome.attempt
     return {
@@ -848,7 +854,7 @@ def _finish_params(outcome: Finished, worker: str, fallback: NewDelivery | None)
         "state": outcome.state,
         "count": 1 if outcome.count_attempt else 0,
         "next": outcome.next_attempt_at,
-        "error": outcome.error,
+        "error": _text(outcome.error),
         "waiting": outcome.waiting,
         "now": outcome.now,
         "a_delivery": None if attempt is None else attempt.delivery_id,
@@ -856,7 +862,7 @@ def _finish_params(outcome: Finished, worker: str, fallback: NewDelivery | None)
         "a_ms": None if attempt is None else attempt.duration_ms,
         "a_outcome": None if attempt is None else attempt.outcome,
         "a_code": None if attempt is None else attempt.status_code,
-        "a_error": None if attempt is None else attempt.error,
+        "a_error": None if attempt is None else _text(attempt.error),
         "f_id": None if fallback is None else fallback.id,
         "f_route": None if fallback is None else fallback.route,
         "f_sink": None if fallback is None else fallback.sink,
