@@ -10,7 +10,8 @@ dispatcher.
 
 An entry whose decoding or normalising raises is marked ``failed`` with the error, never lost
 and never blocking the others; so is one whose rows the store refuses (`Intake._isolate`).
-``kabarin reprocess`` puts failed entries back to ``pending`` after a fix. Event ids are deterministic, so processing an entry twice stores nothing twice.
+``kabarin reprocess`` puts failed entries back to ``pending`` after a fix. Event ids are
+deterministic, so processing an entry twice stores nothing twice.
 
 It runs as a task in ``kabarin serve`` and in ``kabarin worker``, woken on every append.
 """
