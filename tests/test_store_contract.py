@@ -439,7 +439,12 @@ async def test_an_error_text_with_control_characters_is_recorded(store: Store) -
     now = datetime.now(UTC)
     text = "HTTP 500: bad\x00answer\x07"
     attempt = Attempt(
-        delivery_id=d, started_at=now, duration_ms=1, outcome="permanent", status_code=500, error=text
+        delivery_id=d,
+        started_at=now,
+        duration_ms=1,
+        outcome="permanent",
+        status_code=500,
+        error=text,
     )
     await store.finish(d, worker="w1", attempt=attempt, state="dead", now=now, error=text)
     found = await store.get_delivery(d)
