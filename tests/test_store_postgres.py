@@ -130,6 +130,21 @@ async def test_a_failing_append_fails_only_its_caller(replicas: list[PostgresSto
     assert await store.count_pending_pushes() == 21
 
 
+async def test_an_append_queued_behind_the_stop_is_answered(url: str) -> None:
+    store = PostgresStore(url)
+    await store.open(now=NOW)
+    # close() queues the stop; an append that checked before it is queued behind it
+    appends = [asyncio.ensure_future(store.append_push(new_push(f"L{i}"))) for i in range(3)]
+    closing = asyncio.ensure_future(store.close())
+    late = asyncio.ensure_future(store.append_push(new_push("LATE")))
+    results = await asyncio.wait_for(
+        asyncio.gather(*appends, late, return_exceptions=True), timeout=10
+    )
+    await closing
+    assert results[:3] == [None] * 3  # queued before the stop: committed
+    assert isinstance(results[3], StoreError) and "closed" in str(results[3])
+
+
 async def test_the_intake_lease_keeps_other_replicas_off_a_batch(
     replicas: list[PostgresStore],
 ) -> None:

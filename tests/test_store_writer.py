@@ -89,3 +89,27 @@ async def test_a_failing_check_fails_the_group_before_any_job_runs(tmp_path: Pat
     finally:
         await asyncio.to_thread(w.stop)
         conn.close()
+
+
+async def test_a_job_submitted_while_the_writer_stops_is_answered(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "s.db", isolation_level=None, check_same_thread=False)
+    conn.execute("CREATE TABLE t (v INTEGER UNIQUE)")
+    w = Writer(conn)
+    w.start()
+    await asyncio.to_thread(w.stop)
+    assert not w.alive
+    with pytest.raises(StoreError, match="closed"):
+        await w.submit(insert(1))  # type: ignore[arg-type]
+
+    # The caller checked before the stop and queued its job after it: answered, not stranded.
+    class Late(Writer):
+        @property
+        def alive(self) -> bool:
+            return True
+
+    late = Late(conn)
+    late.start()
+    await asyncio.to_thread(late.stop)
+    with pytest.raises(StoreError, match="closed"):
+        await asyncio.wait_for(late.submit(insert(2)), 5)  # type: ignore[arg-type]
+    conn.close()

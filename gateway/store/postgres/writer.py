@@ -58,6 +58,14 @@ class PushWriter:
         self._task = None
 
     async def _run(self) -> None:
+        try:
+            await self._groups()
+        finally:  # an append queued behind the stop is answered, not left waiting
+            while not self._queue.empty():
+                if (item := self._queue.get_nowait()) is not None and not item[1].done():
+                    item[1].set_exception(StoreError("the push writer is closed"))
+
+    async def _groups(self) -> None:
         stopping = False
         while not stopping:
             first = await self._queue.get()

@@ -64,13 +64,17 @@ class Writer:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((job, future, loop))
+        if not self._thread.is_alive():  # it stopped between the check and the put
+            self._fail_queued(StoreError("the SQLite writer is closed"))
         return await future
 
     def stop(self) -> None:
-        """Finish everything queued, then stop the thread."""
+        """Finish everything queued, then stop the thread. A job submitted while it stops is
+        either committed or answered with `StoreError`, never left waiting."""
         if self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join()
+        self._fail_queued(StoreError("the SQLite writer is closed"))
 
     def _run(self) -> None:
         try:
@@ -145,7 +149,9 @@ class Writer:
             _answer(loop, future, ok, value)
 
     def _fail_queued(self, exc: BaseException) -> None:
-        error = StoreError(f"the SQLite writer stopped: {exc}")
+        error = (
+            exc if isinstance(exc, StoreError) else StoreError(f"the SQLite writer stopped: {exc}")
+        )
         while True:
             try:
                 item = self._queue.get_nowait()
