@@ -564,9 +564,9 @@ def check_templates(config: Config, router: Router, sinks: Mapping[str, Sink]) -
 
     The events are a full sample of every status and the shortest push of every method, kept
     to those a route's ``match`` and ``when`` let through. Checks each route's per-sink
-    template (``routes[i].template.<sink>``), else the sink's own or built-in one
-    (``sinks.<name>.template``), in the sink's language; a sink no route uses is checked
-    against every event. A ``when`` that fails on an event its ``match`` lets through is
+    template (``routes[i].template.<sink>``, fallback sinks included), else the sink's own or
+    built-in one (``sinks.<name>.template``), in the sink's language; a sink no route uses is
+    checked against every event. A ``when`` that fails on an event its ``match`` lets through is
     reported too (``routes[i].when``): at run time that route would not fire for it.
     """
     templates = Templates(timezone=config.receiver.tz)
@@ -575,11 +575,14 @@ def check_templates(config: Config, router: Router, sinks: Mapping[str, Sink]) -
     used: set[tuple[str, str]] = set()
     for route in router.routes:
         events, when_problems = _receivable(route, samples, config)
-        for sink_name in route.sinks:
+        spares = [s for s in route.fallbacks.values() if s not in route.sinks]
+        for sink_name in [*route.sinks, *dict.fromkeys(spares)]:
             target = sinks.get(sink_name)
-            if target is None:
+            if target is None and sink_name in route.sinks:
                 where = config.where("routes", route.index, "sinks", route.sinks.index(sink_name))
                 problems.append(f"{where}: undefined sink {sink_name!r}")
+                continue
+            if target is None:  # an undefined fallback sink: the configuration reports it
                 continue
             given = route.templates.get(sink_name, {})
             for part in _checked_parts(target, given):

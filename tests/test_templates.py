@@ -382,6 +382,26 @@ def test_check_renders_against_the_minimal_pushes_a_route_can_receive() -> None:
     ]
 
 
+def test_a_fallback_sinks_route_template_is_checked_against_the_routes_events() -> None:
+    sinks = SLACK + (
+        "  ops-slack-2: {type: slack, webhook_url: 'https://hooks.slack.com/services/T/B/y'}\n"
+    )
+    routes = """\
+  - name: cancel-alerts
+    match: {status: canceled}
+    sinks: [ops-slack]
+    fallback: {ops-slack: ops-slack-2}
+    template:
+      ops-slack-2: "Batal {{ event.order_id }} ({{ event.details.shipping_price | rupiah }})"
+"""
+    assert check(config(routes, sinks)) == [
+        "routes[0].template.ops-slack-2 (line 11): route cancel-alerts, sink ops-slack-2: "
+        "`event.details.shipping_price` is missing for status canceled (minimal "
+        "canceled_packages push); guard it with `| default(...)` or "
+        "`{% if event.details.shipping_price is defined %}`"
+    ]
+
+
 def test_a_sink_template_is_checked_against_the_events_of_the_routes_using_it() -> None:
     sinks = (
         "  ops-slack: {type: slack, webhook_url: 'https://hooks.slack.com/services/T/B/x',"
