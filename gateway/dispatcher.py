@@ -178,6 +178,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
+        self._lease_task: asyncio.Task[None] | None = None
         self._missing_warned: dict[str, float] = {}
         self._gone: set[str] = set()
         """Sinks this worker disabled (410): deliveries already claimed for them go back."""
@@ -224,6 +225,8 @@ class Dispatcher:
         if self._loop_task is None or self._loop_task.done():
             self._stopping = False
             self._loop_task = asyncio.create_task(self._run(), name="kabarin-dispatcher")
+        if self._lease_task is None or self._lease_task.done():
+            self._lease_task = asyncio.create_task(self._keep_leases(), name="kabarin-leases")
             log.info("dispatcher %s started (batch %d)", self.worker_id, self.config.batch)
 
     def wake(self) -> None:
@@ -266,6 +269,10 @@ class Dispatcher:
         ]
         released = sum(await self.store.finish_many(unfinished, worker=self.worker_id))
         self._jobs.clear()
+        if self._lease_task is not None:
+            self._lease_task.cancel()
+            await asyncio.gather(self._lease_task, return_exceptions=True)
+            self._lease_task = None
         log.info(
             "dispatcher %s stopped; %d unfinished deliveries put back", self.worker_id, released
         )
@@ -302,6 +309,39 @@ class Dispatcher:
             if delay > 0:
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    async def _keep_leases(self) -> None:
+        """Renew the lease of every delivery this worker holds, every third of the lease.
+
+        A send may outlive the lease (a slow sink, quick retries, a wait for a sink slot or a
+        rate-limit slot): renewed, its delivery is not taken and sent a second time by another
+        worker meanwhile. A worker that dies renews nothing, and its deliveries are claimed
+        again once their leases run out."""
+        every = float(self.config.lease) / 3
+        while True:
+            await asyncio.sleep(every)
+            held = [i for i, job in self._jobs.items() if not job.finished]
+            if not held:
+                continue
+            try:
+                kept = await self.store.renew(
+                    held,
+                    worker=self.worker_id,
+                    now=self.clock(),
+                    lease_seconds=float(self.config.lease),
+                )
+            except Exception:
+                log.exception("dispatcher: could not renew leases; trying again in %gs", every)
+                continue
+            for lost in set(held) - kept:
+                job = self._jobs.get(lost)
+                if job is not None and not job.finished:
+                    log.warning(
+                        "delivery %s to %s: its lease ran out before it could be renewed; "
+                        "another worker may send it too",
+                        lost,
+                        job.claim.delivery.sink,
+                    )
 
     async def _until_due(self, poll: float) -> float:
         """Seconds to sleep after a partial claim: until the next due time, at most `poll`.

@@ -747,6 +747,29 @@ async def test_a_lost_lease_in_a_batch_is_reported_for_that_delivery_only(
     assert f"delivery {kept} to fake: lease lost" not in caplog.text
 
 
+async def test_a_send_outliving_its_lease_keeps_it_and_no_other_worker_takes_it(
+    store: Store,
+) -> None:
+    gate = asyncio.Event()
+    sink = FakeSink(gate=gate)
+    did = await add(store)
+    d = dispatcher(store, sink, lease=1.2)
+    await d.start()
+    try:
+        await eventually(lambda: sink.in_flight == 1)
+        for _ in range(10):  # longer than the lease; renewed every 0.4 s
+            await asyncio.sleep(0.15)
+            # another worker, ahead of this one's own look at the lease by 0.3 s
+            now = datetime.now(UTC) + timedelta(seconds=0.3)
+            assert await store.claim(worker="other", now=now, limit=10, lease_seconds=60) == []
+        gate.set()
+        await eventually(lambda: state_is(store, did, "delivered"))
+    finally:
+        gate.set()
+        await d.stop()
+    assert len(sink.messages) == 1
+
+
 async def test_a_send_outliving_its_lease_is_not_started_again_by_the_same_worker(
     store: Store,
 ) -> None:

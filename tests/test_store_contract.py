@@ -431,6 +431,27 @@ async def test_finish_records_attempts_and_counts(store: Store) -> None:
     assert attempts == [attempt]
 
 
+async def test_renewing_keeps_a_lease_from_running_out(store: Store) -> None:
+    await put(store, event("A"), event("B"), event("C"))
+    now = datetime.now(UTC)
+    a, b, c = await claim_ids(store, now=now, lease=10)
+    assert await store.finish(c, worker="w1", attempt=None, state="delivered", now=now)
+    later = now + timedelta(seconds=8)
+    # w1 still holds a and b; c is finished; nothing of w1's is w2's to renew
+    assert await store.renew([a, b, c], worker="w1", now=later, lease_seconds=10) == {a, b}
+    assert await store.renew([a, b], worker="w2", now=later, lease_seconds=10) == set()
+    assert await store.renew([], worker="w1", now=later, lease_seconds=10) == set()
+    # past the first lease, inside the renewed one: nobody else may take them
+    assert await claim_ids(store, now=now + timedelta(seconds=15), worker="w2") == []
+    # a lease that runs out unrenewed goes to another worker, and is no longer w1's
+    assert sorted(await claim_ids(store, now=now + timedelta(seconds=19), worker="w2")) == sorted(
+        [a, b]
+    )
+    assert await store.renew([a], worker="w1", now=later, lease_seconds=10) == set()
+    found = await store.get_delivery(a)
+    assert found is not None and found[0].lease_owner == "w2"
+
+
 async def test_an_error_text_with_control_characters_is_recorded(store: Store) -> None:
     # An error quotes what a peer answered, which may hold anything, NUL included (which
     # PostgreSQL's text refuses): the outcome must still be recorded, or the send repeats.

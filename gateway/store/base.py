@@ -295,6 +295,13 @@ class DeliveryQueue(Protocol):
         Each delivery appears at most once (`ValueError` otherwise).
         """
 
+    async def renew(
+        self, delivery_ids: Sequence[str], *, worker: str, now: datetime, lease_seconds: float
+    ) -> set[str]:
+        """Extend to ``now + lease_seconds`` the lease of each of these deliveries that
+        `worker` still holds in flight; the ids renewed. The others were finished meanwhile,
+        or their lease ran out and another worker took them."""
+
     async def replay(self, query: DeliveryFilter, *, now: datetime) -> int:
         """Put matching ``dead`` deliveries back to ``pending`` now, with a fresh schedule."""
 

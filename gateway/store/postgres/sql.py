@@ -167,6 +167,11 @@ LEASE = (
     " FROM l JOIN events e ON e.id = l.event_id LEFT JOIN contacts c ON c.order_id = l.order_id"
 )
 """Lease the chosen deliveries and return each with its event and the order's contact."""
+RENEW = (
+    "UPDATE deliveries SET lease_until = %(until)s::timestamptz WHERE id = ANY(%(ids)s::text[])"
+    " AND state = 'in_flight' AND lease_owner = %(worker)s::text RETURNING id"
+)
+"""A worker keeps the deliveries it is still sending (`DeliveryQueue.renew`)."""
 FINISH = (
     "WITH done AS (UPDATE deliveries SET state = %(state)s::text,"
     " attempts = attempts + %(count)s::integer,"

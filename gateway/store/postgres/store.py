@@ -365,6 +365,17 @@ class PostgresStore:
                 conn, worker=worker, now=now, limit=limit, lease_seconds=lease_seconds
             )
 
+    async def renew(
+        self, delivery_ids: Sequence[str], *, worker: str, now: datetime, lease_seconds: float
+    ) -> set[str]:
+        if not delivery_ids:
+            return set()
+        until = now + timedelta(seconds=lease_seconds)
+        params = {"until": until, "ids": list(delivery_ids), "worker": worker}
+        async with self._conn() as conn:
+            rows = await (await conn.execute(sql.RENEW, params)).fetchall()
+        return {r[0] for r in rows}
+
     async def finish(
         self,
         delivery_id: str,

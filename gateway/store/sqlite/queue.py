@@ -34,6 +34,7 @@ __all__ = [
     "finish",
     "finish_many",
     "next_due",
+    "renew",
     "replay",
     "replay_one",
     "sink_counts",
@@ -67,6 +68,19 @@ def claim(
         Claim(delivery=d, event=events[d.event_id], contact=contacts.get(d.order_id))
         for d in deliveries
     ]
+
+
+def renew(
+    conn: sqlite3.Connection,
+    delivery_ids: Sequence[str],
+    *,
+    worker: str,
+    now: datetime,
+    lease_seconds: float,
+) -> set[str]:
+    until = to_us(now + timedelta(seconds=lease_seconds))
+    rows = conn.execute(sql.RENEW, (until, encode_rows(list(delivery_ids)), worker))
+    return {r[0] for r in rows}
 
 
 def finish(

@@ -187,6 +187,11 @@ LEASE = (
     "UPDATE deliveries SET state = 'in_flight', lease_owner = ?1, lease_until = ?2,"
     f" updated_at = ?3 WHERE id IN (SELECT value FROM json_each(?4)) RETURNING {DELIVERY_COLUMNS}"
 )
+RENEW = (
+    "UPDATE deliveries SET lease_until = ?1 WHERE id IN (SELECT value FROM json_each(?2))"
+    " AND state = 'in_flight' AND lease_owner = ?3 RETURNING id"
+)
+"""A worker keeps the deliveries it is still sending (`DeliveryQueue.renew`)."""
 CLAIMED_EVENTS = "SELECT id, body FROM events WHERE id IN (SELECT value FROM json_each(?))"
 CLAIMED_CONTACTS = (
     "SELECT order_id, name, phone, email, language FROM contacts"

@@ -351,6 +351,17 @@ class SQLiteStore:
             raise ValueError("finish_many: a delivery appears more than once")
         return await self._write(lambda c: queue.finish_many(c, outcomes, worker=worker))
 
+    async def renew(
+        self, delivery_ids: Sequence[str], *, worker: str, now: datetime, lease_seconds: float
+    ) -> set[str]:
+        if not delivery_ids:
+            return set()
+        return await self._write(
+            lambda c: queue.renew(
+                c, delivery_ids, worker=worker, now=now, lease_seconds=lease_seconds
+            )
+        )
+
     async def replay(self, query: DeliveryFilter, *, now: datetime) -> int:
         return await self._write(lambda c: queue.replay(c, query, now))
 
