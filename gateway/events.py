@@ -43,7 +43,10 @@ class Status(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
-TERMINAL_STATUSES = frozenset({Status.DELIVERED, Status.CANCELED, Status.REJECTED, Status.RETURNED})
+TERMINAL_STATUSES = frozenset({Status.DELIVERED, Status.CANCELED, Status.RETURNED})
+"""Statuses after which an order has no news to wait for: the pull tracker stops asking.
+``rejected`` is not one: a parcel the recipient refused goes back to the shop (``returning``,
+then ``returned``), and the shop wants to hear when it is back."""
 
 EventKind = Literal["express", "instant"]
 Source = Literal["push", "pull"]

@@ -945,6 +945,19 @@ async def test_tracking_follows_open_orders_from_events_contacts_and_track_order
     assert (await store.tracking_counts()).open == 4
 
 
+async def test_a_refused_order_stays_open_until_it_is_returned(store: Store) -> None:
+    claim = PullClaim(now=T0, limit=10, lease_seconds=0, stale_before=T0 + timedelta(days=1))
+    await ingest(store, events=[event("O-R"), event("O-R", Status.REJECTED, minute=5)])
+    assert [o.order_id for o in await store.claim_pulls(claim)] == ["O-R"]
+    refused = await store.get_tracking("O-R")
+    assert refused is not None and refused.last_status is Status.REJECTED
+    assert not refused.closed  # it goes back to the shop: followed until it is returned
+    await ingest(store, events=[event("O-R", Status.RETURNED, minute=9)])
+    assert await store.claim_pulls(claim) == []
+    back = await store.get_tracking("O-R")
+    assert back is not None and back.closed and back.last_status is Status.RETURNED
+
+
 async def test_a_finished_pull_waits_for_its_next_pull_and_gone_orders_never_come_back(
     store: Store,
 ) -> None:

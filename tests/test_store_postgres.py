@@ -96,6 +96,28 @@ async def test_replicas_starting_together_migrate_once(url: str) -> None:
     assert versions == [(v,) for v, _ in MIGRATIONS]
 
 
+async def test_an_order_closed_as_refused_is_reopened_by_the_upgrade(url: str) -> None:
+    # Before migration 4, `rejected` closed an order for the pull tracker.
+    store = PostgresStore(url)
+    await store.open(now=NOW)
+    await store.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM schema_version WHERE version = 4")
+        conn.execute(
+            "INSERT INTO tracking (order_id, last_status, last_update, closed, added_at)"
+            " VALUES ('O-R', 'rejected', now(), true, now()),"
+            " ('O-D', 'delivered', now(), true, now())"
+        )
+    store = PostgresStore(url)
+    await store.open(now=NOW)
+    try:
+        refused, done = await store.get_tracking("O-R"), await store.get_tracking("O-D")
+        assert refused is not None and not refused.closed
+        assert done is not None and done.closed
+    finally:
+        await store.close()
+
+
 # -- the push log -------------------------------------------------------------------------------
 
 

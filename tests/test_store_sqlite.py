@@ -24,7 +24,7 @@ from gateway.routing import Router
 from gateway.store import PushQuery, open_store
 from gateway.store.sqlite import SQLiteStore
 from gateway.store.sqlite.rows import to_us
-from gateway.store.sqlite.schema import migrate
+from gateway.store.sqlite.schema import MIGRATIONS, migrate
 
 from .conftest import ingest
 from .test_intake import JAKARTA, append
@@ -221,6 +221,27 @@ async def test_a_crash_between_the_events_commit_and_the_logs_is_a_harmless_repe
         assert (again.accepted, again.duplicates) == (0, 1)
         assert len(await store.list_deliveries(DeliveryFilter())) == 1
         assert await store.count_pending_pushes() == 0
+    finally:
+        await store.close()
+
+
+async def test_an_order_closed_as_refused_is_reopened_by_the_upgrade(tmp_path: Path) -> None:
+    # Before migration 9, `rejected` closed an order for the pull tracker.
+    path = tmp_path / "k.db"
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        migrate(conn, now=to_us(NOW), migrations=[m for m in MIGRATIONS if m[0] != 9])
+        conn.execute(
+            "INSERT INTO tracking (order_id, last_status, last_update, closed, added_at)"
+            " VALUES ('O-R', 'rejected', ?1, 1, ?1), ('O-D', 'delivered', ?1, 1, ?1)",
+            (to_us(NOW),),
+        )
+    conn.close()
+    store = SQLiteStore(path)
+    await store.open(now=NOW)
+    try:
+        refused, done = await store.get_tracking("O-R"), await store.get_tracking("O-D")
+        assert refused is not None and not refused.closed
+        assert done is not None and done.closed
     finally:
         await store.close()
 

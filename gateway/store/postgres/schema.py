@@ -178,6 +178,13 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        4,
+        # `rejected` is no longer final: a refused parcel is followed until it is returned.
+        """
+        UPDATE tracking SET closed = false WHERE closed AND last_status = 'rejected';
+        """,
+    ),
 ]
 
 

@@ -173,6 +173,13 @@ MIGRATIONS: list[tuple[int, str]] = [
         INSERT INTO tracking_cursor (id, event_seq, contacts_at) VALUES (1, 0, 0);
         """,
     ),
+    (
+        9,
+        # `rejected` is no longer final: a refused parcel is followed until it is returned.
+        """
+        UPDATE tracking SET closed = 0 WHERE closed = 1 AND last_status = 'rejected';
+        """,
+    ),
 ]
 
 
