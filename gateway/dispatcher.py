@@ -89,6 +89,8 @@ class _Job:
     stopped at once; past that it may finish within the timeout."""
     finished: bool = False
     """The store has been told the outcome (or the lease was lost)."""
+    sink: Sink | None = None
+    """The sink object it sends with, once known (a reload may replace the configured one)."""
 
 
 class _Outcomes:
@@ -176,6 +178,7 @@ class Dispatcher:
         self._lanes = OrderLanes()
         self._outcomes = _Outcomes(store, self.worker_id)
         self._wake = asyncio.Event()
+        self._job_ended = asyncio.Event()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
         self._lease_task: asyncio.Task[None] | None = None
@@ -269,6 +272,7 @@ class Dispatcher:
         ]
         released = sum(await self.store.finish_many(unfinished, worker=self.worker_id))
         self._jobs.clear()
+        self._job_ended.set()
         if self._lease_task is not None:
             self._lease_task.cancel()
             await asyncio.gather(self._lease_task, return_exceptions=True)
@@ -276,6 +280,13 @@ class Dispatcher:
         log.info(
             "dispatcher %s stopped; %d unfinished deliveries put back", self.worker_id, released
         )
+
+    async def released(self, sink: Sink) -> None:
+        """Return once no delivery this worker holds is being sent with this sink object (a
+        reload's replaced sink is closed after that)."""
+        while any(job.sink is sink for job in self._jobs.values()):
+            self._job_ended.clear()
+            await self._job_ended.wait()
 
     def circuit_state(self, sink: str) -> str:
         """``closed``, ``half-open`` or ``open``; ``n/a`` for a sink that is not configured."""
@@ -392,6 +403,7 @@ class Dispatcher:
         finally:
             # Unfinished after an error: the lease runs out and the delivery is claimed again.
             self._jobs.pop(delivery.id, None)
+            self._job_ended.set()
             self._wake.set()  # room for more, and its successor in the order may be due
 
     async def _deliver(self, job: _Job) -> None:
@@ -402,7 +414,7 @@ class Dispatcher:
             self._warn_missing(delivery.sink)
             await self._hand_back(job, MISSING_SINK_DELAY, "sink not in the configuration")
             return
-        sink = controls.sink
+        sink = job.sink = controls.sink
         started = self.clock()
         stale = stale_reason(claim.event, started, sink.config.max_age)
         if stale is not None:

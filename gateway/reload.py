@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import suppress
 from datetime import datetime
 
 import msgspec
@@ -127,7 +128,8 @@ async def _reload(rt: Runtime, now: datetime) -> ReloadResult:
         # Deliveries put back while the sink was missing (or off the old block) go now.
         await rt.store.release_sink(name, now=now)
     rt.wake_dispatcher()
-    _close_later(retired, float(config.dispatcher.shutdown_timeout))
+    released = rt.dispatcher.released if rt.dispatcher is not None else None
+    close_when_idle(retired, released, limit=float(config.dispatcher.lease))
     result = ReloadResult(
         ok=True,
         at=now,
@@ -161,14 +163,24 @@ def _sinks(rt: Runtime, config: Config) -> tuple[dict[str, Sink], set[str]]:
     return sinks, set(fresh)
 
 
-def _close_later(sinks: Iterable[Sink], delay: float) -> None:
-    """Close replaced sinks once the sends they may still have in flight had time to end."""
+def close_when_idle(
+    sinks: Iterable[Sink],
+    released: Callable[[Sink], Awaitable[None]] | None,
+    *,
+    limit: float,
+) -> asyncio.Task[None] | None:
+    """Close replaced sinks once no send under way uses them (sends in flight finish on the
+    sink they started with), or after `limit` seconds whatever they are doing."""
     retired = list(sinks)
     if not retired:
-        return
+        return None
 
     async def close() -> None:
-        await asyncio.sleep(delay)
+        if released is not None:
+            with suppress(TimeoutError):
+                async with asyncio.timeout(limit):
+                    for sink in retired:
+                        await released(sink)
         for sink in retired:
             try:
                 await sink.aclose()
@@ -178,6 +190,7 @@ def _close_later(sinks: Iterable[Sink], delay: float) -> None:
     task = asyncio.get_running_loop().create_task(close(), name="kabarin-close-replaced-sinks")
     _closing.add(task)
     task.add_done_callback(_closing.discard)
+    return task
 
 
 _closing: set[asyncio.Task[None]] = set()

@@ -19,6 +19,7 @@ from gateway.deliveries import Attempt, Delivery, DeliveryFilter, NewDelivery, O
 from gateway.dispatcher import Dispatcher, utcnow
 from gateway.events import Event, Status, event_id
 from gateway.redaction import Redactor
+from gateway.reload import close_when_idle
 from gateway.store import open_store
 from gateway.store.base import Finished, Store
 from gateway.templates import Templates, encode_parts
@@ -81,6 +82,7 @@ class FakeSink:
         self.sent_at: list[float] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.closed = False
 
     @classmethod
     def build(cls, name: str, config: Any, deps: SinkDeps) -> Self:
@@ -110,7 +112,7 @@ class FakeSink:
         return [SECRET]
 
     async def aclose(self) -> None:
-        pass
+        self.closed = True
 
     @property
     def texts(self) -> list[str]:
@@ -768,6 +770,37 @@ async def test_a_send_outliving_its_lease_keeps_it_and_no_other_worker_takes_it(
         gate.set()
         await d.stop()
     assert len(sink.messages) == 1
+
+
+async def test_a_replaced_sink_is_closed_once_its_sends_under_way_end(store: Store) -> None:
+    gate = asyncio.Event()
+    sink = FakeSink(gate=gate)
+    stuck = FakeSink("stuck", gate=asyncio.Event())
+    await add(store)
+    d = dispatcher(store, sink, stuck)
+    await d.start()
+    try:
+        await eventually(lambda: sink.in_flight == 1)
+        closing = close_when_idle([sink], d.released, limit=30)
+        assert closing is not None
+        await asyncio.sleep(0.2)
+        assert not sink.closed  # a send is under way with it
+        gate.set()
+        async with asyncio.timeout(5):
+            await closing
+        assert sink.closed and len(sink.messages) == 1
+        # one whose send never ends is closed after the limit anyway
+        await add(store, "OID-2", sink="stuck")
+        d.wake()
+        await eventually(lambda: stuck.in_flight == 1)
+        closing = close_when_idle([stuck], d.released, limit=0.2)
+        assert closing is not None
+        async with asyncio.timeout(5):
+            await closing
+        assert stuck.closed
+    finally:
+        gate.set()
+        await d.stop(timeout=0)
 
 
 async def test_a_send_outliving_its_lease_is_not_started_again_by_the_same_worker(
