@@ -8,6 +8,7 @@ them, and ``kabarin rejected`` prints them.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -117,14 +118,17 @@ async def push_events(rt: Runtime, push: LoggedPush) -> list[PushEvent]:
     if push.state != "processed":
         return []
     try:
-        normalised = decode_logged(push, rt.timezone)
+        # off the event loop: a push at the size limit holds tens of thousands of items
+        normalised = await asyncio.to_thread(decode_logged, push, rt.timezone)
     except Exception:  # the code changed since: the push's counts still say what it did
         return []
     stored = await rt.store.events_by_id([e.id for e in normalised.events])
     out: list[PushEvent] = []
+    seen: set[str] = set()
     for e in normalised.events:
-        if e.id not in stored or any(x.id == e.id for x in out):
+        if e.id not in stored or e.id in seen:
             continue
+        seen.add(e.id)
         owner = stored[e.id][1]
         out.append(
             PushEvent(
