@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ import pytest
 from gateway.errors import PushError
 from gateway.events import Contact, Event, Status
 from gateway.kiriminaja import decode_push, normalise, parse_time
-from gateway.kiriminaja.push import MAX_DEPTH
+from gateway.kiriminaja.push import MAX_DEPTH, MAX_ORDER_ID
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "push"
 JAKARTA = ZoneInfo("Asia/Jakarta")
@@ -169,6 +170,9 @@ def test_validated_cost_sent_as_string_becomes_a_number() -> None:
         ("soon", None),
         ("0001-01-01 00:00:00", None),  # before year 1 in UTC
         ("9999-12-31T23:59:59-10:00", None),  # after year 9999 in UTC
+        ("9999-12-31T23:00:00Z", None),  # past year 9999 in WIB, where it would be shown
+        ("0001-01-01T12:00:00Z", None),  # before year 1 west of UTC
+        ("9998-12-31 23:00:00", utc(9998, 12, 31, 16)),
         (None, None),
         (1715000000, None),
         ({"date": "x"}, None),
@@ -405,6 +409,29 @@ def nested(depth: int) -> bytes:
     inner = "[" * (depth - 3) + "]" * (depth - 3)
     body = f'{{"method": "shipped_packages", "data": [{{"order_id": "N-1", "x": {inner}}}]}}'
     return body.encode()
+
+
+def test_an_order_id_up_to_the_limit_is_a_push_and_a_longer_one_is_not() -> None:
+    def body(order_id: object) -> bytes:
+        return json.dumps({"method": "shipped_packages", "data": [{"order_id": order_id}]}).encode()
+
+    assert len(events_of(body("O" * MAX_ORDER_ID))) == 1
+    for too_long in ("O" * (MAX_ORDER_ID + 1), 10 ** (MAX_ORDER_ID + 1)):
+        with pytest.raises(PushError) as info:
+            decode_push(body(too_long))
+        assert info.value.path == "$.data[0].order_id"
+        assert f"longer than {MAX_ORDER_ID} characters" in info.value.reason
+
+
+def test_a_byte_order_mark_before_the_json_is_ignored() -> None:
+    push = b'\xef\xbb\xbf{"method": "shipped_packages", "data": [{"order_id": "B-1"}]}'
+    assert [e.order_id for e in events_of(push)] == ["B-1"]
+
+
+def test_a_gzip_body_is_named_as_such() -> None:
+    with pytest.raises(PushError) as info:
+        decode_push(gzip.compress(b'{"method": "shipped_packages", "data": []}'))
+    assert "gzip-compressed" in info.value.reason
 
 
 def test_nesting_up_to_the_limit_is_a_push() -> None:

@@ -186,8 +186,8 @@ def normalise(
 
 def parse_time(value: object, tz: tzinfo) -> datetime | None:
     """KiriminAja's times in UTC: naive ``YYYY-MM-DD HH:MM:SS`` (and dates) are in `tz`; ISO
-    8601 with ``Z`` or an offset is taken as written; ``""``, ``0000-00-00 …`` and anything
-    that is not a time are missing (``None``)."""
+    8601 with ``Z`` or an offset is taken as written; ``""``, ``0000-00-00 …``, years 1 and
+    9999, and anything that is not a time are missing (``None``)."""
     if not isinstance(value, str) or not value or value.startswith("0000"):
         return None
     try:
@@ -197,9 +197,12 @@ def parse_time(value: object, tz: tzinfo) -> datetime | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
     try:
-        return moment.astimezone(UTC)
+        moment = moment.astimezone(UTC)
     except OverflowError:  # year 1 or 9999 shifted past the calendar's ends
         return None
+    # A time every zone can show: year 1 or 9999 would overflow in WIB, or in a template's
+    # `localtime`, once accepted.
+    return moment if 1 < moment.year < 9999 else None
 
 
 def _order_id(value: object) -> str:

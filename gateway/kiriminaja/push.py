@@ -17,13 +17,21 @@ import msgspec
 
 from gateway.errors import PushError
 
-__all__ = ["MAX_DEPTH", "Item", "Push", "decode_push"]
+__all__ = ["MAX_DEPTH", "MAX_ORDER_ID", "Item", "Push", "decode_push"]
 
 MAX_DEPTH = 32
 """Deepest nesting of arrays and objects a push may have, the envelope included (a package item
 sits at level 3). msgspec decodes deeper documents by recursion, and a document near its limit
 decodes but cannot be encoded again by the admin API or a sink: the limit keeps every accepted
 push readable, and no real push comes close to it."""
+
+MAX_ORDER_ID = 255
+"""Longest ``order_id`` a push may carry, in characters (KiriminAja's are a few dozen). The
+stores index it: PostgreSQL refuses an index entry past about 2,700 bytes, and an order id
+the store cannot keep would be accepted and then never become an event."""
+
+_BOM = b"\xef\xbb\xbf"
+_GZIP = b"\x1f\x8b"
 
 Item = dict[str, Any]
 """One package as received (kept verbatim in `Event.raw`)."""
@@ -74,7 +82,10 @@ def _too_deep(body: bytes) -> bool:
 
 
 def decode_push(body: bytes) -> Push:
-    """Decode and check the envelope and every item's ``order_id``."""
+    """Decode and check the envelope and every item's ``order_id``. A UTF-8 byte order mark
+    before the JSON is ignored, as RFC 8259 allows."""
+    if body.startswith(_BOM):
+        body = body[len(_BOM) :]
     if _too_deep(body):
         raise PushError(f"the body nests arrays and objects deeper than {MAX_DEPTH} levels", "$")
     try:
@@ -82,6 +93,10 @@ def decode_push(body: bytes) -> Push:
     except msgspec.ValidationError as exc:
         raise _validation_error(str(exc)) from None
     except msgspec.DecodeError as exc:
+        if body.startswith(_GZIP):
+            raise PushError(
+                "the body is gzip-compressed: send it uncompressed (no Content-Encoding)"
+            ) from None
         raise PushError(f"the body is not valid JSON: {exc}") from None
     except UnicodeDecodeError as exc:  # msgspec checks UTF-8 only when it builds a `str`
         raise PushError(f"a string in the body is not valid UTF-8 ({exc.reason})") from None
@@ -100,6 +115,11 @@ def decode_push(body: bytes) -> Push:
             raise PushError("a package must have an `order_id`", f"{where}.order_id")
         if isinstance(order_id, str) and not order_id.strip():
             raise PushError("a package's `order_id` is empty", f"{where}.order_id")
+        if len(str(order_id)) > MAX_ORDER_ID:
+            raise PushError(
+                f"a package's `order_id` is longer than {MAX_ORDER_ID} characters",
+                f"{where}.order_id",
+            )
     return push
 
 
