@@ -13,7 +13,14 @@ from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException, NotFoundException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, FromQuery, JSONBody, Parameter, QueryParameter
+from litestar.params import (
+    FromPath,
+    FromQuery,
+    JSONBody,
+    Parameter,
+    PathParameter,
+    QueryParameter,
+)
 
 from gateway.contacts import InvalidContact, registered_contact
 from gateway.deliveries import Attempt, Delivery, DeliveryFilter, DeliveryState
@@ -36,7 +43,7 @@ from gateway.store.base import EventQuery, LoggedPush, PushQuery, PushState, Tra
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
 
-__all__ = ["AdminController"]
+__all__ = ["AdminController", "RejectedId"]
 
 
 def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -200,6 +207,25 @@ EventCursor = Annotated[
     int | None,
     QueryParameter(ge=1, le=2**63 - 1, description="`next_cursor` of the previous page."),
 ]
+RejectedId = Annotated[int, Parameter(ge=1, le=2**63 - 1)]
+"""A row id as the stores keep it (a signed 64-bit integer): the dashboard's too."""
+Since = Annotated[
+    str | None,
+    QueryParameter(
+        format="date-time",
+        description="An ISO 8601 time (UTC if it has no zone) or Unix seconds.",
+    ),
+]
+"""Read by `_since`: as a `datetime` parameter, a year past 9999 would be a 500."""
+OrderPath = Annotated[
+    str,
+    PathParameter(
+        description="The order id as it is; one holding `/` (`INV/2024/05/001`) is written with"
+        " its slashes as they are, or as `%2F`."
+    ),
+]
+"""An order id: a ``{order_id:path}`` parameter, so that one holding ``/`` is reachable; read
+by `_order_id`."""
 
 _UNAUTHORISED = ResponseSpec(
     ErrorBody, description="Missing or wrong admin token, or no `admin.token` configured."
@@ -222,7 +248,7 @@ class AdminController(Controller):
         state: State,
         order_id: FromQuery[str | None] = None,
         status: FromQuery[Status | None] = None,
-        since: FromQuery[datetime | None] = None,
+        since: Since = None,
         limit: Limit = 50,
         cursor: EventCursor = None,
     ) -> EventList:
@@ -231,7 +257,7 @@ class AdminController(Controller):
             EventQuery(
                 order_id=order_id,
                 status=status,
-                since=_aware(since),
+                since=_since(since),
                 limit=limit,
                 before_seq=cursor,
             )
@@ -239,12 +265,13 @@ class AdminController(Controller):
         return EventList([_summary(s.seq, s.event) for s in page.items], page.next_cursor)
 
     @get(
-        "/orders/{order_id:str}",
+        "/orders/{order_id:path}",
         summary="One order's timeline: its events with their source, and its deliveries",
         responses=_ONE,
     )
-    async def get_order(self, state: State, order_id: FromPath[str]) -> OrderTimeline:
+    async def get_order(self, state: State, order_id: OrderPath) -> OrderTimeline:
         rt: Runtime = state.runtime
+        order_id = _order_id(order_id)
         page = await rt.store.list_events(EventQuery(order_id=order_id, limit=500))
         tracking = await rt.store.get_tracking(order_id)
         if not page.items and tracking is None:
@@ -313,7 +340,7 @@ class AdminController(Controller):
         state: State,
         push_state: Annotated[PushState | None, QueryParameter(name="state")] = None,
         source: FromQuery[Source | None] = None,
-        since: FromQuery[datetime | None] = None,
+        since: Since = None,
         limit: Limit = 50,
         cursor: EventCursor = None,
     ) -> PushList:
@@ -322,7 +349,7 @@ class AdminController(Controller):
             PushQuery(
                 state=push_state,
                 source=source,
-                since=_aware(since),
+                since=_since(since),
                 limit=limit + 1,
                 before_seq=cursor,
             )
@@ -357,12 +384,12 @@ class AdminController(Controller):
     async def reprocess(
         self,
         state: State,
-        since: FromQuery[datetime | None] = None,
+        since: Since = None,
         push_id: Annotated[list[str] | None, QueryParameter(name="id")] = None,
     ) -> ReprocessResult:
         rt: Runtime = state.runtime
         count = await rt.store.requeue_pushes(
-            state="failed", since=_aware(since), ids=push_id or ()
+            state="failed", since=_since(since), ids=push_id or ()
         )
         rt.backlog.pending += count
         rt.wake_intake()
@@ -375,17 +402,26 @@ class AdminController(Controller):
         delivery_state: Annotated[DeliveryState | None, QueryParameter(name="state")] = None,
         sink: FromQuery[str | None] = None,
         order_id: FromQuery[str | None] = None,
-        since: FromQuery[datetime | None] = None,
+        since: Since = None,
         limit: Limit = 100,
-        cursor: FromQuery[str | None] = None,
+        cursor: Annotated[
+            str | None, QueryParameter(description="`next_cursor` of the previous page.")
+        ] = None,
     ) -> DeliveryList:
         rt: Runtime = state.runtime
+        moment = _since(since)
+        # The page starts below the cursor's delivery: one that is not there (a typo, or pruned
+        # since) would be an empty page, as if nothing were left.
+        if cursor is not None and await rt.store.get_delivery(cursor) is None:
+            raise ValidationException(
+                f"cursor: no delivery {cursor!r} (a typo, or pruned since): list again without it"
+            )
         items = await rt.store.list_deliveries(
             DeliveryFilter(
                 state=delivery_state,
                 sink=sink,
                 order_id=order_id,
-                since=_aware(since),
+                since=moment,
                 limit=limit,
                 before=cursor,
             )
@@ -427,13 +463,17 @@ class AdminController(Controller):
         state: State,
         sink: FromQuery[str | None] = None,
         order_id: FromQuery[str | None] = None,
-        since: FromQuery[datetime | None] = None,
+        since: Since = None,
     ) -> ReplayResult:
         rt: Runtime = state.runtime
         count = await rt.store.replay(
-            DeliveryFilter(state="dead", sink=sink, order_id=order_id, since=_aware(since)),
+            DeliveryFilter(state="dead", sink=sink, order_id=order_id, since=_since(since)),
             now=datetime.now(UTC),
         )
+        # As `kabarin replay --sink`: a sink that matched nothing because it is not configured
+        # is a typo, not "nothing to replay" (one taken out of the file may still have some).
+        if count == 0 and sink is not None and sink not in rt.config.sinks:
+            raise ValidationException(_unknown_sink(rt, sink))
         rt.wake_dispatcher()
         return ReplayResult(count)
 
@@ -456,40 +496,47 @@ class AdminController(Controller):
         return Response(result, status_code=200 if result.ok else 400)
 
     @put(
-        "/contacts/{order_id:str}",
+        "/contacts/{order_id:path}",
         summary="Register an order's customer (wins over what pushes say)",
         responses={400: _BAD, 401: _UNAUTHORISED},
     )
     async def put_contact(
-        self, state: State, order_id: FromPath[str], data: JSONBody[ContactBody]
+        self, state: State, order_id: OrderPath, data: JSONBody[ContactBody]
     ) -> Contact:
         rt: Runtime = state.runtime
+        order_id = _order_id(order_id)
+        fields = msgspec.structs.asdict(data)
+        for name, value in fields.items():
+            if value is not None and "\x00" in value:
+                raise ValidationException(f"{name}: a NUL character (U+0000) is not allowed")
         try:
-            contact = registered_contact(order_id, **msgspec.structs.asdict(data))
+            contact = registered_contact(order_id, **fields)
         except InvalidContact as exc:
             raise ValidationException(str(exc)) from None
         await rt.store.register_contacts([contact], now=datetime.now(UTC))
         return await rt.store.get_contact(order_id) or contact
 
     @get(
-        "/contacts/{order_id:str}",
+        "/contacts/{order_id:path}",
         summary="An order's customer as the sinks see it (registered, else pushed)",
         responses=_ONE,
     )
-    async def get_contact(self, state: State, order_id: FromPath[str]) -> Contact:
+    async def get_contact(self, state: State, order_id: OrderPath) -> Contact:
         rt: Runtime = state.runtime
+        order_id = _order_id(order_id)
         contact = await rt.store.get_contact(order_id)
         if contact is None:
             raise NotFoundException(f"no contact for order {order_id!r}")
         return contact
 
     @delete(
-        "/contacts/{order_id:str}",
+        "/contacts/{order_id:path}",
         summary="Forget an order's customer, whoever gave it",
         responses={401: _UNAUTHORISED, 404: _MISSING},
     )
-    async def delete_contact(self, state: State, order_id: FromPath[str]) -> None:
+    async def delete_contact(self, state: State, order_id: OrderPath) -> None:
         rt: Runtime = state.runtime
+        order_id = _order_id(order_id)
         if not await rt.store.delete_contact(order_id):
             raise NotFoundException(f"no contact for order {order_id!r}")
 
@@ -516,11 +563,27 @@ class AdminController(Controller):
         return next(s for s in await sink_statuses(rt) if s.name == name)
 
 
-RejectedId = Annotated[int, Parameter(ge=1, le=2**63 - 1)]
+def _since(value: str | None) -> datetime | None:
+    """The ``since`` parameter read as Litestar reads a `datetime` (ISO 8601, or Unix seconds),
+    without a zone in UTC; one that is not a time, or not within the years 1-9999, is a 400
+    naming it."""
+    if value is None:
+        return None
+    try:
+        moment = msgspec.convert(value, datetime, strict=False)
+    except (ValueError, OverflowError):  # msgspec's ValidationError is a ValueError
+        raise ValidationException(
+            f"since: {value!r} is not an ISO 8601 time or Unix seconds within the years 1-9999"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    """Query times without a zone are UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+def _order_id(value: str) -> str:
+    """The order id of an `OrderPath` parameter, without the ``/`` Litestar puts before it."""
+    return value.removeprefix("/")
+
+
+def _unknown_sink(rt: Runtime, sink: str) -> str:
+    """Why a sink filter that matched nothing is an error: it names no configured sink."""
+    known = ", ".join(sorted(rt.config.sinks)) or "none"
+    return f"sink: no sink named {sink!r} is configured (configured sinks: {known})"

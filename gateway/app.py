@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import (
@@ -86,7 +86,26 @@ async def metrics_endpoint(state: State) -> Response[bytes]:
 _encode = msgspec.json.Encoder().encode
 
 
-def _http_error(_: Request[object, object, State], exc: HTTPException) -> Response[bytes]:
+def _refuse_nul(request: Request[Any, Any, State]) -> None:
+    """Before every handler: a query or path value holding a NUL character is a 400 naming the
+    parameter. No stored value can hold one (PostgreSQL text cannot), so such a value could only
+    find nothing on SQLite and fail on PostgreSQL."""
+    values = [*request.query_params.multi_items(), *request.path_params.items()]
+    for name, value in values:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValidationException(f"{name}: a NUL character (U+0000) is not allowed")
+
+
+def _parameter(request: Request[object, object, State], key: str) -> str:
+    """A parameter as the request names it (``state``), not as its handler does
+    (``push_state``)."""
+    handler = request.scope.get("route_handler")
+    field = handler.parsed_fn_signature.parameters.get(key) if handler is not None else None
+    alias = getattr(field.kwarg_definition, "name", None) if field is not None else None
+    return alias if isinstance(alias, str) else key
+
+
+def _http_error(request: Request[object, object, State], exc: HTTPException) -> Response[bytes]:
     names = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
     names |= {413: "body_too_large", 415: "unsupported_media_type"}
     error = names.get(exc.status_code, "error")
@@ -95,7 +114,12 @@ def _http_error(_: Request[object, object, State], exc: HTTPException) -> Respon
         detail = "the request body is larger than receiver.max_body_bytes"
     extra = getattr(exc, "extra", None)
     if exc.status_code == 400 and isinstance(extra, list) and extra:
-        detail = f"{detail}: " + "; ".join(str(e.get("message", e)) for e in extra)
+        problems = []
+        for e in extra:
+            message = str(e.get("message", e)) if isinstance(e, dict) else str(e)
+            key = e.get("key") if isinstance(e, dict) else None
+            problems.append(f"{_parameter(request, key)}: {message}" if key else message)
+        detail = f"{detail}: " + "; ".join(problems)
     body = _encode(ErrorBody(error, detail))
     headers = exc.headers or {}
     return Response(
@@ -181,6 +205,7 @@ def create_app(config: Config, *, config_path: str | Path | None = None) -> Lite
             ),
         ],
         lifespan=[lifespan],
+        before_request=_refuse_nul,
         state=State({"ui": console}),
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         openapi_config=OpenAPIConfig(

@@ -1,9 +1,12 @@
-"""The admin API and the app's error answers in-process: parameter checks, 500s, the docs page."""
+"""The admin API and the app's error answers in-process: parameter checks, 500s, the docs page;
+the dashboard's parameter checks and sign-in page."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,11 @@ from litestar.testing import TestClient
 
 from gateway.app import create_app
 from gateway.config import parse_config
+from gateway.deliveries import NewDelivery
+from gateway.events import Event, Status
 from gateway.runtime import Runtime
+
+from .conftest import ingest, store_url
 
 ADMIN = {"Authorization": "Bearer adm1n"}
 SLACK_URL = "https://hooks.slack.com/services/T000/B000/s3cr3tpath"
@@ -149,3 +156,272 @@ def test_the_schema_documents_the_real_error_bodies(client: TestClient[Litestar]
     assert "503" in schema["paths"]["/readyz"]["get"]["responses"]
     push = schema["paths"]["/kiriminaja/push"]["post"]["responses"]
     assert {"200", "400", "401", "413", "503"} <= set(push)
+
+
+# -- parameters no store can answer: on every backend ------------------------------------------
+
+
+@pytest.fixture
+def served(backend: str, tmp_path: Path) -> Iterator[TestClient[Litestar]]:
+    """The app on the test's store of each backend, with no intake or dispatcher running: what
+    it shows is what the test stored."""
+    config = parse_config(
+        f"""
+receiver: {{token: t0ken-for-pushes}}
+store: {{url: "{store_url(backend, tmp_path)}"}}
+admin: {{token: adm1n}}
+intake: {{enabled: false}}
+dispatcher: {{enabled: false}}
+sinks:
+  ops: {{type: slack, webhook_url: "{SLACK_URL}"}}
+"""
+    )
+    with TestClient(create_app(config), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def stored(client: TestClient[Litestar], *events: Event, sink: str = "ops") -> None:
+    """Events with a delivery each to `sink`, stored as the intake stores them."""
+    deliveries = [
+        NewDelivery(id=f"dlv-{e.id}", event_id=e.id, route="r", sink=sink, ordering="all")
+        for e in events
+    ]
+    client.blocking_portal.call(
+        partial(ingest, runtime(client).store, events=events, deliveries=deliveries)
+    )
+
+
+def shipped(order_id: str, minute: int = 0) -> Event:
+    moment = datetime(2024, 5, 1, 8, minute, tzinfo=UTC)
+    return Event(
+        id=f"evt-{order_id}-{minute}",
+        source="push",
+        method="shipped_packages",
+        kind="express",
+        status=Status.SHIPPED,
+        order_id=order_id,
+        occurred_at=moment,
+        received_at=moment,
+        raw={"order_id": order_id},
+    )
+
+
+def sign_in(client: TestClient[Litestar]) -> str:
+    """A dashboard session on `client`; its CSRF token."""
+    r = client.post("/ui/login", data={"token": "adm1n"}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    page = client.get("/ui/pushes").text
+    return page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+
+
+NUL_REQUESTS = [
+    ("GET", "/admin/v1/events?order_id=%00", "order_id"),
+    ("GET", "/admin/v1/events?order_id=a%00b&limit=5", "order_id"),
+    ("GET", "/admin/v1/deliveries?sink=%00", "sink"),
+    ("GET", "/admin/v1/deliveries?order_id=%00", "order_id"),
+    ("GET", "/admin/v1/deliveries?cursor=%00", "cursor"),
+    ("GET", "/admin/v1/orders/a%00b", "order_id"),
+    ("GET", "/admin/v1/events/a%00b", "event_id"),
+    ("GET", "/admin/v1/pushes/a%00b", "push_id"),
+    ("GET", "/admin/v1/deliveries/a%00b", "delivery_id"),
+    ("POST", "/admin/v1/deliveries/a%00b/replay", "delivery_id"),
+    ("GET", "/admin/v1/contacts/a%00b", "order_id"),
+    ("DELETE", "/admin/v1/contacts/a%00b", "order_id"),
+    ("POST", "/admin/v1/pushes/reprocess?id=a%00b", "id"),
+    ("POST", "/admin/v1/pushes/reprocess?id=ok&id=a%00b", "id"),
+    ("POST", "/admin/v1/deliveries/replay?order_id=a%00b", "order_id"),
+    ("POST", "/admin/v1/deliveries/replay?sink=a%00b", "sink"),
+    ("POST", "/admin/v1/sinks/a%00b/enable", "name"),
+]
+
+
+@pytest.mark.parametrize(("method", "url", "name"), NUL_REQUESTS)
+def test_a_nul_in_a_parameter_is_400_naming_it(
+    served: TestClient[Litestar], method: str, url: str, name: str
+) -> None:
+    r = served.request(method, url, headers=ADMIN)
+    assert r.status_code == 400, r.text
+    assert r.json() == {
+        "error": "bad_request",
+        "detail": f"{name}: a NUL character (U+0000) is not allowed",
+    }
+
+
+def test_a_nul_in_a_contact_is_400_naming_the_field(served: TestClient[Litestar]) -> None:
+    r = served.put("/admin/v1/contacts/S-1", json={"name": "Bu\x00di"}, headers=ADMIN)
+    assert r.status_code == 400, r.text
+    assert r.json()["detail"] == "name: a NUL character (U+0000) is not allowed"
+    assert served.get("/admin/v1/contacts/S-1", headers=ADMIN).status_code == 404
+
+
+def test_a_nul_in_a_dashboard_parameter_or_form_is_400(served: TestClient[Litestar]) -> None:
+    csrf = sign_in(served)
+    for url, name in [
+        ("/ui/orders?q=a%00b", "q"),
+        ("/ui/orders/view?id=a%00b", "id"),
+        ("/ui/pushes/a%00b", "push_id"),
+        ("/ui/deliveries/a%00b", "delivery_id"),
+        ("/ui/deliveries?sink=%00", "sink"),
+    ]:
+        r = served.get(url)
+        assert r.status_code == 400, (url, r.text)
+        assert r.json()["detail"].startswith(f"{name}: a NUL character"), url
+    for url, form, name in [
+        ("/ui/pushes/reprocess", {"id": "a\x00b"}, "id"),
+        ("/ui/deliveries/replay", {"sink": "a\x00b"}, "sink"),
+    ]:
+        r = served.post(url, data={"csrf": csrf, **form}, follow_redirects=False)
+        assert r.status_code == 400, (url, r.text)
+        assert r.json()["detail"].startswith(f"{name}: a NUL character"), url
+
+
+# -- times, cursors and sinks ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/events"),
+        ("GET", "/pushes"),
+        ("GET", "/deliveries"),
+        ("POST", "/pushes/reprocess"),
+        ("POST", "/deliveries/replay"),
+    ],
+)
+@pytest.mark.parametrize(
+    "since", ["253402300800", "99999999999999999999", "-62135596801", "soon", "2024-13-01"]
+)
+def test_a_time_that_cannot_be_read_is_400_naming_it(
+    client: TestClient[Litestar], method: str, path: str, since: str
+) -> None:
+    r = client.request(method, f"/admin/v1{path}", params={"since": since}, headers=ADMIN)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == "bad_request"
+    assert r.json()["detail"].startswith("since: "), r.text
+
+
+@pytest.mark.parametrize(
+    "since", ["253402300799", "0", "2024-05-01T08:00:00", "2024-05-01T08:00:00+07:00"]
+)
+def test_times_in_range_are_read(served: TestClient[Litestar], since: str) -> None:
+    stored(served, shipped("T-1"))
+    r = served.get("/admin/v1/deliveries", params={"since": since}, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    found = len(r.json()["items"])
+    assert found == (0 if since == "253402300799" else 1)
+    r = served.get("/admin/v1/events", params={"since": since}, headers=ADMIN)
+    assert r.status_code == 200, r.text
+
+
+def test_a_delivery_cursor_that_names_no_delivery_is_400(served: TestClient[Litestar]) -> None:
+    stored(served, *(shipped("C-1", minute) for minute in range(3)))
+    first = served.get("/admin/v1/deliveries", params={"limit": 2}, headers=ADMIN).json()
+    assert len(first["items"]) == 2
+    cursor = first["next_cursor"]
+    rest = served.get(
+        "/admin/v1/deliveries", params={"limit": 2, "cursor": cursor}, headers=ADMIN
+    ).json()
+    assert len(rest["items"]) == 1
+    assert rest["next_cursor"] is None
+
+    for bad in ("abc", "dlv-evt-C-9-0"):
+        r = served.get("/admin/v1/deliveries", params={"cursor": bad}, headers=ADMIN)
+        assert r.status_code == 400, r.text
+        assert r.json()["detail"].startswith(f"cursor: no delivery {bad!r}"), r.text
+
+
+def test_replaying_by_an_unconfigured_sink_is_400_naming_it(served: TestClient[Litestar]) -> None:
+    r = served.post("/admin/v1/deliveries/replay", params={"sink": "nosuch"}, headers=ADMIN)
+    assert r.status_code == 400, r.text
+    assert r.json() == {
+        "error": "bad_request",
+        "detail": "sink: no sink named 'nosuch' is configured (configured sinks: ops)",
+    }
+    r = served.post("/admin/v1/deliveries/replay", params={"sink": "ops"}, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"replayed": 0}
+
+
+def test_the_dashboard_replay_names_an_unconfigured_sink(served: TestClient[Litestar]) -> None:
+    csrf = sign_in(served)
+    confirm = served.get("/ui/deliveries/replay", params={"sink": "nosuch"})
+    assert confirm.status_code == 400
+    assert "No sink named &#39;nosuch&#39; is configured (configured sinks: ops)." in confirm.text
+    r = served.post(
+        "/ui/deliveries/replay", data={"csrf": csrf, "sink": "nosuch"}, follow_redirects=False
+    )
+    assert r.status_code == 400
+    assert "No sink named &#39;nosuch&#39; is configured" in r.text
+    r = served.post(
+        "/ui/deliveries/replay", data={"csrf": csrf, "sink": "ops"}, follow_redirects=False
+    )
+    assert r.status_code == 303
+
+
+# -- order ids holding a slash -----------------------------------------------------------------
+
+INVOICE = "INV/2024/05/001"
+
+
+@pytest.mark.parametrize("written", [INVOICE, "INV%2F2024%2F05%2F001"])
+def test_an_order_id_with_slashes_is_reachable(served: TestClient[Litestar], written: str) -> None:
+    stored(served, shipped(INVOICE), shipped("INV"))
+    r = served.get(f"/admin/v1/orders/{written}", headers=ADMIN)
+    assert r.status_code == 200, r.text
+    timeline = r.json()
+    assert timeline["order_id"] == INVOICE
+    assert [e["order_id"] for e in timeline["events"]] == [INVOICE]
+    assert [d["order_id"] for d in timeline["deliveries"]] == [INVOICE]
+
+    url = f"/admin/v1/contacts/{written}"
+    r = served.put(url, json={"name": "Budi", "language": "id"}, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    assert r.json()["order_id"] == INVOICE
+    assert served.get(f"/admin/v1/contacts/{INVOICE}", headers=ADMIN).json()["name"] == "Budi"
+    assert served.get("/admin/v1/contacts/INV", headers=ADMIN).status_code == 404
+    assert served.delete(url, headers=ADMIN).status_code == 204
+    assert served.get(url, headers=ADMIN).status_code == 404
+    assert served.get("/admin/v1/orders/INV/2024", headers=ADMIN).status_code == 404
+
+    sign_in(served)
+    page = served.get("/ui/orders", params={"q": INVOICE})
+    assert page.status_code == 200
+    assert str(page.url).endswith("/ui/orders/view?id=INV%2F2024%2F05%2F001")
+    assert f'id="order-id">{INVOICE}<' in page.text
+
+
+# -- the dashboard -----------------------------------------------------------------------------
+
+
+def test_dashboard_ids_out_of_range_are_400(client: TestClient[Litestar]) -> None:
+    sign_in(client)
+    huge = "99999999999999999999999"
+    for method, url in [
+        ("GET", f"/ui/rejected/{huge}"),
+        ("POST", f"/ui/rejected/{huge}/replay"),
+        ("GET", "/ui/rejected/0"),
+    ]:
+        r = client.request(method, url, follow_redirects=False)
+        assert r.status_code == 400, (url, r.text)
+        assert "rejected_id: " in r.json()["detail"], url
+    r = client.get("/admin/v1/rejected/0", headers=ADMIN)
+    assert r.status_code == 400, r.text
+    assert "rejected_id: " in r.json()["detail"]
+
+
+def test_the_sign_in_page_says_when_the_dashboard_is_off(tmp_path: Path) -> None:
+    config = parse_config(
+        f"""
+receiver: {{token: t0ken-for-pushes}}
+store: {{url: "sqlite:///{tmp_path}/k.db"}}
+dispatcher: {{enabled: false}}
+"""
+    )
+    with TestClient(create_app(config)) as off:
+        page = off.get("/ui/")  # to the sign-in page
+        assert page.url.path == "/ui/login"
+        assert page.status_code == 403
+        assert "The dashboard is off: set admin.token in the configuration." in page.text
+        assert 'id="token"' not in page.text  # no form to fill in for nothing
+        page = off.get("/ui/login", params={"lang": "id"})
+        assert "Dasbor nonaktif: isi admin.token di konfigurasi." in page.text

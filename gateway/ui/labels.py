@@ -79,6 +79,10 @@ _ID: dict[str, str] = {
     "Replay {n} dead deliveries?": "Kirim ulang {n} pengiriman yang gagal?",
     "No dead delivery matches the filter.": "Tidak ada pengiriman gagal yang cocok.",
     "Cancel": "Batal",
+    "No such sink": "Sink tidak ada",
+    "No sink named {sink} is configured (configured sinks: {known}).": (
+        "Tidak ada sink bernama {sink} di konfigurasi (sink yang ada: {known})."
+    ),
     "{n} deliveries replayed.": "{n} pengiriman dikirim ulang.",
     "Delivery replayed.": "Pengiriman dikirim ulang.",
     "This delivery cannot be replayed now.": "Pengiriman ini tidak bisa dikirim ulang sekarang.",

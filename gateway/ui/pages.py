@@ -21,12 +21,13 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import Cookie, State
 from litestar.enums import MediaType
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
+from gateway.admin import RejectedId
 from gateway.deliveries import Delivery, DeliveryFilter, DeliveryState
 from gateway.dryrun import Simulated, simulate
 from gateway.errors import ConfigError, KabarinError, PushError
@@ -171,11 +172,15 @@ def render(
 
 
 async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
-    """The posted form, after checking its CSRF token against the session's."""
+    """The posted form, after checking its CSRF token against the session's. A field holding a
+    NUL character is a 400, as such a query or path value is (`gateway.app`)."""
     form = await request.form()
     values = {k: v for k, v in form.items() if isinstance(v, str)}
     if not _session(request).csrf_ok(values.get("csrf")):
         raise _CsrfRefused()
+    for name, value in values.items():
+        if "\x00" in value:
+            raise ValidationException(f"{name}: a NUL character (U+0000) is not allowed")
     return values
 
 
@@ -192,8 +197,14 @@ def _back(target: str, session: Session, notice: str | None = None) -> Redirect:
 # -- sign-in -----------------------------------------------------------------------------------
 
 
+_OFF = "The dashboard is off: set admin.token in the configuration."
+
+
 @get("/login", sync_to_thread=False)
 def login_page(request: Request[Any, Any, State]) -> Response[str]:
+    if _rt(request).admin_token is None:
+        # Said before anyone types a token that could not work anyway.
+        return render(request, "login.html.j2", status_code=403, off=True, error=_OFF, next="")
     return render(request, "login.html.j2", error=None, next=_safe_next(request))
 
 
@@ -204,13 +215,7 @@ async def login(request: Request[Any, Any, State]) -> Response[Any]:
     target = _safe_next(request, form.get("next"))
     rt = _rt(request)
     if rt.admin_token is None:
-        return render(
-            request,
-            "login.html.j2",
-            status_code=403,
-            next=target,
-            error="The dashboard is off: set admin.token in the configuration.",
-        )
+        return render(request, "login.html.j2", status_code=403, off=True, next=target, error=_OFF)
     if not isinstance(token, str) or not hmac.compare_digest(
         token.strip().encode(), rt.admin_token
     ):
@@ -474,6 +479,8 @@ async def replay_confirm(request: Request[Any, Any, State]) -> Response[str]:
     rt = _rt(request)
     query = _DeliveryQuery.of(request.query_params)
     dead = await query.find(rt, limit=10 * _COUNT_CAP, state="dead")
+    if not dead and _unknown_sink(rt, query.sink):
+        return _no_such_sink(request, rt, query)
     return render(request, "replay.html.j2", query=query, count=len(dead))
 
 
@@ -491,10 +498,32 @@ async def replay_dead(request: Request[Any, Any, State]) -> Response[Any]:
         count = 0
         for d in await query.find(rt, limit=10 * _COUNT_CAP, state="dead"):
             count += await rt.store.replay_one(d.id, now=now)
+    if count == 0 and _unknown_sink(rt, query.sink):
+        return _no_such_sink(request, rt, query)
     rt.wake_dispatcher()
     lang = _language(request)[0]
     target = f"{PREFIX}/deliveries?{query.query()}"
     return _back(target, _session(request), translate("{n} deliveries replayed.", lang, n=count))
+
+
+def _unknown_sink(rt: Runtime, sink: str | None) -> bool:
+    return sink is not None and sink not in rt.config.sinks
+
+
+def _no_such_sink(
+    request: Request[Any, Any, Any], rt: Runtime, query: _DeliveryQuery
+) -> Response[str]:
+    """As ``POST /admin/v1/deliveries/replay`` and ``kabarin replay --sink``: a sink filter that
+    matched nothing because no such sink is configured is a typo, and said to be one (400)."""
+    lang = _language(request)[0]
+    known = ", ".join(sorted(rt.config.sinks)) or "-"
+    text = translate(
+        "No sink named {sink} is configured (configured sinks: {known}).",
+        lang,
+        sink=repr(query.sink),
+        known=known,
+    )
+    return render(request, "message.html.j2", status_code=400, title="No such sink", text=text)
 
 
 @get("/deliveries/{delivery_id:str}", guards=[signed_in])
@@ -591,7 +620,7 @@ async def push(request: Request[Any, Any, State], push_id: FromPath[str]) -> Res
 
 
 @get("/rejected/{rejected_id:int}", guards=[signed_in])
-async def rejected(request: Request[Any, Any, State], rejected_id: FromPath[int]) -> Response[str]:
+async def rejected(request: Request[Any, Any, State], rejected_id: RejectedId) -> Response[str]:
     rt = _rt(request)
     found = await rt.store.get_rejected(rejected_id)
     if found is None:
@@ -602,7 +631,7 @@ async def rejected(request: Request[Any, Any, State], rejected_id: FromPath[int]
 
 @post("/rejected/{rejected_id:int}/replay", guards=[signed_in], status_code=303)
 async def replay_rejected_body(
-    request: Request[Any, Any, State], rejected_id: FromPath[int]
+    request: Request[Any, Any, State], rejected_id: RejectedId
 ) -> Response[Any]:
     await _form(request)
     rt = _rt(request)

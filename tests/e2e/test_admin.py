@@ -201,3 +201,34 @@ def test_the_schema_holds_against_the_running_server(server: KabarinProcess) -> 
         timeout=120,
     )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+
+
+def test_order_ids_with_slashes_and_bad_parameters_through_the_real_server(
+    server: KabarinProcess,
+) -> None:
+    """What the HTTP server decodes (``%2F``, ``%00``) before the app sees the path."""
+    invoice = "INV/2024/05/001"
+    assert server.ingest(shipped(invoice, "2024-05-01 08:00:00"))["accepted"] == 1
+    for written in (invoice, "INV%2F2024%2F05%2F001"):
+        r = server.admin("GET", f"/orders/{written}")
+        assert r.status_code == 200, r.text
+        assert r.json()["order_id"] == invoice
+        assert [e["order_id"] for e in r.json()["events"]] == [invoice]
+        r = server.admin("PUT", f"/contacts/{written}", json={"name": "Budi"})
+        assert r.status_code == 200, r.text
+        assert server.admin("GET", f"/contacts/{invoice}").json()["name"] == "Budi"
+        assert server.admin("DELETE", f"/contacts/{written}").status_code == 204
+    assert server.admin("GET", "/orders/INV/2024").status_code == 404
+
+    for method, path, name in [
+        ("GET", "/orders/a%00b", "order_id"),
+        ("GET", "/events?order_id=%00", "order_id"),
+        ("GET", "/deliveries?cursor=%00", "cursor"),
+        ("GET", "/events?since=253402300800", "since"),
+        ("POST", "/pushes/reprocess?since=253402300800", "since"),
+        ("GET", "/deliveries?cursor=abc", "cursor"),
+        ("POST", "/deliveries/replay?sink=nosuch", "sink"),
+    ]:
+        r = server.admin(method, path)
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["detail"].startswith(f"{name}: "), (path, r.text)
