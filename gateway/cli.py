@@ -27,6 +27,7 @@ from gateway.redaction import install_log_redaction, mask_url
 
 if TYPE_CHECKING:
     from gateway.history import History
+    from gateway.store.base import AdminReader
 
 __all__ = ["main"]
 
@@ -87,10 +88,14 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("serve", "run the gateway: receiver, admin API and dispatcher")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=_port, default=8080, help="0 to 65535 (default: 8080)")
     p.set_defaults(func=_serve)
 
-    p = command("worker", "run only the dispatcher (for deployments that split roles)")
+    p = command(
+        "worker",
+        "run the intake, the dispatcher, retention and (with pull.enabled) the pull tracker,"
+        " without the HTTP server (for deployments that split roles)",
+    )
     p.set_defaults(func=_worker)
 
     p = command("check", "validate the configuration, routes and templates")
@@ -107,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sink")
     p.add_argument("--order-id")
     p.add_argument("--since", type=_parse_since, help="ISO time or a duration ago, e.g. 2h")
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--limit", type=_positive, default=100)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=_deliveries)
 
@@ -124,10 +129,18 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("reprocess", "run failed pushes through the intake again (after a fix)")
     p.add_argument(
-        "--failed", action="store_true", required=True, help="every failed push (the default)"
+        "--failed",
+        action="store_true",
+        help="every failed push (the default; --since and --id narrow it)",
     )
     p.add_argument("--since", type=_parse_since, help="ISO time or a duration ago, e.g. 2h")
     p.add_argument("--id", action="append", default=[], help="only this push (repeatable)")
+    p.add_argument(
+        "--wait",
+        type=_parse_wait,
+        default="1m",
+        help="how long to wait for pushes another process's intake has taken (default: 1m)",
+    )
     p.set_defaults(func=_reprocess)
 
     p = command("pull", "ask KiriminAja's tracking API about orders now and show what changed")
@@ -144,13 +157,15 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_track_add)
 
     p = command("register-callback", "tell KiriminAja where to push (POST /api/mitra/set_callback)")
-    p.add_argument("--url", required=True, help="the full URL of Kabarin's push endpoint")
+    p.add_argument(
+        "--url", required=True, type=_http_url, help="the full URL of Kabarin's push endpoint"
+    )
     p.set_defaults(func=_register_callback)
 
     p = sub.add_parser("rejected", help="bodies the push endpoint refused, kept for replay")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = command("list", "list rejected bodies, newest first", actions)
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--limit", type=_positive, default=100)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p = command("show", "print one rejected body with its reason", actions)
     p.add_argument("id", type=int)
@@ -207,18 +222,62 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _parse_since(value: str) -> datetime:
-    from gateway.units import parse_duration
+    from gateway.units import TooLong, parse_duration
 
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         try:
-            return datetime.now(UTC) - timedelta(seconds=parse_duration(value))
+            seconds = parse_duration(value)
+        except TooLong as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"expected an ISO time or a duration like 2h, got {value!r}"
             ) from None
+        return datetime.now(UTC) - timedelta(seconds=seconds)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {value!r}")
+    return port
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value!r}")
+    return number
+
+
+def _http_url(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"expected an http:// or https:// URL, got {value!r}")
+    return value
+
+
+def _parse_wait(value: str) -> float:
+    from gateway.units import parse_duration
+
+    try:
+        return float(parse_duration(value))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _print_invalid(path: str, exc: ConfigError) -> None:
@@ -383,7 +442,11 @@ def _simulate(args: argparse.Namespace) -> int:
     from sinks.registry import build_sinks
 
     config = _validated(args.config)
-    body = sys.stdin.buffer.read() if str(args.push) == "-" else args.push.read_bytes()
+    try:
+        body = sys.stdin.buffer.read() if str(args.push) == "-" else args.push.read_bytes()
+    except OSError as exc:
+        print(f"{args.push}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     try:
         result = simulate(
             body,
@@ -418,11 +481,9 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _routes_test(args: argparse.Namespace) -> int:
-    from gateway.config import StoreConfig
     from gateway.history import History, format_report
     from gateway.redaction import Redactor, use_log_secrets
     from gateway.runtime import collect_secrets
-    from gateway.units import FieldError
     from sinks.base import SinkDeps
     from sinks.registry import build_sinks
 
@@ -445,12 +506,8 @@ def _routes_test(args: argparse.Namespace) -> int:
             _print_invalid(against, exc)
             return 1
     url = args.store or config.store.url
-    try:
-        path = StoreConfig(url=url).sqlite_path
-    except FieldError as exc:
-        raise KabarinError(f"--store: {exc}") from None
-    if not path.is_file():  # opening it would create an empty store, and test nothing
-        raise KabarinError(f"no store at {mask_url(url)}: {path} does not exist")
+    # An SQLite file that is not there would be created empty, and test nothing.
+    _existing_store("--store" if args.store else None, url)
     sinks = build_sinks(config.sinks, SinkDeps())
     redactor = Redactor(collect_secrets(config, sinks))
     use_log_secrets(redactor)
@@ -470,6 +527,22 @@ def _routes_test(args: argparse.Namespace) -> int:
     else:
         print(format_report(report))
     return 2 if report.template_errors else 0
+
+
+def _existing_store(option: str | None, url: str) -> None:
+    """Refuse a store URL (of `option`, when given) that names no store: an unsupported one,
+    or an SQLite file that does not exist (opening it would create an empty store)."""
+    from gateway.config import StoreConfig
+    from gateway.units import FieldError
+
+    where = f"{option}: " if option else ""
+    try:
+        store = StoreConfig(url=url)
+        path = None if store.is_postgres else store.sqlite_path
+    except FieldError as exc:
+        raise KabarinError(f"{where}{exc}") from None
+    if path is not None and not path.is_file():
+        raise KabarinError(f"{where}no store at {mask_url(url)}: {path} does not exist")
 
 
 async def _read_history(url: str, since: datetime, history: History) -> None:
@@ -723,27 +796,85 @@ def _reprocess(args: argparse.Namespace) -> int:
 
 async def _run_reprocess(config: Config, args: argparse.Namespace) -> int:
     """Failed pushes back to pending, then through the intake here and now: event ids are
-    deterministic, so a server's intake taking some of them at the same time is harmless."""
+    deterministic, so a server's intake taking some of them at the same time is harmless.
+
+    The verdict is read back from the store, push by push: a push another process's intake
+    took before this one could is waited for (up to ``--wait``), never counted unseen."""
     from contextlib import AsyncExitStack
 
     from gateway.runtime import build_intake, open_runtime
-    from gateway.store.base import PushQuery
 
     async with AsyncExitStack() as stack:
         rt = await open_runtime(config, stack, dispatcher=False)
-        count = await rt.store.requeue_pushes(state="failed", since=args.since, ids=args.id)
-        if not count:
+        ids = await _failed_pushes(rt.store, since=args.since, only=args.id)
+        if not ids:
             print("no failed pushes match")
             return 0
-        await build_intake(rt).drain()
-        still = await rt.store.list_pushes(PushQuery(state="failed", since=args.since, limit=500))
-        if args.id:
-            still = [p for p in still if p.id in args.id]
-        done = count - len(still)
-        print(f"{count} failed pushes reprocessed: {done} processed, {len(still)} failed")
-        for p in still:
-            print(f"  {p.id}  {p.error}", file=sys.stderr)
-        return 1 if still else 0
+        for start in range(0, len(ids), _REQUEUE_PAGE):
+            await rt.store.requeue_pushes(state="failed", ids=ids[start : start + _REQUEUE_PAGE])
+        intake = build_intake(rt)
+        await intake.drain()
+        states = {push_id: await _push_state(rt.store, push_id) for push_id in ids}
+        held = [i for i, (state, _) in states.items() if state == "pending"]
+        if held:
+            print(
+                f"waiting up to {args.wait:g}s for {len(held)} pushes another process's intake"
+                " has taken",
+                file=sys.stderr,
+            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + args.wait
+        while held and loop.time() < deadline:
+            await asyncio.sleep(min(_REPROCESS_POLL, max(0.0, deadline - loop.time())))
+            await intake.drain()  # takes those whose holder let go of them (it stopped)
+            for push_id in held:
+                states[push_id] = await _push_state(rt.store, push_id)
+            held = [i for i in held if states[i][0] == "pending"]
+    failed = {i: error for i, (state, error) in states.items() if state == "failed"}
+    done = len(ids) - len(failed) - len(held)
+    pending = f", {len(held)} still pending (another process's intake has them)" if held else ""
+    print(f"{len(ids)} failed pushes reprocessed: {done} processed, {len(failed)} failed{pending}")
+    for push_id, error in failed.items():
+        print(f"  {push_id}  {error}", file=sys.stderr)
+    for push_id in held:
+        print(f"  {push_id}  still pending", file=sys.stderr)
+    return 1 if failed or held else 0
+
+
+_REQUEUE_PAGE = 500
+_REPROCESS_POLL = 0.2
+"""Seconds between two looks at pushes another process's intake has taken."""
+
+
+async def _failed_pushes(
+    store: AdminReader, *, since: datetime | None, only: Sequence[str]
+) -> list[str]:
+    """The ids of the failed pushes received since `since` (among `only`, when given)."""
+    from gateway.store.base import PushQuery
+
+    if only:
+        found = [await store.get_push(push_id) for push_id in dict.fromkeys(only)]
+        return [
+            p.id
+            for p in found
+            if p is not None and p.state == "failed" and (since is None or p.received_at >= since)
+        ]
+    ids: list[str] = []
+    cursor: int | None = None
+    while True:
+        page = await store.list_pushes(
+            PushQuery(state="failed", since=since, limit=_REQUEUE_PAGE, before_seq=cursor)
+        )
+        ids.extend(p.id for p in page)
+        if len(page) < _REQUEUE_PAGE:
+            return ids[::-1]  # oldest first, as the intake takes them
+        cursor = page[-1].seq
+
+
+async def _push_state(store: AdminReader, push_id: str) -> tuple[str, str | None]:
+    """A push's state and error; one retention removed was processed (only those go)."""
+    push = await store.get_push(push_id)
+    return ("processed", None) if push is None else (push.state, push.error)
 
 
 def _store_prune(args: argparse.Namespace) -> int:
@@ -777,11 +908,18 @@ def _store_migrate(args: argparse.Namespace) -> int:
 
 
 async def _run_store_migrate(source_url: str, target_url: str) -> int:
+    from gateway.config import StoreConfig
     from gateway.store import open_store
     from gateway.store.moving import Portable, copy_store
+    from gateway.units import FieldError
 
     if source_url == target_url:
         raise KabarinError("--from and --to name the same store")
+    _existing_store("--from", source_url)
+    try:
+        StoreConfig(url=target_url)
+    except FieldError as exc:
+        raise KabarinError(f"--to: {exc}") from None
     now = datetime.now(UTC)
     source, target = open_store(source_url), open_store(target_url)
     if not isinstance(source, Portable) or not isinstance(target, Portable):

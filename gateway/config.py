@@ -8,9 +8,11 @@ at once as a `ConfigError` whose lines name the YAML path and line, e.g.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +25,14 @@ from gateway.deliveries import Ordering
 from gateway.errors import ConfigError
 from gateway.events import TERMINAL_STATUSES, Status
 from gateway.redaction import secret_values
-from gateway.units import Duration, FieldError, Window, dec_hook, parse_rate_limit
+from gateway.units import (
+    Duration,
+    FieldError,
+    Window,
+    check_interval,
+    dec_hook,
+    parse_rate_limit,
+)
 from sinks.base import SinkConfig
 from sinks.registry import kind_of, load_sink_types
 
@@ -258,8 +267,9 @@ class PullConfig(_Section, frozen=True):
         if isinstance(self.rate, str):
             limit = parse_rate_limit(self.rate)
             return limit.count / limit.per
-        if isinstance(self.rate, bool) or self.rate <= 0:
+        if isinstance(self.rate, bool) or not 0 < self.rate < math.inf:
             raise ValueError(f"expected a number above 0 or a rate like `5/s`, got {self.rate!r}")
+        check_interval(1 / self.rate, self.rate)
         return float(self.rate)
 
 
@@ -369,6 +379,8 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{file}: cannot read: {exc.strerror or exc}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{file}: cannot read: not UTF-8 text"]) from exc
     return _build(text, base_dir=file.resolve().parent, env=env, on_disk=True)
 
 
@@ -665,7 +677,11 @@ def _convert(
         error = exc
     struct = _struct_of(type_) if isinstance(value, dict) else None
     if struct is None:
-        problems.append(_describe(error, path, lines))
+        found = len(problems)
+        if isinstance(value, dict) and typing.get_origin(type_) is dict:
+            _convert_items(value, typing.get_args(type_), path, lines, problems)
+        if len(problems) == found:
+            problems.append(_describe(error, path, lines))
         return _INVALID
     fields = {f.encode_name: f for f in msgspec.structs.fields(struct)}
     tag_field = struct.__struct_config__.tag_field
@@ -697,6 +713,29 @@ def _convert(
         if isinstance(exc.__cause__, ValueError):
             problems.append(_describe(exc, path, lines))
     return _INVALID
+
+
+def _convert_items(
+    value: dict[Any, Any],
+    types_: tuple[Any, ...],
+    path: tuple[str | int, ...],
+    lines: _LineIndex,
+    problems: list[str],
+) -> None:
+    """Report each bad key and value of a mapping at its own key: msgspec names none
+    (``$.alert_after[...]``)."""
+    key_type, value_type = types_
+    for key, item in value.items():
+        try:
+            msgspec.convert(key, key_type)
+        except msgspec.ValidationError as exc:
+            problems.append(f"{lines.describe((*path, str(key)))}: {_without_path(str(exc))}")
+            continue
+        _convert(item, value_type, (*path, str(key)), lines, problems)
+
+
+def _without_path(message: str) -> str:
+    return message.split(" - at `", 1)[0]
 
 
 def _struct_of(type_: Any) -> type[msgspec.Struct] | None:
@@ -782,7 +821,7 @@ def _describe(
     path = list(prefix)
     if m := _MSGSPEC_PATH.search(message):
         message = message[: m.start()]
-        for key, index in _PATH_PART.findall(m.group(1)):
+        for key, index in _PATH_PART.findall(m.group(1).replace("[...]", "")):
             path.append(int(index) if index else key)
     if m := _UNKNOWN_FIELD.match(message):
         path.append(m.group(1))

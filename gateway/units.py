@@ -1,16 +1,25 @@
 """Value types of the YAML file: durations (``500ms``, ``5s``, ``5m``, ``2h``, ``7d`` or seconds)
-and rate limits (``1/s``, ``30/m``, ``100/h``)."""
+and rate limits (``1/s``, ``30/m``, ``100/h``).
+
+Every duration is finite and at most `MAX_DURATION` (100 years), and so is the wait between two
+sends of a rate: each may be added to or taken from a datetime, or handed to a timer, and any of
+those overflows on an infinite or huge value (YAML reads ``.inf`` and ``.nan`` as numbers).
+"""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
 __all__ = [
+    "MAX_DURATION",
     "Duration",
     "FieldError",
     "RateLimit",
+    "TooLong",
     "Window",
+    "check_interval",
     "dec_hook",
     "parse_duration",
     "parse_rate_limit",
@@ -20,6 +29,9 @@ __all__ = [
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d*)\s*(ms|s|m|h|d)\s*$")
+
+MAX_DURATION = 100 * 365 * 86400
+"""The longest duration, in seconds (``36500d``): 100 years from now is still a datetime."""
 
 
 class FieldError(ValueError):
@@ -33,6 +45,10 @@ class FieldError(ValueError):
     def __init__(self, key: str | tuple[str | int, ...], message: str) -> None:
         super().__init__(message)
         self.key: tuple[str | int, ...] = (key,) if isinstance(key, str) else key
+
+
+class TooLong(ValueError):
+    """A duration past `MAX_DURATION`."""
 
 
 class Duration(float):
@@ -82,12 +98,18 @@ def parse_duration(value: object) -> Duration:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration like `5s`, got {value!r}")
     if isinstance(value, int | float):
+        if isinstance(value, float) and math.isnan(value):
+            raise ValueError(f"expected a duration like `5s`, got {value!r}")
         if value < 0:
             raise ValueError(f"a duration cannot be negative, got {value!r}")
-        return Duration(value)
-    if isinstance(value, str) and (m := _DURATION.match(value)):
-        return Duration(float(m.group(1)) * _UNIT_SECONDS[m.group(2)])
-    raise ValueError(f"expected a duration like `500ms`, `5s`, `5m`, `2h`, `7d`, got {value!r}")
+        seconds = value
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    else:
+        raise ValueError(f"expected a duration like `500ms`, `5s`, `5m`, `2h`, `7d`, got {value!r}")
+    if not seconds <= MAX_DURATION:  # an int is compared as it is: a huge one is no float
+        raise TooLong(f"a duration must be at most 100 years (36500d), got {value!r}")
+    return Duration(seconds)
 
 
 def parse_window(value: object) -> Window:
@@ -101,9 +123,16 @@ def parse_rate_limit(value: object) -> RateLimit:
     if isinstance(value, str) and (m := _RATE.match(value)):
         count = float(m.group(1))
         per = float(m.group(2) or 1) * _UNIT_SECONDS[m.group(3)]
-        if count > 0 and per > 0:
+        if 0 < count < math.inf and 0 < per < math.inf:
+            check_interval(per / count, value)
             return RateLimit(count, per)
     raise ValueError(f"expected a rate like `1/s`, `30/m` or `100/h`, got {value!r}")
+
+
+def check_interval(seconds: float, rate: object) -> None:
+    """Refuse a rate whose wait between two sends is longer than `MAX_DURATION`."""
+    if not seconds <= MAX_DURATION:
+        raise ValueError(f"a rate must allow at least one call every 100 years, got {rate!r}")
 
 
 def dec_hook(type_: type, value: Any) -> Any:

@@ -162,3 +162,102 @@ def test_check_into_a_closed_pipe_exits_quietly() -> None:
         os.close(write_end)
     assert r.returncode == 141
     assert r.stderr == ""
+
+
+def test_check_and_serve_refuse_infinite_nan_and_huge_durations(tmp_path: Path) -> None:
+    bad = tmp_path / "durations.yaml"
+    bad.write_text(
+        f"receiver: {{token: t}}\nstore: {{url: 'sqlite:///{tmp_path}/k.db'}}\n"
+        "dispatcher:\n  lease: .inf\n  poll_interval: .nan\n"
+        "retention:\n  events: 99999999d\n"
+    )
+    check = run("check", "--config", str(bad))
+    serve = run("serve", "--config", str(bad), "--port", "1")
+    assert check.returncode == 1 == serve.returncode
+    assert check.stderr.splitlines() == [
+        f"{bad}: invalid configuration",
+        "  dispatcher.lease (line 4): a duration must be at most 100 years (36500d), got inf",
+        "  dispatcher.poll_interval (line 5): expected a duration like `5s`, got nan",
+        "  retention.events (line 7): a duration must be at most 100 years (36500d),"
+        " got '99999999d'",
+    ]
+    assert serve.stderr == check.stderr
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "config.yaml"
+    bad.write_bytes(b"\xff\xfe")
+    for command in ("check", "serve", "worker", "deliveries"):
+        r = run(command, "--config", str(bad))
+        assert r.returncode == 1, (command, r.stderr)
+        assert r.stderr.splitlines() == [
+            f"{bad}: invalid configuration",
+            f"  {bad}: cannot read: not UTF-8 text",
+        ], command
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["deliveries"],
+        ["replay", "--dead"],
+        ["reprocess"],
+        ["routes", "test", "--config", "config.example.yaml"],
+    ],
+)
+def test_a_huge_since_is_a_usage_error_naming_the_option(args: list[str]) -> None:
+    r = run(*args, "--since", "99999999d")
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    assert r.stderr.splitlines()[-1].endswith(
+        "error: argument --since: a duration must be at most 100 years (36500d), got '99999999d'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["serve", "--port", "99999"], "argument --port: expected a port from 0 to 65535"),
+        (["serve", "--port", "-1"], "argument --port: expected a port from 0 to 65535"),
+        (["deliveries", "--limit", "-1"], "argument --limit: expected a whole number of at least"),
+        (["rejected", "list", "--limit", "0"], "argument --limit: expected a whole number"),
+        (["register-callback", "--url", "push.example"], "argument --url: expected an http://"),
+        (["reprocess", "--wait", "forever"], "argument --wait: expected a duration"),
+    ],
+)
+def test_bad_option_values_are_usage_errors(tmp_path: Path, args: list[str], error: str) -> None:
+    config = tmp_path / "config.yaml"  # KiriminAja on a closed local port: nothing goes out
+    config.write_text(
+        f"receiver: {{token: t}}\nstore: {{url: 'sqlite:///{tmp_path}/k.db'}}\n"
+        "kiriminaja: {base_url: 'http://127.0.0.1:9'}\n"
+    )
+    r = run(*args, "--config", str(config))
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    assert error in r.stderr.splitlines()[-1]
+
+
+def test_simulate_names_a_push_file_it_cannot_read(tmp_path: Path) -> None:
+    for path in ("/nonexistent.json", str(tmp_path)):
+        r = run("simulate", "--config", "config.example.yaml", path)
+        assert r.returncode == 1
+        assert r.stderr.splitlines() == [
+            f"{path}: cannot read: "
+            + ("No such file or directory" if path.startswith("/non") else "Is a directory")
+        ]
+
+
+def test_reprocess_needs_no_failed_flag_and_says_it_is_the_default(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(f"receiver: {{token: t}}\nstore: {{url: 'sqlite:///{tmp_path}/k.db'}}\n")
+    r = run("reprocess", "--config", str(config), "--id", "psh_x")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "no failed pushes match\n"
+    assert "(the default" in run("reprocess", "--help").stdout
+
+
+def test_worker_help_names_every_stage_it_runs() -> None:
+    text = " ".join(run("worker", "--help").stdout.split())
+    assert "only the dispatcher" not in text
+    for stage in ("the intake", "the dispatcher", "retention", "the pull tracker"):
+        assert stage in text

@@ -78,12 +78,96 @@ def test_bad_durations(value: object) -> None:
         parse_duration(value)
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        float("inf"),
+        float("nan"),
+        "99999999d",
+        "36501d",
+        pytest.param(10**400, id="10**400"),
+        4 * 10**9,
+    ],
+)
+def test_a_duration_is_finite_and_at_most_100_years(value: object) -> None:
+    with pytest.raises(ValueError, match=r"at most 100 years|expected a duration"):
+        parse_duration(value)
+    assert float(parse_duration("36500d")) == 36500 * 86400
+
+
 def test_rate_limits() -> None:
     assert parse_rate_limit("1/s") == RateLimit(1, 1)
     assert parse_rate_limit("30/m").interval == pytest.approx(2)
     assert parse_rate_limit("100/h").interval == pytest.approx(36)
     with pytest.raises(ValueError):
         parse_rate_limit("fast")
+    with pytest.raises(ValueError, match="at least one call every 100 years"):
+        parse_rate_limit("1/36501d")
+    with pytest.raises(ValueError):
+        parse_rate_limit("1" * 400 + "/s")  # a count no float holds
+
+
+def test_infinite_nan_and_huge_durations_and_rates_are_errors_at_their_key_and_line() -> None:
+    text = (
+        MINIMAL
+        + """dispatcher:
+  lease: .inf
+  poll_interval: .nan
+  shutdown_timeout: 99999999d
+retention:
+  events: .inf
+  interval: 1000000000000
+retry:
+  schedule: [5s, .inf]
+pull:
+  rate: .inf
+  alert_after:
+    shipped: 1d
+    in_transit: 99999999d
+contacts:
+  lookup: {url: "https://erp.example/{order_id}", ttl: .inf}
+sinks:
+  ops:
+    type: console
+    rate_limit: 1/36501d
+    max_age: .nan
+    circuit_breaker: {cooldown: 99999999d, max_cooldown: .inf}
+"""
+    )
+    found = problems(text)
+    expected = [
+        "dispatcher.lease (line 5): a duration must be at most 100 years (36500d), got inf",
+        "dispatcher.poll_interval (line 6): expected a duration like `5s`, got nan",
+        "dispatcher.shutdown_timeout (line 7): a duration must be at most 100 years",
+        "retention.events (line 9): a duration must be at most 100 years",
+        "retention.interval (line 10): a duration must be at most 100 years",
+        "retry.schedule[1] (line 12): a duration must be at most 100 years",
+        "pull.rate (line 14): expected a number above 0 or a rate like `5/s`, got inf",
+        "pull.alert_after.in_transit (line 17): a duration must be at most 100 years",
+        "contacts.lookup.ttl (line 19): a duration must be at most 100 years",
+        "sinks.ops.rate_limit (line 23): a rate must allow at least one call every 100 years",
+        "sinks.ops.max_age (line 24): expected a duration like `5s`, got nan",
+        "sinks.ops.circuit_breaker.cooldown (line 25): a duration must be at most 100 years",
+        "sinks.ops.circuit_breaker.max_cooldown (line 25): a duration must be at most 100 years",
+    ]
+    for start in expected:
+        assert sum(line.startswith(start) for line in found) == 1, (start, found)
+    assert len(found) == len(expected), found
+
+
+def test_a_rate_as_a_number_is_finite_and_allows_a_call_every_100_years() -> None:
+    (line,) = problems(MINIMAL + "pull:\n  rate: .nan\n")
+    assert line.startswith("pull.rate (line 5): expected a number above 0")
+    (line,) = problems(MINIMAL + "pull:\n  rate: 1.0e-10\n")
+    assert (
+        line == "pull.rate (line 5): a rate must allow at least one call every 100 years, got 1e-10"
+    )
+    assert parse_config(MINIMAL + "pull:\n  rate: 0.5\n", env={}).pull.calls_per_second == 0.5
+
+
+def test_a_bad_status_or_duration_of_alert_after_is_named_at_its_own_key() -> None:
+    text = MINIMAL + "pull:\n  alert_after:\n    shiped: 2d\n"
+    assert problems(text) == ["pull.alert_after.shiped (line 6): Invalid enum value 'shiped'"]
 
 
 def test_bad_duration_in_yaml_names_path_and_line() -> None:
@@ -183,6 +267,14 @@ def test_unreadable_file() -> None:
     with pytest.raises(ConfigError) as info:
         load_config("/nonexistent/kabarin.yaml")
     assert "cannot read" in info.value.problems[0]
+
+
+def test_a_file_that_is_not_utf8_text_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"\xff\xfereceiver: {token: t}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == [f"{path}: cannot read: not UTF-8 text"]
 
 
 def test_every_bad_key_of_a_section_is_reported_at_its_own_line() -> None:

@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from gateway.deliveries import DeliveryFilter
 from gateway.events import Contact, Event, Status
 from gateway.store import open_store
 from gateway.store.base import NewPush, PushOutcome
+from tests.conftest import create_pg_schema, drop_pg_schema, pg_url_with_schema, require_pg
 
 KABARIN = Path(sys.executable).with_name("kabarin")
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -88,7 +89,11 @@ EVENTS = [
 
 
 async def _store_events(db: Path, events: list[Event], contacts: Sequence[Contact] = ()) -> None:
-    store = open_store(f"sqlite:///{db}")
+    await _store_events_at(f"sqlite:///{db}", events, contacts)
+
+
+async def _store_events_at(url: str, events: list[Event], contacts: Sequence[Contact] = ()) -> None:
+    store = open_store(url)
     await store.open(now=datetime.now(UTC))
     try:
         await store.append_push(
@@ -361,3 +366,36 @@ def test_through_the_real_command(tmp_path: Path, db: Path) -> None:
     ]
     assert "events that change destination: 4 of 4" in lines
     assert "081234567890" not in r.stdout  # OID-2's reason, in its sample, is masked
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    require_pg()
+    schema = create_pg_schema()
+    yield pg_url_with_schema(schema)
+    drop_pg_schema(schema)
+
+
+def test_a_postgresql_store_from_the_config_or_store_option(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asyncio.run(_store_events_at(pg_url, EVENTS))
+    on_pg = tmp_path / "pg.yaml"
+    on_pg.write_text(SINKS.replace('"sqlite:///{db}"', f'"{pg_url}"') + NEW)
+    report = run_json(capsys, "--config", str(on_pg))
+    assert report["events"] == 4
+    assert counts(report)["everything-to-erp", "erp"] == 4
+    assert report["store"].startswith("postgresql://")
+
+    on_sqlite = write(tmp_path, "new.yaml", NEW, tmp_path / "absent.db")
+    report = run_json(capsys, "--config", on_sqlite, "--store", pg_url)
+    assert report["events"] == 4
+    assert not (tmp_path / "absent.db").exists()
+
+
+def test_an_unsupported_store_option_names_the_option(
+    tmp_path: Path, db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write(tmp_path, "new.yaml", NEW, db)
+    assert main(["routes", "test", "--config", config, "--store", "mysql://x/db"]) == 1
+    assert capsys.readouterr().err.startswith("kabarin: --store: unsupported store 'mysql' (use")

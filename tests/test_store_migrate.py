@@ -181,3 +181,29 @@ def test_the_same_store_twice_is_refused(
     url = f"sqlite:///{tmp_path}/k.db"
     assert main(["store", "migrate", "--from", url, "--to", url]) == 1
     assert "same store" in capsys.readouterr().err
+
+
+def test_a_source_that_does_not_exist_is_an_error_and_nothing_is_created(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = f"sqlite:///{tmp_path}/nowhere/k.db"
+    target = f"sqlite:///{tmp_path}/copy.db"
+    assert main(["store", "migrate", "--from", source, "--to", target]) == 1
+    assert capsys.readouterr().err == (
+        f"kabarin: --from: no store at {source}: {tmp_path}/nowhere/k.db does not exist\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("option", ["--from", "--to"])
+def test_an_unsupported_url_is_an_error_of_its_option(
+    tmp_path: Path, option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sqlite = f"sqlite:///{tmp_path}/k.db"
+    asyncio.run(populate(sqlite))
+    urls = {"--from": sqlite, "--to": f"sqlite:///{tmp_path}/copy.db", option: "mysql://x"}
+    assert main(["store", "migrate", "--from", urls["--from"], "--to", urls["--to"]]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"kabarin: {option}: unsupported store 'mysql' (use sqlite:///"), err
+    assert "config" not in err
+    assert not (tmp_path / "copy.db").exists()

@@ -14,7 +14,7 @@ def open_store(url: str) -> Store:
     """The store a ``store.url`` names: ``sqlite:///relative.db``, ``sqlite:////abs.db``, or
     ``postgresql://user@host:5432/db`` (``postgres://`` too; any libpq URL)."""
     scheme, sep, rest = url.partition("://")
-    if scheme in ("postgresql", "postgres") and sep and rest:
+    if scheme in ("postgresql", "postgres") and sep:  # libpq's defaults fill in the rest
         from gateway.store.postgres import PostgresStore
 
         return PostgresStore(url)

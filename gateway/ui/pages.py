@@ -664,7 +664,8 @@ async def configuration(request: Request[Any, Any, State]) -> Response[str]:
     problems: list[str] = []
     if path is not None:
         try:
-            text = rt.redactor.redact(path.read_text(encoding="utf-8"))
+            # bytes that are not UTF-8 are shown as U+FFFD; `validate_file` names the problem
+            text = rt.redactor.redact(path.read_text(encoding="utf-8", errors="replace"))
         except OSError as exc:
             problems = [f"{path}: {exc.strerror or exc}"]
         else:
