@@ -11,16 +11,20 @@ Resolution order, field by field (a field the first source lacks comes from the 
    tracking API's answer; the latest one wins over an earlier one.
 3. **Looked up** from the shop's system (``contacts.lookup``), only when the stored contact
    lacks a phone or an email: it costs a call, and its answer is cached for ``ttl``, so it may
-   be older than what the store says. A lookup that fails (network error, timeout, a 5xx, an
-   answer that is not JSON) raises `LookupFailed`: the delivery is retried on its schedule
-   rather than skipped for want of a recipient. A 404 means the shop does not know the order
-   either, and is cached like an answer.
+   be older than what the store says; deliveries of one order that need it at once share one
+   request. A lookup that fails (network error, timeout, a 5xx, an answer that is not JSON)
+   raises `LookupFailed`: the delivery is retried on its schedule rather than skipped for want
+   of a recipient. A 404 means the shop does not know the order either, and is cached like an
+   answer.
 
-A delivery whose sink finds no recipient after all this is ``skipped`` with the reason.
+Whoever gives a phone number, a contact keeps it in E.164 when it is a valid one
+(`gateway.phone.contact_phone`), the form the sinks send to. A delivery whose sink finds no
+recipient after all this is ``skipped`` with the reason.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
@@ -35,7 +39,7 @@ import msgspec
 
 from gateway.config import ContactLookupConfig
 from gateway.events import Contact
-from gateway.phone import InvalidPhone, normalize_phone
+from gateway.phone import InvalidPhone, contact_phone, normalize_phone
 
 __all__ = [
     "CACHE_SIZE",
@@ -66,6 +70,8 @@ class InvalidContact(ValueError):
 
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+"""Control characters (Unicode's Cc): no name, number or address has one."""
 
 
 def registered_contact(
@@ -84,6 +90,13 @@ def registered_contact(
     name, phone, email, language = (
         (v.strip() or None) if v is not None else None for v in (name, phone, email, language)
     )
+    fields = ("order_id", "name", "phone", "email", "language")
+    for field, value in zip(fields, (order_id, name, phone, email, language), strict=True):
+        control = _CONTROL.search(value or "")
+        if control is not None:  # PostgreSQL refuses a NUL, SQLite cuts the text at it
+            raise InvalidContact(
+                f"{field}: contains a control character (U+{ord(control.group()):04X})"
+            )
     if name is None and phone is None and email is None and language is None:
         raise InvalidContact("give at least one of name, phone, email, language")
     if phone is not None:
@@ -153,15 +166,32 @@ class ContactLookup:
         self._http = http
         self._clock = clock
         self._cache: OrderedDict[str, tuple[float, Contact | None]] = OrderedDict()
+        self._asking: dict[str, asyncio.Task[Contact | None]] = {}
+        """Lookups under way, by order: every delivery of the order waits for the same one."""
 
     async def get(self, order_id: str) -> Contact | None:
-        """The shop's answer for `order_id` (cached for ``ttl``); raises `LookupFailed`."""
-        now = self._clock()
+        """The shop's answer for `order_id` (cached for ``ttl``, a 404's too); raises
+        `LookupFailed`. Callers asking about the same order at once share one request."""
         cached = self._cache.get(order_id)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > self._clock():
             return cached[1]
+        asking = self._asking.get(order_id)
+        if asking is None:
+            asking = asyncio.create_task(self._fetch(order_id), name=f"contact-lookup-{order_id}")
+            self._asking[order_id] = asking
+            asking.add_done_callback(lambda task: self._done(order_id, task))
+        # Shielded: one waiter cancelled (its delivery stopped) leaves the request to the others.
+        return await asyncio.shield(asking)
+
+    def _done(self, order_id: str, task: asyncio.Task[Contact | None]) -> None:
+        if self._asking.get(order_id) is task:
+            del self._asking[order_id]
+        if not task.cancelled():
+            task.exception()  # retrieved here too, for when every waiter was cancelled
+
+    async def _fetch(self, order_id: str) -> Contact | None:
         contact = await self._ask(order_id)
-        self._cache[order_id] = (now + float(self.config.ttl), contact)
+        self._cache[order_id] = (self._clock() + float(self.config.ttl), contact)
         self._cache.move_to_end(order_id)
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
@@ -193,6 +223,8 @@ class ContactLookup:
             )
             if path
         }
+        if (phone := found.get("phone")) is not None:
+            found["phone"] = contact_phone(phone)
         return Contact(order_id=order_id, **found)
 
 

@@ -52,7 +52,7 @@ from gateway.delivery.ordering import OrderLanes
 from gateway.delivery.quiet import QuietHours
 from gateway.delivery.retry import GiveUp
 from gateway.delivery.staleness import stale_reason
-from gateway.errors import TemplateError
+from gateway.errors import StoreError, TemplateError
 from gateway.redaction import Redactor
 from gateway.store.base import DeliveryQueue, Finished
 from gateway.store.shared import SinkControlStore
@@ -185,6 +185,8 @@ class Dispatcher:
         self._missing_warned: dict[str, float] = {}
         self._gone: set[str] = set()
         """Sinks this worker disabled (410): deliveries already claimed for them go back."""
+        self._trouble = metrics.StoreTrouble(log, "dispatcher")
+        """A store that keeps failing (claims, renewals, outcomes) is logged once per cause."""
 
     def reconfigure(
         self,
@@ -270,7 +272,18 @@ class Dispatcher:
             for job in jobs
             if not job.finished
         ]
-        released = sum(await self.store.finish_many(unfinished, worker=self.worker_id))
+        released = 0
+        try:
+            if unfinished:
+                released = sum(await self.store.finish_many(unfinished, worker=self.worker_id))
+        except StoreError as exc:  # their leases run out: claimed again after a restart
+            log.warning(
+                "dispatcher %s: could not put %d unfinished deliveries back (%s); they are "
+                "claimed again when their leases run out",
+                self.worker_id,
+                len(unfinished),
+                exc,
+            )
         self._jobs.clear()
         self._job_ended.set()
         if self._lease_task is not None:
@@ -314,8 +327,10 @@ class Dispatcher:
                     await asyncio.sleep(0)  # more may be due: claim again right away
                     continue
                 delay = poll if limit <= 0 else await self._until_due(poll)
-            except Exception:
-                log.exception("dispatcher: could not claim deliveries; trying again in %gs", poll)
+            except Exception as exc:
+                self._trouble.failed(
+                    "could not claim deliveries", exc, f"trying again every {poll:g}s"
+                )
                 delay = poll
             if delay > 0:
                 with suppress(TimeoutError):
@@ -341,9 +356,10 @@ class Dispatcher:
                     now=self.clock(),
                     lease_seconds=float(self.config.lease),
                 )
-            except Exception:
-                log.exception("dispatcher: could not renew leases; trying again in %gs", every)
+            except Exception as exc:
+                self._trouble.failed("could not renew leases", exc, f"trying again in {every:g}s")
                 continue
+            self._trouble.recovered()
             for lost in set(held) - kept:
                 job = self._jobs.get(lost)
                 if job is not None and not job.finished:
@@ -376,6 +392,7 @@ class Dispatcher:
             limit=limit,
             lease_seconds=float(self.config.lease),
         )
+        self._trouble.recovered()
         jobs: list[_Job] = []
         for claim in claims:  # tasks start in claim order, so (sink, order) lanes queue in it
             self._gone.discard(claim.delivery.sink)  # the store hands it out: enabled again
@@ -398,6 +415,12 @@ class Dispatcher:
                 await self._deliver(job)
         except asyncio.CancelledError:
             raise
+        except StoreError as exc:
+            self._trouble.failed(
+                f"delivery {delivery.id} to {delivery.sink} stopped",
+                exc,
+                "it is claimed again when its lease runs out",
+            )
         except Exception:
             log.exception("delivery %s to %s failed unexpectedly", delivery.id, delivery.sink)
         finally:

@@ -159,6 +159,7 @@ class Intake:
         # taking turns. At most one batch is being stored at a time.
         storing: asyncio.Task[int] | None = None
         storing_ids: set[str] = set()
+        trouble = metrics.StoreTrouble(log, "intake")
         try:
             while not self._stopping:
                 self._wake.clear()
@@ -171,6 +172,7 @@ class Intake:
                     if storing is not None:
                         task, storing, storing_ids = storing, None, set()
                         await task
+                    trouble.recovered()
                     if pushes:
                         storing = asyncio.create_task(self._store(pushes, outcomes))
                         storing_ids = {p.id for p in pushes}
@@ -178,12 +180,12 @@ class Intake:
                     if not stored:  # otherwise the batch just stored counted what is left
                         self._set_backlog(0)
                 except StoreError as exc:
-                    log.error("intake: the store failed, pushes stay pending: %s", exc)
+                    trouble.failed("the store failed", exc, "pushes stay pending")
                     await self._sleep(backoff)
                     backoff = min(backoff * 2, 30.0)
                     continue
-                except Exception:
-                    log.exception("intake: unexpected error; pushes stay pending")
+                except Exception as exc:
+                    trouble.failed("unexpected error", exc, "pushes stay pending")
                     await self._sleep(self.poll_interval)
                     continue
                 backoff = self.poll_interval

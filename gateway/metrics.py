@@ -2,15 +2,23 @@
 
 Who updates what: the receiver counts pushes, rejections and events; the dispatcher counts
 delivery outcomes, observes latency and sets each sink's circuit state; `refresh_store_gauges`
-reads queue depths from the store when ``/metrics`` is scraped.
+reads queue depths (the deliveries' and the intake's backlog) from the store when ``/metrics``
+is scraped.
+
+`StoreTrouble` is how the loops that poll the store (dispatcher, intake, retention, pull
+tracker) report a store that keeps failing: one log line per cause, and one when it recovers.
 """
 
 from __future__ import annotations
 
+import logging
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from gateway.errors import StoreError
 from gateway.kiriminaja.normalise import KNOWN_METHODS, method_name
-from gateway.store.base import DeliveryQueue, RetentionStore
+from gateway.store.base import DeliveryQueue, IngestStore, RetentionStore
 
 __all__ = [
     "CIRCUIT_STATE_VALUES",
@@ -36,6 +44,7 @@ __all__ = [
     "REGISTRY",
     "SINK_CIRCUIT_STATE",
     "STORE_BYTES",
+    "StoreTrouble",
     "method_label",
     "refresh_store_gauges",
     "refresh_store_size",
@@ -105,7 +114,7 @@ SINK_CIRCUIT_STATE = Gauge(
 
 INTAKE_BACKLOG = Gauge(
     "kabarin_intake_backlog",
-    "Push log entries the intake has not taken yet.",
+    "Push log entries the intake has not taken yet, read from the store.",
     registry=REGISTRY,
 )
 INTAKE_LAG = Gauge(
@@ -180,11 +189,18 @@ def method_label(method: str) -> str:
     return name if name in KNOWN_METHODS else "other"
 
 
-async def refresh_store_gauges(store: DeliveryQueue) -> None:
-    """Set the pending and dead gauges from `DeliveryQueue.sink_counts` (called on every scrape).
+class _Queues(DeliveryQueue, IngestStore, Protocol):
+    """What the scrape reads of the store: the delivery queue and the push log."""
+
+
+async def refresh_store_gauges(store: _Queues) -> None:
+    """Set the pending and dead gauges from `DeliveryQueue.sink_counts`, and the intake's
+    backlog from the push log (called on every scrape): a process that runs no intake
+    (``intake.enabled: false``) still takes pushes in and shows how many wait.
 
     A sink that no longer has a row is set to 0 rather than keeping its last value.
     """
+    INTAKE_BACKLOG.set(await store.count_pending_pushes())
     counts = await store.sink_counts()
     seen: set[str] = set()
     for row in counts:
@@ -200,3 +216,47 @@ async def refresh_store_gauges(store: DeliveryQueue) -> None:
 async def refresh_store_size(store: RetentionStore) -> None:
     """Set `STORE_BYTES` from `RetentionStore.size_bytes` (called on every scrape)."""
     STORE_BYTES.set(await store.size_bytes())
+
+
+class StoreTrouble:
+    """A store failure a loop meets on every turn (a deleted database file fails each claim
+    until a restart): logged once, with its cause, then not again while the cause stays the
+    same; logged once more when the store works again.
+
+    A `StoreError` is logged without its traceback (its text is the cause); anything else
+    with it, the first time, since it is a bug rather than the store's state.
+    """
+
+    def __init__(self, log: logging.Logger, stage: str) -> None:
+        self._log = log
+        self._stage = stage
+        self._cause: str | None = None
+
+    @property
+    def failing(self) -> bool:
+        """Whether the last store call reported here failed."""
+        return self._cause is not None
+
+    def failed(self, doing: str, exc: BaseException, then: str) -> None:
+        """`doing` (``could not claim deliveries``) failed with `exc`; `then` says what the
+        loop does next (``trying again every 1s``)."""
+        known = isinstance(exc, StoreError)
+        cause = str(exc) if known else f"{type(exc).__name__}: {exc}"
+        if cause == self._cause:
+            self._log.debug("%s: %s: %s (again)", self._stage, doing, cause)
+            return
+        self._cause = cause
+        self._log.error(
+            "%s: %s: %s; %s (logged again when the cause changes)",
+            self._stage,
+            doing,
+            cause,
+            then,
+            exc_info=None if known else exc,
+        )
+
+    def recovered(self) -> None:
+        """The store answered: say so once, if it was failing."""
+        if self._cause is not None:
+            self._cause = None
+            self._log.warning("%s: the store works again", self._stage)

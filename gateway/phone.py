@@ -3,7 +3,9 @@
 Shops store numbers the way their customers typed them: ``0812-3456-7890``, ``6281234567890``,
 ``+62 812 3456 7890``. `normalize_phone` reads any of them (Indonesia is the region assumed for
 a number without a country code) with the ``phonenumbers`` library, whose metadata knows which
-lengths and prefixes really exist, and gives ``+6281234567890``.
+lengths and prefixes really exist, and gives ``+6281234567890``. `contact_phone` is how every
+contact keeps its number, whoever gave it (a push, a pull, the shop's lookup): in that form when
+it is a valid number, so the admin API shows the number the sinks will use.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import phonenumbers
 
 from sinks.base import Message, Permanent, Skipped
 
-__all__ = ["DEFAULT_REGION", "InvalidPhone", "customer_phone", "normalize_phone"]
+__all__ = ["DEFAULT_REGION", "InvalidPhone", "contact_phone", "customer_phone", "normalize_phone"]
 
 DEFAULT_REGION = "ID"
 
@@ -47,6 +49,15 @@ def normalize_phone(raw: str, region: str = DEFAULT_REGION) -> str:
             f" for country code +{parsed.country_code}"
         )
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def contact_phone(raw: str) -> str:
+    """A received number as a contact keeps it: in E.164 when it is valid, else as it came (a
+    sink that would write to it refuses it then, saying why: `customer_phone`)."""
+    try:
+        return normalize_phone(raw)
+    except InvalidPhone:
+        return raw
 
 
 def customer_phone(message: Message) -> str | Skipped | Permanent:

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["PushAccepted", "accept_push"]
 
 log = logging.getLogger("kabarin.receiver")
+_trouble = metrics.StoreTrouble(log, "receiver")
+"""A store that refuses every push is logged once, not once per push."""
 
 
 class PushAccepted(msgspec.Struct, frozen=True):
@@ -68,8 +70,8 @@ async def accept_push(
                     replaces=rejected_id,
                 )
             )
-        except StoreError:
-            log.exception("could not keep a rejected push")
+        except StoreError as failure:
+            _trouble.failed("could not keep a rejected push", failure, "answering 503")
             return error_answer(
                 503, "store_unavailable", "could not store the request; send it again"
             )
@@ -86,9 +88,10 @@ async def accept_push(
     )
     try:
         await rt.store.append_push(entry)
-    except StoreError:
-        log.exception("could not append a push of %d items to the log", entry.items)
+    except StoreError as failure:
+        _trouble.failed("could not append a push to the log", failure, "answering 503")
         return error_answer(503, "store_unavailable", "could not store the push; send it again")
+    _trouble.recovered()
     rt.backlog.pending += 1
     rt.wake_intake()
     metrics.PUSHES.labels(metrics.method_label(push.method)).inc()

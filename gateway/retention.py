@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 
 from gateway import metrics
 from gateway.config import RetentionConfig
-from gateway.errors import StoreError
 from gateway.store.base import PRUNE_STEPS, Cutoffs, Pruned, RetentionStore
 from gateway.units import Window
 
@@ -120,13 +119,14 @@ class Retention:
             self._task = None
 
     async def _run(self) -> None:
+        trouble = metrics.StoreTrouble(log, "retention")
         while True:
             try:
                 await self.run_once()
-            except StoreError as exc:
-                log.error("retention: the store failed, pruning again later: %s", exc)
-            except Exception:
-                log.exception("retention: unexpected error, pruning again later")
+            except Exception as exc:
+                trouble.failed("could not prune", exc, f"trying again every {self.interval:g}s")
+            else:
+                trouble.recovered()
             await self._sleep(self.interval)
 
     async def run_once(self) -> Pruned:

@@ -642,10 +642,19 @@ def _sink_part(config: Config, name: str, sink: Sink, part: str) -> tuple[str, s
 def _receivable(
     route: Route, samples: list[_Sample], config: Config
 ) -> tuple[list[_Sample], list[str]]:
-    """The samples `route` fires for, and the problems of its ``when`` on the others. When its
-    ``when`` lets no sample through, its templates are still checked, on the full samples its
-    ``match`` lets through (those carry every detail a ``when`` may test)."""
-    tried = [s for s in samples if route.matches_fields(s[0])] or samples
+    """The samples `route` fires for, and the problems of its ``when`` on the others.
+
+    The ``when`` is judged only on samples the route's ``match`` lets through. When none does
+    (``kind: instant`` with ``details.service: {not: gosend}``: every instant sample is a
+    gosend one), it is judged on the full samples changed field by field to pass the match
+    (`_made_to_match`); when none can be, it is not judged. When its ``when`` lets no sample
+    through, the templates are still checked, on the full samples its ``match`` lets through
+    (those carry every detail a ``when`` may test)."""
+    tried = [s for s in samples if route.matches_fields(s[0])]
+    if not tried:
+        tried = _made_to_match(route, samples, config)
+        if not tried:  # nothing the match lets through: the templates meet every full sample
+            return [s for s in samples if s[1].startswith("sample ")], []
     events: list[_Sample] = []
     failed: list[tuple[_Sample, BaseException]] = []
     evaluated = 0
@@ -675,3 +684,113 @@ def _receivable(
     these = [f for f in failed if _missing(f[1], source) == expression]
     guard = f"{expression} is defined and ..."
     return events, [f"{where}: route {route.name}: {_lacking(expression, these, guard)}"]
+
+
+_STATUS_VALUES = frozenset(s.value for s in Status)
+_TEXT_FIELDS = frozenset({"method", "kind", "source", "raw_status", "order_id", "awb", "reason"})
+"""Event fields a value written in a ``match`` may be put in as it is (text)."""
+
+
+def _made_to_match(route: Route, samples: list[_Sample], config: Config) -> list[_Sample]:
+    """The full samples changed to pass `route`'s ``match``, one per status and kind: each
+    field that fails takes the first value that passes it, from the values the ``match``
+    names and those the samples have. A sample no value makes pass is left out."""
+    from gateway.config import RouteConfig
+    from gateway.routing import Router
+
+    match = config.routes[route.index].match if route.index < len(config.routes) else {}
+    if not match:
+        return []
+    # Each entry compiled alone, by the router itself: a route of one entry tests one field.
+    alone = msgspec.structs.replace(
+        config,
+        routes=[
+            RouteConfig(name=field, sinks=[], match={field: spec}) for field, spec in match.items()
+        ],
+        targets=[],
+    )
+    tests = Router.compile(alone)[0].routes
+    candidates = {field: _candidates(field, spec, samples) for field, spec in match.items()}
+    made: dict[str, _Sample] = {}
+    for event, label in samples:
+        if not label.startswith("sample "):
+            continue
+        for test in tests:
+            if test.matches_fields(event):
+                continue
+            field = test.name
+            changed = (_with(event, field, value) for value in candidates[field])
+            event = next((e for e in changed if test.matches_fields(e)), event)
+            if not test.matches_fields(event):
+                break
+        else:
+            if route.matches_fields(event):
+                made_label = (
+                    f"sample {event.status.value} {event.kind} event made to pass the match"
+                )
+                made.setdefault(made_label, (event, made_label))
+    return list(made.values())
+
+
+def _candidates(field: str, spec: Any, samples: list[_Sample]) -> list[Any]:
+    """Values to try in `field`: those the ``match`` names, those the samples have, none, and
+    last a regex's own source (``GK-.*`` passes ``{regex: "GK-.*"}``)."""
+    named, patterns = _scalars(spec)
+    if field == "status":
+        named = [Status(v) for v in map(str, named) if v in _STATUS_VALUES]
+    elif "." not in field and field not in _TEXT_FIELDS:
+        named = patterns = []  # a time or an id: only values of the right type, the samples'
+    found = [_value(e, field) for e, _ in samples]
+    values: list[Any] = []
+    for value in [*named, *found, None, *patterns]:
+        if value not in values:
+            values.append(value)
+    return values
+
+
+def _scalars(spec: Any) -> tuple[list[Any], list[str]]:
+    """The values a matcher names, and its regexes' sources."""
+    if isinstance(spec, list | dict):
+        named: list[Any] = []
+        patterns: list[str] = []
+        for key, item in spec.items() if isinstance(spec, dict) else enumerate(spec):
+            if key == "regex" and isinstance(item, str):
+                patterns.append(item)
+                continue
+            more, regexes = _scalars(item)
+            named += more
+            patterns += regexes
+        return named, patterns
+    return [spec], []
+
+
+def _value(event: Event, field: str) -> Any:
+    rest = field.partition(".")[2]
+    if not rest:
+        return getattr(event, field, None)
+    value: Any = event.details
+    for key in rest.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _with(event: Event, field: str, value: Any) -> Event:
+    """`event` with `value` in `field` (a dotted path into ``details`` made as needed; ``None``
+    there removes the key, as a push that lacks it)."""
+    rest = field.partition(".")[2]
+    if not rest:
+        return msgspec.structs.replace(event, **{field: value})
+    details = dict(event.details)
+    keys = rest.split(".")
+    here = details
+    for key in keys[:-1]:
+        inner = here.get(key)
+        here[key] = dict(inner) if isinstance(inner, dict) else {}
+        here = here[key]
+    if value is None:
+        here.pop(keys[-1], None)
+    else:
+        here[keys[-1]] = value
+    return msgspec.structs.replace(event, details=details)

@@ -3,7 +3,12 @@ and fallbacks."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import msgspec
@@ -11,7 +16,15 @@ import pytest
 import respx
 
 from gateway.config import ContactLookupConfig, LookupFields, parse_config
-from gateway.contacts import ContactLookup, ContactResolver, LookupFailed, merge
+from gateway.contacts import (
+    ContactLookup,
+    ContactResolver,
+    InvalidContact,
+    LookupFailed,
+    merge,
+    read_contacts_csv,
+    registered_contact,
+)
 from gateway.deliveries import Delivery
 from gateway.errors import ConfigError
 from gateway.events import Contact
@@ -68,7 +81,7 @@ async def test_lookup_reads_the_fields_and_caches_for_the_ttl() -> None:
     )
     clock = [100.0]
     client = lookup(clock)
-    expected = Contact(order_id="OID/7", name="Siti", phone="0812-3456-7890")
+    expected = Contact(order_id="OID/7", name="Siti", phone="+6281234567890")  # as sinks use it
     assert await client.get("OID/7") == expected
     assert route.calls.last.request.headers["authorization"] == "Bearer erp-s3cret"
     clock[0] = 159.0
@@ -94,6 +107,102 @@ async def test_a_404_is_an_answer_and_a_failure_is_not() -> None:
     for reason in ("HTTP 503", "ConnectError", "not JSON"):
         with pytest.raises(LookupFailed, match=reason):
             await client.get("DOWN")
+
+
+class ShopSystem:
+    """The shop's contact endpoint on 127.0.0.1: answers `status` to every GET once `release`
+    is set, and counts the requests."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.requests: list[str] = []
+        self.asked = threading.Event()
+        self.release = threading.Event()
+        shop = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                shop.requests.append(self.path)
+                shop.asked.set()
+                shop.release.wait(10)
+                body = json.dumps({"customer": {"name": "Siti", "hp": "0812-3456-7890"}})
+                self.send_response(shop.status)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/orders/{{order_id}}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(params=[200, 404])
+def shop(request: pytest.FixtureRequest) -> Iterator[ShopSystem]:
+    system = ShopSystem(request.param)
+    yield system
+    system.release.set()
+    system.server.shutdown()
+    system.server.server_close()
+
+
+async def test_deliveries_of_one_order_share_one_lookup_and_its_answer(shop: ShopSystem) -> None:
+    clock = [0.0]
+    config = ContactLookupConfig(
+        url=shop.url,
+        fields=LookupFields(name="customer.name", phone="customer.hp", email=None),
+        ttl=60,  # type: ignore[arg-type]
+    )
+    async with httpx.AsyncClient() as http:
+        client = ContactLookup(config, http, clock=lambda: clock[0])
+        # Five sinks' deliveries of one order: all five ask before the first answer comes.
+        asking = [asyncio.create_task(client.get("OID-7")) for _ in range(5)]
+        assert await asyncio.to_thread(shop.asked.wait, 10)
+        shop.release.set()
+        answers = await asyncio.gather(*asking)
+        clock[0] = 59.0
+        answers.append(await client.get("OID-7"))  # within the ttl: the answer kept
+    expected = (
+        Contact(order_id="OID-7", name="Siti", phone="+6281234567890")
+        if shop.status == 200
+        else None
+    )
+    assert answers == [expected] * 6
+    assert shop.requests == ["/orders/OID-7"]
+
+
+@respx.mock
+async def test_a_lookup_shared_by_waiters_that_fails_fails_for_each_and_is_not_kept() -> None:
+    route = respx.get("https://erp.example/orders/O/contact")
+    route.side_effect = [httpx.Response(503), httpx.Response(404)]
+    client = lookup([0.0])
+    failed = await asyncio.gather(client.get("O"), client.get("O"), return_exceptions=True)
+    assert [type(f) for f in failed] == [LookupFailed, LookupFailed]
+    assert route.call_count == 1
+    assert await client.get("O") is None  # asked again: a failure is not an answer
+    assert route.call_count == 2
+
+
+@pytest.mark.parametrize("field", ["order_id", "name", "phone", "email", "language"])
+@pytest.mark.parametrize("control", ["\x00", "\n", "\x85"])
+def test_a_control_character_in_a_registered_field_is_refused(field: str, control: str) -> None:
+    fields = {"order_id": "C1", "name": "Siti", "phone": "0812-3456-7890", "email": "s@toko.id"}
+    fields[field] = f"a{control}b"
+    with pytest.raises(InvalidContact) as info:
+        registered_contact(**fields)
+    assert str(info.value) == f"{field}: contains a control character (U+{ord(control):04X})"
+
+
+def test_a_csv_row_with_a_control_character_is_refused_naming_the_field() -> None:
+    text = "order_id,name,phone\nC1,a\x00b,\nC2,Budi,0812-3456-7890\nC\x003,Andi,\n"
+    contacts, problems = read_contacts_csv(text)
+    assert [c.order_id for c in contacts] == ["C2"]
+    assert problems == [
+        "line 2: name: contains a control character (U+0000)",
+        "line 4: order_id: contains a control character (U+0000)",
+    ]
 
 
 @respx.mock

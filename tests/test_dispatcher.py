@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -21,7 +23,7 @@ from gateway.events import Event, Status, event_id
 from gateway.redaction import Redactor
 from gateway.reload import close_when_idle
 from gateway.store import open_store
-from gateway.store.base import Finished, Store
+from gateway.store.base import Finished, NewPush, Store
 from gateway.templates import Templates, encode_parts
 from gateway.units import Duration, parse_rate_limit
 from sinks.base import (
@@ -686,6 +688,101 @@ async def test_store_gauges_are_refreshed_from_the_store(store: Store) -> None:
     await metrics.refresh_store_gauges(store)
     assert sample("kabarin_deliveries_pending", sink="fake") == 2
     assert sample("kabarin_deliveries_dead", sink="fake") == 0
+
+
+async def test_the_intake_backlog_is_read_from_the_store_on_scrape(store: Store) -> None:
+    """Where no intake runs in this process, nothing else would set it."""
+    metrics.INTAKE_BACKLOG.set(0)
+    for n in range(3):
+        body = b'{"method": "shipped_packages", "data": [{"order_id": "OID-%d"}]}' % n
+        push = NewPush(id=f"psh_{n}", source="push", received_at=datetime.now(UTC), body=body)
+        await store.append_push(push)
+    await metrics.refresh_store_gauges(store)
+    assert sample("kabarin_intake_backlog") == 3
+
+
+# -- a store that keeps failing ----------------------------------------------------------------
+
+
+class Turns:
+    """The dispatcher's clock, counting its calls: a failing claim makes one per turn."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._called = asyncio.Event()
+
+    def __call__(self) -> datetime:
+        self.count += 1
+        self._called.set()
+        return utcnow()
+
+    async def more(self, n: int) -> None:
+        """Return once the loop has turned `n` more times."""
+        target = self.count + n
+        while self.count < target:
+            self._called.clear()
+            await self._called.wait()
+
+
+async def test_a_store_that_keeps_failing_is_logged_once_per_cause_and_its_recovery_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Real faults of the SQLite store: its file deleted, then replaced, then put back."""
+    db = tmp_path / "k.db"
+    store = open_store(f"sqlite:///{db}")
+    await store.open(now=datetime.now(UTC))
+    os.link(db, tmp_path / "kept.db")  # the same file, to put back at its path later
+    sink = FakeSink()
+    d = dispatcher(store, sink, poll=0.01)
+    d.clock = turns = Turns()
+    try:
+        with caplog.at_level(logging.INFO, logger="kabarin.dispatcher"):
+            await d.start()
+            db.unlink()
+            await turns.more(5)
+            shutil.copy(tmp_path / "kept.db", tmp_path / "copy.db")
+            os.replace(tmp_path / "copy.db", db)
+            await turns.more(5)
+            db.unlink()
+            os.link(tmp_path / "kept.db", db)
+            await add(store)
+            await eventually(lambda: sink.messages)
+            await d.stop()
+    finally:
+        await store.close()
+    logged = [r for r in caplog.records if r.name == "kabarin.dispatcher"]
+    failures = [r for r in logged if r.levelno >= logging.ERROR]
+    assert [r.getMessage().split(" while in use")[0] for r in failures] == [
+        f"dispatcher: could not claim deliveries: the SQLite database file {db} was deleted",
+        f"dispatcher: could not claim deliveries: the SQLite database file {db} was replaced "
+        "by another file",
+    ]
+    assert all(r.exc_info is None for r in failures)  # a StoreError says it all
+    assert [r.getMessage() for r in logged if "works again" in r.getMessage()] == [
+        "dispatcher: the store works again"
+    ]
+
+
+async def test_stop_with_a_failing_store_says_what_it_could_not_put_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "k.db"
+    store = open_store(f"sqlite:///{db}")
+    await store.open(now=datetime.now(UTC))
+    gate = asyncio.Event()
+    sink = FakeSink(gate=gate)
+    d = dispatcher(store, sink)
+    try:
+        await add(store)
+        await d.start()
+        await eventually(lambda: sink.messages)
+        db.unlink()
+        with caplog.at_level(logging.WARNING, logger="kabarin.dispatcher"):
+            await d.stop(timeout=0)  # no exception: a shutdown goes on
+    finally:
+        await store.close()
+    assert "could not put 1 unfinished deliveries back" in caplog.text
+    assert "Traceback" not in caplog.text
 
 
 # -- outcomes committed in batches ------------------------------------------------------------

@@ -311,7 +311,7 @@ def test_complete_format_processed() -> None:
     assert event.details["payment"]["payment_id"] == "PID-1"
     assert event.details["service"] == "jne"
     assert "driver" not in event.details
-    assert result.contacts == [Contact(order_id="OID-9", name="Budi", phone="081234567890")]
+    assert result.contacts == [Contact(order_id="OID-9", name="Budi", phone="+6281234567890")]
 
 
 def test_complete_format_instant_shipped() -> None:
@@ -343,7 +343,7 @@ def test_complete_format_instant_shipped() -> None:
     assert (event.status, event.kind) == (Status.SHIPPED, "instant")
     assert event.occurred_at == utc(2025, 1, 21, 7, 1, 6)
     assert event.details["tracking_url"] == "https://gojek/test"
-    assert result.contacts == [Contact(order_id="BDI-1", name="Okka", phone="081229917190")]
+    assert result.contacts == [Contact(order_id="BDI-1", name="Okka", phone="+6281229917190")]
 
 
 @pytest.mark.parametrize(

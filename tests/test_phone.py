@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.phone import InvalidPhone, normalize_phone
+from gateway.phone import InvalidPhone, contact_phone, normalize_phone
 
 
 @pytest.mark.parametrize(
@@ -46,3 +46,12 @@ def test_invalid_numbers_say_why_without_repeating_the_number(raw: str, why: str
     assert why in str(caught.value)
     if raw.strip():
         assert raw.strip() not in str(caught.value)
+
+
+def test_a_received_number_is_kept_in_e164_and_one_that_is_not_valid_as_it_came() -> None:
+    """What a push, a pull or a lookup gives: in the form the sinks send to, so the admin API
+    shows that; a number that cannot be one is kept for the sink to refuse, saying why."""
+    assert contact_phone("081229917190") == "+6281229917190"
+    assert contact_phone("+62 812-2991-7190") == "+6281229917190"
+    assert contact_phone("0812") == "0812"
+    assert contact_phone("bukan nomor") == "bukan nomor"

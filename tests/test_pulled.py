@@ -103,7 +103,7 @@ def test_the_recipient_becomes_a_contact() -> None:
     document = Pulled(kind="express", order_id="OID-8793949106", answer=fixture("express.json"))
     contacts = normalise_pulled(document, received_at=RECEIVED, tz=WIB).contacts
     assert contacts == [
-        Contact(order_id="OID-8793949106", name="Zainal Arifin", phone="6287839087416")
+        Contact(order_id="OID-8793949106", name="Zainal Arifin", phone="+6287839087416")
     ]
 
 
@@ -241,7 +241,7 @@ def test_documented_instant_answer_has_no_state_yet_but_a_contact() -> None:
     got = normalise_pulled(document, received_at=RECEIVED, tz=WIB)
     assert got.events == []
     assert got.contacts == [
-        Contact(order_id="NBL2-1705636897084", name="Arfian", phone="081280045616")
+        Contact(order_id="NBL2-1705636897084", name="Arfian", phone="+6281280045616")
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from gateway.check import validate_file
 from gateway.config import Config, parse_config
 from gateway.deliveries import NewDelivery
 from gateway.errors import TemplateError
@@ -449,6 +451,68 @@ def test_a_when_that_fails_on_a_missing_key_is_reported() -> None:
         "for status canceled (minimal canceled_packages push); guard it with "
         "`| default(...)` or `event.details.shipping_price is defined and ...`"
     ]
+
+
+INSTANT_NOT_GOSEND = """\
+  - name: costly
+    match:
+      kind: instant
+      status: [canceled, rejected]
+      details.service: {not: gosend}
+      awb: {regex: "GK-.*"}
+    when: %s
+    sinks: [ops-slack]
+    template:
+      ops-slack: "Batal {{ event.order_id }} ({{ event.details.shipping_price | rupiah }})"
+"""
+
+
+def test_a_when_is_judged_only_on_events_its_match_lets_through() -> None:
+    # No sample passes this match as it is (every instant sample is a gosend one): the full
+    # samples changed to pass it are the ones judged, never those of other statuses.
+    when = "event.details.shipping_price > 50000"
+    assert check(config(INSTANT_NOT_GOSEND % when, SLACK)) == []
+    assert check(config(INSTANT_NOT_GOSEND % "event.details.shiping_price > 50000", SLACK)) == [
+        "routes[0].when (line 11): fails on every sample event: 'dict object' has no attribute "
+        "'shiping_price'"
+    ]
+    partly = "event.status == 'rejected' or event.details.note"
+    assert check(config(INSTANT_NOT_GOSEND % partly, SLACK)) == [
+        "routes[0].when (line 11): route costly: `event.details.note` is missing for status "
+        "canceled (sample canceled instant event made to pass the match); guard it with "
+        "`| default(...)` or `event.details.note is defined and ...`"
+    ]
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_yaml(start: str) -> str:
+    """The README's YAML example that starts with `start`."""
+    blocks: list[str] = re.findall(r"```yaml\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    found = [b for b in blocks if b.startswith(start)]
+    assert len(found) == 1, start
+    return found[0]
+
+
+def test_the_readmes_routes_example_passes_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Routes section's example, with the `erp` and `ops-slack` blocks it sends to, as
+    the README gives them."""
+    routes = readme_yaml("routes:\n  - name: costly-instant-cancellations\n")
+    blocks = [readme_yaml(f"sinks:\n  {name}:\n") for name in ("erp", "ops-slack")]
+    sinks = "sinks:\n" + "".join(block.split("\n", 1)[1] for block in blocks)
+    monkeypatch.setenv("ERP_WEBHOOK_SECRET", WHSEC)
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T000/B000/x")
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"receiver: {{token: t0ken}}\nstore: {{url: 'sqlite:///{tmp_path}/k.db'}}\n"
+        + sinks
+        + routes,
+        encoding="utf-8",
+    )
+    validate_file(str(path))  # raises ConfigError with every problem
 
 
 # -- message parts ----------------------------------------------------------------------------

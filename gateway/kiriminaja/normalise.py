@@ -37,6 +37,7 @@ import msgspec
 
 from gateway.events import Contact, Event, Status, event_identity
 from gateway.kiriminaja.push import Item, Push
+from gateway.phone import contact_phone
 
 __all__ = ["KNOWN_METHODS", "Normalised", "method_name", "normalise", "parse_time"]
 
@@ -305,4 +306,4 @@ def _contact(order_id: str, package: Item) -> Contact | None:
     name, phone = _text(destination.get("name")), _text(destination.get("phone"))
     if name is None and phone is None:
         return None
-    return Contact(order_id=order_id, name=name, phone=phone)
+    return Contact(order_id=order_id, name=name, phone=contact_phone(phone) if phone else None)

@@ -37,7 +37,6 @@ import msgspec
 
 from gateway import metrics
 from gateway.config import PullConfig
-from gateway.errors import StoreError
 from gateway.events import Contact, Event, EventKind
 from gateway.ingest import new_push_id
 from gateway.kiriminaja.entries import STUCK_METHOD, PullEntry, Stuck, status_key
@@ -157,13 +156,15 @@ class PullTracker:
         return True
 
     async def _run(self) -> None:
+        trouble = metrics.StoreTrouble(log, "pull")
         while not self._stop.is_set():
             try:
                 await self.run_pass()
-            except StoreError as exc:
-                log.error("pull: the store failed, trying again next interval: %s", exc)
-            except Exception:
-                log.exception("pull: unexpected error; trying again next interval")
+            except Exception as exc:
+                every = f"trying again every {self.config.interval:g}s"
+                trouble.failed("a pass failed", exc, every)
+            else:
+                trouble.recovered()
             with suppress(TimeoutError):
                 async with asyncio.timeout(self.config.interval):
                     await self._stop.wait()

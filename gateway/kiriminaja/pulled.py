@@ -50,6 +50,7 @@ import msgspec
 from gateway.events import Contact, Event, EventKind, Status
 from gateway.kiriminaja.normalise import Normalised, normalise, parse_time
 from gateway.kiriminaja.push import Push
+from gateway.phone import contact_phone
 from gateway.store.base import LoggedPush
 
 __all__ = ["CODE_STATUS", "Pulled", "decode_pulled", "instant_states", "normalise_pulled"]
@@ -313,7 +314,7 @@ def _contact(order_id: str, destination: object) -> Contact | None:
     name, phone = _text(destination.get("name")), _text(destination.get("phone"))
     if name is None and phone is None:
         return None
-    return Contact(order_id=order_id, name=name, phone=phone)
+    return Contact(order_id=order_id, name=name, phone=contact_phone(phone) if phone else None)
 
 
 def _code(value: object) -> int | None:

@@ -19,10 +19,10 @@ def test_contacts_api_registers_over_the_push_and_forgets(
     order = "BDI-1737442836890"
     pushed = server.admin("GET", f"/contacts/{order}")
     assert pushed.status_code == 200, pushed.text
-    assert pushed.json() == {
+    assert pushed.json() == {  # as the sinks see it: the push's 081229917190 in E.164
         "order_id": order,
         "name": "Okka",
-        "phone": "081229917190",
+        "phone": "+6281229917190",
         "email": None,
         "language": None,
     }
@@ -49,6 +49,11 @@ def test_contacts_api_registers_over_the_push_and_forgets(
     assert "0812" not in bad.json()["detail"]
     for body_ in ({"language": "fr"}, {"email": "nope"}, {}, {"phone_number": "0812"}):
         assert server.admin("PUT", f"/contacts/{order}", json=body_).status_code == 400, body_
+    nul = server.admin("PUT", "/contacts/C1", json={"name": "a\u0000b"})
+    assert nul.status_code == 400, nul.text
+    assert nul.json()["detail"].startswith("name: "), nul.text
+    assert "U+0000" in nul.json()["detail"]
+    assert server.admin("GET", "/contacts/C1").status_code == 404  # nothing stored
     assert server.client.get(f"/admin/v1/contacts/{order}").status_code == 401
 
     assert server.admin("DELETE", f"/contacts/{order}").status_code == 204

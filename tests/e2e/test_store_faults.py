@@ -13,6 +13,7 @@ import os
 import shutil
 import stat
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +49,34 @@ def test_a_deleted_database_file_makes_it_unready_and_refuses_pushes(
     assert r.json()["error"] == "store_unavailable"
     errors = [line for line in server.output().splitlines() if " ERROR " in line]
     assert any("kabarin.db" in line and "deleted" in line for line in errors), server.output()
+
+
+def errors_of(server: KabarinProcess, logger: str) -> list[str]:
+    return [line for line in server.output().splitlines() if f" ERROR   {logger}:" in line]
+
+
+def dispatcher_errors(server: KabarinProcess) -> list[str]:
+    return errors_of(server, "kabarin.dispatcher")
+
+
+def test_a_store_failure_that_repeats_is_logged_once_and_shutdown_still_ends_cleanly(
+    make_server: Callable[..., KabarinProcess], tmp_path: Path
+) -> None:
+    server = make_server()  # polls every 200ms: each turn's claim fails the same way
+    assert push(server, "before") == 200
+    (tmp_path / "kabarin.db").unlink()
+    server.wait_for(lambda: bool(dispatcher_errors(server)))
+    time.sleep(1)  # five more turns of the dispatcher's loop, each failing
+    assert [push(server, f"after-{i}") for i in range(3)] == [503] * 3
+
+    assert server.terminate() in (0, -15)  # uvicorn re-raises SIGTERM after a clean stop
+    output = server.output()
+    (line,) = dispatcher_errors(server)
+    assert "could not claim deliveries" in line and "was deleted" in line, output
+    (refused,) = errors_of(server, "kabarin.receiver")  # three pushes refused, one line
+    assert "could not append a push" in refused and "was deleted" in refused, output
+    assert "Traceback" not in output  # a store failure is its cause, not a bug
+    assert "Application shutdown complete" in output
 
 
 def test_a_replaced_database_file_makes_it_unready(
