@@ -220,8 +220,9 @@ async def refresh_store_size(store: RetentionStore) -> None:
 
 class StoreTrouble:
     """A store failure a loop meets on every turn (a deleted database file fails each claim
-    until a restart): logged once, with its cause, then not again while the cause stays the
-    same; logged once more when the store works again.
+    until a restart): each cause logged once while the store keeps failing, however the
+    causes alternate (a read and a write of one broken file fail with different words); logged
+    once more when the store works again.
 
     A `StoreError` is logged without its traceback (its text is the cause); anything else
     with it, the first time, since it is a bug rather than the store's state.
@@ -230,24 +231,24 @@ class StoreTrouble:
     def __init__(self, log: logging.Logger, stage: str) -> None:
         self._log = log
         self._stage = stage
-        self._cause: str | None = None
+        self._causes: set[str] = set()
 
     @property
     def failing(self) -> bool:
         """Whether the last store call reported here failed."""
-        return self._cause is not None
+        return bool(self._causes)
 
     def failed(self, doing: str, exc: BaseException, then: str) -> None:
         """`doing` (``could not claim deliveries``) failed with `exc`; `then` says what the
         loop does next (``trying again every 1s``)."""
         known = isinstance(exc, StoreError)
         cause = str(exc) if known else f"{type(exc).__name__}: {exc}"
-        if cause == self._cause:
+        if cause in self._causes:
             self._log.debug("%s: %s: %s (again)", self._stage, doing, cause)
             return
-        self._cause = cause
+        self._causes.add(cause)
         self._log.error(
-            "%s: %s: %s; %s (logged again when the cause changes)",
+            "%s: %s: %s; %s (not logged again until the store works)",
             self._stage,
             doing,
             cause,
@@ -257,6 +258,6 @@ class StoreTrouble:
 
     def recovered(self) -> None:
         """The store answered: say so once, if it was failing."""
-        if self._cause is not None:
-            self._cause = None
+        if self._causes:
+            self._causes.clear()
             self._log.warning("%s: the store works again", self._stage)

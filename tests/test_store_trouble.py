@@ -100,7 +100,7 @@ async def test_retention_logs_a_failing_store_once_and_its_recovery(
     assert failures[0].startswith(
         f"retention: could not prune: the SQLite database file {fault.db}"
     )
-    assert failures[0].endswith("trying again every 60s (logged again when the cause changes)")
+    assert failures[0].endswith("trying again every 60s (not logged again until the store works)")
     assert back == ["retention: the store works again"]
 
 
@@ -145,12 +145,14 @@ async def test_the_pull_tracker_logs_a_failing_store_once_and_its_recovery(
         await turns.more(10)
         await tracker.stop()
     failures, back = lines(caplog, "kabarin.pull")
-    assert len(failures) == 1, failures
-    assert failures[0].startswith(f"pull: a pass failed: the SQLite database file {fault.db}")
+    # a pass reads and writes: each fails in its own words, each said once
+    assert 1 <= len(failures) <= 2 and len(set(failures)) == len(failures), failures
+    deleted = f"pull: a pass failed: the SQLite database file {fault.db}"
+    assert any(f.startswith(deleted) for f in failures), failures
     assert back == ["pull: the store works again"]
 
 
-def test_a_cause_that_changes_is_logged_again_and_a_bug_with_its_traceback_once(
+def test_each_cause_is_logged_once_while_it_lasts_and_a_bug_with_its_traceback(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     trouble = StoreTrouble(logging.getLogger("kabarin.test"), "loop")
@@ -161,18 +163,24 @@ def test_a_cause_that_changes_is_logged_again_and_a_bug_with_its_traceback_once(
         trouble.failed("could not read", StoreError("database is locked"), "trying again")
         for _ in range(2):
             trouble.failed("could not read", KeyError("x"), "trying again")
+        # causes that alternate (a read and a write of one broken file) are not logged again
+        trouble.failed("could not read", StoreError("the disk is full"), "trying again")
+        trouble.failed("could not read", StoreError("database is locked"), "trying again")
         trouble.recovered()
+        trouble.recovered()
+        # a new failure after the recovery is news
+        trouble.failed("could not read", StoreError("the disk is full"), "trying again")
         trouble.recovered()
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    until = "(not logged again until the store works)"
     assert [r.getMessage() for r in errors] == [
-        "loop: could not read: the disk is full; trying again (logged again when the cause "
-        "changes)",
-        "loop: could not read: database is locked; trying again (logged again when the cause "
-        "changes)",
-        "loop: could not read: KeyError: 'x'; trying again (logged again when the cause changes)",
+        f"loop: could not read: the disk is full; trying again {until}",
+        f"loop: could not read: database is locked; trying again {until}",
+        f"loop: could not read: KeyError: 'x'; trying again {until}",
+        f"loop: could not read: the disk is full; trying again {until}",
     ]
-    assert [r.exc_info is not None for r in errors] == [False, False, True]
+    assert [r.exc_info is not None for r in errors] == [False, False, True, False]
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
         "loop: the store works again"
-    ]
+    ] * 2
     assert not trouble.failing
