@@ -36,7 +36,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# About 6 minutes. bench/ingest.py runs bench/store_floor.py itself, as the sustained ceiling.
+# 2 to 6 minutes, by machine. bench/ingest.py runs bench/store_floor.py itself, as the sustained ceiling.
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/deliver.py
