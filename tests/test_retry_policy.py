@@ -64,16 +64,19 @@ def test_jitter_really_varies() -> None:
     assert all(240 <= d <= 360 for d in delays)
 
 
-def test_retry_after_replaces_the_step_without_jitter() -> None:
-    policy = RetryPolicy(SVIX, jitter=0.2)
+def test_retry_after_lengthens_a_wait_and_never_shortens_the_schedule() -> None:
+    policy = no_jitter(SVIX)
+    decision = policy.decide(1, Retry(reason="HTTP 429", after=42, status_code=429), NOW)
+    assert decision == RetryAt(when=NOW + timedelta(seconds=42), delay=42)  # step: 5 s
     decision = policy.decide(3, Retry(reason="HTTP 429", after=42, status_code=429), NOW)
-    assert decision == RetryAt(when=NOW + timedelta(seconds=42), delay=42)
+    assert decision == RetryAt(when=NOW + timedelta(seconds=1800), delay=1800)  # step: 30 min
 
 
-def test_retry_after_zero_and_negative_mean_now() -> None:
+def test_retry_after_zero_negative_or_past_keeps_the_schedule() -> None:
+    # a peer that always says "now" must not use up every attempt in milliseconds
     for after in (0.0, -5.0):
         decision = no_jitter(SVIX).decide(1, Retry(reason="x", after=after), NOW)
-        assert decision == RetryAt(when=NOW, delay=0.0)
+        assert decision == RetryAt(when=NOW + timedelta(seconds=5), delay=5.0)
 
 
 def test_retry_after_is_capped_at_a_day() -> None:

@@ -6,8 +6,8 @@ nothing and stores nothing, so the schedule is tested apart from the dispatcher,
 procrastinate's ``get_retry_decision``.
 
 The default schedule follows Svix: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h, each spread by
-±20 %: eight attempts over about 28 hours. A peer's ``Retry-After`` replaces the step it falls on
-(never beyond `MAX_RETRY_AFTER`), but grants no extra attempts.
+±20 %: eight attempts over about 28 hours. A peer's ``Retry-After`` lengthens the step it falls
+on (up to `MAX_RETRY_AFTER`), never shortens it, and grants no extra attempts.
 """
 
 from __future__ import annotations
@@ -88,9 +88,10 @@ class RetryPolicy:
         if attempts_so_far >= self.max_attempts:
             plural = "s" if attempts_so_far != 1 else ""
             return GiveUp(f"gave up after {attempts_so_far} attempt{plural}: {result.reason}")
+        step = self.schedule[max(attempts_so_far, 1) - 1]
+        delay = step * (1 + self.jitter * (2 * self._rand() - 1))
         if result.after is not None:
-            delay = min(max(result.after, 0.0), self.max_retry_after)
-        else:
-            step = self.schedule[max(attempts_so_far, 1) - 1]
-            delay = step * (1 + self.jitter * (2 * self._rand() - 1))
+            # A peer's Retry-After may lengthen a wait, never shorten the schedule: one that
+            # always says 0 would use every attempt up in milliseconds.
+            delay = max(delay, min(result.after, self.max_retry_after))
         return RetryAt(when=now + timedelta(seconds=delay), delay=delay)
