@@ -365,6 +365,9 @@ async def test_older_than_delivered_is_superseded_under_both(store: Store) -> No
         await put(store, late, ordering=ordering)  # type: ignore[arg-type]
         assert await claim_ids(store) == []
         assert await state_of(store, delivery(late).id) == "superseded"
+        found = await store.get_delivery(delivery(late).id)
+        assert found is not None and found[0].last_error is not None
+        assert found[0].last_error.startswith("superseded: a newer status")
 
 
 async def test_disabled_sink_is_not_claimed_until_enabled(store: Store) -> None:

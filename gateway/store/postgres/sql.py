@@ -151,8 +151,11 @@ LANES = (
 )
 """Held lanes' rows: after the lane's columns, the shape `gateway.store.lanes.plan_claims`
 reads."""
+SUPERSEDED = "superseded: a newer status of this order went, or goes, to this sink instead"
+"""The `last_error` of a superseded delivery: an earlier error no longer says why it ended."""
 SUPERSEDE = (
     "UPDATE deliveries SET state = 'superseded', lease_owner = NULL, lease_until = NULL,"
+    f" waiting = NULL, last_error = '{SUPERSEDED}',"
     " updated_at = %(now)s::timestamptz WHERE id = ANY(%(ids)s::text[])"
     " AND (state = 'pending' OR (state = 'in_flight' AND lease_until <= %(now)s::timestamptz))"
 )

@@ -179,8 +179,11 @@ lane indexes, so its cost follows the batch, not the backlog. The rules are thos
 `gateway.store.lanes.plan_claims`, as windows over each lane ordered by (occurred_at, seq):
 a row with a ``delivered`` one after it is stale; a live lease makes the lane busy; of the
 rest, ``latest`` (the newest row's ordering) keeps the newest, ``all`` the oldest, once due."""
+SUPERSEDED = "superseded: a newer status of this order went, or goes, to this sink instead"
+"""The `last_error` of a superseded delivery: an earlier error no longer says why it ended."""
 SUPERSEDE = (
     "UPDATE deliveries SET state = 'superseded', lease_owner = NULL, lease_until = NULL,"
+    f" waiting = NULL, last_error = '{SUPERSEDED}',"
     " updated_at = ?1 WHERE id IN (SELECT value FROM json_each(?2))"
 )
 LEASE = (
