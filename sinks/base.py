@@ -164,6 +164,9 @@ class Retry(msgspec.Struct, frozen=True, kw_only=True):
     after: float | None = None
     """Seconds the peer asked us to wait (``Retry-After``); ``None``: follow the schedule."""
     status_code: int | None = None
+    unsent: bool = False
+    """The request cannot have reached the peer (refused, DNS failure, connect timeout): safe to
+    try again at once, which the dispatcher does (`gateway.delivery.attempts`)."""
 
 
 class Permanent(msgspec.Struct, frozen=True, kw_only=True):

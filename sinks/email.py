@@ -257,9 +257,12 @@ class EmailSink:
             return self._reply(exc.code, exc.message)
         except aiosmtplib.SMTPNotSupported as exc:
             return Permanent(reason=f"SMTP server: {self._redactor.redact(str(exc))}")
+        except aiosmtplib.SMTPConnectError as exc:  # its timeout too: nothing was sent
+            detail = self._redactor.redact(str(exc)) or type(exc).__name__
+            return Retry(reason=f"SMTP connection to {config.host} failed: {detail}", unsent=True)
         except (aiosmtplib.SMTPTimeoutError, TimeoutError) as exc:
             return Retry(reason=f"SMTP timed out: {self._redactor.redact(str(exc))}")
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError, OSError) as exc:
+        except (aiosmtplib.SMTPServerDisconnected, OSError) as exc:
             detail = self._redactor.redact(str(exc)) or type(exc).__name__
             return Retry(reason=f"SMTP connection to {config.host} failed: {detail}")
         except aiosmtplib.SMTPException as exc:

@@ -54,6 +54,14 @@ _GONE = frozenset(
 )
 """Answers meaning this webhook will never work again."""
 
+_MRKDWN = (
+    "{%- macro m(value) -%}"
+    "{{ value | string | replace('&', '&amp;') | replace('<', '&lt;') | replace('>', '&gt;') }}"
+    "{%- endmacro -%}"
+)
+"""A template macro escaping a value for Slack's mrkdwn as `_escape` does (``&``, ``<``,
+``>``): the default templates' way to show event data as text, never as a mention or link."""
+
 _TEXT_LIMIT = 3000  # a section's text
 _FIELD_LIMIT = 2000  # one field
 _URL_LIMIT = 3000  # a button's url
@@ -110,24 +118,27 @@ class SlackSink:
     parts: ClassVar[tuple[str, ...]] = ("text",)
     """The blocks are built here from the event; only the text is a template."""
     default_templates: ClassVar[dict[str, dict[str, str]]] = {
+        # Every value from the event goes through `m` (`_MRKDWN`): escaped, a reason such as
+        # "<!channel> <https://evil.example|refund>" shows as typed instead of pinging the
+        # channel or disguising a link.
         "text": {
             "id": (
-                "*{{ event.status | status_label }}*: pesanan {{ event.order_id }}"
-                "{% if event.awb %} (resi {{ event.awb }}){% endif %}"
+                _MRKDWN + "*{{ event.status | status_label }}*: pesanan {{ m(event.order_id) }}"
+                "{% if event.awb %} (resi {{ m(event.awb) }}){% endif %}"
                 ", {{ event.occurred_at | localtime }}"
-                "{% if contact and contact.name %}\nPelanggan: {{ contact.name }}{% endif %}"
+                "{% if contact and contact.name %}\nPelanggan: {{ m(contact.name) }}{% endif %}"
                 "{% if event.details.get('shipping_price') %}\nOngkir: "
-                "{{ event.details.shipping_price | rupiah }}{% endif %}"
-                "{% if event.reason %}\nAlasan: {{ event.reason }}{% endif %}"
+                "{{ m(event.details.shipping_price | rupiah) }}{% endif %}"
+                "{% if event.reason %}\nAlasan: {{ m(event.reason) }}{% endif %}"
             ),
             "en": (
-                "*{{ event.status | status_label }}*: order {{ event.order_id }}"
-                "{% if event.awb %} (AWB {{ event.awb }}){% endif %}"
+                _MRKDWN + "*{{ event.status | status_label }}*: order {{ m(event.order_id) }}"
+                "{% if event.awb %} (AWB {{ m(event.awb) }}){% endif %}"
                 ", {{ event.occurred_at | localtime }}"
-                "{% if contact and contact.name %}\nCustomer: {{ contact.name }}{% endif %}"
+                "{% if contact and contact.name %}\nCustomer: {{ m(contact.name) }}{% endif %}"
                 "{% if event.details.get('shipping_price') %}\nShipping price: "
-                "{{ event.details.shipping_price | rupiah }}{% endif %}"
-                "{% if event.reason %}\nReason: {{ event.reason }}{% endif %}"
+                "{{ m(event.details.shipping_price | rupiah) }}{% endif %}"
+                "{% if event.reason %}\nReason: {{ m(event.reason) }}{% endif %}"
             ),
         }
     }
@@ -178,7 +189,7 @@ def slack_payload(message: Message, config: SlackConfig) -> dict[str, Any]:
     """The incoming-webhook JSON for one message."""
     event = message.event
     labels = _LABELS[config.language]
-    text = message.text.strip() or f"{event.status.value}: {event.order_id}"
+    text = message.text.strip() or f"{event.status.value}: {_escape(event.order_id)}"
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, _TEXT_LIMIT)}},
         {"type": "section", "fields": _fields(event, message.contact, config.language)},

@@ -66,7 +66,7 @@ from sinks.base import (
     Skipped,
     config_secrets,
 )
-from sinks.http import classify, network_failure
+from sinks.http import Answer, classify, exchange, unreadable
 from sinks.segments import count_segments
 
 __all__ = ["HttpSuccess", "SmsConfig", "SmsSink"]
@@ -315,23 +315,28 @@ class SmsSink:
         if isinstance(phone, Skipped | Permanent):
             return phone
         request = self.request(phone, message.text)
-        request.extensions["timeout"] = httpx.Timeout(float(self.config.timeout)).as_dict()
-        try:
-            response = await self._client.send(request)
-        except (httpx.RequestError, httpx.InvalidURL) as exc:
-            return network_failure(exc, self._redactor)
+        # A customer's message: once it went out, a failure is not retried (`exchange`).
+        response = await exchange(
+            self._client,
+            request,
+            redactor=self._redactor,
+            deadline=float(self.config.timeout),
+            replayable=False,
+        )
+        if not isinstance(response, Answer):
+            return response
         if self.config.provider == "twilio":
             return self._twilio_outcome(response)
         if self.config.provider == "zenziva":
             return self._zenziva_outcome(response)
         return self._http_outcome(response)
 
-    def _twilio_outcome(self, response: httpx.Response) -> SendResult:
+    def _twilio_outcome(self, response: Answer) -> SendResult:
         status = response.status_code
         body = _json(response)
         code, said = body.get("code"), body.get("message")
         if 200 <= status < 300 or code is None:
-            return classify(status, response.headers, response.content, redactor=self._redactor)
+            return classify(status, response.headers, response.body, redactor=self._redactor)
         result = classify(status, response.headers, b"", redactor=self._redactor)
         reason = self._redactor.redact(f"Twilio error {code}: {said} (HTTP {status})")
         if isinstance(result, Retry):
@@ -342,25 +347,27 @@ class SmsSink:
             return Permanent(reason=reason, status_code=status, disable_sink=gone)
         return result
 
-    def _zenziva_outcome(self, response: httpx.Response) -> SendResult:
+    def _zenziva_outcome(self, response: Answer) -> SendResult:
         status = response.status_code
         if not 200 <= status < 300:
-            return classify(status, response.headers, response.content, redactor=self._redactor)
+            return classify(status, response.headers, response.body, redactor=self._redactor)
         body = _json(response)
         if str(body.get("status")) == "1":
             return Delivered(status_code=status)
+        if not body and response.partial:
+            return unreadable(response, "Zenziva")
         said = str(body.get("text") or "no reason given")
         reason = self._redactor.redact(f"Zenziva refused: {said}")
         if any(word in said.lower() for word in _ZENZIVA_RETRY):
             return Retry(reason=reason, status_code=status)
         return Permanent(reason=reason, status_code=status)
 
-    def _http_outcome(self, response: httpx.Response) -> SendResult:
+    def _http_outcome(self, response: Answer) -> SendResult:
         status = response.status_code
         success = self.config.success or HttpSuccess()
         accepted = status in success.status if success.status else 200 <= status < 300
         if not accepted:
-            result = classify(status, response.headers, response.content, redactor=self._redactor)
+            result = classify(status, response.headers, response.body, redactor=self._redactor)
             if isinstance(result, Delivered):  # a 2xx the configuration does not count
                 return Permanent(
                     reason=f"HTTP {status} is not one of success.status {success.status}",
@@ -369,10 +376,13 @@ class SmsSink:
             return result
         if success.field is None:
             return Delivered(status_code=status)
-        found = _dig(_json(response), success.field)
+        body = _json(response)
+        found = _dig(body, success.field)
         # YAML and the provider's JSON need not agree on types: "1" and 1 both mean 1.
         if found is not None and str(found) == str(success.value):
             return Delivered(status_code=status)
+        if not body and response.partial:
+            return unreadable(response, "the SMS gateway")
         return Permanent(
             reason=self._redactor.redact(
                 f"HTTP {status} but {success.field} is {found!r}, not {success.value!r}"
@@ -416,9 +426,10 @@ def _dig(data: Any, path: str) -> Any:
     return data
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
+def _json(response: Answer) -> dict[str, Any]:
+    """The answer's JSON object; ``{}`` if it is none (or was cut, `Answer.partial`)."""
     try:
-        data = msgspec.json.decode(response.content)
+        data = msgspec.json.decode(response.body)
     except msgspec.DecodeError:
         return {}
     return data if isinstance(data, dict) else {}

@@ -71,7 +71,7 @@ from sinks.base import (
     SinkDeps,
     Skipped,
 )
-from sinks.http import classify, network_failure, parse_retry_after
+from sinks.http import Answer, classify, exchange, parse_retry_after, unreadable
 
 __all__ = ["WhatsAppConfig", "WhatsAppSink"]
 
@@ -273,23 +273,28 @@ class WhatsAppSink:
         if isinstance(phone, Skipped | Permanent):
             return phone
         request = self.request(message, phone)
-        request.extensions["timeout"] = httpx.Timeout(float(self.config.timeout)).as_dict()
-        try:
-            response = await self._client.send(request)
-        except (httpx.RequestError, httpx.InvalidURL) as exc:
-            return network_failure(exc, self._redactor)
+        # A customer's message: once it went out, a failure is not retried (`exchange`).
+        response = await exchange(
+            self._client,
+            request,
+            redactor=self._redactor,
+            deadline=float(self.config.timeout),
+            replayable=False,
+        )
+        if not isinstance(response, Answer):
+            return response
         if self.config.provider == "cloud":
             return self._cloud_outcome(response)
         return self._fonnte_outcome(response)
 
-    def _cloud_outcome(self, response: httpx.Response) -> SendResult:
+    def _cloud_outcome(self, response: Answer) -> SendResult:
         status = response.status_code
         if 200 <= status < 300:
             return Delivered(status_code=status)
         error = _json(response).get("error")
         code = error.get("code") if isinstance(error, dict) else None
         if not isinstance(code, int):
-            return classify(status, response.headers, response.content, redactor=self._redactor)
+            return classify(status, response.headers, response.body, redactor=self._redactor)
         detail = str(error.get("message") or "") if isinstance(error, dict) else ""
         reason = self._redactor.redact(f"WhatsApp error {code}: {detail}".rstrip(": "))
         if code in _CLOUD_RETRY or status >= 500:
@@ -312,13 +317,15 @@ class WhatsAppSink:
             return Permanent(reason=reason, status_code=status, disable_sink=result.disable_sink)
         return result
 
-    def _fonnte_outcome(self, response: httpx.Response) -> SendResult:
+    def _fonnte_outcome(self, response: Answer) -> SendResult:
         status = response.status_code
         if not 200 <= status < 300:
-            return classify(status, response.headers, response.content, redactor=self._redactor)
+            return classify(status, response.headers, response.body, redactor=self._redactor)
         body = _json(response)
         if body.get("status") is True:
             return Delivered(status_code=status)
+        if not body and response.partial:
+            return unreadable(response, "Fonnte")
         said = str(body.get("reason") or body.get("detail") or "no reason given")
         reason = self._redactor.redact(f"Fonnte refused: {said}")
         lowered = said.lower()
@@ -339,9 +346,10 @@ class WhatsAppSink:
         return f"WhatsAppSink({self.name!r}, {self.config!r})"
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
+def _json(response: Answer) -> dict[str, Any]:
+    """The answer's JSON object; ``{}`` if it is none (or was cut, `Answer.partial`)."""
     try:
-        data = msgspec.json.decode(response.content)
+        data = msgspec.json.decode(response.body)
     except msgspec.DecodeError:
         return {}
     return data if isinstance(data, dict) else {}

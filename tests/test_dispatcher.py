@@ -396,7 +396,7 @@ async def test_retry_after_sets_the_next_attempt(store: Store) -> None:
 
 
 async def test_connection_blips_are_retried_in_process_each_try_recorded(store: Store) -> None:
-    blip = Retry(reason="network error (ConnectError): connection refused")
+    blip = Retry(reason="network error (ConnectError): connection refused", unsent=True)
     sink = FakeSink(script=[blip, blip])
     did = await add(store)
     await dispatcher(store, sink).run_once()
@@ -408,12 +408,31 @@ async def test_connection_blips_are_retried_in_process_each_try_recorded(store: 
 
 
 async def test_blips_that_persist_fall_back_to_the_durable_schedule(store: Store) -> None:
-    sink = FakeSink(default=Retry(reason="timed out (ReadTimeout)"))
+    sink = FakeSink(default=Retry(reason="timed out connecting (ConnectTimeout)", unsent=True))
     did = await add(store)
     await dispatcher(store, sink, schedule=["1h"]).run_once()
     stored, attempts = await delivery(store, did)
     assert len(sink.messages) == 3 == len(attempts)
     assert stored.state == "pending" and stored.attempts == 1
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        Retry(reason="timed out: no answer within 3 s (the sink's timeout)"),
+        Retry(reason="network error (ReadError): [Errno 104] Connection reset by peer"),
+    ],
+    ids=["no-answer", "reset-after-sending"],
+)
+async def test_a_failure_after_sending_is_not_retried_in_process(
+    store: Store, failure: Retry
+) -> None:
+    sink = FakeSink(script=[failure])
+    did = await add(store)
+    await dispatcher(store, sink, schedule=["1h"]).run_once()
+    stored, attempts = await delivery(store, did)
+    assert len(sink.messages) == 1 == len(attempts)
+    assert stored.state == "pending" and attempts[0].error == failure.reason
 
 
 async def test_http_errors_are_not_retried_in_process(store: Store) -> None:

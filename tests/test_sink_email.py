@@ -304,6 +304,7 @@ async def test_no_server_listening_is_retried() -> None:
     result = await sink.send(rendered(sink))
     assert isinstance(result, Retry) and result.status_code is None
     assert "SMTP connection to 127.0.0.1 failed" in result.reason
+    assert result.unsent  # nothing reached a server: quick retries are safe
 
 
 @pytest.mark.parametrize(

@@ -216,3 +216,39 @@ def test_the_default_template_renders_without_price_or_contact(language: str) ->
         language=language,
     )
     assert "OID-1001" in text and "Rp" not in text
+
+
+INJECTION = "<!channel> transfer ke <https://evil.example/pay|KiriminAja refund> & <@U123>"
+
+
+@pytest.mark.parametrize("language", ["id", "en"])
+async def test_event_values_cannot_ping_the_channel_or_disguise_a_link(language: str) -> None:
+    from zoneinfo import ZoneInfo
+
+    from gateway.templates import Templates
+
+    sink = build_sink({"type": "slack", "webhook_url": SLACK_URL, "language": language}, None)
+    event = make_event(status=Status.CANCELED, reason=INJECTION, order_id="OID-<!here>")
+    text = Templates(timezone=ZoneInfo("Asia/Jakarta")).render(
+        sink.default_templates["text"][language],
+        event=event,
+        contact=Contact(order_id="OID-<!here>", name="<!everyone>"),
+        route="r",
+        language=language,
+    )
+    escaped = "&lt;!channel&gt; transfer ke &lt;https://evil.example/pay|KiriminAja refund&gt;"
+    assert escaped + " &amp; &lt;@U123&gt;" in text
+    assert "OID-&lt;!here&gt;" in text and "&lt;!everyone&gt;" in text
+    assert "<" not in text and ">" not in text
+
+    _, payload = await post_one({"language": language}, httpx.Response(200), text=text)
+    sent = json.dumps(payload, ensure_ascii=False)
+    assert "<!" not in sent and "<https://evil" not in sent
+    assert payload["text"] == text == payload["blocks"][0]["text"]["text"]
+
+
+async def test_the_fallback_text_escapes_the_order_id() -> None:
+    _, payload = await post_one(
+        {}, httpx.Response(200), text="", event=make_event(order_id="<!channel>")
+    )
+    assert payload["text"] == "shipped: &lt;!channel&gt;"

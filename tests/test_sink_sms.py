@@ -22,6 +22,7 @@ from sinks.base import Delivered, Message, Permanent, Retry, Sink, SinkDeps, Ski
 from sinks.http import make_http_client
 from sinks.registry import load_sink_types
 from tests.test_sink_whatsapp import Fake, serve
+from tests.test_sinks_http import raw_peer
 from tests.test_sinks_shared import make_event, make_message
 
 SID, AUTH_TOKEN = "AC0123456789abcdef0123456789abcdef", "twilio-auth-token-9911"
@@ -442,3 +443,51 @@ def test_keys_are_checked_per_provider(block: dict[str, Any], key: str) -> None:
         msgspec.convert({"type": "sms", **block}, kind.config_type, dec_hook=dec_hook)
     cause = caught.value.__cause__
     assert isinstance(cause, FieldError) and cause.key[0] == key
+
+
+# Misbehaving providers (a raw local peer): once the SMS went out, it is never sent again --------
+
+SENT_AGAIN = "the provider may have sent the message; not retried, as a replay would send it again"
+
+
+async def test_a_2xx_whose_body_breaks_off_is_not_sent_again(client: httpx.AsyncClient) -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    async with raw_peer(answer, 0.05, b'{"r', 0.05, "reset") as url:
+        sink = build(generic_block(url), client)
+        result = await sink.send(rendered(sink))
+    assert isinstance(result, Permanent) and result.status_code == 200, result
+    assert result.reason.startswith("HTTP 200 from the SMS gateway, but its body broke off (")
+    assert result.reason.endswith(SENT_AGAIN)
+
+
+async def test_no_answer_within_the_timeout_is_not_sent_again(client: httpx.AsyncClient) -> None:
+    async with raw_peer(1.0, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n") as url:
+        sink = build(generic_block(url, timeout="300ms"), client)
+        result = await sink.send(rendered(sink))
+    assert result == Permanent(
+        reason=f"timed out: no answer within 0.3 s (the sink's timeout): the request was sent,"
+        f" so {SENT_AGAIN}"
+    )
+
+
+async def test_a_body_that_trickles_is_bounded_by_the_timeout(client: httpx.AsyncClient) -> None:
+    drip = [item for _ in range(20) for item in (0.1, b" ")]
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"
+    async with raw_peer(answer, *drip) as url:
+        sink = build(zenziva_block(url, timeout="500ms"), client)
+        result = await sink.send(rendered(sink))
+    assert isinstance(result, Permanent) and result.status_code == 200, result
+    assert "not complete within 0.5 s, the sink's timeout" in result.reason
+    assert result.reason.startswith("HTTP 200 from Zenziva") and result.reason.endswith(SENT_AGAIN)
+
+
+async def test_a_huge_answer_is_read_to_64_kib_only(client: httpx.AsyncClient) -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 500000000\r\n\r\n"
+    async with raw_peer(head, b'{"status": "1", "pad": "' + b"x" * 1_000_000, 60.0) as url:
+        sink = build(zenziva_block(url, timeout="5s"), client)
+        result = await sink.send(rendered(sink))
+    assert result == Permanent(
+        reason=f"HTTP 200 from Zenziva, but its body was cut at 64 KiB and it could not be"
+        f" parsed: {SENT_AGAIN}",
+        status_code=200,
+    )

@@ -26,6 +26,7 @@ from gateway.units import FieldError, dec_hook
 from sinks.base import Delivered, Message, Permanent, Retry, Sink, SinkDeps, Skipped
 from sinks.http import make_http_client
 from sinks.registry import load_sink_types
+from tests.test_sinks_http import raw_peer
 from tests.test_sinks_shared import make_event, make_message
 
 TOKEN = "EAAG-cloud-access-token-4455"
@@ -429,3 +430,26 @@ def test_keys_are_checked_per_provider(block: dict[str, Any], key: str) -> None:
         msgspec.convert({"type": "whatsapp", **block}, kind.config_type, dec_hook=dec_hook)
     cause = caught.value.__cause__
     assert isinstance(cause, FieldError) and cause.key == (key,)
+
+
+async def test_a_fonnte_200_that_breaks_off_is_not_sent_again(client: httpx.AsyncClient) -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    async with raw_peer(answer, 0.05, b'{"s', 0.05, "reset") as url:
+        sink = build(fonnte_block(url), client)
+        result = await sink.send(rendered(sink))
+    assert isinstance(result, Permanent) and result.status_code == 200, result
+    assert result.reason.startswith("HTTP 200 from Fonnte, but its body broke off (")
+    assert result.reason.endswith(
+        "the provider may have sent the message; not retried, as a replay would send it again"
+    )
+
+
+async def test_no_cloud_answer_within_the_timeout_is_not_sent_again(
+    client: httpx.AsyncClient,
+) -> None:
+    drip = [item for _ in range(20) for item in (0.1, b"X-Drip: 1\r\n")]
+    async with raw_peer(b"HTTP/1.1 200 OK\r\n", *drip, b"Content-Length: 0\r\n\r\n") as url:
+        sink = build(cloud_block(url, timeout="500ms"), client)
+        result = await sink.send(rendered(sink))
+    assert isinstance(result, Permanent), result
+    assert result.reason.startswith("timed out: no answer within 0.5 s (the sink's timeout)")

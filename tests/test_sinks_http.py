@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import re
 import socket
+import struct
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -99,6 +102,8 @@ def test_without_a_redactor_credential_shapes_are_still_masked() -> None:
         ("-5", None),
         ("soon", None),
         ("1.5", None),
+        ("\u00b2", None),  # "²": str.isdigit() says yes, float() refuses it
+        ("\u0663", None),  # an Arabic-Indic three
         ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # in the past
     ],
 )
@@ -236,3 +241,123 @@ async def test_httpx_request_logs_keep_only_the_origin(caplog: pytest.LogCapture
         await c.post(url, content=b"{}")
     assert 'HTTP Request: POST https://hooks.slack.com/… "HTTP/1.1 200 OK"' in caplog.text
     assert "secretpath" not in caplog.text and "abc" not in caplog.text
+
+
+# -- misbehaving peers: a raw TCP server that answers exactly the bytes a test gives -----------
+
+Step = bytes | float | str
+"""Bytes to write, seconds to wait, or ``"reset"`` (close with a TCP reset)."""
+
+
+@contextlib.asynccontextmanager
+async def raw_peer(*steps: Step) -> AsyncIterator[str]:
+    """A peer on 127.0.0.1 that reads each request whole, then plays `steps`; yields its URL.
+
+    After the last step it keeps the connection open until the client hangs up.
+    """
+    handlers: set[asyncio.Task[Any]] = set()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            await reader.readexactly(int(length.group(1)) if length else 0)
+            for step in steps:
+                if isinstance(step, float):
+                    await asyncio.sleep(step)
+                elif step == "reset":
+                    sock = writer.get_extra_info("socket")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    writer.transport.abort()
+                    return
+                else:
+                    assert isinstance(step, bytes)
+                    writer.write(step)
+                    await writer.drain()
+            await reader.read()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+
+
+HEADER_DRIP: tuple[Step, ...] = (
+    b"HTTP/1.1 200 OK\r\n",
+    *[item for _ in range(20) for item in (0.1, b"X-Drip: 1\r\n")],
+    b"Content-Length: 0\r\n\r\n",
+)
+"""A 200 whose headers come one line every 0.1 s: each read is quick, the answer never is."""
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_the_timeout_bounds_the_whole_answer_not_each_read(transport: Any) -> None:
+    async with raw_peer(*HEADER_DRIP) as url, make_http_client(transport=transport) as client:
+        result = await post(
+            client, url, content=b"{}", headers={}, redactor=NO_SECRETS, request_timeout=0.5
+        )
+    assert result == Retry(reason="timed out: no answer within 0.5 s (the sink's timeout)")
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_only_a_failure_to_connect_is_unsent(transport: Any) -> None:
+    async with make_http_client(transport=transport) as client:
+        refused = await post(
+            client,
+            f"http://127.0.0.1:{_closed_port()}/",
+            content=b"{}",
+            headers={},
+            redactor=NO_SECRETS,
+        )
+        assert isinstance(refused, Retry) and refused.unsent, refused
+        async with raw_peer("reset") as url:  # got the whole request, then hung up
+            dropped = await post(client, url, content=b"{}", headers={}, redactor=NO_SECRETS)
+        assert isinstance(dropped, Retry) and not dropped.unsent, dropped
+        assert "(ConnectError)" not in dropped.reason
+        async with raw_peer(0.8) as url:  # no answer in time
+            late = await post(
+                client, url, content=b"{}", headers={}, redactor=NO_SECRETS, request_timeout=0.3
+            )
+        assert isinstance(late, Retry) and not late.unsent and late.reason.startswith("timed out")
+
+
+@pytest.mark.parametrize(
+    ("answer", "says"),
+    [
+        (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 10_000 + b"\r\n\r\n", "8190"),
+        (b"HTTP/1.1 2OO OK\r\nContent-Length: 0\r\n\r\n", "status"),
+        (b"garbage\r\n\r\n", ""),
+    ],
+    ids=["oversized-header", "bad-status", "garbage"],
+)
+async def test_a_malformed_answer_is_named_without_aiohttps_internal_code(
+    answer: bytes, says: str
+) -> None:
+    async with raw_peer(answer) as url, make_http_client() as client:
+        result = await post(client, url, content=b"{}", headers={}, redactor=NO_SECRETS)
+    assert isinstance(result, Retry) and result.status_code is None and not result.unsent
+    assert result.reason.startswith(
+        "network error (RemoteProtocolError): the peer's answer was malformed: "
+    ), result.reason
+    assert "400" not in result.reason and "message=" not in result.reason
+    assert says.lower() in result.reason.lower()
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_a_unicode_digit_retry_after_keeps_the_429(transport: Any) -> None:
+    answer = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: \xc2\xb2\r\nContent-Length: 0\r\n\r\n"
+    async with raw_peer(answer) as url, make_http_client(transport=transport) as client:
+        result = await post(client, url, content=b"{}", headers={}, redactor=NO_SECRETS)
+    assert result == Retry(reason="HTTP 429 Too Many Requests", status_code=429)

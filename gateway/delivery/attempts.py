@@ -1,8 +1,10 @@
 """One go at sending a delivery: a `Sink.send`, timed and turned into an `Attempt` row.
 
-A connection blip (a `Retry` without an HTTP status: refused, reset, timed out) is tried again
-at once, in-process, a couple of times within about a second (tenacity), before the durable
-schedule takes over. Every try is its own attempt row; the tries before the last are handed to
+A connection blip (a `Retry` marked `Retry.unsent`: refused, DNS failure, connect timeout, so
+the peer cannot have got the request) is tried again at once, in-process, a couple of times
+within about a second (tenacity), before the durable schedule takes over. A failure after the
+request went out (no answer, a broken one) is never tried again at once: the peer may have
+acted on it. Every try is its own attempt row; the tries before the last are handed to
 `record` as they happen, the last one is returned for the caller to store with the outcome.
 An exception from a sink is a `Retry` too, with its (redacted) text, but is not tried again
 in-process: it is a bug or a misconfiguration, not a blip.
@@ -41,8 +43,8 @@ _OUTCOMES: dict[type[SendResult], Outcome] = {
 
 
 def is_connection_blip(result: SendResult, attempt: Attempt) -> bool:
-    """A network failure worth trying again at once: no HTTP answer, and no exception."""
-    return isinstance(result, Retry) and result.status_code is None and attempt.outcome == "retry"
+    """A failure worth trying again at once: the request cannot have reached the peer."""
+    return isinstance(result, Retry) and result.unsent and attempt.outcome == "retry"
 
 
 async def send_once(
