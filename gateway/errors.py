@@ -6,6 +6,7 @@ KabarinError
 ├── ConfigError        the YAML file is invalid (carries one message per problem)
 ├── PushError          a request body is not a KiriminAja push (400); carries the JSON path
 ├── StoreError         the store could not read or commit (503 on the request path)
+│   └── StoreRefused   ... because of the rows themselves: trying again will not help
 └── TemplateError      a template failed to compile or render
 """
 
@@ -19,6 +20,7 @@ __all__ = [
     "KabarinError",
     "PushError",
     "StoreError",
+    "StoreRefused",
     "TemplateError",
     "error_answer",
 ]
@@ -47,6 +49,11 @@ class PushError(KabarinError):
 
 class StoreError(KabarinError):
     """The store failed; the operation did not take effect."""
+
+
+class StoreRefused(StoreError):
+    """The store works, but refused these rows (a value it cannot hold, a broken constraint):
+    the same rows will be refused again. Any other `StoreError` may pass on a retry."""
 
 
 class TemplateError(KabarinError):

@@ -31,7 +31,7 @@ from typing import Protocol
 
 from gateway import metrics
 from gateway.deliveries import NewDelivery
-from gateway.errors import StoreError
+from gateway.errors import StoreError, StoreRefused
 from gateway.kiriminaja import decode_push, normalise
 from gateway.kiriminaja.entries import decode_pull_entry
 from gateway.kiriminaja.normalise import Normalised
@@ -230,6 +230,8 @@ class Intake:
         try:
             stored = await self.store.record_intake(outcomes, now=when)
         except Exception as exc:
+            if not _refusal(exc):
+                raise  # the store is failing: the batch stays pending, the loop backs off
             outcomes, stored = await self._isolate(outcomes, when, exc)
         self._count(pushes, outcomes, stored, when)
         self._set_backlog(await self.store.count_pending_pushes())
@@ -246,12 +248,12 @@ class Intake:
     async def _isolate(
         self, outcomes: Sequence[PushOutcome], now: datetime, exc: Exception
     ) -> tuple[list[PushOutcome], list[IngestResult]]:
-        """The store refused the batch's commit: store its entries one at a time. When the
-        store itself is failing, the first entry fails alone too, and so does keeping it as
-        failed: the error goes up and the rest stay pending. Otherwise an entry the store
-        refuses twice (rows it cannot hold, such as a NUL character in PostgreSQL text) is
-        kept as failed, for `kabarin reprocess` after a fix, instead of holding back every
-        entry behind it for ever."""
+        """The store refused the batch's rows (`StoreRefused`, or an error the rows met in the
+        code): store its entries one at a time. An entry refused twice (rows it cannot hold,
+        such as a NUL character in PostgreSQL text) is kept as failed, for `kabarin reprocess`
+        after a fix, instead of holding back every entry behind it for ever. A failure of the
+        store itself (a dropped connection, a locked or full disk) is never taken for a
+        refusal: it goes up, and the entries not stored yet stay pending."""
         log.warning(
             "intake: the store refused a batch of %d log entries (%s); storing them one by one",
             len(outcomes),
@@ -274,6 +276,8 @@ class Intake:
                 (result,) = await self.store.record_intake([outcome], now=now)
                 return outcome, result
             except Exception as exc:
+                if not _refusal(exc):
+                    raise
                 refusal = exc
         failed = PushOutcome(
             push_id=outcome.push_id, error=f"the store refused its events: {refusal}"
@@ -348,3 +352,10 @@ class Intake:
                 metrics.EVENTS_DUPLICATE.inc(result.duplicates)
             if outcome.unrouted:
                 metrics.EVENTS_UNROUTED.inc(outcome.unrouted)
+
+
+def _refusal(exc: Exception) -> bool:
+    """Whether `exc` says the rows were refused (the same rows would be again), not that the
+    store failed: a `StoreRefused`, or an error that is not the store's at all (a value the
+    code cannot encode)."""
+    return isinstance(exc, StoreRefused) or not isinstance(exc, StoreError)

@@ -13,7 +13,7 @@ import pytest
 from gateway import metrics
 from gateway.config import parse_config
 from gateway.deliveries import DeliveryFilter
-from gateway.errors import StoreError
+from gateway.errors import StoreError, StoreRefused
 from gateway.ingest import DECODERS, Backlog, Intake, new_push_id
 from gateway.kiriminaja.normalise import Normalised
 from gateway.routing import Router
@@ -247,10 +247,12 @@ async def test_an_entry_whose_rows_the_store_refuses_is_failed_and_the_rest_are_
 
 
 class FailingStore:
-    """The store while it is failing: every commit of the intake raises."""
+    """The store while it is failing: each commit of the intake raises the next of `errors`
+    (the last one for ever)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *errors: StoreError) -> None:
         self._store = store
+        self.errors = list(errors)
         self.calls = 0
 
     def __getattr__(self, name: str) -> object:
@@ -258,23 +260,30 @@ class FailingStore:
 
     async def record_intake(self, outcomes: list[PushOutcome], now: datetime) -> object:
         self.calls += 1
-        raise StoreError("disk I/O error")
+        raise self.errors.pop(0) if len(self.errors) > 1 else self.errors[0]
 
 
 async def test_while_the_store_fails_nothing_is_kept_as_failed(store: Store) -> None:
     ids = [await append(store, f"F-{i}", T0 + timedelta(seconds=i)) for i in range(3)]
-    failing = FailingStore(store)
-    intake = Intake(
-        store=failing,  # type: ignore[arg-type]
-        router=Router.from_config(CONFIG),
-        timezone=JAKARTA,
-    )
-    with pytest.raises(StoreError, match="disk I/O error"):
-        await intake.run_once()
-    # the batch, the first entry alone twice, and keeping it as failed: then it gives up
-    assert failing.calls == 4
-    assert [(await store.get_push(i)).state for i in ids] == ["pending"] * 3  # type: ignore[union-attr]
+    # the batch refused, then the connection dropped under each entry tried alone
+    for failing in (
+        FailingStore(store, StoreError("disk I/O error")),
+        FailingStore(
+            store, StoreRefused("DataError: bad value"), StoreError("OperationalError: dropped")
+        ),
+    ):
+        intake = Intake(
+            store=failing,  # type: ignore[arg-type]
+            router=Router.from_config(CONFIG),
+            timezone=JAKARTA,
+        )
+        with pytest.raises(StoreError) as info:
+            await intake.run_once()
+        assert not isinstance(info.value, StoreRefused)
+        # a failing store is never taken for a refusal: nothing is kept as failed
+        assert failing.calls <= 2
+        states = [(await store.get_push(i)).state for i in ids]  # type: ignore[union-attr]
+        assert states == ["pending"] * 3
     # the store back, everything is stored
-    assert (
-        await Intake(store=store, router=Router.from_config(CONFIG), timezone=JAKARTA).drain() == 3
-    )
+    intake = Intake(store=store, router=Router.from_config(CONFIG), timezone=JAKARTA)
+    assert await intake.drain() == 3

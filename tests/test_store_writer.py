@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import StoreError
+from gateway.errors import StoreError, StoreRefused
 from gateway.store.sqlite.writer import Writer
 
 
@@ -113,3 +113,18 @@ async def test_a_job_submitted_while_the_writer_stops_is_answered(tmp_path: Path
     with pytest.raises(StoreError, match="closed"):
         await asyncio.wait_for(late.submit(insert(2)), 5)  # type: ignore[arg-type]
     conn.close()
+
+
+async def test_a_job_refused_for_its_rows_is_told_apart_from_a_failing_database(
+    writer: Writer,
+) -> None:
+    assert await writer.submit(insert(500)) == 1  # type: ignore[arg-type]
+    with pytest.raises(StoreRefused, match="IntegrityError"):
+        await writer.submit(insert(500))  # type: ignore[arg-type]
+
+    def locked(c: sqlite3.Connection) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    with pytest.raises(StoreError) as info:
+        await writer.submit(locked)
+    assert not isinstance(info.value, StoreRefused)  # it may pass on a retry

@@ -45,7 +45,7 @@ from gateway.deliveries import (
     DeliveryState,
     NewDelivery,
 )
-from gateway.errors import StoreError
+from gateway.errors import StoreError, StoreRefused
 from gateway.events import TERMINAL_STATUSES, Contact, Event, EventKind, Status
 from gateway.redaction import mask_url
 from gateway.store.base import (
@@ -178,6 +178,8 @@ class PostgresStore:
         try:
             async with self._pool.connection() as conn:
                 yield conn
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:  # the rows, not the server
+            raise StoreRefused(f"{type(exc).__name__}: {exc}") from exc
         except psycopg.Error as exc:  # PoolTimeout and PoolClosed are psycopg errors too
             raise StoreError(f"{type(exc).__name__}: {exc}") from exc
 

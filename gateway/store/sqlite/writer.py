@@ -19,7 +19,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from typing import Any, TypeVar
 
-from gateway.errors import StoreError
+from gateway.errors import StoreError, StoreRefused
 from gateway.store.sqlite import sql
 
 __all__ = ["Writer"]
@@ -127,8 +127,10 @@ class Writer:
                 except Exception as exc:
                     conn.execute(sql.ROLLBACK_TO)
                     conn.execute(sql.RELEASE)
-                    if not isinstance(exc, StoreError):
+                    if isinstance(exc, sqlite3.OperationalError):  # locked, I/O, disk full
                         exc = StoreError(f"{type(exc).__name__}: {exc}")
+                    elif not isinstance(exc, StoreError):  # what this job's rows met
+                        exc = StoreRefused(f"{type(exc).__name__}: {exc}")
                     results.append((False, exc))
         except sqlite3.Error as exc:  # the transaction itself broke: none of the group is kept
             with contextlib.suppress(sqlite3.Error):
