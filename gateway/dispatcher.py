@@ -52,7 +52,7 @@ from gateway.delivery.ordering import OrderLanes
 from gateway.delivery.quiet import QuietHours
 from gateway.delivery.retry import GiveUp
 from gateway.delivery.staleness import stale_reason
-from gateway.errors import StoreError, TemplateError
+from gateway.errors import StoreError, StoreRefused, TemplateError
 from gateway.redaction import Redactor
 from gateway.store.base import DeliveryQueue, Finished
 from gateway.store.shared import SinkControlStore
@@ -73,6 +73,9 @@ MOST_PER_COMMIT = 500
 """Outcomes written by one `finish_many`, so one commit never holds the writer long."""
 SINK_OFF = "sink switched off ({reason}): enable it with POST /admin/v1/sinks/{sink}/enable"
 """Worded as the store words it for deliveries not claimed since (`Delivery.waiting`)."""
+OUTCOME_RETRIES = (0.2, 0.5, 1.0, 2.0, 4.0)
+"""Pauses between tries of recording outcomes while the store fails: about 8 s in all, well
+inside a lease."""
 
 
 def utcnow() -> datetime:
@@ -116,13 +119,28 @@ class _Outcomes:
         while self._writing is not None and not self._writing.done():
             await asyncio.gather(self._writing, return_exceptions=True)
 
+    async def _finish_many(self, outcomes: list[Finished]) -> list[bool]:
+        """`finish_many`, tried again over a few seconds while the store fails (a dropped
+        connection): an outcome that is not recorded leaves its delivery to be sent again once
+        the lease runs out. One recorded whose answer was lost reads as a lost lease on the
+        next try, which changes nothing."""
+        for pause in OUTCOME_RETRIES:
+            try:
+                return await self._store.finish_many(outcomes, worker=self._worker)
+            except StoreRefused:
+                raise
+            except StoreError as exc:
+                log.warning("dispatcher: could not record %d outcomes (%s)", len(outcomes), exc)
+                await asyncio.sleep(pause)
+        return await self._store.finish_many(outcomes, worker=self._worker)
+
     async def _write(self) -> None:
         await asyncio.sleep(0)  # outcomes of jobs finishing in this turn of the loop join in
         while self._queued:
             batch = self._queued[:MOST_PER_COMMIT]
             del self._queued[:MOST_PER_COMMIT]
             try:
-                kept = await self._store.finish_many([o for o, _ in batch], worker=self._worker)
+                kept = await self._finish_many([o for o, _ in batch])
             except Exception as exc:
                 for _, future in batch:
                     if not future.done():

@@ -19,6 +19,7 @@ from gateway import metrics
 from gateway.config import DispatcherConfig, RetryPolicyConfig
 from gateway.deliveries import Attempt, Delivery, DeliveryFilter, NewDelivery, Ordering
 from gateway.dispatcher import Dispatcher, utcnow
+from gateway.errors import StoreError
 from gateway.events import Event, Status, event_id
 from gateway.redaction import Redactor
 from gateway.reload import close_when_idle
@@ -825,6 +826,33 @@ class CountingStore:
     async def finish_many(self, outcomes: Sequence[Finished], *, worker: str) -> list[bool]:
         self.batches.append(len(outcomes))
         return await self.inner.finish_many(outcomes, worker=worker)
+
+
+class DroppingStore(CountingStore):
+    """The real store whose first `drops` outcome commits fail as a dropped connection does."""
+
+    def __init__(self, inner: Store, drops: int) -> None:
+        super().__init__(inner)
+        self.drops = drops
+
+    async def finish_many(self, outcomes: Sequence[Finished], *, worker: str) -> list[bool]:
+        self.batches.append(len(outcomes))
+        if self.drops:
+            self.drops -= 1
+            raise StoreError("OperationalError: server closed the connection unexpectedly")
+        return await self.inner.finish_many(outcomes, worker=worker)
+
+
+async def test_an_outcome_the_store_failed_to_record_is_recorded_on_a_later_try(
+    store: Store,
+) -> None:
+    sink = FakeSink()
+    did = await add(store)
+    dropping = DroppingStore(store, drops=2)
+    d = dispatcher(dropping, sink)
+    assert await d.run_once() == 1
+    assert await state_is(store, did, "delivered")  # not left in flight to be sent again
+    assert len(sink.messages) == 1 and dropping.batches == [1, 1, 1]
 
 
 async def test_outcomes_finishing_together_are_committed_in_one_batch(store: Store) -> None:
