@@ -170,6 +170,11 @@ def test_the_moved_store_works_where_it_arrives(
         assert contact is not None and contact.email == "ani@example.com"
         event = await store.get_event("evt-OID-001")
         assert event is not None and event.details["note"] == "caf\u00e9 \u2713"
+        # The pull tracker follows the orders it arrived with, as it does those stored there.
+        counts = await store.tracking_counts()
+        assert counts.open == 28  # 27 orders with events, and one registered contact
+        tracked = await store.get_tracking("OID-001")
+        assert tracked is not None and tracked.last_status is Status.SHIPPED
         await store.close()
 
     asyncio.run(check())

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway.deliveries import DeliveryFilter
+from gateway.events import TERMINAL_STATUSES
 from gateway.store.base import EventQuery, PushQuery
 from gateway.store.queries import Dialect, select
 
@@ -356,6 +357,22 @@ TRACK_EVENTS = (
 """One row per order (the newest of the batch's new events, ``stuck`` aside, and whether
 one of them is final): the newest status by ``occurred_at`` wins, a final status closes the
 order for good."""
+_FINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATUSES))
+TRACK_COPIED_EVENTS = (
+    "INSERT INTO tracking (order_id, kind, last_status, last_update, closed, added_at)"
+    " SELECT DISTINCT ON (order_id) order_id, coalesce(body ->> 'kind', 'express'), status,"
+    f" occurred_at, bool_or(status IN ({_FINAL})) OVER (PARTITION BY order_id),"
+    " statement_timestamp()"
+    " FROM events WHERE id = ANY(%s::text[]) AND status <> 'stuck'"
+    " ORDER BY order_id, occurred_at DESC, seq DESC"
+    " ON CONFLICT (order_id) DO UPDATE SET kind = excluded.kind,"
+    " closed = tracking.closed OR excluded.closed,"
+    " last_status = CASE WHEN tracking.last_update IS NULL"
+    "  OR excluded.last_update >= tracking.last_update"
+    "  THEN excluded.last_status ELSE tracking.last_status END,"
+    " last_update = greatest(tracking.last_update, excluded.last_update)"
+)
+"""`TRACK_EVENTS` for events `kabarin store migrate` copied in (by id), read from the rows."""
 TRACK_CONTACTS = (
     "INSERT INTO tracking (order_id, added_at)"
     " SELECT o, %s::timestamptz FROM unnest(%s::text[]) AS c(o)"

@@ -484,7 +484,15 @@ class PostgresStore:
                 await cur.executemany(sql.COPY_IN_ATTEMPT, params)
             else:
                 await cur.executemany(sql.copy_in(table.name, table.columns), rows)
-            return max(cur.rowcount, 0)  # summed over the rows by executemany
+            copied = max(cur.rowcount, 0)  # summed over the rows by executemany
+            # The pull tracker follows the orders of copied events and contacts, as it does
+            # those the intake stores.
+            if table.name == "events":
+                await conn.execute(sql.TRACK_COPIED_EVENTS, ([r[0] for r in rows],))
+            elif table.name == "contacts":
+                now = datetime.now(UTC)
+                await conn.execute(sql.TRACK_CONTACTS, (now, [r[0] for r in rows]))
+            return copied
 
     # -- per-sink controls shared by every replica (`SinkControlStore`) ------------------
     async def take_rate_slot(
