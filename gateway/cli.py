@@ -752,7 +752,7 @@ async def _run_pull(config: Config, args: argparse.Namespace) -> int:
                 print(f"{r.order_id}: {r.outcome.replace('_', ' ')}: {r.reason}")
         if args.stale and not results:
             print("no stale open orders")
-        return 1 if any(r.outcome == "try_later" for r in results) else 0
+        return 1 if any(r.outcome in ("try_later", "skipped") for r in results) else 0
 
 
 def _track_add(args: argparse.Namespace) -> int:

@@ -154,7 +154,7 @@ PRUNED = Counter(
 
 PULL_CALLS = Counter(
     "kabarin_pull_calls_total",
-    "Tracking API calls of the pull tracker, by outcome (pulled, not_found, try_later).",
+    "Tracking API calls of the pull tracker, by outcome (pulled, not_found, refused, try_later).",
     ["outcome"],
     registry=REGISTRY,
 )

@@ -18,7 +18,7 @@ from gateway.events import Contact, EventKind, Status
 from gateway.ingest import Intake, new_push_id
 from gateway.kiriminaja.pull import PullTracker
 from gateway.kiriminaja.pulled import Pulled
-from gateway.kiriminaja.tracking import NotFound, TrackingResult, TryLater
+from gateway.kiriminaja.tracking import NotFound, Refused, TrackingResult, TryLater
 from gateway.routing import Router
 from gateway.store import EventQuery, NewPush, PushQuery, Store, open_store
 from gateway.store.base import PushOutcome
@@ -53,18 +53,21 @@ class FakeClock:
 
 
 class FakeKiriminAja:
-    """Answers from a table: an answer dict (``status: true``) or a `TryLater`/`NotFound`."""
+    """Answers from a table: an answer dict (``status: true``), a `TryLater` or `Refused`, a
+    string (`NotFound` with that reason) or an exception (raised)."""
 
     def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
-        self.answers: dict[str, dict[str, Any] | TryLater | str] = {}
+        self.answers: dict[str, dict[str, Any] | TryLater | Refused | str | Exception] = {}
         self.calls: list[tuple[str, datetime]] = []
 
     async def track(self, kind: EventKind, order_id: str) -> TrackingResult:
         self.calls.append((order_id, self.clock.now()))
         await asyncio.sleep(0)  # another replica may run meanwhile
         answer = self.answers.get(order_id, "not found")
-        if isinstance(answer, TryLater):
+        if isinstance(answer, Exception):
+            raise answer
+        if isinstance(answer, TryLater | Refused):
             return answer
         if isinstance(answer, str):
             return NotFound(kind=kind, order_id=order_id, reason=answer)
@@ -286,6 +289,97 @@ async def test_try_later_ends_the_pass_and_the_order_waits_an_interval(store: St
     clock.advance(301)
     await pull.run_pass()
     assert api.asked()[3:] == ["O-0"]
+
+
+def refused(order_id: str) -> Refused:
+    return Refused(
+        kind="express", order_id=order_id, reason="KiriminAja: Order ini bukan milik akun Anda"
+    )
+
+
+async def test_an_order_kiriminaja_refuses_waits_alone_and_the_pass_goes_on(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock(T0)
+    api = FakeKiriminAja(clock)
+    for i in range(13):  # Z0 the oldest
+        await push(store, shipped_push(f"Z{i}", f"2024-05-31 07:{i:02}:00"), T0)
+        api.answers[f"Z{i}"] = express(f"Z{i}", shipped_at=f"2024-05-31 07:{i:02}:00")
+    api.answers["Z0"] = refused("Z0")
+    clock.advance(7200)
+    pull = tracker(store, clock, api, interval=Duration(2), stale_after=Duration(5))
+    report = await pull.run_pass()
+    assert api.asked() == [f"Z{i}" for i in range(13)]
+    assert report.pulls[0].outcome == "skipped"
+    assert {r.outcome for r in report.pulls[1:]} == {"changed"}
+    (line,) = [r.getMessage() for r in caplog.records if "Z0" in r.getMessage()]
+    assert "Order ini bukan milik akun Anda" in line and "pull.stale_after" in line
+    await drain(store, clock.now())
+
+    clock.advance(2)  # the next interval: Z0 waits its stale_after like the answered ones
+    assert (await pull.run_pass()).pulls == []
+    clock.advance(4)
+    await pull.run_pass()
+    assert api.asked()[13:] == [f"Z{i}" for i in range(13)]
+
+
+async def test_a_refused_order_does_not_hold_up_a_catch_up(store: Store) -> None:
+    clock = FakeClock(T0)
+    api = FakeKiriminAja(clock)
+    for i in range(3):
+        await push(store, shipped_push(f"O-{i}", "2024-06-01 07:00:00"), T0)
+        api.answers[f"O-{i}"] = express(f"O-{i}", shipped_at="2024-06-01 07:00:00")
+    api.answers["O-1"] = refused("O-1")
+    clock.advance(700)
+    pull = tracker(store, clock, api, gap=Duration(600))
+    assert await pull.check_gap()
+    await pull.run_pass()
+    assert sorted(api.asked()) == ["O-0", "O-1", "O-2"] and pull.catch_up_since is None
+
+
+@pytest.mark.parametrize(
+    ("answer", "cause"),
+    [
+        (RecursionError("maximum recursion depth exceeded"), "RecursionError"),
+        (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"), "Unicode"),
+    ],
+)
+async def test_a_client_failure_is_that_orders_alone(
+    store: Store, caplog: pytest.LogCaptureFixture, answer: Exception, cause: str
+) -> None:
+    clock = FakeClock(T0)
+    api = FakeKiriminAja(clock)
+    for i in range(3):
+        await push(store, shipped_push(f"O-{i}", f"2024-05-31 0{i}:00:00"), T0)
+        api.answers[f"O-{i}"] = express(f"O-{i}", shipped_at=f"2024-05-31 0{i}:00:00")
+    api.answers["O-0"] = answer
+    clock.advance(7200)
+    report = await tracker(store, clock, api).run_pass()
+    assert [r.outcome for r in report.pulls] == ["skipped", "changed", "changed"]
+    assert cause in (report.pulls[0].reason or "")
+    (line,) = [r.getMessage() for r in caplog.records if "O-0" in r.getMessage()]
+    assert cause in line
+    tracked = await store.get_tracking("O-0")
+    assert tracked is not None and tracked.next_pull_at == T0 + timedelta(hours=3)  # stale_after
+
+
+async def test_an_answer_that_cannot_become_events_is_that_orders_alone(store: Store) -> None:
+    """A lone surrogate that reached the tracker (the client replaces them) fails the event
+    id: that order is skipped, not the pass."""
+    clock = FakeClock(T0)
+    api = FakeKiriminAja(clock)
+    for i in range(2):
+        await push(store, shipped_push(f"O-{i}", f"2024-05-31 0{i}:00:00"), T0)
+        api.answers[f"O-{i}"] = express(f"O-{i}", shipped_at=f"2024-05-31 0{i}:00:00")
+    api.answers["O-0"] = express("O-0", shipped_at="2024-05-31 00:00:00") | {
+        "histories": [
+            {"status_code": 500, "status": "rusak \ud800", "created_at": "2024-05-31 09:00:00"}
+        ]
+    }
+    clock.advance(7200)
+    report = await tracker(store, clock, api).run_pass()
+    assert [r.outcome for r in report.pulls] == ["skipped", "changed"]
+    assert "UnicodeEncodeError" in (report.pulls[0].reason or "")
 
 
 # -- after a gap, and the rate -------------------------------------------------------------------

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -13,8 +16,8 @@ import respx
 
 from gateway.config import KiriminAjaConfig, parse_config
 from gateway.errors import ConfigError
-from gateway.kiriminaja.pulled import Pulled
-from gateway.kiriminaja.tracking import NotFound, TrackingClient, TryLater
+from gateway.kiriminaja.pulled import Pulled, normalise_pulled
+from gateway.kiriminaja.tracking import MAX_DEPTH, NotFound, Refused, TrackingClient, TryLater
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tracking"
 BASE = "https://ka.example.test"
@@ -195,3 +198,74 @@ def test_config_section_problems_name_their_key(block: str, message: str) -> Non
     with pytest.raises(ConfigError) as caught:
         parse_config(f"receiver: {{token: push-key-1234}}\nkiriminaja: {block}\n")
     assert any(problem.startswith(message) for problem in caught.value.problems)
+
+
+# -- answers about one order, and answers that misbehave ------------------------------------------
+
+
+@pytest.mark.parametrize("status_code", [200, 400, 404, 422])
+async def test_a_refusal_about_the_order_is_refused_not_try_later(
+    client: TrackingClient, status_code: int
+) -> None:
+    body = {"status": False, "text": "Order ini bukan milik akun Anda"}
+    with respx.mock() as router:
+        router.post(EXPRESS).respond(status_code, json=body)
+        result = await client.track("express", "Z0")
+    assert isinstance(result, Refused) and result.order_id == "Z0"
+    assert "Order ini bukan milik akun Anda" in result.reason
+
+
+async def test_json_nested_thousands_deep_is_refused(client: TrackingClient) -> None:
+    deep = b'{"status": true, "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    with respx.mock() as router:
+        router.post(EXPRESS).respond(200, content=deep)
+        result = await client.track("express", "Z0")
+    assert result == Refused(
+        kind="express",
+        order_id="Z0",
+        reason=f"KiriminAja answered with JSON nested more than {MAX_DEPTH} levels deep",
+    )
+
+
+async def test_json_nested_past_the_limit_is_refused(client: TrackingClient) -> None:
+    deep = b'{"status": true, "x": ' + b"[" * MAX_DEPTH + b"]" * MAX_DEPTH + b"}"
+    with respx.mock() as router:
+        router.post(EXPRESS).respond(200, content=deep)
+        assert isinstance(await client.track("express", "Z0"), Refused)
+        router.post(EXPRESS).respond(200, content=deep.replace(b"[", b"", 1).replace(b"]", b"", 1))
+        assert isinstance(await client.track("express", "Z0"), Pulled)
+
+
+async def test_a_lone_surrogate_is_replaced_and_the_answer_makes_events(
+    client: TrackingClient,
+) -> None:
+    answer = fixture("express.json")
+    # A problem whose text has a lone surrogate (valid JSON, not text) and a proper pair (kept).
+    problem = {"status_code": 500, "status": "\ud800 rusak \U0001f600", "created_at": "x"}
+    answer["histories"].insert(0, problem)
+    body = json.dumps(answer).encode()  # ASCII: the surrogate as \ud800
+    with respx.mock() as router:
+        router.post(EXPRESS).respond(200, content=body)
+        result = await client.track("express", "OID-8793949106")
+    assert isinstance(result, Pulled)
+    assert result.answer["histories"][0]["status"] == "\ufffd rusak \U0001f600"
+    normalised = normalise_pulled(result, received_at=datetime.now(UTC), tz=ZoneInfo("UTC"))
+    assert "\ufffd rusak \U0001f600" in [e.reason for e in normalised.events]
+    assert result.encode()
+
+
+async def test_an_answer_dripped_slower_than_the_timeout_is_try_later() -> None:
+    """httpx times each read: a peer sending a byte now and then never trips it. The call as
+    a whole has the client's timeout."""
+
+    async def drip() -> AsyncIterator[bytes]:
+        for byte in b'{"status": true, "text": "ok", "details": {}, "histories": []}':
+            await asyncio.sleep(0.05)
+            yield bytes([byte])
+
+    async with httpx.AsyncClient(timeout=httpx.Timeout(0.5)) as http:
+        client = TrackingClient(KiriminAjaConfig(base_url=BASE + "/"), api_key=KEY, http=http)
+        with respx.mock() as router:
+            router.post(EXPRESS).mock(side_effect=lambda _: httpx.Response(200, content=drip()))
+            result = await client.track("express", "OID-1")
+    assert result == TryLater(reason="KiriminAja did not answer within 0.5s")

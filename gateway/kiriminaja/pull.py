@@ -9,9 +9,11 @@ Every ``pull.interval`` a pass:
 2. pulls: it leases open orders (no final status, not unknown to KiriminAja) whose last update
    is older than ``pull.stale_after``, oldest first, and asks about each, at most ``pull.rate``
    calls a second. The lease in the store lets replicas share the orders without asking about
-   one twice. After an answer the order waits ``stale_after`` before it is asked about again;
-   a "try later" ends the pass (KiriminAja is limiting or failing) and that order waits an
-   ``interval``.
+   one twice. After an answer the order waits ``stale_after`` before it is asked about again.
+   So does an order KiriminAja refuses to tell about, or whose answer cannot be read or made
+   into a log entry (``skipped``, logged once per answer): the pass goes on with the others.
+   Only a "try later" (429, 5xx, network error, timeout: KiriminAja as a whole is limiting or
+   failing) ends the pass, and that order waits an ``interval``.
 
 When the process starts after a gap (the newest push is older than ``pull.gap``, whether
 Kabarin was down or KiriminAja stopped pushing), passes pull every open order once, whatever
@@ -41,14 +43,14 @@ from gateway.events import Contact, Event, EventKind
 from gateway.ingest import new_push_id
 from gateway.kiriminaja.entries import STUCK_METHOD, PullEntry, Stuck, status_key
 from gateway.kiriminaja.pulled import Pulled, normalise_pulled
-from gateway.kiriminaja.tracking import NotFound, TrackingResult
+from gateway.kiriminaja.tracking import NotFound, Refused, TrackingResult
 from gateway.store.base import IngestStore, NewPush, PullClaim, TrackedOrder, TrackingStore
 
 __all__ = ["Clock", "PassReport", "PullResult", "PullStore", "PullTracker", "SystemClock"]
 
 log = logging.getLogger("kabarin.pull")
 
-Outcome = Literal["changed", "unchanged", "not_found", "try_later"]
+Outcome = Literal["changed", "unchanged", "not_found", "skipped", "try_later"]
 
 _STUCK_BATCH = 100
 
@@ -88,7 +90,11 @@ class PullResult:
     new: list[Event] = field(default_factory=list)
     """The statuses it learned (appended to the log for the intake)."""
     reason: str | None = None
-    """Why there was no answer (``try_later``, ``not_found``)."""
+    """Why there was no answer (``try_later``, ``not_found``, ``skipped``)."""
+
+
+class _Unreadable(Exception):
+    """An answer that cannot be made into events or a log entry (its reason is the message)."""
 
 
 @dataclass
@@ -229,6 +235,7 @@ class PullTracker:
                 order.order_id, now=now, next_pull_at=later, answered=False
             )
         else:
+            # Answered, skipped or unknown: asked about (a catch-up pass is done with it).
             await self.store.finish_pull(
                 order.order_id,
                 now=now,
@@ -241,11 +248,20 @@ class PullTracker:
     async def pull(self, order_id: str, kind: EventKind) -> PullResult:
         """Ask about one order now (within the rate) and append what is new."""
         await self._pace()
-        answer = await self.client.track(kind, order_id)
+        try:
+            answer: TrackingResult = await self.client.track(kind, order_id)
+        except Exception as exc:  # the client promises results; a failure is this order's
+            answer = Refused(kind=kind, order_id=order_id, reason=_cause("no answer", exc))
         if isinstance(answer, Pulled):
             metrics.PULL_CALLS.labels("pulled").inc()
-            new = await self._learn(answer)
+            try:
+                new = await self._learn(answer)
+            except _Unreadable as exc:
+                return self._skipped(order_id, str(exc))
             return PullResult(order_id, "changed" if new else "unchanged", new)
+        if isinstance(answer, Refused):
+            metrics.PULL_CALLS.labels("refused").inc()
+            return self._skipped(order_id, answer.reason)
         if isinstance(answer, NotFound):
             metrics.PULL_CALLS.labels("not_found").inc()
             log.warning("pull: KiriminAja does not know order %s: %s", order_id, answer.reason)
@@ -253,6 +269,15 @@ class PullTracker:
         metrics.PULL_CALLS.labels("try_later").inc()
         log.warning("pull: no answer about order %s: %s", order_id, answer.reason)
         return PullResult(order_id, "try_later", reason=answer.reason)
+
+    def _skipped(self, order_id: str, reason: str) -> PullResult:
+        log.warning(
+            "pull: no usable answer about order %s: %s; asking again in %gs (pull.stale_after)",
+            order_id,
+            reason,
+            self.config.stale_after,
+        )
+        return PullResult(order_id, "skipped", reason=reason)
 
     async def _pace(self) -> None:
         now = self.clock.now()
@@ -264,7 +289,10 @@ class PullTracker:
 
     async def _learn(self, pulled: Pulled) -> list[Event]:
         now = self.clock.now()
-        events = normalise_pulled(pulled, received_at=now, tz=self.timezone).events
+        try:
+            events = normalise_pulled(pulled, received_at=now, tz=self.timezone).events
+        except Exception as exc:
+            raise _Unreadable(_cause("cannot make events of the answer", exc)) from exc
         known = await self.store.known_statuses(pulled.order_id)
         new = [e for e in events if status_key(e) not in known]
         if not new:
@@ -278,12 +306,16 @@ class PullTracker:
             # A pulled recipient fills a gap; it never replaces what a push or an operator set.
             contact=contact is None or (contact.name is None and contact.phone is None),
         )
+        try:
+            body = entry.encode()
+        except Exception as exc:
+            raise _Unreadable(_cause("cannot log the answer", exc)) from exc
         await self.store.append_push(
             NewPush(
                 id=new_push_id(now),
                 source="pull",
                 received_at=now,
-                body=entry.encode(),
+                body=body,
                 content_type="application/json",
                 method=pulled.method,
                 items=len(new),
@@ -343,3 +375,8 @@ class PullTracker:
         if raised:
             self.wake_intake()
         return raised
+
+
+def _cause(what: str, exc: BaseException) -> str:
+    text = " ".join(str(exc).split())[:200]
+    return f"{what}: {type(exc).__name__}" + (f": {text}" if text else "")

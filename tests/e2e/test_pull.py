@@ -87,6 +87,9 @@ def kiriminaja() -> Iterator[FakeKiriminAja]:
                 state.calls.append((order_id, time.monotonic()))
                 answer = state.orders.get(order_id)
                 reply = json.loads(json.dumps(answer)) if answer else None
+            if order_id.startswith("OID-THEIRS"):  # another account's order
+                refusal = {"status": False, "text": "Order ini bukan milik akun Anda"}
+                return self._reply(200, refusal)
             if reply is None:
                 return self._reply(200, {"status": False, "code": 2, "text": "Order not found"})
             self._reply(200, reply)
@@ -269,6 +272,12 @@ def test_the_command_line_follows_pulls_and_registers_the_callback(
     assert again.stdout.strip() == "OID-9: nothing new"
     unknown = kabarin("pull", "OID-NOPE")
     assert unknown.stdout.startswith("OID-NOPE: not found")
+    theirs = kabarin("pull", "OID-THEIRS-1", "OID-9")
+    assert theirs.returncode == 1, theirs.stderr  # one order was refused
+    lines = theirs.stdout.strip().splitlines()
+    assert lines[0].startswith("OID-THEIRS-1: skipped: KiriminAja refused"), theirs.stdout
+    assert "Order ini bukan milik akun Anda" in lines[0]
+    assert lines[1] == "OID-9: nothing new"  # the other order was asked all the same
 
     done = kabarin("register-callback", "--url", "https://toko.example/kiriminaja/push")
     assert done.returncode == 0, done.stderr
