@@ -97,6 +97,15 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL store's URL, in a schema of its own dropped after the test."""
+    require_pg()
+    schema = create_pg_schema()
+    yield pg_url_with_schema(schema)
+    drop_pg_schema(schema)
+
+
+@pytest.fixture
 async def store(backend: str, tmp_path: Path) -> AsyncIterator[Store]:
     opened = open_store(store_url(backend, tmp_path))
     await opened.open(now=datetime.now(UTC))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -20,10 +19,6 @@ from gateway.routing import Router
 from gateway.store import NewPush, PushOutcome, Store, open_store
 from gateway.store.postgres import PostgresStore
 from tests.conftest import (
-    create_pg_schema,
-    drop_pg_schema,
-    pg_url_with_schema,
-    require_pg,
     store_url,
 )
 
@@ -89,14 +84,6 @@ def test_id_alone_reprocesses_that_push_and_failed_is_the_default(
     assert "2 failed pushes reprocessed: 1 processed, 1 failed" in out
     assert f"  {broken}  PushError: " in err
     assert asyncio.run(states(url, [good, broken, other])) == ["processed", "failed", "processed"]
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    require_pg()
-    schema = create_pg_schema()
-    yield pg_url_with_schema(schema)
-    drop_pg_schema(schema)
 
 
 def taken_by(url: str, owner: str) -> None:

@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,6 @@ from gateway.deliveries import DeliveryFilter
 from gateway.events import Contact, Event, Status
 from gateway.store import open_store
 from gateway.store.base import NewPush, PushOutcome
-from tests.conftest import create_pg_schema, drop_pg_schema, pg_url_with_schema, require_pg
 
 KABARIN = Path(sys.executable).with_name("kabarin")
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -366,14 +365,6 @@ def test_through_the_real_command(tmp_path: Path, db: Path) -> None:
     ]
     assert "events that change destination: 4 of 4" in lines
     assert "081234567890" not in r.stdout  # OID-2's reason, in its sample, is masked
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    require_pg()
-    schema = create_pg_schema()
-    yield pg_url_with_schema(schema)
-    drop_pg_schema(schema)
 
 
 def test_a_postgresql_store_from_the_config_or_store_option(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,18 +15,9 @@ from gateway.deliveries import Attempt, NewDelivery
 from gateway.events import Contact, Event, Status
 from gateway.store import NewPush, PushOutcome, open_store
 from gateway.store.moving import TABLES, Portable
-from tests.conftest import create_pg_schema, drop_pg_schema, pg_url_with_schema, require_pg
 
 T0 = datetime(2026, 3, 1, 8, 0, 0, 123456, tzinfo=UTC)
 ORDERS = 30
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    require_pg()
-    schema = create_pg_schema()
-    yield pg_url_with_schema(schema)
-    drop_pg_schema(schema)
 
 
 async def populate(url: str) -> None:

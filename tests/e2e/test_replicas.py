@@ -12,18 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import create_pg_schema, drop_pg_schema, pg_url_with_schema, require_pg
 from tests.e2e.conftest import KabarinProcess, Peer, write_config
 
 Replicas = Callable[..., list[KabarinProcess]]
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    require_pg()
-    schema = create_pg_schema()
-    yield pg_url_with_schema(schema)
-    drop_pg_schema(schema)
 
 
 @pytest.fixture
