@@ -364,7 +364,8 @@ class Dispatcher:
         every = float(self.config.lease) / 3
         while True:
             await asyncio.sleep(every)
-            held = [i for i, job in self._jobs.items() if not job.finished]
+            # a finished job whose outcome is still being recorded keeps its lease too
+            held = list(self._jobs)
             if not held:
                 continue
             try:
@@ -583,7 +584,8 @@ class Dispatcher:
             return
         error = attempt.error or "failed"
         if isinstance(result, Permanent):
-            await controls.record(ok=True)  # it answered: the sink is up
+            # An answer, even a refusal, says the sink is up; no answer says it is not.
+            await controls.record(ok=not result.unanswered)
             if result.disable_sink:
                 # Switched off before this one is put back, so no claim hands it out again
                 # until an operator enables the sink; the refusal costs it no attempt.

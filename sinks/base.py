@@ -174,6 +174,9 @@ class Permanent(msgspec.Struct, frozen=True, kw_only=True):
     status_code: int | None = None
     disable_sink: bool = False
     """The peer said it is gone for good (410): stop sending to this sink until re-enabled."""
+    unanswered: bool = False
+    """The request went out and no (whole) answer came back: not sent again, since the peer
+    may have acted on it, but a failure of the sink for its circuit breaker."""
 
 
 class Skipped(msgspec.Struct, frozen=True, kw_only=True):

@@ -221,7 +221,8 @@ def _late(what: str, replayable: bool) -> SendResult:
         return Retry(reason=what)
     return Permanent(
         reason=f"{what}: the request was sent, so the provider may have sent the message;"
-        " not retried, as a replay would send it again"
+        " not retried, as a replay would send it again",
+        unanswered=True,
     )
 
 

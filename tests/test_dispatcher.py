@@ -617,6 +617,20 @@ async def test_skips_leave_the_circuit_breaker_alone(store: Store) -> None:
     assert len(sink.messages) == 7 and d.circuit_state("fake") == "closed"
 
 
+async def test_sends_that_got_no_answer_open_the_circuit_and_refusals_do_not(
+    store: Store,
+) -> None:
+    unanswered = Permanent(reason="timed out: the request was sent", unanswered=True)
+    refused = Permanent(reason="HTTP 400 Bad Request", status_code=400)
+    for answer, state in ((refused, "closed"), (unanswered, "open")):
+        sink = FakeSink(config=config(concurrency=1), default=answer)
+        for i in range(5):  # the breaker's 5 failures
+            await add(store, f"OID-{state}-{i}")
+        d = dispatcher(store, sink)
+        assert await d.run_once() == 5
+        assert d.circuit_state("fake") == state, answer
+
+
 async def test_the_sink_gets_every_part_it_declares(store: Store) -> None:
     sink = MailLikeSink(config=FakeConfig(template={"subject": "Pesanan {{ event.order_id }}"}))
     route_template = encode_parts({"text": "Halo {{ event.status }}", "html": "<b>x</b>"})

@@ -466,7 +466,8 @@ async def test_no_answer_within_the_timeout_is_not_sent_again(client: httpx.Asyn
         result = await sink.send(rendered(sink))
     assert result == Permanent(
         reason=f"timed out: no answer within 0.3 s (the sink's timeout): the request was sent,"
-        f" so {SENT_AGAIN}"
+        f" so {SENT_AGAIN}",
+        unanswered=True,  # a failure of the sink for its circuit breaker
     )
 
 

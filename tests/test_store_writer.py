@@ -122,9 +122,14 @@ async def test_a_job_refused_for_its_rows_is_told_apart_from_a_failing_database(
     with pytest.raises(StoreRefused, match="IntegrityError"):
         await writer.submit(insert(500))  # type: ignore[arg-type]
 
-    def locked(c: sqlite3.Connection) -> None:
-        raise sqlite3.OperationalError("database is locked")
+    for failure in (
+        sqlite3.OperationalError("database is locked"),
+        sqlite3.DatabaseError("database disk image is malformed"),
+    ):
 
-    with pytest.raises(StoreError) as info:
-        await writer.submit(locked)
-    assert not isinstance(info.value, StoreRefused)  # it may pass on a retry
+        def failing(c: sqlite3.Connection, failure: Exception = failure) -> None:
+            raise failure
+
+        with pytest.raises(StoreError) as info:
+            await writer.submit(failing)
+        assert not isinstance(info.value, StoreRefused)  # the database, not the rows

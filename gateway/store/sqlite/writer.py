@@ -64,7 +64,7 @@ class Writer:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((job, future, loop))
-        if not self._thread.is_alive():  # it stopped between the check and the put
+        if not self._thread.is_alive() or self._failure is not None:  # it stopped meanwhile
             self._fail_queued(StoreError("the SQLite writer is closed"))
         return await future
 
@@ -127,10 +127,12 @@ class Writer:
                 except Exception as exc:
                     conn.execute(sql.ROLLBACK_TO)
                     conn.execute(sql.RELEASE)
-                    if isinstance(exc, sqlite3.OperationalError):  # locked, I/O, disk full
-                        exc = StoreError(f"{type(exc).__name__}: {exc}")
-                    elif not isinstance(exc, StoreError):  # what this job's rows met
+                    if isinstance(exc, StoreError):
+                        pass
+                    elif _refused(exc):  # what this job's rows met
                         exc = StoreRefused(f"{type(exc).__name__}: {exc}")
+                    else:  # locked, I/O, disk full, a damaged file, no memory
+                        exc = StoreError(f"{type(exc).__name__}: {exc}")
                     results.append((False, exc))
         except sqlite3.Error as exc:  # the transaction itself broke: none of the group is kept
             with contextlib.suppress(sqlite3.Error):
@@ -162,6 +164,14 @@ class Writer:
             if item is not _STOP:
                 _job, future, loop = item
                 _answer(loop, future, False, error)
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether a job's error is about its rows (a constraint, a value SQLite cannot hold, or
+    one the code cannot encode), not the database failing: the same rows fail again."""
+    if isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError):
+        return True
+    return not isinstance(exc, sqlite3.Error | MemoryError)
 
 
 def _answer(
