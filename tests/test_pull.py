@@ -323,6 +323,27 @@ async def test_an_order_kiriminaja_refuses_waits_alone_and_the_pass_goes_on(
     assert api.asked()[13:] == [f"Z{i}" for i in range(13)]
 
 
+async def test_orders_refused_in_the_same_words_one_after_another_end_the_pass(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock(T0)
+    api = FakeKiriminAja(clock)
+    for i in range(6):
+        await push(store, shipped_push(f"K{i}", f"2024-05-31 07:{i:02}:00"), T0)
+        api.answers[f"K{i}"] = Refused(
+            kind="express", order_id=f"K{i}", reason="KiriminAja: API key tidak valid"
+        )
+    clock.advance(700)
+    pull = tracker(store, clock, api, gap=Duration(600))
+    assert await pull.check_gap()
+    report = await pull.run_pass()
+    # the account, not three orders: the pass ends, the catch-up is not done
+    assert api.asked() == ["K0", "K1", "K2"]
+    assert [r.outcome for r in report.pulls] == ["skipped", "skipped", "try_later"]
+    assert pull.catch_up_since is not None
+    assert any("3 orders in a row refused" in r.getMessage() for r in caplog.records)
+
+
 async def test_a_refused_order_does_not_hold_up_a_catch_up(store: Store) -> None:
     clock = FakeClock(T0)
     api = FakeKiriminAja(clock)

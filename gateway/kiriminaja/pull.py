@@ -50,6 +50,9 @@ __all__ = ["Clock", "PassReport", "PullResult", "PullStore", "PullTracker", "Sys
 
 log = logging.getLogger("kabarin.pull")
 
+SAME_REFUSALS = 3
+"""Orders refused one after another in the same words that are taken for a refusal of the
+whole account (a revoked API key answered ``status: false``), ending the pass."""
 Outcome = Literal["changed", "unchanged", "not_found", "skipped", "try_later"]
 
 _STUCK_BATCH = 100
@@ -217,6 +220,24 @@ class PullTracker:
             for i, order in enumerate(claimed):
                 result = await self._pull_claimed(order)
                 report.pulls.append(result)
+                if self._whole_account_refused(report.pulls):
+                    # Orders refused in the same words one after another: the account (a
+                    # wrong API key, say), not the orders: they wait an interval, as after a
+                    # "try later", not their stale_after.
+                    now = self.clock.now()
+                    later = now + timedelta(seconds=self.config.interval)
+                    for refused in report.pulls[-SAME_REFUSALS:]:
+                        await self.store.finish_pull(
+                            refused.order_id, now=now, next_pull_at=later, answered=False
+                        )
+                    log.warning(
+                        "pull: %d orders in a row refused with the same words (%s): taken "
+                        "for a problem of the account; this pass ends",
+                        SAME_REFUSALS,
+                        result.reason,
+                    )
+                    result = PullResult(order.order_id, "try_later", reason=result.reason)
+                    report.pulls[-1] = result
                 if result.outcome == "try_later":
                     # Handed back for the next pass, not left to wait out their lease.
                     now = self.clock.now()
@@ -225,6 +246,15 @@ class PullTracker:
                             rest.order_id, now=now, next_pull_at=now, answered=False
                         )
                     return False
+
+    @staticmethod
+    def _whole_account_refused(pulls: list[PullResult]) -> bool:
+        last = pulls[-SAME_REFUSALS:]
+        return (
+            len(last) == SAME_REFUSALS
+            and all(p.outcome == "skipped" for p in last)
+            and len({p.reason for p in last}) == 1
+        )
 
     async def _pull_claimed(self, order: TrackedOrder) -> PullResult:
         result = await self.pull(order.order_id, order.kind)
