@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 __all__ = ["PushAccepted", "accept_push"]
 
 log = logging.getLogger("kabarin.receiver")
-_trouble = metrics.StoreTrouble(log, "receiver")
-"""A store that refuses every push is logged once, not once per push."""
 
 
 class PushAccepted(msgspec.Struct, frozen=True):
@@ -71,7 +69,7 @@ async def accept_push(
                 )
             )
         except StoreError as failure:
-            _trouble.failed("could not keep a rejected push", failure, "answering 503")
+            rt.receiver_trouble.failed("could not keep a rejected push", failure, "answering 503")
             return error_answer(
                 503, "store_unavailable", "could not store the request; send it again"
             )
@@ -89,9 +87,9 @@ async def accept_push(
     try:
         await rt.store.append_push(entry)
     except StoreError as failure:
-        _trouble.failed("could not append a push to the log", failure, "answering 503")
+        rt.receiver_trouble.failed("could not append a push to the log", failure, "answering 503")
         return error_answer(503, "store_unavailable", "could not store the push; send it again")
-    _trouble.recovered()
+    rt.receiver_trouble.recovered()
     rt.backlog.pending += 1
     rt.wake_intake()
     metrics.PUSHES.labels(metrics.method_label(push.method)).inc()

@@ -55,6 +55,12 @@ class Runtime:
     redactor: Redactor = field(default_factory=lambda: Redactor(()))
     """Masks the configuration's secrets in what is logged."""
     backlog: Backlog = field(default_factory=Backlog)
+    receiver_trouble: metrics.StoreTrouble = field(
+        default_factory=lambda: metrics.StoreTrouble(
+            logging.getLogger("kabarin.receiver"), "receiver"
+        )
+    )
+    """A store that refuses every push is logged once, not once per push."""
     sink_deps: SinkDeps = field(default_factory=SinkDeps)
     """What every sink is built with (the shared HTTP client, the contacts reader)."""
     config_path: Path | None = None
