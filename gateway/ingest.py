@@ -249,7 +249,7 @@ class Intake:
         self, outcomes: Sequence[PushOutcome], now: datetime, exc: Exception
     ) -> tuple[list[PushOutcome], list[IngestResult]]:
         """The store refused the batch's rows (`StoreRefused`, or an error the rows met in the
-        code): store its entries one at a time. An entry refused twice (rows it cannot hold,
+        code): store its entries one at a time. An entry refused alone (rows it cannot hold,
         such as a NUL character in PostgreSQL text) is kept as failed, for `kabarin reprocess`
         after a fix, instead of holding back every entry behind it for ever. A failure of the
         store itself (a dropped connection, a locked or full disk) is never taken for a
@@ -270,15 +270,13 @@ class Intake:
     async def _store_alone(
         self, outcome: PushOutcome, now: datetime
     ) -> tuple[PushOutcome, IngestResult]:
-        refusal: Exception | None = None
-        for _ in range(2):
-            try:
-                (result,) = await self.store.record_intake([outcome], now=now)
-                return outcome, result
-            except Exception as exc:
-                if not _refusal(exc):
-                    raise
-                refusal = exc
+        try:
+            (result,) = await self.store.record_intake([outcome], now=now)
+            return outcome, result
+        except Exception as exc:
+            if not _refusal(exc):
+                raise
+            refusal = exc  # the same rows would be refused again: no second try
         failed = PushOutcome(
             push_id=outcome.push_id, error=f"the store refused its events: {refusal}"
         )
