@@ -90,7 +90,7 @@ async def claim_times(store: Store, now: datetime) -> list[float]:
     times = []
     for _ in range(CLAIMS):
         began = time.perf_counter()
-        claims = await store.claim(worker="bench", now=now, limit=BATCH, lease_seconds=60)
+        claims = (await store.claim(worker="bench", now=now, limit=BATCH, lease_seconds=60)).claims
         times.append(time.perf_counter() - began)
         assert len(claims) == BATCH, f"claimed {len(claims)} of {BATCH}"
         later = now + timedelta(days=1)

@@ -7,9 +7,11 @@ they live here, below all of them::
     pending ──claim──▶ in_flight ──▶ delivered
        ▲                   │
        └── retry at T ◀────┤
-                           ├──▶ dead        (permanent failure, template error, schedule used up)
+                           ├──▶ dead        (permanent failure, template error, schedule used up,
+                           │                 a customer send whose outcome is unknown)
                            ├──▶ skipped     (the sink had nothing to send, e.g. no recipient)
-                           └──▶ superseded  (a newer status of the order already reached the sink)
+                           └──▶ superseded  (``ordering: latest``: a later status of the order
+                                             reached, or goes to, the sink instead)
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ import msgspec
 from gateway.events import Contact, Event
 
 __all__ = [
+    "OUTCOME_UNKNOWN",
     "Attempt",
     "Claim",
+    "Claimed",
     "Delivery",
     "DeliveryFilter",
     "DeliveryState",
@@ -34,9 +38,18 @@ __all__ = [
 
 DeliveryState = Literal["pending", "in_flight", "delivered", "dead", "skipped", "superseded"]
 Ordering = Literal["all", "latest"]
-"""Per (sink, order): ``all`` sends every status oldest first, ``latest`` only the newest."""
-Outcome = Literal["delivered", "retry", "permanent", "skipped", "error"]
-"""What one attempt came to (`Attempt.outcome`)."""
+"""Per (sink, order): ``all`` sends every status once, in the order they arrived; ``latest``
+only the furthest along (`gateway.store.lanes`)."""
+Outcome = Literal["delivered", "retry", "permanent", "skipped", "error", "unknown"]
+"""What one attempt came to (`Attempt.outcome`); ``unknown``: a send to a customer started and
+its answer was never recorded (a crash, or a shutdown that could not wait for it)."""
+
+OUTCOME_UNKNOWN = (
+    "outcome unknown: the send to the customer started but its answer was never recorded"
+    " (the process stopped or died during it), so it is not sent again by itself; the customer"
+    " may have received it. A replay sends it again"
+)
+"""The `Delivery.last_error` of a customer send that ended ``dead`` because of that."""
 
 
 class NewDelivery(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,6 +92,10 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     fallback_of: str | None = None
     """The delivery this one stands in for: it ended dead or skipped on the route's first
     sink, and this is the same event on that sink's fallback."""
+    started_at: datetime | None = None
+    """Sinks that write to customers: when a send started whose outcome is not recorded yet
+    (committed before the request leaves). A delivery found so once its lease ran out is never
+    sent again by itself: it ends ``dead`` (`OUTCOME_UNKNOWN`) until a person replays it."""
 
 
 class Attempt(msgspec.Struct, frozen=True, kw_only=True):
@@ -97,6 +114,18 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
     delivery: Delivery
     event: Event
     contact: Contact | None
+
+
+class Claimed(msgspec.Struct, frozen=True, kw_only=True):
+    """What one `DeliveryQueue.claim` did: the deliveries it leased, and the ones it ended on
+    the way (for the dispatcher to log and count)."""
+
+    claims: list[Claim]
+    superseded: list[Delivery] = msgspec.field(default_factory=list)
+    """Ended ``superseded`` (``ordering: latest``: a later status goes, or went, instead)."""
+    unknown: list[Delivery] = msgspec.field(default_factory=list)
+    """Ended ``dead`` with `OUTCOME_UNKNOWN`: a customer send started, its lease ran out, and
+    no outcome was recorded."""
 
 
 class DeliveryFilter(msgspec.Struct, frozen=True, kw_only=True):

@@ -22,10 +22,18 @@ an attempt (`Delivery.waiting` says until when); one whose event is older than t
 delivery that ends ``dead`` or ``skipped`` on a sink its route gives a fallback issues the
 fallback delivery in the same commit (not for a stale one: it would be as stale there).
 
-Outcomes are committed in batches: a job hands its outcome to `_Outcomes` and waits for it,
+Outcomes are committed in batches: a job hands its outcome to `_Batches` and waits for it,
 and every outcome that arrives while a batch is being written goes into the next one, so a
 busy dispatcher makes one `DeliveryQueue.finish_many` (one writer job) per many deliveries,
 and an idle one still commits a lone outcome at once.
+
+Sinks that write to customers (`sinks.base.writes_to_customer`: SMS, WhatsApp, email to the
+customer) are sent at most once: the start of each send is committed (`DeliveryQueue.start`,
+batched the same way) before the request leaves. A send whose outcome is never recorded is not
+sent again by itself: on shutdown the dispatcher waits for customer sends under way (each
+bounded by its sink's ``timeout``) and ends the ones that still have no answer ``dead``
+(`OUTCOME_UNKNOWN`); after a crash the claim does the same once their leases run out. The
+machine sinks (webhook, Slack, staff email) pay nothing for this and stay at least once.
 """
 
 from __future__ import annotations
@@ -40,12 +48,21 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 from gateway import metrics
 from gateway.config import DispatcherConfig, RetryPolicyConfig
 from gateway.contacts import ContactResolver, LookupFailed
-from gateway.deliveries import Attempt, Claim, Delivery, DeliveryState, NewDelivery
+from gateway.deliveries import (
+    OUTCOME_UNKNOWN,
+    Attempt,
+    Claim,
+    Claimed,
+    Delivery,
+    DeliveryState,
+    NewDelivery,
+)
 from gateway.delivery.attempts import send_with_quick_retries
 from gateway.delivery.controls import SinkControls
 from gateway.delivery.ordering import OrderLanes
@@ -57,7 +74,7 @@ from gateway.redaction import Redactor
 from gateway.store.base import DeliveryQueue, Finished
 from gateway.store.shared import SinkControlStore
 from gateway.templates import Templates
-from sinks.base import Delivered, Message, Permanent, Retry, Sink, Skipped
+from sinks.base import Delivered, Message, Permanent, Retry, Sink, Skipped, writes_to_customer
 
 __all__ = ["Dispatcher", "utcnow"]
 
@@ -76,6 +93,11 @@ SINK_OFF = "sink switched off ({reason}): enable it with POST /admin/v1/sinks/{s
 OUTCOME_RETRIES = (0.2, 0.5, 1.0, 2.0, 4.0)
 """Pauses between tries of recording outcomes while the store fails: about 8 s in all, well
 inside a lease."""
+SEND_SLACK = 1.0
+"""On shutdown, a customer send under way is waited for until its sink's ``timeout`` (each
+quick retry's too) plus this, so an answer that came in time is recorded."""
+
+_Item = TypeVar("_Item")
 
 
 def utcnow() -> datetime:
@@ -94,53 +116,43 @@ class _Job:
     """The store has been told the outcome (or the lease was lost)."""
     sink: Sink | None = None
     """The sink object it sends with, once known (a reload may replace the configured one)."""
+    started: datetime | None = None
+    """A customer send's start, once committed (`DeliveryQueue.start`): from then on the
+    delivery is never put back to be sent again, only finished."""
+    send_ends: float = 0.0
+    """When a customer send under way has had all its sink's ``timeout`` (`timer` seconds)."""
 
 
-class _Outcomes:
-    """Outcomes on their way to the store: one `finish_many` at a time, each taking all that
-    queued up while the previous one was written."""
+class _Batches(Generic[_Item]):
+    """Writes on their way to the store: one at a time, each taking all that queued up while
+    the previous one was written. `write` answers one flag per item, in order."""
 
-    def __init__(self, store: DeliveryQueue, worker: str) -> None:
-        self._store = store
-        self._worker = worker
-        self._queued: list[tuple[Finished, asyncio.Future[bool]]] = []
+    def __init__(self, write: Callable[[list[_Item]], Awaitable[list[bool]]], name: str) -> None:
+        self._write_many = write
+        self._name = name
+        self._queued: list[tuple[_Item, asyncio.Future[bool]]] = []
         self._writing: asyncio.Task[None] | None = None
 
-    async def commit(self, outcome: Finished) -> bool:
-        """Record `outcome`; False when the lease was lost (it changed nothing)."""
+    async def commit(self, item: _Item) -> bool:
+        """Write `item` with the others queued now; its flag (False: the lease was lost)."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queued.append((outcome, future))
+        self._queued.append((item, future))
         if self._writing is None or self._writing.done():
-            self._writing = asyncio.create_task(self._write(), name="kabarin-outcomes")
+            self._writing = asyncio.create_task(self._write(), name=self._name)
         return await future
 
     async def drain(self) -> None:
-        """Wait until every outcome handed over so far is written (or failed)."""
+        """Wait until every item handed over so far is written (or failed)."""
         while self._writing is not None and not self._writing.done():
             await asyncio.gather(self._writing, return_exceptions=True)
 
-    async def _finish_many(self, outcomes: list[Finished]) -> list[bool]:
-        """`finish_many`, tried again over a few seconds while the store fails (a dropped
-        connection): an outcome that is not recorded leaves its delivery to be sent again once
-        the lease runs out. One recorded whose answer was lost reads as a lost lease on the
-        next try, which changes nothing."""
-        for pause in OUTCOME_RETRIES:
-            try:
-                return await self._store.finish_many(outcomes, worker=self._worker)
-            except StoreRefused:
-                raise
-            except StoreError as exc:
-                log.warning("dispatcher: could not record %d outcomes (%s)", len(outcomes), exc)
-                await asyncio.sleep(pause)
-        return await self._store.finish_many(outcomes, worker=self._worker)
-
     async def _write(self) -> None:
-        await asyncio.sleep(0)  # outcomes of jobs finishing in this turn of the loop join in
+        await asyncio.sleep(0)  # items of jobs reaching this point in this turn join in
         while self._queued:
             batch = self._queued[:MOST_PER_COMMIT]
             del self._queued[:MOST_PER_COMMIT]
             try:
-                kept = await self._finish_many([o for o, _ in batch])
+                kept = await self._write_many([o for o, _ in batch])
             except Exception as exc:
                 for _, future in batch:
                     if not future.done():
@@ -194,7 +206,8 @@ class Dispatcher:
         self._controls = {name: self._build_controls(name, sink) for name, sink in sinks.items()}
         self._jobs: dict[str, _Job] = {}
         self._lanes = OrderLanes()
-        self._outcomes = _Outcomes(store, self.worker_id)
+        self._outcomes = _Batches(self._finish_many, "kabarin-outcomes")
+        self._starts = _Batches(self._start_many, "kabarin-starts")
         self._wake = asyncio.Event()
         self._job_ended = asyncio.Event()
         self._stopping = False
@@ -258,8 +271,10 @@ class Dispatcher:
 
     async def stop(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Stop claiming, let sends under way finish within `timeout` seconds (default
-        ``dispatcher.shutdown_timeout``), then put everything unfinished back as pending,
-        without using up an attempt. Never marks anything dead."""
+        ``dispatcher.shutdown_timeout``) and customer sends under way within their sink's
+        ``timeout`` when that is later, then put everything unfinished back as pending, without
+        using up an attempt. A customer send that still has no answer may have reached the
+        customer: it ends ``dead`` (`OUTCOME_UNKNOWN`) instead, for a person to replay."""
         wait = float(self.config.shutdown_timeout) if timeout is None else timeout
         self._stopping = True
         self._wake.set()
@@ -273,27 +288,28 @@ class Dispatcher:
         tasks = [job.task for job in jobs if job.task is not None]
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=max(wait, 0.0))
-            for task in late:
+            for job in jobs:  # a customer send is not cut short before its own timeout
+                if job.task in late and job.started is not None:
+                    left = job.send_ends - self._timer()
+                    if left > 0:
+                        await asyncio.wait([job.task], timeout=left)
+            for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         await self._outcomes.drain()
         now = self.clock()
-        unfinished = [
-            Finished(
-                delivery_id=job.claim.delivery.id,
-                attempt=None,
-                state="pending",
-                now=now,
-                next_attempt_at=now,
-                count_attempt=False,
-            )
-            for job in jobs
-            if not job.finished
-        ]
-        released = 0
+        unfinished = [self._unfinished(job, now) for job in jobs if not job.finished]
+        released = unknown = 0
         try:
             if unfinished:
-                released = sum(await self.store.finish_many(unfinished, worker=self.worker_id))
+                kept = await self.store.finish_many(unfinished, worker=self.worker_id)
+                for outcome, ok in zip(unfinished, kept, strict=True):
+                    if ok and outcome.state == "dead":
+                        unknown += 1
+                        sink = next(j for j in jobs if j.claim.delivery.id == outcome.delivery_id)
+                        self._ended_unknown(outcome.delivery_id, sink.claim.delivery.sink)
+                    elif ok:
+                        released += 1
         except StoreError as exc:  # their leases run out: claimed again after a restart
             log.warning(
                 "dispatcher %s: could not put %d unfinished deliveries back (%s); they are "
@@ -309,8 +325,40 @@ class Dispatcher:
             await asyncio.gather(self._lease_task, return_exceptions=True)
             self._lease_task = None
         log.info(
-            "dispatcher %s stopped; %d unfinished deliveries put back", self.worker_id, released
+            "dispatcher %s stopped; %d unfinished deliveries put back, %d customer sends "
+            "without an answer ended dead",
+            self.worker_id,
+            released,
+            unknown,
         )
+
+    def _unfinished(self, job: _Job, now: datetime) -> Finished:
+        """What a delivery still held at shutdown comes to: put back as it was, or, for a
+        customer send under way, dead with its outcome unknown."""
+        delivery_id = job.claim.delivery.id
+        if job.started is None:
+            return Finished(
+                delivery_id=delivery_id,
+                attempt=None,
+                state="pending",
+                now=now,
+                next_attempt_at=now,
+                count_attempt=False,
+            )
+        attempt = Attempt(
+            delivery_id=delivery_id,
+            started_at=job.started,
+            duration_ms=max(0.0, (now - job.started).total_seconds() * 1000),
+            outcome="unknown",
+            error=OUTCOME_UNKNOWN,
+        )
+        return Finished(
+            delivery_id=delivery_id, attempt=attempt, state="dead", now=now, error=OUTCOME_UNKNOWN
+        )
+
+    def _ended_unknown(self, delivery_id: str, sink: str) -> None:
+        log.warning("delivery %s to %s is dead: %s", delivery_id, sink, OUTCOME_UNKNOWN)
+        metrics.DELIVERIES.labels(sink, "dead").inc()
 
     async def released(self, sink: Sink) -> None:
         """Return once no delivery this worker holds is being sent with this sink object (a
@@ -405,15 +453,17 @@ class Dispatcher:
         limit = min(self.config.batch, self.capacity - len(self._jobs))
         if limit <= 0 or self._stopping:
             return []
-        claims = await self.store.claim(
+        claimed = await self.store.claim(
             worker=self.worker_id,
             now=self.clock(),
             limit=limit,
             lease_seconds=float(self.config.lease),
         )
         self._trouble.recovered()
+        self._report(claimed)
         jobs: list[_Job] = []
-        for claim in claims:  # tasks start in claim order, so (sink, order) lanes queue in it
+        # Tasks start in claim order, so (sink, order) lanes queue in it.
+        for claim in claimed.claims:
             self._gone.discard(claim.delivery.sink)  # the store hands it out: enabled again
             if claim.delivery.id in self._jobs:
                 # Our own lease ran out while a slow send was still under way, and the store
@@ -425,6 +475,21 @@ class Dispatcher:
             job.task = asyncio.create_task(self._process(job), name=f"deliver-{claim.delivery.id}")
             jobs.append(job)
         return jobs
+
+    def _report(self, claimed: Claimed) -> None:
+        """Log and count what the claim ended on the way: one line per delivery."""
+        for d in claimed.superseded:
+            log.info(
+                "delivery %s to %s superseded: a status of order %s further along went, or "
+                "goes, to this sink instead (ordering: latest)",
+                d.id,
+                d.sink,
+                d.order_id,
+            )
+            metrics.DELIVERIES_SUPERSEDED.labels(d.sink).inc()
+        for d in claimed.unknown:
+            log.warning("delivery %s to %s is dead: %s", d.id, d.sink, OUTCOME_UNKNOWN)
+            metrics.DELIVERIES.labels(d.sink, "dead").inc()
 
     # -- one delivery ----------------------------------------------------------------------
     async def _process(self, job: _Job) -> None:
@@ -547,6 +612,21 @@ class Dispatcher:
         self, job: _Job, controls: SinkControls, message: Message, *, probe: bool
     ) -> None:
         delivery = job.claim.delivery
+        timeout = getattr(controls.sink.config, "timeout", None)
+        bound = float(timeout) + SEND_SLACK if timeout is not None else 0.0
+        if writes_to_customer(controls.sink):
+            # At most once: committed before the request leaves, so a send cut short by a
+            # crash or a shutdown is never taken for one that did not happen.
+            if not await self._starts.commit(delivery.id):
+                job.finished = True  # another worker has it: nothing of ours to put back
+                log.warning(
+                    "delivery %s to %s: lease lost before the send started; not sent",
+                    delivery.id,
+                    delivery.sink,
+                )
+                return
+            job.started = self.clock()
+            job.send_ends = self._timer() + bound
 
         async def record_quick_try(attempt: Attempt) -> None:
             # An intermediate try: recorded, the lease kept, the schedule not used up.
@@ -558,6 +638,7 @@ class Dispatcher:
                 now=self.clock(),
                 count_attempt=False,
             )
+            job.send_ends = self._timer() + bound  # the next try has its own timeout
 
         result, attempt = await send_with_quick_retries(
             controls.sink,
@@ -664,6 +745,26 @@ class Dispatcher:
         )
 
     # -- talking to the store --------------------------------------------------------------
+    async def _finish_many(self, outcomes: list[Finished]) -> list[bool]:
+        """`finish_many`, tried again over a few seconds while the store fails (a dropped
+        connection): an outcome that is not recorded leaves its delivery to be sent again once
+        the lease runs out. One recorded whose answer was lost reads as a lost lease on the
+        next try, which changes nothing."""
+        for pause in OUTCOME_RETRIES:
+            try:
+                return await self.store.finish_many(outcomes, worker=self.worker_id)
+            except StoreRefused:
+                raise
+            except StoreError as exc:
+                log.warning("dispatcher: could not record %d outcomes (%s)", len(outcomes), exc)
+                await asyncio.sleep(pause)
+        return await self.store.finish_many(outcomes, worker=self.worker_id)
+
+    async def _start_many(self, delivery_ids: list[str]) -> list[bool]:
+        """`DeliveryQueue.start` for the customer sends about to leave: one commit for all."""
+        kept = await self.store.start(delivery_ids, worker=self.worker_id, now=self.clock())
+        return [i in kept for i in delivery_ids]
+
     async def _finish(
         self,
         job: _Job,

@@ -27,6 +27,7 @@ __all__ = [
     "DELIVERIES",
     "DELIVERIES_DEAD",
     "DELIVERIES_PENDING",
+    "DELIVERIES_SUPERSEDED",
     "DELIVERY_LATENCY",
     "EVENTS",
     "EVENTS_DUPLICATE",
@@ -84,6 +85,13 @@ DELIVERIES = Counter(
     "kabarin_deliveries_total",
     "Delivery outcomes decided by the dispatcher: delivered, retry (scheduled again), dead.",
     ["sink", "outcome"],
+    registry=REGISTRY,
+)
+DELIVERIES_SUPERSEDED = Counter(
+    "kabarin_deliveries_superseded_total",
+    "Deliveries a claim marked superseded (ordering: latest: a status further along went,"
+    " or goes, to the sink instead).",
+    ["sink"],
     registry=REGISTRY,
 )
 DELIVERY_LATENCY = Histogram(

@@ -43,6 +43,7 @@ __all__ = [
     "SmtpConnect",
     "config_secrets",
     "mask",
+    "writes_to_customer",
 ]
 
 Language = Literal["id", "en"]
@@ -250,6 +251,14 @@ class Sink(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+def writes_to_customer(sink: Sink) -> bool:
+    """Whether the sink writes to the order's customer (``sms``, ``whatsapp``, ``email`` with
+    ``to: customer``: a ``writes_to_customer`` attribute that is true). Such a send is at most
+    once: the dispatcher records its start before the request leaves, and never repeats one
+    whose outcome is unknown. Other sinks (machines, staff) are at least once."""
+    return bool(getattr(sink, "writes_to_customer", False))
 
 
 def mask(config: SinkConfig) -> dict[str, Any]:

@@ -17,7 +17,14 @@ import pytest
 
 from gateway import metrics
 from gateway.config import DispatcherConfig, RetryPolicyConfig
-from gateway.deliveries import Attempt, Delivery, DeliveryFilter, NewDelivery, Ordering
+from gateway.deliveries import (
+    OUTCOME_UNKNOWN,
+    Attempt,
+    Delivery,
+    DeliveryFilter,
+    NewDelivery,
+    Ordering,
+)
 from gateway.dispatcher import Dispatcher, utcnow
 from gateway.errors import StoreError
 from gateway.events import Event, Status, event_id
@@ -577,16 +584,18 @@ async def test_sinks_do_not_share_their_limits(store: Store) -> None:
     assert await task == 8
 
 
-async def test_one_order_is_sent_oldest_first(store: Store) -> None:
+async def test_one_order_under_all_is_sent_whole_in_arrival_order(store: Store) -> None:
+    # The ERP owns its state machine: a status that happened earlier but arrived later still
+    # reaches it, after the one before it (it sorts by occurred_at itself).
     sink = FakeSink()
     newer = await add(store, "OID-7", status=Status.DELIVERED, minutes=10)
     older = await add(store, "OID-7", status=Status.SHIPPED, minutes=0)
     d = dispatcher(store, sink, poll=0.05)
     await d.start()
-    await eventually(lambda: state_is(store, newer, "delivered"))
+    await eventually(lambda: state_is(store, older, "delivered"))
     await d.stop()
-    assert await state_is(store, older, "delivered")
-    assert sink.texts == ["Dikirim: pesanan OID-7", "Terkirim: pesanan OID-7"]
+    assert await state_is(store, newer, "delivered")
+    assert sink.texts == ["Terkirim: pesanan OID-7", "Dikirim: pesanan OID-7"]
 
 
 # -- what must not crash ------------------------------------------------------------------------
@@ -698,6 +707,95 @@ async def test_graceful_stop_lets_a_quick_send_finish(store: Store) -> None:
     assert await state_is(store, did, "delivered")
 
 
+class CustomerConfig(
+    FakeConfig, tag="fake-customer", kw_only=True, frozen=True, forbid_unknown_fields=True
+):
+    timeout: Duration = Duration(10)
+
+
+class CustomerSink(FakeSink):
+    """Writes to the order's customer (like sms, whatsapp): at most once. Notes, on each send,
+    whether the store already had the send's start when the request left."""
+
+    writes_to_customer: ClassVar[bool] = True
+
+    def __init__(self, store: Store, *, timeout: float = 10, **kwargs: Any) -> None:
+        super().__init__("sms", CustomerConfig(timeout=Duration(timeout)), **kwargs)
+        self.store = store
+        self.marked: list[datetime | None] = []
+
+    async def send(self, message: Message) -> SendResult:
+        found = await self.store.get_delivery(message.delivery_id)
+        self.marked.append(found[0].started_at if found else None)
+        return await super().send(message)
+
+
+async def test_a_customer_send_is_marked_started_before_it_leaves(store: Store) -> None:
+    sms, erp = CustomerSink(store), FakeSink()
+    sms_id, erp_id = await add(store, "OID-S", sink="sms"), await add(store, "OID-E")
+    assert await dispatcher(store, sms, erp).run_once() == 2
+    assert len(sms.marked) == 1 and sms.marked[0] is not None  # committed before the send
+    for did in (sms_id, erp_id):
+        stored, _ = await delivery(store, did)
+        assert stored.state == "delivered" and stored.started_at is None
+
+
+async def test_shutdown_waits_for_a_customer_send_until_its_timeout(store: Store) -> None:
+    sms = CustomerSink(store, delay=0.5)  # answers well within its timeout
+    did = await add(store, sink="sms")
+    d = dispatcher(store, sms, poll=0.05)
+    await d.start()
+    await eventually(lambda: sms.in_flight == 1)
+    await d.stop(timeout=0.05)  # the grace is shorter than the provider's answer
+    stored, _ = await delivery(store, did)
+    assert stored.state == "delivered" and len(sms.messages) == 1
+
+
+async def test_a_customer_send_still_unanswered_at_shutdown_ends_dead_not_put_back(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    gate = asyncio.Event()  # never opens: neither provider answers
+    sms, erp = CustomerSink(store, timeout=0.2, gate=gate), FakeSink(gate=gate)
+    sms_id, erp_id = await add(store, "OID-S", sink="sms"), await add(store, "OID-E")
+    before = sample("kabarin_deliveries_total", sink="sms", outcome="dead")
+    d = dispatcher(store, sms, erp, poll=0.05)
+    await d.start()
+    await eventually(lambda: sms.in_flight == 1 and erp.in_flight == 1)
+    with caplog.at_level(logging.WARNING, logger="kabarin.dispatcher"):
+        await asyncio.wait_for(d.stop(timeout=0.05), timeout=10)
+    stored, attempts = await delivery(store, sms_id)
+    assert (stored.state, stored.attempts, stored.started_at) == ("dead", 1, None)
+    assert stored.last_error == OUTCOME_UNKNOWN
+    assert [a.outcome for a in attempts] == ["unknown"]
+    assert any(sms_id in r.getMessage() and "unknown" in r.getMessage() for r in caplog.records)
+    assert sample("kabarin_deliveries_total", sink="sms", outcome="dead") == before + 1
+    # The machine sink stays at least once: put back, to be sent again.
+    machine, _ = await delivery(store, erp_id)
+    assert machine.state == "pending" and machine.attempts == 0
+    assert await dispatcher(store, sms, FakeSink()).run_once() == 1  # the machine one only
+    assert len(sms.messages) == 1
+
+
+async def test_superseded_deliveries_are_logged_one_line_each_and_counted(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = FakeSink()
+    old = [await add(store, "OID-L", status=s, ordering="latest") for s in (Status.PROCESSED,)]
+    old.append(await add(store, "OID-L", status=Status.SHIPPED, minutes=1, ordering="latest"))
+    newest = await add(store, "OID-L", status=Status.DELIVERED, minutes=2, ordering="latest")
+    before = sample("kabarin_deliveries_superseded_total", sink="fake")
+    with caplog.at_level(logging.INFO, logger="kabarin.dispatcher"):
+        assert await dispatcher(store, sink).run_once() == 1
+    assert await state_is(store, newest, "delivered")
+    lines = [r.getMessage() for r in caplog.records if "superseded" in r.getMessage()]
+    assert sorted(lines) == sorted(
+        f"delivery {did} to fake superseded: a status of order OID-L further along went, or "
+        "goes, to this sink instead (ordering: latest)"
+        for did in old
+    )
+    assert sample("kabarin_deliveries_superseded_total", sink="fake") == before + 2
+
+
 async def test_a_lost_lease_is_logged_and_left_alone(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -707,7 +805,9 @@ async def test_a_lost_lease_is_logged_and_left_alone(
     task = asyncio.create_task(d.run_once())
     await eventually(lambda: sink.in_flight == 1)
     await asyncio.sleep(0.15)  # the lease ran out; another worker takes the delivery over
-    (taken,) = await store.claim(worker="other", now=datetime.now(UTC), limit=10, lease_seconds=60)
+    (taken,) = (
+        await store.claim(worker="other", now=datetime.now(UTC), limit=10, lease_seconds=60)
+    ).claims
     assert taken.delivery.id == did
     with caplog.at_level(logging.WARNING, logger="kabarin.dispatcher"):
         await task
@@ -896,7 +996,7 @@ async def test_a_lost_lease_in_a_batch_is_reported_for_that_delivery_only(
     await eventually(lambda: sink.in_flight == 2)
     # Another worker takes one of them over once the lease ran out.
     later = clock.now + timedelta(seconds=31)
-    (taken,) = await store.claim(worker="other", now=later, limit=1, lease_seconds=30)
+    (taken,) = (await store.claim(worker="other", now=later, limit=1, lease_seconds=30)).claims
     lost = taken.delivery.id
     (kept,) = both - {lost}
     gate.set()  # both answers arrive together: one batch of two outcomes
@@ -921,7 +1021,8 @@ async def test_a_send_outliving_its_lease_keeps_it_and_no_other_worker_takes_it(
             await asyncio.sleep(0.15)
             # another worker, ahead of this one's own look at the lease by 0.3 s
             now = datetime.now(UTC) + timedelta(seconds=0.3)
-            assert await store.claim(worker="other", now=now, limit=10, lease_seconds=60) == []
+            claimed = await store.claim(worker="other", now=now, limit=10, lease_seconds=60)
+            assert claimed.claims == []
         gate.set()
         await eventually(lambda: state_is(store, did, "delivered"))
     finally:

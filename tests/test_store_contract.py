@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from gateway.deliveries import (
+    OUTCOME_UNKNOWN,
     Attempt,
     DeliveryFilter,
     DeliveryState,
@@ -83,7 +84,7 @@ async def claim_ids(
     claims = await store.claim(
         worker=worker, now=now or datetime.now(UTC), limit=limit, lease_seconds=lease
     )
-    return [c.delivery.id for c in claims]
+    return [c.delivery.id for c in claims.claims]
 
 
 async def deliver(store: Store, delivery_id: str, worker: str = "w1") -> None:
@@ -316,12 +317,12 @@ async def test_claim_gives_each_lane_one_delivery_at_a_time(store: Store) -> Non
     assert await claim_ids(store) == []  # A's next waits for the one in flight
 
 
-async def test_ordering_all_is_oldest_first_and_head_of_line(store: Store) -> None:
+async def test_ordering_all_goes_in_arrival_order_and_head_of_line(store: Store) -> None:
     shipped, delivered = event("A", minute=1), event("A", Status.DELIVERED, minute=2)
     await put(store, delivered)
-    await put(store, shipped)  # arrives later but happened earlier
+    await put(store, shipped)  # arrives later but happened earlier: it still goes, second
     (head,) = await claim_ids(store)
-    assert head == delivery(shipped).id
+    assert head == delivery(delivered).id
     retry_at = datetime.now(UTC) + timedelta(hours=1)
     assert await store.finish(
         head,
@@ -332,10 +333,11 @@ async def test_ordering_all_is_oldest_first_and_head_of_line(store: Store) -> No
         next_attempt_at=retry_at,
         error="503",
     )
-    assert await claim_ids(store) == []  # the newer one waits behind the failed older one
+    assert await claim_ids(store) == []  # the later one waits behind the failed head
     assert await claim_ids(store, now=retry_at) == [head]
     await deliver(store, head)
-    assert await claim_ids(store, now=retry_at) == [delivery(delivered).id]
+    assert await claim_ids(store, now=retry_at) == [delivery(shipped).id]
+    assert await state_of(store, delivery(shipped).id) == "in_flight"
 
 
 async def test_a_dead_head_unblocks_the_lane(store: Store) -> None:
@@ -351,11 +353,16 @@ async def test_a_dead_head_unblocks_the_lane(store: Store) -> None:
 async def test_ordering_latest_supersedes_older_pending(store: Store) -> None:
     old, new = event("A", minute=1), event("A", Status.DELIVERED, minute=2)
     await put(store, new, old, ordering="latest")
-    assert await claim_ids(store) == [delivery(new).id]
+    claimed = await store.claim(worker="w1", now=datetime.now(UTC), limit=10, lease_seconds=30)
+    assert [c.delivery.id for c in claimed.claims] == [delivery(new).id]
+    assert [d.id for d in claimed.superseded] == [delivery(old).id]
+    assert claimed.superseded[0].state == "superseded"
     assert await state_of(store, delivery(old).id) == "superseded"
 
 
-async def test_older_than_delivered_is_superseded_under_both(store: Store) -> None:
+async def test_a_late_older_status_is_sent_under_all_and_superseded_under_latest(
+    store: Store,
+) -> None:
     for ordering, order in (("all", "A"), ("latest", "B")):
         newer = event(order, Status.DELIVERED, minute=5)
         await put(store, newer, ordering=ordering)  # type: ignore[arg-type]
@@ -363,11 +370,119 @@ async def test_older_than_delivered_is_superseded_under_both(store: Store) -> No
         await deliver(store, claimed)
         late = event(order, minute=1)
         await put(store, late, ordering=ordering)  # type: ignore[arg-type]
+        if ordering == "all":  # every status reaches the ERP, exactly once
+            assert await claim_ids(store) == [delivery(late).id]
+            await deliver(store, late_id := delivery(late).id)
+            assert await state_of(store, late_id) == "delivered"
+            continue
         assert await claim_ids(store) == []
         assert await state_of(store, delivery(late).id) == "superseded"
         found = await store.get_delivery(delivery(late).id)
         assert found is not None and found[0].last_error is not None
-        assert found[0].last_error.startswith("superseded: a newer status")
+        assert found[0].last_error.startswith("superseded (ordering: latest)")
+
+
+def timeless(order_id: str, status: Status, at: datetime) -> Event:
+    """An update whose push carried no time (processed_packages): dated by its arrival."""
+    return msgspec.structs.replace(
+        event(order_id, status, id_=f"evt-{order_id}-{status.value}-arrived"),
+        occurred_at=at,
+        received_at=at,
+    )
+
+
+async def test_the_inv_2001_pushes_all_reach_an_all_sink_and_latest_ranks_by_stage(
+    store: Store,
+) -> None:
+    # processed carries no time (dated 17:11:03 on arrival); shipped says 17:11:00; finished
+    # comes a second later. `all` sends all three in arrival order; `latest` ranks shipped
+    # above processed though its time is earlier, and delivered above both.
+    wib = T0.replace(hour=10, minute=11)
+    for ordering, order in (("all", "INV-A"), ("latest", "INV-L")):
+        processed = timeless(order, Status.PROCESSED, wib + timedelta(seconds=3))
+        shipped = msgspec.structs.replace(
+            event(order, Status.SHIPPED), occurred_at=wib, received_at=wib + timedelta(seconds=4)
+        )
+        await put(store, processed, ordering=ordering)  # type: ignore[arg-type]
+        await put(store, shipped, ordering=ordering)  # type: ignore[arg-type]
+        if ordering == "all":
+            assert await claim_ids(store) == [delivery(processed).id]
+            await deliver(store, delivery(processed).id)
+            assert await claim_ids(store) == [delivery(shipped).id]
+            await deliver(store, delivery(shipped).id)
+        else:
+            assert await claim_ids(store) == [delivery(shipped, ordering="latest").id]
+            await deliver(store, delivery(shipped).id)
+            assert await state_of(store, delivery(processed).id) == "superseded"
+        finished = msgspec.structs.replace(
+            event(order, Status.DELIVERED),
+            occurred_at=wib + timedelta(seconds=1),
+            received_at=wib + timedelta(seconds=5),
+        )
+        await put(store, finished, ordering=ordering)  # type: ignore[arg-type]
+        assert await claim_ids(store) == [delivery(finished).id]
+        await deliver(store, delivery(finished).id)
+    sent = await store.list_deliveries(DeliveryFilter(order_id="INV-A"))
+    assert {d.state for d in sent} == {"delivered"} and len(sent) == 3
+
+
+async def test_an_arrival_time_never_outranks_a_courier_time_in_one_stage(store: Store) -> None:
+    # in_transit and problem share a stage: the problem's courier time (minute 9) wins over
+    # the in_transit dated on its arrival, later (minute 20), whichever came first.
+    problem = event("A", Status.PROBLEM, minute=9)
+    moving = timeless("A", Status.IN_TRANSIT, T0 + timedelta(minutes=20))
+    await put(store, moving, problem, ordering="latest")
+    assert await claim_ids(store) == [delivery(problem).id]
+    assert await state_of(store, delivery(moving).id) == "superseded"
+    # Within a stage two courier times compare as times: the later one wins.
+    later = event("A", Status.IN_TRANSIT, minute=30)
+    await deliver(store, delivery(problem).id)
+    await put(store, later, ordering="latest")
+    assert await claim_ids(store) == [delivery(later).id]
+
+
+async def test_a_started_send_whose_lease_ran_out_ends_dead_until_replayed(store: Store) -> None:
+    await put(store, event("A"), event("B"), ordering="latest", sink="sms")
+    now = datetime.now(UTC)
+    a, b = (delivery(event(o), "sms").id for o in "AB")
+    assert sorted(await claim_ids(store, now=now, lease=30)) == sorted([a, b])
+    assert await store.start([a], worker="w2", now=now) == set()  # not its lease
+    assert await store.start([a], worker="w1", now=now) == {a}
+    found = await store.get_delivery(a)
+    assert found is not None and found[0].started_at == now
+    assert await store.finish(
+        a, worker="w1", attempt=None, state="in_flight", now=now, count_attempt=False
+    )  # an intermediate try keeps the mark
+    # The worker dies; both leases run out. B never started: it is simply claimed again.
+    later = now + timedelta(seconds=31)
+    claimed = await store.claim(worker="w2", now=later, limit=10, lease_seconds=30)
+    assert [c.delivery.id for c in claimed.claims] == [b]
+    assert [d.id for d in claimed.unknown] == [a]
+    found = await store.get_delivery(a)
+    assert found is not None
+    dead, attempts = found
+    assert (dead.state, dead.attempts, dead.started_at) == ("dead", 1, None)
+    assert dead.last_error == OUTCOME_UNKNOWN and "replay" in dead.last_error
+    assert [(x.outcome, x.started_at) for x in attempts] == [("unknown", now)]
+    assert await claim_ids(store, now=later + timedelta(seconds=10), worker="w3") == []
+    # A person replays it: sent again.
+    assert await store.replay_one(a, now=later)
+    assert await claim_ids(store, now=later, worker="w3") == [a]
+
+
+async def test_an_outcome_clears_the_start_mark(store: Store) -> None:
+    await put(store, event("A"), ordering="latest", sink="sms")
+    now = datetime.now(UTC)
+    (a,) = await claim_ids(store, now=now, lease=30)
+    assert await store.start([a], worker="w1", now=now + timedelta(seconds=31)) == set()
+    assert await store.start([a], worker="w1", now=now) == {a}
+    retry_at = now + timedelta(seconds=5)
+    assert await store.finish(
+        a, worker="w1", attempt=None, state="pending", now=now, next_attempt_at=retry_at
+    )
+    found = await store.get_delivery(a)
+    assert found is not None and found[0].started_at is None
+    assert await claim_ids(store, now=retry_at + timedelta(minutes=5)) == [a]
 
 
 async def test_disabled_sink_is_not_claimed_until_enabled(store: Store) -> None:
@@ -386,7 +501,9 @@ async def test_claim_returns_event_and_contact(store: Store) -> None:
     await ingest(
         store, events=[e], deliveries=[delivery(e)], contacts=[Contact(order_id="A", phone="0812")]
     )
-    (claim,) = await store.claim(worker="w", now=datetime.now(UTC), limit=5, lease_seconds=5)
+    (claim,) = (
+        await store.claim(worker="w", now=datetime.now(UTC), limit=5, lease_seconds=5)
+    ).claims
     assert claim.event == e
     assert claim.contact == Contact(order_id="A", phone="0812")
     assert claim.delivery.state == "in_flight" and claim.delivery.lease_owner == "w"
@@ -635,7 +752,9 @@ async def test_registered_contacts_reach_the_claim_and_can_be_deleted(store: Sto
     ]
     assert await store.register_contacts(many, now=T0) == 51
     assert await store.get_contact("K7") == Contact(order_id="K7", email="k7@toko.id")
-    (claim,) = await store.claim(worker="w", now=datetime.now(UTC), limit=5, lease_seconds=5)
+    (claim,) = (
+        await store.claim(worker="w", now=datetime.now(UTC), limit=5, lease_seconds=5)
+    ).claims
     assert claim.contact is not None and claim.contact.phone == "+62812"
     assert await store.delete_contact("K")
     assert not await store.delete_contact("K")

@@ -69,7 +69,8 @@ async def populate(url: str) -> None:
             )
         )
     await store.record_intake(outcomes, now=T0 + timedelta(minutes=1))
-    claims = await store.claim(worker="w", now=T0 + timedelta(hours=2), limit=40, lease_seconds=60)
+    claimed = await store.claim(worker="w", now=T0 + timedelta(hours=2), limit=40, lease_seconds=60)
+    claims = claimed.claims
     for i, claim in enumerate(claims):
         at = T0 + timedelta(hours=2, seconds=i)
         attempt = Attempt(

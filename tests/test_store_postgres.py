@@ -118,6 +118,28 @@ async def test_an_order_closed_as_refused_is_reopened_by_the_upgrade(url: str) -
         await store.close()
 
 
+async def test_the_upgrade_ranks_the_waiting_latest_deliveries_by_stage(url: str) -> None:
+    # Before migration 5, `latest` compared times only: a delivered dated before a processed
+    # would have been superseded by it. The upgrade fills in the stage of what is stored.
+    store = PostgresStore(url)
+    await store.open(now=NOW)
+    delivered = event("U", Status.DELIVERED, minute=5)
+    processed = event("U", Status.PROCESSED, minute=10)
+    await put(store, delivered, processed, ordering="latest")
+    await store.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "ALTER TABLE deliveries DROP COLUMN stage, DROP COLUMN timed, DROP COLUMN started_at"
+        )
+        conn.execute("DELETE FROM schema_version WHERE version = 5")
+    store = PostgresStore(url)
+    await store.open(now=NOW)
+    try:
+        assert await claim_ids(store) == [delivery(delivered).id]
+    finally:
+        await store.close()
+
+
 # -- the push log -------------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ import gateway
 from gateway.config import parse_config
 from gateway.deliveries import DeliveryFilter
 from gateway.errors import StoreError
+from gateway.events import Status
 from gateway.ingest import Intake
 from gateway.routing import Router
 from gateway.store import PushQuery, open_store
@@ -28,7 +29,7 @@ from gateway.store.sqlite.schema import MIGRATIONS, migrate
 
 from .conftest import ingest
 from .test_intake import JAKARTA, append
-from .test_store_contract import event, put
+from .test_store_contract import claim_ids, delivery, event, put
 
 NOW = datetime(2024, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -242,6 +243,29 @@ async def test_an_order_closed_as_refused_is_reopened_by_the_upgrade(tmp_path: P
         refused, done = await store.get_tracking("O-R"), await store.get_tracking("O-D")
         assert refused is not None and not refused.closed
         assert done is not None and done.closed
+    finally:
+        await store.close()
+
+
+async def test_the_upgrade_ranks_the_waiting_latest_deliveries_by_stage(tmp_path: Path) -> None:
+    # Before migration 10, `latest` compared times only: a delivered dated before a processed
+    # would have been superseded by it. The upgrade fills in the stage of what is stored.
+    path = tmp_path / "k.db"
+    store = SQLiteStore(path)
+    await store.open(now=NOW)
+    delivered = event("U", Status.DELIVERED, minute=5)
+    processed = event("U", Status.PROCESSED, minute=10)
+    await put(store, delivered, processed, ordering="latest")
+    await store.close()
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        for column in ("stage", "timed", "started_at"):
+            conn.execute(f"ALTER TABLE deliveries DROP COLUMN {column}")
+        conn.execute("DELETE FROM schema_version WHERE version = 10")
+    conn.close()
+    store = SQLiteStore(path)
+    await store.open(now=NOW)
+    try:
+        assert await claim_ids(store) == [delivery(delivered).id]
     finally:
         await store.close()
 

@@ -22,7 +22,7 @@ import msgspec
 
 from gateway.deliveries import (
     Attempt,
-    Claim,
+    Claimed,
     Delivery,
     DeliveryFilter,
     DeliveryState,
@@ -245,19 +245,29 @@ class DeliveryQueue(Protocol):
 
     async def claim(
         self, *, worker: str, now: datetime, limit: int, lease_seconds: float
-    ) -> list[Claim]:
+    ) -> Claimed:
         """Lease up to `limit` due deliveries, in one transaction.
 
         Due: ``pending`` with ``next_attempt_at <= now``, or ``in_flight`` whose lease expired.
-        Per (sink, order_id) at most one delivery is in flight, and ordering holds:
-        - a delivery older (by ``occurred_at``) than one already ``delivered`` for the same
-          (sink, order) becomes ``superseded`` instead of being claimed;
-        - ``ordering == "latest"``: only the newest pending delivery of a (sink, order) is a
-          candidate; the older pending ones become ``superseded``;
-        - ``ordering == "all"``: only the oldest unfinished delivery of a (sink, order) is a
-          candidate, and only once it is due (head-of-line: later ones wait for it).
-        Ties in ``occurred_at`` are broken by creation order.
+        An expired one with `Delivery.started_at` set (a customer send started, no outcome
+        recorded) is never leased again: it ends ``dead`` with `OUTCOME_UNKNOWN` and an attempt
+        of outcome ``unknown`` (in `Claimed.unknown`).
+        Per (sink, order_id) at most one delivery is in flight, and ordering holds (the rules
+        of `gateway.store.lanes`):
+        - ``ordering == "all"``: only the oldest unfinished delivery of a (sink, order) by
+          creation order is a candidate, and only once it is due (head-of-line: later ones
+          wait for it); none is ever superseded, a late older status included;
+        - ``ordering == "latest"``: only the highest-ranked unfinished delivery (lifecycle
+          stage, then a source's time over an arrival time, then time, then creation order)
+          is a candidate; the lower-ranked unfinished ones, and those ranked below one already
+          ``delivered``, become ``superseded`` (in `Claimed.superseded`).
         """
+
+    async def start(self, delivery_ids: Sequence[str], *, worker: str, now: datetime) -> set[str]:
+        """Record durably, before the request leaves, that a send of each of these deliveries
+        (leased by `worker`) starts at `now` (`Delivery.started_at`, for sinks that write to
+        customers); the ids recorded. The others' lease was lost: they must not be sent.
+        Recording any outcome but ``in_flight`` clears the mark; so does a replay."""
 
     async def finish(
         self,
@@ -280,7 +290,7 @@ class DeliveryQueue(Protocol):
         puts it back without using up its retry schedule (shutdown, open circuit, rate limit).
         ``state="in_flight"`` records an intermediate try and keeps the lease.
         `waiting` replaces `Delivery.waiting` (``None`` clears it); ``delivered`` clears
-        `Delivery.last_error`.
+        `Delivery.last_error`; any state but ``in_flight`` clears `Delivery.started_at`.
         `fallback` (with ``dead`` or ``skipped``) is created in the same commit, pending and
         due at `now`, with ``fallback_of`` naming this delivery; it takes the event, order and
         time of this one, and is not created when this delivery is itself a fallback or
@@ -306,7 +316,8 @@ class DeliveryQueue(Protocol):
         """Put matching ``dead`` deliveries back to ``pending`` now, with a fresh schedule."""
 
     async def replay_one(self, delivery_id: str, *, now: datetime) -> bool:
-        """Put one delivery (``dead``, ``skipped`` or ``superseded``) back to ``pending``."""
+        """Put one delivery (``dead``, ``skipped`` or ``superseded``) back to ``pending``.
+        A replay (this or `replay`) clears `Delivery.started_at`: it is sent again."""
 
     async def next_due(self) -> datetime | None:
         """When the earliest pending delivery falls due (``None``: nothing pending)."""

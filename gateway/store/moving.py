@@ -77,6 +77,9 @@ TABLES: tuple[Table, ...] = (
             "delivered_at",
             "waiting",
             "fallback_of",
+            "stage",
+            "timed",
+            "started_at",
         ),
         key="seq",
         times=frozenset(
@@ -87,6 +90,7 @@ TABLES: tuple[Table, ...] = (
                 "created_at",
                 "updated_at",
                 "delivered_at",
+                "started_at",
             }
         ),
     ),

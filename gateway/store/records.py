@@ -61,6 +61,7 @@ class Records:
             delivered_at=self.opt_time(row[16]),
             waiting=row[17],
             fallback_of=row[18] if len(row) > 18 else None,
+            started_at=self.opt_time(row[19]) if len(row) > 19 else None,
         )
 
     def push(self, row: Sequence[Any]) -> LoggedPush:

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ KABARIN = Path(sys.executable).with_name("kabarin")
 def sinks_and_routes(
     peer: Peer,
     *,
-    ordering: str = "all",
+    ordering: str | None = "all",
     schedule: str = "[200ms, 200ms, 200ms]",
     slack: bool = True,
 ) -> str:
@@ -55,7 +56,7 @@ sinks:
     type: webhook
     url: {peer.url}/erp
     secret: {SECRET}
-    ordering: {ordering}
+    {f"ordering: {ordering}" if ordering else "# ordering: the default"}
     circuit_breaker: {{cooldown: 300ms, max_cooldown: 1s}}
     headers:
       X-Shop: toko-kabarin
@@ -216,13 +217,45 @@ def _ordering_case(
     return server
 
 
-def test_ordering_all_sends_older_first(
+def test_ordering_all_sends_every_status_once_in_arrival_order(
     make_server: Callable[..., KabarinProcess], peer: Peer
 ) -> None:
     server = _ordering_case(make_server, peer, "all")
     server.wait_for(lambda: len(peer.requests("/erp")) == 2)
-    assert [b["type"] for b in peer.bodies("/erp")] == ["shipment.shipped", "shipment.delivered"]
-    _late_older_status_is_superseded(server, peer)
+    assert [b["type"] for b in peer.bodies("/erp")] == ["shipment.delivered", "shipment.shipped"]
+    # A late older status still reaches the ERP (it sorts by occurred_at), after the others.
+    server.push(one("ORD-1", "processed_packages", awb="AWB-LATE", date="2024-03-01 08:00:00"))
+    server.wait_for(lambda: len(peer.requests("/erp")) == 3)
+    assert peer.bodies("/erp")[2]["data"]["occurred_at"].startswith("2024-03-01")
+    server.wait_for(lambda: {d["state"] for d in deliveries(server)} == {"delivered"})
+
+
+def test_the_erp_gets_every_status_of_inv_2001(
+    make_server: Callable[..., KabarinProcess], peer: Peer
+) -> None:
+    # processed_packages carries no time: dated on its arrival. shipped_packages then says it
+    # shipped 3 s before that arrival, and finished_packages comes a second after the
+    # shipping. Every one reaches the ERP (ordering: all, the webhook's default), in order.
+    server = make_server(sinks_and_routes(peer, slack=False, ordering=None))
+    wib = timezone(timedelta(hours=7))
+    shipped = datetime.now(wib) - timedelta(seconds=3)
+    server.push(one("INV-2001", "processed_packages", awb="JX1"))
+    server.wait_for(lambda: len(peer.requests("/erp")) == 1)  # sent before the next arrives
+    server.push(one("INV-2001", "shipped_packages", shipped_at=f"{shipped:%Y-%m-%d %H:%M:%S}"))
+    finished = shipped + timedelta(seconds=1)
+    server.push(one("INV-2001", "finished_packages", finished_at=f"{finished:%Y-%m-%d %H:%M:%S}"))
+    server.wait_for(lambda: len(peer.requests("/erp")) == 3)
+    assert [b["type"] for b in peer.bodies("/erp")] == [
+        "shipment.processed",
+        "shipment.shipped",
+        "shipment.delivered",
+    ]
+    server.wait_for(
+        lambda: (
+            [(d["state"], d["attempts"]) for d in deliveries(server, order_id="INV-2001")]
+            == [("delivered", 1)] * 3
+        )
+    )
 
 
 def test_ordering_latest_sends_only_the_newest(

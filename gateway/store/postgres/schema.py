@@ -185,6 +185,32 @@ MIGRATIONS: list[tuple[int, str]] = [
         UPDATE tracking SET closed = false WHERE closed AND last_status = 'rejected';
         """,
     ),
+    (
+        5,
+        # `ordering: latest` ranks by lifecycle stage, then by whether the time is the
+        # courier's (`gateway.store.lanes`): both kept per delivery for the claim, and filled
+        # in from the events for the lanes that use them (the stage numbers of lanes.STAGES
+        # when this shipped). `started_at` marks a customer send under way.
+        """
+        ALTER TABLE deliveries ADD COLUMN stage integer NOT NULL DEFAULT 0,
+            ADD COLUMN timed integer NOT NULL DEFAULT 0,
+            ADD COLUMN started_at timestamptz;
+        UPDATE deliveries AS d SET
+            stage = CASE
+                    CASE WHEN e.status = 'stuck' THEN e.body ->> 'raw_status' ELSE e.status END
+                WHEN 'processed' THEN 1
+                WHEN 'validated' THEN 2 WHEN 'no_driver' THEN 2
+                WHEN 'shipped' THEN 3 WHEN 'picked_up' THEN 3
+                WHEN 'in_transit' THEN 4 WHEN 'problem' THEN 4
+                WHEN 'rejected' THEN 5 WHEN 'returning' THEN 5
+                WHEN 'delivered' THEN 6 WHEN 'returned' THEN 6 WHEN 'canceled' THEN 6
+                ELSE 0 END,
+            timed = (e.status = 'stuck' OR e.occurred_at <> e.received_at)::integer
+            FROM events AS e
+            WHERE e.id = d.event_id AND d.ordering = 'latest'
+            AND d.state IN ('pending', 'in_flight', 'delivered');
+        """,
+    ),
 ]
 
 

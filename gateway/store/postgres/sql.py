@@ -17,6 +17,7 @@ from typing import Any
 from gateway.deliveries import DeliveryFilter
 from gateway.events import TERMINAL_STATUSES
 from gateway.store.base import EventQuery, PushQuery
+from gateway.store.lanes import SUPERSEDED
 from gateway.store.queries import Dialect, select
 
 # -- connections, migrations, notifications (store.py, schema.py, writer.py) ---------------------
@@ -80,13 +81,16 @@ INSERT_EVENTS = (
 is not among them."""
 INSERT_DELIVERIES = (
     "INSERT INTO deliveries (id, event_id, route, sink, order_id, occurred_at, ordering,"
-    " template, state, next_attempt_at, created_at, updated_at)"
-    " SELECT i, e, r, s, o, oa, ord, t, 'pending', n.now, n.now, n.now"
+    " template, stage, timed, state, next_attempt_at, created_at, updated_at)"
+    " SELECT i, e, r, s, o, oa, ord, t, st, ti, 'pending', n.now, n.now, n.now"
     " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
-    " %s::timestamptz[], %s::text[], %s::text[]) AS d(i, e, r, s, o, oa, ord, t)"
+    " %s::timestamptz[], %s::text[], %s::text[], %s::integer[], %s::integer[])"
+    " WITH ORDINALITY AS d(i, e, r, s, o, oa, ord, t, st, ti, n)"
     " CROSS JOIN (SELECT %s::timestamptz AS now) AS n"
-    " ON CONFLICT (id) DO NOTHING"
+    " ORDER BY d.n ON CONFLICT (id) DO NOTHING"
 )
+"""In the order given (the events' arrival order): ``seq`` is the order ``ordering: all``
+sends them in."""
 UPSERT_CONTACT = (
     "INSERT INTO contacts (order_id, name, phone, email, updated_at) VALUES (%s, %s, %s, %s, %s)"
     " ON CONFLICT (order_id) DO UPDATE SET"
@@ -117,7 +121,7 @@ INSERT_REJECTED = (
 DELIVERY_COLUMNS = (
     "id, event_id, route, sink, order_id, occurred_at, ordering, template, state, attempts,"
     " next_attempt_at, created_at, updated_at, lease_owner, lease_until, last_error,"
-    " delivered_at, waiting, fallback_of"
+    " delivered_at, waiting, fallback_of, started_at"
 )
 DELIVERY_COLUMNS_SHOWN = DELIVERY_COLUMNS.replace(
     " waiting",
@@ -144,38 +148,62 @@ LOCK_LANES = (
 )
 """The lanes this transaction now holds, until it ends: a lane another replica is claiming
 right now is skipped, so per (sink, order) one claimer decides at a time."""
+UNKNOWN_OUTCOMES = (
+    "WITH ended AS (UPDATE deliveries SET state = 'dead', attempts = attempts + 1,"
+    " last_error = %(reason)s::text, lease_owner = NULL, lease_until = NULL, waiting = NULL,"
+    " started_at = NULL, updated_at = %(now)s::timestamptz"
+    " FROM (SELECT id AS sid, started_at AS began FROM deliveries WHERE state = 'in_flight'"
+    "  AND lease_until <= %(now)s::timestamptz AND started_at IS NOT NULL"
+    "  FOR UPDATE SKIP LOCKED) AS s"
+    f" WHERE id = s.sid RETURNING s.began, {DELIVERY_COLUMNS}),"
+    " tried AS (INSERT INTO attempts (delivery_id, started_at, duration_ms, outcome, error)"
+    "  SELECT id, began, greatest(0, extract(epoch FROM %(now)s::timestamptz - began) * 1000),"
+    "  'unknown', %(reason)s::text FROM ended)"
+    " SELECT * FROM ended"
+)
+"""Customer sends that started and whose lease ran out with no outcome recorded (the process
+died, or stopped without waiting for them): ended dead, with an attempt of outcome
+``unknown`` from when the send started, never leased again. Rows: the send's start, then
+``DELIVERY_COLUMNS``."""
 LANES = (
-    "SELECT sink, order_id, id, state, occurred_at, seq, next_attempt_at, lease_until, ordering"
-    " FROM deliveries WHERE (sink, order_id) IN"
+    "SELECT sink, order_id, id, state, occurred_at, seq, next_attempt_at, lease_until, ordering,"
+    " stage, timed FROM deliveries WHERE (sink, order_id) IN"
     "  (SELECT * FROM unnest(%s::text[], %s::text[]))"
     " AND state IN ('pending', 'in_flight', 'delivered')"
 )
 """Held lanes' rows: after the lane's columns, the shape `gateway.store.lanes.plan_claims`
 reads."""
-SUPERSEDED = "superseded: a newer status of this order went, or goes, to this sink instead"
-"""The `last_error` of a superseded delivery: an earlier error no longer says why it ended."""
 SUPERSEDE = (
     "UPDATE deliveries SET state = 'superseded', lease_owner = NULL, lease_until = NULL,"
     f" waiting = NULL, last_error = '{SUPERSEDED}',"
-    " updated_at = %(now)s::timestamptz WHERE id = ANY(%(ids)s::text[])"
+    " updated_at = %(now)s::timestamptz WHERE id = ANY(%(ids)s::text[]) AND started_at IS NULL"
     " AND (state = 'pending' OR (state = 'in_flight' AND lease_until <= %(now)s::timestamptz))"
+    f" RETURNING {DELIVERY_COLUMNS}"
 )
 _LEASED = ", ".join(f"l.{c.strip()}" for c in DELIVERY_COLUMNS.split(","))
 LEASE = (
     "WITH l AS (UPDATE deliveries SET state = 'in_flight', lease_owner = %(worker)s::text,"
     " lease_until = %(until)s::timestamptz, updated_at = %(now)s::timestamptz"
-    " WHERE id = ANY(%(ids)s::text[]) AND (state = 'pending'"
+    " WHERE id = ANY(%(ids)s::text[]) AND started_at IS NULL AND (state = 'pending'"
     "  OR (state = 'in_flight' AND lease_until <= %(now)s::timestamptz))"
     f" RETURNING {DELIVERY_COLUMNS})"
     f" SELECT {_LEASED}, e.body::text, c.order_id, c.name, c.phone, c.email, c.language"
     " FROM l JOIN events e ON e.id = l.event_id LEFT JOIN contacts c ON c.order_id = l.order_id"
 )
-"""Lease the chosen deliveries and return each with its event and the order's contact."""
+"""Lease the chosen deliveries and return each with its event and the order's contact. A
+started customer send is never leased again (`UNKNOWN_OUTCOMES` ends it), even one another
+replica's claim has not ended yet."""
 RENEW = (
     "UPDATE deliveries SET lease_until = %(until)s::timestamptz WHERE id = ANY(%(ids)s::text[])"
     " AND state = 'in_flight' AND lease_owner = %(worker)s::text RETURNING id"
 )
 """A worker keeps the deliveries it is still sending (`DeliveryQueue.renew`)."""
+START = (
+    "UPDATE deliveries SET started_at = %(now)s::timestamptz WHERE id = ANY(%(ids)s::text[])"
+    " AND state = 'in_flight' AND lease_owner = %(worker)s::text"
+    " AND lease_until > %(now)s::timestamptz RETURNING id"
+)
+"""A customer send is about to leave (`DeliveryQueue.start`): only under a live lease."""
 FINISH = (
     "WITH done AS (UPDATE deliveries SET state = %(state)s::text,"
     " attempts = attempts + %(count)s::integer,"
@@ -186,17 +214,19 @@ FINISH = (
     "  ELSE delivered_at END,"
     " lease_owner = CASE WHEN %(state)s::text = 'in_flight' THEN lease_owner END,"
     " lease_until = CASE WHEN %(state)s::text = 'in_flight' THEN lease_until END,"
+    " started_at = CASE WHEN %(state)s::text = 'in_flight' THEN started_at END,"
     " updated_at = %(now)s::timestamptz"
     " WHERE id = %(id)s::text AND state = 'in_flight' AND lease_owner = %(worker)s::text"
-    " RETURNING id, event_id, order_id, occurred_at, fallback_of),"
+    " RETURNING id, event_id, order_id, occurred_at, fallback_of, stage, timed),"
     " tried AS (INSERT INTO attempts (delivery_id, started_at, duration_ms, outcome,"
     "  status_code, error) SELECT %(a_delivery)s::text, %(a_started)s::timestamptz,"
     "  %(a_ms)s::float8, %(a_outcome)s::text, %(a_code)s::integer, %(a_error)s::text"
     "  FROM done WHERE %(a_delivery)s::text IS NOT NULL),"
     " fallback AS (INSERT INTO deliveries (id, event_id, route, sink, order_id, occurred_at,"
-    "  ordering, template, state, next_attempt_at, created_at, updated_at, fallback_of)"
+    "  ordering, template, stage, timed, state, next_attempt_at, created_at, updated_at,"
+    "  fallback_of)"
     "  SELECT %(f_id)s::text, event_id, %(f_route)s::text, %(f_sink)s::text, order_id,"
-    "  occurred_at, %(f_ordering)s::text, %(f_template)s::text, 'pending',"
+    "  occurred_at, %(f_ordering)s::text, %(f_template)s::text, stage, timed, 'pending',"
     "  %(now)s::timestamptz, %(now)s::timestamptz, %(now)s::timestamptz, id FROM done"
     "  WHERE %(f_id)s::text IS NOT NULL AND %(state)s::text IN ('dead', 'skipped')"
     "  AND fallback_of IS NULL"
@@ -209,7 +239,8 @@ A fallback (for ``dead`` or ``skipped``) is created in the same statement: never
 fallback, at most one per delivery (the unique index on ``fallback_of``)."""
 REPLAY_SET = (
     "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = %s::timestamptz,"
-    " updated_at = %s::timestamptz, lease_owner = NULL, lease_until = NULL, waiting = NULL"
+    " updated_at = %s::timestamptz, lease_owner = NULL, lease_until = NULL, waiting = NULL,"
+    " started_at = NULL"
 )
 REPLAY_ONE = REPLAY_SET + " WHERE id = %s AND state IN ('dead', 'skipped', 'superseded')"
 NEXT_DUE = (

@@ -38,8 +38,10 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.deliveries import (
+    OUTCOME_UNKNOWN,
     Attempt,
     Claim,
+    Claimed,
     Delivery,
     DeliveryFilter,
     DeliveryState,
@@ -69,7 +71,7 @@ from gateway.store.base import (
     TrackedOrder,
     TrackingCounts,
 )
-from gateway.store.lanes import plan_claims
+from gateway.store.lanes import plan_claims, rank
 from gateway.store.moving import Table
 from gateway.store.postgres import sql
 from gateway.store.postgres.schema import migrate
@@ -361,11 +363,19 @@ class PostgresStore:
     # -- the dispatcher ------------------------------------------------------------------
     async def claim(
         self, *, worker: str, now: datetime, limit: int, lease_seconds: float
-    ) -> list[Claim]:
+    ) -> Claimed:
         async with self._conn() as conn, conn.transaction():
             return await _claim(
                 conn, worker=worker, now=now, limit=limit, lease_seconds=lease_seconds
             )
+
+    async def start(self, delivery_ids: Sequence[str], *, worker: str, now: datetime) -> set[str]:
+        if not delivery_ids:
+            return set()
+        params = {"now": now, "ids": list(delivery_ids), "worker": worker}
+        async with self._conn() as conn:
+            rows = await (await conn.execute(sql.START, params)).fetchall()
+        return {r[0] for r in rows}
 
     async def renew(
         self, delivery_ids: Sequence[str], *, worker: str, now: datetime, lease_seconds: float
@@ -727,17 +737,16 @@ async def _record_intake(
         )
         new = {r[0] for r in await cur.fetchall()}
 
-    chosen = sorted(
-        (
-            d
-            for outcome in mine_outcomes
-            for d in outcome.deliveries
-            if d.event_id in new and owner[d.event_id] == outcome.push_id
-        ),
-        key=lambda d: d.id,
-    )
+    # In arrival order: their seq is the order `ordering: all` sends them in.
+    chosen = [
+        d
+        for outcome in mine_outcomes
+        for d in outcome.deliveries
+        if d.event_id in new and owner[d.event_id] == outcome.push_id
+    ]
     created: dict[str, int] = {}
     if chosen:
+        ranks = {i: rank(events[i]) for i in {d.event_id for d in chosen}}
         await conn.execute(
             sql.INSERT_DELIVERIES,
             (
@@ -749,6 +758,8 @@ async def _record_intake(
                 [events[d.event_id].occurred_at for d in chosen],
                 [d.ordering for d in chosen],
                 [d.template for d in chosen],
+                [ranks[d.event_id][0] for d in chosen],
+                [int(ranks[d.event_id][1]) for d in chosen],
                 now,
             ),
         )
@@ -895,20 +906,24 @@ def _finish_params(outcome: Finished, worker: str, fallback: NewDelivery | None)
 
 async def _claim(
     conn: Conn, *, worker: str, now: datetime, limit: int, lease_seconds: float
-) -> list[Claim]:
+) -> Claimed:
+    ended = await (
+        await conn.execute(sql.UNKNOWN_OUTCOMES, {"now": now, "reason": OUTCOME_UNKNOWN})
+    ).fetchall()
+    unknown = [_delivery(r[1:]) for r in ended]
     due = await (
         await conn.execute(sql.CLAIM_CANDIDATES, {"now": now, "rows": limit * 4})
     ).fetchall()
     lanes = list(dict.fromkeys((r[0], r[1]) for r in due))
     if not lanes:
-        return []
+        return Claimed(claims=[], unknown=unknown)
     held_rows = await (
         await conn.execute(sql.LOCK_LANES, ([s for s, _ in lanes], [o for _, o in lanes]))
     ).fetchall()
     held = {(r[0], r[1]) for r in held_rows}
     lanes = [lane for lane in lanes if lane in held]
     if not lanes:
-        return []
+        return Claimed(claims=[], unknown=unknown)
     rows = await (
         await conn.execute(sql.LANES, ([s for s, _ in lanes], [o for _, o in lanes]))
     ).fetchall()
@@ -916,7 +931,10 @@ async def _claim(
     for r in rows:
         # plan_claims compares times as integers, as the SQLite rows hold them.
         by_lane.setdefault((r[0], r[1]), []).append(
-            (r[2], r[3], _us(r[4]), r[5], _us(r[6]), None if r[7] is None else _us(r[7]), r[8])
+            (
+                *(r[2], r[3], _us(r[4]), r[5], _us(r[6])),
+                *(None if r[7] is None else _us(r[7]), r[8], r[9], r[10]),
+            )
         )
     now_us = _us(now)
     claimed: list[str] = []
@@ -928,10 +946,12 @@ async def _claim(
         superseded.extend(drop)
         if take is not None:
             claimed.append(take)
+    stale: list[Delivery] = []
     if superseded:
-        await conn.execute(sql.SUPERSEDE, {"now": now, "ids": superseded})
+        rows = await (await conn.execute(sql.SUPERSEDE, {"now": now, "ids": superseded})).fetchall()
+        stale = [_delivery(r) for r in rows]
     if not claimed:
-        return []
+        return Claimed(claims=[], superseded=stale, unknown=unknown)
     until = now + timedelta(seconds=lease_seconds)
     leased = await (
         await conn.execute(
@@ -940,14 +960,15 @@ async def _claim(
     ).fetchall()
     position = {delivery_id: i for i, delivery_id in enumerate(claimed)}
     leased.sort(key=lambda r: position[r[0]])
-    return [
+    claims = [
         Claim(
-            delivery=_delivery(r[:19]),
-            event=_decode_event(r[19]),
-            contact=None if r[20] is None else _contact(r[20:25]),
+            delivery=_delivery(r[:20]),
+            event=_decode_event(r[20]),
+            contact=None if r[21] is None else _contact(r[21:26]),
         )
         for r in leased
     ]
+    return Claimed(claims=claims, superseded=stale, unknown=unknown)
 
 
 # -- rows -> structs (the column orders of sql.py) --------------------------------------------

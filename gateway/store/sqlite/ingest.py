@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway.store.base import IngestResult, LoggedPush, NewPush, PushOutcome, RejectedRequest
+from gateway.store.lanes import rank
 from gateway.store.sqlite import sql
 from gateway.store.sqlite.rows import encode_rows, push_from_row, to_us
 
@@ -77,6 +78,7 @@ def record_events(
     owner: dict[str, str] = {}  # event id -> the first push of the batch that carries it
     event_rows: list[tuple[Any, ...]] = []
     occurred: dict[str, tuple[str, int]] = {}
+    ranks: dict[str, tuple[int, bool]] = {}  # event id -> what `ordering: latest` compares
     mine_outcomes = [o for o in outcomes if o.push_id not in taken]
     for outcome in mine_outcomes:
         for e in outcome.events:
@@ -84,6 +86,7 @@ def record_events(
                 continue
             owner[e.id] = outcome.push_id
             occurred[e.id] = (e.order_id, to_us(e.occurred_at))
+            ranks[e.id] = rank(e)
             event_rows.append(
                 (
                     e.id,
@@ -109,6 +112,7 @@ def record_events(
 
     delivery_rows = [
         (d.id, d.event_id, d.route, d.sink, *occurred[d.event_id], d.ordering, d.template)
+        + ranks[d.event_id]
         for outcome in mine_outcomes
         for d in outcome.deliveries
         if d.event_id in new and owner[d.event_id] == outcome.push_id

@@ -1,11 +1,12 @@
 """The delivery queue on SQLite: claim with a lease, finish, replay, and the sink switches.
 
-Claiming is one writer job of a few statements whatever the batch: one query decides, over
-the lanes with something due, what goes and what is stale (`sql.CLAIM_PLAN`, the rules of
-`gateway.store.lanes` as window functions); one UPDATE supersedes, one UPDATE ... RETURNING
-leases, and one query each fetches the batch's events and contacts. All in one transaction, so
-two dispatchers on one file never lease the same delivery. `finish_many` likewise records a
-batch of outcomes with one UPDATE and one INSERT.
+Claiming is one writer job of a few statements whatever the batch: customer sends that started
+and lost their lease without an outcome end dead first (`sql.UNKNOWN_OUTCOMES`); one query
+decides, over the lanes with something due, what goes and what is stale (`sql.CLAIM_PLAN`, the
+rules of `gateway.store.lanes` as window functions); one UPDATE supersedes, one UPDATE ...
+RETURNING leases, and one query each fetches the batch's events and contacts. All in one
+transaction, so two dispatchers on one file never lease the same delivery. `finish_many`
+likewise records a batch of outcomes with one UPDATE and one INSERT.
 """
 
 from __future__ import annotations
@@ -14,7 +15,16 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from gateway.deliveries import Attempt, Claim, DeliveryFilter, DeliveryState, NewDelivery
+from gateway.deliveries import (
+    OUTCOME_UNKNOWN,
+    Attempt,
+    Claim,
+    Claimed,
+    Delivery,
+    DeliveryFilter,
+    DeliveryState,
+    NewDelivery,
+)
 from gateway.store.base import Finished, SinkCounts
 from gateway.store.sqlite import sql
 from gateway.store.sqlite.rows import (
@@ -38,20 +48,25 @@ __all__ = [
     "replay",
     "replay_one",
     "sink_counts",
+    "start",
 ]
 
 
 def claim(
     conn: sqlite3.Connection, *, worker: str, now: datetime, limit: int, lease_seconds: float
-) -> list[Claim]:
+) -> Claimed:
     now_us = to_us(now)
+    unknown = _end_unknown(conn, now_us)
     plan = conn.execute(sql.CLAIM_PLAN, (now_us, limit * 4)).fetchall()
-    superseded = [r[0] for r in plan if not r[1]]
+    stale = [r[0] for r in plan if not r[1]]
     taken = [r[0] for r in plan if r[1]][:limit]
-    if superseded:
-        conn.execute(sql.SUPERSEDE, (now_us, encode_rows(superseded)))
+    superseded: list[Delivery] = []
+    if stale:
+        superseded = list(
+            map(delivery_from_row, conn.execute(sql.SUPERSEDE, (now_us, encode_rows(stale))))
+        )
     if not taken:
-        return []
+        return Claimed(claims=[], superseded=superseded, unknown=unknown)
     until = to_us(now + timedelta(seconds=lease_seconds))
     leased = {
         d.id: d
@@ -64,10 +79,40 @@ def claim(
     events = {r[0]: decode_event(r[1]) for r in conn.execute(sql.CLAIMED_EVENTS, (event_ids,))}
     order_ids = encode_rows(sorted({d.order_id for d in deliveries}))
     contacts = {r[0]: contact_from_row(r) for r in conn.execute(sql.CLAIMED_CONTACTS, (order_ids,))}
-    return [
+    claims = [
         Claim(delivery=d, event=events[d.event_id], contact=contacts.get(d.order_id))
         for d in deliveries
     ]
+    return Claimed(claims=claims, superseded=superseded, unknown=unknown)
+
+
+def _end_unknown(conn: sqlite3.Connection, now_us: int) -> list[Delivery]:
+    """Customer sends whose lease ran out after they started, with no outcome: dead, with an
+    attempt of outcome ``unknown`` from when the send started."""
+    started = conn.execute(sql.UNKNOWN_OUTCOMES, (now_us,)).fetchall()
+    if not started:
+        return []
+    ended = list(
+        map(
+            delivery_from_row,
+            conn.execute(
+                sql.END_UNKNOWN, (now_us, OUTCOME_UNKNOWN, encode_rows([r[0] for r in started]))
+            ),
+        )
+    )
+    attempts = [
+        (i, at, max(0.0, (now_us - at) / 1000), "unknown", None, OUTCOME_UNKNOWN)
+        for i, at in started
+    ]
+    conn.execute(sql.INSERT_ATTEMPTS, (encode_rows(attempts),))
+    return ended
+
+
+def start(
+    conn: sqlite3.Connection, delivery_ids: Sequence[str], *, worker: str, now: datetime
+) -> set[str]:
+    rows = conn.execute(sql.START, (to_us(now), encode_rows(list(delivery_ids)), worker))
+    return {r[0] for r in rows}
 
 
 def renew(

@@ -180,6 +180,31 @@ MIGRATIONS: list[tuple[int, str]] = [
         UPDATE tracking SET closed = 0 WHERE closed = 1 AND last_status = 'rejected';
         """,
     ),
+    (
+        10,
+        # `ordering: latest` ranks by lifecycle stage, then by whether the time is the
+        # courier's (`gateway.store.lanes`): both kept per delivery for the claim, and filled
+        # in from the events for the lanes that use them (the stage numbers of lanes.STAGES
+        # when this shipped). `started_at` marks a customer send under way.
+        """
+        ALTER TABLE deliveries ADD COLUMN stage INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE deliveries ADD COLUMN timed INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE deliveries ADD COLUMN started_at INTEGER;
+        UPDATE deliveries SET
+            stage = coalesce((SELECT CASE
+                    CASE WHEN e.status = 'stuck' THEN e.body ->> '$.raw_status' ELSE e.status END
+                WHEN 'processed' THEN 1
+                WHEN 'validated' THEN 2 WHEN 'no_driver' THEN 2
+                WHEN 'shipped' THEN 3 WHEN 'picked_up' THEN 3
+                WHEN 'in_transit' THEN 4 WHEN 'problem' THEN 4
+                WHEN 'rejected' THEN 5 WHEN 'returning' THEN 5
+                WHEN 'delivered' THEN 6 WHEN 'returned' THEN 6 WHEN 'canceled' THEN 6
+                ELSE 0 END FROM events AS e WHERE e.id = deliveries.event_id), 0),
+            timed = coalesce((SELECT e.status = 'stuck' OR e.occurred_at != e.received_at
+                FROM events AS e WHERE e.id = deliveries.event_id), 0)
+            WHERE ordering = 'latest' AND state IN ('pending', 'in_flight', 'delivered');
+        """,
+    ),
 ]
 
 

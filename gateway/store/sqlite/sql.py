@@ -21,6 +21,7 @@ from typing import Any
 from gateway.deliveries import DeliveryFilter
 from gateway.events import TERMINAL_STATUSES
 from gateway.store.base import EventQuery, PushQuery
+from gateway.store.lanes import SUPERSEDED
 from gateway.store.queries import Dialect, select
 from gateway.store.sqlite.rows import to_us
 
@@ -86,9 +87,10 @@ INSERT_EVENTS = (
 """One JSON array of rows per batch: one statement however many events."""
 INSERT_DELIVERIES = (
     "INSERT OR IGNORE INTO deliveries (id, event_id, route, sink, order_id, occurred_at,"
-    " ordering, template, state, next_attempt_at, created_at, updated_at)"
+    " ordering, template, stage, timed, state, next_attempt_at, created_at, updated_at)"
     " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,"
-    " value ->> 6, value ->> 7, 'pending', ?2, ?2, ?2 FROM json_each(?1)"
+    " value ->> 6, value ->> 7, value ->> 8, value ->> 9, 'pending', ?2, ?2, ?2"
+    " FROM json_each(?1)"
 )
 UPSERT_CONTACT = (
     "INSERT INTO contacts (order_id, name, phone, email, updated_at) VALUES (?, ?, ?, ?, ?)"
@@ -117,7 +119,7 @@ INSERT_REJECTED = (
 DELIVERY_COLUMNS = (
     "id, event_id, route, sink, order_id, occurred_at, ordering, template, state, attempts, "
     "next_attempt_at, created_at, updated_at, lease_owner, lease_until, last_error, delivered_at,"
-    " waiting, fallback_of"
+    " waiting, fallback_of, started_at"
 )
 DELIVERY_COLUMNS_SHOWN = DELIVERY_COLUMNS.replace(
     " waiting",
@@ -129,6 +131,19 @@ DELIVERY_COLUMNS_SHOWN = DELIVERY_COLUMNS.replace(
 """The columns as shown to people: a pending delivery of a switched-off sink says so, even
 before the dispatcher has looked at it (a disabled sink's deliveries are never claimed)."""
 
+UNKNOWN_OUTCOMES = (
+    "SELECT id, started_at FROM deliveries"
+    " WHERE state = 'in_flight' AND lease_until <= ?1 AND started_at IS NOT NULL"
+)
+"""Customer sends that started and whose lease ran out with no outcome recorded (the process
+died, or stopped without waiting for them): never leased again (`END_UNKNOWN`). Read through
+the due index's in-flight rows, a handful."""
+END_UNKNOWN = (
+    "UPDATE deliveries SET state = 'dead', attempts = attempts + 1, last_error = ?2,"
+    " lease_owner = NULL, lease_until = NULL, waiting = NULL, started_at = NULL,"
+    " updated_at = ?1 WHERE id IN (SELECT value FROM json_each(?3)) AND state = 'in_flight'"
+    f" RETURNING {DELIVERY_COLUMNS}"
+)
 CLAIM_PLAN = (
     "WITH due AS ("
     " SELECT sink, order_id, next_attempt_at AS at FROM deliveries"
@@ -142,32 +157,33 @@ CLAIM_PLAN = (
     " lanes AS (SELECT DISTINCT sink, order_id FROM due),"
     " lane AS ("
     " SELECT d.id, d.sink, d.order_id, d.state, d.occurred_at, d.seq, d.next_attempt_at,"
-    "  d.lease_until, d.ordering,"
+    "  d.lease_until, d.ordering, d.stage, d.timed,"
     "  coalesce(d.state = 'in_flight' AND d.lease_until > ?1, 0) AS live,"
     "  coalesce(sum(d.state = 'delivered') OVER (PARTITION BY d.sink, d.order_id"
-    "   ORDER BY d.occurred_at, d.seq ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING), 0)"
-    "   AS newer_delivered,"
+    "   ORDER BY d.stage, d.timed, d.occurred_at, d.seq"
+    "   ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING), 0) AS outranked,"
     "  max(coalesce(d.state = 'in_flight' AND d.lease_until > ?1, 0))"
     "   OVER (PARTITION BY d.sink, d.order_id) AS busy"
     " FROM lanes JOIN deliveries AS d ON d.order_id = lanes.order_id AND d.sink = lanes.sink"
     " WHERE d.state IN ('pending', 'in_flight', 'delivered')),"
     " waiting AS ("
-    " SELECT id, seq, state, next_attempt_at, lease_until, busy,"
-    "  row_number() OVER (PARTITION BY sink, order_id ORDER BY occurred_at, seq) AS oldest,"
-    "  row_number() OVER (PARTITION BY sink, order_id ORDER BY occurred_at DESC, seq DESC)"
-    "   AS newest,"
-    "  first_value(ordering) OVER (PARTITION BY sink, order_id"
-    "   ORDER BY occurred_at DESC, seq DESC) AS lane_ordering"
-    " FROM lane WHERE state != 'delivered' AND NOT live AND newer_delivered = 0)"
+    " SELECT id, seq, state, next_attempt_at, lease_until, busy, ordering,"
+    "  row_number() OVER (PARTITION BY sink, order_id ORDER BY seq) AS oldest,"
+    "  row_number() OVER (PARTITION BY sink, order_id"
+    "   ORDER BY stage DESC, timed DESC, occurred_at DESC, seq DESC) AS best,"
+    "  first_value(ordering) OVER (PARTITION BY sink, order_id ORDER BY seq DESC)"
+    "   AS lane_ordering"
+    " FROM lane WHERE state != 'delivered' AND NOT live"
+    "  AND NOT (ordering = 'latest' AND outranked > 0))"
     " SELECT id, 0 AS take, NULL AS at, seq FROM lane"
-    "  WHERE state != 'delivered' AND NOT live AND newer_delivered > 0"
+    "  WHERE state != 'delivered' AND NOT live AND ordering = 'latest' AND outranked > 0"
     " UNION ALL"
     " SELECT id, 0, NULL, seq FROM waiting"
-    "  WHERE NOT busy AND lane_ordering = 'latest' AND newest > 1"
+    "  WHERE NOT busy AND lane_ordering = 'latest' AND ordering = 'latest' AND best > 1"
     " UNION ALL"
     " SELECT id, 1, CASE WHEN state = 'pending' THEN next_attempt_at ELSE lease_until END, seq"
     "  FROM waiting WHERE NOT busy"
-    "  AND CASE WHEN lane_ordering = 'latest' THEN newest ELSE oldest END = 1"
+    "  AND CASE WHEN lane_ordering = 'latest' THEN best ELSE oldest END = 1"
     "  AND CASE WHEN state = 'pending' THEN next_attempt_at <= ?1"
     "   ELSE coalesce(lease_until <= ?1, 1) END"
     " ORDER BY take, at, seq"
@@ -176,15 +192,16 @@ CLAIM_PLAN = (
 at): rows ``(id, take, due, seq)``, the ones to supersede (``take = 0``) first, then the ones
 to lease in the order they fell due. Only lanes with a due row are read, through the due and
 lane indexes, so its cost follows the batch, not the backlog. The rules are those of
-`gateway.store.lanes.plan_claims`, as windows over each lane ordered by (occurred_at, seq):
-a row with a ``delivered`` one after it is stale; a live lease makes the lane busy; of the
-rest, ``latest`` (the newest row's ordering) keeps the newest, ``all`` the oldest, once due."""
-SUPERSEDED = "superseded: a newer status of this order went, or goes, to this sink instead"
-"""The `last_error` of a superseded delivery: an earlier error no longer says why it ended."""
+`gateway.store.lanes.plan_claims`, as windows over each lane: a ``latest`` row ranked (by
+stage, timed, occurred_at, seq) below a ``delivered`` one is stale; a live lease makes the
+lane busy; of the rest, a ``latest`` lane (its newest row's ordering) keeps its best-ranked
+row and supersedes its other ``latest`` rows, an ``all`` lane takes its oldest row (by seq),
+once due."""
 SUPERSEDE = (
     "UPDATE deliveries SET state = 'superseded', lease_owner = NULL, lease_until = NULL,"
     f" waiting = NULL, last_error = '{SUPERSEDED}',"
     " updated_at = ?1 WHERE id IN (SELECT value FROM json_each(?2))"
+    f" RETURNING {DELIVERY_COLUMNS}"
 )
 LEASE = (
     "UPDATE deliveries SET state = 'in_flight', lease_owner = ?1, lease_until = ?2,"
@@ -195,6 +212,11 @@ RENEW = (
     " AND state = 'in_flight' AND lease_owner = ?3 RETURNING id"
 )
 """A worker keeps the deliveries it is still sending (`DeliveryQueue.renew`)."""
+START = (
+    "UPDATE deliveries SET started_at = ?1 WHERE id IN (SELECT value FROM json_each(?2))"
+    " AND state = 'in_flight' AND lease_owner = ?3 AND lease_until > ?1 RETURNING id"
+)
+"""A customer send is about to leave (`DeliveryQueue.start`): only under a live lease."""
 CLAIMED_EVENTS = "SELECT id, body FROM events WHERE id IN (SELECT value FROM json_each(?))"
 CLAIMED_CONTACTS = (
     "SELECT order_id, name, phone, email, language FROM contacts"
@@ -208,6 +230,7 @@ FINISH = (
     " delivered_at = CASE WHEN ?1 = 'delivered' THEN ?5 ELSE delivered_at END,"
     " lease_owner = CASE WHEN ?1 = 'in_flight' THEN lease_owner END,"
     " lease_until = CASE WHEN ?1 = 'in_flight' THEN lease_until END,"
+    " started_at = CASE WHEN ?1 = 'in_flight' THEN started_at END,"
     " updated_at = ?5"
     " WHERE id = ?6 AND state = 'in_flight' AND lease_owner = ?7"
 )
@@ -225,6 +248,7 @@ FINISH_MANY = (
     "  ELSE delivered_at END,"
     " lease_owner = CASE WHEN f.value ->> 1 = 'in_flight' THEN lease_owner END,"
     " lease_until = CASE WHEN f.value ->> 1 = 'in_flight' THEN lease_until END,"
+    " started_at = CASE WHEN f.value ->> 1 = 'in_flight' THEN started_at END,"
     " updated_at = f.value ->> 5"
     " FROM json_each(?1) AS f"
     " WHERE deliveries.id = f.value ->> 0 AND +deliveries.state = 'in_flight'"
@@ -242,7 +266,8 @@ INSERT_ATTEMPTS = (
 )
 REPLAY_SET = (
     "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?,"
-    " updated_at = ?, lease_owner = NULL, lease_until = NULL, waiting = NULL"
+    " updated_at = ?, lease_owner = NULL, lease_until = NULL, waiting = NULL,"
+    " started_at = NULL"
 )
 REPLAY_ONE = REPLAY_SET + " WHERE id = ? AND state IN ('dead', 'skipped', 'superseded')"
 NEXT_DUE = (
@@ -301,8 +326,10 @@ true`` keeps SQLite from reading ``ON CONFLICT`` as part of the SELECT's join.)"
 DELETE_CONTACT = "DELETE FROM contacts WHERE order_id = ?"
 INSERT_FALLBACK = (
     "INSERT OR IGNORE INTO deliveries (id, event_id, route, sink, order_id, occurred_at,"
-    " ordering, template, state, next_attempt_at, created_at, updated_at, fallback_of)"
-    " SELECT ?1, event_id, ?2, ?3, order_id, occurred_at, ?4, ?5, 'pending', ?6, ?6, ?6, id"
+    " ordering, template, stage, timed, state, next_attempt_at, created_at, updated_at,"
+    " fallback_of)"
+    " SELECT ?1, event_id, ?2, ?3, order_id, occurred_at, ?4, ?5, stage, timed, 'pending',"
+    " ?6, ?6, ?6, id"
     " FROM deliveries WHERE id = ?7 AND fallback_of IS NULL"
 )
 """The fallback of a delivery that ended dead or skipped, due now; never a fallback's

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from gateway.deliveries import (
     Attempt,
-    Claim,
+    Claimed,
     Delivery,
     DeliveryFilter,
     DeliveryState,
@@ -309,12 +309,17 @@ class SQLiteStore:
     # -- the dispatcher --------------------------------------------------------------------
     async def claim(
         self, *, worker: str, now: datetime, limit: int, lease_seconds: float
-    ) -> list[Claim]:
+    ) -> Claimed:
         return await self._write(
             lambda c: queue.claim(
                 c, worker=worker, now=now, limit=limit, lease_seconds=lease_seconds
             )
         )
+
+    async def start(self, delivery_ids: Sequence[str], *, worker: str, now: datetime) -> set[str]:
+        if not delivery_ids:
+            return set()
+        return await self._write(lambda c: queue.start(c, delivery_ids, worker=worker, now=now))
 
     async def finish(
         self,
