@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -10,7 +11,13 @@ import msgspec
 from litestar import Controller, Response, delete, get, post, put
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
-from litestar.exceptions import NotAuthorizedException, NotFoundException, ValidationException
+from litestar.exceptions import (
+    ClientException,
+    NotAuthorizedException,
+    NotFoundException,
+    TooManyRequestsException,
+    ValidationException,
+)
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import (
@@ -22,6 +29,7 @@ from litestar.params import (
     QueryParameter,
 )
 
+from gateway.access import AmbiguousCredentials, SignInLimiter, client_key, only_authorization
 from gateway.contacts import InvalidContact, registered_contact
 from gateway.deliveries import Attempt, Delivery, DeliveryFilter, DeliveryState
 from gateway.errors import ErrorBody
@@ -47,15 +55,33 @@ __all__ = ["AdminController", "RejectedId"]
 
 
 def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """The admin bearer token, once, from a client not refused for too many wrong ones
+    (`gateway.access`)."""
     rt: Runtime = connection.app.state.runtime
     if rt.admin_token is None:
         raise NotAuthorizedException("the admin API is off: set `admin.token` in the configuration")
-    header = connection.headers.get("authorization", "")
+    try:
+        header = only_authorization(connection.scope["headers"])
+    except AmbiguousCredentials as exc:
+        raise ClientException(str(exc)) from None
+    limiter: SignInLimiter = connection.app.state.sign_ins
+    client = client_key(connection.client.host if connection.client else None)
+    now = time.monotonic()
+    wait = limiter.retry_after(client, now)
+    if wait is not None:
+        raise TooManyRequestsException(
+            f"too many wrong admin tokens from this address: try again in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
+    if header is None:
+        raise NotAuthorizedException("missing or wrong admin bearer token")
     scheme, _sep, value = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         value.strip().encode(), rt.admin_token
     ):
+        limiter.failed(client, now)
         raise NotAuthorizedException("missing or wrong admin bearer token")
+    limiter.succeeded(client)
 
 
 class EventSummary(msgspec.Struct, frozen=True, kw_only=True):

@@ -40,6 +40,7 @@ from openapi_ui_bundles import swagger_ui
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import __version__, metrics
+from gateway.access import SignInLimiter
 from gateway.admin import AdminController
 from gateway.config import Config
 from gateway.errors import ErrorBody, StoreError
@@ -107,7 +108,7 @@ def _parameter(request: Request[object, object, State], key: str) -> str:
 
 def _http_error(request: Request[object, object, State], exc: HTTPException) -> Response[bytes]:
     names = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
-    names |= {413: "body_too_large", 415: "unsupported_media_type"}
+    names |= {413: "body_too_large", 415: "unsupported_media_type", 429: "too_many_requests"}
     error = names.get(exc.status_code, "error")
     detail = exc.detail
     if exc.status_code == 413:
@@ -206,7 +207,8 @@ def create_app(config: Config, *, config_path: str | Path | None = None) -> Lite
         ],
         lifespan=[lifespan],
         before_request=_refuse_nul,
-        state=State({"ui": console}),
+        # Wrong admin tokens per client, for the admin API and the dashboard's sign-in alike.
+        state=State({"ui": console, "sign_ins": SignInLimiter()}),
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         openapi_config=OpenAPIConfig(
             title="Kabarin",

@@ -185,6 +185,21 @@ MIGRATIONS: list[tuple[int, str]] = [
         UPDATE tracking SET closed = false WHERE closed AND last_status = 'rejected';
         """,
     ),
+    (
+        5,
+        # The dashboard's sign-in sessions, known to every replica (`key` is a keyed hash of
+        # the cookie, never the cookie).
+        """
+        CREATE TABLE sessions (
+            key         text PRIMARY KEY,
+            csrf        text NOT NULL,
+            created_at  timestamptz NOT NULL,
+            used_at     timestamptz NOT NULL,
+            flash       text
+        );
+        CREATE INDEX sessions_used ON sessions (used_at);
+        """,
+    ),
 ]
 
 

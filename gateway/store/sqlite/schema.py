@@ -180,6 +180,21 @@ MIGRATIONS: list[tuple[int, str]] = [
         UPDATE tracking SET closed = 0 WHERE closed = 1 AND last_status = 'rejected';
         """,
     ),
+    (
+        10,
+        # The dashboard's sign-in sessions, so that a restart keeps them (`key` is a keyed
+        # hash of the cookie, never the cookie).
+        """
+        CREATE TABLE sessions (
+            key         TEXT PRIMARY KEY,
+            csrf        TEXT NOT NULL,
+            created_at  INTEGER NOT NULL,
+            used_at     INTEGER NOT NULL,
+            flash       TEXT
+        );
+        CREATE INDEX sessions_used ON sessions (used_at);
+        """,
+    ),
 ]
 
 
