@@ -20,6 +20,7 @@ from litestar.exceptions import (
 )
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
 from litestar.params import (
     FromPath,
     FromQuery,
@@ -51,7 +52,10 @@ from gateway.store.base import EventQuery, LoggedPush, PushQuery, PushState, Tra
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
 
-__all__ = ["AdminController", "RejectedId"]
+__all__ = ["INT64_MAX", "AdminController", "RejectedId"]
+
+INT64_MAX = 2**63 - 1
+"""The largest row id or cursor the stores keep (a signed 64-bit integer)."""
 
 
 def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -228,18 +232,28 @@ def _summary(seq: int, e: Event) -> EventSummary:
     )
 
 
+_FIRST_SECOND = -62135596800
+"""0001-01-01T00:00:00Z in Unix seconds: the earliest `since`."""
+_LAST_SECOND = 253402300799
+"""9999-12-31T23:59:59Z in Unix seconds: the latest `since`."""
 Limit = Annotated[int, QueryParameter(ge=1, le=500, description="Page size.")]
 EventCursor = Annotated[
     int | None,
-    QueryParameter(ge=1, le=2**63 - 1, description="`next_cursor` of the previous page."),
+    QueryParameter(ge=1, le=INT64_MAX, description="`next_cursor` of the previous page."),
 ]
-RejectedId = Annotated[int, Parameter(ge=1, le=2**63 - 1)]
+RejectedId = Annotated[int, Parameter(ge=1, le=INT64_MAX)]
 """A row id as the stores keep it (a signed 64-bit integer): the dashboard's too."""
 Since = Annotated[
     str | None,
     QueryParameter(
-        format="date-time",
         description="An ISO 8601 time (UTC if it has no zone) or Unix seconds.",
+        schema_extra={
+            "one_of": [
+                Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.DATE_TIME),
+                Schema(type=OpenAPIType.NUMBER, minimum=_FIRST_SECOND, maximum=_LAST_SECOND),
+                Schema(type=OpenAPIType.NULL),
+            ]
+        },
     ),
 ]
 """Read by `_since`: as a `datetime` parameter, a year past 9999 would be a 500."""
@@ -431,7 +445,8 @@ class AdminController(Controller):
         since: Since = None,
         limit: Limit = 100,
         cursor: Annotated[
-            str | None, QueryParameter(description="`next_cursor` of the previous page.")
+            str | None,
+            QueryParameter(min_length=1, description="`next_cursor` of the previous page."),
         ] = None,
     ) -> DeliveryList:
         rt: Runtime = state.runtime
@@ -487,7 +502,7 @@ class AdminController(Controller):
     async def replay(
         self,
         state: State,
-        sink: FromQuery[str | None] = None,
+        sink: Annotated[str | None, QueryParameter(min_length=1)] = None,
         order_id: FromQuery[str | None] = None,
         since: Since = None,
     ) -> ReplayResult:

@@ -142,6 +142,7 @@ def make_receiver(path: str, max_body_bytes: int) -> ASGIRouteHandler:
         408, "request_timeout", "the body took longer than receiver.read_timeout"
     )
     not_allowed = error_answer(405, "method_not_allowed", "pushes are POSTed")
+    only_post = [(b"allow", b"POST")]
     ambiguous = error_answer(400, "bad_request", str(AmbiguousCredentials()))
     backlogged = error_answer(
         503, "backlog_full", "too many pushes wait to be processed; send it again later"
@@ -151,7 +152,7 @@ def make_receiver(path: str, max_body_bytes: int) -> ASGIRouteHandler:
     @asgi(path, is_mount=False, copy_scope=False)
     async def receive_push(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":  # type: ignore[typeddict-item]
-            await _respond(send, *not_allowed)
+            await _respond(send, *not_allowed, extra=only_post)
             return
         authorization = content_type = None
         length = 0

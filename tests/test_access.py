@@ -1,8 +1,9 @@
 """Who may use the admin token: the wrong-token limit, one Authorization header, the published
-example tokens and the session cookie's Secure flag, in-process."""
+example tokens, the session cookie's Secure flag and every 405's Allow header, in-process."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -255,3 +256,95 @@ def test_admin_secure_cookie_takes_auto_or_always(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(config_text(tmp_path, admin=f"{{token: {TOKEN}, secure_cookie: yes}}"))
     assert caught.value.problems[0].startswith("admin.secure_cookie (line 4): ")
+
+
+# -- 405 -------------------------------------------------------------------------------------------
+
+_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
+
+
+def test_every_route_answers_405_with_its_allow_header(client: TestClient[Litestar]) -> None:
+    """RFC 9110: a 405 says which methods the resource takes."""
+    checked = 0
+    for route in client.app.routes:
+        allowed = {m for m in route.methods if m != "OPTIONS"}
+        if not allowed:
+            continue
+        path = re.sub(r"\{[^}:]+:int\}", "1", route.path)
+        path = re.sub(r"\{[^}]+\}", "x", path)
+        for method in _METHODS:
+            if method in allowed or (method == "GET" and not allowed - {"HEAD"}):
+                continue
+            r = client.request(method, path, headers=ADMIN)
+            assert r.status_code == 405, (method, path, r.status_code)
+            listed = {m.strip() for m in r.headers.get("allow", "").split(",") if m.strip()}
+            assert allowed <= listed, (method, path, r.headers.get("allow"))
+            checked += 1
+    assert checked > 40
+    r = client.request("OPTIONS", "/kiriminaja/push")
+    assert r.status_code == 405
+    assert r.headers["allow"] == "POST"
+
+
+def test_every_route_answers_options_with_all_its_methods(client: TestClient[Litestar]) -> None:
+    for route in client.app.routes:
+        if "OPTIONS" not in route.methods:
+            continue
+        path = re.sub(r"\{[^}:]+:int\}", "1", route.path)
+        path = re.sub(r"\{[^}]+\}", "x", path)
+        r = client.request("OPTIONS", path, headers=ADMIN)
+        assert r.status_code == 204, path
+        listed = {m.strip() for m in r.headers["allow"].split(",")}
+        assert listed == set(route.methods), (path, r.headers["allow"])
+
+
+# -- the OpenAPI document says what is checked ---------------------------------------------------
+
+
+def test_the_openapi_document_states_the_checks_the_handlers_make(
+    client: TestClient[Litestar],
+) -> None:
+    doc = client.get("/schema/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+    push = doc["paths"]["/kiriminaja/push"]["post"]
+    assert push["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Push"
+    }
+    assert schemas["Push"]["required"] == ["method", "data"]
+    assert schemas["PushItem"]["required"] == ["order_id"]
+    assert schemas["ContactBody"]["minProperties"] == 1
+    assert schemas["ContactBody"]["additionalProperties"] is False
+
+    (rejected_id,) = doc["paths"]["/admin/v1/rejected/{rejected_id}"]["get"]["parameters"]
+    assert rejected_id["schema"]["maximum"] == 2**63 - 1  # exactly, not 9.223372036854776e18
+    raw = client.get("/schema/openapi.json").text
+    assert '"maximum":9223372036854775807' in raw.replace(" ", "")
+    params = {p["name"]: p for p in doc["paths"]["/admin/v1/deliveries"]["get"]["parameters"]}
+    assert params["cursor"]["schema"]["minLength"] == 1
+    since = params["since"]["schema"]["oneOf"]
+    assert {"type": "string", "format": "date-time"} in since
+    replay = doc["paths"]["/admin/v1/deliveries/replay"]["post"]["parameters"]
+    assert next(p for p in replay if p["name"] == "sink")["schema"]["minLength"] == 1
+    for path, item in doc["paths"].items():
+        if path.startswith("/admin/"):
+            for method, operation in item.items():
+                assert "429" in operation["responses"], (method, path)
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/admin/v1/deliveries", {"cursor": ""}),
+        ("/admin/v1/rejected/9223372036854775808", {}),
+    ],
+)
+def test_what_the_document_calls_invalid_is_refused_naming_it(
+    client: TestClient[Litestar], path: str, params: dict[str, str]
+) -> None:
+    r = client.get(path, params=params, headers=ADMIN)
+    assert r.status_code == 400, r.text
+
+
+def test_an_empty_contact_is_refused_as_the_document_says(client: TestClient[Litestar]) -> None:
+    r = client.put("/admin/v1/contacts/S-1", json={}, headers=ADMIN)
+    assert r.status_code == 400, r.text
