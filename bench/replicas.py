@@ -31,7 +31,7 @@ import psycopg
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 TOKEN = "bench-token"
-ADMIN = "bench-admin"
+ADMIN = "bench-admin-token-local"
 PER_PUSH = 100
 LOG = ["--log-level", "warning"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -10,9 +11,16 @@ import msgspec
 from litestar import Controller, Response, delete, get, post, put
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
-from litestar.exceptions import NotAuthorizedException, NotFoundException, ValidationException
+from litestar.exceptions import (
+    ClientException,
+    NotAuthorizedException,
+    NotFoundException,
+    TooManyRequestsException,
+    ValidationException,
+)
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
 from litestar.params import (
     FromPath,
     FromQuery,
@@ -22,6 +30,7 @@ from litestar.params import (
     QueryParameter,
 )
 
+from gateway.access import AmbiguousCredentials, SignInLimiter, client_key, only_authorization
 from gateway.contacts import InvalidContact, registered_contact
 from gateway.deliveries import Attempt, Delivery, DeliveryFilter, DeliveryState
 from gateway.errors import ErrorBody
@@ -43,19 +52,40 @@ from gateway.store.base import EventQuery, LoggedPush, PushQuery, PushState, Tra
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
 
-__all__ = ["AdminController", "RejectedId"]
+__all__ = ["INT64_MAX", "AdminController", "RejectedId"]
+
+INT64_MAX = 2**63 - 1
+"""The largest row id or cursor the stores keep (a signed 64-bit integer)."""
 
 
 def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """The admin bearer token, once, from a client not refused for too many wrong ones
+    (`gateway.access`)."""
     rt: Runtime = connection.app.state.runtime
     if rt.admin_token is None:
         raise NotAuthorizedException("the admin API is off: set `admin.token` in the configuration")
-    header = connection.headers.get("authorization", "")
+    try:
+        header = only_authorization(connection.scope["headers"])
+    except AmbiguousCredentials as exc:
+        raise ClientException(str(exc)) from None
+    limiter: SignInLimiter = connection.app.state.sign_ins
+    client = client_key(connection.client.host if connection.client else None)
+    now = time.monotonic()
+    wait = limiter.retry_after(client, now)
+    if wait is not None:
+        raise TooManyRequestsException(
+            f"too many wrong admin tokens from this address: try again in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
+    if header is None:
+        raise NotAuthorizedException("missing or wrong admin bearer token")
     scheme, _sep, value = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         value.strip().encode(), rt.admin_token
     ):
+        limiter.failed(client, now)
         raise NotAuthorizedException("missing or wrong admin bearer token")
+    limiter.succeeded(client)
 
 
 class EventSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -202,18 +232,28 @@ def _summary(seq: int, e: Event) -> EventSummary:
     )
 
 
+_FIRST_SECOND = -62135596800
+"""0001-01-01T00:00:00Z in Unix seconds: the earliest `since`."""
+_LAST_SECOND = 253402300799
+"""9999-12-31T23:59:59Z in Unix seconds: the latest `since`."""
 Limit = Annotated[int, QueryParameter(ge=1, le=500, description="Page size.")]
 EventCursor = Annotated[
     int | None,
-    QueryParameter(ge=1, le=2**63 - 1, description="`next_cursor` of the previous page."),
+    QueryParameter(ge=1, le=INT64_MAX, description="`next_cursor` of the previous page."),
 ]
-RejectedId = Annotated[int, Parameter(ge=1, le=2**63 - 1)]
+RejectedId = Annotated[int, Parameter(ge=1, le=INT64_MAX)]
 """A row id as the stores keep it (a signed 64-bit integer): the dashboard's too."""
 Since = Annotated[
     str | None,
     QueryParameter(
-        format="date-time",
         description="An ISO 8601 time (UTC if it has no zone) or Unix seconds.",
+        schema_extra={
+            "one_of": [
+                Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.DATE_TIME),
+                Schema(type=OpenAPIType.NUMBER, minimum=_FIRST_SECOND, maximum=_LAST_SECOND),
+                Schema(type=OpenAPIType.NULL),
+            ]
+        },
     ),
 ]
 """Read by `_since`: as a `datetime` parameter, a year past 9999 would be a 500."""
@@ -405,7 +445,8 @@ class AdminController(Controller):
         since: Since = None,
         limit: Limit = 100,
         cursor: Annotated[
-            str | None, QueryParameter(description="`next_cursor` of the previous page.")
+            str | None,
+            QueryParameter(min_length=1, description="`next_cursor` of the previous page."),
         ] = None,
     ) -> DeliveryList:
         rt: Runtime = state.runtime
@@ -461,7 +502,7 @@ class AdminController(Controller):
     async def replay(
         self,
         state: State,
-        sink: FromQuery[str | None] = None,
+        sink: Annotated[str | None, QueryParameter(min_length=1)] = None,
         order_id: FromQuery[str | None] = None,
         since: Since = None,
     ) -> ReplayResult:

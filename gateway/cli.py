@@ -371,10 +371,14 @@ def _sms_costs(config: Config) -> list[str]:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from gateway.access import published_tokens
     from gateway.app import create_app
     from gateway.receiver import http_protocol
 
     config = _validated(args.config)
+    published = published_tokens(config, args.host)
+    if published:
+        raise KabarinError("refusing to serve: " + "; ".join(published))
     # Bound before anything starts, so a busy port is one clear error and never a "ready" line.
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     try:

@@ -134,6 +134,20 @@ class StoreConfig(_Section, frozen=True):
 class AdminConfig(_Section, frozen=True):
     token: str | None = None
     """Bearer token of the admin API; without one the admin API answers 401 to everyone."""
+    secure_cookie: Literal["auto", "always"] = "auto"
+    """The dashboard's session cookie is ``Secure``: ``auto`` for https requests (as a trusted
+    proxy says), ``always`` whatever the request (a TLS proxy Kabarin does not trust)."""
+
+    def __post_init__(self) -> None:
+        # Empty is "off", as if left out; anything shorter than this is guessable.
+        if self.token and len(self.token) < MIN_ADMIN_TOKEN:
+            raise FieldError(
+                "token", f"must be at least {MIN_ADMIN_TOKEN} characters (it has {len(self.token)})"
+            )
+
+
+MIN_ADMIN_TOKEN = 16
+"""Characters an admin token needs at least."""
 
 
 class RetryPolicyConfig(_Section, frozen=True):

@@ -22,6 +22,7 @@ from litestar.handlers import ASGIRouteHandler
 from litestar.types import Receive, Scope, Send
 
 from gateway import metrics
+from gateway.access import AmbiguousCredentials
 from gateway.errors import error_answer
 from gateway.pushes import accept_push
 
@@ -141,6 +142,8 @@ def make_receiver(path: str, max_body_bytes: int) -> ASGIRouteHandler:
         408, "request_timeout", "the body took longer than receiver.read_timeout"
     )
     not_allowed = error_answer(405, "method_not_allowed", "pushes are POSTed")
+    only_post = [(b"allow", b"POST")]
+    ambiguous = error_answer(400, "bad_request", str(AmbiguousCredentials()))
     backlogged = error_answer(
         503, "backlog_full", "too many pushes wait to be processed; send it again later"
     )
@@ -149,18 +152,24 @@ def make_receiver(path: str, max_body_bytes: int) -> ASGIRouteHandler:
     @asgi(path, is_mount=False, copy_scope=False)
     async def receive_push(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":  # type: ignore[typeddict-item]
-            await _respond(send, *not_allowed)
+            await _respond(send, *not_allowed, extra=only_post)
             return
         authorization = content_type = None
         length = 0
+        authorizations = 0
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
+                authorizations += 1
             elif name == b"content-length":
                 length = int(value) if value.isdigit() else 0
             elif name == b"content-type":
                 content_type = value.decode("latin-1")
         rt: Runtime = scope["app"].state.runtime
+        if authorizations > 1:  # which one a proxy before us checked is anybody's guess
+            metrics.PUSH_REJECTIONS.labels("unauthorized").inc()
+            await _respond(send, *ambiguous)
+            return
         if not authorised(authorization, rt.push_token):
             metrics.PUSH_REJECTIONS.labels("unauthorized").inc()
             await _respond(

@@ -21,7 +21,7 @@ from gateway.runtime import Runtime
 
 from .conftest import ingest, store_url
 
-ADMIN = {"Authorization": "Bearer adm1n"}
+ADMIN = {"Authorization": "Bearer adm1n-adm1n-adm1n"}
 SLACK_URL = "https://hooks.slack.com/services/T000/B000/s3cr3tpath"
 
 
@@ -31,7 +31,7 @@ def client(tmp_path: Path) -> Iterator[TestClient[Litestar]]:
         f"""
 receiver: {{token: t0ken-for-pushes}}
 store: {{url: "sqlite:///{tmp_path}/k.db"}}
-admin: {{token: adm1n}}
+admin: {{token: adm1n-adm1n-adm1n}}
 dispatcher: {{enabled: false}}
 sinks:
   ops: {{type: slack, webhook_url: "{SLACK_URL}"}}
@@ -169,7 +169,7 @@ def served(backend: str, tmp_path: Path) -> Iterator[TestClient[Litestar]]:
         f"""
 receiver: {{token: t0ken-for-pushes}}
 store: {{url: "{store_url(backend, tmp_path)}"}}
-admin: {{token: adm1n}}
+admin: {{token: adm1n-adm1n-adm1n}}
 intake: {{enabled: false}}
 dispatcher: {{enabled: false}}
 sinks:
@@ -208,7 +208,7 @@ def shipped(order_id: str, minute: int = 0) -> Event:
 
 def sign_in(client: TestClient[Litestar]) -> str:
     """A dashboard session on `client`; its CSRF token."""
-    r = client.post("/ui/login", data={"token": "adm1n"}, follow_redirects=False)
+    r = client.post("/ui/login", data={"token": "adm1n-adm1n-adm1n"}, follow_redirects=False)
     assert r.status_code == 303, r.text
     page = client.get("/ui/pushes").text
     return page.split('name="csrf" value="', 1)[1].split('"', 1)[0]

@@ -21,6 +21,7 @@ from gateway.store import NewPush
 
 PUSH = b'{"method": "shipped_packages", "data": [{"order_id": "S-1"}]}'
 HEADERS = {"Authorization": "Bearer t0ken"}
+ADMIN = {"Authorization": "Bearer adm1n-adm1n-adm1n"}
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def client(tmp_path: Path) -> Iterator[TestClient[Litestar]]:
         f"""
 receiver: {{token: t0ken}}
 store: {{url: "sqlite:///{tmp_path}/k.db"}}
-admin: {{token: adm1n}}
+admin: {{token: adm1n-adm1n-adm1n}}
 dispatcher: {{enabled: false}}
 """
     )
@@ -104,9 +105,7 @@ def processed(client: TestClient[Litestar], push: bytes) -> dict[str, object]:
     r = client.post("/kiriminaja/push", content=push, headers=HEADERS)
     assert r.status_code == 200, r.text
     for _ in range(400):
-        entry = client.get(
-            f"/admin/v1/pushes/{r.json()['push_id']}", headers={"Authorization": "Bearer adm1n"}
-        ).json()["push"]
+        entry = client.get(f"/admin/v1/pushes/{r.json()['push_id']}", headers=ADMIN).json()["push"]
         if entry["state"] != "pending":
             return dict(entry)
         time.sleep(0.02)
@@ -133,7 +132,7 @@ def test_invalid_utf8_in_a_string_is_400_and_kept(client: TestClient[Litestar]) 
     r = client.post("/kiriminaja/push", content=body, headers=HEADERS)
     assert r.status_code == 400
     assert r.json()["error"] == "invalid_push"
-    kept = client.get("/admin/v1/rejected", headers={"Authorization": "Bearer adm1n"}).json()
+    kept = client.get("/admin/v1/rejected", headers=ADMIN).json()
     assert [item["body"] for item in kept["items"]] == [body.decode(errors="replace")]
 
 
@@ -143,7 +142,7 @@ def test_a_nul_character_in_a_string_is_400_and_kept(client: TestClient[Litestar
     assert r.status_code == 400
     assert r.json()["error"] == "invalid_push"
     assert r.json()["path"] == "$.data[0].order_id"
-    kept = client.get("/admin/v1/rejected", headers={"Authorization": "Bearer adm1n"}).json()
+    kept = client.get("/admin/v1/rejected", headers=ADMIN).json()
     assert [item["body"] for item in kept["items"]] == [body.decode()]
 
 
@@ -152,7 +151,7 @@ def test_deep_nesting_is_400_and_kept(client: TestClient[Litestar]) -> None:
     r = client.post("/kiriminaja/push", content=body + b"}]}", headers=HEADERS)
     assert r.status_code == 400
     assert r.json()["error"] == "invalid_push"
-    kept = client.get("/admin/v1/rejected", headers={"Authorization": "Bearer adm1n"}).json()
+    kept = client.get("/admin/v1/rejected", headers=ADMIN).json()
     assert len(kept["items"]) == 1
 
 

@@ -11,7 +11,7 @@ from gateway import metrics
 from gateway.app import create_app
 from gateway.check import validate_file
 
-ADMIN = {"Authorization": "Bearer adm1n"}
+ADMIN = {"Authorization": "Bearer adm1n-adm1n-adm1n"}
 
 
 def test_a_file_that_is_no_longer_utf8_is_refused_and_the_running_one_kept(
@@ -20,7 +20,7 @@ def test_a_file_that_is_no_longer_utf8_is_refused_and_the_running_one_kept(
     path = tmp_path / "config.yaml"
     path.write_text(
         f"receiver: {{token: t0ken}}\nstore: {{url: 'sqlite:///{tmp_path}/k.db'}}\n"
-        "admin: {token: adm1n}\ndispatcher: {enabled: false}\n"
+        "admin: {token: adm1n-adm1n-adm1n}\ndispatcher: {enabled: false}\n"
     )
     app = create_app(validate_file(str(path)), config_path=path)
     with TestClient(app, raise_server_exceptions=False) as client:
@@ -32,7 +32,7 @@ def test_a_file_that_is_no_longer_utf8_is_refused_and_the_running_one_kept(
         # still serving with the configuration it had
         assert client.get("/admin/v1/deliveries", headers=ADMIN).status_code == 200
         # the console's configuration page shows the problem
-        r = client.post("/ui/login", data={"token": "adm1n"}, follow_redirects=False)
+        r = client.post("/ui/login", data={"token": "adm1n-adm1n-adm1n"}, follow_redirects=False)
         assert r.status_code == 303, r.text
         page = client.get("/ui/config")
         assert page.status_code == 200, page.text

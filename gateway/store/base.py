@@ -51,6 +51,8 @@ __all__ = [
     "PushState",
     "RejectedRequest",
     "RetentionStore",
+    "SessionStore",
+    "SignedInSession",
     "SinkCounts",
     "Store",
     "StoredEvent",
@@ -542,8 +544,46 @@ class TrackingStore(Protocol):
     async def tracking_counts(self) -> TrackingCounts: ...
 
 
+class SignedInSession(msgspec.Struct, frozen=True, kw_only=True):
+    """A dashboard session as kept, so that every replica knows it and a restart keeps it."""
+
+    key: str
+    """What the session is known by: a keyed hash of the browser's cookie
+    (`gateway.ui.session`), never the cookie itself."""
+    csrf: str
+    """The token every form of this session carries."""
+    created_at: datetime
+    used_at: datetime
+    """Last use (at most a minute stale): the session ends 12 hours after it."""
+    flash: str | None = None
+    """A one-time notice for the next page (what an action did)."""
+
+
+class SessionStore(Protocol):
+    """The dashboard's sign-in sessions."""
+
+    async def create_session(self, session: SignedInSession, *, expired_before: datetime) -> None:
+        """Keep a new session, and forget every one last used before `expired_before`, in
+        one commit (so expired sessions never pile up)."""
+
+    async def get_session(self, key: str) -> SignedInSession | None: ...
+
+    async def update_session(self, key: str, *, used_at: datetime, flash: str | None) -> bool:
+        """Record a use and the session's notice; False when no such session is kept."""
+
+    async def delete_session(self, key: str) -> bool:
+        """Forget a session (signed out); False when none was kept."""
+
+
 class Store(
-    IngestStore, DeliveryQueue, AdminReader, ContactBook, RetentionStore, TrackingStore, Protocol
+    IngestStore,
+    DeliveryQueue,
+    AdminReader,
+    ContactBook,
+    RetentionStore,
+    TrackingStore,
+    SessionStore,
+    Protocol,
 ):
     """Every role on one backend, and its lifecycle. Every method is safe to call concurrently
     from one event loop."""

@@ -24,6 +24,9 @@ _ID: dict[str, str] = {
     "Sign out": "Keluar",
     "Admin token": "Token admin",
     "Wrong admin token.": "Token admin salah.",
+    "Too many wrong tokens from this address: try again later.": (
+        "Terlalu banyak token salah dari alamat ini: coba lagi nanti."
+    ),
     "The dashboard is off: set admin.token in the configuration.": (
         "Dasbor nonaktif: isi admin.token di konfigurasi."
     ),

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
+from gateway.access import SignInLimiter, client_key
 from gateway.admin import RejectedId
 from gateway.deliveries import Delivery, DeliveryFilter, DeliveryState
 from gateway.dryrun import Simulated, simulate
@@ -36,7 +38,16 @@ from gateway.operations import push_events, replay_rejected, sink_statuses, with
 from gateway.store.base import EventQuery, PushQuery, PushState
 from gateway.ui.chart import count_per_hour, hour_buckets, hourly_svg
 from gateway.ui.labels import LANGUAGES, Language, translate
-from gateway.ui.session import COOKIE, LIFETIME, Session, Sessions, SignInRequired, signed_in
+from gateway.ui.session import (
+    COOKIE,
+    LIFETIME,
+    Session,
+    SignInRequired,
+    end_session,
+    open_session,
+    saving_sessions,
+    signed_in,
+)
 from gateway.units import parse_duration
 
 if TYPE_CHECKING:
@@ -78,7 +89,6 @@ _env = Environment(
 class Console:
     """The dashboard's own state, kept on ``app.state.ui``."""
 
-    sessions: Sessions = field(default_factory=Sessions)
     last_reload: ReloadResult | None = None
     """The last reload asked for from the dashboard, shown on the configuration page."""
 
@@ -198,6 +208,7 @@ def _back(target: str, session: Session, notice: str | None = None) -> Redirect:
 
 
 _OFF = "The dashboard is off: set admin.token in the configuration."
+_TOO_MANY = "Too many wrong tokens from this address: try again later."
 
 
 @get("/login", sync_to_thread=False)
@@ -216,23 +227,34 @@ async def login(request: Request[Any, Any, State]) -> Response[Any]:
     rt = _rt(request)
     if rt.admin_token is None:
         return render(request, "login.html.j2", status_code=403, off=True, next=target, error=_OFF)
+    # The same count of wrong tokens per client as the admin API's (`gateway.access`).
+    limiter: SignInLimiter = request.app.state.sign_ins
+    client = client_key(request.client.host if request.client else None)
+    wait = limiter.retry_after(client, time.monotonic())
+    if wait is not None:
+        response = render(request, "login.html.j2", status_code=429, next=target, error=_TOO_MANY)
+        response.headers["Retry-After"] = str(wait)
+        return response
     if not isinstance(token, str) or not hmac.compare_digest(
         token.strip().encode(), rt.admin_token
     ):
+        limiter.failed(client, time.monotonic())
         log.warning("dashboard: a sign-in with a wrong admin token")
         return render(
             request, "login.html.j2", status_code=401, next=target, error="Wrong admin token."
         )
-    sessions = _console(request).sessions
-    sessions.drop(request.cookies.get(COOKIE))
-    session_id, _ = sessions.create()
+    limiter.succeeded(client)
+    await end_session(rt.store, rt.admin_token, request.cookies.get(COOKIE))
+    session_id, _ = await open_session(rt.store, rt.admin_token)
     cookie = Cookie(
         key=COOKIE,
         value=session_id,
         path=PREFIX,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        # `auto`: Secure when the request came over https (as a trusted proxy says, see
+        # `gateway.access`); `always` for a proxy Kabarin does not trust to say so.
+        secure=rt.config.admin.secure_cookie == "always" or request.url.scheme == "https",
         max_age=int(LIFETIME),
     )
     return Redirect(target, status_code=303, cookies=[cookie])
@@ -276,8 +298,9 @@ def _not_found(request: Request[Any, Any, Any], exc: Exception) -> Response[str]
 @post("/logout", guards=[signed_in], status_code=303)
 async def logout(request: Request[Any, Any, State]) -> Response[Any]:
     await _form(request)
-    sessions = _console(request).sessions
-    sessions.drop(request.cookies.get(COOKIE))
+    rt = _rt(request)
+    if rt.admin_token is not None:
+        await end_session(rt.store, rt.admin_token, request.cookies.get(COOKIE))
     response: Redirect = Redirect(f"{PREFIX}/login", status_code=303)
     response.delete_cookie(COOKIE, path=PREFIX)
     return response
@@ -765,6 +788,7 @@ def ui_router() -> tuple[Router, Console]:
         path=PREFIX,
         route_handlers=handlers,
         include_in_schema=False,
+        middleware=[saving_sessions],
         exception_handlers={
             SignInRequired: _to_sign_in,
             _CsrfRefused: _csrf_refused,

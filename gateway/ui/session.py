@@ -1,29 +1,56 @@
-"""Dashboard sign-in: server-side sessions behind a random cookie, and their CSRF tokens.
+"""Dashboard sign-in: sessions kept in the store behind a random cookie, and their CSRF tokens.
 
-The cookie holds only a random session id (HttpOnly, SameSite=Strict): the admin token is
-checked once at sign-in and never leaves the server again. Sessions live in the process, so a
-restart signs everyone out, which a small shop's single operator hardly notices.
+The cookie holds only a random session id (HttpOnly, SameSite=Strict, and Secure as
+``admin.secure_cookie`` says): the admin token is checked once at sign-in and never leaves the
+server again. The store keeps each session under an HMAC of that id keyed with the admin token
+(`SessionStore`), so:
+
+- a restart keeps everyone signed in, and every replica sharing the store knows every session;
+- signing out forgets the session everywhere at once (a signed cookie could not be taken back);
+- a copy of the database signs nobody in (it holds no cookie, and no key to make one match);
+- changing ``admin.token`` ends every session made under the old one.
+
+A session ends 12 hours after its last use. A use is written back at most once a minute, and
+what an action tells the next page (its flash) is written before the answer leaves
+(`saving_sessions`), so the page after the redirect finds it on any replica.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
-import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 
-__all__ = ["COOKIE", "Session", "Sessions", "SignInRequired", "signed_in"]
+from gateway.store.base import SessionStore, SignedInSession
+
+if TYPE_CHECKING:
+    from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+    from gateway.runtime import Runtime
+
+__all__ = [
+    "COOKIE",
+    "LIFETIME",
+    "Session",
+    "SignInRequired",
+    "end_session",
+    "open_session",
+    "saving_sessions",
+    "signed_in",
+]
 
 COOKIE = "kabarin_session"
 LIFETIME = 12 * 3600.0
 """Seconds a session lasts after its last use."""
-_MAX_SESSIONS = 1000
-"""Past this, the least recently used sessions are dropped (a bound, not a login limit)."""
+_TOUCH_EVERY = timedelta(minutes=1)
+"""A use is written back when the last one written is older than this."""
 
 
 class SignInRequired(NotAuthorizedException):
@@ -32,10 +59,13 @@ class SignInRequired(NotAuthorizedException):
 
 @dataclass
 class Session:
-    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
-    used: float = field(default_factory=time.monotonic)
+    key: str
+    csrf: str
     flash: str | None = None
     """A one-time notice for the next page (what an action did)."""
+    used_at: datetime | None = None
+    stored_flash: str | None = None
+    """The notice as the store has it: when `flash` differs, it is written back."""
 
     def csrf_ok(self, submitted: object) -> bool:
         return isinstance(submitted, str) and hmac.compare_digest(
@@ -47,44 +77,80 @@ class Session:
         return notice
 
 
-@dataclass
-class Sessions:
-    _by_id: dict[str, Session] = field(default_factory=dict)
-
-    def create(self) -> tuple[str, Session]:
-        self._expire()
-        while len(self._by_id) >= _MAX_SESSIONS:
-            oldest = min(self._by_id, key=lambda k: self._by_id[k].used)
-            del self._by_id[oldest]
-        session_id = secrets.token_urlsafe(32)
-        session = self._by_id[session_id] = Session()
-        return session_id, session
-
-    def get(self, session_id: str | None) -> Session | None:
-        if not session_id:
-            return None
-        session = self._by_id.get(session_id)
-        now = time.monotonic()
-        if session is None or now - session.used > LIFETIME:
-            self._by_id.pop(session_id, None)
-            return None
-        session.used = now
-        return session
-
-    def drop(self, session_id: str | None) -> None:
-        if session_id:
-            self._by_id.pop(session_id, None)
-
-    def _expire(self) -> None:
-        now = time.monotonic()
-        for key in [k for k, s in self._by_id.items() if now - s.used > LIFETIME]:
-            del self._by_id[key]
+def _key(admin_token: bytes, session_id: str) -> str:
+    return hmac.new(admin_token, session_id.encode(), hashlib.sha256).hexdigest()
 
 
-def signed_in(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def open_session(
+    store: SessionStore, admin_token: bytes, *, now: datetime | None = None
+) -> tuple[str, Session]:
+    """A new session (for a sign-in with the right token): its cookie value, and itself."""
+    now = now or datetime.now(UTC)
+    session_id = secrets.token_urlsafe(32)
+    row = SignedInSession(
+        key=_key(admin_token, session_id),
+        csrf=secrets.token_urlsafe(32),
+        created_at=now,
+        used_at=now,
+    )
+    await store.create_session(row, expired_before=now - timedelta(seconds=LIFETIME))
+    return session_id, Session(key=row.key, csrf=row.csrf, used_at=now)
+
+
+async def find_session(
+    store: SessionStore, admin_token: bytes, session_id: str | None, *, now: datetime | None = None
+) -> Session | None:
+    """The live session a cookie names, its use recorded; None for none (or an expired one)."""
+    if not session_id:
+        return None
+    now = now or datetime.now(UTC)
+    key = _key(admin_token, session_id)
+    row = await store.get_session(key)
+    if row is None:
+        return None
+    if (now - row.used_at).total_seconds() > LIFETIME:
+        await store.delete_session(key)
+        return None
+    if now - row.used_at >= _TOUCH_EVERY:
+        await store.update_session(key, used_at=now, flash=row.flash)
+    return Session(key=key, csrf=row.csrf, flash=row.flash, used_at=now, stored_flash=row.flash)
+
+
+async def end_session(store: SessionStore, admin_token: bytes, session_id: str | None) -> None:
+    """Sign out: the session is forgotten by every replica."""
+    if session_id:
+        await store.delete_session(_key(admin_token, session_id))
+
+
+async def signed_in(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard: a page or action of the dashboard needs a live session."""
-    sessions: Sessions = connection.app.state.ui.sessions
-    session = sessions.get(connection.cookies.get(COOKIE))
+    rt: Runtime = connection.app.state.runtime
+    if rt.admin_token is None:
+        raise SignInRequired("the dashboard is off")
+    session = await find_session(rt.store, rt.admin_token, connection.cookies.get(COOKIE))
     if session is None:
         raise SignInRequired("sign in first")
     connection.state.ui_session = session
+
+
+def saving_sessions(app: ASGIApp) -> ASGIApp:
+    """Middleware of the dashboard's routes: a session whose flash changed while answering is
+    written back before the answer starts, so the next request (on any replica) sees it."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_after_saving(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                session = scope.get("state", {}).get("ui_session")
+                if isinstance(session, Session) and session.flash != session.stored_flash:
+                    rt: Runtime = scope["app"].state.runtime
+                    await rt.store.update_session(
+                        session.key,
+                        used_at=session.used_at or datetime.now(UTC),
+                        flash=session.flash,
+                    )
+                    session.stored_flash = session.flash
+            await send(message)
+
+        await app(scope, receive, send_after_saving)
+
+    return middleware

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
 
 PUSH_TOKEN = "e2e-kiriminaja-token"
-ADMIN_TOKEN = "e2e-admin-token"
+ADMIN_TOKEN = "e2e-admin-token-local"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "push"
 KABARIN = Path(sys.executable).with_name("kabarin")
 

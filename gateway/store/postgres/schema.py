@@ -211,6 +211,21 @@ MIGRATIONS: list[tuple[int, str]] = [
             AND d.state IN ('pending', 'in_flight', 'delivered');
         """,
     ),
+    (
+        6,
+        # The dashboard's sign-in sessions, known to every replica (`key` is a keyed hash of
+        # the cookie, never the cookie).
+        """
+        CREATE TABLE sessions (
+            key         text PRIMARY KEY,
+            csrf        text NOT NULL,
+            created_at  timestamptz NOT NULL,
+            used_at     timestamptz NOT NULL,
+            flash       text
+        );
+        CREATE INDEX sessions_used ON sessions (used_at);
+        """,
+    ),
 ]
 
 

@@ -65,6 +65,7 @@ from gateway.store.base import (
     PushQuery,
     PushState,
     RejectedRequest,
+    SignedInSession,
     SinkCounts,
     StoredEvent,
     StoredRejected,
@@ -476,6 +477,29 @@ class PostgresStore:
 
     async def release_sink(self, sink: str, *, now: datetime) -> int:
         return await self._requeue_deliveries(sql.RELEASE_SINK, {"sink": sink, "now": now})  # type: ignore[arg-type]
+
+    # -- the dashboard's sessions, for every replica ------------------------------------------
+    async def create_session(self, session: SignedInSession, *, expired_before: datetime) -> None:
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute(sql.EXPIRE_SESSIONS, (expired_before,))
+            await conn.execute(
+                sql.CREATE_SESSION,
+                (session.key, session.csrf, session.created_at, session.used_at, session.flash),
+            )
+
+    async def get_session(self, key: str) -> SignedInSession | None:
+        row = await self._one(sql.GET_SESSION, (key,))
+        if row is None:
+            return None
+        return SignedInSession(
+            key=row[0], csrf=row[1], created_at=row[2], used_at=row[3], flash=row[4]
+        )
+
+    async def update_session(self, key: str, *, used_at: datetime, flash: str | None) -> bool:
+        return await self._count(sql.UPDATE_SESSION, (used_at, _text(flash), key)) == 1
+
+    async def delete_session(self, key: str) -> bool:
+        return await self._count(sql.DELETE_SESSION, (key,)) == 1
 
     # -- moving a store (`Portable`) -----------------------------------------------------
     async def export_rows(

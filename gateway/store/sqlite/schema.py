@@ -205,6 +205,21 @@ MIGRATIONS: list[tuple[int, str]] = [
             WHERE ordering = 'latest' AND state IN ('pending', 'in_flight', 'delivered');
         """,
     ),
+    (
+        11,
+        # The dashboard's sign-in sessions, so that a restart keeps them (`key` is a keyed
+        # hash of the cookie, never the cookie).
+        """
+        CREATE TABLE sessions (
+            key         TEXT PRIMARY KEY,
+            csrf        TEXT NOT NULL,
+            created_at  INTEGER NOT NULL,
+            used_at     INTEGER NOT NULL,
+            flash       TEXT
+        );
+        CREATE INDEX sessions_used ON sessions (used_at);
+        """,
+    ),
 ]
 
 

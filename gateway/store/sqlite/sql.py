@@ -533,3 +533,12 @@ TRACKING_COUNTS = (
     "SELECT count(*), coalesce(sum(stuck_since = last_update AND stuck_status = last_status), 0)"
     " FROM tracking WHERE closed = 0 AND gone IS NULL"
 )
+
+# -- the dashboard's sessions ---------------------------------------------------------------
+CREATE_SESSION = (
+    "INSERT INTO sessions (key, csrf, created_at, used_at, flash) VALUES (?, ?, ?, ?, ?)"
+)
+EXPIRE_SESSIONS = "DELETE FROM sessions WHERE used_at < ?"
+GET_SESSION = "SELECT key, csrf, created_at, used_at, flash FROM sessions WHERE key = ?"
+UPDATE_SESSION = "UPDATE sessions SET used_at = ?, flash = ? WHERE key = ?"
+DELETE_SESSION = "DELETE FROM sessions WHERE key = ?"

@@ -48,6 +48,7 @@ from gateway.store.base import (
     PushQuery,
     PushState,
     RejectedRequest,
+    SignedInSession,
     SinkCounts,
     StoredRejected,
     TrackedOrder,
@@ -55,7 +56,7 @@ from gateway.store.base import (
 )
 from gateway.store.moving import Table
 from gateway.store.sqlite import contacts as contacts_
-from gateway.store.sqlite import copying, ingest, prune, queue, reads, sql, tracking
+from gateway.store.sqlite import copying, ingest, prune, queue, reads, sessions, sql, tracking
 from gateway.store.sqlite.rows import to_us
 from gateway.store.sqlite.schema import LOG_MIGRATIONS, migrate, move_pushes
 from gateway.store.sqlite.writer import Writer
@@ -412,6 +413,19 @@ class SQLiteStore:
 
     async def disabled_sinks(self) -> dict[str, str]:
         return await self._read(queue.disabled_sinks)
+
+    # -- the dashboard's sessions ------------------------------------------------------------
+    async def create_session(self, session: SignedInSession, *, expired_before: datetime) -> None:
+        await self._write(lambda c: sessions.create(c, session, expired_before))
+
+    async def get_session(self, key: str) -> SignedInSession | None:
+        return await self._read(lambda c: sessions.get(c, key))
+
+    async def update_session(self, key: str, *, used_at: datetime, flash: str | None) -> bool:
+        return await self._write(lambda c: sessions.update(c, key, used_at, flash))
+
+    async def delete_session(self, key: str) -> bool:
+        return await self._write(lambda c: sessions.delete(c, key))
 
     # -- moving a store (`Portable`) -----------------------------------------------------
     async def export_rows(
