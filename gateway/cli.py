@@ -327,7 +327,7 @@ def _sms_costs(config: Config) -> list[str]:
     }
     if not sms:
         return []
-    templates = Templates(timezone=config.receiver.tz)
+    templates = Templates.for_config(config)
     events = sample_events() + [e for e, _ in minimal_events()]
     targets: list[tuple[str, Route | None]] = []
     for route in Router.from_config(config).routes:
@@ -451,7 +451,7 @@ def _simulate(args: argparse.Namespace) -> int:
         result = simulate(
             body,
             router=Router.from_config(config),
-            templates=Templates(timezone=config.receiver.tz),
+            templates=Templates.for_config(config),
             sinks=build_sinks(config.sinks, SinkDeps()),
             timezone=config.receiver.tz,
         )

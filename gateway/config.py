@@ -16,6 +16,7 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -134,6 +135,18 @@ class StoreConfig(_Section, frozen=True):
 class AdminConfig(_Section, frozen=True):
     token: str | None = None
     """Bearer token of the admin API; without one the admin API answers 401 to everyone."""
+    public_url: str | None = None
+    """Where people reach this Kabarin (``https://kabarin.toko.example``): staff messages link
+    to an order's dashboard page under it (the ``order_url`` template name). ``None``: no
+    link."""
+
+    def __post_init__(self) -> None:
+        if self.public_url is not None:
+            parts = urlsplit(self.public_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise FieldError("public_url", "must be an absolute http:// or https:// URL")
+            if parts.query or parts.fragment:
+                raise FieldError("public_url", "must not have a query or a fragment")
 
 
 class RetryPolicyConfig(_Section, frozen=True):
