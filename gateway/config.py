@@ -85,6 +85,12 @@ class ReceiverConfig(_Section, frozen=True):
     def __post_init__(self) -> None:
         if self.read_timeout <= 0 or self.keep_alive <= 0:
             raise ValueError("`read_timeout` and `keep_alive` must be positive")
+        if not float(self.keep_alive).is_integer():
+            # The server counts its idle timeout in whole seconds: 1.5s would silently be 2s.
+            raise FieldError(
+                "keep_alive",
+                f"must be a whole number of seconds ({self.keep_alive:g}s is not): write 1s or 2s",
+            )
         if not self.path.startswith("/"):
             raise FieldError("path", "must start with `/`")
         if self.max_body_bytes < 1024:

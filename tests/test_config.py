@@ -406,6 +406,14 @@ def test_an_unreadable_template_file_is_one_more_problem_of_the_load(tmp_path: P
     assert info.value.partial.targets[0]["console"].parts == {}
 
 
+@pytest.mark.parametrize("value", ["1.5s", "1500ms", "0.5"])
+def test_keep_alive_must_be_whole_seconds(value: str) -> None:
+    text = f"receiver:\n  token: t0ken\n  keep_alive: {value}\n"
+    (problem,) = problems(text)
+    assert problem.startswith("receiver.keep_alive (line 3): must be a whole number of seconds")
+    assert parse_config("receiver:\n  token: t0ken\n  keep_alive: 2s\n", env={})
+
+
 @pytest.mark.parametrize(
     ("value", "why"),
     [
