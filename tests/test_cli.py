@@ -261,3 +261,18 @@ def test_worker_help_names_every_stage_it_runs() -> None:
     assert "only the dispatcher" not in text
     for stage in ("the intake", "the dispatcher", "retention", "the pull tracker"):
         assert stage in text
+
+
+@pytest.mark.parametrize(
+    ("given", "listens"),
+    [
+        ((), "--host 127.0.0.1 --port 8080"),
+        (("PORT=9001", "HOST=0.0.0.0"), "--host 0.0.0.0 --port 9001"),
+    ],
+)
+def test_make_run_listens_where_port_and_host_say(given: tuple[str, ...], listens: str) -> None:
+    r = subprocess.run(
+        ["make", "-n", "run", *given], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1].endswith(f"serve --config config.example.yaml {listens}")
