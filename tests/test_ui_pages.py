@@ -15,7 +15,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from gateway.app import create_app
-from gateway.config import parse_config
+from gateway.config import load_config, parse_config
 from gateway.deliveries import Attempt, NewDelivery
 from gateway.events import Contact, Event, Status
 from gateway.runtime import Runtime
@@ -236,3 +236,39 @@ def test_a_dead_whatsapp_delivery_and_its_sms_fallback_link_to_each_other(
     back = sms.split('id="fallback-of" href="', 1)[1].split('"', 1)[0]
     assert back == f"/ui/deliveries/{wa}"
     assert 'id="fallback"' not in sms  # a fallback has no fallback of its own
+
+
+# -- staff mail --------------------------------------------------------------------------------
+
+STAFF_FILE = """
+receiver: {{token: t0ken-for-pushes}}
+store: {{url: "sqlite:///{db}"}}
+admin: {{token: adm1n-token-for-tests{public}}}
+intake: {{enabled: false}}
+dispatcher: {{enabled: false}}
+sinks:
+  gudang: {{type: email, host: smtp.toko.example, from: kabarin@toko.example, to: [g@toko.example]}}
+routes:
+  - {{name: staff, sinks: [gudang]}}
+"""
+
+
+def test_staff_mail_links_to_the_order_once_a_reload_sets_the_public_url(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(STAFF_FILE.format(db=tmp_path / "k.db", public=""))
+    app = create_app(load_config(path), config_path=path)
+    with TestClient(app) as client:
+        signed = {"token": "adm1n-token-for-tests"}
+        assert client.post("/ui/login", data=signed, follow_redirects=False).status_code == 303
+        (delivery_id,) = store(client, event(Status.SHIPPED, 1, awb="JP1"), sinks=("gudang",))
+        page = client.get(f"/ui/deliveries/{delivery_id}").text
+        assert "Pesanan INV-2001: Dikirim" in page and "Resi: JP1" in page
+        assert "Halo" not in page and "Dasbor" not in page
+
+        public = ", public_url: 'https://kabarin.toko.example'"
+        path.write_text(STAFF_FILE.format(db=tmp_path / "k.db", public=public))
+        bearer = {"Authorization": "Bearer adm1n-token-for-tests"}
+        r = client.post("/admin/v1/reload", headers=bearer)
+        assert r.status_code == 200 and r.json()["ok"], r.text
+        page = client.get(f"/ui/deliveries/{delivery_id}").text
+        assert "Dasbor: https://kabarin.toko.example/ui/orders/view?id=INV-2001" in page
