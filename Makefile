@@ -5,6 +5,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= config.example.yaml
+# Where `make run` listens: `make run PORT=9000`, `make run HOST=0.0.0.0` (every interface).
+HOST   ?= 127.0.0.1
+PORT   ?= 8080
 
 .PHONY: install run test lint format bench screenshots clean
 
@@ -17,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/kabarin serve --config $(CONFIG)
+	$(BIN)/kabarin serve --config $(CONFIG) --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -193,10 +193,13 @@ def _reload_on_sighup(rt: Runtime, stack: AsyncExitStack) -> None:
     stack.callback(loop.remove_signal_handler, signal.SIGHUP)
 
 
-def create_app(config: Config, *, config_path: str | Path | None = None) -> Litestar:
+def create_app(
+    config: Config, *, config_path: str | Path | None = None, address: str | None = None
+) -> Litestar:
     """The gateway for one configuration. Raises `ConfigError` if routes or templates are bad.
 
     `config_path` is the file `config` was read from, shown on the dashboard's configuration page.
+    `address` is where the server listens (``http://127.0.0.1:8080``), said in the ready line.
     """
     router = Router.from_config(config)
     dashboard, console = ui_router()
@@ -214,9 +217,10 @@ def create_app(config: Config, *, config_path: str | Path | None = None) -> Lite
             )
             _reload_on_sighup(app.state.runtime, stack)
             log.info(
-                "kabarin %s ready: push endpoint %s, store %s, %d sinks, %d routes",
+                "kabarin %s ready%s: push endpoint %s, store %s, %d sinks, %d routes",
                 __version__,
-                config.receiver.path,
+                f" on {address}" if address else "",
+                f"{address or ''}{config.receiver.path}",
                 mask_url(config.store.url),
                 len(config.sinks),
                 len(config.routes),

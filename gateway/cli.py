@@ -87,8 +87,10 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     p = command("serve", "run the gateway: receiver, admin API and dispatcher")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=_port, default=8080, help="0 to 65535 (default: 8080)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument(
+        "--port", type=_port, default=8080, help="0 to 65535; 0: any free port (default: 8080)"
+    )
     p.set_defaults(func=_serve)
 
     p = command(
@@ -327,7 +329,7 @@ def _sms_costs(config: Config) -> list[str]:
     }
     if not sms:
         return []
-    templates = Templates(timezone=config.receiver.tz)
+    templates = Templates.for_config(config)
     events = sample_events() + [e for e, _ in minimal_events()]
     targets: list[tuple[str, Route | None]] = []
     for route in Router.from_config(config).routes:
@@ -388,7 +390,9 @@ def _serve(args: argparse.Namespace) -> int:
             f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
         ) from None
     asyncio.run(_store_writable(config))
-    app = create_app(config, config_path=args.config)
+    host, port = listener.getsockname()[:2]  # the port chosen when --port 0 asked for any
+    address = f"http://[{host}]:{port}" if family == socket.AF_INET6 else f"http://{host}:{port}"
+    app = create_app(config, config_path=args.config, address=address)
     receiver = config.receiver
     server = uvicorn.Server(
         uvicorn.Config(
@@ -455,7 +459,7 @@ def _simulate(args: argparse.Namespace) -> int:
         result = simulate(
             body,
             router=Router.from_config(config),
-            templates=Templates(timezone=config.receiver.tz),
+            templates=Templates.for_config(config),
             sinks=build_sinks(config.sinks, SinkDeps()),
             timezone=config.receiver.tz,
         )

@@ -16,6 +16,7 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -84,6 +85,12 @@ class ReceiverConfig(_Section, frozen=True):
     def __post_init__(self) -> None:
         if self.read_timeout <= 0 or self.keep_alive <= 0:
             raise ValueError("`read_timeout` and `keep_alive` must be positive")
+        if not float(self.keep_alive).is_integer():
+            # The server counts its idle timeout in whole seconds: 1.5s would silently be 2s.
+            raise FieldError(
+                "keep_alive",
+                f"must be a whole number of seconds ({self.keep_alive:g}s is not): write 1s or 2s",
+            )
         if not self.path.startswith("/"):
             raise FieldError("path", "must start with `/`")
         if self.max_body_bytes < 1024:
@@ -137,6 +144,10 @@ class AdminConfig(_Section, frozen=True):
     secure_cookie: Literal["auto", "always"] = "auto"
     """The dashboard's session cookie is ``Secure``: ``auto`` for https requests (as a trusted
     proxy says), ``always`` whatever the request (a TLS proxy Kabarin does not trust)."""
+    public_url: str | None = None
+    """Where people reach this Kabarin (``https://kabarin.toko.example``): staff messages link
+    to an order's dashboard page under it (the ``order_url`` template name). ``None``: no
+    link."""
 
     def __post_init__(self) -> None:
         # Empty is "off", as if left out; anything shorter than this is guessable.
@@ -144,6 +155,12 @@ class AdminConfig(_Section, frozen=True):
             raise FieldError(
                 "token", f"must be at least {MIN_ADMIN_TOKEN} characters (it has {len(self.token)})"
             )
+        if self.public_url is not None:
+            parts = urlsplit(self.public_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise FieldError("public_url", "must be an absolute http:// or https:// URL")
+            if parts.query or parts.fragment:
+                raise FieldError("public_url", "must not have a query or a fragment")
 
 
 MIN_ADMIN_TOKEN = 16

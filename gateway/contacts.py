@@ -66,7 +66,12 @@ class LookupFailed(Exception):
 
 
 class InvalidContact(ValueError):
-    """A contact the shop tried to register is not valid; the text says why (never the number)."""
+    """A contact the shop tried to register is not valid; the text says why (never the number):
+    every field that is wrong, ``phone: ...; email: ...``."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
 
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
@@ -84,37 +89,43 @@ def registered_contact(
 ) -> Contact:
     """A contact as the shop registers it (admin API, CSV import): blank fields are unknown,
     the phone in E.164; `InvalidContact` names what is wrong."""
+    # Every wrong field is named at once: a shop fixing a row should not find the next mistake
+    # only on the next try.
+    problems: list[str] = []
     order_id = order_id.strip()
     if not order_id:
-        raise InvalidContact("order_id is empty")
+        problems.append("order_id is empty")
     name, phone, email, language = (
         (v.strip() or None) if v is not None else None for v in (name, phone, email, language)
     )
     fields = ("order_id", "name", "phone", "email", "language")
+    flagged: set[str] = set()
     for field, value in zip(fields, (order_id, name, phone, email, language), strict=True):
         control = _CONTROL.search(value or "")
         if control is not None:  # PostgreSQL refuses a NUL, SQLite cuts the text at it
-            raise InvalidContact(
-                f"{field}: contains a control character (U+{ord(control.group()):04X})"
-            )
+            flagged.add(field)
+            problems.append(f"{field}: contains a control character (U+{ord(control.group()):04X})")
     if name is None and phone is None and email is None and language is None:
-        raise InvalidContact("give at least one of name, phone, email, language")
-    if phone is not None:
+        problems.append("give at least one of name, phone, email, language")
+    if phone is not None and "phone" not in flagged:
         try:
             phone = normalize_phone(phone)
         except InvalidPhone as exc:
-            raise InvalidContact(f"phone: {exc}") from None
-    if email is not None and not _EMAIL.fullmatch(email):
-        raise InvalidContact("email: not an email address (name@domain)")
-    if language is not None and language not in LANGUAGES:
-        raise InvalidContact(f"language: {language!r} is not one of {', '.join(LANGUAGES)}")
+            problems.append(f"phone: {exc}")
+    if email is not None and "email" not in flagged and not _EMAIL.fullmatch(email):
+        problems.append("email: not an email address (name@domain)")
+    if language is not None and "language" not in flagged and language not in LANGUAGES:
+        problems.append(f"language: {language!r} is not one of {', '.join(LANGUAGES)}")
+    if problems:
+        raise InvalidContact(*problems)
     return Contact(order_id=order_id, name=name, phone=phone, email=email, language=language)
 
 
 def read_contacts_csv(text: str) -> tuple[list[Contact], list[str]]:
     """The contacts of a CSV file whose header row names its columns (``order_id`` and any of
-    ``name, phone, email, language``), and one problem per row that is not valid (``line 7:
-    phone: ...``). A header that is wrong is the only problem reported."""
+    ``name, phone, email, language``), and one problem per row that is not valid, naming every
+    wrong field (``line 7: phone: ...; email: ...``). A header that is wrong is the only problem
+    reported."""
     rows = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
     header = [h.strip().lower() for h in next(rows, [])]
     unknown = [h for h in header if h not in CSV_COLUMNS]

@@ -121,7 +121,7 @@ class History:
     ) -> None:
         self._router = Router.from_config(config)
         self._current = None if current is None else Router.from_config(current)
-        self._templates = Templates(timezone=config.receiver.tz)
+        self._templates = Templates.for_config(config)
         self._sinks = sinks
         self._redactor = redactor
         self._samples = samples

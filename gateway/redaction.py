@@ -17,7 +17,13 @@ What `Redactor(secrets).redact(text)` (or `redact_text(text, secrets)`) masks, i
    (``xoxb-***``) and Standard Webhooks secrets (``whsec_***``);
 3. Indonesian phone numbers in any of their written forms (`mask_phone`): ``0812…``,
    ``62812…``, ``+62 812-…``, with spaces, dots, dashes or brackets between the digits;
-4. email addresses (`mask_email`): ``budi.s@example.com`` becomes ``b***@example.com``.
+4. email addresses (`mask_email`): ``budi.s@example.com`` becomes ``b***@example.com``; a
+   ``Message-ID`` (``In-Reply-To``, ``References``) is no one's address and stays whole.
+
+Phone numbers and emails are found in every encoding a sink's request or a provider's answer
+carries them: as written, URL-encoded (a form body or a query string: ``To=%2B62812…``,
+``budi%40example.com``, ``+`` for a space) and JSON-escaped (``\u002b62812…``, ``\n0812…``).
+Such text is read decoded (`_Decoded`) and masked in place, in its own encoding.
 
 `LogRedaction`, installed on the log handlers by ``kabarin`` (`install_log_redaction`), applies
 the same masking to every log record's final message and traceback, whichever library logged it.
@@ -91,16 +97,26 @@ _SLACK_PATH = re.compile(
 _SLACK_TOKEN = re.compile(r"\b(?P<kind>xox[abposre])-[A-Za-z0-9-]+")
 _WHSEC = re.compile(r"\bwhsec_[A-Za-z0-9+/=]+")
 _PHONE = re.compile(
-    r"(?<![\w+])"
-    r"(?P<prefix>\+62[\s.-]?|62[\s.-]?|0)"
-    r"(?P<rest>\(?[1-9](?:[\s().-]{0,2}\d){7,11})"
+    r"(?<!\w)"
+    r"(?P<prefix>\+62[\s.+-]?|62[\s.+-]?|0)"
+    r"(?P<rest>\(?[1-9](?:[\s().+-]{0,2}\d){7,11})"
     r"(?![\w])"
 )
+"""``+`` separates digits too: it is a space in a form body or a query string."""
 _DOMAIN_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _EMAIL = re.compile(
     r"(?<![\w.%+-])(?P<first>[A-Za-z0-9])[A-Za-z0-9._%+-]*"
     rf"@(?P<domain>{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*\.[A-Za-z]{{2,}})"
 )
+_MESSAGE_ID = re.compile(
+    r"\b(?:message-id|in-reply-to|references)[\"']?\s*[:=]\s*[\"']?"
+    r"(?P<ids>(?:<[^<>\s]+>[\s,]*)+)",
+    re.I,
+)
+"""A mail's own identifiers (``<dlv_….kabarin@toko.example>``), shaped like addresses."""
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}|\\u[0-9A-Fa-f]{4}|\\[\\\"/bfnrt]")
+"""A URL-encoded byte or a JSON escape: what hides a phone number or an email from a pattern."""
+_JSON_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _PHONE_HEAD = 3
 """Digits kept after the country code or trunk 0: the operator prefix (``812``: Telkomsel) says
 which carrier, not which person."""
@@ -231,7 +247,8 @@ class Redactor:
         text = _SLACK_TOKEN.sub(rf"\g<kind>-{MASK}", text)
         text = _WHSEC.sub(f"whsec_{MASK}", text)
         text = _PHONE.sub(_mask_phone_match, text)
-        return _EMAIL.sub(_mask_email_match, text)
+        text = _mask_emails(text)
+        return _mask_encoded(text)
 
     def __repr__(self) -> str:
         return f"Redactor({len(self._masks)} secret forms)"
@@ -337,3 +354,86 @@ def _mask_digits(text: str, *, head: int, tail: int) -> str:
 
 def _mask_email_match(match: re.Match[str]) -> str:
     return f"{match.group('first')}{MASK}@{match.group('domain')}"
+
+
+def _mask_emails(text: str) -> str:
+    """Every email masked, but not the identifiers of a ``Message-ID`` and its kin."""
+    out: list[str] = []
+    last = 0
+    for match in _MESSAGE_ID.finditer(text):
+        out.append(_EMAIL.sub(_mask_email_match, text[last : match.start("ids")]))
+        out.append(match.group("ids"))
+        last = match.end("ids")
+    out.append(_EMAIL.sub(_mask_email_match, text[last:]))
+    return "".join(out)
+
+
+class _Decoded:
+    """`text` with its URL-encoded bytes and JSON escapes decoded, and where each decoded
+    character came from, so a match in the decoded text is masked in the original one."""
+
+    def __init__(self, text: str) -> None:
+        chars: list[str] = []
+        starts: list[int] = []
+        pos = 0
+        for match in _ESCAPE.finditer(text):
+            chars.extend(text[pos : match.start()])
+            starts.extend(range(pos, match.start()))
+            chars.append(_unescape(match.group()))
+            starts.append(match.start())
+            pos = match.end()
+        chars.extend(text[pos:])
+        starts.extend(range(pos, len(text)))
+        starts.append(len(text))
+        self.text = "".join(chars)
+        self.starts = starts
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """Where the decoded characters `start` to `end` are written in the original."""
+        return self.starts[start], self.starts[end]
+
+
+def _unescape(escape: str) -> str:
+    if escape.startswith("%"):
+        byte = int(escape[1:], 16)
+        # A byte of a multi-byte character is no digit, letter or separator of either pattern.
+        return chr(byte) if byte < 0x80 else "\ufffd"
+    if escape.startswith("\\u"):
+        char = chr(int(escape[2:], 16))
+        return char if char.isascii() else "\ufffd"
+    return _JSON_ESCAPES.get(escape[1], escape[1])
+
+
+def _mask_encoded(text: str) -> str:
+    """Phone numbers and emails that only show once `text` is decoded (``To=%2B62812…``,
+    ``budi%40example.com``, ``\n0812…``), masked where they are written.
+
+    Runs after the plain masking, so what is left is only what an escape hid; a ``+`` stays a
+    ``+`` (a form's space or a number's plus: `_PHONE` takes either between digits).
+    """
+    if not _ESCAPE.search(text):
+        return text
+    view = _Decoded(text)
+    decoded = view.text
+    edits: list[tuple[int, int, str]] = []
+    for match in _PHONE.finditer(decoded):
+        rest = match.start("rest")
+        digits = [i for i in range(rest, match.end()) if decoded[i].isdigit()]
+        for i in digits[_PHONE_HEAD : len(digits) - _PHONE_TAIL]:
+            edits.append((*view.span(i, i + 1), "*"))
+    protected = [m.span("ids") for m in _MESSAGE_ID.finditer(decoded)]
+    for match in _EMAIL.finditer(decoded):
+        if any(start <= match.start() < end for start, end in protected):
+            continue
+        at = decoded.index("@", match.start())
+        edits.append((*view.span(match.start() + 1, at), MASK))
+    out: list[str] = []
+    last = 0
+    for start, end, replacement in sorted(edits):
+        if start < last:
+            continue
+        out.append(text[last:start])
+        out.append(replacement)
+        last = end
+    out.append(text[last:])
+    return "".join(out)

@@ -30,6 +30,7 @@ from gateway.errors import ConfigError
 from gateway.redaction import Redactor
 from gateway.routing import Router
 from gateway.runtime import Runtime, collect_secrets
+from gateway.templates import Templates
 from sinks.base import Sink
 from sinks.registry import build_sinks
 
@@ -114,6 +115,8 @@ async def _reload(rt: Runtime, now: datetime) -> ReloadResult:
     sinks, fresh = _sinks(rt, config)
     retired = [s for name, s in rt.sinks.items() if sinks.get(name) is not s]
     templates = rt.templates  # its zone is receiver.timezone, which needs a restart
+    if templates.public_url != config.admin.public_url:
+        templates = Templates.for_config(config)
     redactor = Redactor(collect_secrets(config, sinks))
     old = set(rt.sinks)
     rt.apply(

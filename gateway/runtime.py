@@ -175,7 +175,7 @@ async def open_runtime(
     stack.push_async_callback(client.aclose)
     deps = SinkDeps(http=client, contacts=store)
     sinks = build_sinks(config.sinks, deps)
-    templates = Templates(timezone=config.receiver.tz)
+    templates = Templates.for_config(config)
     redactor = Redactor(collect_secrets(config, sinks))
     use_log_secrets(redactor)
     runtime = Runtime(

@@ -8,8 +8,9 @@ part escapes every value it inserts (``<`` → ``&lt;``); ``{{ x | safe }}`` opt
 
 A template sees ``event`` (the `Event`; ``event.details.<key>`` reads the details, statuses render
 as their value, e.g. ``delivered``), ``contact`` (never undefined: with no contact it is falsy and
-``contact.name`` is ``None``), ``route`` (the route's name) and ``language`` (``id`` or ``en``,
-the sink's). ``None`` renders as an empty string. Filters:
+``contact.name`` is ``None``), ``route`` (the route's name), ``language`` (``id`` or ``en``,
+the sink's) and ``order_url`` (the order's dashboard page under ``admin.public_url``; ``None``
+when that is not set). ``None`` renders as an empty string. Filters:
 
 - ``rupiah``: ``34000`` → ``Rp34.000``; ``None`` → ``-``.
 - ``localtime(format=None)``: a datetime (or ISO string) in the receiver's zone, e.g.
@@ -27,6 +28,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -248,13 +250,29 @@ class _NoContact:
         return False
 
 
-class Templates:
-    """Compiles (once per source) and renders message templates in the receiver's time zone."""
+def order_page(public_url: str | None, order_id: str) -> str | None:
+    """The dashboard page of an order under `public_url` (``admin.public_url``), if set."""
+    if public_url is None:
+        return None
+    return f"{public_url.rstrip('/')}/ui/orders/view?{urlencode({'id': order_id})}"
 
-    def __init__(self, *, timezone: tzinfo) -> None:
+
+class Templates:
+    """Compiles (once per source) and renders message templates in the receiver's time zone.
+
+    `public_url` (``admin.public_url``) makes ``order_url`` a link to the order's dashboard page.
+    """
+
+    def __init__(self, *, timezone: tzinfo, public_url: str | None = None) -> None:
         self.timezone = timezone
+        self.public_url = public_url
         self._env = sandbox(timezone)
         self._compiled: dict[str, Template] = {}
+
+    @classmethod
+    def for_config(cls, config: Config) -> Templates:
+        """Templates in ``receiver.timezone`` linking to the dashboard at ``admin.public_url``."""
+        return cls(timezone=config.receiver.tz, public_url=config.admin.public_url)
 
     def compile(self, source: str) -> Template:
         """The compiled template; `TemplateError` (with the line) for a syntax error."""
@@ -280,6 +298,7 @@ class Templates:
                 contact=contact if contact is not None else _NoContact(event.order_id),
                 route=route,
                 language=language,
+                order_url=order_page(self.public_url, event.order_id),
             )
         except Exception as exc:
             raise TemplateError(f"line {_template_line(exc)}: {_clean(str(exc))}") from exc
@@ -569,7 +588,7 @@ def check_templates(config: Config, router: Router, sinks: Mapping[str, Sink]) -
     checked against every event. A ``when`` that fails on an event its ``match`` lets through is
     reported too (``routes[i].when``): at run time that route would not fire for it.
     """
-    templates = Templates(timezone=config.receiver.tz)
+    templates = Templates.for_config(config)
     samples = _samples()
     problems: list[str] = []
     used: set[tuple[str, str]] = set()

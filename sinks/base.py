@@ -228,8 +228,13 @@ class Sink(Protocol):
     default_ordering: ClassVar[Ordering]
     parts: ClassVar[tuple[str, ...]]
     """The message parts this kind sends (``("text",)``; ``()`` when it sends only data)."""
-    default_templates: ClassVar[dict[str, dict[str, str]]]
-    """Built-in template source of each part, by language: ``{"text": {"id": ..., "en": ...}}``."""
+
+    @property
+    def default_templates(self) -> dict[str, dict[str, str]]:
+        """Built-in template source of each part, by language: ``{"text": {"id": ..., "en":
+        ...}}``. Usually the kind's (a class attribute); a sink whose configuration changes
+        what it writes has its own (WhatsApp Cloud's parameters, email to staff or customer)."""
+        ...
 
     @property
     def name(self) -> str: ...

@@ -59,7 +59,7 @@ from sinks.base import (
     Skipped,
 )
 
-__all__ = ["EmailConfig", "EmailSink", "build_mail"]
+__all__ = ["CUSTOMER_TEMPLATES", "STAFF_TEMPLATES", "EmailConfig", "EmailSink", "build_mail"]
 
 _DEFAULT_PORTS = {"starttls": 587, "implicit": 465, "none": 25}
 
@@ -114,89 +114,165 @@ def _check_address(key: str | tuple[str | int, ...], value: str) -> None:
         raise FieldError(key, f"{value!r} is not an email address")
 
 
+STAFF_TEMPLATES: dict[str, dict[str, str]] = {
+    "subject": {
+        "id": (
+            "{{ event.status | status_label }}: pesanan {{ event.order_id }}"
+            "{% if event.awb %} (resi {{ event.awb }}){% endif %}"
+        ),
+        "en": (
+            "{{ event.status | status_label }}: order {{ event.order_id }}"
+            "{% if event.awb %} (AWB {{ event.awb }}){% endif %}"
+        ),
+    },
+    "text": {
+        "id": (
+            "Pesanan {{ event.order_id }}: {{ event.status | status_label }}\n"
+            "Waktu: {{ event.occurred_at | localtime }}\n"
+            "{% if event.awb %}Resi: {{ event.awb }}\n{% endif %}"
+            "{% if event.details.get('courier') %}Kurir: {{ event.details.courier | upper }}"
+            "{% if event.details.get('service_name') %} {{ event.details.service_name }}"
+            "{% endif %}\n{% endif %}"
+            "{% if event.reason %}Keterangan: {{ event.reason }}\n{% endif %}"
+            "{% if order_url %}\nDasbor: {{ order_url }}\n{% endif %}"
+        ),
+        "en": (
+            "Order {{ event.order_id }}: {{ event.status | status_label }}\n"
+            "Time: {{ event.occurred_at | localtime }}\n"
+            "{% if event.awb %}AWB: {{ event.awb }}\n{% endif %}"
+            "{% if event.details.get('courier') %}Courier: {{ event.details.courier | upper }}"
+            "{% if event.details.get('service_name') %} {{ event.details.service_name }}"
+            "{% endif %}\n{% endif %}"
+            "{% if event.reason %}Reason: {{ event.reason }}\n{% endif %}"
+            "{% if order_url %}\nDashboard: {{ order_url }}\n{% endif %}"
+        ),
+    },
+    "html": {
+        "id": (
+            '<!DOCTYPE html><html lang="id"><body style="font-family:sans-serif"><table>'
+            "<tr><td>Pesanan</td><td><b>{{ event.order_id }}</b></td></tr>"
+            "<tr><td>Status</td><td><b>{{ event.status | status_label }}</b></td></tr>"
+            "<tr><td>Waktu</td><td>{{ event.occurred_at | localtime }}</td></tr>"
+            "{% if event.awb %}<tr><td>Resi</td><td>{{ event.awb }}</td></tr>{% endif %}"
+            "{% if event.details.get('courier') %}<tr><td>Kurir</td><td>"
+            "{{ event.details.courier | upper }} {{ event.details.get('service_name') }}"
+            "</td></tr>{% endif %}{% if event.reason %}<tr><td>Keterangan</td><td>"
+            "{{ event.reason }}</td></tr>{% endif %}</table>"
+            '{% if order_url %}<p><a href="{{ order_url }}">Buka di dasbor</a></p>{% endif %}'
+            "</body></html>"
+        ),
+        "en": (
+            '<!DOCTYPE html><html lang="en"><body style="font-family:sans-serif"><table>'
+            "<tr><td>Order</td><td><b>{{ event.order_id }}</b></td></tr>"
+            "<tr><td>Status</td><td><b>{{ event.status | status_label }}</b></td></tr>"
+            "<tr><td>Time</td><td>{{ event.occurred_at | localtime }}</td></tr>"
+            "{% if event.awb %}<tr><td>AWB</td><td>{{ event.awb }}</td></tr>{% endif %}"
+            "{% if event.details.get('courier') %}<tr><td>Courier</td><td>"
+            "{{ event.details.courier | upper }} {{ event.details.get('service_name') }}"
+            "</td></tr>{% endif %}{% if event.reason %}<tr><td>Reason</td><td>"
+            "{{ event.reason }}</td></tr>{% endif %}</table>"
+            '{% if order_url %}<p><a href="{{ order_url }}">Open in the dashboard</a></p>'
+            "{% endif %}"
+            "</body></html>"
+        ),
+    },
+}
+"""The default parts of mail to staff (``to:`` a list): the order, status, time, AWB, courier
+and reason, and a link to the order's dashboard page when ``admin.public_url`` is set. No
+greeting: it is not written to the customer."""
+
+
+CUSTOMER_TEMPLATES: dict[str, dict[str, str]] = {
+    "subject": {
+        "id": (
+            "{{ event.status | status_label }}: pesanan {{ event.order_id }}"
+            "{% if event.awb %} (resi {{ event.awb }}){% endif %}"
+        ),
+        "en": (
+            "{{ event.status | status_label }}: order {{ event.order_id }}"
+            "{% if event.awb %} (AWB {{ event.awb }}){% endif %}"
+        ),
+    },
+    "text": {
+        "id": (
+            "Halo{% if contact and contact.name %} {{ contact.name }}{% endif %},\n\n"
+            "Status pesanan {{ event.order_id }} sekarang: {{ event.status | status_label }}"
+            " ({{ event.occurred_at | localtime }}).\n"
+            "{% if event.awb %}Nomor resi: {{ event.awb }}\n{% endif %}"
+            "{% if event.details.get('courier') %}Kurir: {{ event.details.courier | upper }}"
+            "{% if event.details.get('service_name') %} {{ event.details.service_name }}"
+            "{% endif %}\n{% endif %}"
+            "{% if event.reason %}Keterangan: {{ event.reason }}\n{% endif %}"
+            "{% if event.details.get('tracking_url') %}"
+            "Lacak paket: {{ event.details.tracking_url }}\n{% endif %}"
+            "\nTerima kasih."
+        ),
+        "en": (
+            "Hello{% if contact and contact.name %} {{ contact.name }}{% endif %},\n\n"
+            "Order {{ event.order_id }} is now: {{ event.status | status_label }}"
+            " ({{ event.occurred_at | localtime }}).\n"
+            "{% if event.awb %}AWB: {{ event.awb }}\n{% endif %}"
+            "{% if event.details.get('courier') %}Courier: {{ event.details.courier | upper }}"
+            "{% if event.details.get('service_name') %} {{ event.details.service_name }}"
+            "{% endif %}\n{% endif %}"
+            "{% if event.reason %}Note: {{ event.reason }}\n{% endif %}"
+            "{% if event.details.get('tracking_url') %}"
+            "Track the package: {{ event.details.tracking_url }}\n{% endif %}"
+            "\nThank you."
+        ),
+    },
+    "html": {
+        "id": (
+            '<!DOCTYPE html><html lang="id"><body style="font-family:sans-serif">'
+            "<p>Halo{% if contact and contact.name %} {{ contact.name }}{% endif %},</p>"
+            "<p>Status pesanan <b>{{ event.order_id }}</b> sekarang: "
+            "<b>{{ event.status | status_label }}</b>"
+            " ({{ event.occurred_at | localtime }}).</p><table>"
+            "{% if event.awb %}<tr><td>Nomor resi</td><td>{{ event.awb }}</td></tr>"
+            "{% endif %}{% if event.details.get('courier') %}<tr><td>Kurir</td><td>"
+            "{{ event.details.courier | upper }} {{ event.details.get('service_name') }}"
+            "</td></tr>{% endif %}{% if event.reason %}<tr><td>Keterangan</td><td>"
+            "{{ event.reason }}</td></tr>{% endif %}</table>"
+            "{% if event.details.get('tracking_url') %}<p><a href=\""
+            '{{ event.details.tracking_url }}">Lacak paket</a></p>{% endif %}'
+            "<p>Terima kasih.</p></body></html>"
+        ),
+        "en": (
+            '<!DOCTYPE html><html lang="en"><body style="font-family:sans-serif">'
+            "<p>Hello{% if contact and contact.name %} {{ contact.name }}{% endif %},</p>"
+            "<p>Order <b>{{ event.order_id }}</b> is now: "
+            "<b>{{ event.status | status_label }}</b>"
+            " ({{ event.occurred_at | localtime }}).</p><table>"
+            "{% if event.awb %}<tr><td>AWB</td><td>{{ event.awb }}</td></tr>"
+            "{% endif %}{% if event.details.get('courier') %}<tr><td>Courier</td><td>"
+            "{{ event.details.courier | upper }} {{ event.details.get('service_name') }}"
+            "</td></tr>{% endif %}{% if event.reason %}<tr><td>Note</td><td>"
+            "{{ event.reason }}</td></tr>{% endif %}</table>"
+            "{% if event.details.get('tracking_url') %}<p><a href=\""
+            '{{ event.details.tracking_url }}">Track the package</a></p>{% endif %}'
+            "<p>Thank you.</p></body></html>"
+        ),
+    },
+}
+"""The default parts of mail to the customer (``to: customer``): a greeting by name, the
+status, time, AWB, courier, reason and tracking link, and thanks."""
+
+
 class EmailSink:
     """Sends one mail per delivery through the configured SMTP server."""
 
     config_type: ClassVar[type[SinkConfig]] = EmailConfig
     default_ordering: ClassVar[Ordering] = "latest"
     parts: ClassVar[tuple[str, ...]] = ("subject", "text", "html")
-    default_templates: ClassVar[dict[str, dict[str, str]]] = {
-        "subject": {
-            "id": (
-                "{{ event.status | status_label }}: pesanan {{ event.order_id }}"
-                "{% if event.awb %} (resi {{ event.awb }}){% endif %}"
-            ),
-            "en": (
-                "{{ event.status | status_label }}: order {{ event.order_id }}"
-                "{% if event.awb %} (AWB {{ event.awb }}){% endif %}"
-            ),
-        },
-        "text": {
-            "id": (
-                "Halo{% if contact and contact.name %} {{ contact.name }}{% endif %},\n\n"
-                "Status pesanan {{ event.order_id }} sekarang: {{ event.status | status_label }}"
-                " ({{ event.occurred_at | localtime }}).\n"
-                "{% if event.awb %}Nomor resi: {{ event.awb }}\n{% endif %}"
-                "{% if event.details.get('courier') %}Kurir: {{ event.details.courier | upper }}"
-                "{% if event.details.get('service_name') %} {{ event.details.service_name }}"
-                "{% endif %}\n{% endif %}"
-                "{% if event.reason %}Keterangan: {{ event.reason }}\n{% endif %}"
-                "{% if event.details.get('tracking_url') %}"
-                "Lacak paket: {{ event.details.tracking_url }}\n{% endif %}"
-                "\nTerima kasih."
-            ),
-            "en": (
-                "Hello{% if contact and contact.name %} {{ contact.name }}{% endif %},\n\n"
-                "Order {{ event.order_id }} is now: {{ event.status | status_label }}"
-                " ({{ event.occurred_at | localtime }}).\n"
-                "{% if event.awb %}AWB: {{ event.awb }}\n{% endif %}"
-                "{% if event.details.get('courier') %}Courier: {{ event.details.courier | upper }}"
-                "{% if event.details.get('service_name') %} {{ event.details.service_name }}"
-                "{% endif %}\n{% endif %}"
-                "{% if event.reason %}Note: {{ event.reason }}\n{% endif %}"
-                "{% if event.details.get('tracking_url') %}"
-                "Track the package: {{ event.details.tracking_url }}\n{% endif %}"
-                "\nThank you."
-            ),
-        },
-        "html": {
-            "id": (
-                '<!DOCTYPE html><html lang="id"><body style="font-family:sans-serif">'
-                "<p>Halo{% if contact and contact.name %} {{ contact.name }}{% endif %},</p>"
-                "<p>Status pesanan <b>{{ event.order_id }}</b> sekarang: "
-                "<b>{{ event.status | status_label }}</b>"
-                " ({{ event.occurred_at | localtime }}).</p><table>"
-                "{% if event.awb %}<tr><td>Nomor resi</td><td>{{ event.awb }}</td></tr>"
-                "{% endif %}{% if event.details.get('courier') %}<tr><td>Kurir</td><td>"
-                "{{ event.details.courier | upper }} {{ event.details.get('service_name') }}"
-                "</td></tr>{% endif %}{% if event.reason %}<tr><td>Keterangan</td><td>"
-                "{{ event.reason }}</td></tr>{% endif %}</table>"
-                "{% if event.details.get('tracking_url') %}<p><a href=\""
-                '{{ event.details.tracking_url }}">Lacak paket</a></p>{% endif %}'
-                "<p>Terima kasih.</p></body></html>"
-            ),
-            "en": (
-                '<!DOCTYPE html><html lang="en"><body style="font-family:sans-serif">'
-                "<p>Hello{% if contact and contact.name %} {{ contact.name }}{% endif %},</p>"
-                "<p>Order <b>{{ event.order_id }}</b> is now: "
-                "<b>{{ event.status | status_label }}</b>"
-                " ({{ event.occurred_at | localtime }}).</p><table>"
-                "{% if event.awb %}<tr><td>AWB</td><td>{{ event.awb }}</td></tr>"
-                "{% endif %}{% if event.details.get('courier') %}<tr><td>Courier</td><td>"
-                "{{ event.details.courier | upper }} {{ event.details.get('service_name') }}"
-                "</td></tr>{% endif %}{% if event.reason %}<tr><td>Note</td><td>"
-                "{{ event.reason }}</td></tr>{% endif %}</table>"
-                "{% if event.details.get('tracking_url') %}<p><a href=\""
-                '{{ event.details.tracking_url }}">Track the package</a></p>{% endif %}'
-                "<p>Thank you.</p></body></html>"
-            ),
-        },
-    }
+    default_templates: dict[str, dict[str, str]] = STAFF_TEMPLATES
+    """`STAFF_TEMPLATES`; an instance with ``to: customer`` has `CUSTOMER_TEMPLATES`."""
 
     def __init__(self, name: str, config: EmailConfig) -> None:
         self.name = name
         self.config = config
         self._redactor = Redactor(self.secrets())
+        if config.to == "customer":
+            self.default_templates = CUSTOMER_TEMPLATES
 
     @property
     def writes_to_customer(self) -> bool:

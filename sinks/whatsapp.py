@@ -3,12 +3,13 @@
 The recipient is the order's contact phone in E.164 (`gateway.phone`): no number is
 `Skipped`, a number that cannot be one is `Permanent`. Two providers, chosen with ``provider``:
 
-``cloud``: Meta's WhatsApp Business Cloud API. Outside a conversation the customer opened,
-WhatsApp only lets a business send an approved *template*, so ``template`` is the approved
-template's name (not a message template) and ``parameters`` are the message templates that
-fill its body's ``{{1}}``, ``{{2}}``, ... in order. ``language`` is the template's language
-code (``id``, ``en``; ``template_language: en_US`` for a regional one). Meta's ``error.code``
-decides:
+``cloud``: Meta's WhatsApp Business Cloud API (``base_url`` includes the Graph API version:
+``https://graph.facebook.com/v21.0``, the default; a ``base_url`` without one is refused).
+Outside a conversation the customer opened, WhatsApp only lets a business send an approved
+*template*, so ``template`` is the approved template's name (not a message template) and
+``parameters`` are the message templates that fill its body's ``{{1}}``, ``{{2}}``, ... in
+order. ``language`` is the template's language code (``id``, ``en``; ``template_language:
+en_US`` for a regional one). Meta's ``error.code`` decides:
 
 ==================================================  ==========================================
 130429 (rate limit), 131000 (something went wrong),  `Retry`
@@ -51,7 +52,9 @@ sinks:
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar, Literal, Self
+from urllib.parse import urlsplit
 
 import httpx
 import msgspec
@@ -79,6 +82,8 @@ CLOUD_API = "https://graph.facebook.com/v21.0"
 FONNTE_API = "https://api.fonnte.com"
 
 _CLOUD_KEYS = ("phone_number_id", "access_token", "parameters", "template_language")
+_GRAPH_VERSION = re.compile(r"v\d+(?:\.\d+)?")
+"""The last path segment of a Cloud API ``base_url``: ``v21.0``."""
 _FONNTE_KEYS = ("token",)
 
 _CLOUD_RETRY = {
@@ -135,6 +140,16 @@ class WhatsAppConfig(
             raise FieldError("token", "is required with `provider: fonnte`")
         if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
             raise FieldError("base_url", "must be an absolute http:// or https:// URL")
+        if self.provider == "cloud" and self.base_url is not None:
+            last = urlsplit(self.base_url).path.rstrip("/").rpartition("/")[2]
+            if not _GRAPH_VERSION.fullmatch(last):
+                # Requests go to {base_url}/{phone_number_id}/messages: without the version
+                # the Graph API answers every message with an error that names no key.
+                raise FieldError(
+                    "base_url",
+                    f"must end with the Graph API version, like {CLOUD_API}"
+                    f" ({self.base_url} has none)",
+                )
         if self.timeout <= 0:
             raise FieldError("timeout", "must be more than 0")
 

@@ -261,3 +261,35 @@ def test_worker_help_names_every_stage_it_runs() -> None:
     assert "only the dispatcher" not in text
     for stage in ("the intake", "the dispatcher", "retention", "the pull tracker"):
         assert stage in text
+
+
+@pytest.mark.parametrize(
+    ("given", "listens"),
+    [
+        ((), "--host 127.0.0.1 --port 8080"),
+        (("PORT=9001", "HOST=0.0.0.0"), "--host 0.0.0.0 --port 9001"),
+    ],
+)
+def test_make_run_listens_where_port_and_host_say(given: tuple[str, ...], listens: str) -> None:
+    r = subprocess.run(
+        ["make", "-n", "run", *given], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1].endswith(f"serve --config config.example.yaml {listens}")
+
+
+def test_the_readme_dead_letter_commands_work_on_the_example_as_written(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("### Dead letters and replay\n\n```sh\n", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].split() for line in block.splitlines()]
+    example = (ROOT / "config.example.yaml").read_text(encoding="utf-8")
+    (tmp_path / "config.example.yaml").write_text(example)  # its store is ./data/, under tmp
+    ran = 0
+    for words in commands:
+        assert words[0] == "kabarin"
+        if "dlv_..." in words:  # names a delivery of the reader's own
+            continue
+        r = run(*words[1:], cwd=tmp_path)
+        assert r.returncode == 0, (words, r.stderr)
+        ran += 1
+    assert ran == 2

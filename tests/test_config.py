@@ -404,3 +404,31 @@ def test_an_unreadable_template_file_is_one_more_problem_of_the_load(tmp_path: P
     # what could be read is kept, for the router and the template check
     assert info.value.partial.targets[0]["log"].parts == {"text": "{{ event.order_id }}"}
     assert info.value.partial.targets[0]["console"].parts == {}
+
+
+@pytest.mark.parametrize("value", ["1.5s", "1500ms", "0.5"])
+def test_keep_alive_must_be_whole_seconds(value: str) -> None:
+    text = f"receiver:\n  token: t0ken\n  keep_alive: {value}\n"
+    (problem,) = problems(text)
+    assert problem.startswith("receiver.keep_alive (line 3): must be a whole number of seconds")
+    assert parse_config("receiver:\n  token: t0ken\n  keep_alive: 2s\n", env={})
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("kabarin.toko.example", "must be an absolute http:// or https:// URL"),
+        ("ftp://kabarin.toko.example", "must be an absolute http:// or https:// URL"),
+        ("https://", "must be an absolute http:// or https:// URL"),
+        ("https://kabarin.toko.example/?a=1", "must not have a query or a fragment"),
+    ],
+)
+def test_admin_public_url_must_be_an_absolute_web_address(value: str, why: str) -> None:
+    (problem,) = problems(f"{MINIMAL}admin:\n  public_url: {value!r}\n")
+    assert problem == f"admin.public_url (line 5): {why}"
+
+
+def test_admin_public_url_is_optional_and_kept() -> None:
+    assert parse_config(MINIMAL, env={}).admin.public_url is None
+    text = f"{MINIMAL}admin:\n  public_url: https://kabarin.toko.example/ops\n"
+    assert parse_config(text, env={}).admin.public_url == "https://kabarin.toko.example/ops"

@@ -205,6 +205,30 @@ def test_a_csv_row_with_a_control_character_is_refused_naming_the_field() -> Non
     ]
 
 
+def test_a_csv_row_reports_every_bad_field_not_only_the_first() -> None:
+    text = (
+        "order_id,name,phone,email,language\n"
+        "C1,Siti,12,siti-at-toko,jv\n"
+        "C2,Budi,0812-3456-7890,budi@toko.id,id\n"
+        ",,,,\n"
+        " ,Andi,,andi@,\n"
+    )
+    contacts, problems = read_contacts_csv(text)
+    assert [c.order_id for c in contacts] == ["C2"]
+    assert problems == [
+        "line 2: phone: the phone number (2 digits) is not a valid number for country code +62;"
+        " email: not an email address"
+        " (name@domain); language: 'jv' is not one of id, en",
+        "line 5: order_id is empty; email: not an email address (name@domain)",
+    ]
+    with pytest.raises(InvalidContact) as info:
+        registered_contact("C3", phone="12", email="x")
+    assert info.value.problems == [
+        "phone: the phone number (2 digits) is not a valid number for country code +62",
+        "email: not an email address (name@domain)",
+    ]
+
+
 @respx.mock
 async def test_the_resolver_asks_only_when_a_phone_or_email_is_missing() -> None:
     route = respx.get("https://erp.example/orders/O/contact").respond(

@@ -479,3 +479,13 @@ def test_the_readme_example_bodies_give_the_statuses_it_says() -> None:
         if method == "update_instant_packages":
             said = {"picked_up"}
         assert event.status.value in said, (method, event.status, said)
+
+
+def test_the_readme_method_table_names_each_method_once_with_its_status() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("| KiriminAja method | status |\n| --- | --- |\n", 1)[1].split("\n\n")[0]
+    rows = [line for line in table.splitlines() if line.startswith("|")]
+    assert all(row.count(" | ") == 1 for row in rows), rows  # two columns each
+    methods = [row.split("`")[1] for row in rows if row.startswith("| `")]
+    assert len(methods) == len(set(methods)), methods
+    assert set(methods) | {"return_finished_packages"} >= KNOWN_METHODS

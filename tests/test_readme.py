@@ -64,13 +64,30 @@ def test_the_example_configuration_is_valid_with_every_commented_block_in_use(
     uncommented = "\n".join(yaml_line.sub(r"\1\2", line) for line in example.splitlines()).replace(
         "sqlite:///./data/kabarin.db", f"sqlite:///{tmp_path}/kabarin.db"
     )
-    assert uncommented.count("type: ") >= 6  # console, erp, ops-slack, gudang, wa, sms
+    assert uncommented.count("type: ") >= 9
     for name in set(re.findall(r"\$\{(\w+)", uncommented)):
         monkeypatch.setenv(name, _example_value(name))
     path = tmp_path / "config.yaml"
     path.write_text(uncommented, encoding="utf-8")
     config = validate_file(str(path))
-    assert set(config.sinks) == {"console", "erp", "ops-slack", "gudang", "wa", "sms"}
+    assert set(config.sinks) == {
+        "console",
+        "erp",
+        "ops-slack",
+        "gudang",
+        "wa",
+        "sms",
+        "wa-cloud",
+        "sms-twilio",
+        "sms-http",
+    }
+    providers = {
+        (type(c).__struct_config__.tag, getattr(c, "provider", None)) for c in config.sinks.values()
+    }
+    for channel, provider in [("whatsapp", "cloud"), ("whatsapp", "fonnte")] + [
+        ("sms", p) for p in ("twilio", "zenziva", "http")
+    ]:
+        assert (channel, provider) in providers  # every provider is shown
     assert config.pull.enabled
     plain = tmp_path / "plain.yaml"
     plain.write_text(

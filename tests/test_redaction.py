@@ -147,6 +147,41 @@ def test_emails_in_free_text_keep_their_first_letter_and_domain(text: str, expec
 
 
 @pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("To=%2B6281234567890&From=KABARIN", "To=%2B62812*****890&From=KABARIN"),
+        ("?to=%2B6281234567890", "?to=%2B62812*****890"),
+        ("Body=hubungi+081234567890+ya", "Body=hubungi+0812*****890+ya"),
+        ("msg=wa+%2B62+812-3456-7890", "msg=wa+%2B62+812-****-*890"),
+        ("email=budi.santoso%40example.com&x=1", "email=b***%40example.com&x=1"),
+        ("email%3Dbudi%2Btoko%40mail.co.id", "email%3Db***%40mail.co.id"),
+        ("Body=HP+0812+3456+7890", "Body=HP+0812+****+*890"),
+        ('"text":"Halo\\n081234567890"', '"text":"Halo\\n0812*****890"'),
+        ('"to":"\\u002b6281234567890"', '"to":"\\u002b62812*****890"'),
+        ("HP%20%280812%29%203456%207890", "HP%20%280812%29%20****%20*890"),
+        ("%E2%9C%85%20pesanan%20OID-1001%20100%25", "%E2%9C%85%20pesanan%20OID-1001%20100%25"),
+    ],
+)
+def test_phones_and_emails_are_masked_in_every_encoding(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+    assert redact_text(expected) == expected  # masking twice changes nothing
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Message-ID: <dlv_01HZX3K9Q2.kabarin@toko.example>",
+        "In-Reply-To: <a1.b2@mail.toko.example>",
+        "References: <dlv_1.kabarin@toko.example> <dlv_2.kabarin@toko.example>",
+        '{"message_id": "<dlv_9.kabarin@toko.example>"}'.replace("_id", "-ID"),
+    ],
+)
+def test_a_message_id_is_not_masked_as_an_address(text: str) -> None:
+    assert redact_text(text) == text
+    assert redact_text(f"To: budi@example.com\n{text}") == f"To: b***@example.com\n{text}"
+
+
+@pytest.mark.parametrize(
     ("email", "expected"),
     [
         ("budi@example.com", "b***@example.com"),

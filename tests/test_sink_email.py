@@ -187,10 +187,14 @@ async def test_plain_smtp_with_auth_sends_both_parts_and_every_header(plain: Smt
     html = mail.get_body(("html",))
     assert text is not None and html is not None
     plain_text, html_text = text.get_content(), html.get_content()
-    assert "Halo Dédé Sulaiman," in plain_text
-    assert "Alamat tidak ditemukan — rumah <b>kosong</b> & pagar terkunci" in plain_text
-    assert "Nomor resi: JP1234567890" in plain_text
-    assert "Halo Dédé Sulaiman," in html_text
+    # Mail to staff: the facts, not a letter to the customer.
+    assert plain_text.startswith("Pesanan OID-1001: Dikirim\r\nWaktu: 05 Mei 2024 16:30 WIB")
+    assert "Keterangan: Alamat tidak ditemukan — rumah <b>kosong</b> & pagar terkunci" in plain_text
+    assert "Resi: JP1234567890" in plain_text
+    assert "Kurir: JNE REG" in plain_text
+    for text_part in (plain_text, html_text):
+        assert "Dédé" not in text_part and "Halo" not in text_part
+        assert "Terima kasih" not in text_part
     # Data from the push is escaped in the HTML part, the template's own markup is not.
     assert "rumah &lt;b&gt;kosong&lt;/b&gt; &amp; pagar" in html_text
     assert "<b>OID-1001</b>" in html_text
@@ -285,6 +289,41 @@ async def test_the_customer_gets_the_mail_at_the_contact_address(plain: SmtpServ
     [(envelope, mail)] = plain.box.mails
     assert envelope.rcpt_tos == ["siti@pelanggan.example"]
     assert mail["To"] == "siti@pelanggan.example"
+    # The customer's default: a letter to them, with no link to the shop's dashboard.
+    text = mail.get_body(("plain",))
+    assert text is not None
+    body = text.get_content()
+    assert body.startswith("Halo Siti,") and "Terima kasih." in body
+    assert "Nomor resi: JP1234567890" in body and "/ui/" not in body
+
+
+@pytest.mark.parametrize("language", ["id", "en"])
+async def test_staff_mail_links_to_the_orders_dashboard_page_when_the_public_url_is_set(
+    plain: SmtpServer, language: str
+) -> None:
+    sink = sink_for(plain, language=language)
+    templates = Templates(
+        timezone=ZoneInfo("Asia/Jakarta"), public_url="https://kabarin.toko.example/"
+    )
+    evt = make_event(order_id="INV/2024/001")
+    parts = templates.render_parts(
+        templates.sources({}, sink), event=evt, contact=None, route="r", language=language
+    )
+    assert isinstance(await sink.send(make_message(event=evt, parts=parts)), Delivered)
+    [(_, mail)] = plain.box.mails
+    text, html = mail.get_body(("plain",)), mail.get_body(("html",))
+    assert text is not None and html is not None
+    link = "https://kabarin.toko.example/ui/orders/view?id=INV%2F2024%2F001"
+    label = {"id": "Dasbor", "en": "Dashboard"}[language]
+    assert f"{label}: {link}" in text.get_content()
+    assert f'<a href="{link}">' in html.get_content()
+
+
+def test_staff_mail_has_no_link_without_a_public_url() -> None:
+    sink = sink_for(SmtpServer(Mailbox(), 2525))
+    shown = sink.preview(rendered(sink))
+    assert "Pesanan OID-1001: Dikirim" in shown and "Resi: JP1234567890" in shown
+    assert "Dasbor" not in shown and "href" not in shown
 
 
 @pytest.mark.parametrize(
@@ -343,7 +382,7 @@ def test_preview_shows_headers_and_both_parts() -> None:
     shown = sink.preview(rendered(sink))
     assert "Subject: Dikirim: pesanan OID-1001" in shown
     assert "Message-ID: <dlv_01HZX3K9Q2.kabarin@toko.example>" in shown
-    assert "-- html --" in shown and "Halo," in shown
+    assert "-- html --" in shown and "Pesanan OID-1001: Dikirim" in shown
 
 
 async def test_the_attempt_row_keeps_the_refused_addresses_masked(plain: SmtpServer) -> None:

@@ -422,6 +422,8 @@ def test_preview_shows_the_request_without_the_token() -> None:
         ({"provider": "fonnte", "token": "t", "phone_number_id": "1"}, "phone_number_id"),
         ({"provider": "cloud", **cloud_block(None), "token": "t"}, "token"),
         ({"provider": "fonnte", "token": "t", "base_url": "api.fonnte.com"}, "base_url"),
+        ({**cloud_block(None), "base_url": "https://graph.facebook.com"}, "base_url"),
+        ({**cloud_block(None), "base_url": "https://proxy.toko.example/wa/"}, "base_url"),
     ],
 )
 def test_keys_are_checked_per_provider(block: dict[str, Any], key: str) -> None:
@@ -453,3 +455,23 @@ async def test_no_cloud_answer_within_the_timeout_is_not_sent_again(
         result = await sink.send(rendered(sink))
     assert isinstance(result, Permanent), result
     assert result.reason.startswith("timed out: no answer within 0.5 s (the sink's timeout)")
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["https://graph.facebook.com/v21.0", "https://proxy.toko.example/wa/v19.0/", "http://x/v22"],
+)
+def test_a_cloud_base_url_with_the_graph_api_version_is_accepted(base_url: str) -> None:
+    sink = build({**cloud_block(None), "base_url": base_url}, None)
+    assert "/106540352242922/messages" in sink.preview(rendered(sink))
+
+
+def test_a_cloud_base_url_without_the_version_says_what_it_needs() -> None:
+    kind = load_sink_types()["whatsapp"]
+    block = {"type": "whatsapp", **cloud_block(None), "base_url": "https://graph.facebook.com"}
+    with pytest.raises(msgspec.ValidationError) as caught:
+        msgspec.convert(block, kind.config_type, dec_hook=dec_hook)
+    assert str(caught.value.__cause__) == (
+        "must end with the Graph API version, like https://graph.facebook.com/v21.0"
+        " (https://graph.facebook.com has none)"
+    )

@@ -122,12 +122,26 @@ ALL_SINKS = [
     pytest.param(
         HttpSinkCase(
             {
+                "type": "email",
+                "host": "smtp.toko.example",
+                "username": "kabarin@toko.example",
+                "password": "smtp-Pa55-word-991",
+                "from": "kabarin@toko.example",
+                "to": "customer",
+            },
+            ("smtp-Pa55-word-991",),
+        ),
+        id="email-customer",
+    ),
+    pytest.param(
+        HttpSinkCase(
+            {
                 "type": "whatsapp",
                 "provider": "cloud",
                 "phone_number_id": "106540352242922",
                 "access_token": "EAAG-cloud-access-token-4455",
                 "template": "status_paket",
-                "parameters": ["{{ event.order_id }}"],
+                "parameters": ["{{ event.order_id }}: {{ event.status | status_label }}"],
             },
             ("EAAG-cloud-access-token-4455",),
         ),
@@ -323,9 +337,10 @@ def test_printing_a_config_masks_its_secrets(case: HttpSinkCase) -> None:
 def test_every_kind_declares_the_protocol(case: HttpSinkCase) -> None:
     kind = load_sink_types()[case.block["type"]]
     assert kind.default_ordering in ("all", "latest")
-    assert set(kind.default_templates) <= set(kind.parts)
-    for part in kind.parts:  # a built-in sink works with no template configured
-        assert set(kind.default_templates[part]) == {"id", "en"}, part
+    sink = build_sink(case.block, None)  # a block may choose the defaults (email's `to`)
+    assert set(sink.default_templates) <= set(sink.parts)
+    for part in sink.parts:  # a built-in sink works with no template configured
+        assert set(sink.default_templates[part]) == {"id", "en"}, part
     assert kind.config_type.__struct_config__.tag == case.block["type"]
     config = msgspec.convert(
         {
@@ -355,15 +370,19 @@ def test_default_templates_render_with_only_the_documented_names(
         "localtime": lambda t: t.strftime("%d/%m/%Y %H:%M WIB"),
         "status_label": lambda s: s.value.title(),
     }
-    kind = load_sink_types()[case.block["type"]]
-    defaults = kind.default_templates.items()
+    defaults = build_sink(case.block, None).default_templates.items()
+    link = "https://kabarin.toko.example/ui/orders/view?id=OID-1001"
     for language, source in ((lang, src) for _, by in defaults for lang, src in by.items()):
         names = meta.find_undeclared_variables(env.parse(source))
-        assert names <= {"event", "contact", "route"}, (language, names)
-        text = env.from_string(source).render(event=event, contact=None, route="r")
-        assert "OID-1001" in text and "Shipped" in text
-        if "event.reason" in source:
-            assert ("3pl rejection" in text) is (event.reason is not None)
+        assert names <= {"event", "contact", "route", "order_url"}, (language, names)
+        for order_url in (None, link):
+            text = env.from_string(source).render(
+                event=event, contact=None, route="r", order_url=order_url
+            )
+            assert "OID-1001" in text and "Shipped" in text
+            if "event.reason" in source:
+                assert ("3pl rejection" in text) is (event.reason is not None)
+            assert (link in text) is (order_url is not None and "order_url" in source)
 
 
 @pytest.mark.parametrize("case", LOCAL_SINKS)

@@ -255,11 +255,11 @@ def test_sources_prefer_route_then_sink_then_the_kinds_default_in_its_language()
             yaml_routes="  - name: all\n    sinks: [id, en, own]\n",
         )
     )
-    kind = type(sinks["id"])
+    defaults = sinks["id"].default_templates["text"]
     assert templates.sources({"text": "X"}, sinks["own"]) == {"text": "X"}
     assert templates.sources({}, sinks["own"]) == {"text": "Halo {{ event.order_id }}"}
-    assert templates.sources({}, sinks["id"]) == {"text": kind.default_templates["text"]["id"]}
-    assert templates.sources({}, sinks["en"]) == {"text": kind.default_templates["text"]["en"]}
+    assert templates.sources({}, sinks["id"]) == {"text": defaults["id"]}
+    assert templates.sources({}, sinks["en"]) == {"text": defaults["en"]}
     assert render(templates.sources({}, sinks["en"])["text"], language="en") == (
         "Delivered: order OID-40592020 (AWB JP1234567890), 05 May 2022 00:00 WIB"
     )

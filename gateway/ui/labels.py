@@ -2,11 +2,17 @@
 
 Pages are written in English; `translate` looks each label up here for ``id``. A label missing
 from the table shows in English, so a new page never breaks, it only waits for its translation.
+The words of the data are labels too: a delivery's or a push's state (``dead``), an attempt's
+outcome and an event's status (``delivered``, from `gateway.templates.STATUS_LABELS`). A label
+counting ``{n}`` things is written in the plural; English says one thing in the singular
+(`_EN_ONE`), Indonesian has one form for both.
 """
 
 from __future__ import annotations
 
 from typing import Literal
+
+from gateway.templates import STATUS_LABELS
 
 __all__ = ["LANGUAGES", "Language", "translate"]
 
@@ -50,7 +56,6 @@ _ID: dict[str, str] = {
     "Circuit": "Sirkuit",
     "Switched off": "Dimatikan",
     "Enable": "Aktifkan",
-    "on": "aktif",
     "Search by order id or AWB": "Cari dengan ID pesanan atau AWB",
     "Search": "Cari",
     "No order or AWB matches": "Tidak ada pesanan atau AWB yang cocok",
@@ -129,9 +134,41 @@ _ID: dict[str, str] = {
     "Nothing yet.": "Belum ada.",
     "Language": "Bahasa",
     "Menu": "Menu",
+    "Enabled": "Aktif",
+    "Fallback of": "Pengganti dari",
+    "Fallback": "Pengganti",
+    "{n} attempts": "{n} percobaan",
+    # states of a delivery and of a push, outcomes of an attempt
+    "pending": "menunggu",
+    "in_flight": "sedang dikirim",
+    "dead": "gagal",
+    "skipped": "dilewati",
+    "superseded": "digantikan",
+    "failed": "gagal diproses",
+    "retry": "dicoba lagi",
+    "permanent": "ditolak tetap",
+    "error": "galat",
+    # a sink's circuit breaker
+    "closed": "tertutup",
+    "half-open": "setengah terbuka",
+    "open": "terbuka",
+    # the statuses of an event, as messages to customers name them
+    **{status.value: label.lower() for status, label in STATUS_LABELS["id"].items()},
 }
+
+_EN_ONE: dict[str, str] = {
+    "{n} attempts": "{n} attempt",
+    "{n} deliveries replayed.": "{n} delivery replayed.",
+    "{n} pushes put back to the intake.": "{n} push put back to the intake.",
+    "Replay {n} dead deliveries?": "Replay {n} dead delivery?",
+}
+"""English labels counting ``{n}``, as they read when ``n`` is 1."""
 
 
 def translate(label: str, language: Language, **values: object) -> str:
-    text = _ID.get(label, label) if language == "id" else label
+    """`label` in `language`, with `values` filled in (``n=1`` picks the singular)."""
+    if language == "id":
+        text = _ID.get(label, label)
+    else:
+        text = _EN_ONE.get(label, label) if values.get("n") == 1 else label
     return text.format(**values) if values else text

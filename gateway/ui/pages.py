@@ -392,11 +392,19 @@ async def orders(request: Request[Any, Any, State], q: FromQuery[str] = "") -> R
                 return Redirect(_order_url(event.order_id), status_code=303)
     recent = await rt.store.list_events(EventQuery(limit=200))
     seen: dict[str, Event] = {}
-    for stored in recent.items:
+    awbs: dict[str, str] = {}
+    for stored in recent.items:  # newest first: the latest status, and the latest AWB known
         seen.setdefault(stored.event.order_id, stored.event)
-    return render(
-        request, "orders.html.j2", q=query, missing=bool(query), recent=list(seen.values())[:50]
-    )
+        if stored.event.awb:
+            awbs.setdefault(stored.event.order_id, stored.event.awb)
+    shown = list(seen.values())[:50]
+    for event in shown:
+        if event.order_id not in awbs:  # given by a push older than the events looked through
+            own = await rt.store.list_events(EventQuery(order_id=event.order_id, limit=100))
+            awb = next((s.event.awb for s in own.items if s.event.awb), None)
+            if awb is not None:
+                awbs[event.order_id] = awb
+    return render(request, "orders.html.j2", q=query, missing=bool(query), recent=shown, awbs=awbs)
 
 
 def _order_url(order_id: str) -> str:
@@ -558,6 +566,13 @@ async def delivery(request: Request[Any, Any, State], delivery_id: FromPath[str]
     item, attempts = found
     item = (await with_waiting(rt, [item]))[0]
     event = await rt.store.get_event(item.event_id)
+    # The delivery its ending issued on the route's fallback sink (a dead WhatsApp's SMS).
+    fallback: Delivery | None = None
+    if item.state in ("dead", "skipped") and item.fallback_of is None:
+        same_event = await rt.store.list_deliveries(
+            DeliveryFilter(event_id=item.event_id, limit=100)
+        )
+        fallback = next((d for d in same_event if d.fallback_of == item.id), None)
     preview: str | None = None
     problem: str | None = None
     sink = rt.sinks.get(item.sink)
@@ -580,6 +595,7 @@ async def delivery(request: Request[Any, Any, State], delivery_id: FromPath[str]
         problem=problem,
         replayable=item.state in ("dead", "skipped", "superseded"),
         order_url=_order_url(item.order_id),
+        fallback=fallback,
     )
 
 

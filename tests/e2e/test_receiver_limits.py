@@ -102,6 +102,12 @@ def test_idle_and_half_sent_connections_are_closed(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_the_ready_line_says_where_the_server_listens(server: KabarinProcess) -> None:
+    address = f"http://127.0.0.1:{server.port}"
+    (ready,) = [line for line in server.output().splitlines() if " ready on " in line]
+    assert f"ready on {address}: push endpoint {address}/kiriminaja/push," in ready
+
+
 def test_a_busy_port_is_one_clear_error(server: KabarinProcess) -> None:
     second = subprocess.run(
         [str(KABARIN), "serve", "--config", str(server.config_path), "--port", str(server.port)],

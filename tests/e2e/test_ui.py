@@ -367,7 +367,7 @@ def test_a_failed_push_is_reprocessed_and_a_rejected_body_replayed(
     _wait(ui, lambda: ui.find_elements("id", "push-error"))
     assert _text(ui, "push-error") == "KeyError: x"
     ui.find_element("id", "reprocess").click()
-    assert _flash(ui) == "1 pushes put back to the intake."
+    assert _flash(ui) == "1 push put back to the intake."
     assert server.processed(push_id)["state"] == "processed"
 
     r = server.push(b'{"method": "shipped_packages", "data": [{"shipped_at": "x"}]}')
