@@ -198,7 +198,7 @@ def finish_dead(client: TestClient[Litestar], delivery_id: str, *, fallback: boo
     claimed = client.blocking_portal.call(
         partial(rt.store.claim, worker="w", now=now, limit=10, lease_seconds=60)
     )
-    (job,) = [c for c in claimed if c.delivery.id == delivery_id]
+    (job,) = [c for c in claimed.claims if c.delivery.id == delivery_id]
     spare = rt.router.fallback(job.delivery) if fallback else None
     attempt = Attempt(
         delivery_id=delivery_id,
