@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway import metrics
 from gateway.deliveries import NewDelivery
@@ -35,10 +35,21 @@ from gateway.errors import StoreError, StoreRefused
 from gateway.kiriminaja import decode_push, normalise
 from gateway.kiriminaja.entries import decode_pull_entry
 from gateway.kiriminaja.normalise import Normalised
+from gateway.kiriminaja.part import push_part
 from gateway.routing import Router
 from gateway.store.base import IngestResult, IngestStore, LoggedPush, PushOutcome
 
-__all__ = ["DECODERS", "Backlog", "Decoder", "Intake", "decode_logged", "new_push_id"]
+__all__ = [
+    "DECODERS",
+    "PART_DECODERS",
+    "Backlog",
+    "Decoder",
+    "Intake",
+    "LoggedPart",
+    "decode_logged",
+    "decode_logged_part",
+    "new_push_id",
+]
 
 log = logging.getLogger("kabarin.intake")
 
@@ -82,6 +93,31 @@ DECODERS: dict[str, Decoder] = {"push": _decode_kiriminaja_push, "pull": decode_
 the pull tracker appended (a tracking answer or a stuck alert: `gateway.kiriminaja.entries`)."""
 
 
+@dataclass(frozen=True, slots=True)
+class LoggedPart:
+    """A range of a log entry's items and the events they yield."""
+
+    items: list[Any]
+    """The range's package items as received, in body order."""
+    normalised: Normalised
+    total: int
+    """Items in the whole entry."""
+
+
+class PartDecoder(Protocol):
+    def __call__(self, push: LoggedPush, tz: tzinfo, start: int, stop: int) -> LoggedPart: ...
+
+
+def _decode_kiriminaja_push_part(push: LoggedPush, tz: tzinfo, start: int, stop: int) -> LoggedPart:
+    part = push_part(push.body, start, stop)
+    normalised = normalise(part.push, received_at=push.received_at, tz=tz)
+    return LoggedPart(part.push.items, normalised, part.total)
+
+
+PART_DECODERS: dict[str, PartDecoder] = {"push": _decode_kiriminaja_push_part}
+"""Source → how a range of its log entries' items is read without decoding the rest."""
+
+
 def new_push_id(now: datetime) -> str:
     """``psh_`` + milliseconds since the epoch + randomness: unique, and in arrival order, so
     the log's id index grows at its end like its sequence does."""
@@ -97,6 +133,17 @@ def decode_logged(
     if decoder is None:
         raise ValueError(f"no decoder for source {push.source!r}")
     return decoder(push, tz)
+
+
+def decode_logged_part(push: LoggedPush, tz: tzinfo, start: int, stop: int) -> LoggedPart:
+    """Items ``[start, stop)`` of a log entry and the events they yield (raises on a body the
+    code cannot read). A source without a `PART_DECODERS` entry has no items to page (a pull
+    tracker entry is one order's tracking answer): its first part holds all its events."""
+    decoder = PART_DECODERS.get(push.source)
+    if decoder is not None:
+        return decoder(push, tz, start, stop)
+    whole = decode_logged(push, tz) if start == 0 else Normalised([], [])
+    return LoggedPart([], whole, 0)
 
 
 class Intake:
