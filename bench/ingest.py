@@ -8,7 +8,9 @@
 2. Sustained: a burst of 20,000 pushes of 10 packages (200,000 events) sent by 64 connections as
    fast as they are accepted; the time until the last event and its delivery are committed
    (no push pending in the store), against bench/store_floor.py: SQLite alone writing the same
-   rows in the same order (target >= 0.8).
+   rows in the same order (target >= 0.8). Then the server's resident memory (VmRSS) once the
+   burst is committed, and again after a second burst of the same size: the steady state, set
+   mostly by `store.cache_mb` (SQLite's page cache per connection; `--cache-mb` sets it).
 
 Kabarin runs with SQLite (WAL, synchronous=FULL, group commit) and one route, so each event
 also gets a delivery in the intake's commit; its dispatcher is off. The load comes from wrk
@@ -16,6 +18,7 @@ also gets a delivery in the intake's commit; its dispatcher is off. The load com
 CPU from the server on a small machine: the ratios are then lower than they should be.
 
     make bench       # or: .venv/bin/python bench/ingest.py [--part edge|sustained] [--sizes 10 100]
+                     #     [--cache-mb 16]
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from pathlib import Path
 
 import httpx
 from store_floor import floor
+
+from gateway.store.base import DEFAULT_CACHE_MB
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -81,7 +86,7 @@ def start_bare(port: int) -> subprocess.Popen[bytes]:
     )
 
 
-def start_kabarin(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+def start_kabarin(port: int, workdir: Path, cache_mb: int) -> subprocess.Popen[bytes]:
     config = workdir / "config.yaml"
     config.write_text(
         f"""
@@ -89,6 +94,7 @@ receiver:
   token: {TOKEN}
 store:
   url: sqlite:///{workdir / "kabarin.db"}
+  cache_mb: {cache_mb}
 dispatcher:
   enabled: false
 sinks:
@@ -165,11 +171,19 @@ def load(
     return result
 
 
+def rss_mb(pid: int) -> float:
+    """A process's resident memory (VmRSS), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit(f"no VmRSS for process {pid}")
+
+
 def edge(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="kabarin-bench-"))
     bare_port, kabarin_port = free_port(), free_port()
     bare = start_bare(bare_port)
-    kabarin = start_kabarin(kabarin_port, workdir)
+    kabarin = start_kabarin(kabarin_port, workdir, args.cache_mb)
     bare_url, kabarin_url = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{kabarin_port}"
     rows = []
     try:
@@ -207,57 +221,75 @@ def edge(args: argparse.Namespace) -> None:
         print(f"ratio kabarin/bare, {size} packages/push: {k['rps'] / b['rps']:.2f}{target}")
 
 
+def burst(
+    url: str, db: sqlite3.Connection, prefix: str, args: argparse.Namespace
+) -> tuple[float, float, str]:
+    """Send `args.pushes` pushes of fresh order ids; when the last was accepted and when the
+    last was committed (no push pending), from the start, and the load generator's output."""
+    (before,) = db.execute("SELECT count(*) FROM pushes").fetchone()
+    cmd = load_command(url, 10, prefix, args.burst_connections, 600, args.pushes)
+    started = time.perf_counter()
+    gen = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    accepted_at = None
+    while True:
+        time.sleep(0.05)
+        pushes, pending = db.execute(
+            "SELECT count(*), count(*) FILTER (WHERE state = 'pending') FROM pushes"
+        ).fetchone()
+        if accepted_at is None and pushes - before >= args.pushes:
+            accepted_at = time.perf_counter()
+            if cmd[0] == "wrk":  # bench/loadgen.py stops by itself after the total
+                gen.send_signal(signal.SIGINT)  # wrk's threads stopped; it waits for -d
+        if accepted_at is not None and pending == 0:
+            break
+        if gen.poll() not in (None, 0) or time.perf_counter() - started > 600:
+            raise SystemExit(f"the burst did not finish: {pushes} pushes, {pending} pending")
+    done_at = time.perf_counter()
+    out, _ = gen.communicate(timeout=30)
+    return accepted_at - started, done_at - started, out
+
+
 def sustained(args: argparse.Namespace) -> None:
     print(
         f"\n2. sustained: {args.pushes:,} pushes of 10 packages, {args.burst_connections} "
         "connections, until the last event and its delivery are committed"
     )
-    floor_eps = floor(args.pushes)
+    floor_eps = floor(args.pushes, cache_mb=args.cache_mb)
     workdir = Path(tempfile.mkdtemp(prefix="kabarin-bench-"))
     port = free_port()
-    kabarin = start_kabarin(port, workdir)
+    kabarin = start_kabarin(port, workdir, args.cache_mb)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url + "/kiriminaja/push", kabarin)
+        idle = rss_mb(kabarin.pid)
         db = sqlite3.connect(f"file:{workdir / 'kabarin.db'}?mode=ro", uri=True)
         db.execute("ATTACH DATABASE ? AS log", (f"file:{workdir / 'kabarin.pushes.db'}?mode=ro",))
-        cmd = load_command(url, 10, "s", args.burst_connections, 600, args.pushes)
-        started = time.perf_counter()
-        gen = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-        accepted_at = None
-        while True:
-            time.sleep(0.05)
-            pushes, pending = db.execute(
-                "SELECT count(*), count(*) FILTER (WHERE state = 'pending') FROM pushes"
-            ).fetchone()
-            if accepted_at is None and pushes >= args.pushes:
-                accepted_at = time.perf_counter()
-                gen.send_signal(signal.SIGINT)  # wrk's threads stopped; it waits for -d
-            if accepted_at is not None and pending == 0:
-                break
-            if gen.poll() not in (None, 0) or time.perf_counter() - started > 600:
-                raise SystemExit(f"the burst did not finish: {pushes} pushes, {pending} pending")
-        done_at = time.perf_counter()
-        out, _ = gen.communicate(timeout=30)
+        accepted, elapsed, out = burst(url, db, "s", args)
         events, deliveries = db.execute(
             "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM deliveries)"
         ).fetchone()
+        after_one = rss_mb(kabarin.pid)
+        burst(url, db, "t", args)  # the same again, on a store twice the size: steady or not
+        after_two = rss_mb(kabarin.pid)
         db.close()
     finally:
         kabarin.terminate()
         kabarin.wait(30)
     shutil.rmtree(workdir, ignore_errors=True)
     result = parse_result(out)
-    elapsed = done_at - started
     eps = events / elapsed
     print(
-        f"kabarin: {pushes:,} pushes accepted in {accepted_at - started:.1f} s "
+        f"kabarin: {args.pushes:,} pushes accepted in {accepted:.1f} s "
         f"(p99 {result['p99_ms']:.0f} ms, {int(result['errors'] + result['non2xx'])} errors), "
         f"{events:,} events and {deliveries:,} deliveries committed after {elapsed:.1f} s: "
         f"{eps:,.0f} events/s"
     )
     print(f"SQLite alone (bench/store_floor.py, same rows): {floor_eps:,.0f} events/s")
     print(f"ratio kabarin/SQLite alone: {eps / floor_eps:.2f} (target >= 0.80)")
+    print(
+        f"resident memory (VmRSS), store.cache_mb {args.cache_mb}: {idle:.0f} MB idle, "
+        f"{after_one:.0f} MB after the burst, {after_two:.0f} MB after a second one"
+    )
 
 
 def main() -> None:
@@ -268,6 +300,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10])
     parser.add_argument("--pushes", type=int, default=20_000)
     parser.add_argument("--burst-connections", type=int, default=64)
+    parser.add_argument("--cache-mb", type=int, default=DEFAULT_CACHE_MB, help="store.cache_mb")
     args = parser.parse_args()
     if shutil.which("wrk"):
         print("load: wrk")

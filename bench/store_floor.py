@@ -23,12 +23,14 @@ from pathlib import Path
 
 import msgspec
 
+from gateway.store.base import DEFAULT_CACHE_MB
 from gateway.store.sqlite.schema import LOG_MIGRATIONS, migrate
 from gateway.store.sqlite.sql import (
     APPEND_PUSH,
     INSERT_DELIVERIES,
     INSERT_EVENTS,
     MARK_PUSH,
+    cache_size,
 )
 
 BODY = {
@@ -56,7 +58,14 @@ def push_body(push: int) -> bytes:
     return f'{{"method":"shipped_packages","data":[{items}]}}'.encode()
 
 
-def floor(pushes: int, *, batch: int = 200, group: int = 64, synchronous: str = "FULL") -> float:
+def floor(
+    pushes: int,
+    *,
+    batch: int = 200,
+    group: int = 64,
+    synchronous: str = "FULL",
+    cache_mb: int = DEFAULT_CACHE_MB,
+) -> float:
     """Events (each with its delivery) stored per second by SQLite alone."""
     encode = msgspec.json.Encoder().encode
     folder = Path(tempfile.mkdtemp())
@@ -65,7 +74,7 @@ def floor(pushes: int, *, batch: int = 200, group: int = 64, synchronous: str = 
     for c in (conn, log):
         c.execute("PRAGMA journal_mode=WAL")
         c.execute(f"PRAGMA synchronous={synchronous}")
-        c.execute("PRAGMA cache_size=-65536")
+        c.execute(cache_size(cache_mb))
     migrate(conn, now=time.time_ns() // 1000)
     migrate(log, now=time.time_ns() // 1000, migrations=LOG_MIGRATIONS)
     bodies = [push_body(p) for p in range(pushes)]

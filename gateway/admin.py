@@ -37,12 +37,14 @@ from gateway.errors import ErrorBody
 from gateway.events import Contact, Event, Source, Status
 from gateway.operations import (
     PushEvent,
+    PushItem,
     RejectedItem,
     RejectedReplay,
     SinkStatus,
-    push_events,
+    push_page,
     rejected_item,
     replay_rejected,
+    shown_body,
     sink_statuses,
     with_waiting,
 )
@@ -172,10 +174,19 @@ class PushList(msgspec.Struct, frozen=True):
 class PushDetail(msgspec.Struct, frozen=True, kw_only=True):
     push: PushSummary
     content_type: str | None
-    body: str
-    """The body as received (bytes that are not UTF-8 shown as U+FFFD)."""
+    body: str | None
+    """The body as received (bytes that are not UTF-8 shown as U+FFFD) when it is at most 64
+    KiB; ``null`` for a larger one, whose items are read a page at a time (`GET
+    /admin/v1/pushes/{id}/body` answers it whole)."""
+    body_bytes: int
+    """The body's length in bytes."""
+    items: list[PushItem]
+    """This page of its package items, in body order (a pull tracker entry has none)."""
     events: list[PushEvent]
-    """The events it produced or repeated (empty while pending, or when it failed)."""
+    """The events this page's items produced or repeated (none while pending, or when it
+    failed)."""
+    next_cursor: int | None
+    """Pass as `cursor` for the next page of items."""
 
 
 class ReprocessResult(msgspec.Struct, frozen=True):
@@ -400,19 +411,48 @@ class AdminController(Controller):
 
     @get(
         "/pushes/{push_id:str}",
-        summary="One push: its raw body, state, and the events it produced or repeated",
+        summary="One push: its state, raw body, and a page of its items with the events they"
+        " produced or repeated",
         responses=_ONE,
     )
-    async def get_push(self, state: State, push_id: FromPath[str]) -> PushDetail:
+    async def get_push(
+        self,
+        state: State,
+        push_id: FromPath[str],
+        limit: Limit = 100,
+        cursor: EventCursor = None,
+    ) -> PushDetail:
         rt: Runtime = state.runtime
         push = await rt.store.get_push(push_id)
         if push is None:
             raise NotFoundException(f"no push {push_id!r}")
+        page = await push_page(rt, push, start=cursor or 0, limit=limit)
         return PushDetail(
             push=_push_summary(push),
             content_type=push.content_type,
-            body=push.body.decode("utf-8", errors="replace"),
-            events=await push_events(rt, push),
+            body=shown_body(push),
+            body_bytes=len(push.body),
+            items=page.items,
+            events=page.events,
+            next_cursor=page.next_cursor,
+        )
+
+    @get(
+        "/pushes/{push_id:str}/body",
+        summary="One push's body exactly as received",
+        media_type="application/octet-stream",
+        responses=_ONE,
+    )
+    async def get_push_body(self, state: State, push_id: FromPath[str]) -> Response[bytes]:
+        rt: Runtime = state.runtime
+        push = await rt.store.get_push(push_id)
+        if push is None:
+            raise NotFoundException(f"no push {push_id!r}")
+        # as a download, never rendered: a body is whatever the sender wrote
+        return Response(
+            push.body,
+            media_type="application/octet-stream",
+            headers={"Content-Disposition": f'attachment; filename="{push.id}.json"'},
         )
 
     @post(

@@ -415,7 +415,7 @@ async def _store_writable(config: Config) -> None:
     (exit 1), not a traceback from inside the server's startup."""
     from gateway.store import open_store
 
-    store = open_store(config.store.url)
+    store = open_store(config.store.url, cache_mb=config.store.cache_mb)
     await store.open(now=datetime.now(UTC))
     await store.close()
 
@@ -571,7 +571,7 @@ def _deliveries(args: argparse.Namespace) -> int:
 async def _list_deliveries(config: Config, args: argparse.Namespace) -> int:
     from gateway.store import open_store
 
-    store = open_store(config.store.url)
+    store = open_store(config.store.url, cache_mb=config.store.cache_mb)
     await store.open(now=datetime.now(UTC))
     try:
         items = await store.list_deliveries(
@@ -617,7 +617,7 @@ def _replay(args: argparse.Namespace) -> int:
 async def _run_replay(config: Config, args: argparse.Namespace) -> int:
     from gateway.store import open_store
 
-    store = open_store(config.store.url)
+    store = open_store(config.store.url, cache_mb=config.store.cache_mb)
     await store.open(now=datetime.now(UTC))
     now = datetime.now(UTC)
     try:
@@ -673,7 +673,7 @@ def _contacts_import(args: argparse.Namespace) -> int:
 async def _register_contacts(config: Config, contacts: list[Contact]) -> int:
     from gateway.store import open_store
 
-    store = open_store(config.store.url)
+    store = open_store(config.store.url, cache_mb=config.store.cache_mb)
     await store.open(now=datetime.now(UTC))
     try:
         return await store.register_contacts(contacts, now=datetime.now(UTC))
@@ -771,7 +771,7 @@ async def _run_track_add(config: Config, args: argparse.Namespace) -> int:
     from gateway.events import EventKind
     from gateway.store import open_store
 
-    store = open_store(config.store.url)
+    store = open_store(config.store.url, cache_mb=config.store.cache_mb)
     await store.open(now=datetime.now(UTC))
     try:
         kind: EventKind = "instant" if args.instant else "express"
@@ -893,7 +893,7 @@ async def _run_store_prune(config: Config, dry_run: bool) -> int:
     from gateway.retention import Retention
     from gateway.store import open_store
 
-    store = open_store(config.store.url)
+    store = open_store(config.store.url, cache_mb=config.store.cache_mb)
     await store.open(now=datetime.now(UTC))
     try:
         retention = Retention.from_config(store, config.retention)

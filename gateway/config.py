@@ -26,6 +26,7 @@ from gateway.deliveries import Ordering
 from gateway.errors import ConfigError
 from gateway.events import TERMINAL_STATUSES, Status
 from gateway.redaction import secret_values
+from gateway.store.base import DEFAULT_CACHE_MB
 from gateway.units import (
     Duration,
     FieldError,
@@ -113,8 +114,13 @@ class StoreConfig(_Section, frozen=True):
     url: str = "sqlite:///./kabarin.db"
     """``sqlite:///relative.db`` (from the working folder), ``sqlite:////absolute.db``, or
     ``postgresql://user:password@host:5432/db`` (``postgres://`` too), shared by replicas."""
+    cache_mb: int = DEFAULT_CACHE_MB
+    """SQLite's page cache per connection, in MiB (a server holds four: two writers, two
+    readers); most of the memory a busy server keeps. Ignored with PostgreSQL."""
 
     def __post_init__(self) -> None:
+        if not 1 <= self.cache_mb <= 65536:
+            raise FieldError("cache_mb", "must be between 1 and 65536 (MiB per connection)")
         if not self.is_postgres:
             self.sqlite_path  # noqa: B018 (raises FieldError for a URL `serve` could not open)
 

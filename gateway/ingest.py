@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway import metrics
 from gateway.deliveries import NewDelivery
@@ -35,10 +35,22 @@ from gateway.errors import StoreError, StoreRefused
 from gateway.kiriminaja import decode_push, normalise
 from gateway.kiriminaja.entries import decode_pull_entry
 from gateway.kiriminaja.normalise import Normalised
+from gateway.kiriminaja.part import push_part
 from gateway.routing import Router
 from gateway.store.base import IngestResult, IngestStore, LoggedPush, PushOutcome
 
-__all__ = ["DECODERS", "Backlog", "Decoder", "Intake", "decode_logged", "new_push_id"]
+__all__ = [
+    "DECODERS",
+    "PART_DECODERS",
+    "Backlog",
+    "Decoder",
+    "Intake",
+    "IntakeSummary",
+    "LoggedPart",
+    "decode_logged",
+    "decode_logged_part",
+    "new_push_id",
+]
 
 log = logging.getLogger("kabarin.intake")
 
@@ -82,6 +94,31 @@ DECODERS: dict[str, Decoder] = {"push": _decode_kiriminaja_push, "pull": decode_
 the pull tracker appended (a tracking answer or a stuck alert: `gateway.kiriminaja.entries`)."""
 
 
+@dataclass(frozen=True, slots=True)
+class LoggedPart:
+    """A range of a log entry's items and the events they yield."""
+
+    items: list[Any]
+    """The range's package items as received, in body order."""
+    normalised: Normalised
+    total: int
+    """Items in the whole entry."""
+
+
+class PartDecoder(Protocol):
+    def __call__(self, push: LoggedPush, tz: tzinfo, start: int, stop: int) -> LoggedPart: ...
+
+
+def _decode_kiriminaja_push_part(push: LoggedPush, tz: tzinfo, start: int, stop: int) -> LoggedPart:
+    part = push_part(push.body, start, stop)
+    normalised = normalise(part.push, received_at=push.received_at, tz=tz)
+    return LoggedPart(part.push.items, normalised, part.total)
+
+
+PART_DECODERS: dict[str, PartDecoder] = {"push": _decode_kiriminaja_push_part}
+"""Source → how a range of its log entries' items is read without decoding the rest."""
+
+
 def new_push_id(now: datetime) -> str:
     """``psh_`` + milliseconds since the epoch + randomness: unique, and in arrival order, so
     the log's id index grows at its end like its sequence does."""
@@ -99,6 +136,62 @@ def decode_logged(
     return decoder(push, tz)
 
 
+def decode_logged_part(push: LoggedPush, tz: tzinfo, start: int, stop: int) -> LoggedPart:
+    """Items ``[start, stop)`` of a log entry and the events they yield (raises on a body the
+    code cannot read). A source without a `PART_DECODERS` entry has no items to page (a pull
+    tracker entry is one order's tracking answer): its first part holds all its events."""
+    decoder = PART_DECODERS.get(push.source)
+    if decoder is not None:
+        return decoder(push, tz, start, stop)
+    whole = decode_logged(push, tz) if start == 0 else Normalised([], [])
+    return LoggedPart([], whole, 0)
+
+
+class IntakeSummary:
+    """What the intake took, said at INFO at most once every `every` seconds (a burst of
+    200,000 pushes is a handful of lines, not one a push): pushes, new events, duplicates,
+    failures and the longest lag from arrival to commit. Each push is still logged at DEBUG,
+    and one that fails at ERROR, as it happens."""
+
+    def __init__(self, every: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every = every
+        self.clock = clock
+        self._since = clock()
+        """When the last summary was logged (or the intake was made)."""
+        self._clear()
+
+    def _clear(self) -> None:
+        self.pushes = self.failed = self.events = self.duplicates = 0
+        self.lag = 0.0
+
+    def add(self, *, events: int, duplicates: int, lag: float, failed: bool = False) -> None:
+        """One log entry taken: its new events and repeats, and seconds since it arrived."""
+        self.pushes += 1
+        self.failed += failed
+        self.events += events
+        self.duplicates += duplicates
+        self.lag = max(self.lag, lag)
+
+    def flush(self, *, force: bool = False) -> None:
+        """Log the summary if something was taken and `every` seconds have passed since the
+        last one (or now, with `force`: the intake is stopping)."""
+        now = self.clock()
+        if not self.pushes or (not force and now - self._since < self.every):
+            return
+        log.info(
+            "intake: %d pushes in the last %.0f s (%d failed): %d new events, %d duplicates; "
+            "lag up to %.1f s",
+            self.pushes,
+            now - self._since,
+            self.failed,
+            self.events,
+            self.duplicates,
+            self.lag,
+        )
+        self._since = now
+        self._clear()
+
+
 class Intake:
     """Turns pending log entries into stored events, batch by batch (see the module doc)."""
 
@@ -114,6 +207,7 @@ class Intake:
         on_stored: Callable[[], None] = lambda: None,
         decoders: Mapping[str, Decoder] | None = None,
         backlog: Backlog | None = None,
+        summary: IntakeSummary | None = None,
     ) -> None:
         self.store = store
         self.router = router
@@ -124,6 +218,7 @@ class Intake:
         self.on_stored = on_stored
         self.decoders = DECODERS if decoders is None else decoders
         self.backlog = backlog
+        self.summary = IntakeSummary() if summary is None else summary
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -151,6 +246,7 @@ class Intake:
             with suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        self.summary.flush(force=True)
 
     async def _run(self) -> None:
         backoff = self.poll_interval
@@ -189,6 +285,7 @@ class Intake:
                     await self._sleep(self.poll_interval)
                     continue
                 backoff = self.poll_interval
+                self.summary.flush()  # the end of a burst is said within a poll interval
                 await self._sleep(self.poll_interval)
         finally:
             if storing is not None:  # finish the batch under way: its commit is short
@@ -330,16 +427,19 @@ class Intake:
         for push, outcome, result in zip(pushes, outcomes, stored, strict=True):
             state = "failed" if outcome.error is not None else "processed"
             metrics.PUSHES_BY_STATE.labels(state).inc()
+            lag = (now - push.received_at).total_seconds()
             if outcome.error is not None:
+                self.summary.add(events=0, duplicates=0, lag=lag, failed=True)
                 continue
-            log.info(
+            self.summary.add(events=result.accepted, duplicates=result.duplicates, lag=lag)
+            log.debug(
                 "push %s %r: %d items, %d accepted, %d duplicates, %.1f ms after it arrived",
                 push.id,
                 push.method,
                 push.items,
                 result.accepted,
                 result.duplicates,
-                (now - push.received_at).total_seconds() * 1000,
+                lag * 1000,
             )
             new = set(result.new_event_ids)
             statuses = Counter(e.status.value for e in outcome.events if e.id in new)
@@ -350,6 +450,7 @@ class Intake:
                 metrics.EVENTS_DUPLICATE.inc(result.duplicates)
             if outcome.unrouted:
                 metrics.EVENTS_UNROUTED.inc(outcome.unrouted)
+        self.summary.flush()
 
 
 def _refusal(exc: Exception) -> bool:

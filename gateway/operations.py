@@ -1,6 +1,7 @@
 """What an operator sees and does, the same through the admin API, the dashboard and the command
-line: the sinks with their queue, circuit and switch; why a pending delivery waits; the events a
-push produced or repeated; the rejected bodies, and replaying one through the push path.
+line: the sinks with their queue, circuit and switch; why a pending delivery waits; a push's
+items a page at a time, with the events they produced or repeated; the rejected bodies, and
+replaying one through the push path.
 
 Nothing here knows HTTP: the admin API answers these structs as JSON, the dashboard renders
 them, and ``kabarin rejected`` prints them.
@@ -15,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from gateway.deliveries import Delivery
-from gateway.events import Status
-from gateway.ingest import decode_logged
+from gateway.events import Event, Status
+from gateway.ingest import decode_logged_part
 from gateway.pushes import accept_push
 from gateway.store.base import LoggedPush, StoredRejected
 
@@ -24,13 +25,17 @@ if TYPE_CHECKING:
     from gateway.runtime import Runtime
 
 __all__ = [
+    "BODY_SHOWN",
     "PushEvent",
+    "PushItem",
+    "PushPage",
     "RejectedItem",
     "RejectedReplay",
     "SinkStatus",
-    "push_events",
+    "push_page",
     "rejected_item",
     "replay_rejected",
+    "shown_body",
     "sink_statuses",
     "with_waiting",
 ]
@@ -110,22 +115,62 @@ class PushEvent(msgspec.Struct, frozen=True, kw_only=True):
     """The push that stored it."""
 
 
-async def push_events(rt: Runtime, push: LoggedPush) -> list[PushEvent]:
-    """The events a processed push yields, each said to be produced by it or repeated.
+class PushItem(msgspec.Struct, frozen=True, kw_only=True):
+    index: int
+    """Its place among the push's package items, from 0."""
+    item: dict[str, Any]
+    """The package item as received."""
 
-    Event ids are deterministic, so decoding the logged body again names them exactly.
+
+class PushPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[PushItem]
+    events: list[PushEvent]
+    """What this page's items became: the events they produced or repeated."""
+    next_cursor: int | None
+    """The index of the first item of the next page; ``None`` on the last one."""
+
+
+BODY_SHOWN = 64 * 1024
+"""Bodies up to this many bytes are shown whole beside their paged items; a larger one would
+make every page as large as itself (a push at the size limit is megabytes)."""
+
+
+def shown_body(push: LoggedPush) -> str | None:
+    """The body as received when it is at most `BODY_SHOWN` bytes (bytes that are not UTF-8
+    shown as U+FFFD), else ``None``."""
+    if len(push.body) > BODY_SHOWN:
+        return None
+    return push.body.decode("utf-8", errors="replace")
+
+
+async def push_page(rt: Runtime, push: LoggedPush, *, start: int = 0, limit: int) -> PushPage:
+    """Package items ``[start, start + limit)`` of a push, with the events they yield, each
+    said to be produced by it or repeated (no events while it is pending, or when it failed).
+
+    Event ids are deterministic, so decoding the logged items again names them exactly; only
+    the page's items are decoded (`decode_logged_part`), however many the push holds.
     """
-    if push.state != "processed":
-        return []
     try:
-        # off the event loop: a push at the size limit holds tens of thousands of items
-        normalised = await asyncio.to_thread(decode_logged, push, rt.timezone)
+        # off the event loop: finding a page's items reads through a body of megabytes
+        part = await asyncio.to_thread(decode_logged_part, push, rt.timezone, start, start + limit)
     except Exception:  # the code changed since: the push's counts still say what it did
+        return PushPage(items=[], events=[], next_cursor=None)
+    items = [PushItem(index=start + i, item=item) for i, item in enumerate(part.items)]
+    following = start + len(part.items)
+    return PushPage(
+        items=items,
+        events=await _events(rt, push, part.normalised.events),
+        next_cursor=following if part.items and following < part.total else None,
+    )
+
+
+async def _events(rt: Runtime, push: LoggedPush, events: list[Event]) -> list[PushEvent]:
+    if push.state != "processed" or not events:
         return []
-    stored = await rt.store.events_by_id([e.id for e in normalised.events])
+    stored = await rt.store.events_by_id([e.id for e in events])
     out: list[PushEvent] = []
     seen: set[str] = set()
-    for e in normalised.events:
+    for e in events:
         if e.id not in stored or e.id in seen:
             continue
         seen.add(e.id)

@@ -168,7 +168,7 @@ async def open_runtime(
     Everything opened is registered on `stack`, which closes it in reverse order (the stages
     stop before the store closes).
     """
-    store = open_store(config.store.url)
+    store = open_store(config.store.url, cache_mb=config.store.cache_mb)
     await store.open(now=datetime.now(UTC))
     stack.push_async_callback(store.close)
     client = make_http_client()

@@ -317,6 +317,16 @@ def test_store_url_must_name_a_sqlite_file(url: str, problem: str) -> None:
     assert line.startswith(f"store.url (line 5): {problem}")
 
 
+def test_store_cache_mb_is_a_size_in_mib_per_connection() -> None:
+    assert parse_config(MINIMAL, env={}).store.cache_mb == 64
+    assert parse_config(MINIMAL + "store:\n  cache_mb: 8\n", env={}).store.cache_mb == 8
+    for value in ("0", "-1", "100000"):
+        (line,) = problems(MINIMAL + f"store:\n  cache_mb: {value}\n")
+        assert line == "store.cache_mb (line 5): must be between 1 and 65536 (MiB per connection)"
+    (line,) = problems(MINIMAL + "store:\n  cache_mb: lots\n")
+    assert line.startswith("store.cache_mb (line 5): Expected `int`")
+
+
 @pytest.mark.parametrize("url", ["postgresql://kabarin@db:5432/k", "postgres://db/k"])
 def test_store_url_may_name_a_postgresql_database(url: str) -> None:
     config = parse_config(MINIMAL + f"store:\n  url: '{url}'\n", env={})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
@@ -14,7 +15,7 @@ from gateway import metrics
 from gateway.config import parse_config
 from gateway.deliveries import DeliveryFilter
 from gateway.errors import StoreError, StoreRefused
-from gateway.ingest import DECODERS, Backlog, Intake, new_push_id
+from gateway.ingest import DECODERS, Backlog, Intake, IntakeSummary, new_push_id
 from gateway.kiriminaja.normalise import Normalised
 from gateway.routing import Router
 from gateway.store import EventQuery, LoggedPush, NewPush, Store
@@ -121,6 +122,42 @@ async def test_batches_follow_the_log_and_the_backlog_follows_the_store(store: S
     assert await intake.run_once() == 0
     assert len(woken) == 3  # the dispatcher is woken after each batch that made deliveries
     assert metrics.REGISTRY.get_sample_value("kabarin_intake_backlog") == 0
+
+
+async def test_a_burst_is_summed_up_in_a_line_every_10_seconds(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """60 pushes over 12 s of a fake clock: two INFO lines whose counts add up to the burst (the
+    second said when the intake stops), each push at DEBUG, each failure at ERROR."""
+    for i in range(60):
+        await append(store, f"O-{i % 45}")  # the last 15 repeat the first 15
+    clock = [100.0]
+    intake = Intake(
+        store=store,
+        router=Router.from_config(CONFIG),
+        timezone=JAKARTA,
+        batch=5,
+        decoders=broken_for("O-7"),  # type: ignore[arg-type]
+        summary=IntakeSummary(clock=lambda: clock[0]),
+    )
+    caplog.set_level(logging.DEBUG, logger="kabarin.intake")
+    for _ in range(12):
+        clock[0] += 1
+        assert await intake.run_once(now=T0 + timedelta(seconds=1)) == 5
+    await intake.stop()
+
+    def said(level: int, start: str) -> list[str]:
+        lines = [r.getMessage() for r in caplog.records if r.name == "kabarin.intake"]
+        levels = [r.levelno for r in caplog.records if r.name == "kabarin.intake"]
+        return [m for m, n in zip(lines, levels, strict=True) if n == level and m.startswith(start)]
+
+    assert said(logging.INFO, "") == [
+        "intake: 50 pushes in the last 10 s (1 failed): 44 new events, 5 duplicates;"
+        " lag up to 1.0 s",
+        "intake: 10 pushes in the last 2 s (1 failed): 0 new events, 9 duplicates; lag up to 1.0 s",
+    ]
+    assert len(said(logging.DEBUG, "push psh_")) == 58
+    assert len(said(logging.ERROR, "intake: push psh_")) == 2
 
 
 async def test_backlog_over_rereads_the_store_near_the_limit(store: Store) -> None:

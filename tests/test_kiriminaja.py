@@ -16,6 +16,7 @@ from gateway.errors import PushError
 from gateway.events import Contact, Event, Status
 from gateway.kiriminaja import decode_push, normalise, parse_time
 from gateway.kiriminaja.normalise import KNOWN_METHODS
+from gateway.kiriminaja.part import push_part
 from gateway.kiriminaja.push import MAX_DEPTH, MAX_ORDER_ID
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "push"
@@ -312,6 +313,60 @@ def test_complete_format_processed() -> None:
     assert event.details["service"] == "jne"
     assert "driver" not in event.details
     assert result.contacts == [Contact(order_id="OID-9", name="Budi", phone="+6281234567890")]
+
+
+def _parts(raw: bytes, size: int) -> tuple[list[Any], list[Event], list[Contact]]:
+    items: list[Any] = []
+    events: list[Event] = []
+    contacts: list[Contact] = []
+    start = 0
+    while True:
+        part = push_part(raw, start, start + size)
+        found = normalise(part.push, received_at=RECEIVED, tz=JAKARTA)
+        items += part.push.items
+        events += found.events
+        contacts += found.contacts
+        start += size
+        if start >= part.total:
+            return items, events, contacts
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 100])
+def test_a_push_read_in_parts_yields_what_the_whole_yields(size: int) -> None:
+    """The admin API's pages of a push: each item once, in order, with the same events and
+    contacts (a complete push's package found by its order, the last of two winning)."""
+    package: dict[str, Any] = COMPLETE_PROCESSED["packages"][0]  # type: ignore[index]
+    body: dict[str, Any] = {
+        "method": "processed_packages",
+        "data": [
+            {"order_id": f" OID-{i} ", "awb": f"AWB-{i}", "date": f"2025-01-09 0{i}:00:00"}
+            for i in range(5)
+        ]
+        + [{"order_id": 7.0, "date": "2025-01-09 09:00:00"}],
+        "payment": {"payment_id": "PID-1"},
+        "packages": [
+            {**package, "order_id": "OID-3", "service": "sicepat"},
+            "not a package",
+            {"awb": "no order id"},
+            {**package, "order_id": "OID-1", "service": "jne"},
+            {**package, "order_id": 7, "service": "anteraja"},
+            {**package, "order_id": "OID-3", "service": "jnt"},
+        ],
+    }
+    raw = b"\xef\xbb\xbf" + json.dumps(body).encode()
+    whole = normalise(decode_push(raw), received_at=RECEIVED, tz=JAKARTA)
+    items, events, contacts = _parts(raw, size)
+    assert items == body["data"]
+    assert events == whole.events
+    assert contacts == whole.contacts
+    services = [e.details.get("service") for e in events]
+    assert services == [None, "jne", None, "jnt", None, "anteraja"]
+
+
+def test_a_push_of_one_object_is_one_part() -> None:
+    raw = json.dumps({"method": "shipped_packages", "data": {"order_id": "ONE"}}).encode()
+    assert _parts(raw, 10)[0] == [{"order_id": "ONE"}]
+    assert push_part(raw, 1, 11).push.items == []
 
 
 def test_complete_format_instant_shipped() -> None:

@@ -7,9 +7,12 @@ SQLite package (the writer connection, the file on disk, the module sources).
 from __future__ import annotations
 
 import ast
+import asyncio
 import os
 import shutil
 import sqlite3
+import threading
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from gateway.errors import StoreError
 from gateway.events import Status
 from gateway.ingest import Intake
 from gateway.routing import Router
+from gateway.runtime import open_runtime
 from gateway.store import PushQuery, open_store
 from gateway.store.sqlite import SQLiteStore
 from gateway.store.sqlite.rows import to_us
@@ -177,6 +181,34 @@ sinks: {console: {type: console}}
 routes: [{name: all, sinks: [console]}]
 """
 )
+
+
+async def test_every_connection_keeps_the_page_cache_the_configuration_gives(
+    tmp_path: Path,
+) -> None:
+    """``store.cache_mb``: both writers and every reader, as `kabarin serve` opens them."""
+    config = parse_config(
+        f"receiver: {{token: t}}\nstore: {{url: 'sqlite:///{tmp_path}/k.db', cache_mb: 5}}\n"
+    )
+    assert config.store.cache_mb == 5
+    pragma = "PRAGMA main.cache_size"
+    async with AsyncExitStack() as stack:
+        rt = await open_runtime(config, stack, dispatcher=False)
+        store = rt.store
+        assert isinstance(store, SQLiteStore)
+        writers = [
+            await store._write(lambda c: c.execute(pragma).fetchone()),
+            await store._write_log(lambda c: c.execute(pragma).fetchone()),
+        ]
+        both = threading.Barrier(2)  # two reads at once: each reader thread opens its own
+
+        def read(c: sqlite3.Connection) -> tuple[int]:
+            both.wait(5)
+            found: tuple[int] = c.execute(pragma).fetchone()
+            return found
+
+        readers = await asyncio.gather(store._read(read), store._read(read))
+    assert [*writers, *readers] == [(-5 * 1024,)] * 4
 
 
 async def test_the_push_log_lives_in_its_own_file(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ from gateway.events import Contact, Event, Status, event_identity
 from gateway.kiriminaja.push import Item, Push
 from gateway.phone import contact_phone
 
-__all__ = ["KNOWN_METHODS", "Normalised", "method_name", "normalise", "parse_time"]
+__all__ = ["KNOWN_METHODS", "Normalised", "method_name", "normalise", "order_key", "parse_time"]
 
 
 class Normalised(msgspec.Struct, frozen=True):
@@ -129,7 +129,7 @@ def normalise(
     contacts: list[Contact] = []
     times: dict[str, datetime | None] = {}  # a batch often repeats one time
     for item in push.items:
-        order_id = _order_id(item["order_id"])
+        order_id = order_key(item["order_id"])
         package = packages.get(order_id)
         when = None
         for field in time_fields:
@@ -206,7 +206,9 @@ def parse_time(value: object, tz: tzinfo) -> datetime | None:
     return moment if 1 < moment.year < 9999 else None
 
 
-def _order_id(value: object) -> str:
+def order_key(value: object) -> str:
+    """An ``order_id`` as events carry it (and as a complete push's packages are matched to its
+    items): text without surrounding spaces, a whole number without ``.0``."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip()
@@ -295,7 +297,7 @@ def _packages_by_order(packages: object) -> dict[str, Item]:
     found: dict[str, Item] = {}
     for package in packages:
         if isinstance(package, dict) and package.get("order_id") is not None:
-            found[_order_id(package["order_id"])] = package
+            found[order_key(package["order_id"])] = package
     return found
 
 

@@ -31,6 +31,7 @@ from gateway.deliveries import (
 from gateway.events import Contact, Event, EventKind, Source, Status
 
 __all__ = [
+    "DEFAULT_CACHE_MB",
     "PRUNE_STEPS",
     "AdminReader",
     "ContactBook",
@@ -63,6 +64,9 @@ __all__ = [
 ]
 
 PushState = Literal["pending", "processed", "failed"]
+
+DEFAULT_CACHE_MB = 64
+"""`store.cache_mb`: the page cache of each SQLite connection, in MiB."""
 
 
 class NewPush(msgspec.Struct, frozen=True, kw_only=True):

@@ -106,6 +106,12 @@ _ID: dict[str, str] = {
     "Reprocess every failed push": "Proses ulang semua push yang gagal",
     "{n} pushes put back to the intake.": "{n} push dikembalikan ke intake.",
     "Body": "Body",
+    "Items {first}-{last} of {total}": "Item {first}-{last} dari {total}",
+    "First page": "Halaman pertama",
+    "Next page": "Halaman berikutnya",
+    "{n} bytes, too large to show whole: these are its items, a page at a time.": (
+        "{n} byte, terlalu besar untuk ditampilkan utuh: ini item-itemnya, per halaman."
+    ),
     "Rejected bodies": "Body yang ditolak",
     "Replay through the push endpoint": "Proses lewat endpoint push",
     "Accepted: it is a push now.": "Diterima: sekarang sudah berupa push.",

@@ -15,15 +15,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlencode
 
+import msgspec
 from jinja2 import Environment, PackageLoader, select_autoescape
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import Cookie, State
 from litestar.enums import MediaType
 from litestar.exceptions import NotFoundException, ValidationException
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
@@ -34,7 +35,7 @@ from gateway.deliveries import Delivery, DeliveryFilter, DeliveryState
 from gateway.dryrun import Simulated, simulate
 from gateway.errors import ConfigError, KabarinError, PushError
 from gateway.events import Event
-from gateway.operations import push_events, replay_rejected, sink_statuses, with_waiting
+from gateway.operations import push_page, replay_rejected, shown_body, sink_statuses, with_waiting
 from gateway.store.base import EventQuery, PushQuery, PushState
 from gateway.ui.chart import count_per_hour, hour_buckets, hourly_svg
 from gateway.ui.labels import LANGUAGES, Language, translate
@@ -642,18 +643,34 @@ async def reprocess(request: Request[Any, Any, State]) -> Response[Any]:
     return _back(target, _session(request), notice)
 
 
+_PUSH_PAGE = 100
+"""Package items (with their events) on one page of a push: a push at the size limit holds
+tens of thousands."""
+
+
 @get("/pushes/{push_id:str}", guards=[signed_in])
-async def push(request: Request[Any, Any, State], push_id: FromPath[str]) -> Response[str]:
+async def push(
+    request: Request[Any, Any, State],
+    push_id: FromPath[str],
+    cursor: Annotated[int | None, QueryParameter(ge=1, le=2**63 - 1)] = None,
+) -> Response[str]:
     rt = _rt(request)
     found = await rt.store.get_push(push_id)
     if found is None:
         raise NotFoundException(push_id)
+    start = cursor or 0
+    page = await push_page(rt, found, start=start, limit=_PUSH_PAGE)
     return render(
         request,
         "push.html.j2",
         item=found,
-        body=found.body.decode("utf-8", errors="replace"),
-        events=await push_events(rt, found),
+        body=shown_body(found),
+        body_bytes=len(found.body),
+        page=page,
+        start=start,
+        items_json=msgspec.json.format(
+            msgspec.json.encode([i.item for i in page.items]), indent=2
+        ).decode(),
         order_url=_order_url,
     )
 

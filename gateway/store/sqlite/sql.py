@@ -29,7 +29,12 @@ from gateway.store.sqlite.rows import to_us
 JOURNAL_WAL = "PRAGMA journal_mode=WAL"
 SYNCHRONOUS_FULL = "PRAGMA synchronous=FULL"
 BUSY_TIMEOUT = "PRAGMA busy_timeout=10000"
-CACHE_SIZE = "PRAGMA cache_size=-65536"  # 64 MiB: index inserts stay in memory
+
+
+def cache_size(mb: int) -> str:
+    """A connection's page cache of `mb` MiB (`store.cache_mb`): what each may keep resident."""
+    return f"PRAGMA cache_size={-1024 * int(mb)}"  # negative: in KiB, not pages
+
 
 BEGIN = "BEGIN IMMEDIATE"
 COMMIT = "COMMIT"

@@ -34,6 +34,7 @@ from gateway.deliveries import (
 from gateway.errors import StoreError
 from gateway.events import Contact, Event, EventKind, Status
 from gateway.store.base import (
+    DEFAULT_CACHE_MB,
     Cutoffs,
     EventPage,
     EventQuery,
@@ -71,8 +72,10 @@ log = logging.getLogger("kabarin.store")
 class SQLiteStore:
     """`Store` on two SQLite files: the main one at `path`, the push log at `log_path`."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, cache_mb: int = DEFAULT_CACHE_MB) -> None:
         self.path = Path(path)
+        self.cache_mb = cache_mb
+        """Page cache of each connection, in MiB (`store.cache_mb`)."""
         self.log_path = self.path.with_name(f"{self.path.stem}.pushes{self.path.suffix}")
         self._writer: Writer | None = None
         self._log_writer: Writer | None = None
@@ -143,7 +146,7 @@ class SQLiteStore:
                 _existing(self.path), isolation_level=None, check_same_thread=False, uri=True
             )
             conn.execute(sql.ATTACH_LOG, (_existing(self.log_path),))
-        for pragma in (sql.SYNCHRONOUS_FULL, sql.BUSY_TIMEOUT, sql.CACHE_SIZE):
+        for pragma in (sql.SYNCHRONOUS_FULL, sql.BUSY_TIMEOUT, sql.cache_size(self.cache_mb)):
             conn.execute(pragma)
         return conn
 
