@@ -312,7 +312,7 @@ def _document_by_hand(openapi: OpenAPI, push_path: str) -> None:
     )
 
     schemas.setdefault(
-        "PushItem",
+        "PushPackage",
         Schema(
             type=OpenAPIType.OBJECT,
             properties={
@@ -332,7 +332,7 @@ def _document_by_hand(openapi: OpenAPI, push_path: str) -> None:
             description="One package; its other fields are kept as they come.",
         ),
     )
-    item = Reference("#/components/schemas/PushItem")
+    item = Reference("#/components/schemas/PushPackage")
     schemas.setdefault(
         "Push",
         Schema(

@@ -311,7 +311,8 @@ def test_the_openapi_document_states_the_checks_the_handlers_make(
         "$ref": "#/components/schemas/Push"
     }
     assert schemas["Push"]["required"] == ["method", "data"]
-    assert schemas["PushItem"]["required"] == ["order_id"]
+    assert schemas["PushPackage"]["required"] == ["order_id"]
+    assert schemas["PushItem"]["required"] == ["index", "item"]
     assert schemas["ContactBody"]["minProperties"] == 1
     assert schemas["ContactBody"]["additionalProperties"] is False
 
