@@ -7,7 +7,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -39,6 +39,7 @@ from sinks.base import (
     Skipped,
 )
 from tests.conftest import ingest
+from tests.waiting import eventually
 
 SECRET = "erp-pass-s3cr3t-7788"
 PHONE = "081234567890"
@@ -237,18 +238,6 @@ async def delivery(store: Store, did: str) -> tuple[Delivery, list[Attempt]]:
     found = await store.get_delivery(did)
     assert found is not None
     return found
-
-
-async def eventually(check: Callable[[], Any], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 async def state_is(store: Store, did: str, state: str) -> bool:

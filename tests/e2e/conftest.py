@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -19,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+
+from tests.waiting import eventually
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -153,12 +156,11 @@ class KabarinProcess:
         return items
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"condition not met within {timeout}s; server log:\n{self.output()}")
+        """`eventually`, with this server's log in the failure."""
+        asyncio.run(eventually(predicate, within=timeout, every=0.05, explain=self._log))
+
+    def _log(self) -> str:
+        return f"server log:\n{self.output()}"
 
 
 def write_config(
