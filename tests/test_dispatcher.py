@@ -487,12 +487,15 @@ async def test_a_replayed_delivery_shows_it_waits_for_the_circuit(store: Store) 
         default=Retry(reason="HTTP 502", status_code=502),
     )
     dead = await add(store, "OID-DEAD")
-    clock = Clock()
+    clock = Clock()  # the next whole second: after the real time `dead` was dated by
     d = dispatcher(store, sink, schedule=["1h"], clock=clock)
     await d.run_once()
     assert await state_is(store, dead, "dead")
-    for i in range(5):
-        await add(store, f"OID-{i}")
+    later = [await add(store, f"OID-{i}") for i in range(5)]
+    # `add` dates them by the real clock, which may have passed the fake one meanwhile (in a
+    # test begun late in a second): then they were not due yet. Time goes on to their dates.
+    dated = [(await delivery(store, did))[0].next_attempt_at for did in later]
+    clock.now = max(clock.now, *dated)
     assert await d.run_once() == 5
     assert d.circuit_state("fake") == "open"
 
