@@ -926,15 +926,29 @@ async def test_a_replaced_sink_is_closed_once_its_sends_under_way_end(store: Sto
     gate = asyncio.Event()
     sink = FakeSink(gate=gate)
     stuck = FakeSink("stuck", gate=asyncio.Event())
+    other = FakeSink("other")
     await add(store)
-    d = dispatcher(store, sink, stuck)
+    d = dispatcher(store, sink, stuck, other)
     await d.start()
     try:
         await eventually(lambda: sink.in_flight == 1)
-        closing = close_when_idle([sink], d.released, limit=30)
+        asked = asyncio.Event()
+
+        async def released(replaced: Any) -> None:
+            asked.set()
+            await d.released(replaced)
+
+        closing = close_when_idle([sink], released, limit=30)
         assert closing is not None
-        await asyncio.sleep(0.2)
-        assert not sink.closed  # a send is under way with it
+        await asked.wait()  # the closer looks for sends under way with the sink
+        # Another sink's send starts and ends meanwhile: its end wakes the closer, which
+        # looks again and must go on waiting.
+        await add(store, "OID-3", sink="other")
+        d.wake()
+        await eventually(lambda: other.messages)
+        await d.released(other)
+        await asyncio.sleep(0)  # the closer, woken by the same end, has looked again
+        assert not sink.closed and not closing.done()  # a send is under way with it
         gate.set()
         async with asyncio.timeout(5):
             await closing
@@ -956,19 +970,24 @@ async def test_a_replaced_sink_is_closed_once_its_sends_under_way_end(store: Sto
 async def test_a_send_outliving_its_lease_is_not_started_again_by_the_same_worker(
     store: Store,
 ) -> None:
-    clock = Clock()
     gate = asyncio.Event()
     sink = FakeSink(gate=gate)
     did = await add(store)
+    clock = Clock()  # the next whole second: after the real time `add` dated it by
     d = dispatcher(store, sink, lease=30, clock=clock)
     first = asyncio.create_task(d.run_once())
     await eventually(lambda: sink.in_flight == 1)
     clock.now += timedelta(seconds=31)  # the send is slower than the lease
-    await d.run_once()  # the store hands the delivery back to this same worker
-    await asyncio.sleep(0.05)
-    assert len(sink.messages) == 1  # the job under way keeps it: no second send
+    second = asyncio.create_task(d.run_once())
+
+    async def handed_back() -> bool:  # to this same worker, with its lease renewed
+        stored, _ = await delivery(store, did)
+        return stored.lease_until == clock.now + timedelta(seconds=30)
+
+    await eventually(handed_back)
     gate.set()
     async with asyncio.timeout(5):
-        await first
+        assert await first == 1
+    assert await second == 0  # the job under way kept it: no second job
     await eventually(lambda: state_is(store, did, "delivered"))
     assert len(sink.messages) == 1

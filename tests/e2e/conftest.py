@@ -48,6 +48,8 @@ class KabarinProcess:
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "kabarin.log"
+        self.serve_args: list[str] = []
+        """More arguments for `kabarin serve` (``--log-level debug``)."""
         self.client = httpx.Client(base_url=self.url, timeout=10)
 
     @property
@@ -57,8 +59,9 @@ class KabarinProcess:
     def start(self) -> None:
         self.log = self.log_path.open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        serve = ["serve", "--config", str(self.config_path), "--port", str(self.port)]
         self.proc = subprocess.Popen(
-            [str(KABARIN), "serve", "--config", str(self.config_path), "--port", str(self.port)],
+            [str(KABARIN), *serve, *self.serve_args],
             cwd=self.workdir,
             stdout=self.log,
             stderr=subprocess.STDOUT,

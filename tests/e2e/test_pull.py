@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import KABARIN, KabarinProcess, Peer, write_config
+from tests.waiting import eventually
 
 API_KEY = "e2e-kiriminaja-api-key"
 
@@ -182,13 +185,20 @@ def test_missed_pushes_are_pulled_after_a_restart_and_the_late_push_is_a_duplica
     kiriminaja.move("OID-1", shipped_at=wib_now())
     assert server.ingest(shipped("OID-1", wib_now())) == {"accepted": 1, "duplicates": 0}
     server.wait_for(lambda: len(delivered(peer, "shipped")) == 1)
+    (newest,) = server.admin("GET", "/pushes", params={"limit": 1}).json()["items"]
     assert server.terminate() in (0, -15)  # uvicorn re-raises SIGTERM after a clean stop
 
-    # While Kabarin is down the parcel arrives; its push is missed.
-    time.sleep(1.2)  # longer than pull.gap since the last push
+    # While Kabarin is down the parcel arrives; its push is missed. Kabarin comes back once
+    # the newest push is older than pull.gap, and says it saw the gap.
+    pushed_at = datetime.fromisoformat(newest["received_at"])
+    gap_over = pushed_at + timedelta(seconds=1.1)
+    asyncio.run(eventually(lambda: datetime.now(UTC) > gap_over))
     delivered_at = wib_now()
     kiriminaja.move("OID-1", delivered_at=delivered_at)
     server.start()
+    server.wait_for(
+        lambda: "(longer than pull.gap): asking about every open order" in server.output()
+    )
 
     server.wait_for(lambda: len(delivered(peer, "delivered")) == 1)
     (event,) = delivered(peer, "delivered")
@@ -207,7 +217,11 @@ def test_missed_pushes_are_pulled_after_a_restart_and_the_late_push_is_a_duplica
     assert sorted(d["route"] for d in timeline["deliveries"]) == ["delivered", "shipped"]
     server.wait_for(lambda: all(d["state"] == "delivered" for d in _deliveries(server)))
     assert len(delivered(peer, "shipped")) == 1 and len(delivered(peer, "delivered")) == 1
-    assert len(kiriminaja.asked("OID-1")) == 1  # the catch-up asks once
+    # The catch-up asks once: it says it is done, and a pass a second later asks nothing.
+    server.wait_for(lambda: "pull: caught up (1 orders asked about)" in server.output())
+    seen = _last_pass(server)
+    server.wait_for(lambda: _last_pass(server) > seen + 1)
+    assert len(kiriminaja.asked("OID-1")) == 1
 
 
 def _deliveries(server: KabarinProcess) -> list[dict[str, Any]]:
