@@ -39,6 +39,7 @@ __all__ = [
     "PRUNED",
     "PULL_CALLS",
     "PULL_LAST_PASS",
+    "PULL_OLDEST_DUE_AGE",
     "PUSHES",
     "PUSHES_BY_STATE",
     "PUSH_REJECTIONS",
@@ -179,6 +180,12 @@ ORDERS_STUCK = Gauge(
 PULL_LAST_PASS = Gauge(
     "kabarin_pull_last_pass_timestamp_seconds",
     "When the pull tracker last finished a pass.",
+    registry=REGISTRY,
+)
+PULL_OLDEST_DUE_AGE = Gauge(
+    "kabarin_pull_oldest_due_age_seconds",
+    "How long the open order waiting longest for its regular pull has been due without being"
+    " asked about (0 when none is due): it grows when the tracker cannot keep up.",
     registry=REGISTRY,
 )
 

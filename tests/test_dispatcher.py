@@ -7,7 +7,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -46,6 +46,7 @@ from sinks.base import (
     Skipped,
 )
 from tests.conftest import ingest
+from tests.waiting import eventually
 
 SECRET = "erp-pass-s3cr3t-7788"
 PHONE = "081234567890"
@@ -244,18 +245,6 @@ async def delivery(store: Store, did: str) -> tuple[Delivery, list[Attempt]]:
     found = await store.get_delivery(did)
     assert found is not None
     return found
-
-
-async def eventually(check: Callable[[], Any], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 async def state_is(store: Store, did: str, state: str) -> bool:
@@ -505,12 +494,15 @@ async def test_a_replayed_delivery_shows_it_waits_for_the_circuit(store: Store) 
         default=Retry(reason="HTTP 502", status_code=502),
     )
     dead = await add(store, "OID-DEAD")
-    clock = Clock()
+    clock = Clock()  # the next whole second: after the real time `dead` was dated by
     d = dispatcher(store, sink, schedule=["1h"], clock=clock)
     await d.run_once()
     assert await state_is(store, dead, "dead")
-    for i in range(5):
-        await add(store, f"OID-{i}")
+    later = [await add(store, f"OID-{i}") for i in range(5)]
+    # `add` dates them by the real clock, which may have passed the fake one meanwhile (in a
+    # test begun late in a second): then they were not due yet. Time goes on to their dates.
+    dated = [(await delivery(store, did))[0].next_attempt_at for did in later]
+    clock.now = max(clock.now, *dated)
     assert await d.run_once() == 5
     assert d.circuit_state("fake") == "open"
 
@@ -1035,15 +1027,29 @@ async def test_a_replaced_sink_is_closed_once_its_sends_under_way_end(store: Sto
     gate = asyncio.Event()
     sink = FakeSink(gate=gate)
     stuck = FakeSink("stuck", gate=asyncio.Event())
+    other = FakeSink("other")
     await add(store)
-    d = dispatcher(store, sink, stuck)
+    d = dispatcher(store, sink, stuck, other)
     await d.start()
     try:
         await eventually(lambda: sink.in_flight == 1)
-        closing = close_when_idle([sink], d.released, limit=30)
+        asked = asyncio.Event()
+
+        async def released(replaced: Any) -> None:
+            asked.set()
+            await d.released(replaced)
+
+        closing = close_when_idle([sink], released, limit=30)
         assert closing is not None
-        await asyncio.sleep(0.2)
-        assert not sink.closed  # a send is under way with it
+        await asked.wait()  # the closer looks for sends under way with the sink
+        # Another sink's send starts and ends meanwhile: its end wakes the closer, which
+        # looks again and must go on waiting.
+        await add(store, "OID-3", sink="other")
+        d.wake()
+        await eventually(lambda: other.messages)
+        await d.released(other)
+        await asyncio.sleep(0)  # the closer, woken by the same end, has looked again
+        assert not sink.closed and not closing.done()  # a send is under way with it
         gate.set()
         async with asyncio.timeout(5):
             await closing
@@ -1065,19 +1071,24 @@ async def test_a_replaced_sink_is_closed_once_its_sends_under_way_end(store: Sto
 async def test_a_send_outliving_its_lease_is_not_started_again_by_the_same_worker(
     store: Store,
 ) -> None:
-    clock = Clock()
     gate = asyncio.Event()
     sink = FakeSink(gate=gate)
     did = await add(store)
+    clock = Clock()  # the next whole second: after the real time `add` dated it by
     d = dispatcher(store, sink, lease=30, clock=clock)
     first = asyncio.create_task(d.run_once())
     await eventually(lambda: sink.in_flight == 1)
     clock.now += timedelta(seconds=31)  # the send is slower than the lease
-    await d.run_once()  # the store hands the delivery back to this same worker
-    await asyncio.sleep(0.05)
-    assert len(sink.messages) == 1  # the job under way keeps it: no second send
+    second = asyncio.create_task(d.run_once())
+
+    async def handed_back() -> bool:  # to this same worker, with its lease renewed
+        stored, _ = await delivery(store, did)
+        return stored.lease_until == clock.now + timedelta(seconds=30)
+
+    await eventually(handed_back)
     gate.set()
     async with asyncio.timeout(5):
-        await first
+        assert await first == 1
+    assert await second == 0  # the job under way kept it: no second job
     await eventually(lambda: state_is(store, did, "delivered"))
     assert len(sink.messages) == 1

@@ -20,6 +20,7 @@ from gateway.kiriminaja.normalise import Normalised
 from gateway.routing import Router
 from gateway.store import EventQuery, LoggedPush, NewPush, Store
 from gateway.store.base import PushOutcome
+from tests.waiting import eventually
 
 T0 = datetime(2024, 5, 5, 3, 0, tzinfo=UTC)
 JAKARTA = ZoneInfo("Asia/Jakarta")
@@ -232,10 +233,7 @@ async def test_the_next_batch_is_normalised_while_the_previous_one_is_stored(
         await asyncio.wait_for(second_batch.wait(), 10)
         assert held.recorded == []
         held.release.set()
-        for _ in range(200):
-            if len(held.recorded) == 4:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: len(held.recorded) == 4)
     finally:
         held.release.set()
         await intake.stop()

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from gateway import metrics
 from gateway.config import PullConfig, parse_config
 from gateway.events import Contact, EventKind, Status
 from gateway.ingest import Intake, new_push_id
@@ -23,6 +24,7 @@ from gateway.routing import Router
 from gateway.store import EventQuery, NewPush, PushQuery, Store, open_store
 from gateway.store.base import PushOutcome
 from gateway.units import Duration
+from tests.waiting import eventually
 
 WIB = ZoneInfo("Asia/Jakarta")
 T0 = datetime(2024, 6, 1, 0, 0, tzinfo=UTC)
@@ -36,8 +38,10 @@ routes: [{name: all, sinks: [console]}]
 
 
 class FakeClock:
-    def __init__(self, now: datetime) -> None:
+    def __init__(self, now: datetime, *, until: datetime | None = None) -> None:
         self.at = now
+        self.until = until
+        """A pass still asking past this time fails the test (rather than run for ever)."""
         self.slept: list[float] = []
 
     def now(self) -> datetime:
@@ -46,6 +50,8 @@ class FakeClock:
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.at += timedelta(seconds=seconds)
+        if self.until is not None and self.at > self.until:
+            raise AssertionError(f"still asking at {self.at:%H:%M:%S}: the pass did not end")
         await asyncio.sleep(0)
 
     def advance(self, seconds: float) -> None:
@@ -138,6 +144,10 @@ async def drain(store: Store, at: datetime) -> None:
         pass
 
 
+def sample(name: str) -> float:
+    return metrics.REGISTRY.get_sample_value(name) or 0.0
+
+
 async def statuses(store: Store, order_id: str) -> list[tuple[str, str]]:
     page = await store.list_events(EventQuery(order_id=order_id, limit=100))
     return sorted((s.event.status.value, s.event.source) for s in page.items)
@@ -193,6 +203,104 @@ async def test_orders_registered_without_events_are_asked_about_first(store: Sto
     assert await store.track_orders([("O-ADDED", "instant")], now=T0) == 0
     await tracker(store, clock, api).run_pass()
     assert api.asked() == ["O-ADDED", "O-1"]
+
+
+def instant(order_id: str) -> dict[str, Any]:
+    """An instant order's answer that shows no status yet (a driver is being looked for)."""
+    return {"status": True, "text": "success", "result": {"order_id": order_id, "date": {}}}
+
+
+async def test_a_pass_asks_each_due_order_once_least_recently_asked_first(store: Store) -> None:
+    """25 open orders whose status never changes, asked about every second at 5 a second: an
+    order answered during the pass is due again before the pass ends, and must wait for the
+    next pass rather than go before the orders not asked yet (it used to: the oldest ten were
+    asked over and over, the instant order and the newer ones never, and the pass never
+    ended)."""
+    clock = FakeClock(T0, until=T0 + timedelta(minutes=10))
+    api = FakeKiriminAja(clock)
+    express_orders = [f"O-{i:02}" for i in range(24)]
+    for i, order in enumerate(express_orders):  # O-00 the oldest
+        shipped_at = f"2024-06-01 07:00:{i:02}"
+        await push(store, shipped_push(order, shipped_at), T0)
+        api.answers[order] = express(order, shipped_at=shipped_at)
+    assert await store.track_orders([("I-1", "instant")], now=T0) == 1
+    api.answers["I-1"] = instant("I-1")
+    clock.advance(60)
+    pull = tracker(store, clock, api, interval=Duration(1), stale_after=Duration(1), rate=5.0)
+
+    await pull.run_pass()  # learns each order's AWB (processed), then nothing new
+    first = api.asked()
+    assert first == ["I-1", *express_orders]  # never asked first, then the oldest update
+    await drain(store, clock.now())
+
+    clock.advance(1)  # the next interval: every order is due again
+    report = await pull.run_pass()
+    assert api.asked()[len(first) :] == first  # least recently asked first, each once
+    assert {r.outcome for r in report.pulls} == {"unchanged"}
+
+
+async def test_the_oldest_due_order_not_yet_asked_shows_its_age(store: Store) -> None:
+    clock = FakeClock(T0)
+    api = FakeKiriminAja(clock)
+    for i in range(3):
+        await push(store, shipped_push(f"O-{i}", "2024-06-01 07:00:00"), T0)  # 00:00 UTC
+        api.answers[f"O-{i}"] = express(f"O-{i}", shipped_at="2024-06-01 07:00:00")
+    pull = tracker(store, clock, api, stale_after=Duration(3600))
+    clock.advance(1800)
+    await pull.refresh_gauges()
+    assert sample("kabarin_pull_oldest_due_age_seconds") == 0  # nothing is due yet
+    clock.advance(3600)
+    await pull.refresh_gauges()
+    assert sample("kabarin_pull_oldest_due_age_seconds") == 1800  # due since 01:00
+    await pull.run_pass()  # each asked: due again an hour after its answer
+    assert sample("kabarin_pull_oldest_due_age_seconds") == 0
+    clock.advance(3600 + 60)
+    await pull.refresh_gauges()
+    (first, asked), *_ = api.calls
+    assert first == "O-0"
+    due_for = clock.now() - (asked + timedelta(hours=1))
+    assert sample("kabarin_pull_oldest_due_age_seconds") == due_for.total_seconds()
+
+
+async def test_stuck_alerts_keep_their_schedule_while_a_pass_is_under_way(
+    store: Store,
+) -> None:
+    """A pass may take hours at shop scale (or, here, a call that never ends): the stuck
+    alerts do not wait for it."""
+    clock = FakeClock(T0)
+    answering = asyncio.Event()
+
+    class Silent(FakeKiriminAja):
+        async def track(self, kind: EventKind, order_id: str) -> TrackingResult:
+            self.calls.append((order_id, self.clock.now()))
+            await answering.wait()
+            return await super().track(kind, order_id)
+
+    api = Silent(clock)
+    await push(store, shipped_push("O-1", "2024-06-01 07:00:00"), T0)  # 00:00 UTC
+    await push(store, shipped_push("O-2", "2024-06-01 07:00:00"), T0)
+    clock.advance(3600)
+    pull = tracker(
+        store,
+        clock,
+        api,
+        interval=Duration(0.05),
+        stale_after=Duration(1800),
+        gap=Duration(86400),
+        alert_after={"shipped": Duration(7200)},
+    )
+    await pull.start()
+    try:
+        await eventually(lambda: api.calls)  # the pass waits for its first answer
+        clock.advance(3601)  # now both orders wait in shipped longer than alert_after
+        await eventually(lambda: store.count_pending_pushes())  # the alerts, in the log
+        await drain(store, clock.now())
+        page = await store.list_events(EventQuery(status=Status.STUCK))
+        assert sorted(s.event.order_id for s in page.items) == ["O-1", "O-2"]
+        assert len(api.calls) == 1  # the pass is still waiting for its first answer
+    finally:
+        answering.set()
+        await pull.stop()
 
 
 # -- what an answer teaches ----------------------------------------------------------------------

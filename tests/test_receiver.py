@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from gateway.errors import StoreError
 from gateway.receiver import authorised
 from gateway.runtime import Runtime
 from gateway.store import NewPush
+from tests.waiting import eventually
 
 PUSH = b'{"method": "shipped_packages", "data": [{"order_id": "S-1"}]}'
 HEADERS = {"Authorization": "Bearer t0ken"}
@@ -104,22 +105,12 @@ def processed(client: TestClient[Litestar], push: bytes) -> dict[str, object]:
     """POST a push and wait until the intake has taken it; its log entry."""
     r = client.post("/kiriminaja/push", content=push, headers=HEADERS)
     assert r.status_code == 200, r.text
-    for _ in range(400):
+
+    def taken() -> dict[str, object] | None:
         entry = client.get(f"/admin/v1/pushes/{r.json()['push_id']}", headers=ADMIN).json()["push"]
-        if entry["state"] != "pending":
-            return dict(entry)
-        time.sleep(0.02)
-    raise AssertionError("the intake did not take the push")
+        return dict(entry) if entry["state"] != "pending" else None
 
-
-def eventually(check: Callable[[], bool]) -> bool:
-    """Whether `check` holds within 4 s: the intake counts and logs a batch just after its
-    commit, which `processed` may see first."""
-    for _ in range(200):
-        if check():
-            return True
-        time.sleep(0.02)
-    return check()
+    return asyncio.run(eventually(taken))
 
 
 def sample(name: str, **labels: str) -> float:
@@ -162,8 +153,9 @@ def test_events_count_stored_events_and_duplicates_apart(client: TestClient[Lite
     duplicates = sample("kabarin_events_duplicate_total")
     assert processed(client, push)["accepted"] == 2
     assert processed(client, push)["duplicates"] == 2
-    assert eventually(lambda: sample("kabarin_events_total", **labels) == before + 2)
-    assert eventually(lambda: sample("kabarin_events_duplicate_total") == duplicates + 2)
+    # the intake counts a batch just after its commit, which `processed` may see first
+    asyncio.run(eventually(lambda: sample("kabarin_events_total", **labels) == before + 2))
+    asyncio.run(eventually(lambda: sample("kabarin_events_duplicate_total") == duplicates + 2))
 
 
 def test_method_labels_are_bounded(client: TestClient[Litestar]) -> None:
@@ -208,7 +200,7 @@ def test_each_accepted_push_is_logged_at_debug(
 
     with caplog.at_level(logging.DEBUG, logger="kabarin.intake"):
         entry = processed(client, push)
-        assert eventually(lambda: bool(lines(str(entry["id"]))))
+        asyncio.run(eventually(lambda: lines(str(entry["id"]))))  # logged after the commit
     (line,) = lines(str(entry["id"]))
     assert line.levelno == logging.DEBUG
     for part in ("shipped_packages", "2 items", "1 accepted", "1 duplicate", "ms"):

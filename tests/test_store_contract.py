@@ -1106,6 +1106,70 @@ async def test_a_finished_pull_waits_for_its_next_pull_and_gone_orders_never_com
     assert [o.order_id for o in await store.claim_pulls(catch_up)] == ["O-1"]
 
 
+async def test_claims_take_the_least_recently_asked_first_and_a_pass_asks_each_once(
+    store: Store,
+) -> None:
+    await ingest(store, events=[event(f"O-{i}", minute=i) for i in range(3)])  # O-0 oldest
+    assert await store.track_orders([("O-ADDED", "instant")], now=T0) == 1
+    start = T0 + timedelta(hours=1)
+    claim = PullClaim(now=start, limit=10, lease_seconds=60, stale_before=start)
+    first = await store.claim_pulls(msgspec.structs.replace(claim, asked_before=start))
+    # Never asked: without any event first, then oldest last update.
+    assert [o.order_id for o in first] == ["O-ADDED", "O-0", "O-1", "O-2"]
+    assert all(o.last_asked_at is None for o in first)
+    second = start + timedelta(seconds=1)
+    await store.finish_pull("O-0", now=second, next_pull_at=second)  # due again at once
+    await store.finish_pull("O-1", now=second, next_pull_at=second, answered=False)  # try later
+    # handed back unasked (a try later ended the pass before it)
+    await store.finish_pull("O-2", now=second, next_pull_at=second, answered=False, asked=False)
+    await store.finish_pull("O-ADDED", now=start + timedelta(seconds=2), next_pull_at=second)
+
+    # The same pass (asked before it began) takes only what it has not asked yet.
+    later = msgspec.structs.replace(claim, now=start + timedelta(minutes=5), asked_before=start)
+    (rest,) = await store.claim_pulls(later)
+    assert rest.order_id == "O-2" and rest.last_asked_at is None
+    await store.finish_pull("O-2", now=later.now, next_pull_at=later.now)
+
+    # The next pass: least recently asked first, whatever their updates.
+    asked = {o: await store.get_tracking(o) for o in ("O-0", "O-1", "O-ADDED")}
+    assert {o: t.last_asked_at for o, t in asked.items() if t} == {
+        "O-0": second,
+        "O-1": second,
+        "O-ADDED": start + timedelta(seconds=2),
+    }
+    assert asked["O-1"] is not None and asked["O-1"].last_pulled_at is None  # not answered
+    after = start + timedelta(minutes=10)
+    next_pass = msgspec.structs.replace(claim, now=after, stale_before=after, asked_before=after)
+    assert [o.order_id for o in await store.claim_pulls(next_pass)] == [
+        "O-0",
+        "O-1",
+        "O-ADDED",
+        "O-2",
+    ]
+
+
+async def test_the_oldest_due_pull_is_when_the_longest_waiting_order_became_due(
+    store: Store,
+) -> None:
+    hour = 3600.0
+    await ingest(store, events=[event("O-1"), event("O-2", minute=30)], now=T0)
+    done = [event("O-DONE"), event("O-DONE", Status.DELIVERED, minute=1)]
+    await ingest(store, events=done, now=T0)
+    assert await store.oldest_due_pull(now=T0 + timedelta(minutes=59), stale_after=hour) is None
+    now = T0 + timedelta(hours=2)
+    assert await store.oldest_due_pull(now=now, stale_after=hour) == T0 + timedelta(hours=1)
+    # Asked about: due again at its next pull; O-2 is the one waiting now.
+    await store.finish_pull("O-1", now=now, next_pull_at=now + timedelta(hours=1))
+    assert await store.oldest_due_pull(now=now, stale_after=hour) == T0 + timedelta(minutes=90)
+    await store.finish_pull("O-2", now=now, next_pull_at=now, gone="KiriminAja: not found")
+    assert await store.oldest_due_pull(now=now, stale_after=hour) is None
+    # An order tracked later than its update became due when it was first tracked.
+    added = now + timedelta(minutes=10)
+    assert await store.track_orders([("O-ADDED", "express")], now=added) == 1
+    later = now + timedelta(hours=2)
+    assert await store.oldest_due_pull(now=later, stale_after=hour) == added
+
+
 async def test_concurrent_claims_never_hand_out_one_order_twice(store: Store) -> None:
     await ingest(store, events=[event(f"O-{i}", minute=i) for i in range(20)])
     now = T0 + timedelta(hours=1)

@@ -140,6 +140,34 @@ async def test_the_upgrade_ranks_the_waiting_latest_deliveries_by_stage(url: str
         await store.close()
 
 
+async def test_the_upgrade_dates_the_last_ask_of_orders_asked_before_by_their_last_answer(
+    url: str,
+) -> None:
+    # Before the migration that added last_asked_at only answers were dated (last_pulled_at).
+    (version,) = [v for v, ddl in MIGRATIONS if "last_asked_at" in ddl]
+    store = PostgresStore(url)
+    await store.open(now=NOW)
+    await store.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP INDEX tracking_asked")
+        conn.execute("ALTER TABLE tracking DROP COLUMN last_asked_at")
+        conn.execute("DELETE FROM schema_version WHERE version = %s", (version,))
+        conn.execute(
+            "INSERT INTO tracking (order_id, last_update, added_at, last_pulled_at)"
+            " VALUES ('O-ASKED', %(at)s, %(at)s, %(at)s + interval '5 seconds'),"
+            " ('O-NEVER', %(at)s, %(at)s, NULL)",
+            {"at": NOW},
+        )
+    store = PostgresStore(url)
+    await store.open(now=NOW)
+    try:
+        asked, never = await store.get_tracking("O-ASKED"), await store.get_tracking("O-NEVER")
+        assert asked is not None and asked.last_asked_at == NOW + timedelta(seconds=5)
+        assert never is not None and never.last_asked_at is None
+    finally:
+        await store.close()
+
+
 # -- the push log -------------------------------------------------------------------------------
 
 

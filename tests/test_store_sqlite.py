@@ -302,6 +302,30 @@ async def test_the_upgrade_ranks_the_waiting_latest_deliveries_by_stage(tmp_path
         await store.close()
 
 
+async def test_the_upgrade_dates_the_last_ask_of_orders_asked_before_by_their_last_answer(
+    tmp_path: Path,
+) -> None:
+    # Before the migration that added last_asked_at only answers were dated (last_pulled_at).
+    path = tmp_path / "k.db"
+    before = [m for m in MIGRATIONS if "last_asked_at" not in m[1]]
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        migrate(conn, now=to_us(NOW), migrations=before)
+        conn.execute(
+            "INSERT INTO tracking (order_id, last_update, added_at, last_pulled_at)"
+            " VALUES ('O-ASKED', ?1, ?1, ?2), ('O-NEVER', ?1, ?1, NULL)",
+            (to_us(NOW), to_us(NOW) + 5_000_000),
+        )
+    conn.close()
+    store = SQLiteStore(path)
+    await store.open(now=NOW)
+    try:
+        asked, never = await store.get_tracking("O-ASKED"), await store.get_tracking("O-NEVER")
+        assert asked is not None and asked.last_asked_at == NOW + timedelta(seconds=5)
+        assert never is not None and never.last_asked_at is None
+    finally:
+        await store.close()
+
+
 async def test_a_store_with_the_push_log_in_its_main_file_moves_it_across(
     tmp_path: Path,
 ) -> None:

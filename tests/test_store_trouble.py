@@ -23,6 +23,7 @@ from gateway.metrics import StoreTrouble
 from gateway.retention import Retention, RetentionPolicy
 from gateway.store import Store, open_store
 from gateway.units import Duration, Window
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -137,19 +138,34 @@ async def test_the_pull_tracker_logs_a_failing_store_once_and_its_recovery(
         clock=CountingClock(turns),
     )
     fault = Fault(tmp_path)
+    deleted = f"the SQLite database file {fault.db} was deleted"
+
+    def said(start: str, part: str = "") -> list[str]:
+        failures, back = lines(caplog, "kabarin.pull")
+        return [f for f in failures + back if f.startswith(start) and part in f]
+
     with caplog.at_level(logging.INFO, logger="kabarin.pull"):
         await tracker.start()
         fault.start()
+        # The passes and the stuck alerts keep their own schedules: each meets the fault,
+        # then goes on failing without saying so again.
+        await eventually(lambda: said("pull: a pass failed", deleted))
+        await eventually(lambda: said("stuck alerts: could not look"))
         await turns.more(10)
         fault.end()
+        await eventually(lambda: len(said("", "the store works again")) == 2)
         await turns.more(10)
         await tracker.stop()
     failures, back = lines(caplog, "kabarin.pull")
     # a pass reads and writes: each fails in its own words, each said once
-    assert 1 <= len(failures) <= 2 and len(set(failures)) == len(failures), failures
-    deleted = f"pull: a pass failed: the SQLite database file {fault.db}"
-    assert any(f.startswith(deleted) for f in failures), failures
-    assert back == ["pull: the store works again"]
+    passes = [f for f in failures if f.startswith("pull: a pass failed: ")]
+    alerts = [
+        f for f in failures if f.startswith("stuck alerts: could not look for stuck orders: ")
+    ]
+    assert 1 <= len(passes) <= 2 and len(set(passes)) == len(passes), failures
+    assert len(alerts) == 1 and len(passes) + len(alerts) == len(failures), failures
+    assert any(deleted in f for f in passes) and deleted in alerts[0], failures
+    assert sorted(back) == ["pull: the store works again", "stuck alerts: the store works again"]
 
 
 def test_each_cause_is_logged_once_while_it_lasts_and_a_bug_with_its_traceback(

@@ -1,19 +1,23 @@
 """The pull tracker: asks KiriminAja's tracking API about orders pushes left quiet.
 
-Every ``pull.interval`` a pass:
+Two schedules run side by side, each every ``pull.interval``:
 
-1. raises stuck alerts: an open order whose last status is a key of ``pull.alert_after`` and
-   has not changed for that long gets ONE ``stuck`` log entry, and no other until it moves
-   (the store marks the alert when it hands the order out). Skipped while the intake is
-   behind, since the store's view of the orders is then older than the log;
-2. pulls: it leases open orders (no final status, not unknown to KiriminAja) whose last update
-   is older than ``pull.stale_after``, oldest first, and asks about each, at most ``pull.rate``
-   calls a second. The lease in the store lets replicas share the orders without asking about
-   one twice. After an answer the order waits ``stale_after`` before it is asked about again.
-   So does an order KiriminAja refuses to tell about, or whose answer cannot be read or made
-   into a log entry (``skipped``, logged once per answer): the pass goes on with the others.
-   Only a "try later" (429, 5xx, network error, timeout: KiriminAja as a whole is limiting or
-   failing) ends the pass, and that order waits an ``interval``.
+1. stuck alerts: an open order whose last status is a key of ``pull.alert_after`` and has not
+   changed for that long gets ONE ``stuck`` log entry, and no other until it moves (the store
+   marks the alert when it hands the order out). Skipped while the intake is behind, since the
+   store's view of the orders is then older than the log. This schedule also refreshes the
+   tracker's gauges. It never waits for a pass: at shop scale a pass may take hours;
+2. passes: a pass leases open orders (no final status, not unknown to KiriminAja) whose last
+   update is older than ``pull.stale_after`` and whose next pull has come, least recently
+   asked first (never asked first), and asks about each, at most ``pull.rate`` calls a second.
+   A pass asks about each order at most once (the store hands out only orders not asked since
+   the pass began), so it ends, and an order answered again cannot crowd out the others. The
+   lease in the store lets replicas share the orders without asking about one twice. After an
+   answer the order waits ``stale_after`` before it is asked about again. So does an order
+   KiriminAja refuses to tell about, or whose answer cannot be read or made into a log entry
+   (``skipped``, logged once per answer): the pass goes on with the others. Only a "try later"
+   (429, 5xx, network error, timeout: KiriminAja as a whole is limiting or failing) ends the
+   pass, and that order waits an ``interval``.
 
 When the process starts after a gap (the newest push is older than ``pull.gap``, whether
 Kabarin was down or KiriminAja stopped pushing), passes pull every open order once, whatever
@@ -29,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -165,13 +169,23 @@ class PullTracker:
         return True
 
     async def _run(self) -> None:
-        trouble = metrics.StoreTrouble(log, "pull")
+        await asyncio.gather(
+            self._every_interval(self.pull_pass, "pull", "a pass failed"),
+            self._every_interval(self.watch, "stuck alerts", "could not look for stuck orders"),
+        )
+
+    async def _every_interval(
+        self, turn: Callable[[], Awaitable[object]], stage: str, doing: str
+    ) -> None:
+        # Each schedule keeps its own account of a failing store: they call it at different
+        # moments, and a shared account would log a recovery whenever one schedule's call
+        # went through between the other's failures.
+        trouble = metrics.StoreTrouble(log, stage)
         while not self._stop.is_set():
             try:
-                await self.run_pass()
+                await turn()
             except Exception as exc:
-                every = f"trying again every {self.config.interval:g}s"
-                trouble.failed("a pass failed", exc, every)
+                trouble.failed(doing, exc, f"trying again every {self.config.interval:g}s")
             else:
                 trouble.recovered()
             with suppress(TimeoutError):
@@ -180,9 +194,17 @@ class PullTracker:
 
     # -- one pass ----------------------------------------------------------------------------
     async def run_pass(self) -> PassReport:
-        report = PassReport(
-            stuck=await self.raise_stuck(), catch_up=self.catch_up_since is not None
-        )
+        """Stuck alerts, then one pass, then the gauges: what `kabarin pull --stale` does once
+        (the background task runs the first on its own schedule)."""
+        stuck = await self.raise_stuck()
+        report = await self.pull_pass()
+        report.stuck = stuck
+        await self.refresh_gauges()
+        return report
+
+    async def pull_pass(self) -> PassReport:
+        """Ask about every due order once (see the module doc)."""
+        report = PassReport(catch_up=self.catch_up_since is not None)
         if await self.store.count_pending_pushes():
             # Pushes still waiting for the intake may carry the very statuses a pull would
             # find; pulled first, they would become second events (a pulled time is not the
@@ -193,14 +215,28 @@ class PullTracker:
         if completed and report.catch_up:
             log.info("pull: caught up (%d orders asked about)", len(report.pulls))
             self.catch_up_since = None
-        counts = await self.store.tracking_counts()
-        metrics.ORDERS_OPEN.set(counts.open)
-        metrics.ORDERS_STUCK.set(counts.stuck)
         metrics.PULL_LAST_PASS.set(self.clock.now().timestamp())
         return report
 
+    async def watch(self) -> None:
+        """Raise stuck alerts and refresh the gauges: the schedule beside the passes."""
+        await self.raise_stuck()
+        await self.refresh_gauges()
+
+    async def refresh_gauges(self) -> None:
+        now = self.clock.now()
+        due = await self.store.oldest_due_pull(now=now, stale_after=self.config.stale_after)
+        counts = await self.store.tracking_counts()
+        metrics.ORDERS_OPEN.set(counts.open)
+        metrics.ORDERS_STUCK.set(counts.stuck)
+        metrics.PULL_OLDEST_DUE_AGE.set(
+            0.0 if due is None else max(0.0, (now - due).total_seconds())
+        )
+
     async def _pull_due(self, report: PassReport) -> bool:
-        """Lease and ask until nothing is due; False when a "try later" ended the pass."""
+        """Lease and ask until nothing is due that this pass has not asked about yet; False
+        when a "try later" ended the pass."""
+        started = self.clock.now()
         while True:
             now = self.clock.now()
             catch_up = self.catch_up_since
@@ -213,6 +249,11 @@ class PullTracker:
                     if catch_up
                     else now - timedelta(seconds=self.config.stale_after),
                     pulled_before=catch_up,
+                    # An order answered during the pass is due again after stale_after, which
+                    # may be shorter than the pass: without this bound the pass never ended
+                    # (25 orders at 5/s with stale_after 1s: ten were asked over and over, the
+                    # others never, and no stuck alert was raised).
+                    asked_before=started,
                 )
             )
             if not claimed:
@@ -243,7 +284,7 @@ class PullTracker:
                     now = self.clock.now()
                     for rest in claimed[i + 1 :]:
                         await self.store.finish_pull(
-                            rest.order_id, now=now, next_pull_at=now, answered=False
+                            rest.order_id, now=now, next_pull_at=now, answered=False, asked=False
                         )
                     return False
 

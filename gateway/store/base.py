@@ -467,6 +467,9 @@ class TrackedOrder(msgspec.Struct, frozen=True, kw_only=True):
     """One of its events has a final status (`gateway.events.TERMINAL_STATUSES`)."""
     last_pulled_at: datetime | None = None
     """When the tracking API last answered about it."""
+    last_asked_at: datetime | None = None
+    """When the tracker last asked about it, answered or not: a pass takes the least recently
+    asked orders first (see `PullClaim.asked_before`)."""
     next_pull_at: datetime | None = None
     """Not asked about again on the regular schedule before this."""
     gone: str | None = None
@@ -489,6 +492,9 @@ class PullClaim(msgspec.Struct, frozen=True, kw_only=True):
     pulled_before: datetime | None = None
     """Catch-up pass (after a gap): every open order not pulled since this time, whatever its
     last update and schedule."""
+    asked_before: datetime | None = None
+    """Only orders not asked since this (the start of the pass): a pass asks about each order
+    at most once, however long it takes, and so comes to an end."""
 
 
 class TrackingCounts(msgspec.Struct, frozen=True, kw_only=True):
@@ -512,9 +518,10 @@ class TrackingStore(Protocol):
         a stored event, a contact or an earlier call)."""
 
     async def claim_pulls(self, claim: PullClaim) -> list[TrackedOrder]:
-        """Lease up to `claim.limit` open, not gone orders with no live lease, oldest last
-        update first (orders without one first), in one transaction: the lease lasts
-        `claim.lease_seconds`. Regular pass or catch-up pass: see `PullClaim`."""
+        """Lease up to `claim.limit` open, not gone orders with no live lease, least recently
+        asked first (never asked first, then oldest last update, orders without one first), in
+        one transaction: the lease lasts `claim.lease_seconds`. Regular pass or catch-up pass:
+        see `PullClaim`."""
 
     async def finish_pull(
         self,
@@ -523,10 +530,12 @@ class TrackingStore(Protocol):
         now: datetime,
         next_pull_at: datetime,
         answered: bool = True,
+        asked: bool = True,
         gone: str | None = None,
     ) -> None:
         """Release the lease and schedule the next regular pull; `answered` records `now` as
-        `last_pulled_at`; `gone` marks the order as unknown to KiriminAja."""
+        `last_pulled_at`, `asked` (a call was made, answered or not) as `last_asked_at`; `gone`
+        marks the order as unknown to KiriminAja."""
 
     async def claim_stuck(
         self, after: Mapping[Status, float], *, now: datetime, limit: int
@@ -546,6 +555,12 @@ class TrackingStore(Protocol):
     async def get_tracking(self, order_id: str) -> TrackedOrder | None: ...
 
     async def tracking_counts(self) -> TrackingCounts: ...
+
+    async def oldest_due_pull(self, *, now: datetime, stale_after: float) -> datetime | None:
+        """When the open order waiting longest for its regular pull became due (the latest of
+        its last update plus `stale_after` seconds, its `next_pull_at` and when it was first
+        tracked), leased or not: it has not been asked since. ``None`` when none is due. Like
+        the claims, it takes in the events and contacts stored since the last look first."""
 
 
 class SignedInSession(msgspec.Struct, frozen=True, kw_only=True):

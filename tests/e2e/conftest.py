@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -19,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+
+from tests.waiting import eventually
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -45,6 +48,8 @@ class KabarinProcess:
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "kabarin.log"
+        self.serve_args: list[str] = []
+        """More arguments for `kabarin serve` (``--log-level debug``)."""
         self.client = httpx.Client(base_url=self.url, timeout=10)
 
     @property
@@ -54,8 +59,9 @@ class KabarinProcess:
     def start(self) -> None:
         self.log = self.log_path.open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        serve = ["serve", "--config", str(self.config_path), "--port", str(self.port)]
         self.proc = subprocess.Popen(
-            [str(KABARIN), "serve", "--config", str(self.config_path), "--port", str(self.port)],
+            [str(KABARIN), *serve, *self.serve_args],
             cwd=self.workdir,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -153,12 +159,11 @@ class KabarinProcess:
         return items
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"condition not met within {timeout}s; server log:\n{self.output()}")
+        """`eventually`, with this server's log in the failure."""
+        asyncio.run(eventually(predicate, within=timeout, every=0.05, explain=self._log))
+
+    def _log(self) -> str:
+        return f"server log:\n{self.output()}"
 
 
 def write_config(

@@ -11,6 +11,7 @@ from typing import Any
 
 from tests.test_sink_sms import zenziva, zenziva_block  # noqa: F401 (fixture)
 from tests.test_sink_whatsapp import CLOUD_FAILURES, Fake, cloud, cloud_block  # noqa: F401
+from tests.waiting import eventually
 
 from .conftest import KabarinProcess
 
@@ -52,14 +53,13 @@ async def test_a_failing_whatsapp_falls_back_to_sms_once_and_masks_the_customer(
         items = await asyncio.to_thread(call, "GET", "/deliveries", params={"order_id": "OID-77"})
         return {d["sink"]: d for d in items["items"]}
 
-    for _ in range(300):
+    async def fallen_back() -> dict[str, dict[str, Any]] | None:
         found = await deliveries()
         sent = [found.get(sink, {}).get("state") for sink in ("sms", "console")]
-        if sent == ["delivered", "delivered"]:  # the console line is written when it is sent
-            break
-        await asyncio.sleep(0.05)
-    else:
-        raise AssertionError(f"no SMS fallback delivered: {found}\n{server.output()}")
+        # the console line is written when it is sent
+        return found if sent == ["delivered", "delivered"] else None
+
+    found = await eventually(fallen_back, within=15, explain=server.output)
 
     wa, sms = found["wa"], found["sms"]
     assert wa["state"] == "dead" and "131026" in wa["last_error"]
@@ -70,17 +70,12 @@ async def test_a_failing_whatsapp_falls_back_to_sms_once_and_masks_the_customer(
 
     # Replayed and dead again: no second fallback.
     await asyncio.to_thread(call, "POST", f"/deliveries/{wa['id']}/replay")
-    for _ in range(300):
-        again = await deliveries()
-        if (
-            again["wa"]["state"] == "dead"
-            and again["wa"]["attempts"] == 1
-            and len(cloud.received) == 2
-        ):
-            break
-        await asyncio.sleep(0.05)
-    else:
-        raise AssertionError(f"the replay did not end: {again}")
+
+    async def replay_ended() -> bool:
+        wa = (await deliveries())["wa"]
+        return wa["state"] == "dead" and wa["attempts"] == 1 and len(cloud.received) == 2
+
+    await eventually(replay_ended, within=15, explain=server.output)
     assert len(await deliveries()) == 3 and len(zenziva.received) == 1
 
     attempts = []

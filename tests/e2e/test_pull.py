@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
 
 from tests.e2e.conftest import KABARIN, KabarinProcess, Peer, write_config
+from tests.waiting import eventually
 
 API_KEY = "e2e-kiriminaja-api-key"
 
@@ -26,6 +30,8 @@ class FakeKiriminAja:
 
     port: int = 0
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    instant: set[str] = field(default_factory=set)
+    """Instant orders it knows; each answers that no driver has taken it yet."""
     calls: list[tuple[str, float]] = field(default_factory=list)
     callbacks: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -94,6 +100,21 @@ def kiriminaja() -> Iterator[FakeKiriminAja]:
                 return self._reply(200, {"status": False, "code": 2, "text": "Order not found"})
             self._reply(200, reply)
 
+        def do_GET(self) -> None:
+            if self.headers.get("authorization") != f"Bearer {API_KEY}":
+                return self._reply(401, {"status": False, "text": "unauthorized"})
+            prefix = "/api/mitra/v4/instant/tracking/"
+            if not self.path.startswith(prefix):
+                return self._reply(404, {"status": False, "text": "no such path"})
+            order_id = unquote(self.path[len(prefix) :])
+            with state.lock:
+                state.calls.append((order_id, time.monotonic()))
+                known = order_id in state.instant
+            if not known:
+                return self._reply(200, {"status": False, "code": 2, "text": "data not found"})
+            result: dict[str, Any] = {"order_id": order_id, "tracking_code": None, "date": {}}
+            self._reply(200, {"status": True, "text": "success", "result": result})
+
         def _reply(self, status: int, body: dict[str, Any]) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
@@ -115,7 +136,7 @@ def kiriminaja() -> Iterator[FakeKiriminAja]:
     httpd.server_close()
 
 
-def config(peer: Peer, kiriminaja: FakeKiriminAja, pull: str) -> str:
+def config(peer: Peer, kiriminaja: FakeKiriminAja, pull: str, interval: str = "200ms") -> str:
     return f"""
 retry: {{schedule: [200ms, 200ms], jitter: 0}}
 kiriminaja:
@@ -123,7 +144,7 @@ kiriminaja:
   base_url: {kiriminaja.url}
 pull:
   enabled: true
-  interval: 200ms
+  interval: {interval}
 {pull}
 sinks:
   erp:
@@ -164,13 +185,20 @@ def test_missed_pushes_are_pulled_after_a_restart_and_the_late_push_is_a_duplica
     kiriminaja.move("OID-1", shipped_at=wib_now())
     assert server.ingest(shipped("OID-1", wib_now())) == {"accepted": 1, "duplicates": 0}
     server.wait_for(lambda: len(delivered(peer, "shipped")) == 1)
+    (newest,) = server.admin("GET", "/pushes", params={"limit": 1}).json()["items"]
     assert server.terminate() in (0, -15)  # uvicorn re-raises SIGTERM after a clean stop
 
-    # While Kabarin is down the parcel arrives; its push is missed.
-    time.sleep(1.2)  # longer than pull.gap since the last push
+    # While Kabarin is down the parcel arrives; its push is missed. Kabarin comes back once
+    # the newest push is older than pull.gap, and says it saw the gap.
+    pushed_at = datetime.fromisoformat(newest["received_at"])
+    gap_over = pushed_at + timedelta(seconds=1.1)
+    asyncio.run(eventually(lambda: datetime.now(UTC) > gap_over))
     delivered_at = wib_now()
     kiriminaja.move("OID-1", delivered_at=delivered_at)
     server.start()
+    server.wait_for(
+        lambda: "(longer than pull.gap): asking about every open order" in server.output()
+    )
 
     server.wait_for(lambda: len(delivered(peer, "delivered")) == 1)
     (event,) = delivered(peer, "delivered")
@@ -189,7 +217,11 @@ def test_missed_pushes_are_pulled_after_a_restart_and_the_late_push_is_a_duplica
     assert sorted(d["route"] for d in timeline["deliveries"]) == ["delivered", "shipped"]
     server.wait_for(lambda: all(d["state"] == "delivered" for d in _deliveries(server)))
     assert len(delivered(peer, "shipped")) == 1 and len(delivered(peer, "delivered")) == 1
-    assert len(kiriminaja.asked("OID-1")) == 1  # the catch-up asks once
+    # The catch-up asks once: it says it is done, and a pass a second later asks nothing.
+    server.wait_for(lambda: "pull: caught up (1 orders asked about)" in server.output())
+    seen = _last_pass(server)
+    server.wait_for(lambda: _last_pass(server) > seen + 1)
+    assert len(kiriminaja.asked("OID-1")) == 1
 
 
 def _deliveries(server: KabarinProcess) -> list[dict[str, Any]]:
@@ -231,6 +263,50 @@ def test_a_stuck_parcel_alerts_once_until_it_moves(
     server.wait_for(lambda: _last_pass(server) > seen + 1)
     assert len(delivered(peer, "stuck")) == 2
     assert kiriminaja.asked() == []
+
+
+def test_every_open_order_is_asked_once_a_pass_and_stuck_ones_still_alert(
+    make_server: Callable[..., KabarinProcess], peer: Peer, kiriminaja: FakeKiriminAja
+) -> None:
+    """25 open orders whose status does not change, asked about every second at 5 a second:
+    a pass takes 5 s, and the orders answered first are due again long before it ends. They
+    used to be asked again first: ten orders over and over, the newer ones and the instant one
+    never, no pass ever ended, and no stuck alert was raised."""
+    pull = "  stale_after: 1s\n  gap: 1h\n  rate: 5\n  alert_after: {shipped: 6s, picked_up: 6s}"
+    server = make_server(config(peer, kiriminaja, pull, interval="1s"))
+    express = [f"OID-{i:02}" for i in range(24)]
+    items = []
+    for order_id in express:  # one push: the tracker sees them all at once
+        at = wib_now()
+        kiriminaja.move(order_id, shipped_at=at, awb=None)  # no news in any answer
+        items.append({"order_id": order_id, "shipped_at": at})
+    assert server.ingest({"method": "shipped_packages", "data": items})["accepted"] == 24
+    kiriminaja.instant.add("OID-I")
+    taken = {"order_id": "OID-I", "status": "picked_up", "event_date": wib_now()}
+    assert server.ingest({"method": "update_instant_packages", "data": taken})["accepted"] == 1
+    everyone = {*express, "OID-I"}
+
+    def asked() -> list[str]:
+        with kiriminaja.lock:
+            return [order_id for order_id, _ in kiriminaja.calls]
+
+    server.wait_for(lambda: set(asked()) == everyone, timeout=30)
+    first = asked()[:25]
+    assert sorted(first) == sorted(everyone), first  # the first pass asks each once
+    server.wait_for(lambda: len(delivered(peer, "stuck")) == 25, timeout=30)
+    stuck = {e["order_id"]: e["details"]["stuck_in"] for e in delivered(peer, "stuck")}
+    assert stuck == {o: "picked_up" if o == "OID-I" else "shipped" for o in everyone}
+    server.wait_for(lambda: len(asked()) >= 50, timeout=30)
+    assert sorted(asked()[25:50]) == sorted(everyone)  # and so does the next
+    metric = _metric(server, "kabarin_pull_oldest_due_age_seconds")
+    assert metric is not None and metric >= 0
+
+
+def _metric(server: KabarinProcess, name: str) -> float | None:
+    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    return None
 
 
 def test_tracking_calls_keep_to_the_rate(

@@ -13,7 +13,6 @@ import os
 import shutil
 import stat
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,14 +58,23 @@ def dispatcher_errors(server: KabarinProcess) -> list[str]:
     return errors_of(server, "kabarin.dispatcher")
 
 
+def said_again(server: KabarinProcess, logger: str) -> list[str]:
+    """A failure logged before, said again (at DEBUG)."""
+    lines = server.output().splitlines()
+    return [line for line in lines if f" DEBUG   {logger}:" in line and "(again)" in line]
+
+
 def test_a_store_failure_that_repeats_is_logged_once_and_shutdown_still_ends_cleanly(
     make_server: Callable[..., KabarinProcess], tmp_path: Path
 ) -> None:
-    server = make_server()  # polls every 200ms: each turn's claim fails the same way
+    server = make_server(start=False)  # polls every 200ms: each turn's claim fails the same way
+    server.serve_args = ["--log-level", "debug"]  # where a failure said again is logged
+    server.start()
     assert push(server, "before") == 200
     (tmp_path / "kabarin.db").unlink()
     server.wait_for(lambda: bool(dispatcher_errors(server)))
-    time.sleep(1)  # five more turns of the dispatcher's loop, each failing
+    # five more turns of the dispatcher's loop, each failing the same way
+    server.wait_for(lambda: len(said_again(server, "kabarin.dispatcher")) >= 5)
     assert [push(server, f"after-{i}") for i in range(3)] == [503] * 3
 
     assert server.terminate() in (0, -15)  # uvicorn re-raises SIGTERM after a clean stop

@@ -8,6 +8,7 @@ switched-off sink to enable. The run takes the overview and order screenshots; w
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -22,6 +23,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import ADMIN_TOKEN, PUSH_TOKEN, KabarinProcess, Peer, running_peer
+from tests.waiting import eventually
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -119,9 +121,10 @@ def ui(browser: WebDriver, server: KabarinProcess) -> WebDriver:
 
 
 def _wait(browser: WebDriver, condition: Callable[[], Any], timeout: float = 10) -> Any:
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.common.exceptions import NoSuchElementException
 
-    return WebDriverWait(browser, timeout).until(lambda _: condition())
+    # a page still loading lacks the element yet
+    return asyncio.run(eventually(condition, within=timeout, ignoring=(NoSuchElementException,)))
 
 
 def _open(browser: WebDriver, server: KabarinProcess, path: str) -> None:

@@ -226,6 +226,18 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX sessions_used ON sessions (used_at);
         """,
     ),
+    (
+        7,
+        # When the pull tracker last asked about an order, answered or not: a pass takes the
+        # least recently asked first (ordered by last update, an order answered again with no
+        # news came back first and starved the others). An order answered before was asked then.
+        """
+        ALTER TABLE tracking ADD COLUMN last_asked_at timestamptz;
+        UPDATE tracking SET last_asked_at = last_pulled_at;
+        CREATE INDEX tracking_asked ON tracking (last_asked_at NULLS FIRST)
+            WHERE NOT closed AND gone IS NULL;
+        """,
+    ),
 ]
 
 

@@ -381,7 +381,7 @@ SIZE_BYTES = (
 # after one that took a higher seq, which replicas committing side by side do all the time.
 TRACKING_COLUMNS = (
     "order_id, kind, last_status, last_update, closed, last_pulled_at, next_pull_at, gone,"
-    " stuck_status, stuck_since"
+    " stuck_status, stuck_since, last_asked_at"
 )
 TRACK_EVENTS = (
     "INSERT INTO tracking (order_id, kind, last_status, last_update, closed, added_at)"
@@ -432,15 +432,21 @@ CLAIM_PULLS = (
     "        AND coalesce(last_update, '-infinity') < %(stale_before)s::timestamptz"
     "        AND coalesce(next_pull_at, '-infinity') <= %(now)s::timestamptz)"
     "    OR coalesce(last_pulled_at, '-infinity') < %(pulled_before)s::timestamptz)"
-    "  ORDER BY last_update NULLS FIRST, order_id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+    "  AND (%(asked_before)s::timestamptz IS NULL"
+    "       OR coalesce(last_asked_at, '-infinity') < %(asked_before)s::timestamptz)"
+    "  ORDER BY last_asked_at NULLS FIRST, last_update NULLS FIRST, order_id"
+    "  LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
     f" RETURNING {TRACKING_COLUMNS}"
 )
 """The lease is the claim: an order whose ``lease_until`` is in the future, or that another
 replica is claiming right now, is not taken."""
 FINISH_PULL = (
-    "UPDATE tracking SET lease_until = NULL, next_pull_at = %s::timestamptz,"
-    " last_pulled_at = CASE WHEN %s::boolean THEN %s::timestamptz ELSE last_pulled_at END,"
-    " gone = coalesce(%s::text, gone) WHERE order_id = %s"
+    "UPDATE tracking SET lease_until = NULL, next_pull_at = %(next)s::timestamptz,"
+    " last_pulled_at = CASE WHEN %(answered)s::boolean THEN %(now)s::timestamptz"
+    "  ELSE last_pulled_at END,"
+    " last_asked_at = CASE WHEN %(asked)s::boolean THEN %(now)s::timestamptz"
+    "  ELSE last_asked_at END,"
+    " gone = coalesce(%(gone)s::text, gone) WHERE order_id = %(order_id)s"
 )
 CLAIM_STUCK = (
     "UPDATE tracking SET stuck_status = last_status, stuck_since = last_update"
@@ -465,6 +471,15 @@ TRACKING_COUNTS = (
     " count(*) FILTER (WHERE stuck_since = last_update AND stuck_status = last_status)"
     " FROM tracking WHERE NOT closed AND gone IS NULL"
 )
+OLDEST_DUE_PULL = (
+    "SELECT min(greatest(last_update + %(stale)s * interval '1 second', next_pull_at, added_at))"
+    " FROM tracking WHERE NOT closed AND gone IS NULL"
+    " AND coalesce(last_update, '-infinity')"
+    "  < %(now)s::timestamptz - %(stale)s * interval '1 second'"
+    " AND coalesce(next_pull_at, '-infinity') <= %(now)s::timestamptz"
+)
+"""When the order due longest on the regular schedule became due (`CLAIM_PULLS`' regular
+pass; ``greatest`` passes over NULLs)."""
 
 
 # -- per-sink rate limit and circuit breaker, shared by every replica (store.py) -----------------

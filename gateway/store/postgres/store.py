@@ -644,9 +644,11 @@ class PostgresStore:
             "lease": claim.now + timedelta(seconds=claim.lease_seconds),
             "stale_before": claim.stale_before,
             "pulled_before": claim.pulled_before,
+            "asked_before": claim.asked_before,
             "limit": claim.limit,
         }
-        return _oldest_first(await self._all(sql.CLAIM_PULLS, params))  # type: ignore[arg-type]
+        rows = await self._all(sql.CLAIM_PULLS, params)  # type: ignore[arg-type]
+        return _least_recently_asked_first(rows)
 
     async def finish_pull(
         self,
@@ -655,10 +657,19 @@ class PostgresStore:
         now: datetime,
         next_pull_at: datetime,
         answered: bool = True,
+        asked: bool = True,
         gone: str | None = None,
     ) -> None:
+        params = {
+            "next": next_pull_at,
+            "answered": answered,
+            "asked": asked,
+            "now": now,
+            "gone": gone,
+            "order_id": order_id,
+        }
         async with self._conn() as conn:
-            await conn.execute(sql.FINISH_PULL, (next_pull_at, answered, now, gone, order_id))
+            await conn.execute(sql.FINISH_PULL, params)
 
     async def claim_stuck(
         self, after: Mapping[Status, float], *, now: datetime, limit: int
@@ -688,6 +699,10 @@ class PostgresStore:
             if row
             else TrackingCounts(open=0, stuck=0)
         )
+
+    async def oldest_due_pull(self, *, now: datetime, stale_after: float) -> datetime | None:
+        row = await self._one(sql.OLDEST_DUE_PULL, {"now": now, "stale": stale_after})
+        return None if row is None else row[0]
 
     # -- contacts the shop registers -----------------------------------------------------
     async def register_contacts(self, contacts: Sequence[Contact], *, now: datetime) -> int:
@@ -865,6 +880,7 @@ def _tracked(row: Sequence[Any]) -> TrackedOrder:
         gone=row[7],
         stuck_status=None if row[8] is None else Status(row[8]),
         stuck_since=row[9],
+        last_asked_at=row[10],
     )
 
 
@@ -873,6 +889,21 @@ def _oldest_first(rows: Sequence[Sequence[Any]]) -> list[TrackedOrder]:
     orders = [_tracked(r) for r in rows]
     return sorted(
         orders, key=lambda o: (o.last_update is not None, o.last_update or _EPOCH, o.order_id)
+    )
+
+
+def _least_recently_asked_first(rows: Sequence[Sequence[Any]]) -> list[TrackedOrder]:
+    # The claim's own order (`sql.CLAIM_PULLS`): RETURNING does not keep it.
+    orders = [_tracked(r) for r in rows]
+    return sorted(
+        orders,
+        key=lambda o: (
+            o.last_asked_at is not None,
+            o.last_asked_at or _EPOCH,
+            o.last_update is not None,
+            o.last_update or _EPOCH,
+            o.order_id,
+        ),
     )
 
 

@@ -474,7 +474,7 @@ count once, whether their own window or their event's takes them."""
 _FINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATUSES))
 TRACKING_COLUMNS = (
     "order_id, kind, last_status, last_update, closed, last_pulled_at, next_pull_at, gone,"
-    " stuck_status, stuck_since"
+    " stuck_status, stuck_since, last_asked_at"
 )
 TRACKING_CURSOR = "SELECT event_seq, contacts_at FROM tracking_cursor WHERE id = 1"
 SET_TRACKING_CURSOR = "UPDATE tracking_cursor SET event_seq = ?, contacts_at = ? WHERE id = 1"
@@ -507,15 +507,17 @@ CLAIM_PULLS = (
     "  AND ((:pulled_before IS NULL AND coalesce(last_update, 0) < :stale_before"
     "        AND coalesce(next_pull_at, 0) <= :now)"
     "    OR coalesce(last_pulled_at, 0) < :pulled_before)"
-    "  ORDER BY coalesce(last_update, 0), order_id LIMIT :limit)"
+    "  AND (:asked_before IS NULL OR coalesce(last_asked_at, 0) < :asked_before)"
+    "  ORDER BY last_asked_at NULLS FIRST, coalesce(last_update, 0), order_id LIMIT :limit)"
     f" RETURNING {TRACKING_COLUMNS}"
 )
 """The lease is the claim: an order whose ``lease_until`` is in the future is another
 worker's (PostgreSQL: the same with ``FOR UPDATE SKIP LOCKED`` in the subquery)."""
 FINISH_PULL = (
-    "UPDATE tracking SET lease_until = NULL, next_pull_at = ?,"
-    " last_pulled_at = CASE WHEN ? THEN ? ELSE last_pulled_at END, gone = coalesce(?, gone)"
-    " WHERE order_id = ?"
+    "UPDATE tracking SET lease_until = NULL, next_pull_at = :next,"
+    " last_pulled_at = CASE WHEN :answered THEN :now ELSE last_pulled_at END,"
+    " last_asked_at = CASE WHEN :asked THEN :now ELSE last_asked_at END,"
+    " gone = coalesce(:gone, gone) WHERE order_id = :order_id"
 )
 CLAIM_STUCK = (
     "UPDATE tracking SET stuck_status = last_status, stuck_since = last_update"
@@ -538,6 +540,13 @@ TRACKING_COUNTS = (
     "SELECT count(*), coalesce(sum(stuck_since = last_update AND stuck_status = last_status), 0)"
     " FROM tracking WHERE closed = 0 AND gone IS NULL"
 )
+OLDEST_DUE_PULL = (
+    "SELECT min(max(coalesce(last_update, 0) + :stale, coalesce(next_pull_at, 0), added_at))"
+    " FROM tracking WHERE closed = 0 AND gone IS NULL"
+    " AND coalesce(last_update, 0) < :now - :stale AND coalesce(next_pull_at, 0) <= :now"
+)
+"""When the order due longest on the regular schedule became due (`CLAIM_PULLS`' regular
+pass; ``:stale`` is ``stale_after`` in microseconds)."""
 
 # -- the dashboard's sessions ---------------------------------------------------------------
 CREATE_SESSION = (

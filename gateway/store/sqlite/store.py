@@ -454,11 +454,18 @@ class SQLiteStore:
         now: datetime,
         next_pull_at: datetime,
         answered: bool = True,
+        asked: bool = True,
         gone: str | None = None,
     ) -> None:
         await self._write(
             lambda c: tracking.finish_pull(
-                c, order_id, now=now, next_pull_at=next_pull_at, answered=answered, gone=gone
+                c,
+                order_id,
+                now=now,
+                next_pull_at=next_pull_at,
+                answered=answered,
+                asked=asked,
+                gone=gone,
             )
         )
 
@@ -478,6 +485,9 @@ class SQLiteStore:
 
     async def tracking_counts(self) -> TrackingCounts:
         return await self._read(tracking.tracking_counts)
+
+    async def oldest_due_pull(self, *, now: datetime, stale_after: float) -> datetime | None:
+        return await self._write(lambda c: tracking.oldest_due_pull(c, now, stale_after))
 
 
 def _existing(path: Path) -> str:

@@ -27,6 +27,7 @@ __all__ = [
     "get_tracking",
     "known_statuses",
     "last_push_at",
+    "oldest_due_pull",
     "track_orders",
     "tracking_counts",
 ]
@@ -60,13 +61,24 @@ def _order(row: Sequence[Any]) -> TrackedOrder:
         gone=row[7],
         stuck_status=Status(row[8]) if row[8] is not None else None,
         stuck_since=opt_time(row[9]),
+        last_asked_at=opt_time(row[10]),
     )
 
 
-def _sorted(rows: list[Any]) -> list[TrackedOrder]:
+def _oldest_update_first(rows: list[Any]) -> list[TrackedOrder]:
     # RETURNING gives rows in no promised order.
     orders = [_order(r) for r in rows]
-    return sorted(orders, key=lambda o: (to_us(o.last_update) if o.last_update else 0, o.order_id))
+    return sorted(orders, key=lambda o: (_us(o.last_update), o.order_id))
+
+
+def _least_recently_asked_first(rows: list[Any]) -> list[TrackedOrder]:
+    # The claim's own order (`sql.CLAIM_PULLS`): RETURNING does not keep it.
+    orders = [_order(r) for r in rows]
+    return sorted(orders, key=lambda o: (_us(o.last_asked_at), _us(o.last_update), o.order_id))
+
+
+def _us(moment: datetime | None) -> int:
+    return to_us(moment) if moment is not None else 0
 
 
 def track_orders(
@@ -86,9 +98,10 @@ def claim_pulls(conn: sqlite3.Connection, claim: PullClaim) -> list[TrackedOrder
         "lease": now + round(claim.lease_seconds * 1_000_000),
         "stale_before": to_us(claim.stale_before) if claim.stale_before else None,
         "pulled_before": to_us(claim.pulled_before) if claim.pulled_before else None,
+        "asked_before": to_us(claim.asked_before) if claim.asked_before else None,
         "limit": claim.limit,
     }
-    return _sorted(conn.execute(sql.CLAIM_PULLS, params).fetchall())
+    return _least_recently_asked_first(conn.execute(sql.CLAIM_PULLS, params).fetchall())
 
 
 def finish_pull(
@@ -98,9 +111,20 @@ def finish_pull(
     now: datetime,
     next_pull_at: datetime,
     answered: bool,
+    asked: bool,
     gone: str | None,
 ) -> None:
-    conn.execute(sql.FINISH_PULL, (to_us(next_pull_at), answered, to_us(now), gone, order_id))
+    conn.execute(
+        sql.FINISH_PULL,
+        {
+            "next": to_us(next_pull_at),
+            "answered": answered,
+            "asked": asked,
+            "now": to_us(now),
+            "gone": gone,
+            "order_id": order_id,
+        },
+    )
 
 
 def claim_stuck(
@@ -111,7 +135,7 @@ def claim_stuck(
     if not after:
         return []
     limits = msgspec.json.encode({str(s): round(v * 1_000_000) for s, v in after.items()})
-    return _sorted(conn.execute(sql.CLAIM_STUCK, (limits, now_us, limit)).fetchall())
+    return _oldest_update_first(conn.execute(sql.CLAIM_STUCK, (limits, now_us, limit)).fetchall())
 
 
 def known_statuses(conn: sqlite3.Connection, order_id: str) -> set[tuple[Status, str | None]]:
@@ -131,3 +155,9 @@ def get_tracking(conn: sqlite3.Connection, order_id: str) -> TrackedOrder | None
 def tracking_counts(conn: sqlite3.Connection) -> TrackingCounts:
     open_, stuck = conn.execute(sql.TRACKING_COUNTS).fetchone()
     return TrackingCounts(open=int(open_), stuck=int(stuck))
+
+
+def oldest_due_pull(conn: sqlite3.Connection, now: datetime, stale_after: float) -> datetime | None:
+    params = {"now": to_us(now), "stale": round(stale_after * 1_000_000)}
+    _sync(conn, params["now"])
+    return opt_time(conn.execute(sql.OLDEST_DUE_PULL, params).fetchone()[0])
