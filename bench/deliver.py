@@ -83,7 +83,7 @@ async def kabarin_dispatcher(receiver: str, deliveries: int, workdir: Path) -> f
     from contextlib import AsyncExitStack
 
     from gateway.config import parse_config
-    from gateway.ingest import new_push_id
+    from gateway.intake import new_push_id
     from gateway.runtime import build_intake, open_runtime
     from gateway.store import NewPush
 

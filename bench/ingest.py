@@ -39,7 +39,7 @@ from pathlib import Path
 import httpx
 from store_floor import floor
 
-from gateway.store.base import DEFAULT_CACHE_MB
+from gateway.store.roles import DEFAULT_CACHE_MB
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent

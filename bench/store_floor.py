@@ -23,7 +23,7 @@ from pathlib import Path
 
 import msgspec
 
-from gateway.store.base import DEFAULT_CACHE_MB
+from gateway.store.roles import DEFAULT_CACHE_MB
 from gateway.store.sqlite.schema import LOG_MIGRATIONS, migrate
 from gateway.store.sqlite.sql import (
     APPEND_PUSH,

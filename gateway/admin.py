@@ -32,7 +32,7 @@ from litestar.params import (
 
 from gateway.access import AmbiguousCredentials, SignInLimiter, client_key, only_authorization
 from gateway.contacts import InvalidContact, registered_contact
-from gateway.deliveries import Attempt, Delivery, DeliveryFilter, DeliveryState
+from gateway.delivery.model import Attempt, Delivery, DeliveryFilter, DeliveryState
 from gateway.errors import ErrorBody
 from gateway.events import Contact, Event, Source, Status
 from gateway.operations import (
@@ -49,7 +49,7 @@ from gateway.operations import (
     with_waiting,
 )
 from gateway.reload import ReloadResult, reload
-from gateway.store.base import EventQuery, LoggedPush, PushQuery, PushState, TrackedOrder
+from gateway.store.roles import EventQuery, LoggedPush, PushQuery, PushState, TrackedOrder
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime

@@ -20,14 +20,14 @@ import msgspec
 
 from gateway import __version__
 from gateway.config import Config, load_config
-from gateway.deliveries import DeliveryFilter
+from gateway.delivery.model import DeliveryFilter
 from gateway.errors import ConfigError, KabarinError, PushError
 from gateway.events import Contact
 from gateway.redaction import install_log_redaction, mask_url
 
 if TYPE_CHECKING:
-    from gateway.history import History
-    from gateway.store.base import AdminReader
+    from gateway.backtest import History
+    from gateway.store.roles import AdminReader
 
 __all__ = ["main"]
 
@@ -489,7 +489,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _routes_test(args: argparse.Namespace) -> int:
-    from gateway.history import History, format_report
+    from gateway.backtest import History, format_report
     from gateway.redaction import Redactor, use_log_secrets
     from gateway.runtime import collect_secrets
     from sinks.base import SinkDeps
@@ -858,7 +858,7 @@ async def _failed_pushes(
     store: AdminReader, *, since: datetime | None, only: Sequence[str]
 ) -> list[str]:
     """The ids of the failed pushes received since `since` (among `only`, when given)."""
-    from gateway.store.base import PushQuery
+    from gateway.store.roles import PushQuery
 
     if only:
         found = [await store.get_push(push_id) for push_id in dict.fromkeys(only)]

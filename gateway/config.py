@@ -22,11 +22,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 import yaml
 
-from gateway.deliveries import Ordering
+from gateway.delivery.model import Ordering
 from gateway.errors import ConfigError
 from gateway.events import TERMINAL_STATUSES, Status
 from gateway.redaction import secret_values
-from gateway.store.base import DEFAULT_CACHE_MB
+from gateway.store.roles import DEFAULT_CACHE_MB
 from gateway.units import (
     Duration,
     FieldError,

@@ -5,7 +5,7 @@ Resolution order, field by field (a field the first source lacks comes from the 
 1. **Registered by the shop** (``PUT /admin/v1/contacts/{order_id}``, ``kabarin contacts
    import``). Registering is a deliberate act about that one customer, often a correction (a
    new number in the customer's account), while a push repeats what was typed on the label at
-   booking: a later push must not undo it. The store keeps this rule (`gateway.store.base.
+   booking: a later push must not undo it. The store keeps this rule (`gateway.store.roles.
    ContactBook`), so every read of a contact, the dispatcher's claim included, sees it applied.
 2. **Pushed or pulled**: KiriminAja's complete push format (``packages[].destination``) and the
    tracking API's answer; the latest one wins over an earlier one.

@@ -54,7 +54,9 @@ from zoneinfo import ZoneInfo
 from gateway import metrics
 from gateway.config import DispatcherConfig, RetryPolicyConfig
 from gateway.contacts import ContactResolver, LookupFailed
-from gateway.deliveries import (
+from gateway.delivery.attempts import send_with_quick_retries
+from gateway.delivery.controls import SinkControls
+from gateway.delivery.model import (
     OUTCOME_UNKNOWN,
     Attempt,
     Claim,
@@ -63,15 +65,13 @@ from gateway.deliveries import (
     DeliveryState,
     NewDelivery,
 )
-from gateway.delivery.attempts import send_with_quick_retries
-from gateway.delivery.controls import SinkControls
 from gateway.delivery.ordering import OrderLanes
 from gateway.delivery.quiet import QuietHours
 from gateway.delivery.retry import GiveUp
 from gateway.delivery.staleness import stale_reason
 from gateway.errors import StoreError, StoreRefused, TemplateError
 from gateway.redaction import Redactor
-from gateway.store.base import DeliveryQueue, Finished
+from gateway.store.roles import DeliveryQueue, Finished
 from gateway.store.shared import SinkControlStore
 from gateway.templates import Templates
 from sinks.base import Delivered, Message, Permanent, Retry, Sink, Skipped, writes_to_customer

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gateway.errors import StoreError
 from gateway.kiriminaja.normalise import KNOWN_METHODS, method_name
-from gateway.store.base import DeliveryQueue, IngestStore, RetentionStore
+from gateway.store.roles import DeliveryQueue, IngestStore, RetentionStore
 
 __all__ = [
     "CIRCUIT_STATE_VALUES",

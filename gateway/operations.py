@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from gateway.deliveries import Delivery
+from gateway.delivery.model import Delivery
 from gateway.events import Event, Status
-from gateway.ingest import decode_logged_part
-from gateway.pushes import accept_push
-from gateway.store.base import LoggedPush, StoredRejected
+from gateway.intake import decode_logged_part
+from gateway.receiver import accept_push
+from gateway.store.roles import LoggedPush, StoredRejected
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime

@@ -3,7 +3,7 @@
 `RetentionPolicy` is the decision: from the configured windows and a time, the `Cutoffs` (what
 may go). It reads no clock and touches no store, so it is tested on its own, like
 `gateway.delivery.retry.RetryPolicy`. `Retention` does the I/O: every `retention.interval` it
-runs each prune step (`gateway.store.base.PRUNE_STEPS`) in batches of `retention.batch` rows,
+runs each prune step (`gateway.store.roles.PRUNE_STEPS`) in batches of `retention.batch` rows,
 one commit each through the store's group commit, yielding to the event loop between batches:
 a push arriving meanwhile waits for at most one small batch, never for the whole prune.
 
@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from gateway import metrics
 from gateway.config import RetentionConfig
-from gateway.store.base import PRUNE_STEPS, Cutoffs, Pruned, RetentionStore
+from gateway.store.roles import PRUNE_STEPS, Cutoffs, Pruned, RetentionStore
 from gateway.units import Window
 
 __all__ = ["Retention", "RetentionPolicy"]

@@ -38,7 +38,7 @@ from typing import Any
 from jinja2 import TemplateSyntaxError
 
 from gateway.config import Config, RouteConfig, Target
-from gateway.deliveries import Delivery, NewDelivery, Ordering
+from gateway.delivery.model import Delivery, NewDelivery, Ordering
 from gateway.errors import ConfigError
 from gateway.events import Event, Status
 from gateway.templates import encode_parts, sandbox

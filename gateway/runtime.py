@@ -20,7 +20,7 @@ from gateway import metrics
 from gateway.config import Config
 from gateway.contacts import ContactLookup, ContactResolver
 from gateway.dispatcher import Dispatcher
-from gateway.ingest import Backlog, Intake
+from gateway.intake import Backlog, Intake
 from gateway.kiriminaja.pull import PullTracker
 from gateway.kiriminaja.tracking import TrackingClient
 from gateway.redaction import Redactor, use_log_secrets

@@ -42,7 +42,7 @@ from sinks.base import Message
 
 if TYPE_CHECKING:
     from gateway.config import Config
-    from gateway.deliveries import Delivery, NewDelivery
+    from gateway.delivery.model import Delivery, NewDelivery
     from gateway.routing import Route, Router
     from sinks.base import Sink
 

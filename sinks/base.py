@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 import msgspec
 
-from gateway.deliveries import Ordering
+from gateway.delivery.model import Ordering
 from gateway.events import Contact, Event
 from gateway.redaction import mask_config, secret_values
 from gateway.units import Duration, FieldError, RateLimit

@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 from typing import Any, ClassVar, Literal, Self
 
-from gateway.deliveries import Ordering
+from gateway.delivery.model import Ordering
 from gateway.redaction import redact_text
 from sinks.base import Delivered, Message, Retry, SendResult, SinkConfig, SinkDeps
 

@@ -45,7 +45,7 @@ from typing import Any, ClassVar, Literal, Self
 import aiosmtplib
 import msgspec
 
-from gateway.deliveries import Ordering
+from gateway.delivery.model import Ordering
 from gateway.redaction import Redactor
 from gateway.units import Duration, FieldError
 from sinks.base import (

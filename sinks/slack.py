@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 
-from gateway.deliveries import Ordering
+from gateway.delivery.model import Ordering
 from gateway.events import Contact, Event
 from gateway.redaction import Redactor
 from gateway.templates import STATUS_LABELS, rupiah

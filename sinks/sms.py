@@ -50,7 +50,7 @@ import httpx
 import msgspec
 from jinja2 import Template, TemplateSyntaxError, meta
 
-from gateway.deliveries import Ordering
+from gateway.delivery.model import Ordering
 from gateway.phone import customer_phone
 from gateway.redaction import Redactor
 from gateway.templates import sandbox

@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 
-from gateway.deliveries import Ordering
+from gateway.delivery.model import Ordering
 from gateway.events import Event
 from gateway.redaction import Redactor
 from gateway.units import Duration, FieldError

@@ -60,7 +60,7 @@ import httpx
 import msgspec
 import phonenumbers
 
-from gateway.deliveries import Ordering
+from gateway.delivery.model import Ordering
 from gateway.phone import customer_phone
 from gateway.redaction import Redactor
 from gateway.units import Duration, FieldError

@@ -14,11 +14,11 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
-from gateway.deliveries import NewDelivery
+from gateway.delivery.model import NewDelivery
 from gateway.events import Contact, Event
-from gateway.ingest import new_push_id
+from gateway.intake import new_push_id
 from gateway.store import Store, open_store
-from gateway.store.base import IngestResult, IngestStore, PushOutcome
+from gateway.store.roles import IngestResult, IngestStore, PushOutcome
 
 BACKENDS = ["sqlite", "postgres"]
 """Store backends the contract suite runs against."""

@@ -15,7 +15,7 @@ from litestar.testing import TestClient
 
 from gateway.app import create_app
 from gateway.config import parse_config
-from gateway.deliveries import NewDelivery
+from gateway.delivery.model import NewDelivery
 from gateway.events import Event, Status
 from gateway.runtime import Runtime
 

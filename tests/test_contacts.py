@@ -25,7 +25,7 @@ from gateway.contacts import (
     read_contacts_csv,
     registered_contact,
 )
-from gateway.deliveries import Delivery
+from gateway.delivery.model import Delivery
 from gateway.errors import ConfigError
 from gateway.events import Contact
 from gateway.routing import Router, delivery_id

@@ -17,7 +17,7 @@ import pytest
 
 from gateway import metrics
 from gateway.config import DispatcherConfig, RetryPolicyConfig
-from gateway.deliveries import (
+from gateway.delivery.model import (
     OUTCOME_UNKNOWN,
     Attempt,
     Delivery,
@@ -31,7 +31,7 @@ from gateway.events import Event, Status, event_id
 from gateway.redaction import Redactor
 from gateway.reload import close_when_idle
 from gateway.store import open_store
-from gateway.store.base import Finished, NewPush, Store
+from gateway.store.roles import Finished, NewPush, Store
 from gateway.templates import Templates, encode_parts
 from gateway.units import Duration, parse_rate_limit
 from sinks.base import (

@@ -13,10 +13,10 @@ import pytest
 
 from gateway.config import ContactLookupConfig
 from gateway.contacts import ContactLookup, ContactResolver, LookupFailed
-from gateway.deliveries import Delivery, DeliveryFilter, NewDelivery
+from gateway.delivery.model import Delivery, DeliveryFilter, NewDelivery
 from gateway.events import Contact
 from gateway.store import open_store
-from gateway.store.base import Store
+from gateway.store.roles import Store
 from sinks.base import Permanent, QuietHoursConfig
 from tests.test_dispatcher import Clock, FakeSink, add, config, delivery, dispatcher
 

@@ -13,13 +13,13 @@ import pytest
 
 from gateway import metrics
 from gateway.config import parse_config
-from gateway.deliveries import DeliveryFilter
+from gateway.delivery.model import DeliveryFilter
 from gateway.errors import StoreError, StoreRefused
-from gateway.ingest import DECODERS, Backlog, Intake, IntakeSummary, new_push_id
+from gateway.intake import DECODERS, Backlog, Intake, IntakeSummary, new_push_id
 from gateway.kiriminaja.normalise import Normalised
 from gateway.routing import Router
 from gateway.store import EventQuery, LoggedPush, NewPush, Store
-from gateway.store.base import PushOutcome
+from gateway.store.roles import PushOutcome
 from tests.waiting import eventually
 
 T0 = datetime(2024, 5, 5, 3, 0, tzinfo=UTC)

@@ -16,13 +16,13 @@ import pytest
 from gateway import metrics
 from gateway.config import PullConfig, parse_config
 from gateway.events import Contact, EventKind, Status
-from gateway.ingest import Intake, new_push_id
+from gateway.intake import Intake, new_push_id
 from gateway.kiriminaja.pull import PullTracker
 from gateway.kiriminaja.pulled import Pulled
 from gateway.kiriminaja.tracking import NotFound, Refused, TrackingResult, TryLater
 from gateway.routing import Router
 from gateway.store import EventQuery, NewPush, PushQuery, Store, open_store
-from gateway.store.base import PushOutcome
+from gateway.store.roles import PushOutcome
 from gateway.units import Duration
 from tests.waiting import eventually
 

@@ -12,11 +12,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateway.events import Contact, Event, Status
-from gateway.ingest import DECODERS, decode_logged
+from gateway.intake import DECODERS, decode_logged
 from gateway.kiriminaja import decode_push, normalise
 from gateway.kiriminaja.entries import decode_pull_entry
 from gateway.kiriminaja.pulled import Pulled, decode_pulled, instant_states, normalise_pulled
-from gateway.store.base import LoggedPush
+from gateway.store.roles import LoggedPush
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tracking"
 WIB = ZoneInfo("Asia/Jakarta")

@@ -14,7 +14,7 @@ import pytest
 
 from gateway.cli import main
 from gateway.config import parse_config
-from gateway.ingest import Intake, new_push_id
+from gateway.intake import Intake, new_push_id
 from gateway.routing import Router
 from gateway.store import NewPush, PushOutcome, Store, open_store
 from gateway.store.postgres import PostgresStore

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from gateway.cli import main
-from gateway.deliveries import DeliveryFilter
+from gateway.delivery.model import DeliveryFilter
 from gateway.events import Contact, Event, Status
 from gateway.store import open_store
-from gateway.store.base import NewPush, PushOutcome
+from gateway.store.roles import NewPush, PushOutcome
 
 KABARIN = Path(sys.executable).with_name("kabarin")
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from gateway.config import InvalidConfig, RouteConfig, parse_config
-from gateway.deliveries import Delivery, NewDelivery
+from gateway.delivery.model import Delivery, NewDelivery
 from gateway.errors import ConfigError
 from gateway.events import Event, Status
 from gateway.routing import Router, delivery_id

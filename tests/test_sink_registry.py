@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from gateway.config import parse_config
-from gateway.deliveries import Ordering
+from gateway.delivery.model import Ordering
 from gateway.events import Contact
 from sinks import registry
 from sinks.base import Delivered, Message, SendResult, SinkConfig, SinkDeps, Skipped

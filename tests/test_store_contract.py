@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from gateway.deliveries import (
+from gateway.delivery.model import (
     OUTCOME_UNKNOWN,
     Attempt,
     DeliveryFilter,
@@ -20,7 +20,7 @@ from gateway.deliveries import (
     Outcome,
 )
 from gateway.events import Contact, Event, Status
-from gateway.ingest import new_push_id
+from gateway.intake import new_push_id
 from gateway.store import (
     PRUNE_STEPS,
     Cutoffs,

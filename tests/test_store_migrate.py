@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from gateway.cli import main
-from gateway.deliveries import Attempt, NewDelivery
+from gateway.delivery.model import Attempt, NewDelivery
 from gateway.events import Contact, Event, Status
 from gateway.store import NewPush, PushOutcome, open_store
 from gateway.store.moving import TABLES, Portable

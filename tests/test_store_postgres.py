@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from gateway.deliveries import DeliveryFilter
+from gateway.delivery.model import DeliveryFilter
 from gateway.errors import StoreError
 from gateway.events import Status
 from gateway.store import PullClaim, PushOutcome, open_store

@@ -20,10 +20,10 @@ import pytest
 
 import gateway
 from gateway.config import parse_config
-from gateway.deliveries import DeliveryFilter
+from gateway.delivery.model import DeliveryFilter
 from gateway.errors import StoreError
 from gateway.events import Status
-from gateway.ingest import Intake
+from gateway.intake import Intake
 from gateway.routing import Router
 from gateway.runtime import open_runtime
 from gateway.store import PushQuery, open_store

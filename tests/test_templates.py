@@ -13,7 +13,7 @@ import pytest
 
 from gateway.check import validate_file
 from gateway.config import Config, parse_config
-from gateway.deliveries import NewDelivery
+from gateway.delivery.model import NewDelivery
 from gateway.errors import TemplateError
 from gateway.events import Contact, Event, Status
 from gateway.routing import Router

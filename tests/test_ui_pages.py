@@ -16,7 +16,7 @@ from litestar.testing import TestClient
 
 from gateway.app import create_app
 from gateway.config import load_config, parse_config
-from gateway.deliveries import Attempt, NewDelivery
+from gateway.delivery.model import Attempt, NewDelivery
 from gateway.events import Contact, Event, Status
 from gateway.runtime import Runtime
 

@@ -21,7 +21,7 @@ from datetime import datetime
 from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, wait_exponential
 from tenacity.wait import wait_random
 
-from gateway.deliveries import Attempt, Outcome
+from gateway.delivery.model import Attempt, Outcome
 from gateway.redaction import Redactor
 from sinks.base import Delivered, Message, Permanent, Retry, SendResult, Sink, Skipped
 

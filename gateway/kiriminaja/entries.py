@@ -23,7 +23,7 @@ import msgspec
 from gateway.events import Event, EventKind, Status, event_id
 from gateway.kiriminaja.normalise import Normalised
 from gateway.kiriminaja.pulled import Pulled, normalise_pulled
-from gateway.store.base import LoggedPush
+from gateway.store.roles import LoggedPush
 
 __all__ = ["STUCK_METHOD", "PullEntry", "Stuck", "decode_pull_entry", "status_key"]
 

@@ -44,11 +44,11 @@ import msgspec
 from gateway import metrics
 from gateway.config import PullConfig
 from gateway.events import Contact, Event, EventKind
-from gateway.ingest import new_push_id
+from gateway.intake import new_push_id
 from gateway.kiriminaja.entries import STUCK_METHOD, PullEntry, Stuck, status_key
 from gateway.kiriminaja.pulled import Pulled, normalise_pulled
 from gateway.kiriminaja.tracking import NotFound, Refused, TrackingResult
-from gateway.store.base import IngestStore, NewPush, PullClaim, TrackedOrder, TrackingStore
+from gateway.store.roles import IngestStore, NewPush, PullClaim, TrackedOrder, TrackingStore
 
 __all__ = ["Clock", "PassReport", "PullResult", "PullStore", "PullTracker", "SystemClock"]
 

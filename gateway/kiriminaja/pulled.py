@@ -51,7 +51,7 @@ from gateway.events import Contact, Event, EventKind, Status
 from gateway.kiriminaja.normalise import Normalised, normalise, parse_time
 from gateway.kiriminaja.push import Push
 from gateway.phone import contact_phone
-from gateway.store.base import LoggedPush
+from gateway.store.roles import LoggedPush
 
 __all__ = ["CODE_STATUS", "Pulled", "decode_pulled", "instant_states", "normalise_pulled"]
 

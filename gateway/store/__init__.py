@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from gateway.errors import ConfigError
-from gateway.store.base import *  # noqa: F403
-from gateway.store.base import DEFAULT_CACHE_MB, Store
-from gateway.store.base import __all__ as _base_all
+from gateway.store.roles import *  # noqa: F403
+from gateway.store.roles import DEFAULT_CACHE_MB, Store
+from gateway.store.roles import __all__ as _base_all
 
 __all__ = [*_base_all, "open_store"]
 

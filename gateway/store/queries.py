@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gateway.deliveries import DeliveryFilter
-from gateway.store.base import EventQuery, PushQuery
+from gateway.delivery.model import DeliveryFilter
+from gateway.store.roles import EventQuery, PushQuery
 
 __all__ = ["Dialect", "select"]
 

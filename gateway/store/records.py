@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gateway.deliveries import Attempt, Delivery
+from gateway.delivery.model import Attempt, Delivery
 from gateway.events import Contact
-from gateway.store.base import LoggedPush, StoredRejected
+from gateway.store.roles import LoggedPush, StoredRejected
 
 __all__ = ["Records", "contact_from_row"]
 

@@ -31,12 +31,12 @@ from litestar.types import ControllerRouterHandler
 
 from gateway.access import SignInLimiter, client_key
 from gateway.admin import RejectedId
-from gateway.deliveries import Delivery, DeliveryFilter, DeliveryState
+from gateway.delivery.model import Delivery, DeliveryFilter, DeliveryState
 from gateway.dryrun import Simulated, simulate
 from gateway.errors import ConfigError, KabarinError, PushError
 from gateway.events import Event
 from gateway.operations import push_page, replay_rejected, shown_body, sink_statuses, with_waiting
-from gateway.store.base import EventQuery, PushQuery, PushState
+from gateway.store.roles import EventQuery, PushQuery, PushState
 from gateway.ui.chart import count_per_hour, hour_buckets, hourly_svg
 from gateway.ui.labels import LANGUAGES, Language, translate
 from gateway.ui.session import (

@@ -28,7 +28,7 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 
-from gateway.store.base import SessionStore, SignedInSession
+from gateway.store.roles import SessionStore, SignedInSession
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send

@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from gateway.deliveries import DeliveryFilter
+from gateway.delivery.model import DeliveryFilter
 from gateway.events import TERMINAL_STATUSES
-from gateway.store.base import EventQuery, PushQuery
 from gateway.store.lanes import SUPERSEDED
 from gateway.store.queries import Dialect, select
+from gateway.store.roles import EventQuery, PushQuery
 
 # -- connections, migrations, notifications (store.py, schema.py, writer.py) ---------------------
 SET_UTC = "SET TIME ZONE 'UTC'"

@@ -37,7 +37,7 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from gateway.deliveries import (
+from gateway.delivery.model import (
     OUTCOME_UNKNOWN,
     Attempt,
     Claim,
@@ -50,7 +50,13 @@ from gateway.deliveries import (
 from gateway.errors import StoreError, StoreRefused
 from gateway.events import TERMINAL_STATUSES, Contact, Event, EventKind, Status
 from gateway.redaction import mask_url
-from gateway.store.base import (
+from gateway.store.lanes import plan_claims, rank
+from gateway.store.moving import Table
+from gateway.store.postgres import sql
+from gateway.store.postgres.schema import migrate
+from gateway.store.postgres.writer import PushWriter
+from gateway.store.records import Records, contact_from_row
+from gateway.store.roles import (
     Cutoffs,
     EventPage,
     EventQuery,
@@ -72,12 +78,6 @@ from gateway.store.base import (
     TrackedOrder,
     TrackingCounts,
 )
-from gateway.store.lanes import plan_claims, rank
-from gateway.store.moving import Table
-from gateway.store.postgres import sql
-from gateway.store.postgres.schema import migrate
-from gateway.store.postgres.writer import PushWriter
-from gateway.store.records import Records, contact_from_row
 from gateway.store.shared import CircuitGate
 
 __all__ = ["Channel", "PostgresStore"]

@@ -18,8 +18,8 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.errors import StoreError
-from gateway.store.base import NewPush
 from gateway.store.postgres import sql
+from gateway.store.roles import NewPush
 
 __all__ = ["PushWriter"]
 

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from gateway.store.base import IngestResult, LoggedPush, NewPush, PushOutcome, RejectedRequest
 from gateway.store.lanes import rank
+from gateway.store.roles import IngestResult, LoggedPush, NewPush, PushOutcome, RejectedRequest
 from gateway.store.sqlite import sql
 from gateway.store.sqlite.rows import encode_rows, push_from_row, to_us
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from gateway.store.base import Cutoffs, Pruned, PruneStep
+from gateway.store.roles import Cutoffs, Pruned, PruneStep
 from gateway.store.sqlite import sql
 from gateway.store.sqlite.rows import encode_rows, to_us
 

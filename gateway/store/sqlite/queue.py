@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from gateway.deliveries import (
+from gateway.delivery.model import (
     OUTCOME_UNKNOWN,
     Attempt,
     Claim,
@@ -25,7 +25,7 @@ from gateway.deliveries import (
     DeliveryState,
     NewDelivery,
 )
-from gateway.store.base import Finished, SinkCounts
+from gateway.store.roles import Finished, SinkCounts
 from gateway.store.sqlite import sql
 from gateway.store.sqlite.rows import (
     contact_from_row,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from gateway.deliveries import Attempt, Delivery, DeliveryFilter
+from gateway.delivery.model import Attempt, Delivery, DeliveryFilter
 from gateway.events import Contact, Event
-from gateway.store.base import (
+from gateway.store.roles import (
     EventPage,
     EventQuery,
     LoggedPush,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime
 
-from gateway.store.base import SignedInSession
+from gateway.store.roles import SignedInSession
 from gateway.store.sqlite import sql
 from gateway.store.sqlite.rows import from_us, to_us
 

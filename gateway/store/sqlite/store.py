@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.deliveries import (
+from gateway.delivery.model import (
     Attempt,
     Claimed,
     Delivery,
@@ -33,7 +33,8 @@ from gateway.deliveries import (
 )
 from gateway.errors import StoreError
 from gateway.events import Contact, Event, EventKind, Status
-from gateway.store.base import (
+from gateway.store.moving import Table
+from gateway.store.roles import (
     DEFAULT_CACHE_MB,
     Cutoffs,
     EventPage,
@@ -55,7 +56,6 @@ from gateway.store.base import (
     TrackedOrder,
     TrackingCounts,
 )
-from gateway.store.moving import Table
 from gateway.store.sqlite import contacts as contacts_
 from gateway.store.sqlite import copying, ingest, prune, queue, reads, sessions, sql, tracking
 from gateway.store.sqlite.rows import to_us

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from gateway.events import EventKind, Status
-from gateway.store.base import PullClaim, TrackedOrder, TrackingCounts
+from gateway.store.roles import PullClaim, TrackedOrder, TrackingCounts
 from gateway.store.sqlite import sql
 from gateway.store.sqlite.rows import opt_time, to_us
 

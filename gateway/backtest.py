@@ -14,12 +14,12 @@ from datetime import datetime
 import msgspec
 
 from gateway.config import Config
-from gateway.deliveries import NewDelivery
+from gateway.delivery.model import NewDelivery
 from gateway.errors import TemplateError
 from gateway.events import Contact, Event
 from gateway.redaction import Redactor
 from gateway.routing import Router
-from gateway.store.base import AdminReader, EventQuery
+from gateway.store.roles import AdminReader, EventQuery
 from gateway.templates import Templates
 from sinks.base import Sink
 

@@ -30,14 +30,14 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any, Protocol
 
 from gateway import metrics
-from gateway.deliveries import NewDelivery
+from gateway.delivery.model import NewDelivery
 from gateway.errors import StoreError, StoreRefused
 from gateway.kiriminaja import decode_push, normalise
 from gateway.kiriminaja.entries import decode_pull_entry
 from gateway.kiriminaja.normalise import Normalised
 from gateway.kiriminaja.part import push_part
 from gateway.routing import Router
-from gateway.store.base import IngestResult, IngestStore, LoggedPush, PushOutcome
+from gateway.store.roles import IngestResult, IngestStore, LoggedPush, PushOutcome
 
 __all__ = [
     "DECODERS",

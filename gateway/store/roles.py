@@ -6,7 +6,7 @@ one role: the intake and the receiver write through `IngestStore`, the dispatche
 `DeliveryQueue`, the admin API, the dashboard and the CLI read through `AdminReader`.
 
 No backend type crosses this boundary: arguments and results are the msgspec structs below,
-`gateway.events` and `gateway.deliveries` types, and plain Python values; no rows, no integer
+`gateway.events` and `gateway.delivery.model` types, and plain Python values; no rows, no integer
 times. Times are timezone-aware UTC datetimes, and every time a method writes is given by its
 caller (``now``): the store never reads a clock, so a dispatcher with an injected clock, or
 several replicas of one, all write the time they decided on.
@@ -20,7 +20,7 @@ from typing import Literal, Protocol
 
 import msgspec
 
-from gateway.deliveries import (
+from gateway.delivery.model import (
     Attempt,
     Claimed,
     Delivery,
