@@ -674,6 +674,16 @@ def test_unsupported_store_urls_are_config_errors() -> None:
             open_store(url)
 
 
+def test_an_unknown_store_scheme_is_refused_naming_the_known_ones() -> None:
+    from gateway.errors import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        open_store("mysql://kabarin@db/kabarin")
+    (message,) = refused.value.problems
+    assert "unknown scheme 'mysql'" in message
+    assert "known schemes: sqlite, postgresql, postgres" in message
+
+
 async def test_finish_in_flight_records_a_try_and_keeps_the_lease(store: Store) -> None:
     await put(store, event("A"))
     (d,) = await claim_ids(store)

@@ -1,7 +1,8 @@
 """Contacts the shop registers, on SQLite: one upsert for any number, and deletion.
 
 A registered contact lives in the same row as what pushes said (``registered_at`` set), so
-every read of the contacts table, the claim's included, sees the resolved contact.
+every read of the contacts table, the claim's included, sees the resolved contact. The rows
+come merged per order (`gateway.store.contact_merge`), as on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -17,12 +18,10 @@ from gateway.store.sqlite.rows import encode_rows, to_us
 __all__ = ["delete", "register"]
 
 
-def register(conn: sqlite3.Connection, contacts: Sequence[Contact], now: datetime) -> int:
-    if not contacts:
-        return 0
-    rows = [(c.order_id, c.name, c.phone, c.email, c.language) for c in contacts]
-    conn.execute(sql.REGISTER_CONTACTS, (encode_rows(rows), to_us(now)))
-    return len(contacts)
+def register(conn: sqlite3.Connection, rows: Sequence[Contact], now: datetime) -> None:
+    """Upsert contacts, one per order (`gateway.store.contact_merge`)."""
+    values = [(c.order_id, c.name, c.phone, c.email, c.language) for c in rows]
+    conn.execute(sql.REGISTER_CONTACTS, (encode_rows(values), to_us(now)))
 
 
 def delete(conn: sqlite3.Connection, order_id: str) -> bool:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from gateway.store.accounting import IntakeBatch
 from gateway.store.lanes import rank
 from gateway.store.roles import IngestResult, LoggedPush, NewPush, PushOutcome, RejectedRequest
 from gateway.store.sqlite import sql
@@ -73,32 +74,28 @@ def record_events(
 ) -> tuple[list[IngestResult], list[Mark]]:
     """Store a batch's events (deduplicated by id), the new events' deliveries and the
     contacts (a main-file job); one result per outcome, in order, and the pushes' new states
-    for `mark_pushes` to record in the log file once this has committed."""
+    for `mark_pushes` to record in the log file once this has committed. What the commit
+    decides is `gateway.store.accounting`; this writes it."""
     now_us = to_us(now)
-    owner: dict[str, str] = {}  # event id -> the first push of the batch that carries it
-    event_rows: list[tuple[Any, ...]] = []
+    batch = IntakeBatch(outcomes, taken)
     occurred: dict[str, tuple[str, int]] = {}
     ranks: dict[str, tuple[int, bool]] = {}  # event id -> what `ordering: latest` compares
-    mine_outcomes = [o for o in outcomes if o.push_id not in taken]
-    for outcome in mine_outcomes:
-        for e in outcome.events:
-            if e.id in owner:
-                continue
-            owner[e.id] = outcome.push_id
-            occurred[e.id] = (e.order_id, to_us(e.occurred_at))
-            ranks[e.id] = rank(e)
-            event_rows.append(
-                (
-                    e.id,
-                    e.order_id,
-                    e.status,
-                    e.method,
-                    occurred[e.id][1],
-                    to_us(e.received_at),
-                    e,
-                    outcome.push_id,
-                )
+    event_rows: list[tuple[Any, ...]] = []
+    for e in batch.events.values():
+        occurred[e.id] = (e.order_id, to_us(e.occurred_at))
+        ranks[e.id] = rank(e)
+        event_rows.append(
+            (
+                e.id,
+                e.order_id,
+                e.status,
+                e.method,
+                occurred[e.id][1],
+                to_us(e.received_at),
+                e,
+                batch.owner[e.id],
             )
+        )
     new: set[str] = set()
     if event_rows:
         last_seq = conn.execute(sql.LAST_EVENT_SEQ).fetchone()[0] or 0
@@ -106,54 +103,26 @@ def record_events(
         conn.execute(sql.INSERT_EVENTS, (encode_rows(event_rows),))
         inserted = conn.total_changes - before
         if inserted == len(event_rows):
-            new = set(owner)
+            new = set(batch.owner)
         elif inserted:
             new = {r[0] for r in conn.execute(sql.EVENTS_AFTER_SEQ, (last_seq,))}
 
-    delivery_rows = [
-        (d.id, d.event_id, d.route, d.sink, *occurred[d.event_id], d.ordering, d.template)
-        + ranks[d.event_id]
-        for outcome in mine_outcomes
-        for d in outcome.deliveries
-        if d.event_id in new and owner[d.event_id] == outcome.push_id
-    ]
-    created: dict[str, int] = {}
-    if delivery_rows:
+    chosen = batch.deliveries(new)
+    if chosen:
+        delivery_rows = [
+            (d.id, d.event_id, d.route, d.sink, *occurred[d.event_id], d.ordering, d.template)
+            + ranks[d.event_id]
+            for d in chosen
+        ]
         conn.execute(sql.INSERT_DELIVERIES, (encode_rows(delivery_rows), now_us))
-        for row in delivery_rows:
-            push_id = owner[row[1]]
-            created[push_id] = created.get(push_id, 0) + 1
-    contacts = [
-        (c.order_id, c.name, c.phone, c.email, now_us) for o in mine_outcomes for c in o.contacts
-    ]
+    contacts = [(c.order_id, c.name, c.phone, c.email, now_us) for c in batch.contacts()]
     if contacts:
         conn.executemany(sql.UPSERT_CONTACT, contacts)
 
-    results: list[IngestResult] = []
-    marks: list[Mark] = []
-    for outcome in outcomes:
-        if outcome.push_id in taken:
-            results.append(IngestResult(accepted=0, duplicates=0))
-            continue
-        if outcome.error is not None:
-            results.append(IngestResult(accepted=0, duplicates=0))
-            marks.append(("failed", outcome.error, now_us, None, None, outcome.push_id))
-            continue
-        mine = list(
-            dict.fromkeys(
-                e.id for e in outcome.events if e.id in new and owner[e.id] == outcome.push_id
-            )
-        )
-        result = IngestResult(
-            accepted=len(mine),
-            duplicates=len(outcome.events) - len(mine),
-            deliveries=created.get(outcome.push_id, 0),
-            new_event_ids=tuple(mine),
-        )
-        results.append(result)
-        marks.append(
-            ("processed", None, now_us, result.accepted, result.duplicates, outcome.push_id)
-        )
+    results, verdicts = batch.results(new, chosen)
+    marks: list[Mark] = [
+        (m.state, m.error, now_us, m.accepted, m.duplicates, m.push_id) for m in verdicts
+    ]
     return results, marks
 
 

@@ -5,7 +5,7 @@ and lost their lease without an outcome end dead first (`sql.UNKNOWN_OUTCOMES`);
 decides, over the lanes with something due, what goes and what is stale (`sql.CLAIM_PLAN`, the
 rules of `gateway.store.lanes` as window functions); one UPDATE supersedes, one UPDATE ...
 RETURNING leases, and one query each fetches the batch's events and contacts. All in one
-transaction, so two dispatchers on one file never lease the same delivery. `finish_many`
+transaction, so two dispatchers on one file never lease the same delivery. `finish_batch`
 likewise records a batch of outcomes with one UPDATE and one INSERT.
 """
 
@@ -17,13 +17,10 @@ from datetime import datetime, timedelta
 
 from gateway.delivery.model import (
     OUTCOME_UNKNOWN,
-    Attempt,
     Claim,
     Claimed,
     Delivery,
     DeliveryFilter,
-    DeliveryState,
-    NewDelivery,
 )
 from gateway.store.roles import Finished, SinkCounts
 from gateway.store.sqlite import sql
@@ -41,8 +38,8 @@ __all__ = [
     "disable_sink",
     "disabled_sinks",
     "enable_sink",
-    "finish",
-    "finish_many",
+    "finish_batch",
+    "finish_one",
     "next_due",
     "renew",
     "replay",
@@ -128,36 +125,23 @@ def renew(
     return {r[0] for r in rows}
 
 
-def finish(
-    conn: sqlite3.Connection,
-    delivery_id: str,
-    *,
-    worker: str,
-    attempt: Attempt | None,
-    state: DeliveryState,
-    next_attempt_at: datetime | None,
-    error: str | None,
-    count_attempt: bool,
-    waiting: str | None,
-    now: datetime,
-    fallback: NewDelivery | None = None,
-) -> bool:
+def finish_one(conn: sqlite3.Connection, outcome: Finished, *, worker: str) -> bool:
     cur = conn.execute(
         sql.FINISH,
         (
-            state,
-            1 if count_attempt else 0,
-            None if next_attempt_at is None else to_us(next_attempt_at),
-            error,
-            to_us(now),
-            delivery_id,
+            outcome.state,
+            1 if outcome.count_attempt else 0,
+            None if outcome.next_attempt_at is None else to_us(outcome.next_attempt_at),
+            outcome.error,
+            to_us(outcome.now),
+            outcome.delivery_id,
             worker,
-            waiting,
+            outcome.waiting,
         ),
     )
     if cur.rowcount != 1:
         return False
-    if attempt is not None:
+    if (attempt := outcome.attempt) is not None:
         conn.execute(
             sql.INSERT_ATTEMPT,
             (
@@ -169,8 +153,8 @@ def finish(
                 attempt.error,
             ),
         )
-    if fallback is not None and state in ("dead", "skipped"):
-        now_us = to_us(now)
+    if (fallback := outcome.fallback) is not None and outcome.state in ("dead", "skipped"):
+        now_us = to_us(outcome.now)
         conn.execute(
             sql.INSERT_FALLBACK,
             (
@@ -180,18 +164,17 @@ def finish(
                 fallback.ordering,
                 fallback.template,
                 now_us,
-                delivery_id,
+                outcome.delivery_id,
             ),
         )
     return True
 
 
-def finish_many(
+def finish_batch(
     conn: sqlite3.Connection, outcomes: Sequence[Finished], *, worker: str
 ) -> list[bool]:
+    """`finish_one` for each outcome (each delivery once), with one UPDATE and one INSERT."""
     ids = [o.delivery_id for o in outcomes]
-    if not outcomes:
-        return []
     rows = [
         (
             o.delivery_id,

@@ -28,11 +28,11 @@ from gateway.delivery.model import (
     Claimed,
     Delivery,
     DeliveryFilter,
-    DeliveryState,
-    NewDelivery,
 )
 from gateway.errors import StoreError
 from gateway.events import Contact, Event, EventKind, Status
+from gateway.store.contact_merge import merge_contacts
+from gateway.store.finishing import Finishing
 from gateway.store.moving import Table
 from gateway.store.roles import (
     DEFAULT_CACHE_MB,
@@ -69,7 +69,7 @@ T = TypeVar("T")
 log = logging.getLogger("kabarin.store")
 
 
-class SQLiteStore:
+class SQLiteStore(Finishing):
     """`Store` on two SQLite files: the main one at `path`, the push log at `log_path`."""
 
     def __init__(self, path: str | Path, *, cache_mb: int = DEFAULT_CACHE_MB) -> None:
@@ -287,7 +287,11 @@ class SQLiteStore:
         return await self._read(lambda c: reads.get_contact(c, order_id))
 
     async def register_contacts(self, contacts: Sequence[Contact], *, now: datetime) -> int:
-        return await self._write(lambda c: contacts_.register(c, contacts, now))
+        if not contacts:
+            return 0
+        rows = merge_contacts(contacts)
+        await self._write(lambda c: contacts_.register(c, rows, now))
+        return len(contacts)
 
     async def delete_contact(self, order_id: str) -> bool:
         return await self._write(lambda c: contacts_.delete(c, order_id))
@@ -325,40 +329,11 @@ class SQLiteStore:
             return set()
         return await self._write(lambda c: queue.start(c, delivery_ids, worker=worker, now=now))
 
-    async def finish(
-        self,
-        delivery_id: str,
-        *,
-        worker: str,
-        attempt: Attempt | None,
-        state: DeliveryState,
-        now: datetime,
-        next_attempt_at: datetime | None = None,
-        error: str | None = None,
-        count_attempt: bool = True,
-        waiting: str | None = None,
-        fallback: NewDelivery | None = None,
-    ) -> bool:
-        return await self._write(
-            lambda c: queue.finish(
-                c,
-                delivery_id,
-                worker=worker,
-                attempt=attempt,
-                state=state,
-                next_attempt_at=next_attempt_at,
-                error=error,
-                count_attempt=count_attempt,
-                waiting=waiting,
-                now=now,
-                fallback=fallback,
-            )
-        )
+    async def _finish_one(self, outcome: Finished, *, worker: str) -> bool:
+        return await self._write(lambda c: queue.finish_one(c, outcome, worker=worker))
 
-    async def finish_many(self, outcomes: Sequence[Finished], *, worker: str) -> list[bool]:
-        if len({o.delivery_id for o in outcomes}) != len(outcomes):
-            raise ValueError("finish_many: a delivery appears more than once")
-        return await self._write(lambda c: queue.finish_many(c, outcomes, worker=worker))
+    async def _finish_batch(self, outcomes: Sequence[Finished], *, worker: str) -> list[bool]:
+        return await self._write(lambda c: queue.finish_batch(c, outcomes, worker=worker))
 
     async def renew(
         self, delivery_ids: Sequence[str], *, worker: str, now: datetime, lease_seconds: float
