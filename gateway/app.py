@@ -69,16 +69,16 @@ async def readyz(state: State) -> Response[dict[str, str]]:
     # ping commits a one-row write, so a full disk, a read-only or a deleted database file
     # answer 503 here exactly when pushes do; the detail says which.
     rt: Runtime = state.runtime
-    try:
-        await rt.store.ping(now=datetime.now(UTC))
-    except StoreError as exc:
-        return Response({"status": "unavailable", "detail": str(exc)}, status_code=503)
+    problem = await metrics.refresh_store_ready(rt.store, now=datetime.now(UTC))
+    if problem is not None:
+        return Response({"status": "unavailable", "detail": str(problem)}, status_code=503)
     return Response({"status": "ready"})
 
 
 @get("/metrics", tags=["health"], summary="Prometheus metrics", media_type=MediaType.TEXT)
 async def metrics_endpoint(state: State) -> Response[bytes]:
     rt: Runtime = state.runtime
+    await metrics.refresh_store_ready(rt.store, now=datetime.now(UTC))
     try:
         await metrics.refresh_store_gauges(rt.store)
         await metrics.refresh_store_size(rt.store)

@@ -2,8 +2,9 @@
 
 Who updates what: the receiver counts pushes, rejections and events; the dispatcher counts
 delivery outcomes, observes latency and sets each sink's circuit state; `refresh_store_gauges`
-reads queue depths (the deliveries' and the intake's backlog) from the store when ``/metrics``
-is scraped.
+reads queue depths (the deliveries' and the intake's backlog) and the sinks switched off from
+the store when ``/metrics`` is scraped, and `refresh_store_ready` pings it then, as ``/readyz``
+does. The alerting rules in ``deploy/prometheus/`` name only these metrics (a test checks).
 
 `StoreTrouble` is how the loops that poll the store (dispatcher, intake, retention, pull
 tracker) report a store that keeps failing: one log line per cause, and one when it recovers.
@@ -12,6 +13,7 @@ tracker) report a store that keeps failing: one log line per cause, and one when
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -38,6 +40,7 @@ __all__ = [
     "ORDERS_STUCK",
     "PRUNED",
     "PULL_CALLS",
+    "PULL_FAILURES",
     "PULL_LAST_PASS",
     "PULL_OLDEST_DUE_AGE",
     "PUSHES",
@@ -45,10 +48,13 @@ __all__ = [
     "PUSH_REJECTIONS",
     "REGISTRY",
     "SINK_CIRCUIT_STATE",
+    "SINK_DISABLED",
     "STORE_BYTES",
+    "STORE_READY",
     "StoreTrouble",
     "method_label",
     "refresh_store_gauges",
+    "refresh_store_ready",
     "refresh_store_size",
 ]
 
@@ -120,6 +126,13 @@ SINK_CIRCUIT_STATE = Gauge(
     ["sink"],
     registry=REGISTRY,
 )
+SINK_DISABLED = Gauge(
+    "kabarin_sink_disabled",
+    "1 while a sink is switched off (by an operator, or after its destination answered 410"
+    " Gone) until it is enabled again; read from the store.",
+    ["sink"],
+    registry=REGISTRY,
+)
 
 INTAKE_BACKLOG = Gauge(
     "kabarin_intake_backlog",
@@ -149,6 +162,11 @@ CONFIG_RELOAD_SUCCESS_TIME = Gauge(
     registry=REGISTRY,
 )
 
+STORE_READY = Gauge(
+    "kabarin_store_ready",
+    "Whether the store can commit (1) or not (0), as /readyz answers: checked on every scrape.",
+    registry=REGISTRY,
+)
 STORE_BYTES = Gauge(
     "kabarin_store_bytes",
     "Bytes the store takes (SQLite: the database file and its write-ahead log), read on scrape.",
@@ -165,6 +183,12 @@ PULL_CALLS = Counter(
     "kabarin_pull_calls_total",
     "Tracking API calls of the pull tracker, by outcome (pulled, not_found, refused, try_later).",
     ["outcome"],
+    registry=REGISTRY,
+)
+PULL_FAILURES = Counter(
+    "kabarin_pull_failures_total",
+    "Turns of the pull tracker (a pass, or the look for stuck orders) that failed: the store"
+    " failing, or a bug; the log says which.",
     registry=REGISTRY,
 )
 ORDERS_OPEN = Gauge(
@@ -208,24 +232,47 @@ class _Queues(DeliveryQueue, IngestStore, Protocol):
     """What the scrape reads of the store: the delivery queue and the push log."""
 
 
+class _Pingable(Protocol):
+    async def ping(self, *, now: datetime) -> None: ...
+
+
 async def refresh_store_gauges(store: _Queues) -> None:
-    """Set the pending and dead gauges from `DeliveryQueue.sink_counts`, and the intake's
-    backlog from the push log (called on every scrape): a process that runs no intake
-    (``intake.enabled: false``) still takes pushes in and shows how many wait.
+    """Set the pending and dead gauges from `DeliveryQueue.sink_counts`, the switched-off
+    gauge from `DeliveryQueue.disabled_sinks`, and the intake's backlog from the push log
+    (called on every scrape): a process that runs no intake (``intake.enabled: false``) still
+    takes pushes in and shows how many wait. The switch is the store's, so every replica
+    shows a sink another one switched off.
 
     A sink that no longer has a row is set to 0 rather than keeping its last value.
     """
     INTAKE_BACKLOG.set(await store.count_pending_pushes())
     counts = await store.sink_counts()
-    seen: set[str] = set()
+    disabled = await store.disabled_sinks()
+    seen: set[str] = set(disabled)
     for row in counts:
         DELIVERIES_PENDING.labels(row.sink).set(row.pending)
         DELIVERIES_DEAD.labels(row.sink).set(row.dead)
         seen.add(row.sink)
+    for sink in seen:
+        SINK_DISABLED.labels(sink).set(1 if sink in disabled else 0)
     for sink in _counted_sinks - seen:
         DELIVERIES_PENDING.labels(sink).set(0)
         DELIVERIES_DEAD.labels(sink).set(0)
+        SINK_DISABLED.labels(sink).set(0)
     _counted_sinks.update(seen)
+
+
+async def refresh_store_ready(store: _Pingable, *, now: datetime) -> StoreError | None:
+    """Ping the store (a one-row commit, see `Store.ping`) and set `STORE_READY`: ``/readyz``
+    answers from it, and each scrape calls it so that an alert sees a store that stopped
+    committing without anything probing ``/readyz``. Returns the failure, if any."""
+    try:
+        await store.ping(now=now)
+    except StoreError as exc:
+        STORE_READY.set(0)
+        return exc
+    STORE_READY.set(1)
+    return None
 
 
 async def refresh_store_size(store: RetentionStore) -> None:

@@ -185,6 +185,7 @@ class PullTracker:
             try:
                 await turn()
             except Exception as exc:
+                metrics.PULL_FAILURES.inc()
                 trouble.failed(doing, exc, f"trying again every {self.config.interval:g}s")
             else:
                 trouble.recovered()
