@@ -317,7 +317,7 @@ def _sms_costs(config: Config) -> list[str]:
     route can receive (each with and without a contact), against the sink's ``max_segments``."""
     from gateway.errors import TemplateError
     from gateway.routing import Route, Router
-    from gateway.templates import Templates, minimal_events, sample_events
+    from gateway.templating import Templates, minimal_events, sample_events
     from sinks.base import SinkDeps
     from sinks.registry import build_sinks
     from sinks.segments import Segments, count_segments
@@ -445,7 +445,7 @@ async def _run_worker(config: Config) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from gateway.dryrun import simulate
     from gateway.routing import Router
-    from gateway.templates import Templates
+    from gateway.templating import Templates
     from sinks.base import SinkDeps
     from sinks.registry import build_sinks
 

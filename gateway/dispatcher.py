@@ -73,7 +73,7 @@ from gateway.errors import StoreError, StoreRefused, TemplateError
 from gateway.redaction import Redactor
 from gateway.store.roles import DeliveryQueue, Finished
 from gateway.store.shared import SinkControlStore
-from gateway.templates import Templates
+from gateway.templating import Templates
 from sinks.base import Delivered, Message, Permanent, Retry, Sink, Skipped, writes_to_customer
 
 __all__ = ["Dispatcher", "utcnow"]

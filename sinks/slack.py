@@ -35,7 +35,7 @@ import msgspec
 from gateway.delivery.model import Ordering
 from gateway.events import Contact, Event
 from gateway.redaction import Redactor
-from gateway.templates import STATUS_LABELS, rupiah
+from gateway.templating import STATUS_LABELS, rupiah
 from gateway.units import RateLimit
 from sinks.base import Language, Message, SendResult, SinkConfig, SinkDeps, config_secrets
 from sinks.http import post

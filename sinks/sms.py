@@ -53,7 +53,7 @@ from jinja2 import Template, TemplateSyntaxError, meta
 from gateway.delivery.model import Ordering
 from gateway.phone import customer_phone
 from gateway.redaction import Redactor
-from gateway.templates import sandbox
+from gateway.templating import sandbox
 from gateway.units import Duration, FieldError
 from sinks.base import (
     Delivered,
