@@ -3,6 +3,9 @@
 `validate_file` is what `kabarin check` runs, what `kabarin serve` refuses to start on, what a
 reload refuses to apply, and what the dashboard's configuration page shows: the file's own
 problems, then every route's and template's (`check_templates`), all in one `ConfigError`.
+`sink_checks` is what the sinks themselves say of the messages they would be handed (a sink's
+optional `sinks.base.Checkable.check`: the SMS sink counts the segments of its texts), printed
+in `kabarin check`'s summary.
 """
 
 from __future__ import annotations
@@ -24,10 +27,10 @@ from gateway.templating import (
     sample_contact,
     sample_events,
 )
-from sinks.base import Sink, SinkDeps
-from sinks.registry import build_sinks
+from sinks.base import Checkable, CheckSamples, Message, Sink, SinkDeps
+from sinks.registry import build_sinks, kind_of
 
-__all__ = ["check_templates", "validate_file"]
+__all__ = ["check_templates", "sink_checks", "validate_file"]
 
 
 def validate_file(path: str) -> Config:
@@ -44,6 +47,61 @@ def validate_file(path: str) -> Config:
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     return config
+
+
+def sink_checks(config: Config) -> list[tuple[str, str]]:
+    """What each sink with a `check` hook says of a valid configuration, as (sink kind, line).
+
+    A sink is handed, once per route that sends to it (fallbacks included) and once more if no
+    route does, the message of every sample event that route's ``match`` lets through (every
+    sample when none does), with a contact and without; a message whose template fails is
+    left out (`check_templates` reports it).
+    """
+    checked = {
+        name: sink
+        for name, sink in build_sinks(config.sinks, SinkDeps()).items()
+        if isinstance(sink, Checkable)
+    }
+    if not checked:
+        return []
+    templates = Templates.for_config(config)
+    events = sample_events() + [e for e, _ in minimal_events()]
+    targets: list[tuple[str, Route | None]] = []
+    for each in Router.from_config(config).routes:
+        targets += [(n, each) for n in (*each.sinks, *each.fallbacks.values()) if n in checked]
+    used = {name for name, _ in targets}
+    targets += [(name, None) for name in checked if name not in used]
+    out = []
+    for name, route in targets:
+        sink = checked[name]
+        receivable = [e for e in events if route is None or route.matches_fields(e)] or events
+        route_name = route.name if route is not None else None
+        parts = route.templates.get(name, {}) if route is not None else {}
+        messages = []
+        for event in receivable:
+            for contact in (sample_contact(event), None):
+                try:
+                    rendered = templates.render_parts(
+                        templates.sources(parts, sink),
+                        event=event,
+                        contact=contact,
+                        route=route_name or "check",
+                        language=sink.config.language,
+                    )
+                except TemplateError:
+                    continue
+                messages.append(
+                    Message(
+                        delivery_id="check",
+                        route=route_name or "check",
+                        event=event,
+                        contact=contact,
+                        parts=rendered,
+                    )
+                )
+        lines = sink.check(CheckSamples(route=route_name, messages=messages))
+        out += [(kind_of(sink.config), line) for line in lines]
+    return out
 
 
 _Sample = tuple[Event, str]

@@ -114,6 +114,8 @@ class SlackSink:
     """POSTs one Block Kit message per delivery to an incoming webhook."""
 
     config_type: ClassVar[type[SinkConfig]] = SlackConfig
+    writes_to_customer: ClassVar[bool] = False
+    """The shop's staff read it."""
     default_ordering: ClassVar[Ordering] = "latest"
     parts: ClassVar[tuple[str, ...]] = ("text",)
     """The blocks are built here from the event; only the text is a template."""

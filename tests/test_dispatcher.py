@@ -65,6 +65,7 @@ class FakeSink:
 
     config_type: ClassVar[type[SinkConfig]] = FakeConfig
     default_ordering: ClassVar[Ordering] = "all"
+    writes_to_customer: ClassVar[bool] = False
     parts: ClassVar[tuple[str, ...]] = ("text",)
     default_templates: ClassVar[dict[str, dict[str, str]]] = {
         "text": {

@@ -209,7 +209,7 @@ def message_language(sink: Sink, contact: Contact | None) -> str:
     """The language a message is written in: the customer's own (``contact.language``, as the
     shop registered it) when the sink writes to the customer, else the sink's ``language``."""
     own = contact.language if contact is not None else None
-    if own in STATUS_LABELS and getattr(sink, "writes_to_customer", False):
+    if own in STATUS_LABELS and sink.writes_to_customer:
         return str(own)
     return sink.config.language
 
