@@ -20,7 +20,7 @@ from gateway.events import Contact, Event
 from gateway.redaction import Redactor
 from gateway.routing import Router
 from gateway.store.roles import AdminReader, EventQuery
-from gateway.templates import Templates
+from gateway.templating import Templates
 from sinks.base import Sink
 
 __all__ = [

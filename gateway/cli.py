@@ -295,6 +295,8 @@ def _validated(path: str) -> Config:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from gateway.check import sink_checks
+
     config = _validated(args.config)
     kinds = ", ".join(
         f"{name} ({type(c).__struct_config__.tag})" for name, c in config.sinks.items()
@@ -307,67 +309,9 @@ def _check(args: argparse.Namespace) -> int:
     print(f"  admin     {'on' if config.admin.token else 'off (no admin.token)'}")
     print(f"  sinks     {len(config.sinks)}: {kinds or '-'}")
     print(f"  routes    {len(config.routes)}: {', '.join(r.name for r in config.routes) or '-'}")
-    for line in _sms_costs(config):
-        print(f"  sms       {line}")
+    for kind, line in sink_checks(config):
+        print(f"  {kind:<9} {line}")
     return 0
-
-
-def _sms_costs(config: Config) -> list[str]:
-    """The worst case of every SMS text: the most SMS it takes over the sample events its
-    route can receive (each with and without a contact), against the sink's ``max_segments``."""
-    from gateway.errors import TemplateError
-    from gateway.routing import Route, Router
-    from gateway.templates import Templates, minimal_events, sample_events
-    from sinks.base import SinkDeps
-    from sinks.registry import build_sinks
-    from sinks.segments import Segments, count_segments
-
-    sms = {
-        name: sink
-        for name, sink in build_sinks(config.sinks, SinkDeps()).items()
-        if type(sink.config).__struct_config__.tag == "sms"
-    }
-    if not sms:
-        return []
-    templates = Templates.for_config(config)
-    events = sample_events() + [e for e, _ in minimal_events()]
-    targets: list[tuple[str, Route | None]] = []
-    for route in Router.from_config(config).routes:
-        targets += [(n, route) for n in (*route.sinks, *route.fallbacks.values()) if n in sms]
-    used = {name for name, _ in targets}
-    targets += [(name, None) for name in sms if name not in used]
-    lines = []
-    for name, route_ in targets:
-        sink = sms[name]
-        route_name = route_.name if route_ is not None else None
-        parts = route_.templates.get(name, {}) if route_ is not None else {}
-        receivable = [e for e in events if route_ is None or route_.matches_fields(e)] or events
-        worst: tuple[Segments, str] | None = None
-        for event in receivable:
-            for contact in (
-                Contact(order_id=event.order_id, name="Siti Rahayu", phone="+6281229917190"),
-                None,
-            ):
-                try:
-                    text = templates.render_parts(
-                        templates.sources(parts, sink),
-                        event=event,
-                        contact=contact,
-                        route=route_name or "check",
-                        language=sink.config.language,
-                    ).get("text", "")
-                except TemplateError:
-                    continue  # `check_templates` reports what fails to render
-                got = count_segments(text)
-                if worst is None or got.units > worst[0].units:
-                    worst = (got, f"{event.status.value} {event.kind}")
-        if worst is None:
-            continue
-        limit: int = getattr(sink.config, "max_segments", 2)
-        where = f"route {route_name}" if route_name else "no route"
-        over = f", OVER max_segments {limit}: refused" if worst[0].count > limit else ""
-        lines.append(f"{name} ({where}): up to {worst[0]}, for a {worst[1]} event{over}")
-    return lines
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -445,7 +389,7 @@ async def _run_worker(config: Config) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from gateway.dryrun import simulate
     from gateway.routing import Router
-    from gateway.templates import Templates
+    from gateway.templating import Templates
     from sinks.base import SinkDeps
     from sinks.registry import build_sinks
 

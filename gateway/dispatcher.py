@@ -27,7 +27,7 @@ and every outcome that arrives while a batch is being written goes into the next
 busy dispatcher makes one `DeliveryQueue.finish_many` (one writer job) per many deliveries,
 and an idle one still commits a lone outcome at once.
 
-Sinks that write to customers (`sinks.base.writes_to_customer`: SMS, WhatsApp, email to the
+Sinks that write to customers (`Sink.writes_to_customer`: SMS, WhatsApp, email to the
 customer) are sent at most once: the start of each send is committed (`DeliveryQueue.start`,
 batched the same way) before the request leaves. A send whose outcome is never recorded is not
 sent again by itself: on shutdown the dispatcher waits for customer sends under way (each
@@ -73,8 +73,8 @@ from gateway.errors import StoreError, StoreRefused, TemplateError
 from gateway.redaction import Redactor
 from gateway.store.roles import DeliveryQueue, Finished
 from gateway.store.shared import SinkControlStore
-from gateway.templates import Templates
-from sinks.base import Delivered, Message, Permanent, Retry, Sink, Skipped, writes_to_customer
+from gateway.templating import Templates
+from sinks.base import Delivered, Message, Permanent, Retry, Sink, Skipped
 
 __all__ = ["Dispatcher", "utcnow"]
 
@@ -614,7 +614,7 @@ class Dispatcher:
         delivery = job.claim.delivery
         timeout = getattr(controls.sink.config, "timeout", None)
         bound = float(timeout) + SEND_SLACK if timeout is not None else 0.0
-        if writes_to_customer(controls.sink):
+        if controls.sink.writes_to_customer:
             # At most once: committed before the request leaves, so a send cut short by a
             # crash or a shutdown is never taken for one that did not happen.
             if not await self._starts.commit(delivery.id):

@@ -14,7 +14,7 @@ from gateway.errors import KabarinError
 from gateway.events import Event
 from gateway.kiriminaja import decode_push, normalise
 from gateway.routing import Router
-from gateway.templates import Templates
+from gateway.templating import Templates
 from sinks.base import Sink
 
 __all__ = ["Simulated", "SimulatedDelivery", "SimulatedEvent", "simulate"]

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import phonenumbers
 
-from sinks.base import Message, Permanent, Skipped
-
-__all__ = ["DEFAULT_REGION", "InvalidPhone", "contact_phone", "customer_phone", "normalize_phone"]
+__all__ = ["DEFAULT_REGION", "InvalidPhone", "contact_phone", "normalize_phone"]
 
 DEFAULT_REGION = "ID"
 
@@ -53,21 +51,8 @@ def normalize_phone(raw: str, region: str = DEFAULT_REGION) -> str:
 
 def contact_phone(raw: str) -> str:
     """A received number as a contact keeps it: in E.164 when it is valid, else as it came (a
-    sink that would write to it refuses it then, saying why: `customer_phone`)."""
+    sink that would write to it refuses it then, saying why: `sinks.base.customer_phone`)."""
     try:
         return normalize_phone(raw)
     except InvalidPhone:
         return raw
-
-
-def customer_phone(message: Message) -> str | Skipped | Permanent:
-    """Where a message to the order's customer goes: the contact's number in E.164, `Skipped`
-    when the order has none, `Permanent` when the number cannot be one."""
-    contact = message.contact
-    raw = contact.phone if contact is not None else None
-    if raw is None or not raw.strip():
-        return Skipped(reason=f"no phone number for order {message.event.order_id}")
-    try:
-        return normalize_phone(raw)
-    except InvalidPhone as exc:
-        return Permanent(reason=f"order {message.event.order_id}: {exc}")

@@ -30,7 +30,7 @@ from gateway.errors import ConfigError
 from gateway.redaction import Redactor
 from gateway.routing import Router
 from gateway.runtime import Runtime, collect_secrets
-from gateway.templates import Templates
+from gateway.templating import Templates
 from sinks.base import Sink
 from sinks.registry import build_sinks
 

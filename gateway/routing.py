@@ -41,7 +41,7 @@ from gateway.config import Config, RouteConfig, Target
 from gateway.delivery.model import Delivery, NewDelivery, Ordering
 from gateway.errors import ConfigError
 from gateway.events import Event, Status
-from gateway.templates import encode_parts, sandbox
+from gateway.templating import encode_parts, sandbox
 
 __all__ = ["Route", "Router", "delivery_id"]
 

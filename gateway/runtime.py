@@ -28,7 +28,7 @@ from gateway.retention import Retention
 from gateway.routing import Router
 from gateway.store import Store, open_store
 from gateway.store.shared import Notifier
-from gateway.templates import Templates
+from gateway.templating import Templates
 from sinks.base import Sink, SinkDeps
 from sinks.http import make_http_client
 from sinks.registry import build_sinks

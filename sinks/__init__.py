@@ -8,6 +8,8 @@ group (`sinks.registry`).
 from __future__ import annotations
 
 from sinks.base import (
+    Checkable,
+    CheckSamples,
     ContactReader,
     Delivered,
     Message,
@@ -24,6 +26,8 @@ from sinks.base import (
 from sinks.registry import build_sinks, load_sink_types
 
 __all__ = [
+    "CheckSamples",
+    "Checkable",
     "ContactReader",
     "Delivered",
     "Message",

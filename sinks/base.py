@@ -4,17 +4,19 @@ A sink kind declares the message parts it needs (`Sink.parts`: ``text``, ``subje
 ...); the dispatcher renders each from its template and hands the sink a `Message` with them.
 A sink renders nothing itself. It sends with what `SinkDeps` gave it (the shared
 `httpx.AsyncClient`, ...) and answers with a `SendResult` (`Delivered`, `Retry`, `Permanent`
-or `Skipped`), never by raising for an expected failure. The kinds are found through the
-``kabarin.sinks`` entry points (`sinks.registry`).
+or `Skipped`), never by raising for an expected failure. It says whether it writes to the
+order's customer (`Sink.writes_to_customer`), and may check what it would be sent for
+``kabarin check`` (`Checkable`). The kinds are found through the ``kabarin.sinks`` entry points
+(`sinks.registry`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Protocol, Self
+from typing import Any, ClassVar, Literal, Protocol, Self, runtime_checkable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
@@ -22,10 +24,13 @@ import msgspec
 
 from gateway.delivery.model import Ordering
 from gateway.events import Contact, Event
+from gateway.phone import InvalidPhone, normalize_phone
 from gateway.redaction import mask_config, secret_values
 from gateway.units import Duration, FieldError, RateLimit
 
 __all__ = [
+    "CheckSamples",
+    "Checkable",
     "CircuitBreakerConfig",
     "ContactReader",
     "Delivered",
@@ -42,8 +47,8 @@ __all__ = [
     "Skipped",
     "SmtpConnect",
     "config_secrets",
+    "customer_phone",
     "mask",
-    "writes_to_customer",
 ]
 
 Language = Literal["id", "en"]
@@ -221,13 +226,27 @@ class Sink(Protocol):
     """One configured destination.
 
     `build` must not do I/O: `kabarin check` and `simulate` build every sink with an empty
-    `SinkDeps` to validate and render, and never call `send` (`simulate` shows `preview`).
+    `SinkDeps` to validate and render, and never call `send` (`simulate` shows `preview`). A
+    sink may also have a `check` (`Checkable`), which ``kabarin check`` calls.
     """
 
     config_type: ClassVar[type[SinkConfig]]
     default_ordering: ClassVar[Ordering]
     parts: ClassVar[tuple[str, ...]]
     """The message parts this kind sends (``("text",)``; ``()`` when it sends only data)."""
+
+    @property
+    def writes_to_customer(self) -> bool:
+        """Whether this sink writes to the order's customer (``sms``, ``whatsapp``, ``email``
+        with ``to: customer``), rather than to the shop's staff or machines.
+
+        A send to a customer is at most once: the dispatcher records its start before the
+        request leaves, and never repeats one whose outcome is unknown; other sends are at
+        least once. Its messages are written in the customer's registered language
+        (``contact.language``) when there is one, else in the sink's ``language``. Usually a
+        class attribute; a kind registered without it is taken as ``False`` (`sinks.registry`).
+        """
+        ...
 
     @property
     def default_templates(self) -> dict[str, dict[str, str]]:
@@ -258,12 +277,40 @@ class Sink(Protocol):
     async def aclose(self) -> None: ...
 
 
-def writes_to_customer(sink: Sink) -> bool:
-    """Whether the sink writes to the order's customer (``sms``, ``whatsapp``, ``email`` with
-    ``to: customer``: a ``writes_to_customer`` attribute that is true). Such a send is at most
-    once: the dispatcher records its start before the request leaves, and never repeats one
-    whose outcome is unknown. Other sinks (machines, staff) are at least once."""
-    return bool(getattr(sink, "writes_to_customer", False))
+@dataclass(frozen=True, kw_only=True)
+class CheckSamples:
+    """What ``kabarin check`` hands `Checkable.check`: the messages one route would send."""
+
+    route: str | None
+    """The route's name; ``None`` for a sink no route sends to (it meets every sample)."""
+    messages: Sequence[Message]
+    """The message of every sample event the route's ``match`` lets through, each with a
+    contact and without, every part rendered (a message whose template fails is left out:
+    ``kabarin check`` reports that failure itself)."""
+
+
+@runtime_checkable
+class Checkable(Protocol):
+    """A sink with its own checks (optional: a sink without `check` is only rendered)."""
+
+    def check(self, samples: CheckSamples) -> list[str]:
+        """Lines for ``kabarin check``'s summary about what this sink would send, each naming
+        the sink (the SMS sink: the most segments a text takes). Called once per route that
+        sends to the sink; must not do I/O."""
+        ...
+
+
+def customer_phone(message: Message) -> str | Skipped | Permanent:
+    """Where a message to the order's customer goes: the contact's number in E.164, `Skipped`
+    when the order has none, `Permanent` when the number cannot be one."""
+    contact = message.contact
+    raw = contact.phone if contact is not None else None
+    if raw is None or not raw.strip():
+        return Skipped(reason=f"no phone number for order {message.event.order_id}")
+    try:
+        return normalize_phone(raw)
+    except InvalidPhone as exc:
+        return Permanent(reason=f"order {message.event.order_id}: {exc}")
 
 
 def mask(config: SinkConfig) -> dict[str, Any]:

@@ -38,6 +38,8 @@ class ConsoleSink:
     """Writes to the process's stdout or stderr and flushes after every message."""
 
     config_type: ClassVar[type[SinkConfig]] = ConsoleConfig
+    writes_to_customer: ClassVar[bool] = False
+    """Prints for the operator, not the customer."""
     default_ordering: ClassVar[Ordering] = "latest"
     parts: ClassVar[tuple[str, ...]] = ("text",)
     default_templates: ClassVar[dict[str, dict[str, str]]] = {

@@ -9,6 +9,11 @@ package registers its own, so there is one way in::
 The entry point's name is the ``type:`` of a sink block, and must be its config struct's tag.
 Two kinds with the same name: the built-in one wins (a plugin cannot replace ``webhook``
 by accident); between two third-party ones, the first found wins. Either way it is logged.
+
+A kind written before `Sink.writes_to_customer` existed, and so without it, is given
+``writes_to_customer = False`` when loaded: its sends are at least once and in its own
+``language``, as they always were. A kind without `check` (`sinks.base.Checkable`) is fine:
+``kabarin check`` renders its templates and asks nothing more of it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import logging
 from collections.abc import Mapping
 from importlib.metadata import EntryPoint, entry_points
 from types import MappingProxyType
+from typing import Any, cast
 
 from sinks.base import Sink, SinkConfig, SinkDeps
 
@@ -57,6 +63,9 @@ def load_sink_types() -> Mapping[str, type[Sink]]:
             )
             if not take:
                 continue
+        if not hasattr(kind, "writes_to_customer"):
+            log.info("sink kind %r (%s) does not say writes_to_customer: False", ep.name, ep.value)
+            cast(Any, kind).writes_to_customer = False
         found[ep.name] = (ep, kind)
     return MappingProxyType({name: kind for name, (_, kind) in sorted(found.items())})
 

@@ -35,7 +35,7 @@ import msgspec
 from gateway.delivery.model import Ordering
 from gateway.events import Contact, Event
 from gateway.redaction import Redactor
-from gateway.templates import STATUS_LABELS, rupiah
+from gateway.templating import STATUS_LABELS, rupiah
 from gateway.units import RateLimit
 from sinks.base import Language, Message, SendResult, SinkConfig, SinkDeps, config_secrets
 from sinks.http import post
@@ -114,6 +114,8 @@ class SlackSink:
     """POSTs one Block Kit message per delivery to an incoming webhook."""
 
     config_type: ClassVar[type[SinkConfig]] = SlackConfig
+    writes_to_customer: ClassVar[bool] = False
+    """The shop's staff read it."""
     default_ordering: ClassVar[Ordering] = "latest"
     parts: ClassVar[tuple[str, ...]] = ("text",)
     """The blocks are built here from the event; only the text is a template."""

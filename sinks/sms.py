@@ -1,10 +1,11 @@
 """`sms`: the ``text`` part by SMS to the order's customer, never longer than it should cost.
 
-The recipient is the order's contact phone in E.164 (`gateway.phone`): no number is
+The recipient is the order's contact phone in E.164 (`sinks.base.customer_phone`): no number is
 `Skipped`, a number that cannot be one is `Permanent`. Before anything is sent the text is
 measured (`sinks.segments`): over ``max_segments`` SMS (default 2) the delivery is
 `Permanent` with the count in the reason, never a silent five-part message. Shorten the
-template, or raise ``max_segments`` knowingly.
+template, or raise ``max_segments`` knowingly. ``kabarin check`` shows the most SMS each route's
+text takes over the sample events (`SmsSink.check`).
 
 Providers, chosen with ``provider`` (each takes ``base_url``, default its public API):
 
@@ -51,11 +52,11 @@ import msgspec
 from jinja2 import Template, TemplateSyntaxError, meta
 
 from gateway.delivery.model import Ordering
-from gateway.phone import customer_phone
 from gateway.redaction import Redactor
-from gateway.templates import sandbox
+from gateway.templating.sandbox import sandbox
 from gateway.units import Duration, FieldError
 from sinks.base import (
+    CheckSamples,
     Delivered,
     Message,
     Permanent,
@@ -65,9 +66,10 @@ from sinks.base import (
     SinkDeps,
     Skipped,
     config_secrets,
+    customer_phone,
 )
 from sinks.http import Answer, classify, exchange, unreadable
-from sinks.segments import count_segments
+from sinks.segments import Segments, count_segments
 
 __all__ = ["HttpSuccess", "SmsConfig", "SmsSink"]
 
@@ -298,6 +300,21 @@ class SmsSink:
         if segments.count == 0:
             return Permanent(reason="the text is empty")
         return phone
+
+    def check(self, samples: CheckSamples) -> list[str]:
+        """The most SMS the text takes over the sample messages of one route, against
+        ``max_segments`` (a text over it would be refused at run time)."""
+        worst: tuple[Segments, str] | None = None
+        for message in samples.messages:
+            got = count_segments(message.text)
+            if worst is None or got.units > worst[0].units:
+                worst = (got, f"{message.event.status.value} {message.event.kind}")
+        if worst is None:
+            return []
+        limit = self.config.max_segments
+        where = f"route {samples.route}" if samples.route else "no route"
+        over = f", OVER max_segments {limit}: refused" if worst[0].count > limit else ""
+        return [f"{self.name} ({where}): up to {worst[0]}, for a {worst[1]} event{over}"]
 
     def preview(self, message: Message) -> str:
         """The provider request `send` would make (credentials masked) and its SMS count."""

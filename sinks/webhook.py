@@ -135,6 +135,8 @@ class WebhookSink:
     """Signs and POSTs every event."""
 
     config_type: ClassVar[type[SinkConfig]] = WebhookConfig
+    writes_to_customer: ClassVar[bool] = False
+    """The shop's own system: at least once; it drops a repeat by its ``webhook-id``."""
     default_ordering: ClassVar[Ordering] = "all"
     parts: ClassVar[tuple[str, ...]] = ()
     """None: the body is the event itself, the receiver gets data, not prose."""

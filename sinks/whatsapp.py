@@ -1,6 +1,6 @@
 """`whatsapp`: the order's customer hears about the parcel on WhatsApp.
 
-The recipient is the order's contact phone in E.164 (`gateway.phone`): no number is
+The recipient is the order's contact phone in E.164 (`sinks.base.customer_phone`): no number is
 `Skipped`, a number that cannot be one is `Permanent`. Two providers, chosen with ``provider``:
 
 ``cloud``: Meta's WhatsApp Business Cloud API (``base_url`` includes the Graph API version:
@@ -61,7 +61,6 @@ import msgspec
 import phonenumbers
 
 from gateway.delivery.model import Ordering
-from gateway.phone import customer_phone
 from gateway.redaction import Redactor
 from gateway.units import Duration, FieldError
 from sinks.base import (
@@ -73,6 +72,7 @@ from sinks.base import (
     SinkConfig,
     SinkDeps,
     Skipped,
+    customer_phone,
 )
 from sinks.http import Answer, classify, exchange, parse_retry_after, unreadable
 

@@ -32,7 +32,7 @@ from gateway.redaction import Redactor
 from gateway.reload import close_when_idle
 from gateway.store import open_store
 from gateway.store.roles import Finished, NewPush, Store
-from gateway.templates import Templates, encode_parts
+from gateway.templating import Templates, encode_parts
 from gateway.units import Duration, parse_rate_limit
 from sinks.base import (
     Delivered,
@@ -65,6 +65,7 @@ class FakeSink:
 
     config_type: ClassVar[type[SinkConfig]] = FakeConfig
     default_ordering: ClassVar[Ordering] = "all"
+    writes_to_customer: ClassVar[bool] = False
     parts: ClassVar[tuple[str, ...]] = ("text",)
     default_templates: ClassVar[dict[str, dict[str, str]]] = {
         "text": {

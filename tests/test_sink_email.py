@@ -27,7 +27,7 @@ from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from gateway.delivery.attempts import send_once
 from gateway.events import Contact
 from gateway.redaction import Redactor, mask_email
-from gateway.templates import Templates
+from gateway.templating import Templates
 from gateway.units import FieldError, dec_hook
 from sinks.base import Delivered, Message, Permanent, Retry, SinkDeps, Skipped
 from sinks.email import EmailConfig, EmailSink

@@ -6,17 +6,29 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from importlib.metadata import EntryPoint
+from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import httpx
 import msgspec
 import pytest
 
+from gateway.cli import main
 from gateway.config import parse_config
 from gateway.delivery.model import Ordering
 from gateway.events import Contact
+from gateway.templating import message_language, minimal_events, sample_events
 from sinks import registry
-from sinks.base import Delivered, Message, SendResult, SinkConfig, SinkDeps, Skipped
+from sinks.base import (
+    Checkable,
+    CheckSamples,
+    Delivered,
+    Message,
+    SendResult,
+    SinkConfig,
+    SinkDeps,
+    Skipped,
+)
 from sinks.console import ConsoleSink
 from sinks.email import EmailSink
 from sinks.registry import build_sinks, load_sink_types
@@ -90,6 +102,56 @@ class OtherConsoleSink(PagerSink):
     config_type: ClassVar[type[SinkConfig]] = OtherConsoleConfig
 
 
+class LegacyConfig(SinkConfig, tag="legacy", kw_only=True, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class LegacySink:
+    """A plugin written before sinks said whether they write to customers. Not a subclass of
+    PagerSink, which the other tests load: the registry gives the attribute to the class it
+    loads, and so to its subclasses."""
+
+    config_type: ClassVar[type[SinkConfig]] = LegacyConfig
+    default_ordering: ClassVar[Ordering] = "latest"
+    parts: ClassVar[tuple[str, ...]] = ("text",)
+    default_templates: ClassVar[dict[str, dict[str, str]]] = {"text": {"id": "{{ route }}"}}
+
+    def __init__(self, name: str, config: LegacyConfig) -> None:
+        self.name = name
+        self.config = config
+
+    @classmethod
+    def build(cls, name: str, config: Any, deps: SinkDeps) -> Self:
+        return cls(name, config)
+
+    async def send(self, message: Message) -> SendResult:
+        return Delivered()
+
+    def preview(self, message: Message) -> str:
+        return message.text
+
+    def secrets(self) -> list[str]:
+        return []
+
+    async def aclose(self) -> None:
+        pass
+
+
+class TallyConfig(SinkConfig, tag="tally", kw_only=True, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class TallySink(PagerSink):
+    """A plugin with its own `kabarin check`: counts the messages it is handed."""
+
+    config_type: ClassVar[type[SinkConfig]] = TallyConfig
+    writes_to_customer: ClassVar[bool] = True
+
+    def check(self, samples: CheckSamples) -> list[str]:
+        texts = sorted({m.text for m in samples.messages})
+        return [f"{self.name} ({samples.route}): {len(samples.messages)} messages, {texts}"]
+
+
 class FakeEntryPoint(EntryPoint):
     """An entry point that loads a given object, as a plugin package's would."""
 
@@ -100,6 +162,8 @@ class FakeEntryPoint(EntryPoint):
             "tests:PagerSink": PagerSink,
             "tests:WrongTagSink": WrongTagSink,
             "tests:OtherConsoleSink": OtherConsoleSink,
+            "tests:LegacySink": LegacySink,
+            "tests:TallySink": TallySink,
         }[self.value]
 
 
@@ -134,7 +198,8 @@ def test_the_built_in_kinds_come_from_the_installed_entry_points() -> None:
 
 def test_a_third_party_kind_is_loaded_like_a_built_in_one(installed: list[EntryPoint]) -> None:
     installed.append(FakeEntryPoint("pager", "tests:PagerSink", "kabarin.sinks"))
-    assert load_sink_types()["pager"] is PagerSink
+    # PagerSink predates `writes_to_customer`: a `Sink` only once the registry gave it one.
+    assert load_sink_types()["pager"] is PagerSink  # type: ignore[comparison-overlap]
     assert set(load_sink_types()) == {"console", "pager", "slack", "webhook"}
     config = parse_config(
         "receiver: {token: t}\nsinks:\n  beeper: {type: pager, number: '0812'}\n"
@@ -214,3 +279,54 @@ async def test_build_sinks_hands_every_sink_the_same_deps(installed: list[EntryP
         assert await sinks["beeper"].send(unknown) == Skipped(
             reason="no phone number for the order"
         )
+
+
+def test_a_plugin_that_predates_writes_to_customer_writes_to_machines(
+    installed: list[EntryPoint], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As the plugin ships it, whichever test loaded it first in this process.
+    monkeypatch.delattr(LegacySink, "writes_to_customer", raising=False)
+    installed.append(FakeEntryPoint("legacy", "tests:LegacySink", "kabarin.sinks"))
+    with caplog.at_level(logging.INFO, logger="kabarin.sinks"):
+        kind = load_sink_types()["legacy"]
+    assert kind is LegacySink  # type: ignore[comparison-overlap]
+    assert "sink kind 'legacy' (tests:LegacySink) does not say writes_to_customer" in caplog.text
+    sink = build_sinks({"pager": LegacyConfig()}, SinkDeps())["pager"]
+    assert sink.writes_to_customer is False
+    # So, as before the attribute existed, it writes in its own language, not the customer's.
+    english = Contact(order_id="OID-1001", language="en")
+    assert message_language(sink, english) == "id"
+    assert message_language(TallySink.build("t", TallyConfig(), SinkDeps()), english) == "en"
+    assert not isinstance(sink, Checkable)
+
+
+CHECKED = """
+receiver: {token: t0ken}
+sinks:
+  beeper: {type: tally}
+  old: {type: legacy}
+routes:
+  - name: all
+    sinks: [beeper, old]
+"""
+
+
+def test_kabarin_check_prints_what_a_sinks_own_check_says(
+    installed: list[EntryPoint], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    installed.append(FakeEntryPoint("tally", "tests:TallySink", "kabarin.sinks"))
+    installed.append(FakeEntryPoint("legacy", "tests:LegacySink", "kabarin.sinks"))
+    config = tmp_path / "config.yaml"
+    config.write_text(CHECKED)
+    assert main(["check", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    # Every sample event the route lets through, with a contact and without; a sink without
+    # `check` (old) adds no line.
+    samples = len(sample_events()) + len(minimal_events())
+    texts = sorted(
+        {e.order_id for e in sample_events()} | {e.order_id for e, _ in minimal_events()}
+    )
+    assert f"  tally     beeper (all): {2 * samples} messages, {texts}\n" in out
+    assert [line for line in out.splitlines() if "legacy" in line or "old (" in line] == [
+        "  sinks     2: beeper (tally), old (legacy)"
+    ]

@@ -96,7 +96,7 @@ async def test_no_customer_field_without_a_contact() -> None:
 def test_the_default_template_shows_price_and_customer() -> None:
     from zoneinfo import ZoneInfo
 
-    from gateway.templates import Templates
+    from gateway.templating import Templates
 
     sink = build_sink({"type": "slack", "webhook_url": SLACK_URL}, None)
     event = make_event(status=Status.CANCELED, details={"shipping_price": 34000})
@@ -205,7 +205,7 @@ def test_defaults_and_validation() -> None:
 def test_the_default_template_renders_without_price_or_contact(language: str) -> None:
     from zoneinfo import ZoneInfo
 
-    from gateway.templates import Templates
+    from gateway.templating import Templates
 
     sink = build_sink({"type": "slack", "webhook_url": SLACK_URL}, None)
     text = Templates(timezone=ZoneInfo("Asia/Jakarta")).render(
@@ -225,7 +225,7 @@ INJECTION = "<!channel> transfer ke <https://evil.example/pay|KiriminAja refund>
 async def test_event_values_cannot_ping_the_channel_or_disguise_a_link(language: str) -> None:
     from zoneinfo import ZoneInfo
 
-    from gateway.templates import Templates
+    from gateway.templating import Templates
 
     sink = build_sink({"type": "slack", "webhook_url": SLACK_URL, "language": language}, None)
     event = make_event(status=Status.CANCELED, reason=INJECTION, order_id="OID-<!here>")

@@ -21,7 +21,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.events import Contact
-from gateway.templates import Templates
+from gateway.templating import Templates
 from gateway.units import FieldError, dec_hook
 from sinks.base import Delivered, Message, Permanent, Retry, Sink, SinkDeps, Skipped
 from sinks.http import make_http_client

@@ -11,15 +11,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.check import validate_file
+from gateway.check import check_templates, validate_file
 from gateway.config import Config, parse_config
 from gateway.delivery.model import NewDelivery
 from gateway.errors import TemplateError
 from gateway.events import Contact, Event, Status
 from gateway.routing import Router
-from gateway.templates import (
+from gateway.templating import (
     Templates,
-    check_templates,
     decode_parts,
     encode_parts,
     message_language,

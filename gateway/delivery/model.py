@@ -61,7 +61,7 @@ class NewDelivery(msgspec.Struct, frozen=True, kw_only=True):
     sink: str
     ordering: Ordering
     template: str | None = None
-    """The route's template for this sink (`gateway.templates.encode_parts`); ``None`` means
+    """The route's template for this sink (`gateway.templating.encode_parts`); ``None`` means
     the sink's own."""
 
 

@@ -3,7 +3,7 @@
 Pages are written in English; `translate` looks each label up here for ``id``. A label missing
 from the table shows in English, so a new page never breaks, it only waits for its translation.
 The words of the data are labels too: a delivery's or a push's state (``dead``), an attempt's
-outcome and an event's status (``delivered``, from `gateway.templates.STATUS_LABELS`). A label
+outcome and an event's status (``delivered``, from `gateway.templating.STATUS_LABELS`). A label
 counting ``{n}`` things is written in the plural; English says one thing in the singular
 (`_EN_ONE`), Indonesian has one form for both.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from gateway.templates import STATUS_LABELS
+from gateway.templating import STATUS_LABELS
 
 __all__ = ["LANGUAGES", "Language", "translate"]
 

@@ -1,0 +1,225 @@
+"""Rendering a message: the template of each part a sink sends, rendered for one delivery.
+
+A message has named parts (``text``, ``subject``, ``html``, ...). Each sink kind declares the
+parts it sends (`Sink.parts`); `Templates.message` renders each one from the route's template
+for that sink, else the sink block's, else the kind's built-in one in the message's language
+(`message_language`), and builds the `Message` the sink is handed. Templates are compiled once
+per source. The ``html`` part escapes every value it inserts (``<`` → ``&lt;``);
+``{{ x | safe }}`` opts out.
+
+A template sees ``event`` (the `Event`; ``event.details.<key>`` reads the details, statuses render
+as their value, e.g. ``delivered``), ``contact`` (never undefined: with no contact it is falsy and
+``contact.name`` is ``None``), ``route`` (the route's name), ``language`` (``id`` or ``en``)
+and ``order_url`` (the order's dashboard page under ``admin.public_url``; ``None`` when that is
+not set), in the sandbox of `gateway.templating.sandbox`. A failure is a `TemplateError` with
+the template's line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import tzinfo
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode
+
+import msgspec
+from jinja2 import Template, TemplateSyntaxError
+
+from gateway.errors import TemplateError
+from gateway.events import Contact, Event
+from gateway.templating.sandbox import STATUS_LABELS, clean_error, sandbox
+from sinks.base import Message
+
+if TYPE_CHECKING:
+    from gateway.config import Config
+    from gateway.delivery.model import Delivery, NewDelivery
+    from sinks.base import Sink
+
+__all__ = ["Templates", "decode_parts", "encode_parts", "message_language", "order_page"]
+
+_CACHE_LIMIT = 512
+_PARTS_MARK = "{#parts#}"
+"""Starts a stored route template of several parts (a Jinja comment: no text template that
+was stored before starts with it by accident)."""
+_decode_parts = msgspec.json.Decoder(dict[str, str]).decode
+
+
+def encode_parts(parts: Mapping[str, str]) -> str | None:
+    """A route's template for one sink as `NewDelivery.template` keeps it: ``None`` for none,
+    the source alone for just a ``text`` part (as it always was), else marked JSON."""
+    if not parts:
+        return None
+    if set(parts) == {"text"}:
+        return parts["text"]
+    return _PARTS_MARK + msgspec.json.encode(dict(parts)).decode()
+
+
+def decode_parts(stored: str | None) -> dict[str, str]:
+    """`encode_parts` undone: part name → template source."""
+    if stored is None:
+        return {}
+    if stored.startswith(_PARTS_MARK):
+        return _decode_parts(stored[len(_PARTS_MARK) :])
+    return {"text": stored}
+
+
+class _NoContact:
+    """What ``contact`` is when the order has none: falsy, every field ``None``."""
+
+    __slots__ = ("order_id",)
+    name = phone = email = None
+
+    def __init__(self, order_id: str) -> None:
+        self.order_id = order_id
+
+    def __bool__(self) -> bool:
+        return False
+
+
+def order_page(public_url: str | None, order_id: str) -> str | None:
+    """The dashboard page of an order under `public_url` (``admin.public_url``), if set."""
+    if public_url is None:
+        return None
+    return f"{public_url.rstrip('/')}/ui/orders/view?{urlencode({'id': order_id})}"
+
+
+class Templates:
+    """Compiles (once per source) and renders message templates in the receiver's time zone.
+
+    `public_url` (``admin.public_url``) makes ``order_url`` a link to the order's dashboard page.
+    """
+
+    def __init__(self, *, timezone: tzinfo, public_url: str | None = None) -> None:
+        self.timezone = timezone
+        self.public_url = public_url
+        self._env = sandbox(timezone)
+        self._compiled: dict[str, Template] = {}
+
+    @classmethod
+    def for_config(cls, config: Config) -> Templates:
+        """Templates in ``receiver.timezone`` linking to the dashboard at ``admin.public_url``."""
+        return cls(timezone=config.receiver.tz, public_url=config.admin.public_url)
+
+    def compile(self, source: str) -> Template:
+        """The compiled template; `TemplateError` (with the line) for a syntax error."""
+        template = self._compiled.get(source)
+        if template is None:
+            try:
+                template = self._env.from_string(source)
+            except TemplateSyntaxError as exc:
+                raise TemplateError(f"line {exc.lineno}: {clean_error(exc.message or '')}") from exc
+            if len(self._compiled) >= _CACHE_LIMIT:
+                self._compiled.clear()
+            self._compiled[source] = template
+        return template
+
+    def render(
+        self, source: str, *, event: Event, contact: Contact | None, route: str, language: str
+    ) -> str:
+        """Render `source` for one delivery; any failure is a `TemplateError` naming its line."""
+        template = self.compile(source)
+        try:
+            return template.render(
+                event=event,
+                contact=contact if contact is not None else _NoContact(event.order_id),
+                route=route,
+                language=language,
+                order_url=order_page(self.public_url, event.order_id),
+            )
+        except Exception as exc:
+            raise TemplateError(f"line {_template_line(exc)}: {clean_error(str(exc))}") from exc
+
+    def sources(
+        self, route_parts: Mapping[str, str], sink: Sink, language: str | None = None
+    ) -> dict[str, str]:
+        """The template source of every part `sink` declares: the route's, else the sink
+        block's, else the kind's built-in one (in `language`, by default the sink's, else
+        ``id``).
+
+        A declared part none of them gives is a `TemplateError` naming it.
+        """
+        own = sink.config.template_parts
+        wanted = language or sink.config.language
+        out: dict[str, str] = {}
+        for part in sink.parts:
+            source = route_parts.get(part, own.get(part))
+            if source is None:
+                built_in = sink.default_templates.get(part, {})
+                source = built_in.get(wanted) or built_in.get("id")
+            if source is None:
+                raise TemplateError(f"no `{part}` template: sink {sink.name!r} needs one")
+            out[part] = source
+        return out
+
+    def render_parts(
+        self,
+        sources: Mapping[str, str],
+        *,
+        event: Event,
+        contact: Contact | None,
+        route: str,
+        language: str,
+    ) -> dict[str, str]:
+        """Every part rendered; the first failure is a `TemplateError` naming its part."""
+        out: dict[str, str] = {}
+        for part, source in sources.items():
+            if part == "html":
+                # Data from a push must not become markup in a mail. Same line: line numbers
+                # in errors stay the template's own.
+                source = f"{{% autoescape true %}}{source}{{% endautoescape %}}"
+            try:
+                out[part] = self.render(
+                    source, event=event, contact=contact, route=route, language=language
+                )
+            except TemplateError as exc:
+                if part == "text":
+                    raise
+                raise TemplateError(f"{part} part, {exc}") from exc.__cause__
+        return out
+
+    def message(
+        self,
+        sink: Sink,
+        delivery: Delivery | NewDelivery,
+        *,
+        event: Event,
+        contact: Contact | None,
+        attempt: int = 1,
+    ) -> Message:
+        """The `Message` `sink` is handed for `delivery`, every declared part rendered."""
+        language = message_language(sink, contact)
+        parts = self.render_parts(
+            self.sources(decode_parts(delivery.template), sink, language),
+            event=event,
+            contact=contact,
+            route=delivery.route,
+            language=language,
+        )
+        return Message(
+            delivery_id=delivery.id,
+            route=delivery.route,
+            event=event,
+            contact=contact,
+            parts=parts,
+            attempt=attempt,
+        )
+
+
+def message_language(sink: Sink, contact: Contact | None) -> str:
+    """The language a message is written in: the customer's own (``contact.language``, as the
+    shop registered it) when the sink writes to the customer, else the sink's ``language``."""
+    own = contact.language if contact is not None else None
+    if own in STATUS_LABELS and sink.writes_to_customer:
+        return str(own)
+    return sink.config.language
+
+
+def _template_line(exc: BaseException) -> int | str:
+    """The template line an exception was raised at (Jinja rewrites tracebacks to point there)."""
+    line: int | str = "?"
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
