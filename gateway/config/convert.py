@@ -16,7 +16,7 @@ import msgspec
 from gateway.config.lines import LineIndex
 from gateway.units import FieldError, dec_hook
 
-__all__ = ["INVALID", "UNKNOWN_KEY", "convert"]
+__all__ = ["INVALID", "UNKNOWN_KEY", "convert", "struct_of"]
 
 INVALID: Any = object()
 """What `convert` returns for a block with problems (they are in its ``problems`` list)."""
@@ -38,7 +38,7 @@ def convert(
         return msgspec.convert(value, type_, dec_hook=dec_hook)
     except msgspec.ValidationError as exc:
         error = exc
-    struct = _struct_of(type_) if isinstance(value, dict) else None
+    struct = struct_of(type_) if isinstance(value, dict) else None
     if struct is None:
         found = len(problems)
         if isinstance(value, dict) and typing.get_origin(type_) is dict:
@@ -101,13 +101,13 @@ def _without_path(message: str) -> str:
     return message.split(" - at `", 1)[0]
 
 
-def _struct_of(type_: Any) -> type[msgspec.Struct] | None:
+def struct_of(type_: Any) -> type[msgspec.Struct] | None:
     """The struct a field holds (``X`` or ``X | None``), if any."""
     if isinstance(type_, type) and issubclass(type_, msgspec.Struct):
         return type_
     members = [t for t in getattr(type_, "__args__", ()) if t is not type(None)]
     if isinstance(type_, types.UnionType) and len(members) == 1:
-        return _struct_of(members[0])
+        return struct_of(members[0])
     return None
 
 

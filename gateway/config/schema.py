@@ -56,10 +56,14 @@ class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
 
 class ReceiverConfig(_Section, frozen=True):
+    """The push endpoint KiriminAja POSTs to."""
+
     token: str
     """KiriminAja's API key: KiriminAja sends it as the push's bearer token."""
     path: str = "/kiriminaja/push"
+    """Where KiriminAja POSTs (register it with KiriminAja's ``set_callback``)."""
     max_body_bytes: int = 2 * 1024 * 1024
+    """Larger bodies are answered 413; at least 1024."""
     timezone: str = "Asia/Jakarta"
     """Zone of KiriminAja's naive ``YYYY-MM-DD HH:MM:SS`` times."""
     read_timeout: Duration = Duration(10)
@@ -97,6 +101,8 @@ class ReceiverConfig(_Section, frozen=True):
 
 
 class StoreConfig(_Section, frozen=True):
+    """Where pushes, events, deliveries and contacts are kept: SQLite or PostgreSQL."""
+
     url: str = "sqlite:///./kabarin.db"
     """``sqlite:///relative.db`` (from the working folder), ``sqlite:////absolute.db``, or
     ``postgresql://user:password@host:5432/db`` (``postgres://`` too), shared by replicas."""
@@ -131,6 +137,8 @@ class StoreConfig(_Section, frozen=True):
 
 
 class AdminConfig(_Section, frozen=True):
+    """The admin API and the dashboard."""
+
     token: str | None = None
     """Bearer token of the admin API; without one the admin API answers 401 to everyone."""
     secure_cookie: Literal["auto", "always"] = "auto"
@@ -160,6 +168,8 @@ MIN_ADMIN_TOKEN = 16
 
 
 class RetryPolicyConfig(_Section, frozen=True):
+    """When a failed delivery is tried again (a sink's own ``retry`` may override it)."""
+
     schedule: list[Duration] = msgspec.field(default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE))
     """Waits before the 2nd, 3rd, ... attempt; after the last one a delivery is dead."""
     jitter: float = 0.2
@@ -171,14 +181,18 @@ class RetryPolicyConfig(_Section, frozen=True):
 
 
 class DispatcherConfig(_Section, frozen=True):
+    """The dispatcher: claims due deliveries and hands them to their sinks."""
+
     enabled: bool = True
     """Run the dispatcher inside `kabarin serve` (turn off when `kabarin worker` runs apart)."""
     lease: Duration = Duration(60)
     """How long a claimed delivery stays leased before another worker may take it."""
     batch: int = 100
+    """Deliveries claimed per round."""
     poll_interval: Duration = Duration(1)
     """Longest sleep between looks at the store when nothing wakes the dispatcher."""
     shutdown_timeout: Duration = Duration(10)
+    """On SIGTERM, how long in-flight sends may take before they are released."""
 
     def __post_init__(self) -> None:
         if self.batch < 1:
@@ -188,6 +202,8 @@ class DispatcherConfig(_Section, frozen=True):
 
 
 class IntakeConfig(_Section, frozen=True):
+    """The intake: pending push log entries → normalise → route → store."""
+
     enabled: bool = True
     """Run the intake inside `kabarin serve` (`kabarin worker` always runs one)."""
     batch: int = 200
@@ -208,7 +224,9 @@ class RetentionConfig(_Section, frozen=True):
     delivered: Window = Window(30 * 86400)
     """``delivered``, ``superseded`` and ``skipped`` deliveries, with their attempts."""
     dead: Window = Window(90 * 86400)
+    """``dead`` deliveries, with their attempts."""
     rejected: Window = Window(30 * 86400)
+    """Rejected push bodies (kept for replay)."""
     interval: Duration = Duration(3600)
     """How often the pruning runs."""
     batch: int = 500
@@ -254,6 +272,7 @@ class PullConfig(_Section, frozen=True):
     """The pull tracker: asks KiriminAja's tracking API about orders pushes left quiet."""
 
     enabled: bool = False
+    """Run the pull tracker (off unless switched on)."""
     interval: Duration = Duration(300)
     """How often it looks for orders to ask about (and for stuck ones)."""
     stale_after: Duration = Duration(6 * 3600)
@@ -300,8 +319,11 @@ class LookupFields(_Section, frozen=True):
     """Where the answer's JSON keeps each field: a key, or a dotted path (``customer.phone``)."""
 
     name: str | None = "name"
+    """The customer's name (``None``: the answer has none)."""
     phone: str | None = "phone"
+    """The customer's phone, normalised to E.164."""
     email: str | None = "email"
+    """The customer's email address."""
 
 
 class ContactLookupConfig(_Section, frozen=True):
@@ -310,10 +332,13 @@ class ContactLookupConfig(_Section, frozen=True):
     url: str
     """A URL template with ``{order_id}``, e.g. ``https://erp.example/orders/{order_id}/contact``."""
     headers: dict[str, str] = msgspec.field(default_factory=dict)
+    """Sent with every lookup (``Authorization: Bearer ...``)."""
     fields: LookupFields = msgspec.field(default_factory=LookupFields)
+    """Where the answer keeps each field of the contact."""
     ttl: Duration = Duration(600)
     """How long an answer (a 404 too) is kept before the shop's system is asked again."""
     timeout: Duration = Duration(5)
+    """How long one lookup may take; a timeout is a failed attempt of the delivery."""
 
     def __post_init__(self) -> None:
         if "{order_id}" not in self.url:
@@ -325,18 +350,26 @@ class ContactLookupConfig(_Section, frozen=True):
 
 
 class ContactsConfig(_Section, frozen=True):
+    """Who an order's customer is, beyond what the shop registered and pushes carried."""
+
     lookup: ContactLookupConfig | None = None
     """Asked only when the store's contact lacks a phone or an email."""
 
 
 class TemplateFile(_Section, frozen=True):
+    """A template kept in its own file: ``{file: path}``."""
+
     file: str
     """Path relative to the configuration file."""
 
 
 class RouteConfig(_Section, frozen=True):
+    """Which events go to which sinks; every matching route sends (unless one says ``stop``)."""
+
     name: str
+    """Unique among the routes: deliveries and ``kabarin check``'s messages name it."""
     sinks: list[str]
+    """The sinks (by name under ``sinks:``) that get every event this route matches."""
     match: dict[str, Any] = msgspec.field(default_factory=dict)
     """Event field (dotted paths into ``details``) → value, list (any of), {not: …}, {regex: …}."""
     when: str | None = None
@@ -368,7 +401,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     retry: RetryPolicyConfig
     dispatcher: DispatcherConfig
     sinks: dict[str, SinkConfig]
+    """Sink name → block; its ``type`` picks the kind (webhook, slack, email, whatsapp, sms,
+    console, or a plugin's)."""
     routes: list[RouteConfig]
+    """Which events go where, tried in order; an event no route matches goes nowhere."""
     intake: IntakeConfig = msgspec.field(default_factory=IntakeConfig)
     kiriminaja: KiriminAjaConfig = msgspec.field(default_factory=KiriminAjaConfig)
     contacts: ContactsConfig = msgspec.field(default_factory=ContactsConfig)
