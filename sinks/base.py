@@ -55,6 +55,8 @@ Language = Literal["id", "en"]
 
 
 class RetryConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """This sink's own retry schedule."""
+
     schedule: list[Duration] | None = None
     """Waits between attempts; ``None`` takes the global `retry.schedule`."""
 
@@ -80,7 +82,9 @@ class QuietHoursConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     """A daily window in which a sink sends nothing (``21:00``-``07:00`` spans midnight)."""
 
     start: str
+    """When the window opens, ``HH:MM`` in `timezone`."""
     end: str
+    """When it closes, ``HH:MM``; before `start`, the window spans midnight."""
     timezone: str | None = None
     """The recipient's zone; ``None`` takes ``receiver.timezone``."""
 
@@ -106,13 +110,17 @@ class SinkConfig(
     """Keys every sink block accepts. Each sink kind subclasses this with ``tag="<type>"``."""
 
     retry: RetryConfig | None = None
+    """``None`` follows the global ``retry``."""
     circuit_breaker: CircuitBreakerConfig = msgspec.field(default_factory=CircuitBreakerConfig)
     concurrency: int = 10
     """How many sends to this sink may be in flight at once."""
     rate_limit: RateLimit | None = None
+    """At most this many sends, e.g. ``1/s``, ``30/m``; ``None``: no limit."""
     ordering: Ordering | None = None
     """``None`` takes the sink kind's default (`Sink.default_ordering`)."""
     language: Language = "id"
+    """Language of the default templates, ``status_label`` and ``localtime``; a customer's
+    registered language wins for the sinks that write to customers."""
     template: str | dict[str, str] | None = None
     """Templates for routes that give none: a string is the ``text`` part, a mapping gives
     several parts (``{text: ..., subject: ...}``); a part not given uses the kind's built-in."""

@@ -29,9 +29,10 @@ __all__ = ["ConsoleConfig", "ConsoleSink"]
 class ConsoleConfig(
     SinkConfig, tag="console", kw_only=True, frozen=True, forbid_unknown_fields=True
 ):
-    """A ``type: console`` block."""
+    """A ``type: console`` block: each rendered message printed, personal data masked."""
 
     stream: Literal["stdout", "stderr"] = "stdout"
+    """Where each rendered message is printed."""
 
 
 class ConsoleSink:

@@ -65,21 +65,31 @@ _DEFAULT_PORTS = {"starttls": 587, "implicit": 465, "none": 25}
 
 
 class EmailConfig(SinkConfig, tag="email", kw_only=True, frozen=True, forbid_unknown_fields=True):
-    """A ``type: email`` block."""
+    """A ``type: email`` block: mail over SMTP to staff, or to the order's customer."""
 
     host: str
+    """The SMTP server."""
     port: int | None = None
     """``None``: 587 for ``starttls``, 465 for ``implicit``, 25 for ``none``."""
     tls: Literal["starttls", "implicit", "none"] = "starttls"
+    """``starttls`` requires the server to offer STARTTLS (never mail in clear);
+    ``implicit``: TLS from the start; ``none``: no TLS."""
     username: str | None = None
+    """SMTP login; ``None``: no login."""
     password: str | None = None
+    """SMTP password (with `username`)."""
     sender: str = msgspec.field(name="from")
+    """The ``From`` address (``"Toko A <kabarin@toko.example>"``)."""
     to: list[str] | Literal["customer"]
+    """Staff addresses, or ``customer``: the order's contact email (none: skipped)."""
     cc: list[str] = msgspec.field(default_factory=list)
+    """Copied on every mail."""
     reply_to: str | None = None
+    """The ``Reply-To`` address."""
     ca_file: str | None = None
     """A CA bundle to verify the server with, for a relay with a private certificate."""
     timeout: Duration = Duration(30)
+    """How long one SMTP session may take."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -91,12 +91,17 @@ _LABELS: dict[Language, dict[str, str]] = {
 
 
 class SlackConfig(SinkConfig, tag="slack", kw_only=True, frozen=True, forbid_unknown_fields=True):
-    """A ``type: slack`` block."""
+    """A ``type: slack`` block: staff alerts through a Slack incoming webhook."""
 
     webhook_url: str
+    """The incoming-webhook URL Slack gave (``https://hooks.slack.com/services/...``), a
+    credential."""
     channel: str | None = None
+    """Sent with each message; only legacy incoming webhooks honour it."""
     username: str | None = None
+    """Sent with each message; only legacy incoming webhooks honour it."""
     icon_emoji: str | None = None
+    """Sent with each message (``:package:``); only legacy incoming webhooks honour it."""
     rate_limit: RateLimit | None = RateLimit(1, 1)
     """Slack's limit for one incoming webhook."""
 

@@ -95,30 +95,48 @@ class HttpSuccess(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     field: str | None = None
     """A dotted path into the JSON answer (``result.code``) that must equal `value`."""
     value: str | int | float | bool | None = None
+    """What `field` must hold (with `field`)."""
 
 
 class SmsConfig(SinkConfig, tag="sms", kw_only=True, frozen=True, forbid_unknown_fields=True):
-    """A ``type: sms`` block; which keys apply depends on ``provider``."""
+    """A ``type: sms`` block: the ``text`` part by SMS to the order's customer; which keys
+    apply depends on ``provider``."""
 
     provider: Literal["twilio", "zenziva", "http"]
+    """Which gateway sends: Twilio, Zenziva, or any other described by `url`."""
     base_url: str | None = None
+    """``None``: the provider's public API (not for ``http``, which has its `url`)."""
     max_segments: int = 2
+    """A text that needs more SMS than this is not sent (the delivery is permanent)."""
     timeout: Duration = Duration(10)
+    """How long one request may take."""
     # twilio
     account_sid: str | None = None
+    """Twilio's account SID."""
     auth_token: str | None = None
+    """Twilio's auth token."""
     sender: str | None = msgspec.field(default=None, name="from")
+    """Twilio: the sending number (or give `messaging_service_sid`)."""
     messaging_service_sid: str | None = None
+    """Twilio: the messaging service that picks the sender (or give ``from``)."""
     # zenziva
     userkey: str | None = None
+    """Zenziva's user key."""
     passkey: str | None = None
+    """Zenziva's pass key."""
     # http
     method: Literal["POST", "PUT", "GET"] = "POST"
+    """``http``: the request's method (``GET`` puts the `form` in the query)."""
     url: str | None = None
+    """``http``: the gateway's URL, a template over ``phone`` and ``text``."""
     headers: dict[str, str] = msgspec.field(default_factory=dict)
+    """``http``: request headers, each a template over ``phone`` and ``text``."""
     form: dict[str, str] | None = None
+    """``http``: a form body, each value a template over ``phone`` (E.164) and ``text``."""
     json: dict[str, Any] | None = None
+    """``http``: a JSON body, its strings templates over ``phone`` (E.164) and ``text``."""
     success: HttpSuccess | None = None
+    """``http``: what an accepted message's answer looks like; ``None``: any 2xx."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -58,13 +58,17 @@ _RESERVED_HEADERS = frozenset({"content-type", "content-length", "host", "transf
 class WebhookConfig(
     SinkConfig, tag="webhook", kw_only=True, frozen=True, forbid_unknown_fields=True
 ):
-    """A ``type: webhook`` block."""
+    """A ``type: webhook`` block: each event POSTed to the shop's system, signed per Standard
+    Webhooks."""
 
     url: str
+    """The ERP's endpoint; credentials in it are sent as ``Authorization: Basic``."""
     secret: str | list[str]
     """``whsec_<base64>``; several while rotating: each one signs every message."""
     headers: dict[str, str] = msgspec.field(default_factory=dict)
+    """Added to every request; cannot replace the ``webhook-*`` headers."""
     timeout: Duration = Duration(10)
+    """How long one request may take."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

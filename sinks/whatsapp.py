@@ -108,19 +108,29 @@ _FONNTE_GONE = ("token invalid",)
 class WhatsAppConfig(
     SinkConfig, tag="whatsapp", kw_only=True, frozen=True, forbid_unknown_fields=True
 ):
-    """A ``type: whatsapp`` block; which keys apply depends on ``provider``."""
+    """A ``type: whatsapp`` block: WhatsApp messages to the order's customer; which keys apply
+    depends on ``provider``."""
 
     provider: Literal["cloud", "fonnte"]
+    """Meta's WhatsApp Business Cloud API, or the Fonnte gateway."""
     base_url: str | None = None
     """``None``: the provider's public API."""
     timeout: Duration = Duration(10)
+    """How long one request may take."""
     # cloud
     phone_number_id: str | None = None
+    """``cloud``: the sending number's id."""
     access_token: str | None = None
+    """``cloud``: the access token."""
     parameters: list[str] = msgspec.field(default_factory=list)
+    """``cloud``: message templates filling the approved template's body ``{{1}}``,
+    ``{{2}}``, ... in order (``template`` names the approved template)."""
     template_language: str | None = None
+    """``cloud``: the approved template's language code when regional (``en_US``);
+    ``None``: `language`."""
     # fonnte
     token: str | None = None
+    """``fonnte``: the device token."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -290,7 +290,7 @@ def test_the_router_reads_no_file_and_asks_no_registry(
     monkeypatch.setattr(Path, "read_text", refuse)
     monkeypatch.setattr(Path, "open", refuse)
     monkeypatch.setattr("sinks.registry.load_sink_types", refuse)
-    monkeypatch.setattr("gateway.config.load_sink_types", refuse)
+    monkeypatch.setattr("gateway.config.loader.load_sink_types", refuse)
     r = Router.from_config(config)
     got = [(d.sink, d.ordering, d.template) for d in r.deliveries(event())]
     assert got == [("console", "latest", "Batal {{ event.order_id }}"), ("ops", "all", None)]
