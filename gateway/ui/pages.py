@@ -29,13 +29,13 @@ from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
+from gateway import operations
 from gateway.access import SignInLimiter, client_key
 from gateway.admin import RejectedId
 from gateway.delivery.model import Delivery, DeliveryFilter, DeliveryState
 from gateway.dryrun import Simulated, simulate
-from gateway.errors import ConfigError, KabarinError, PushError
+from gateway.errors import ConfigError, KabarinError, NotReplayable, PushError, UnknownSink
 from gateway.events import Event
-from gateway.operations import push_page, replay_rejected, shown_body, sink_statuses, with_waiting
 from gateway.store.roles import EventQuery, PushQuery, PushState
 from gateway.ui.chart import count_per_hour, hour_buckets, hourly_svg
 from gateway.ui.labels import LANGUAGES, Language, translate
@@ -347,7 +347,7 @@ async def overview(request: Request[Any, Any, State]) -> Response[str]:
         by_state=by_state,
         backlog=await rt.store.count_pending_pushes(),
         rejected=await rt.store.count_rejected(),
-        sinks=await sink_statuses(rt),
+        sinks=await operations.sink_statuses(rt),
     )
 
 
@@ -366,11 +366,10 @@ async def _events_since(rt: Runtime, since: datetime, *, limit: int) -> list[Eve
 @post("/sinks/{name:str}/enable", guards=[signed_in], status_code=303)
 async def enable_sink(request: Request[Any, Any, State], name: FromPath[str]) -> Response[Any]:
     await _form(request)
-    rt = _rt(request)
-    if name not in rt.config.sinks:
-        raise NotFoundException(f"no sink {name!r} in the configuration")
-    await rt.store.enable_sink(name)
-    rt.wake_dispatcher()
+    try:
+        await operations.enable_sink(_rt(request), name)
+    except UnknownSink:
+        raise NotFoundException(f"no sink {name!r} in the configuration") from None
     return _back(
         f"{PREFIX}/", _session(request), f"{translate('Enable', _language(request)[0])}: {name}"
     )
@@ -420,7 +419,7 @@ async def order(request: Request[Any, Any, State], order_id: FromQuery[str] = ""
     if not page.items:
         raise NotFoundException(order_id)
     events = sorted((s.event for s in page.items), key=lambda e: (e.occurred_at, e.received_at))
-    deliveries = await with_waiting(
+    deliveries = await operations.with_waiting(
         rt, await rt.store.list_deliveries(DeliveryFilter(order_id=order_id, limit=500))
     )
     attempts = {}
@@ -477,23 +476,21 @@ class _DeliveryQuery:
     async def find(
         self, rt: Runtime, *, limit: int, state: DeliveryState | None = None
     ) -> list[Delivery]:
-        """Newest first. The store has no route filter: a route narrows a bounded page here."""
-        fetch = limit if self.route is None else limit * 10
-        found = await rt.store.list_deliveries(
+        """Newest first."""
+        return await operations.find_deliveries(
+            rt,
             DeliveryFilter(
-                state=state or self.state, sink=self.sink, since=self.since_time(), limit=fetch
-            )
+                state=state or self.state, sink=self.sink, since=self.since_time(), limit=limit
+            ),
+            route=self.route,
         )
-        if self.route is not None:
-            found = [d for d in found if d.route == self.route]
-        return found[:limit]
 
 
 @get("/deliveries", guards=[signed_in])
 async def deliveries(request: Request[Any, Any, State]) -> Response[str]:
     rt = _rt(request)
     query = _DeliveryQuery.of(request.query_params)
-    found = await with_waiting(rt, await query.find(rt, limit=200))
+    found = await operations.with_waiting(rt, await query.find(rt, limit=200))
     return render(
         request,
         "deliveries.html.j2",
@@ -510,50 +507,38 @@ async def deliveries(request: Request[Any, Any, State]) -> Response[str]:
 async def replay_confirm(request: Request[Any, Any, State]) -> Response[str]:
     rt = _rt(request)
     query = _DeliveryQuery.of(request.query_params)
-    dead = await query.find(rt, limit=10 * _COUNT_CAP, state="dead")
-    if not dead and _unknown_sink(rt, query.sink):
-        return _no_such_sink(request, rt, query)
+    dead = await query.find(rt, limit=operations.ROUTE_REPLAY_LIMIT, state="dead")
+    try:
+        operations.sink_filter_matched(rt.config, query.sink, len(dead))
+    except UnknownSink as exc:
+        return _no_such_sink(request, exc)
     return render(request, "replay.html.j2", query=query, count=len(dead))
 
 
 @post("/deliveries/replay", guards=[signed_in], status_code=303)
 async def replay_dead(request: Request[Any, Any, State]) -> Response[Any]:
     form = await _form(request)
-    rt = _rt(request)
     query = _DeliveryQuery.of(form)
-    now = datetime.now(UTC)
-    if query.route is None:
-        count = await rt.store.replay(
-            DeliveryFilter(state="dead", sink=query.sink, since=query.since_time()), now=now
+    try:
+        count = await operations.replay_dead(
+            _rt(request), sink=query.sink, since=query.since_time(), route=query.route
         )
-    else:
-        count = 0
-        for d in await query.find(rt, limit=10 * _COUNT_CAP, state="dead"):
-            count += await rt.store.replay_one(d.id, now=now)
-    if count == 0 and _unknown_sink(rt, query.sink):
-        return _no_such_sink(request, rt, query)
-    rt.wake_dispatcher()
+    except UnknownSink as exc:
+        return _no_such_sink(request, exc)
     lang = _language(request)[0]
     target = f"{PREFIX}/deliveries?{query.query()}"
     return _back(target, _session(request), translate("{n} deliveries replayed.", lang, n=count))
 
 
-def _unknown_sink(rt: Runtime, sink: str | None) -> bool:
-    return sink is not None and sink not in rt.config.sinks
-
-
-def _no_such_sink(
-    request: Request[Any, Any, Any], rt: Runtime, query: _DeliveryQuery
-) -> Response[str]:
+def _no_such_sink(request: Request[Any, Any, Any], exc: UnknownSink) -> Response[str]:
     """As ``POST /admin/v1/deliveries/replay`` and ``kabarin replay --sink``: a sink filter that
     matched nothing because no such sink is configured is a typo, and said to be one (400)."""
     lang = _language(request)[0]
-    known = ", ".join(sorted(rt.config.sinks)) or "-"
     text = translate(
         "No sink named {sink} is configured (configured sinks: {known}).",
         lang,
-        sink=repr(query.sink),
-        known=known,
+        sink=repr(exc.sink),
+        known=", ".join(exc.configured) or "-",
     )
     return render(request, "message.html.j2", status_code=400, title="No such sink", text=text)
 
@@ -565,7 +550,7 @@ async def delivery(request: Request[Any, Any, State], delivery_id: FromPath[str]
     if found is None:
         raise NotFoundException(delivery_id)
     item, attempts = found
-    item = (await with_waiting(rt, [item]))[0]
+    item = (await operations.with_waiting(rt, [item]))[0]
     event = await rt.store.get_event(item.event_id)
     # The delivery its ending issued on the route's fallback sink (a dead WhatsApp's SMS).
     fallback: Delivery | None = None
@@ -605,12 +590,12 @@ async def replay_one(
     request: Request[Any, Any, State], delivery_id: FromPath[str]
 ) -> Response[Any]:
     await _form(request)
-    rt = _rt(request)
-    done = await rt.store.replay_one(delivery_id, now=datetime.now(UTC))
-    if done:
-        rt.wake_dispatcher()
+    try:
+        await operations.replay_delivery(_rt(request), delivery_id)
+        notice = "Delivery replayed."
+    except NotReplayable:
+        notice = "This delivery cannot be replayed now."
     lang = _language(request)[0]
-    notice = "Delivery replayed." if done else "This delivery cannot be replayed now."
     return _back(f"{PREFIX}/deliveries/{delivery_id}", _session(request), translate(notice, lang))
 
 
@@ -632,11 +617,8 @@ async def pushes(request: Request[Any, Any, State]) -> Response[str]:
 @post("/pushes/reprocess", guards=[signed_in], status_code=303)
 async def reprocess(request: Request[Any, Any, State]) -> Response[Any]:
     form = await _form(request)
-    rt = _rt(request)
     ids = [form["id"]] if form.get("id") else []
-    count = await rt.store.requeue_pushes(state="failed", ids=ids)
-    rt.backlog.pending += count
-    rt.wake_intake()
+    count = await operations.requeue_failed(_rt(request), ids=ids)
     target = f"{PREFIX}/pushes/{ids[0]}" if ids else f"{PREFIX}/pushes"
     lang = _language(request)[0]
     notice = translate("{n} pushes put back to the intake.", lang, n=count)
@@ -659,12 +641,12 @@ async def push(
     if found is None:
         raise NotFoundException(push_id)
     start = cursor or 0
-    page = await push_page(rt, found, start=start, limit=_PUSH_PAGE)
+    page = await operations.push_page(rt, found, start=start, limit=_PUSH_PAGE)
     return render(
         request,
         "push.html.j2",
         item=found,
-        body=shown_body(found),
+        body=operations.shown_body(found),
         body_bytes=len(found.body),
         page=page,
         start=start,
@@ -694,7 +676,7 @@ async def replay_rejected_body(
     found = await rt.store.get_rejected(rejected_id)
     if found is None:
         raise NotFoundException(str(rejected_id))
-    result = await replay_rejected(rt, found)
+    result = await operations.replay_rejected(rt, found)
     lang = _language(request)[0]
     if result.outcome == "accepted":
         target = f"{PREFIX}/pushes/{result.answer['push_id']}"
