@@ -31,9 +31,9 @@ from litestar.params import (
 )
 
 from gateway.access import AmbiguousCredentials, SignInLimiter, client_key, only_authorization
-from gateway.contacts import InvalidContact, registered_contact
+from gateway.contacts import InvalidContact
 from gateway.delivery.model import Attempt, Delivery, DeliveryFilter, DeliveryState
-from gateway.errors import ErrorBody
+from gateway.errors import ErrorBody, NotReplayable, UnknownSink
 from gateway.events import Contact, Event, Source, Status
 from gateway.operations import (
     PushEvent,
@@ -41,9 +41,15 @@ from gateway.operations import (
     RejectedItem,
     RejectedReplay,
     SinkStatus,
+    delete_contact,
+    enable_sink,
     push_page,
+    put_contact,
     rejected_item,
+    replay_dead,
+    replay_delivery,
     replay_rejected,
+    requeue_failed,
     shown_body,
     sink_statuses,
     with_waiting,
@@ -467,12 +473,7 @@ class AdminController(Controller):
         since: Since = None,
         push_id: Annotated[list[str] | None, QueryParameter(name="id")] = None,
     ) -> ReprocessResult:
-        rt: Runtime = state.runtime
-        count = await rt.store.requeue_pushes(
-            state="failed", since=_since(since), ids=push_id or ()
-        )
-        rt.backlog.pending += count
-        rt.wake_intake()
+        count = await requeue_failed(state.runtime, since=_since(since), ids=push_id or ())
         return ReprocessResult(count)
 
     @get("/deliveries", summary="List deliveries, newest first", responses=_READ)
@@ -527,10 +528,12 @@ class AdminController(Controller):
         responses=_ONE,
     )
     async def replay_one(self, state: State, delivery_id: FromPath[str]) -> ReplayResult:
-        rt: Runtime = state.runtime
-        if not await rt.store.replay_one(delivery_id, now=datetime.now(UTC)):
-            raise NotFoundException(f"no dead, skipped or superseded delivery {delivery_id!r}")
-        rt.wake_dispatcher()
+        try:
+            await replay_delivery(state.runtime, delivery_id)
+        except NotReplayable:
+            raise NotFoundException(
+                f"no dead, skipped or superseded delivery {delivery_id!r}"
+            ) from None
         return ReplayResult(1)
 
     @post(
@@ -546,16 +549,12 @@ class AdminController(Controller):
         order_id: FromQuery[str | None] = None,
         since: Since = None,
     ) -> ReplayResult:
-        rt: Runtime = state.runtime
-        count = await rt.store.replay(
-            DeliveryFilter(state="dead", sink=sink, order_id=order_id, since=_since(since)),
-            now=datetime.now(UTC),
-        )
-        # As `kabarin replay --sink`: a sink that matched nothing because it is not configured
-        # is a typo, not "nothing to replay" (one taken out of the file may still have some).
-        if count == 0 and sink is not None and sink not in rt.config.sinks:
-            raise ValidationException(_unknown_sink(rt, sink))
-        rt.wake_dispatcher()
+        try:
+            count = await replay_dead(
+                state.runtime, sink=sink, order_id=order_id, since=_since(since)
+            )
+        except UnknownSink as exc:
+            raise ValidationException(f"sink: {exc}") from None
         return ReplayResult(count)
 
     @post(
@@ -584,18 +583,14 @@ class AdminController(Controller):
     async def put_contact(
         self, state: State, order_id: OrderPath, data: JSONBody[ContactBody]
     ) -> Contact:
-        rt: Runtime = state.runtime
-        order_id = _order_id(order_id)
         fields = msgspec.structs.asdict(data)
         for name, value in fields.items():
             if value is not None and "\x00" in value:
                 raise ValidationException(f"{name}: a NUL character (U+0000) is not allowed")
         try:
-            contact = registered_contact(order_id, **fields)
+            return await put_contact(state.runtime, _order_id(order_id), **fields)
         except InvalidContact as exc:
             raise ValidationException(str(exc)) from None
-        await rt.store.register_contacts([contact], now=datetime.now(UTC))
-        return await rt.store.get_contact(order_id) or contact
 
     @get(
         "/contacts/{order_id:path}",
@@ -616,9 +611,8 @@ class AdminController(Controller):
         responses={401: _UNAUTHORISED, 404: _MISSING},
     )
     async def delete_contact(self, state: State, order_id: OrderPath) -> None:
-        rt: Runtime = state.runtime
         order_id = _order_id(order_id)
-        if not await rt.store.delete_contact(order_id):
+        if not await delete_contact(state.runtime, order_id):
             raise NotFoundException(f"no contact for order {order_id!r}")
 
     @get(
@@ -636,12 +630,10 @@ class AdminController(Controller):
         responses=_ONE,
     )
     async def enable_sink(self, state: State, name: FromPath[str]) -> SinkStatus:
-        rt: Runtime = state.runtime
-        if name not in rt.config.sinks:
-            raise NotFoundException(f"no sink {name!r} in the configuration")
-        await rt.store.enable_sink(name)
-        rt.wake_dispatcher()
-        return next(s for s in await sink_statuses(rt) if s.name == name)
+        try:
+            return await enable_sink(state.runtime, name)
+        except UnknownSink:
+            raise NotFoundException(f"no sink {name!r} in the configuration") from None
 
 
 def _since(value: str | None) -> datetime | None:
@@ -662,9 +654,3 @@ def _since(value: str | None) -> datetime | None:
 def _order_id(value: str) -> str:
     """The order id of an `OrderPath` parameter, without the ``/`` Litestar puts before it."""
     return value.removeprefix("/")
-
-
-def _unknown_sink(rt: Runtime, sink: str) -> str:
-    """Why a sink filter that matched nothing is an error: it names no configured sink."""
-    known = ", ".join(sorted(rt.config.sinks)) or "none"
-    return f"sink: no sink named {sink!r} is configured (configured sinks: {known})"

@@ -7,10 +7,14 @@ KabarinError
 ├── PushError          a request body is not a KiriminAja push (400); carries the JSON path
 ├── StoreError         the store could not read or commit (503 on the request path)
 │   └── StoreRefused   ... because of the rows themselves: trying again will not help
-└── TemplateError      a template failed to compile or render
+├── TemplateError      a template failed to compile or render
+├── UnknownSink        an operator named a sink the configuration does not have
+└── NotReplayable      an operator asked to replay a delivery that is missing or not finished
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import msgspec
 
@@ -18,10 +22,12 @@ __all__ = [
     "ConfigError",
     "ErrorBody",
     "KabarinError",
+    "NotReplayable",
     "PushError",
     "StoreError",
     "StoreRefused",
     "TemplateError",
+    "UnknownSink",
     "error_answer",
 ]
 
@@ -58,6 +64,33 @@ class StoreRefused(StoreError):
 
 class TemplateError(KabarinError):
     """A template could not be compiled or rendered."""
+
+
+class UnknownSink(KabarinError):
+    """A sink name that no configured sink has: a typo, usually. ``configured`` lists the
+    configured ones (sorted), for the message each front words its own way."""
+
+    def __init__(self, sink: str, configured: Iterable[str]) -> None:
+        self.sink = sink
+        self.configured = sorted(configured)
+        known = ", ".join(self.configured) or "none"
+        super().__init__(f"no sink named {sink!r} is configured (configured sinks: {known})")
+
+
+class NotReplayable(KabarinError):
+    """The delivery cannot be replayed: there is none of that id (``state`` is ``None``), or it
+    is in a state a replay does not take (only dead, skipped and superseded ones are)."""
+
+    def __init__(self, delivery_id: str, state: str | None) -> None:
+        self.delivery_id = delivery_id
+        self.state = state
+        if state is None:
+            super().__init__(f"delivery {delivery_id} not found")
+        else:
+            super().__init__(
+                f"delivery {delivery_id} is {state}: only dead, skipped or superseded"
+                " deliveries are replayed"
+            )
 
 
 class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True):

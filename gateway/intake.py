@@ -77,8 +77,12 @@ class Backlog:
         now = time.monotonic()
         if now - self.checked >= 1.0:
             self.checked = now
-            self.pending = await store.count_pending_pushes()
+            await self.recount(store)
         return self.pending >= limit
+
+    async def recount(self, store: IngestStore) -> None:
+        """Read the count from the store (at start: what the last run left pending)."""
+        self.pending = await store.count_pending_pushes()
 
 
 class Decoder(Protocol):

@@ -210,7 +210,7 @@ async def open_runtime(
         )
     metrics.CONFIG_RELOAD_SUCCESSFUL.set(1)
     metrics.CONFIG_RELOAD_SUCCESS_TIME.set(runtime.loaded_at.timestamp())
-    runtime.backlog.pending = await store.count_pending_pushes()
+    await runtime.backlog.recount(store)
     if intake:
         runtime.intake = build_intake(runtime)
         await runtime.intake.start()

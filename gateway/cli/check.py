@@ -1,0 +1,90 @@
+"""``kabarin check`` (the configuration, its routes and templates, and what the sinks' own checks
+say, such as what SMS texts cost) and
+``kabarin simulate`` (what a push would do, sending and storing nothing)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gateway.check import sink_checks
+from gateway.cli.arguments import Subparsers, command
+from gateway.cli.running import validated
+from gateway.errors import PushError
+from gateway.redaction import mask_url
+
+__all__ = ["register"]
+
+
+def register(sub: Subparsers) -> None:
+    p = command(sub, "check", "validate the configuration, routes and templates")
+    p.set_defaults(func=_check)
+
+    p = command(sub, "simulate", "show what a push would do, without sending or storing anything")
+    p.add_argument("push", type=Path, help="a push body (JSON file), or - for standard input")
+    p.set_defaults(func=_simulate)
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = validated(args.config)
+    kinds = ", ".join(
+        f"{name} ({type(c).__struct_config__.tag})" for name, c in config.sinks.items()
+    )
+    print(f"{args.config}: OK")
+    print(
+        f"  receiver  POST {config.receiver.path} (token set, times in {config.receiver.timezone})"
+    )
+    print(f"  store     {mask_url(config.store.url)}")
+    print(f"  admin     {'on' if config.admin.token else 'off (no admin.token)'}")
+    print(f"  sinks     {len(config.sinks)}: {kinds or '-'}")
+    print(f"  routes    {len(config.routes)}: {', '.join(r.name for r in config.routes) or '-'}")
+    for kind, line in sink_checks(config):
+        print(f"  {kind:<9} {line}")
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from gateway.dryrun import simulate
+    from gateway.routing import Router
+    from gateway.templating import Templates
+    from sinks.base import SinkDeps
+    from sinks.registry import build_sinks
+
+    config = validated(args.config)
+    try:
+        body = sys.stdin.buffer.read() if str(args.push) == "-" else args.push.read_bytes()
+    except OSError as exc:
+        print(f"{args.push}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    try:
+        result = simulate(
+            body,
+            router=Router.from_config(config),
+            templates=Templates.for_config(config),
+            sinks=build_sinks(config.sinks, SinkDeps()),
+            timezone=config.receiver.tz,
+        )
+    except PushError as exc:
+        print(f"not a push (Kabarin would answer 400): {exc}", file=sys.stderr)
+        return 1
+    print(f"push {result.method}: {len(result.events)} event(s)")
+    for item in result.events:
+        event = item.event
+        print()
+        print(
+            f"event {event.id}  {event.status.value}  order {event.order_id}"
+            f"  awb {event.awb or '-'}  {event.kind}  at {event.occurred_at.isoformat()}"
+        )
+        if not item.routes:
+            print("  matches no route: stored and counted, sent nowhere")
+        for delivery in item.deliveries:
+            print(
+                f"  route {delivery.route} -> sink {delivery.sink} (ordering {delivery.ordering})"
+            )
+            if delivery.error is not None:
+                print(f"    template error: {delivery.error}")
+                continue
+            for line in (delivery.preview or "").splitlines() or [""]:
+                print(f"    | {line}")
+    return 0
