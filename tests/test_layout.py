@@ -17,11 +17,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("gateway", "sinks")
 MAX_LINES = 700
 
-KNOWN_LONG = {
-    # Being split right now, each on its own branch; this list empties as those splits land.
-    "gateway/dispatcher.py",
-}
-
 
 def _files() -> Iterator[Path]:
     for package in PACKAGES:
@@ -146,10 +141,5 @@ def _long_files() -> dict[str, int]:
 
 
 def test_no_module_over_700_lines() -> None:
-    over = {name: n for name, n in _long_files().items() if name not in KNOWN_LONG}
+    over = _long_files()
     assert over == {}, f"modules over {MAX_LINES} lines: {over}"
-
-
-def test_the_known_long_modules_are_still_long() -> None:
-    # An entry that was split (or shortened) leaves the list, so the list cannot hide a new one.
-    assert sorted(KNOWN_LONG - set(_long_files())) == []
