@@ -46,12 +46,12 @@ from gateway.access import SignInLimiter
 from gateway.admin import INT64_MAX, AdminController
 from gateway.config import Config
 from gateway.errors import ErrorBody, StoreError
-from gateway.kiriminaja.push import MAX_ORDER_ID
 from gateway.receiver import make_receiver
 from gateway.redaction import mask_url, redact_text
 from gateway.reload import ReloadResult, reload
 from gateway.routing import Router
 from gateway.runtime import Runtime, open_runtime
+from gateway.sources.kiriminaja.push import MAX_ORDER_ID
 from gateway.ui import ui_router
 
 __all__ = ["create_app"]

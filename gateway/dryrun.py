@@ -12,8 +12,8 @@ import msgspec
 
 from gateway.errors import KabarinError
 from gateway.events import Event
-from gateway.kiriminaja import decode_push, normalise
 from gateway.routing import Router
+from gateway.sources.kiriminaja import decode_push, normalise
 from gateway.templating import Templates
 from sinks.base import Sink
 

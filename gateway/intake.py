@@ -32,11 +32,11 @@ from typing import Any, Protocol
 from gateway import metrics
 from gateway.delivery.model import NewDelivery
 from gateway.errors import StoreError, StoreRefused
-from gateway.kiriminaja import decode_push, normalise
-from gateway.kiriminaja.entries import decode_pull_entry
-from gateway.kiriminaja.normalise import Normalised
-from gateway.kiriminaja.part import push_part
 from gateway.routing import Router
+from gateway.sources.kiriminaja import decode_push, normalise
+from gateway.sources.kiriminaja.entries import decode_pull_entry
+from gateway.sources.kiriminaja.normalise import Normalised
+from gateway.sources.kiriminaja.part import push_part
 from gateway.store.roles import IngestResult, IngestStore, LoggedPush, PushOutcome
 
 __all__ = [
@@ -91,7 +91,8 @@ def _decode_kiriminaja_push(push: LoggedPush, tz: tzinfo) -> Normalised:
 
 DECODERS: dict[str, Decoder] = {"push": _decode_kiriminaja_push, "pull": decode_pull_entry}
 """Source → how its log entries become events: ``push`` what KiriminAja POSTed, ``pull`` what
-the pull tracker appended (a tracking answer or a stuck alert: `gateway.kiriminaja.entries`)."""
+the pull tracker appended (a tracking answer or a stuck alert:
+`gateway.sources.kiriminaja.entries`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gateway.errors import StoreError
-from gateway.kiriminaja.normalise import KNOWN_METHODS, method_name
+from gateway.sources.kiriminaja.normalise import KNOWN_METHODS, method_name
 from gateway.store.roles import DeliveryQueue, IngestStore, RetentionStore
 
 __all__ = [

@@ -30,7 +30,7 @@ from gateway import metrics
 from gateway.access import AmbiguousCredentials
 from gateway.errors import PushError, StoreError, error_answer
 from gateway.intake import new_push_id
-from gateway.kiriminaja import decode_push
+from gateway.sources.kiriminaja import decode_push
 from gateway.store.roles import NewPush, RejectedRequest
 
 if TYPE_CHECKING:

@@ -21,11 +21,11 @@ from gateway.config import Config
 from gateway.contacts import ContactLookup, ContactResolver
 from gateway.dispatcher import Dispatcher
 from gateway.intake import Backlog, Intake
-from gateway.kiriminaja.pull import PullTracker
-from gateway.kiriminaja.tracking import TrackingClient
 from gateway.redaction import Redactor, use_log_secrets
 from gateway.retention import Retention
 from gateway.routing import Router
+from gateway.sources.kiriminaja.pull import PullTracker
+from gateway.sources.kiriminaja.tracking import TrackingClient
 from gateway.store import Store, open_store
 from gateway.store.shared import Notifier
 from gateway.templating import Templates

@@ -1,4 +1,4 @@
-"""Tracking answers → the events a push would have made (`gateway.kiriminaja.pulled`)."""
+"""Tracking answers → the events a push would have made (`gateway.sources.kiriminaja.pulled`)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,14 @@ import pytest
 
 from gateway.events import Contact, Event, Status
 from gateway.intake import DECODERS, decode_logged
-from gateway.kiriminaja import decode_push, normalise
-from gateway.kiriminaja.entries import decode_pull_entry
-from gateway.kiriminaja.pulled import Pulled, decode_pulled, instant_states, normalise_pulled
+from gateway.sources.kiriminaja import decode_push, normalise
+from gateway.sources.kiriminaja.entries import decode_pull_entry
+from gateway.sources.kiriminaja.pulled import (
+    Pulled,
+    decode_pulled,
+    instant_states,
+    normalise_pulled,
+)
 from gateway.store.roles import LoggedPush
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tracking"

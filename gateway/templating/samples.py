@@ -97,7 +97,7 @@ _MINIMAL_PUSHES: tuple[tuple[str, dict[str, Any]], ...] = (
 def minimal_events() -> list[tuple[Event, str]]:
     """The event of each push method's shortest form, with a label naming it: what a template
     meets when KiriminAja sends nothing beyond what its specification guarantees."""
-    from gateway.kiriminaja import Push, normalise
+    from gateway.sources.kiriminaja import Push, normalise
 
     at = datetime(2022, 5, 5, 3, 0, tzinfo=ZoneInfo("UTC"))
     out = []

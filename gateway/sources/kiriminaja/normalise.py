@@ -36,8 +36,8 @@ from typing import Any, Literal
 import msgspec
 
 from gateway.events import Contact, Event, Status, event_identity
-from gateway.kiriminaja.push import Item, Push
 from gateway.phone import contact_phone
+from gateway.sources.kiriminaja.push import Item, Push
 
 __all__ = ["KNOWN_METHODS", "Normalised", "method_name", "normalise", "order_key", "parse_time"]
 
