@@ -17,7 +17,7 @@ from gateway.delivery.model import DeliveryFilter
 from gateway.errors import StoreError, StoreRefused
 from gateway.intake import DECODERS, Backlog, Intake, IntakeSummary, new_push_id
 from gateway.routing import Router
-from gateway.sources.kiriminaja.normalise import Normalised
+from gateway.sources.base import Normalised
 from gateway.store import EventQuery, LoggedPush, NewPush, Store
 from gateway.store.roles import PushOutcome
 from tests.waiting import eventually

@@ -36,6 +36,7 @@ from gateway.dryrun import Simulated, simulate
 from gateway.errors import ConfigError, KabarinError, PushError
 from gateway.events import Event
 from gateway.operations import push_page, replay_rejected, shown_body, sink_statuses, with_waiting
+from gateway.sources.registry import DEFAULT_SOURCE, get_source
 from gateway.store.roles import EventQuery, PushQuery, PushState
 from gateway.ui.chart import count_per_hour, hour_buckets, hourly_svg
 from gateway.ui.labels import LANGUAGES, Language, translate
@@ -758,7 +759,8 @@ async def reload_config(request: Request[Any, Any, State]) -> Response[Any]:
 
 @get("/try", guards=[signed_in])
 async def try_page(request: Request[Any, Any, State]) -> Response[str]:
-    return render(request, "try.html.j2", body="", result=None, error=None)
+    sources = _rt(request).config.sources
+    return render(request, "try.html.j2", body="", result=None, error=None, sources=sources)
 
 
 @post("/try", guards=[signed_in])
@@ -766,11 +768,15 @@ async def try_push(request: Request[Any, Any, State]) -> Response[str]:
     form = await _form(request)
     rt = _rt(request)
     body = form.get("body", "")
+    source = form.get("source") or DEFAULT_SOURCE
     result: Simulated | None = None
     error: str | None = None
     try:
+        if source != DEFAULT_SOURCE and source not in rt.config.sources:
+            raise PushError(f"no push source {source!r} is configured")
         result = simulate(
             body.encode(),
+            source=get_source(source),
             router=rt.router,
             templates=rt.templates,
             sinks=rt.sinks,
@@ -779,7 +785,14 @@ async def try_push(request: Request[Any, Any, State]) -> Response[str]:
     except PushError as exc:
         error = str(exc)
     return render(
-        request, "try.html.j2", body=body, result=result, error=error, mask=rt.redactor.redact
+        request,
+        "try.html.j2",
+        body=body,
+        result=result,
+        error=error,
+        mask=rt.redactor.redact,
+        sources=rt.config.sources,
+        source=source,
     )
 
 

@@ -21,7 +21,7 @@ from datetime import datetime, tzinfo
 import msgspec
 
 from gateway.events import Event, EventKind, Status, event_id
-from gateway.sources.kiriminaja.normalise import Normalised
+from gateway.sources.base import Normalised
 from gateway.sources.kiriminaja.pulled import Pulled, normalise_pulled
 from gateway.store.roles import LoggedPush
 

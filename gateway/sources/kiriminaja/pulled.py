@@ -49,7 +49,8 @@ import msgspec
 
 from gateway.events import Contact, Event, EventKind, Status
 from gateway.phone import contact_phone
-from gateway.sources.kiriminaja.normalise import Normalised, normalise, parse_time
+from gateway.sources.base import Normalised
+from gateway.sources.kiriminaja.normalise import normalise, parse_time
 from gateway.sources.kiriminaja.push import Push
 from gateway.store.roles import LoggedPush
 
