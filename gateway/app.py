@@ -46,12 +46,13 @@ from gateway.access import SignInLimiter
 from gateway.admin import INT64_MAX, AdminController
 from gateway.config import Config
 from gateway.errors import ErrorBody, StoreError
-from gateway.kiriminaja.push import MAX_ORDER_ID
 from gateway.receiver import make_receiver
 from gateway.redaction import mask_url, redact_text
 from gateway.reload import ReloadResult, reload
 from gateway.routing import Router
 from gateway.runtime import Runtime, open_runtime
+from gateway.sources.kiriminaja.push import MAX_ORDER_ID
+from gateway.sources.registry import source_paths
 from gateway.ui import ui_router
 
 __all__ = ["create_app"]
@@ -229,7 +230,10 @@ def create_app(
 
     app = Litestar(
         route_handlers=[
-            make_receiver(config.receiver.path, config.receiver.max_body_bytes),
+            *(
+                make_receiver(path, config.receiver.max_body_bytes, source)
+                for path, source in source_paths(config).items()
+            ),
             AdminController,
             healthz,
             readyz,

@@ -20,6 +20,7 @@ from gateway.config import Config, InvalidConfig, RouteConfig, load_config
 from gateway.errors import ConfigError, TemplateError
 from gateway.events import Event, Status
 from gateway.routing import Route, Router
+from gateway.sources.registry import configured_sources
 from gateway.templating import (
     Templates,
     clean_error,
@@ -65,7 +66,8 @@ def sink_checks(config: Config) -> list[tuple[str, str]]:
     if not checked:
         return []
     templates = Templates.for_config(config)
-    events = sample_events() + [e for e, _ in minimal_events()]
+    sources = configured_sources(config)
+    events = sample_events(sources) + [e for e, _ in minimal_events(sources)]
     targets: list[tuple[str, Route | None]] = []
     for each in Router.from_config(config).routes:
         targets += [(n, each) for n in (*each.sinks, *each.fallbacks.values()) if n in checked]
@@ -108,9 +110,11 @@ _Sample = tuple[Event, str]
 _MISSING_KEY = re.compile(r"^'dict object' has no attribute '([^']+)'$")
 
 
-def _samples() -> list[_Sample]:
-    full = [(e, f"sample {e.status.value} {e.kind} event") for e in sample_events()]
-    return full + minimal_events()
+def _samples(config: Config) -> list[_Sample]:
+    """The events of every source the configuration receives pushes from."""
+    sources = configured_sources(config)
+    full = [(e, f"sample {e.status.value} {e.kind} event") for e in sample_events(sources)]
+    return full + minimal_events(sources)
 
 
 def _missing(exc: BaseException, source: str) -> str | None:
@@ -192,7 +196,7 @@ def check_templates(config: Config, router: Router, sinks: Mapping[str, Sink]) -
     reported too (``routes[i].when``): at run time that route would not fire for it.
     """
     templates = Templates.for_config(config)
-    samples = _samples()
+    samples = _samples(config)
     problems: list[str] = []
     used: set[tuple[str, str]] = set()
     for route in router.routes:

@@ -12,8 +12,8 @@ import msgspec
 
 from gateway.errors import KabarinError
 from gateway.events import Event
-from gateway.kiriminaja import decode_push, normalise
 from gateway.routing import Router
+from gateway.sources.base import PushSource
 from gateway.templating import Templates
 from sinks.base import Sink
 
@@ -45,17 +45,19 @@ class Simulated(msgspec.Struct, frozen=True, kw_only=True):
 def simulate(
     body: bytes,
     *,
+    source: PushSource,
     router: Router,
     templates: Templates,
     sinks: Mapping[str, Sink],
     timezone: ZoneInfo,
 ) -> Simulated:
-    """Decode `body` as the receiver would and render what every matching sink would send.
+    """Decode `body` as the receiver would at `source`'s path and render what every matching
+    sink would send.
 
     Raises `gateway.errors.PushError` when the body is not a push (the receiver answers 400).
     """
-    push = decode_push(body)
-    result = normalise(push, received_at=datetime.now(UTC), tz=timezone)
+    push = source.decode(body)
+    result = source.normalise(push, received_at=datetime.now(UTC), tz=timezone)
     contacts = {c.order_id: c for c in result.contacts}
     events: list[SimulatedEvent] = []
     for event in result.events:

@@ -49,6 +49,7 @@ TERMINAL_STATUSES = frozenset({Status.DELIVERED, Status.CANCELED, Status.RETURNE
 then ``returned``), and the shop wants to hear when it is back."""
 
 EventKind = Literal["express", "instant"]
+"""KiriminAja's kinds of shipment, the two its tracking API tells apart (the pull tracker's)."""
 Source = Literal["push", "pull"]
 
 
@@ -59,8 +60,9 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     """Deterministic: the same update pushed twice has the same id and is stored once."""
     source: Source
     method: str
-    """The raw KiriminAja method, e.g. ``shipped_packages``."""
-    kind: EventKind
+    """The raw method, in the source's words, e.g. KiriminAja's ``shipped_packages``."""
+    kind: str
+    """The kind of shipment, in the source's words: KiriminAja's ``express`` or ``instant``."""
     status: Status
     raw_status: str | None = None
     """The source's own status beside the normalised one (instant status, numeric code)."""
@@ -88,6 +90,7 @@ class Contact(msgspec.Struct, frozen=True, kw_only=True):
 
 def event_identity(
     *,
+    namespace: str,
     method: str,
     order_id: str,
     status: Status,
@@ -99,6 +102,8 @@ def event_identity(
     """The id of one update, over its normalised fields: the same update twice, from one push
     or two, has the same id and is stored once.
 
+    `namespace` is the push source's name (`gateway.sources`), so that two sources never share
+    an id; KiriminAja's is ``kiriminaja``, as it was before there were other sources.
     `method` is the canonical (plural) name; `occurred_at` is the update's own time, ``None``
     when it carries none (so a timeless repeat is still a repeat, not a new arrival time). The
     reason counts only for ``problem``: a problem may change while the status stays.
@@ -113,7 +118,7 @@ def event_identity(
     ]
     if status is Status.PROBLEM:
         ident.append(reason)
-    return event_id("kiriminaja", *ident)
+    return event_id(namespace, *ident)
 
 
 def event_id(*parts: object) -> str:

@@ -1,9 +1,10 @@
 """The intake: pending entries of the push log → events, deliveries and contacts.
 
 Every source appends what it learns to the push log (`IngestStore.append_push`): the receiver
-the raw body KiriminAja POSTed, the pull tracker what the tracking API answered. The intake is
-the one way events enter the store. It takes pending log entries in batches, decodes and
-normalises each with its source's `Decoder`, routes the events, and stores the whole batch in
+the raw body a push source POSTed, the pull tracker what the tracking API answered; each entry
+records which source (`gateway.sources`) decoded it. The intake is the one way events enter
+the store. It takes pending log entries in batches, asks that source to decode and normalise
+each (`DECODERS`), routes the events, and stores the whole batch in
 ONE commit (`IngestStore.record_intake`): events deduplicated by id, deliveries for the new
 ones, contacts, and every entry marked ``processed`` or ``failed``. Then it wakes the
 dispatcher.
@@ -32,11 +33,9 @@ from typing import Any, Protocol
 from gateway import metrics
 from gateway.delivery.model import NewDelivery
 from gateway.errors import StoreError, StoreRefused
-from gateway.kiriminaja import decode_push, normalise
-from gateway.kiriminaja.entries import decode_pull_entry
-from gateway.kiriminaja.normalise import Normalised
-from gateway.kiriminaja.part import push_part
 from gateway.routing import Router
+from gateway.sources.base import Normalised, Paged, Tracked
+from gateway.sources.registry import get_source
 from gateway.store.roles import IngestResult, IngestStore, LoggedPush, PushOutcome
 
 __all__ = [
@@ -89,13 +88,22 @@ class Decoder(Protocol):
     def __call__(self, push: LoggedPush, tz: tzinfo) -> Normalised: ...
 
 
-def _decode_kiriminaja_push(push: LoggedPush, tz: tzinfo) -> Normalised:
-    return normalise(decode_push(push.body), received_at=push.received_at, tz=tz)
+def _decode_pushed(push: LoggedPush, tz: tzinfo) -> Normalised:
+    source = get_source(push.origin)
+    return source.normalise(source.decode(push.body), received_at=push.received_at, tz=tz)
 
 
-DECODERS: dict[str, Decoder] = {"push": _decode_kiriminaja_push, "pull": decode_pull_entry}
-"""Source → how its log entries become events: ``push`` what KiriminAja POSTed, ``pull`` what
-the pull tracker appended (a tracking answer or a stuck alert: `gateway.kiriminaja.entries`)."""
+def _decode_pulled(push: LoggedPush, tz: tzinfo) -> Normalised:
+    source = get_source(push.origin)
+    if not isinstance(source, Tracked):
+        raise ValueError(f"push source {push.origin!r} has no tracking to read a pull entry by")
+    return source.decode_pulled(push, tz)
+
+
+DECODERS: dict[str, Decoder] = {"push": _decode_pushed, "pull": _decode_pulled}
+"""How a log entry becomes events, by how it came (``source``): ``push`` what its push source
+(``origin``) decodes and normalises, ``pull`` what the pull tracker of that source appended (for
+KiriminAja a tracking answer or a stuck alert: `gateway.sources.kiriminaja.entries`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,14 +121,26 @@ class PartDecoder(Protocol):
     def __call__(self, push: LoggedPush, tz: tzinfo, start: int, stop: int) -> LoggedPart: ...
 
 
-def _decode_kiriminaja_push_part(push: LoggedPush, tz: tzinfo, start: int, stop: int) -> LoggedPart:
-    part = push_part(push.body, start, stop)
-    normalised = normalise(part.push, received_at=push.received_at, tz=tz)
-    return LoggedPart(part.push.items, normalised, part.total)
+def _decode_pushed_part(push: LoggedPush, tz: tzinfo, start: int, stop: int) -> LoggedPart:
+    source = get_source(push.origin)
+    if isinstance(source, Paged):  # only the range's items are decoded
+        part, total = source.decode_part(push.body, start, stop)
+        normalised = source.normalise(part, received_at=push.received_at, tz=tz)
+        return LoggedPart(list(part.items), normalised, total)
+    whole = source.decode(push.body)
+    items = list(whole.items)[start:stop]
+    found = source.normalise(whole, received_at=push.received_at, tz=tz)
+    # The range's events are those made of its items (`Event.raw` is the item as received).
+    mine = {id(item) for item in items}
+    events = [e for e in found.events if id(e.raw) in mine]
+    orders = {e.order_id for e in events}
+    contacts = [c for c in found.contacts if c.order_id in orders]
+    return LoggedPart(items, Normalised(events, contacts), len(whole.items))
 
 
-PART_DECODERS: dict[str, PartDecoder] = {"push": _decode_kiriminaja_push_part}
-"""Source → how a range of its log entries' items is read without decoding the rest."""
+PART_DECODERS: dict[str, PartDecoder] = {"push": _decode_pushed_part}
+"""How a range of a log entry's items is read, by how it came: a source that can
+(`gateway.sources.base.Paged`) decodes only the range; any other decodes the whole body."""
 
 
 def new_push_id(now: datetime) -> str:
@@ -447,7 +467,7 @@ class Intake:
             )
             new = set(result.new_event_ids)
             statuses = Counter(e.status.value for e in outcome.events if e.id in new)
-            method = metrics.method_label(push.method or "")
+            method = _method_label(push)
             for status, count in statuses.items():
                 metrics.EVENTS.labels(method, status).inc(count)
             if result.duplicates:
@@ -455,6 +475,14 @@ class Intake:
             if outcome.unrouted:
                 metrics.EVENTS_UNROUTED.inc(outcome.unrouted)
         self.summary.flush()
+
+
+def _method_label(push: LoggedPush) -> str:
+    try:
+        source = get_source(push.origin)
+    except LookupError:  # decoded by a source since uninstalled
+        return "other"
+    return metrics.method_label(push.method or "", source)
 
 
 def _refusal(exc: Exception) -> bool:

@@ -19,7 +19,7 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gateway.errors import StoreError
-from gateway.kiriminaja.normalise import KNOWN_METHODS, method_name
+from gateway.sources.base import PushSource
 from gateway.store.roles import DeliveryQueue, IngestStore, RetentionStore
 
 __all__ = [
@@ -218,14 +218,15 @@ CIRCUIT_STATE_VALUES = {"closed": 0, "half-open": 1, "open": 2}
 _counted_sinks: set[str] = set()
 
 
-def method_label(method: str) -> str:
-    """The ``method`` label: a known method's canonical name, anything else ``other``.
+def method_label(method: str, source: PushSource) -> str:
+    """The ``method`` label: a method `source` knows by its canonical name, anything else
+    ``other``.
 
     The method comes from the request body, so using it as it is would let any sender create
-    label values without limit.
+    label values without limit: each source names its own, a bounded set (`PushSource.methods`).
     """
-    name = method_name(method)
-    return name if name in KNOWN_METHODS else "other"
+    name = source.method_name(method)
+    return name if name in source.methods else "other"
 
 
 class _Queues(DeliveryQueue, IngestStore, Protocol):

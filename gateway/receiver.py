@@ -1,4 +1,9 @@
-"""The push endpoint: authenticate, check size and envelope, append to the push log, answer.
+"""The push endpoints: authenticate, check size and envelope, append to the push log, answer.
+
+There is one endpoint per push source (`gateway.sources`): KiriminAja's at ``receiver.path``,
+each other configured source's at its ``sources.<name>.path``. They authenticate alike; the path
+only says which source's envelope check (`PushSource.decode`) judges the body, and the log
+entry records that source for the intake.
 
 Nothing here normalises, routes or calls a sink: the 200 goes out once the raw push is committed
 to the log (`IngestStore.append_push`), and the intake (`gateway.intake`) takes it from there.
@@ -30,7 +35,7 @@ from gateway import metrics
 from gateway.access import AmbiguousCredentials
 from gateway.errors import PushError, StoreError, error_answer
 from gateway.intake import new_push_id
-from gateway.kiriminaja import decode_push
+from gateway.sources.registry import get_source
 from gateway.store.roles import NewPush, RejectedRequest
 
 if TYPE_CHECKING:
@@ -67,29 +72,38 @@ async def accept_push(
     body: bytes,
     content_type: str | None,
     *,
+    source: str,
     rejected_id: int | None = None,
     now: datetime | None = None,
 ) -> tuple[int, bytes]:
-    """Check an authenticated body's envelope and append it to the push log; the status and
-    JSON answer. The 200 means the body is on disk: the intake makes events of it afterwards.
+    """Check an authenticated body's envelope with push source `source`'s decoder and append it
+    to the push log; the status and JSON answer. The 200 means the body is on disk: the intake
+    makes events of it afterwards.
 
     `rejected_id` replays a kept rejected body: if it is still not a push, that row gets the
     new reason instead of a second row being added.
     """
     started = time.perf_counter()
     received_at = now or datetime.now(UTC)
+    problem: PushError | None = None
     try:
-        push = decode_push(body)
+        decoder = get_source(source)
+        push = decoder.decode(body)
+    except LookupError as exc:  # a kept body of a source since uninstalled
+        problem = PushError(str(exc.args[0]))
     except PushError as exc:
+        problem = exc
+    if problem is not None:
         metrics.PUSH_REJECTIONS.labels("invalid").inc()
         try:
             await rt.store.reject(
                 RejectedRequest(
                     received_at=received_at,
-                    reason=str(exc),
+                    reason=str(problem),
                     body=body,
                     content_type=content_type,
                     replaces=rejected_id,
+                    origin=source,
                 )
             )
         except StoreError as failure:
@@ -97,7 +111,7 @@ async def accept_push(
             return error_answer(
                 503, "store_unavailable", "could not store the request; send it again"
             )
-        return error_answer(400, "invalid_push", exc.reason, exc.path)
+        return error_answer(400, "invalid_push", problem.reason, problem.path)
 
     entry = NewPush(
         id=new_push_id(received_at),
@@ -107,6 +121,7 @@ async def accept_push(
         content_type=content_type,
         method=push.method,
         items=len(push.items),
+        origin=source,
     )
     try:
         await rt.store.append_push(entry)
@@ -116,7 +131,7 @@ async def accept_push(
     rt.receiver_trouble.recovered()
     rt.backlog.pending += 1
     rt.wake_intake()
-    metrics.PUSHES.labels(metrics.method_label(push.method)).inc()
+    metrics.PUSHES.labels(metrics.method_label(push.method, decoder)).inc()
     log.debug(
         "push %s %r: %d items logged in %.1f ms",
         entry.id,
@@ -225,8 +240,8 @@ def http_protocol(read_timeout: float) -> type[asyncio.Protocol]:
     return TimedHttpToolsProtocol
 
 
-def make_receiver(path: str, max_body_bytes: int) -> ASGIRouteHandler:
-    """The ``POST receiver.path`` handler."""
+def make_receiver(path: str, max_body_bytes: int, source: str) -> ASGIRouteHandler:
+    """The ``POST`` handler at `path`, where push source `source` sends its pushes."""
     too_large = error_answer(
         413, "body_too_large", "the body is larger than receiver.max_body_bytes"
     )
@@ -241,7 +256,7 @@ def make_receiver(path: str, max_body_bytes: int) -> ASGIRouteHandler:
     )
     retry_later = [(b"retry-after", str(BACKLOG_RETRY_AFTER).encode())]
 
-    @asgi(path, is_mount=False, copy_scope=False)
+    @asgi(path, is_mount=False, copy_scope=False, name=f"push:{source}")
     async def receive_push(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":  # type: ignore[typeddict-item]
             await _respond(send, *not_allowed, extra=only_post)
@@ -297,6 +312,6 @@ def make_receiver(path: str, max_body_bytes: int) -> ASGIRouteHandler:
             metrics.PUSH_REJECTIONS.labels("too_large").inc()
             await _respond(send, *too_large)
             return
-        await _respond(send, *await accept_push(rt, body, content_type))
+        await _respond(send, *await accept_push(rt, body, content_type, source=source))
 
     return receive_push

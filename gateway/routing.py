@@ -41,6 +41,7 @@ from gateway.config import Config, RouteConfig, Target
 from gateway.delivery.model import Delivery, NewDelivery, Ordering
 from gateway.errors import ConfigError
 from gateway.events import Event, Status
+from gateway.sources.registry import configured_sources
 from gateway.templating import encode_parts, sandbox
 
 __all__ = ["Route", "Router", "delivery_id"]
@@ -53,9 +54,9 @@ _Test = Callable[[Any], bool]
 _FIELDS = frozenset(Event.__struct_fields__) - {"details", "raw"}
 _CHOICES: dict[str, frozenset[str]] = {
     "status": frozenset(s.value for s in Status),
-    "kind": frozenset({"express", "instant"}),
     "source": frozenset({"push", "pull"}),
 }
+"""Fields with a closed set of values; ``kind``'s are those of the configured push sources."""
 _LOGGED_LIMIT = 100
 
 
@@ -191,13 +192,15 @@ class Router:
         so that templates can still be checked in the same run."""
         problems: list[str] = []
         env = sandbox(config.receiver.tz)
+        kinds = frozenset(k for source in configured_sources(config) for k in source.kinds)
+        choices = {**_CHOICES, "kind": kinds}
         routes: list[Route] = []
         for i, rc in enumerate(config.routes):
             fields = []
             for field, spec in rc.match.items():
                 path = ("routes", i, "match", field)
                 get = _getter(field, config.where(*path), problems)
-                test = _test(spec, path, config.where, _CHOICES.get(field), problems)
+                test = _test(spec, path, config.where, choices.get(field), problems)
                 if get is not None and test is not None:
                     fields.append((get, test))
             when_fn = None

@@ -21,11 +21,12 @@ from gateway.config import Config
 from gateway.contacts import ContactLookup, ContactResolver
 from gateway.dispatcher import Dispatcher
 from gateway.intake import Backlog, Intake
-from gateway.kiriminaja.pull import PullTracker
-from gateway.kiriminaja.tracking import TrackingClient
 from gateway.redaction import Redactor, use_log_secrets
 from gateway.retention import Retention
 from gateway.routing import Router
+from gateway.sources.base import Tracked
+from gateway.sources.kiriminaja.pull import PullTracker
+from gateway.sources.registry import DEFAULT_SOURCE, get_source
 from gateway.store import Store, open_store
 from gateway.store.shared import Notifier
 from gateway.templating import Templates
@@ -144,7 +145,10 @@ def build_tracker(runtime: Runtime) -> PullTracker:
     config, http = runtime.config, runtime.sink_deps.http
     if http is None:
         raise RuntimeError("the runtime has no HTTP client")
-    client = TrackingClient(config.kiriminaja, api_key=config.kiriminaja_api_key, http=http)
+    source = get_source(DEFAULT_SOURCE)  # the pull tracker reads KiriminAja's tracking answers
+    if not isinstance(source, Tracked):
+        raise RuntimeError(f"push source {source.name!r} has no tracking API")
+    client = source.tracking_client(config, http)
     return PullTracker(
         store=runtime.store,
         client=client,

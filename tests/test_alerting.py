@@ -22,8 +22,8 @@ from gateway.app import create_app
 from gateway.config import PullConfig, parse_config
 from gateway.errors import StoreError
 from gateway.events import EventKind
-from gateway.kiriminaja.pull import PullTracker
-from gateway.kiriminaja.tracking import NotFound, TrackingResult
+from gateway.sources.kiriminaja.pull import PullTracker
+from gateway.sources.kiriminaja.tracking import NotFound, TrackingResult
 from gateway.store import Store, open_store
 from gateway.units import Duration
 from tests.waiting import eventually

@@ -16,8 +16,8 @@ from gateway.config import parse_config
 from gateway.delivery.model import DeliveryFilter
 from gateway.errors import StoreError, StoreRefused
 from gateway.intake import DECODERS, Backlog, Intake, IntakeSummary, new_push_id
-from gateway.kiriminaja.normalise import Normalised
 from gateway.routing import Router
+from gateway.sources.base import Normalised
 from gateway.store import EventQuery, LoggedPush, NewPush, Store
 from gateway.store.roles import PushOutcome
 from tests.waiting import eventually

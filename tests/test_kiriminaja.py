@@ -14,10 +14,10 @@ import pytest
 
 from gateway.errors import PushError
 from gateway.events import Contact, Event, Status
-from gateway.kiriminaja import decode_push, normalise, parse_time
-from gateway.kiriminaja.normalise import KNOWN_METHODS
-from gateway.kiriminaja.part import push_part
-from gateway.kiriminaja.push import MAX_DEPTH, MAX_ORDER_ID
+from gateway.sources.kiriminaja import decode_push, normalise, parse_time
+from gateway.sources.kiriminaja.normalise import KNOWN_METHODS
+from gateway.sources.kiriminaja.part import push_part
+from gateway.sources.kiriminaja.push import MAX_DEPTH, MAX_ORDER_ID
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "push"
 JAKARTA = ZoneInfo("Asia/Jakarta")

@@ -15,7 +15,7 @@ from litestar.testing import TestClient
 from gateway.app import create_app
 from gateway.config import parse_config
 from gateway.errors import PushError
-from gateway.kiriminaja import decode_push, normalise
+from gateway.sources.kiriminaja import decode_push, normalise
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 

@@ -17,10 +17,10 @@ from gateway import metrics
 from gateway.config import PullConfig, parse_config
 from gateway.events import Contact, EventKind, Status
 from gateway.intake import Intake, new_push_id
-from gateway.kiriminaja.pull import PullTracker
-from gateway.kiriminaja.pulled import Pulled
-from gateway.kiriminaja.tracking import NotFound, Refused, TrackingResult, TryLater
 from gateway.routing import Router
+from gateway.sources.kiriminaja.pull import PullTracker
+from gateway.sources.kiriminaja.pulled import Pulled
+from gateway.sources.kiriminaja.tracking import NotFound, Refused, TrackingResult, TryLater
 from gateway.store import EventQuery, NewPush, PushQuery, Store, open_store
 from gateway.store.roles import PushOutcome
 from gateway.units import Duration

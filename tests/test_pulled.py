@@ -1,4 +1,4 @@
-"""Tracking answers → the events a push would have made (`gateway.kiriminaja.pulled`)."""
+"""Tracking answers → the events a push would have made (`gateway.sources.kiriminaja.pulled`)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,15 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateway.events import Contact, Event, Status
-from gateway.intake import DECODERS, decode_logged
-from gateway.kiriminaja import decode_push, normalise
-from gateway.kiriminaja.entries import decode_pull_entry
-from gateway.kiriminaja.pulled import Pulled, decode_pulled, instant_states, normalise_pulled
+from gateway.intake import decode_logged
+from gateway.sources.kiriminaja import decode_push, normalise
+from gateway.sources.kiriminaja.entries import decode_pull_entry
+from gateway.sources.kiriminaja.pulled import (
+    Pulled,
+    decode_pulled,
+    instant_states,
+    normalise_pulled,
+)
 from gateway.store.roles import LoggedPush
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tracking"
@@ -295,8 +300,8 @@ def test_the_pull_decoder_reads_the_envelope() -> None:
         "answer": finished_instant(),
     }
     assert document.method == "instant_tracking"
-    assert DECODERS["pull"] is decode_pull_entry  # a bare `Pulled` body reads as one
     got = decode_logged(logged(document.encode()), WIB)
+    assert got == decode_pull_entry(logged(document.encode()), WIB)  # a bare `Pulled` body
     assert got == normalise_pulled(document, received_at=RECEIVED, tz=WIB)
     assert [e.status for e in got.events] == [Status.PICKED_UP, Status.DELIVERED]
 

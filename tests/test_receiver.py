@@ -17,6 +17,7 @@ from gateway.config import parse_config
 from gateway.errors import StoreError
 from gateway.receiver import authorised
 from gateway.runtime import Runtime
+from gateway.sources.registry import get_source
 from gateway.store import NewPush
 from tests.waiting import eventually
 
@@ -185,7 +186,7 @@ def test_method_labels_are_bounded(client: TestClient[Litestar]) -> None:
     ],
 )
 def test_method_label(method: str, label: str) -> None:
-    assert metrics.method_label(method) == label
+    assert metrics.method_label(method, get_source("kiriminaja")) == label
 
 
 def test_each_accepted_push_is_logged_at_debug(

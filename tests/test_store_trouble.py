@@ -17,10 +17,10 @@ import pytest
 from gateway.config import PullConfig
 from gateway.errors import StoreError
 from gateway.events import EventKind
-from gateway.kiriminaja.pull import PullTracker
-from gateway.kiriminaja.tracking import NotFound, TrackingResult
 from gateway.metrics import StoreTrouble
 from gateway.retention import Retention, RetentionPolicy
+from gateway.sources.kiriminaja.pull import PullTracker
+from gateway.sources.kiriminaja.tracking import NotFound, TrackingResult
 from gateway.store import Store, open_store
 from gateway.units import Duration, Window
 from tests.waiting import eventually

@@ -16,8 +16,14 @@ import respx
 
 from gateway.config import KiriminAjaConfig, parse_config
 from gateway.errors import ConfigError
-from gateway.kiriminaja.pulled import Pulled, normalise_pulled
-from gateway.kiriminaja.tracking import MAX_DEPTH, NotFound, Refused, TrackingClient, TryLater
+from gateway.sources.kiriminaja.pulled import Pulled, normalise_pulled
+from gateway.sources.kiriminaja.tracking import (
+    MAX_DEPTH,
+    NotFound,
+    Refused,
+    TrackingClient,
+    TryLater,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tracking"
 BASE = "https://ka.example.test"

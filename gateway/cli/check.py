@@ -23,6 +23,9 @@ def register(sub: Subparsers) -> None:
 
     p = command(sub, "simulate", "show what a push would do, without sending or storing anything")
     p.add_argument("push", type=Path, help="a push body (JSON file), or - for standard input")
+    p.add_argument(
+        "--source", default="kiriminaja", help="the push source it comes to (its sources: key)"
+    )
     p.set_defaults(func=_simulate)
 
 
@@ -47,11 +50,16 @@ def _check(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from gateway.dryrun import simulate
     from gateway.routing import Router
+    from gateway.sources.registry import DEFAULT_SOURCE, get_source
     from gateway.templating import Templates
     from sinks.base import SinkDeps
     from sinks.registry import build_sinks
 
     config = validated(args.config)
+    if args.source != DEFAULT_SOURCE and args.source not in config.sources:
+        known = ", ".join([DEFAULT_SOURCE, *config.sources])
+        print(f"--source: no push source {args.source!r} is configured ({known})", file=sys.stderr)
+        return 2
     try:
         body = sys.stdin.buffer.read() if str(args.push) == "-" else args.push.read_bytes()
     except OSError as exc:
@@ -60,6 +68,7 @@ def _simulate(args: argparse.Namespace) -> int:
     try:
         result = simulate(
             body,
+            source=get_source(args.source),
             router=Router.from_config(config),
             templates=Templates.for_config(config),
             sinks=build_sinks(config.sinks, SinkDeps()),

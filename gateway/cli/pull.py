@@ -93,7 +93,7 @@ def _register_callback(args: argparse.Namespace) -> int:
 
 
 async def _run_register_callback(config: Config, url: str) -> int:
-    from gateway.kiriminaja.tracking import TrackingClient
+    from gateway.sources.kiriminaja.tracking import TrackingClient
     from sinks.http import make_http_client
 
     async with make_http_client() as http:

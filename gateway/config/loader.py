@@ -34,6 +34,7 @@ from gateway.config.schema import (
     RetentionConfig,
     RetryPolicyConfig,
     RouteConfig,
+    SourceConfig,
     StoreConfig,
     Target,
     TemplateFile,
@@ -41,6 +42,7 @@ from gateway.config.schema import (
 from gateway.delivery.model import Ordering
 from gateway.errors import ConfigError
 from gateway.redaction import secret_values
+from gateway.sources.registry import DEFAULT_SOURCE, load_sources
 from sinks.base import SinkConfig
 from sinks.registry import kind_of, load_sink_types
 
@@ -99,7 +101,7 @@ def _build(
     data = _interpolate(data, os.environ if env is None else env, (), problems, lines)
     unset = len(problems)
     for key in data:
-        if key not in SECTIONS and key not in ("sinks", "routes"):
+        if key not in SECTIONS and key not in ("sinks", "routes", "sources"):
             problems.append(f"{lines.describe((str(key),))}: {UNKNOWN_KEY}")
     sections: dict[str, Any] = {}
     for name, section in SECTIONS.items():
@@ -153,10 +155,12 @@ def _build(
                     f"template for {sink!r}, which this route does not send to"
                 )
 
+    receiver = sections.get("receiver") or ReceiverConfig(token="(invalid)")
+    sources = _sources(data.get("sources"), receiver.path, lines, problems)
+
     folder = base_dir or Path.cwd()
     targets = [_targets(route, i, sinks, folder, lines, problems) for i, route in enumerate(routes)]
 
-    receiver = sections.get("receiver") or ReceiverConfig(token="(invalid)")
     admin = sections.get("admin") or AdminConfig()
     kiriminaja = sections.get("kiriminaja") or KiriminAjaConfig()
     api_keys = [kiriminaja.api_key] if kiriminaja.api_key and len(kiriminaja.api_key) >= 4 else []
@@ -173,6 +177,7 @@ def _build(
         pull=sections.get("pull") or PullConfig(),
         sinks=sinks,
         routes=routes,
+        sources=sources,
         base_dir=folder,
         secrets=frozenset(
             _collect_secrets(receiver, admin, raw_sinks)
@@ -238,6 +243,43 @@ def _sinks(
             invalid.add(str(name))
         sinks[str(name)] = got
     return sinks
+
+
+def _sources(
+    raw: Any, receiver_path: str, lines: LineIndex, problems: list[str]
+) -> dict[str, SourceConfig]:
+    """The ``sources:`` blocks of installed sources, each at a path of its own."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        problems.append(f"{lines.describe(('sources',))}: expected a mapping of source → block")
+        return {}
+    installed = load_sources()
+    taken = {receiver_path: f"{DEFAULT_SOURCE} (receiver.path)"}
+    found: dict[str, SourceConfig] = {}
+    for name, block in raw.items():
+        where = ("sources", str(name))
+        if name == DEFAULT_SOURCE:
+            problems.append(f"{lines.describe(where)}: {DEFAULT_SOURCE} is at receiver.path")
+            continue
+        if name not in installed:
+            known = ", ".join(installed) or "none"
+            problems.append(
+                f"{lines.describe(where)}: no push source {name!r} is installed (installed: "
+                f"{known})"
+            )
+            continue
+        got = convert(block, SourceConfig, where, lines, problems)
+        if got is INVALID:
+            continue
+        if got.path in taken:
+            problems.append(
+                f"{lines.describe((*where, 'path'))}: {got.path} is already {taken[got.path]}'s"
+            )
+            continue
+        taken[got.path] = str(name)
+        found[str(name)] = got
+    return found
 
 
 def _targets(

@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 
 from gateway.config.convert import struct_of
-from gateway.config.schema import SECTIONS, Config, RouteConfig
+from gateway.config.schema import SECTIONS, Config, RouteConfig, SourceConfig
 from gateway.units import Duration, RateLimit, Window
 from sinks.base import Sink, SinkConfig
 from sinks.registry import load_sink_types
@@ -113,6 +113,16 @@ def describe_config(sink_types: Mapping[str, type[Sink]] | None = None) -> list[
             if f.name not in common or _default(f) != _default(common[f.name])
         ]
         out.extend(_keys(struct, "sinks.<name>", own, sink_type=kind))
+    out.append(
+        KeyDoc(
+            key="sources",
+            type="mapping of name → block",
+            required=False,
+            default="{}",
+            description=config_docs.get("sources", ""),
+        )
+    )
+    out.extend(_keys(SourceConfig, "sources.<name>"))
     out.append(
         KeyDoc(
             key="routes",

@@ -41,6 +41,7 @@ __all__ = [
     "RetentionConfig",
     "RetryPolicyConfig",
     "RouteConfig",
+    "SourceConfig",
     "StoreConfig",
     "Target",
     "TemplateFile",
@@ -98,6 +99,17 @@ class ReceiverConfig(_Section, frozen=True):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+class SourceConfig(_Section, frozen=True):
+    """A push source besides KiriminAja (a ``kabarin.sources`` plugin), by its name."""
+
+    path: str
+    """Where it POSTs its pushes, with the bearer token of ``receiver.token``."""
+
+    def __post_init__(self) -> None:
+        if not self.path.startswith("/"):
+            raise FieldError("path", "must start with `/`")
 
 
 class StoreConfig(_Section, frozen=True):
@@ -405,6 +417,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     console, or a plugin's)."""
     routes: list[RouteConfig]
     """Which events go where, tried in order; an event no route matches goes nowhere."""
+    sources: dict[str, SourceConfig] = msgspec.field(default_factory=dict)
+    """Push sources besides KiriminAja (which POSTs to ``receiver.path``): source name (its
+    ``kabarin.sources`` entry point) → where it POSTs."""
     intake: IntakeConfig = msgspec.field(default_factory=IntakeConfig)
     kiriminaja: KiriminAjaConfig = msgspec.field(default_factory=KiriminAjaConfig)
     contacts: ContactsConfig = msgspec.field(default_factory=ContactsConfig)

@@ -45,6 +45,7 @@ TABLES: tuple[Table, ...] = (
             "processed_at",
             "accepted",
             "duplicates",
+            "origin",
         ),
         key="seq",
         times=frozenset({"received_at", "processed_at"}),

@@ -80,6 +80,7 @@ class Records:
             processed_at=self.opt_time(row[10]),
             accepted=row[11],
             duplicates=row[12],
+            origin=row[13],
         )
 
     def rejected(self, row: Sequence[Any]) -> StoredRejected:
@@ -90,6 +91,7 @@ class Records:
             reason=row[2],
             body=bytes(row[3]),
             content_type=row[4],
+            origin=row[5],
         )
 
     def attempt(self, row: Sequence[Any]) -> Attempt:

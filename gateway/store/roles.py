@@ -82,6 +82,9 @@ class NewPush(msgspec.Struct, frozen=True, kw_only=True):
     """The push's ``method``, for listings and metrics."""
     items: int = 0
     """Packages in the body."""
+    origin: str = "kiriminaja"
+    """The push source that decoded it (`gateway.sources`), which the intake asks to normalise
+    it; the pull tracker's entries are its source's too."""
 
 
 class LoggedPush(msgspec.Struct, frozen=True, kw_only=True):
@@ -104,6 +107,8 @@ class LoggedPush(msgspec.Struct, frozen=True, kw_only=True):
     """New events it produced (``processed``)."""
     duplicates: int | None = None
     """Events it repeated (already stored)."""
+    origin: str = "kiriminaja"
+    """The push source that decoded it (entries logged before sources existed: KiriminAja)."""
 
 
 class PushQuery(msgspec.Struct, frozen=True, kw_only=True):
@@ -152,6 +157,8 @@ class RejectedRequest(msgspec.Struct, frozen=True, kw_only=True):
     content_type: str | None = None
     replaces: int | None = None
     """The kept row this is a new verdict on (a replay): it is updated, not added again."""
+    origin: str = "kiriminaja"
+    """The push source whose path it came to: a replay is judged by that source's decoder."""
 
 
 class StoredRejected(msgspec.Struct, frozen=True, kw_only=True):
@@ -160,6 +167,8 @@ class StoredRejected(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
     body: bytes
     content_type: str | None = None
+    origin: str = "kiriminaja"
+    """The push source whose path it came to."""
 
 
 class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):

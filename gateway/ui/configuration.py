@@ -11,6 +11,7 @@ from litestar.datastructures import State
 
 from gateway.dryrun import Simulated, simulate
 from gateway.errors import ConfigError, PushError
+from gateway.sources.registry import DEFAULT_SOURCE, get_source
 from gateway.ui.labels import translate
 from gateway.ui.render import (
     PREFIX,
@@ -72,7 +73,8 @@ async def reload_config(request: Request[Any, Any, State]) -> Response[Any]:
 
 @get("/try", guards=[signed_in])
 async def try_page(request: Request[Any, Any, State]) -> Response[str]:
-    return render(request, "try.html.j2", body="", result=None, error=None)
+    sources = runtime_of(request).config.sources
+    return render(request, "try.html.j2", body="", result=None, error=None, sources=sources)
 
 
 @post("/try", guards=[signed_in])
@@ -80,11 +82,15 @@ async def try_push(request: Request[Any, Any, State]) -> Response[str]:
     form = await posted_form(request)
     rt = runtime_of(request)
     body = form.get("body", "")
+    source = form.get("source") or DEFAULT_SOURCE
     result: Simulated | None = None
     error: str | None = None
     try:
+        if source != DEFAULT_SOURCE and source not in rt.config.sources:
+            raise PushError(f"no push source {source!r} is configured")
         result = simulate(
             body.encode(),
+            source=get_source(source),
             router=rt.router,
             templates=rt.templates,
             sinks=rt.sinks,
@@ -93,5 +99,12 @@ async def try_push(request: Request[Any, Any, State]) -> Response[str]:
     except PushError as exc:
         error = str(exc)
     return render(
-        request, "try.html.j2", body=body, result=result, error=error, mask=rt.redactor.redact
+        request,
+        "try.html.j2",
+        body=body,
+        result=result,
+        error=error,
+        mask=rt.redactor.redact,
+        sources=rt.config.sources,
+        source=source,
     )

@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.kiriminaja.push import MAX_DEPTH
+from gateway.sources.kiriminaja.push import MAX_DEPTH
 
 from .conftest import KABARIN, PUSH_TOKEN, KabarinProcess, Peer, write_config
 

@@ -30,7 +30,13 @@ async def reject(conn: Conn, request: RejectedRequest) -> None:
         return
     await conn.execute(
         sql.INSERT_REJECTED,
-        (request.received_at, request.reason, request.body, request.content_type),
+        (
+            request.received_at,
+            request.reason,
+            request.body,
+            request.content_type,
+            request.origin,
+        ),
     )
 
 

@@ -238,6 +238,17 @@ MIGRATIONS: list[tuple[int, str]] = [
             WHERE NOT closed AND gone IS NULL;
         """,
     ),
+    (
+        8,
+        # Which push source decoded a log entry, and which one a rejected body came to
+        # (`gateway.sources`): the intake asks that source to normalise the entry, a replay
+        # judges the body by that source's decoder. Everything kept before sources existed
+        # was KiriminAja's.
+        """
+        ALTER TABLE pushes ADD COLUMN origin text NOT NULL DEFAULT 'kiriminaja';
+        ALTER TABLE rejected ADD COLUMN origin text NOT NULL DEFAULT 'kiriminaja';
+        """,
+    ),
 ]
 
 

@@ -58,11 +58,12 @@ LISTEN_DELIVERIES = f"LISTEN {DELIVERIES_CHANNEL}"
 # -- the push log and the intake ---------------------------------------------------------------
 PUSH_COLUMNS = (
     "seq, id, source, method, items, received_at, content_type, body, state, error,"
-    " processed_at, accepted, duplicates"
+    " processed_at, accepted, duplicates, origin"
 )
 APPEND_PUSH = (
-    "INSERT INTO pushes (id, source, method, items, received_at, content_type, body, state)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, 'pending')"
+    "INSERT INTO pushes"
+    " (id, source, method, items, received_at, content_type, body, origin, state)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'pending')"
 )
 CLAIM_PUSHES = (
     "UPDATE pushes SET lease_owner = %(owner)s::text,"
@@ -123,7 +124,8 @@ MARK_PUSHES = (
 )
 UPDATE_REJECTED = "UPDATE rejected SET reason = %s WHERE id = %s"
 INSERT_REJECTED = (
-    "INSERT INTO rejected (received_at, reason, body, content_type) VALUES (%s, %s, %s, %s)"
+    "INSERT INTO rejected (received_at, reason, body, content_type, origin)"
+    " VALUES (%s, %s, %s, %s, %s)"
 )
 
 # -- the delivery queue ------------------------------------------------------------------------
@@ -297,7 +299,7 @@ GET_EVENT = "SELECT body::text FROM events WHERE id = %s"
 EVENTS_BY_ID = "SELECT id, body::text, push_id FROM events WHERE id = ANY(%s::text[])"
 GET_CONTACT = "SELECT order_id, name, phone, email, language FROM contacts WHERE order_id = %s"
 COUNT_REJECTED = "SELECT count(*) FROM rejected"
-REJECTED_COLUMNS = "id, received_at, reason, body, content_type"
+REJECTED_COLUMNS = "id, received_at, reason, body, content_type, origin"
 LIST_REJECTED = f"SELECT {REJECTED_COLUMNS} FROM rejected ORDER BY id DESC LIMIT %s"
 GET_REJECTED = f"SELECT {REJECTED_COLUMNS} FROM rejected WHERE id = %s"
 DELETE_REJECTED = "DELETE FROM rejected WHERE id = %s"

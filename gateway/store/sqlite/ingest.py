@@ -45,6 +45,7 @@ def append_push(conn: sqlite3.Connection, push: NewPush) -> None:
             to_us(push.received_at),
             push.content_type,
             push.body,
+            push.origin,
         ),
     )
 
@@ -146,5 +147,11 @@ def reject(conn: sqlite3.Connection, request: RejectedRequest) -> None:
         return
     conn.execute(
         sql.INSERT_REJECTED,
-        (to_us(request.received_at), request.reason, request.body, request.content_type),
+        (
+            to_us(request.received_at),
+            request.reason,
+            request.body,
+            request.content_type,
+            request.origin,
+        ),
     )

@@ -231,6 +231,15 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX tracking_asked ON tracking (last_asked_at) WHERE closed = 0 AND gone IS NULL;
         """,
     ),
+    (
+        13,
+        # Which push source a rejected body came to (`gateway.sources`), so that its replay is
+        # judged by that source's decoder. Every body kept before sources existed was
+        # KiriminAja's.
+        """
+        ALTER TABLE rejected ADD COLUMN origin TEXT NOT NULL DEFAULT 'kiriminaja';
+        """,
+    ),
 ]
 
 
@@ -262,6 +271,15 @@ LOG_MIGRATIONS: list[tuple[int, str]] = [
             id  INTEGER PRIMARY KEY CHECK (id = 1),
             at  INTEGER NOT NULL
         );
+        """,
+    ),
+    (
+        2,
+        # Which push source decoded an entry (`gateway.sources`; ``source`` says push or pull),
+        # so that the intake asks that source to normalise it. Every entry logged before
+        # sources existed was KiriminAja's.
+        """
+        ALTER TABLE pushes ADD COLUMN origin TEXT NOT NULL DEFAULT 'kiriminaja';
         """,
     ),
 ]

@@ -73,11 +73,12 @@ DROP_MAIN_PUSHES = "DROP TABLE main.pushes"
 # -- the push log and the intake (ingest.py) ---------------------------------------------------
 PUSH_COLUMNS = (
     "seq, id, source, method, items, received_at, content_type, body, state, error,"
-    " processed_at, accepted, duplicates"
+    " processed_at, accepted, duplicates, origin"
 )
 APPEND_PUSH = (
-    "INSERT INTO pushes (id, source, method, items, received_at, content_type, body, state)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')"
+    "INSERT INTO pushes"
+    " (id, source, method, items, received_at, content_type, body, origin, state)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')"
 )
 PENDING_PUSHES = f"SELECT {PUSH_COLUMNS} FROM pushes WHERE state = 'pending' ORDER BY seq LIMIT ?"
 COUNT_PENDING_PUSHES = "SELECT count(*) FROM pushes WHERE state = 'pending'"
@@ -117,7 +118,7 @@ MARK_PUSH = (
 """An entry another intake recorded meanwhile keeps its record."""
 UPDATE_REJECTED = "UPDATE rejected SET reason = ? WHERE id = ?"
 INSERT_REJECTED = (
-    "INSERT INTO rejected (received_at, reason, body, content_type) VALUES (?, ?, ?, ?)"
+    "INSERT INTO rejected (received_at, reason, body, content_type, origin) VALUES (?, ?, ?, ?, ?)"
 )
 
 # -- the delivery queue (queue.py) -------------------------------------------------------------
@@ -305,7 +306,7 @@ GET_PUSH = f"SELECT {PUSH_COLUMNS} FROM pushes WHERE id = ?"
 GET_EVENT = "SELECT body FROM events WHERE id = ?"
 GET_CONTACT = "SELECT order_id, name, phone, email, language FROM contacts WHERE order_id = ?"
 COUNT_REJECTED = "SELECT count(*) FROM rejected"
-REJECTED_COLUMNS = "id, received_at, reason, body, content_type"
+REJECTED_COLUMNS = "id, received_at, reason, body, content_type, origin"
 LIST_REJECTED = f"SELECT {REJECTED_COLUMNS} FROM rejected ORDER BY id DESC LIMIT ?"
 GET_REJECTED = f"SELECT {REJECTED_COLUMNS} FROM rejected WHERE id = ?"
 DELETE_REJECTED = "DELETE FROM rejected WHERE id = ?"

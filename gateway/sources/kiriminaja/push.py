@@ -2,7 +2,7 @@
 
 Only the envelope is strict: a JSON object with a string ``method`` and ``data`` that is a list
 of objects or one object, each with an ``order_id``. Everything inside a package item is read
-leniently by `gateway.kiriminaja.normalise`: KiriminAja adds fields without notice, sends
+leniently by `gateway.sources.kiriminaja.normalise`: KiriminAja adds fields without notice, sends
 ``null`` where its docs show a value and numbers as strings, and a dropped update is worse than
 an odd one.
 """

@@ -45,8 +45,8 @@ from kiriminaja.http import HttpError
 
 from gateway.config import KiriminAjaConfig
 from gateway.events import EventKind
-from gateway.kiriminaja.pulled import Pulled
 from gateway.redaction import Redactor
+from gateway.sources.kiriminaja.pulled import Pulled
 
 __all__ = ["MAX_DEPTH", "NotFound", "Refused", "TrackingClient", "TrackingResult", "TryLater"]
 

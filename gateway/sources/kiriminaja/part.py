@@ -15,8 +15,8 @@ from typing import Any
 
 import msgspec
 
-from gateway.kiriminaja.normalise import order_key
-from gateway.kiriminaja.push import Push
+from gateway.sources.kiriminaja.normalise import order_key
+from gateway.sources.kiriminaja.push import Push
 
 __all__ = ["PushPart", "push_part"]
 

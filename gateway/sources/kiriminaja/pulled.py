@@ -48,9 +48,10 @@ from typing import Any
 import msgspec
 
 from gateway.events import Contact, Event, EventKind, Status
-from gateway.kiriminaja.normalise import Normalised, normalise, parse_time
-from gateway.kiriminaja.push import Push
 from gateway.phone import contact_phone
+from gateway.sources.base import Normalised
+from gateway.sources.kiriminaja.normalise import normalise, parse_time
+from gateway.sources.kiriminaja.push import Push
 from gateway.store.roles import LoggedPush
 
 __all__ = ["CODE_STATUS", "Pulled", "decode_pulled", "instant_states", "normalise_pulled"]

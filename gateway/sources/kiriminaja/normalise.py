@@ -33,19 +33,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
 
-import msgspec
-
-from gateway.events import Contact, Event, Status, event_identity
-from gateway.kiriminaja.push import Item, Push
+from gateway.events import Contact, Event, EventKind, Status, event_identity
 from gateway.phone import contact_phone
+from gateway.sources.base import Normalised
+from gateway.sources.kiriminaja.push import Item, Push
 
-__all__ = ["KNOWN_METHODS", "Normalised", "method_name", "normalise", "order_key", "parse_time"]
+__all__ = ["KNOWN_METHODS", "NAME", "method_name", "normalise", "order_key", "parse_time"]
 
-
-class Normalised(msgspec.Struct, frozen=True):
-    events: list[Event]
-    contacts: list[Contact]
-
+NAME = "kiriminaja"
+"""The source's name: its entry point, and the namespace of its events' ids (the same as before
+there were other sources, so that no id changed)."""
 
 _INSTANT_STATUS = {
     "picked_up": Status.PICKED_UP,
@@ -150,7 +147,7 @@ def normalise(
         for field in _REASONS:
             if field in item and (reason := _text(item[field])) is not None:
                 break
-        kind: Literal["express", "instant"] = (
+        kind: EventKind = (
             "instant"
             if method == "update_instant_packages" or details.get("service_type") == "instant"
             else "express"
@@ -158,6 +155,7 @@ def normalise(
         events.append(
             Event(
                 id=event_identity(
+                    namespace=NAME,
                     method=method,
                     order_id=order_id,
                     status=status,

@@ -21,8 +21,8 @@ from datetime import datetime, tzinfo
 import msgspec
 
 from gateway.events import Event, EventKind, Status, event_id
-from gateway.kiriminaja.normalise import Normalised
-from gateway.kiriminaja.pulled import Pulled, normalise_pulled
+from gateway.sources.base import Normalised
+from gateway.sources.kiriminaja.pulled import Pulled, normalise_pulled
 from gateway.store.roles import LoggedPush
 
 __all__ = ["STUCK_METHOD", "PullEntry", "Stuck", "decode_pull_entry", "status_key"]

@@ -45,9 +45,9 @@ from gateway import metrics
 from gateway.config import PullConfig
 from gateway.events import Contact, Event, EventKind
 from gateway.intake import new_push_id
-from gateway.kiriminaja.entries import STUCK_METHOD, PullEntry, Stuck, status_key
-from gateway.kiriminaja.pulled import Pulled, normalise_pulled
-from gateway.kiriminaja.tracking import NotFound, Refused, TrackingResult
+from gateway.sources.kiriminaja.entries import STUCK_METHOD, PullEntry, Stuck, status_key
+from gateway.sources.kiriminaja.pulled import Pulled, normalise_pulled
+from gateway.sources.kiriminaja.tracking import NotFound, Refused, TrackingResult
 from gateway.store.roles import IngestStore, NewPush, PullClaim, TrackedOrder, TrackingStore
 
 __all__ = ["Clock", "PassReport", "PullResult", "PullStore", "PullTracker", "SystemClock"]
@@ -69,7 +69,7 @@ class PullStore(IngestStore, TrackingStore, Protocol):
 
 
 class Tracker(Protocol):
-    """The tracking API (`gateway.kiriminaja.tracking.TrackingClient`)."""
+    """The tracking API (`gateway.sources.kiriminaja.tracking.TrackingClient`)."""
 
     async def track(self, kind: EventKind, order_id: str) -> TrackingResult: ...
 

@@ -1,0 +1,1 @@
+"""Push sources: what turns a body a service POSTed into `Event`s; ``kiriminaja`` is the first."""
