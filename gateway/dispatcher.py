@@ -543,7 +543,9 @@ class Dispatcher:
                 await self._hand_back(job, delay, quiet.describe(until))
                 return
         try:
-            contact = await self.contacts.resolve(delivery.order_id, claim.contact)
+            contact = await self.contacts.resolve(
+                delivery.order_id, claim.contact, shop=delivery.shop
+            )
         except LookupFailed as exc:
             await self._lookup_failed(job, controls, started, str(exc))
             return

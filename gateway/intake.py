@@ -86,7 +86,7 @@ class Decoder(Protocol):
 
 
 def _decode_kiriminaja_push(push: LoggedPush, tz: tzinfo) -> Normalised:
-    return normalise(decode_push(push.body), received_at=push.received_at, tz=tz)
+    return normalise(decode_push(push.body), received_at=push.received_at, tz=tz, shop=push.shop)
 
 
 DECODERS: dict[str, Decoder] = {"push": _decode_kiriminaja_push, "pull": decode_pull_entry}
@@ -111,7 +111,7 @@ class PartDecoder(Protocol):
 
 def _decode_kiriminaja_push_part(push: LoggedPush, tz: tzinfo, start: int, stop: int) -> LoggedPart:
     part = push_part(push.body, start, stop)
-    normalised = normalise(part.push, received_at=push.received_at, tz=tz)
+    normalised = normalise(part.push, received_at=push.received_at, tz=tz, shop=push.shop)
     return LoggedPart(part.push.items, normalised, part.total)
 
 
@@ -208,10 +208,13 @@ class Intake:
         decoders: Mapping[str, Decoder] | None = None,
         backlog: Backlog | None = None,
         summary: IntakeSummary | None = None,
+        zones: Mapping[str, tzinfo] | None = None,
     ) -> None:
         self.store = store
         self.router = router
         self.timezone = timezone
+        self.zones: Mapping[str, tzinfo] = zones or {}
+        """Shop id → the zone of its naive times (`timezone` for a shop not named)."""
         self.batch = max(1, batch)
         self.busy_batch = max(1, min(busy_batch, self.batch))
         self.poll_interval = poll_interval
@@ -223,10 +226,14 @@ class Intake:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
-    def reconfigure(self, *, router: Router, timezone: tzinfo) -> None:
-        """Routes (and the zone of naive times) of a reloaded configuration, for the batches
+    def reconfigure(
+        self, *, router: Router, timezone: tzinfo, zones: Mapping[str, tzinfo] | None = None
+    ) -> None:
+        """Routes (and the zones of naive times) of a reloaded configuration, for the batches
         taken from now on."""
         self.router, self.timezone = router, timezone
+        if zones is not None:
+            self.zones = zones
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -397,7 +404,8 @@ class Intake:
 
     def _outcome(self, push: LoggedPush) -> PushOutcome:
         try:
-            result = decode_logged(push, self.timezone, self.decoders)
+            tz = self.zones.get(push.shop, self.timezone)
+            result = decode_logged(push, tz, self.decoders)
             deliveries: list[NewDelivery] = []
             unrouted = 0
             for event in result.events:
@@ -445,7 +453,7 @@ class Intake:
             statuses = Counter(e.status.value for e in outcome.events if e.id in new)
             method = metrics.method_label(push.method or "")
             for status, count in statuses.items():
-                metrics.EVENTS.labels(method, status).inc(count)
+                metrics.EVENTS.labels(method, status, push.shop).inc(count)
             if result.duplicates:
                 metrics.EVENTS_DUPLICATE.inc(result.duplicates)
             if outcome.unrouted:

@@ -15,7 +15,6 @@ whole durable ingest (see README, "Performance").
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from datetime import UTC, datetime
@@ -29,8 +28,10 @@ from litestar.types import Receive, Scope, Send
 from gateway import metrics
 from gateway.access import AmbiguousCredentials
 from gateway.errors import PushError, StoreError, error_answer
+from gateway.events import DEFAULT_SHOP
 from gateway.intake import new_push_id
 from gateway.kiriminaja import decode_push
+from gateway.shops import Shop, Shops
 from gateway.store.roles import NewPush, RejectedRequest
 
 if TYPE_CHECKING:
@@ -40,9 +41,9 @@ __all__ = [
     "BACKLOG_RETRY_AFTER",
     "PushAccepted",
     "accept_push",
-    "authorised",
     "http_protocol",
     "make_receiver",
+    "push_shop",
 ]
 
 BACKLOG_RETRY_AFTER = 30
@@ -69,9 +70,11 @@ async def accept_push(
     *,
     rejected_id: int | None = None,
     now: datetime | None = None,
+    shop: str = DEFAULT_SHOP,
 ) -> tuple[int, bytes]:
-    """Check an authenticated body's envelope and append it to the push log; the status and
-    JSON answer. The 200 means the body is on disk: the intake makes events of it afterwards.
+    """Check an authenticated body's envelope and append it to the push log as `shop`'s (the
+    shop its token named); the status and JSON answer. The 200 means the body is on disk: the
+    intake makes events of it afterwards.
 
     `rejected_id` replays a kept rejected body: if it is still not a push, that row gets the
     new reason instead of a second row being added.
@@ -101,6 +104,7 @@ async def accept_push(
 
     entry = NewPush(
         id=new_push_id(received_at),
+        shop=shop,
         source="push",
         received_at=received_at,
         body=body,
@@ -116,7 +120,7 @@ async def accept_push(
     rt.receiver_trouble.recovered()
     rt.backlog.pending += 1
     rt.wake_intake()
-    metrics.PUSHES.labels(metrics.method_label(push.method)).inc()
+    metrics.PUSHES.labels(metrics.method_label(push.method), shop).inc()
     log.debug(
         "push %s %r: %d items logged in %.1f ms",
         entry.id,
@@ -127,14 +131,15 @@ async def accept_push(
     return 200, _encode(PushAccepted(entry.id, entry.items))
 
 
-def authorised(header: str | None, token: bytes) -> bool:
-    """``Bearer <token>`` or the bare token (KiriminAja's plugin accepts both), constant time."""
-    if not header:
-        return False
-    value = header.strip()
-    if value[:7].lower() == "bearer ":
-        value = value[7:].strip()
-    return hmac.compare_digest(value.encode(), token)
+def push_shop(shops: Shops, header: str | None, path_shop: str | None) -> Shop | None:
+    """The shop a push is from: the one whose token the ``Authorization`` header carries
+    (``Bearer <token>`` or the bare token, compared in constant time whatever the number of
+    shops); on ``<receiver.path>/<shop id>`` only that shop's token is accepted. ``None``: 401.
+    """
+    shop = shops.by_header(header)
+    if shop is None or (path_shop is not None and shop.id != path_shop):
+        return None
+    return shop
 
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -226,7 +231,8 @@ def http_protocol(read_timeout: float) -> type[asyncio.Protocol]:
 
 
 def make_receiver(path: str, max_body_bytes: int) -> ASGIRouteHandler:
-    """The ``POST receiver.path`` handler."""
+    """The ``POST receiver.path`` handler, and ``POST receiver.path/<shop id>`` (only that
+    shop's token is accepted there)."""
     too_large = error_answer(
         413, "body_too_large", "the body is larger than receiver.max_body_bytes"
     )
@@ -241,7 +247,7 @@ def make_receiver(path: str, max_body_bytes: int) -> ASGIRouteHandler:
     )
     retry_later = [(b"retry-after", str(BACKLOG_RETRY_AFTER).encode())]
 
-    @asgi(path, is_mount=False, copy_scope=False)
+    @asgi([path, f"{path.rstrip('/')}/{{shop:str}}"], is_mount=False, copy_scope=False)
     async def receive_push(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":  # type: ignore[typeddict-item]
             await _respond(send, *not_allowed, extra=only_post)
@@ -262,7 +268,9 @@ def make_receiver(path: str, max_body_bytes: int) -> ASGIRouteHandler:
             metrics.PUSH_REJECTIONS.labels("unauthorized").inc()
             await _respond(send, *ambiguous)
             return
-        if not authorised(authorization, rt.push_token):
+        path_shop: str | None = scope["path_params"].get("shop")
+        shop = push_shop(rt.shops, authorization, path_shop)
+        if shop is None:
             metrics.PUSH_REJECTIONS.labels("unauthorized").inc()
             await _respond(
                 send, *error_answer(401, "unauthorized", "missing or wrong bearer token")
@@ -274,12 +282,17 @@ def make_receiver(path: str, max_body_bytes: int) -> ASGIRouteHandler:
             return
         rt.backlog.requests += 1
         try:
-            await _receive_body(rt, receive, send, length, content_type)
+            await _receive_body(rt, receive, send, length, content_type, shop.id)
         finally:
             rt.backlog.requests -= 1
 
     async def _receive_body(
-        rt: Runtime, receive: Receive, send: Send, length: int, content_type: str | None
+        rt: Runtime,
+        receive: Receive,
+        send: Send,
+        length: int,
+        content_type: str | None,
+        shop: str,
     ) -> None:
         try:
             async with asyncio.timeout(rt.config.receiver.read_timeout):
@@ -297,6 +310,6 @@ def make_receiver(path: str, max_body_bytes: int) -> ASGIRouteHandler:
             metrics.PUSH_REJECTIONS.labels("too_large").inc()
             await _respond(send, *too_large)
             return
-        await _respond(send, *await accept_push(rt, body, content_type))
+        await _respond(send, *await accept_push(rt, body, content_type, shop=shop))
 
     return receive_push

@@ -26,6 +26,7 @@ from gateway.kiriminaja.tracking import TrackingClient
 from gateway.redaction import Redactor, use_log_secrets
 from gateway.retention import Retention
 from gateway.routing import Router
+from gateway.shops import Shops
 from gateway.store import Store, open_store
 from gateway.store.shared import Notifier
 from gateway.templating import Templates
@@ -67,7 +68,8 @@ class Runtime:
     """The file the configuration came from: what a reload reads again."""
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     """When the configuration in use was loaded (at start, or by the last good reload)."""
-    push_token: bytes = field(init=False)
+    shops: Shops = field(init=False)
+    """The configured shops: which one a push's token is, their zones and keys."""
     admin_token: bytes | None = field(init=False)
     timezone: ZoneInfo = field(init=False)
 
@@ -75,7 +77,7 @@ class Runtime:
         self._derive()
 
     def _derive(self) -> None:
-        self.push_token = self.config.receiver.token.encode()
+        self.shops = Shops.from_config(self.config)
         token = self.config.admin.token
         self.admin_token = token.encode() if token else None
         self.timezone = self.config.receiver.tz
@@ -96,7 +98,7 @@ class Runtime:
         self._derive()
         use_log_secrets(redactor)
         if self.intake is not None:
-            self.intake.reconfigure(router=router, timezone=self.timezone)
+            self.intake.reconfigure(router=router, timezone=self.timezone, zones=self.shops.zones)
         if self.dispatcher is not None:
             self.dispatcher.reconfigure(
                 sinks=sinks, retry=config.retry, templates=templates, redactor=redactor
@@ -136,6 +138,7 @@ def build_intake(runtime: Runtime) -> Intake:
         poll_interval=float(runtime.config.dispatcher.poll_interval),
         on_stored=runtime.wake_dispatcher,
         backlog=runtime.backlog,
+        zones=runtime.shops.zones,
     )
 
 

@@ -24,7 +24,8 @@ class Table:
     name: str
     columns: tuple[str, ...]
     key: str
-    """The column pages are taken in order of (a sequence, or the primary key)."""
+    """The column (or unique expression) pages are taken in order of (a sequence, or the
+    primary key)."""
     times: frozenset[str] = frozenset()
     """Columns holding a moment."""
 
@@ -45,13 +46,24 @@ TABLES: tuple[Table, ...] = (
             "processed_at",
             "accepted",
             "duplicates",
+            "shop",
         ),
         key="seq",
         times=frozenset({"received_at", "processed_at"}),
     ),
     Table(
         "events",
-        ("id", "order_id", "status", "method", "occurred_at", "received_at", "body", "push_id"),
+        (
+            "id",
+            "order_id",
+            "status",
+            "method",
+            "occurred_at",
+            "received_at",
+            "body",
+            "push_id",
+            "shop",
+        ),
         key="seq",
         times=frozenset({"occurred_at", "received_at"}),
     ),
@@ -80,6 +92,7 @@ TABLES: tuple[Table, ...] = (
             "stage",
             "timed",
             "started_at",
+            "shop",
         ),
         key="seq",
         times=frozenset(
@@ -102,8 +115,9 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "contacts",
-        ("order_id", "name", "phone", "email", "language", "updated_at", "registered_at"),
-        key="order_id",
+        ("order_id", "name", "phone", "email", "language", "updated_at", "registered_at", "shop"),
+        # Unique, and ordered alike by both backends' text: shop ids hold no `/`.
+        key="shop || '/' || order_id",
         times=frozenset({"updated_at", "registered_at"}),
     ),
     Table(

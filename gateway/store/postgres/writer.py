@@ -133,4 +133,5 @@ def _row(push: NewPush) -> tuple[Any, ...]:
         push.received_at,
         push.content_type,
         push.body,
+        push.shop,
     )
