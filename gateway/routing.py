@@ -191,15 +191,23 @@ class Router:
         so that templates can still be checked in the same run."""
         problems: list[str] = []
         env = sandbox(config.receiver.tz)
+        # A shop id no configured shop has is a typo: no event would ever match it.
+        choices = {**_CHOICES, "shop": frozenset(config.shops)} if config.shops else _CHOICES
         routes: list[Route] = []
         for i, rc in enumerate(config.routes):
             fields = []
             for field, spec in rc.match.items():
                 path = ("routes", i, "match", field)
                 get = _getter(field, config.where(*path), problems)
-                test = _test(spec, path, config.where, _CHOICES.get(field), problems)
+                test = _test(spec, path, config.where, choices.get(field), problems)
                 if get is not None and test is not None:
                     fields.append((get, test))
+            if rc.shop is not None:
+                test = _test(
+                    rc.shop, ("routes", i, "shop"), config.where, choices.get("shop"), problems
+                )
+                if test is not None:
+                    fields.append((attrgetter("shop"), test))
             when_fn = None
             if rc.when is not None:
                 try:

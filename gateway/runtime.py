@@ -21,7 +21,7 @@ from gateway.config import Config
 from gateway.contacts import ContactLookup, ContactResolver
 from gateway.dispatcher import Dispatcher
 from gateway.intake import Backlog, Intake
-from gateway.kiriminaja.pull import PullTracker
+from gateway.kiriminaja.pull import PullTracker, ShopLine
 from gateway.kiriminaja.tracking import TrackingClient
 from gateway.redaction import Redactor, use_log_secrets
 from gateway.retention import Retention
@@ -143,17 +143,27 @@ def build_intake(runtime: Runtime) -> Intake:
 
 
 def build_tracker(runtime: Runtime) -> PullTracker:
-    """A pull tracker over the runtime's store and shared HTTP client that wakes its intake."""
+    """A pull tracker over the runtime's store and shared HTTP client that wakes its intake:
+    each shop's orders asked about with that shop's key, at its rate."""
     config, http = runtime.config, runtime.sink_deps.http
     if http is None:
         raise RuntimeError("the runtime has no HTTP client")
-    client = TrackingClient(config.kiriminaja, api_key=config.kiriminaja_api_key, http=http)
+    lines = {
+        shop.id: ShopLine(
+            client=TrackingClient(shop.kiriminaja, api_key=shop.api_key, http=http),
+            calls_per_second=shop.pull_rate,
+            timezone=shop.timezone,
+        )
+        for shop in runtime.shops
+    }
+    first = next(iter(lines.values()))
     return PullTracker(
         store=runtime.store,
-        client=client,
+        client=first.client,
         config=config.pull,
         timezone=runtime.timezone,
         wake_intake=runtime.wake_intake,
+        shops=lines,
     )
 
 

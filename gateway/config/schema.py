@@ -454,6 +454,9 @@ class RouteConfig(_Section, frozen=True):
     """The sinks (by name under ``sinks:``) that get every event this route matches."""
     match: dict[str, Any] = msgspec.field(default_factory=dict)
     """Event field (dotted paths into ``details``) → value, list (any of), {not: …}, {regex: …}."""
+    shop: str | list[str] | None = None
+    """Only the events of this shop, or of any of these (ids under ``shops:``); ``None``:
+    every shop's. The same as ``match: {shop: ...}``."""
     when: str | None = None
     """A Jinja2 expression over ``event``; the route matches only where it is true."""
     template: dict[str, str | dict[str, str | TemplateFile]] = msgspec.field(default_factory=dict)
@@ -464,6 +467,11 @@ class RouteConfig(_Section, frozen=True):
     fallback: dict[str, str] = msgspec.field(default_factory=dict)
     """Sink → the sink that gets the event once instead when its delivery ends dead or
     skipped (``{wa: sms}``)."""
+
+    @property
+    def matchers(self) -> dict[str, Any]:
+        """``match`` with ``shop`` as one more entry (what the route's fields must hold)."""
+        return self.match if self.shop is None else {**self.match, "shop": self.shop}
 
 
 class Target(msgspec.Struct, frozen=True, kw_only=True):
