@@ -240,6 +240,7 @@ def make_receiver(path: str, max_body_bytes: int) -> ASGIRouteHandler:
         408, "request_timeout", "the body took longer than receiver.read_timeout"
     )
     not_allowed = error_answer(405, "method_not_allowed", "pushes are POSTed")
+    not_found = error_answer(404, "not_found", "push to receiver.path or receiver.path/<shop id>")
     only_post = [(b"allow", b"POST")]
     ambiguous = error_answer(400, "bad_request", str(AmbiguousCredentials()))
     backlogged = error_answer(
@@ -247,7 +248,9 @@ def make_receiver(path: str, max_body_bytes: int) -> ASGIRouteHandler:
     )
     retry_later = [(b"retry-after", str(BACKLOG_RETRY_AFTER).encode())]
 
-    @asgi([path, f"{path.rstrip('/')}/{{shop:str}}"], is_mount=False, copy_scope=False)
+    # Mounted, so `<path>/<shop id>` reaches it too (the rest of the path is in scope["path"]):
+    # shops added by a reload need no new route.
+    @asgi(path, is_mount=True, copy_scope=False)
     async def receive_push(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":  # type: ignore[typeddict-item]
             await _respond(send, *not_allowed, extra=only_post)
@@ -268,8 +271,11 @@ def make_receiver(path: str, max_body_bytes: int) -> ASGIRouteHandler:
             metrics.PUSH_REJECTIONS.labels("unauthorized").inc()
             await _respond(send, *ambiguous)
             return
-        path_shop: str | None = scope["path_params"].get("shop")
-        shop = push_shop(rt.shops, authorization, path_shop)
+        rest = scope["path"].strip("/")
+        if "/" in rest:
+            await _respond(send, *not_found)
+            return
+        shop = push_shop(rt.shops, authorization, rest or None)
         if shop is None:
             metrics.PUSH_REJECTIONS.labels("unauthorized").inc()
             await _respond(
