@@ -312,7 +312,7 @@ def test_metrics(make_server: Callable[..., KabarinProcess], peer: Peer) -> None
     text = server.client.get("/metrics").text
     assert 'kabarin_pushes_total{method="canceled_packages",shop="default"} 1.0' in text
     assert (
-        'kabarin_events_total{method="canceled_packages",status="canceled",shop="default"} 1.0'
+        'kabarin_events_total{method="canceled_packages",shop="default",status="canceled"} 1.0'
         in text
     )
     assert "kabarin_delivery_latency_seconds_bucket" in text
