@@ -99,6 +99,7 @@ def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHand
 class EventSummary(msgspec.Struct, frozen=True, kw_only=True):
     seq: int
     id: str
+    shop: str
     source: str
     method: str
     kind: str
@@ -157,6 +158,7 @@ class RejectedList(msgspec.Struct, frozen=True):
 class PushSummary(msgspec.Struct, frozen=True, kw_only=True):
     seq: int
     id: str
+    shop: str
     source: str
     method: str | None
     items: int
@@ -219,6 +221,7 @@ def _push_summary(p: LoggedPush) -> PushSummary:
     return PushSummary(
         seq=p.seq,
         id=p.id,
+        shop=p.shop,
         source=p.source,
         method=p.method,
         items=p.items,
@@ -235,6 +238,7 @@ def _summary(seq: int, e: Event) -> EventSummary:
     return EventSummary(
         seq=seq,
         id=e.id,
+        shop=e.shop,
         source=e.source,
         method=e.method,
         kind=e.kind,

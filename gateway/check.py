@@ -313,7 +313,9 @@ def _receivable(
 
 
 _STATUS_VALUES = frozenset(s.value for s in Status)
-_TEXT_FIELDS = frozenset({"method", "kind", "source", "raw_status", "order_id", "awb", "reason"})
+_TEXT_FIELDS = frozenset(
+    {"method", "kind", "source", "raw_status", "order_id", "awb", "reason", "shop"}
+)
 """Event fields a value written in a ``match`` may be put in as it is (text)."""
 
 
@@ -321,7 +323,7 @@ def _made_to_match(route: Route, samples: list[_Sample], config: Config) -> list
     """The full samples changed to pass `route`'s ``match``, one per status and kind: each
     field that fails takes the first value that passes it, from the values the ``match``
     names and those the samples have. A sample no value makes pass is left out."""
-    match = config.routes[route.index].match if route.index < len(config.routes) else {}
+    match = config.routes[route.index].matchers if route.index < len(config.routes) else {}
     if not match:
         return []
     # Each entry compiled alone, by the router itself: a route of one entry tests one field.

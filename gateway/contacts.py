@@ -38,7 +38,7 @@ import httpx
 import msgspec
 
 from gateway.config import ContactLookupConfig
-from gateway.events import Contact
+from gateway.events import DEFAULT_SHOP, Contact
 from gateway.phone import InvalidPhone, contact_phone, normalize_phone
 
 __all__ = [
@@ -151,16 +151,16 @@ def read_contacts_csv(text: str) -> tuple[list[Contact], list[str]]:
     return contacts, problems
 
 
-def merge(order_id: str, *sources: Contact | None) -> Contact | None:
-    """One contact from `sources` in priority order, field by field; ``None`` when none
-    exists."""
+def merge(order_id: str, *sources: Contact | None, shop: str = DEFAULT_SHOP) -> Contact | None:
+    """One contact of `shop`'s order from `sources` in priority order, field by field;
+    ``None`` when none exists."""
     present = [s for s in sources if s is not None]
     if not present:
         return None
     fields: dict[str, Any] = {}
     for name in ("name", "phone", "email", "language"):
         fields[name] = next((v for s in present if (v := getattr(s, name)) is not None), None)
-    return Contact(order_id=order_id, **fields)
+    return Contact(order_id=order_id, shop=shop, **fields)
 
 
 class ContactLookup:
@@ -236,7 +236,12 @@ class ContactLookup:
         }
         if (phone := found.get("phone")) is not None:
             found["phone"] = contact_phone(phone)
-        return Contact(order_id=order_id, **found)
+        return Contact(
+            order_id=order_id,
+            name=found.get("name"),
+            phone=found.get("phone"),
+            email=found.get("email"),
+        )
 
 
 class ContactResolver:
@@ -245,13 +250,16 @@ class ContactResolver:
     def __init__(self, lookup: ContactLookup | None = None) -> None:
         self.lookup = lookup
 
-    async def resolve(self, order_id: str, stored: Contact | None) -> Contact | None:
-        """Raises `LookupFailed` when a lookup was needed and failed."""
+    async def resolve(
+        self, order_id: str, stored: Contact | None, *, shop: str = DEFAULT_SHOP
+    ) -> Contact | None:
+        """The contact of `shop`'s order. Raises `LookupFailed` when a lookup was needed and
+        failed."""
         if self.lookup is None or (
             stored is not None and stored.phone is not None and stored.email is not None
         ):
             return stored
-        return merge(order_id, stored, await self.lookup.get(order_id))
+        return merge(order_id, stored, await self.lookup.get(order_id), shop=shop)
 
 
 def _at(body: Any, path: str) -> Any:

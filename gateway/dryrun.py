@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from gateway.errors import KabarinError
-from gateway.events import Event
+from gateway.events import DEFAULT_SHOP, Event
 from gateway.routing import Router
 from gateway.sources.base import PushSource
 from gateway.templating import Templates
@@ -50,6 +50,7 @@ def simulate(
     templates: Templates,
     sinks: Mapping[str, Sink],
     timezone: ZoneInfo,
+    shop: str = DEFAULT_SHOP,
 ) -> Simulated:
     """Decode `body` as the receiver would at `source`'s path and render what every matching
     sink would send.
@@ -57,7 +58,7 @@ def simulate(
     Raises `gateway.errors.PushError` when the body is not a push (the receiver answers 400).
     """
     push = source.decode(body)
-    result = source.normalise(push, received_at=datetime.now(UTC), tz=timezone)
+    result = source.normalise(push, received_at=datetime.now(UTC), tz=timezone, shop=shop)
     contacts = {c.order_id: c for c in result.contacts}
     events: list[SimulatedEvent] = []
     for event in result.events:

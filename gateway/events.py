@@ -13,6 +13,7 @@ from typing import Any, Literal
 import msgspec
 
 __all__ = [
+    "DEFAULT_SHOP",
     "TERMINAL_STATUSES",
     "Contact",
     "Event",
@@ -48,6 +49,10 @@ TERMINAL_STATUSES = frozenset({Status.DELIVERED, Status.CANCELED, Status.RETURNE
 ``rejected`` is not one: a parcel the recipient refused goes back to the shop (``returning``,
 then ``returned``), and the shop wants to hear when it is back."""
 
+DEFAULT_SHOP = "default"
+"""The shop of a one-shop file (``receiver.token``), and of every record written before shops
+existed: its event ids are what they were before (`event_identity`)."""
+
 EventKind = Literal["express", "instant"]
 """KiriminAja's kinds of shipment, the two its tracking API tells apart (the pull tracker's)."""
 Source = Literal["push", "pull"]
@@ -58,6 +63,8 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
 
     id: str
     """Deterministic: the same update pushed twice has the same id and is stored once."""
+    shop: str = DEFAULT_SHOP
+    """The id of the shop (KiriminAja account) it belongs to (``default`` with one shop)."""
     source: Source
     method: str
     """The raw method, in the source's words, e.g. KiriminAja's ``shipped_packages``."""
@@ -81,6 +88,8 @@ class Contact(msgspec.Struct, frozen=True, kw_only=True):
     """The customer behind an order, for the people-facing sinks."""
 
     order_id: str
+    shop: str = DEFAULT_SHOP
+    """The shop whose order it is: contacts are kept per (shop, order id)."""
     name: str | None = None
     phone: str | None = None
     email: str | None = None
@@ -98,6 +107,7 @@ def event_identity(
     occurred_at: datetime | None,
     awb: str | None,
     reason: str | None,
+    shop: str = DEFAULT_SHOP,
 ) -> str:
     """The id of one update, over its normalised fields: the same update twice, from one push
     or two, has the same id and is stored once.
@@ -106,7 +116,9 @@ def event_identity(
     an id; KiriminAja's is ``kiriminaja``, as it was before there were other sources.
     `method` is the canonical (plural) name; `occurred_at` is the update's own time, ``None``
     when it carries none (so a timeless repeat is still a repeat, not a new arrival time). The
-    reason counts only for ``problem``: a problem may change while the status stays.
+    reason counts only for ``problem``: a problem may change while the status stays. The shop
+    counts unless it is ``default``, whose ids stay what they were before shops existed, so a
+    push repeated across the upgrade is still a repeat.
     """
     ident: list[object] = [
         method,
@@ -118,6 +130,8 @@ def event_identity(
     ]
     if status is Status.PROBLEM:
         ident.append(reason)
+    if shop != DEFAULT_SHOP:
+        ident.append(f"shop={shop}")
     return event_id(namespace, *ident)
 
 

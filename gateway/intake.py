@@ -90,7 +90,9 @@ class Decoder(Protocol):
 
 def _decode_pushed(push: LoggedPush, tz: tzinfo) -> Normalised:
     source = get_source(push.origin)
-    return source.normalise(source.decode(push.body), received_at=push.received_at, tz=tz)
+    return source.normalise(
+        source.decode(push.body), received_at=push.received_at, tz=tz, shop=push.shop
+    )
 
 
 def _decode_pulled(push: LoggedPush, tz: tzinfo) -> Normalised:
@@ -125,11 +127,11 @@ def _decode_pushed_part(push: LoggedPush, tz: tzinfo, start: int, stop: int) -> 
     source = get_source(push.origin)
     if isinstance(source, Paged):  # only the range's items are decoded
         part, total = source.decode_part(push.body, start, stop)
-        normalised = source.normalise(part, received_at=push.received_at, tz=tz)
+        normalised = source.normalise(part, received_at=push.received_at, tz=tz, shop=push.shop)
         return LoggedPart(list(part.items), normalised, total)
     whole = source.decode(push.body)
     items = list(whole.items)[start:stop]
-    found = source.normalise(whole, received_at=push.received_at, tz=tz)
+    found = source.normalise(whole, received_at=push.received_at, tz=tz, shop=push.shop)
     # The range's events are those made of its items (`Event.raw` is the item as received).
     mine = {id(item) for item in items}
     events = [e for e in found.events if id(e.raw) in mine]
@@ -232,10 +234,13 @@ class Intake:
         decoders: Mapping[str, Decoder] | None = None,
         backlog: Backlog | None = None,
         summary: IntakeSummary | None = None,
+        zones: Mapping[str, tzinfo] | None = None,
     ) -> None:
         self.store = store
         self.router = router
         self.timezone = timezone
+        self.zones: Mapping[str, tzinfo] = zones or {}
+        """Shop id → the zone of its naive times (`timezone` for a shop not named)."""
         self.batch = max(1, batch)
         self.busy_batch = max(1, min(busy_batch, self.batch))
         self.poll_interval = poll_interval
@@ -247,10 +252,14 @@ class Intake:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
-    def reconfigure(self, *, router: Router, timezone: tzinfo) -> None:
-        """Routes (and the zone of naive times) of a reloaded configuration, for the batches
+    def reconfigure(
+        self, *, router: Router, timezone: tzinfo, zones: Mapping[str, tzinfo] | None = None
+    ) -> None:
+        """Routes (and the zones of naive times) of a reloaded configuration, for the batches
         taken from now on."""
         self.router, self.timezone = router, timezone
+        if zones is not None:
+            self.zones = zones
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -421,7 +430,8 @@ class Intake:
 
     def _outcome(self, push: LoggedPush) -> PushOutcome:
         try:
-            result = decode_logged(push, self.timezone, self.decoders)
+            tz = self.zones.get(push.shop, self.timezone)
+            result = decode_logged(push, tz, self.decoders)
             deliveries: list[NewDelivery] = []
             unrouted = 0
             for event in result.events:
@@ -469,7 +479,7 @@ class Intake:
             statuses = Counter(e.status.value for e in outcome.events if e.id in new)
             method = _method_label(push)
             for status, count in statuses.items():
-                metrics.EVENTS.labels(method, status).inc(count)
+                metrics.EVENTS.labels(method, status, push.shop).inc(count)
             if result.duplicates:
                 metrics.EVENTS_DUPLICATE.inc(result.duplicates)
             if outcome.unrouted:

@@ -62,8 +62,8 @@ REGISTRY = CollectorRegistry()
 
 PUSHES = Counter(
     "kabarin_pushes_total",
-    "Pushes accepted and committed, by push method.",
-    ["method"],
+    "Pushes accepted and committed, by push method and shop (configured ids only).",
+    ["method", "shop"],
     registry=REGISTRY,
 )
 PUSH_REJECTIONS = Counter(
@@ -74,8 +74,8 @@ PUSH_REJECTIONS = Counter(
 )
 EVENTS = Counter(
     "kabarin_events_total",
-    "Events stored (repeats not counted), by push method and normalised status.",
-    ["method", "status"],
+    "Events stored (repeats not counted), by push method, normalised status and shop.",
+    ["method", "status", "shop"],
     registry=REGISTRY,
 )
 EVENTS_DUPLICATE = Counter(

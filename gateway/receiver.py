@@ -20,7 +20,6 @@ whole durable ingest (see README, "Performance").
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from datetime import UTC, datetime
@@ -34,7 +33,9 @@ from litestar.types import Receive, Scope, Send
 from gateway import metrics
 from gateway.access import AmbiguousCredentials
 from gateway.errors import PushError, StoreError, error_answer
+from gateway.events import DEFAULT_SHOP
 from gateway.intake import new_push_id
+from gateway.shops import Shop, Shops
 from gateway.sources.registry import get_source
 from gateway.store.roles import NewPush, RejectedRequest
 
@@ -45,9 +46,9 @@ __all__ = [
     "BACKLOG_RETRY_AFTER",
     "PushAccepted",
     "accept_push",
-    "authorised",
     "http_protocol",
     "make_receiver",
+    "push_shop",
 ]
 
 BACKLOG_RETRY_AFTER = 30
@@ -75,10 +76,11 @@ async def accept_push(
     source: str,
     rejected_id: int | None = None,
     now: datetime | None = None,
+    shop: str = DEFAULT_SHOP,
 ) -> tuple[int, bytes]:
     """Check an authenticated body's envelope with push source `source`'s decoder and append it
-    to the push log; the status and JSON answer. The 200 means the body is on disk: the intake
-    makes events of it afterwards.
+    to the push log as `shop`'s (the shop its token named); the status and JSON answer. The 200
+    means the body is on disk: the intake makes events of it afterwards.
 
     `rejected_id` replays a kept rejected body: if it is still not a push, that row gets the
     new reason instead of a second row being added.
@@ -115,6 +117,7 @@ async def accept_push(
 
     entry = NewPush(
         id=new_push_id(received_at),
+        shop=shop,
         source="push",
         received_at=received_at,
         body=body,
@@ -131,7 +134,7 @@ async def accept_push(
     rt.receiver_trouble.recovered()
     rt.backlog.pending += 1
     rt.wake_intake()
-    metrics.PUSHES.labels(metrics.method_label(push.method, decoder)).inc()
+    metrics.PUSHES.labels(metrics.method_label(push.method, decoder), shop).inc()
     log.debug(
         "push %s %r: %d items logged in %.1f ms",
         entry.id,
@@ -142,14 +145,15 @@ async def accept_push(
     return 200, _encode(PushAccepted(entry.id, entry.items))
 
 
-def authorised(header: str | None, token: bytes) -> bool:
-    """``Bearer <token>`` or the bare token (KiriminAja's plugin accepts both), constant time."""
-    if not header:
-        return False
-    value = header.strip()
-    if value[:7].lower() == "bearer ":
-        value = value[7:].strip()
-    return hmac.compare_digest(value.encode(), token)
+def push_shop(shops: Shops, header: str | None, path_shop: str | None) -> Shop | None:
+    """The shop a push is from: the one whose token the ``Authorization`` header carries
+    (``Bearer <token>`` or the bare token, compared in constant time whatever the number of
+    shops); on ``<receiver.path>/<shop id>`` only that shop's token is accepted. ``None``: 401.
+    """
+    shop = shops.by_header(header)
+    if shop is None or (path_shop is not None and shop.id != path_shop):
+        return None
+    return shop
 
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -241,7 +245,8 @@ def http_protocol(read_timeout: float) -> type[asyncio.Protocol]:
 
 
 def make_receiver(path: str, max_body_bytes: int, source: str) -> ASGIRouteHandler:
-    """The ``POST`` handler at `path`, where push source `source` sends its pushes."""
+    """The ``POST`` handler at `path`, where push source `source` sends its pushes, and at
+    ``path/<shop id>`` (only that shop's token is accepted there)."""
     too_large = error_answer(
         413, "body_too_large", "the body is larger than receiver.max_body_bytes"
     )
@@ -249,6 +254,7 @@ def make_receiver(path: str, max_body_bytes: int, source: str) -> ASGIRouteHandl
         408, "request_timeout", "the body took longer than receiver.read_timeout"
     )
     not_allowed = error_answer(405, "method_not_allowed", "pushes are POSTed")
+    not_found = error_answer(404, "not_found", "push to receiver.path or receiver.path/<shop id>")
     only_post = [(b"allow", b"POST")]
     ambiguous = error_answer(400, "bad_request", str(AmbiguousCredentials()))
     backlogged = error_answer(
@@ -256,7 +262,9 @@ def make_receiver(path: str, max_body_bytes: int, source: str) -> ASGIRouteHandl
     )
     retry_later = [(b"retry-after", str(BACKLOG_RETRY_AFTER).encode())]
 
-    @asgi(path, is_mount=False, copy_scope=False, name=f"push:{source}")
+    # Mounted, so `<path>/<shop id>` reaches it too (the rest of the path is in scope["path"]):
+    # shops added by a reload need no new route.
+    @asgi(path, is_mount=True, copy_scope=False, name=f"push:{source}")
     async def receive_push(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":  # type: ignore[typeddict-item]
             await _respond(send, *not_allowed, extra=only_post)
@@ -277,7 +285,12 @@ def make_receiver(path: str, max_body_bytes: int, source: str) -> ASGIRouteHandl
             metrics.PUSH_REJECTIONS.labels("unauthorized").inc()
             await _respond(send, *ambiguous)
             return
-        if not authorised(authorization, rt.push_token):
+        rest = scope["path"].strip("/")
+        if "/" in rest:
+            await _respond(send, *not_found)
+            return
+        shop = push_shop(rt.shops, authorization, rest or None)
+        if shop is None:
             metrics.PUSH_REJECTIONS.labels("unauthorized").inc()
             await _respond(
                 send, *error_answer(401, "unauthorized", "missing or wrong bearer token")
@@ -289,12 +302,17 @@ def make_receiver(path: str, max_body_bytes: int, source: str) -> ASGIRouteHandl
             return
         rt.backlog.requests += 1
         try:
-            await _receive_body(rt, receive, send, length, content_type)
+            await _receive_body(rt, receive, send, length, content_type, shop.id)
         finally:
             rt.backlog.requests -= 1
 
     async def _receive_body(
-        rt: Runtime, receive: Receive, send: Send, length: int, content_type: str | None
+        rt: Runtime,
+        receive: Receive,
+        send: Send,
+        length: int,
+        content_type: str | None,
+        shop: str,
     ) -> None:
         try:
             async with asyncio.timeout(rt.config.receiver.read_timeout):
@@ -312,6 +330,6 @@ def make_receiver(path: str, max_body_bytes: int, source: str) -> ASGIRouteHandl
             metrics.PUSH_REJECTIONS.labels("too_large").inc()
             await _respond(send, *too_large)
             return
-        await _respond(send, *await accept_push(rt, body, content_type, source=source))
+        await _respond(send, *await accept_push(rt, body, content_type, source=source, shop=shop))
 
     return receive_push

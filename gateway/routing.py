@@ -194,6 +194,8 @@ class Router:
         env = sandbox(config.receiver.tz)
         kinds = frozenset(k for source in configured_sources(config) for k in source.kinds)
         choices = {**_CHOICES, "kind": kinds}
+        if config.shops:  # a shop id no configured shop has is a typo: no event would match it
+            choices["shop"] = frozenset(config.shops)
         routes: list[Route] = []
         for i, rc in enumerate(config.routes):
             fields = []
@@ -203,6 +205,12 @@ class Router:
                 test = _test(spec, path, config.where, choices.get(field), problems)
                 if get is not None and test is not None:
                     fields.append((get, test))
+            if rc.shop is not None:
+                test = _test(
+                    rc.shop, ("routes", i, "shop"), config.where, choices.get("shop"), problems
+                )
+                if test is not None:
+                    fields.append((attrgetter("shop"), test))
             when_fn = None
             if rc.when is not None:
                 try:

@@ -24,8 +24,9 @@ from gateway.intake import Backlog, Intake
 from gateway.redaction import Redactor, use_log_secrets
 from gateway.retention import Retention
 from gateway.routing import Router
+from gateway.shops import Shops
 from gateway.sources.base import Tracked
-from gateway.sources.kiriminaja.pull import PullTracker
+from gateway.sources.kiriminaja.pull import PullTracker, ShopLine
 from gateway.sources.registry import DEFAULT_SOURCE, get_source
 from gateway.store import Store, open_store
 from gateway.store.shared import Notifier
@@ -68,7 +69,8 @@ class Runtime:
     """The file the configuration came from: what a reload reads again."""
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     """When the configuration in use was loaded (at start, or by the last good reload)."""
-    push_token: bytes = field(init=False)
+    shops: Shops = field(init=False)
+    """The configured shops: which one a push's token is, their zones and keys."""
     admin_token: bytes | None = field(init=False)
     timezone: ZoneInfo = field(init=False)
 
@@ -76,7 +78,7 @@ class Runtime:
         self._derive()
 
     def _derive(self) -> None:
-        self.push_token = self.config.receiver.token.encode()
+        self.shops = Shops.from_config(self.config)
         token = self.config.admin.token
         self.admin_token = token.encode() if token else None
         self.timezone = self.config.receiver.tz
@@ -97,7 +99,7 @@ class Runtime:
         self._derive()
         use_log_secrets(redactor)
         if self.intake is not None:
-            self.intake.reconfigure(router=router, timezone=self.timezone)
+            self.intake.reconfigure(router=router, timezone=self.timezone, zones=self.shops.zones)
         if self.dispatcher is not None:
             self.dispatcher.reconfigure(
                 sinks=sinks, retry=config.retry, templates=templates, redactor=redactor
@@ -137,24 +139,35 @@ def build_intake(runtime: Runtime) -> Intake:
         poll_interval=float(runtime.config.dispatcher.poll_interval),
         on_stored=runtime.wake_dispatcher,
         backlog=runtime.backlog,
+        zones=runtime.shops.zones,
     )
 
 
 def build_tracker(runtime: Runtime) -> PullTracker:
-    """A pull tracker over the runtime's store and shared HTTP client that wakes its intake."""
+    """A pull tracker over the runtime's store and shared HTTP client that wakes its intake:
+    each shop's orders asked about with that shop's key, at its rate."""
     config, http = runtime.config, runtime.sink_deps.http
     if http is None:
         raise RuntimeError("the runtime has no HTTP client")
     source = get_source(DEFAULT_SOURCE)  # the pull tracker reads KiriminAja's tracking answers
     if not isinstance(source, Tracked):
         raise RuntimeError(f"push source {source.name!r} has no tracking API")
-    client = source.tracking_client(config, http)
+    lines = {
+        shop.id: ShopLine(
+            client=source.tracking_client(shop, http),
+            calls_per_second=shop.pull_rate,
+            timezone=shop.timezone,
+        )
+        for shop in runtime.shops
+    }
+    first = next(iter(lines.values()))
     return PullTracker(
         store=runtime.store,
-        client=client,
+        client=first.client,
         config=config.pull,
         timezone=runtime.timezone,
         wake_intake=runtime.wake_intake,
+        shops=lines,
     )
 
 

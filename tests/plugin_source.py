@@ -57,7 +57,9 @@ class ParcelkuSource:
                 raise PushError("a shipment needs a `ref`", f"$.shipments[{i}].ref")
         return push
 
-    def normalise(self, push: Any, *, received_at: datetime, tz: tzinfo) -> Normalised:
+    def normalise(
+        self, push: Any, *, received_at: datetime, tz: tzinfo, shop: str = "default"
+    ) -> Normalised:
         events = []
         for shipment in push.items:
             raw_status = shipment.get("status")
@@ -68,9 +70,9 @@ class ParcelkuSource:
                     id=event_identity(
                         namespace=self.name, method=push.method, order_id=shipment["ref"],
                         status=status, raw_status=raw_status, occurred_at=when, awb=None,
-                        reason=None,
+                        reason=None, shop=shop,
                     ),
-                    source="push", method=push.method, kind="same_day", status=status,
+                    shop=shop, source="push", method=push.method, kind="same_day", status=status,
                     raw_status=raw_status, order_id=shipment["ref"],
                     occurred_at=when or received_at, received_at=received_at, raw=shipment,
                 )

@@ -58,15 +58,19 @@ def test_the_reference_covers_every_section_sink_kind_and_route_key() -> None:
     assert ("sinks.<name>.concurrency", "slack") not in keys
     assert {d.key for d in docs if d.key.startswith("routes[].")} == {
         f"routes[].{name}" for name in ("name", "sinks", "match", "when", "template", "stop")
-    } | {"routes[].fallback"}
+    } | {"routes[].fallback", "routes[].shop"}
 
 
 @pytest.mark.parametrize(
     ("key", "type_", "required", "default"),
     [
-        ("receiver", "block", True, None),
+        ("receiver", "block", False, None),
         ("store", "block", False, None),
-        ("receiver.token", "string", True, None),
+        ("receiver.token", "string | null", False, "null"),
+        ("shops", "mapping of id → block", False, "{}"),
+        ("shops.<id>.token", "string", True, None),
+        ("shops.<id>.timezone", "string | null", False, "null"),
+        ("admin.tokens[].shops", "list of string", True, None),
         ("receiver.read_timeout", "duration", False, "10s"),
         ("receiver.max_body_bytes", "integer", False, "2097152"),
         ("admin.token", "string | null", False, "null"),
@@ -98,7 +102,7 @@ def test_types_and_defaults_read_as_the_file_writes_them(
 
 def test_a_description_is_the_docstring_under_the_field_as_running_text() -> None:
     keys = by_key(describe_config())
-    assert keys["receiver.token", None].description == (
+    assert keys["receiver.token", None].description.startswith(
         "KiriminAja's API key: KiriminAja sends it as the push's bearer token."
     )
     # wrapped over two lines in the source, one line here

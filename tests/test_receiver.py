@@ -15,8 +15,9 @@ from gateway import metrics
 from gateway.app import create_app
 from gateway.config import parse_config
 from gateway.errors import StoreError
-from gateway.receiver import authorised
+from gateway.receiver import push_shop
 from gateway.runtime import Runtime
+from gateway.shops import Shops
 from gateway.sources.registry import get_source
 from gateway.store import NewPush
 from tests.waiting import eventually
@@ -99,7 +100,9 @@ def test_readyz_is_503_when_the_store_is_unusable(
     ],
 )
 def test_authorised(header: str | None, ok: bool) -> None:
-    assert authorised(header, b"t0ken") is ok
+    shops = Shops.from_config(parse_config("receiver: {token: t0ken}", env={}))
+    shop = push_shop(shops, header, None)
+    assert (shop is not None and shop.id == "default") is ok
 
 
 def processed(client: TestClient[Litestar], push: bytes) -> dict[str, object]:
@@ -149,7 +152,7 @@ def test_deep_nesting_is_400_and_kept(client: TestClient[Litestar]) -> None:
 
 def test_events_count_stored_events_and_duplicates_apart(client: TestClient[Litestar]) -> None:
     push = b'{"method": "shipped_packages", "data": [{"order_id": "M-1"}, {"order_id": "M-2"}]}'
-    labels = {"method": "shipped_packages", "status": "shipped"}
+    labels = {"method": "shipped_packages", "status": "shipped", "shop": "default"}
     before = sample("kabarin_events_total", **labels)
     duplicates = sample("kabarin_events_duplicate_total")
     assert processed(client, push)["accepted"] == 2

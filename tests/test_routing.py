@@ -337,7 +337,7 @@ def test_config_errors_name_every_problem_with_its_path(tmp_path: Path) -> None:
     )
     fields = (
         "awb, id, kind, method, occurred_at, order_id, raw_status, reason, received_at, "
-        "source, status, details.<key>"
+        "shop, source, status, details.<key>"
     )
     # the template file is read by the load, so its problem comes before the router's
     assert problems == [

@@ -22,7 +22,9 @@ import yaml
 from gateway.config.convert import INVALID, UNKNOWN_KEY, convert
 from gateway.config.lines import LineIndex
 from gateway.config.schema import (
+    DEFAULT_SHOP,
     SECTIONS,
+    SHOP_ID,
     AdminConfig,
     Config,
     ContactsConfig,
@@ -34,6 +36,7 @@ from gateway.config.schema import (
     RetentionConfig,
     RetryPolicyConfig,
     RouteConfig,
+    ShopConfig,
     SourceConfig,
     StoreConfig,
     Target,
@@ -101,7 +104,7 @@ def _build(
     data = _interpolate(data, os.environ if env is None else env, (), problems, lines)
     unset = len(problems)
     for key in data:
-        if key not in SECTIONS and key not in ("sinks", "routes", "sources"):
+        if key not in SECTIONS and key not in ("sinks", "routes", "sources", "shops"):
             problems.append(f"{lines.describe((str(key),))}: {UNKNOWN_KEY}")
     sections: dict[str, Any] = {}
     for name, section in SECTIONS.items():
@@ -109,8 +112,6 @@ def _build(
             got = convert(data[name], section, (name,), lines, problems)
             if got is not INVALID:
                 sections[name] = got
-        elif name == "receiver":
-            problems.append(f"{lines.describe(())}: missing required section `receiver`")
         else:
             sections[name] = section()
     if on_disk and "store" in sections:
@@ -163,7 +164,9 @@ def _build(
 
     admin = sections.get("admin") or AdminConfig()
     kiriminaja = sections.get("kiriminaja") or KiriminAjaConfig()
+    shops = _shops(data, receiver, admin, lines, problems)
     api_keys = [kiriminaja.api_key] if kiriminaja.api_key and len(kiriminaja.api_key) >= 4 else []
+    api_keys += [k.api_key for s in shops.values() if s.kiriminaja and (k := s.kiriminaja).api_key]
     config = Config(
         receiver=receiver,
         store=sections.get("store") or StoreConfig(),
@@ -178,9 +181,11 @@ def _build(
         sinks=sinks,
         routes=routes,
         sources=sources,
+        shops=shops,
         base_dir=folder,
         secrets=frozenset(
             _collect_secrets(receiver, admin, raw_sinks)
+            + [shop.token for shop in shops.values() if len(shop.token) >= 4]
             + api_keys
             + secret_values(data.get("contacts") or {})
         ),
@@ -211,6 +216,65 @@ def _build(
             _unset_first(problems, unset), msgspec.structs.replace(config, routes=kept)
         )
     return config
+
+
+def _shops(
+    data: dict[Any, Any],
+    receiver: ReceiverConfig,
+    admin: AdminConfig,
+    lines: LineIndex,
+    problems: list[str],
+) -> dict[str, ShopConfig]:
+    """The shops: the ``shops:`` blocks, or the one shop ``default`` of `receiver.token`; and
+    the checks across them (one or the other, ids, distinct tokens, scoped admin tokens)."""
+    raw = data.get("shops")
+    shops: dict[str, ShopConfig] = {}
+    if raw is None:
+        if "receiver" not in data:
+            problems.append(f"{lines.describe(())}: missing required section `receiver`")
+        elif receiver.token is None:
+            problems.append(
+                f"{lines.describe(('receiver',))}: missing `token` (KiriminAja's API key), "
+                "or list the shops under `shops:`"
+            )
+        else:
+            shops[DEFAULT_SHOP] = ShopConfig(token=receiver.token)
+    elif not isinstance(raw, dict) or not raw:
+        problems.append(f"{lines.describe(('shops',))}: expected a mapping of shop id → block")
+    else:
+        if isinstance(data.get("receiver"), dict) and "token" in data["receiver"]:
+            problems.append(
+                f"{lines.describe(('receiver', 'token'))}: a file with `shops:` gives each "
+                "shop its token there; leave `receiver.token` out"
+            )
+        owner: dict[str, str] = {}
+        for key, block in raw.items():
+            path: tuple[str | int, ...] = ("shops", str(key))
+            if not isinstance(key, str) or not SHOP_ID.match(key):
+                problems.append(
+                    f"{lines.describe(path)}: a shop id is letters, digits, `-` and `_` "
+                    "(at most 63, starting with a letter or a digit)"
+                )
+                continue
+            got = convert(block, ShopConfig, path, lines, problems)
+            if got is INVALID:
+                continue
+            if got.token in owner:
+                problems.append(
+                    f"{lines.describe((*path, 'token'))}: the same token as shop "
+                    f"{owner[got.token]!r}: a push could not tell them apart"
+                )
+            owner.setdefault(got.token, key)
+            shops[key] = got
+    if shops:  # none: that is reported already
+        for i, scoped in enumerate(admin.tokens):
+            for j, shop in enumerate(scoped.shops):
+                if shop not in shops:
+                    problems.append(
+                        f"{lines.describe(('admin', 'tokens', i, 'shops', j))}: "
+                        f"unknown shop {shop!r} (shops: {', '.join(shops)})"
+                    )
+    return shops
 
 
 def _sinks(
@@ -418,5 +482,10 @@ def _collect_secrets(
     receiver: ReceiverConfig, admin: AdminConfig, raw_sinks: dict[Any, Any]
 ) -> list[str]:
     # From the raw blocks, so a sink kind this process cannot build still has its secrets masked.
-    found = [receiver.token, *([admin.token] if admin.token else []), *secret_values(raw_sinks)]
+    found = [
+        *([receiver.token] if receiver.token else []),
+        *([admin.token] if admin.token else []),
+        *(scoped.token for scoped in admin.tokens),
+        *secret_values(raw_sinks),
+    ]
     return [s for s in found if len(s) >= 4]

@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 
 from gateway.config.convert import struct_of
-from gateway.config.schema import SECTIONS, Config, RouteConfig, SourceConfig
+from gateway.config.schema import SECTIONS, Config, RouteConfig, ShopConfig, SourceConfig
 from gateway.units import Duration, RateLimit, Window
 from sinks.base import Sink, SinkConfig
 from sinks.registry import load_sink_types
@@ -53,9 +53,9 @@ class KeyDoc(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def describe_config(sink_types: Mapping[str, type[Sink]] | None = None) -> list[KeyDoc]:
-    """Every key of the file, in the file's usual order: the sections, ``sinks`` (the keys of
-    every sink block, then each kind's own), then ``routes``. `sink_types` defaults to the
-    installed kinds (`load_sink_types`)."""
+    """Every key of the file, in the file's usual order: the sections, ``shops``, ``sinks``
+    (the keys of every sink block, then each kind's own), then ``routes``. `sink_types`
+    defaults to the installed kinds (`load_sink_types`)."""
     kinds = load_sink_types() if sink_types is None else sink_types
     config_docs = field_docs(Config)
     out: list[KeyDoc] = []
@@ -72,6 +72,16 @@ def describe_config(sink_types: Mapping[str, type[Sink]] | None = None) -> list[
             )
         )
         out.extend(_keys(section, name))
+    out.append(
+        KeyDoc(
+            key="shops",
+            type="mapping of id → block",
+            required=False,
+            default="{}",
+            description=config_docs.get("shops", ""),
+        )
+    )
+    out.extend(_keys(ShopConfig, "shops.<id>"))
     out.append(
         KeyDoc(
             key="sinks",
@@ -147,6 +157,7 @@ def _keys(
     for field in msgspec.structs.fields(struct) if fields is None else fields:
         key = f"{prefix}.{field.encode_name}"
         inner = struct_of(field.type)
+        item = _list_item_struct(field.type)
         yield KeyDoc(
             key=key,
             type=_type_text(field.type),
@@ -157,6 +168,16 @@ def _keys(
         )
         if inner is not None:
             yield from _keys(inner, key, sink_type=sink_type)
+        elif item is not None:  # a list of blocks (``admin.tokens``): the keys of each
+            yield from _keys(item, f"{key}[]", sink_type=sink_type)
+
+
+def _list_item_struct(type_: Any) -> type[msgspec.Struct] | None:
+    """The struct a list field holds (``list[X]``), if any."""
+    if typing.get_origin(type_) is list:
+        (member,) = typing.get_args(type_)
+        return struct_of(member)
+    return None
 
 
 @functools.cache

@@ -9,6 +9,7 @@ is `gateway.config.loader`'s job.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -18,16 +19,18 @@ import msgspec
 
 from gateway.config.lines import LineIndex
 from gateway.delivery.model import Ordering
-from gateway.events import TERMINAL_STATUSES, Status
+from gateway.events import DEFAULT_SHOP, TERMINAL_STATUSES, Status
 from gateway.store.roles import DEFAULT_CACHE_MB
 from gateway.units import Duration, FieldError, Window, check_interval, parse_rate_limit
 from sinks.base import SinkConfig
 
 __all__ = [
     "DEFAULT_RETRY_SCHEDULE",
+    "DEFAULT_SHOP",
     "KIRIMINAJA_URLS",
     "MIN_ADMIN_TOKEN",
     "SECTIONS",
+    "SHOP_ID",
     "AdminConfig",
     "Config",
     "ContactLookupConfig",
@@ -41,6 +44,8 @@ __all__ = [
     "RetentionConfig",
     "RetryPolicyConfig",
     "RouteConfig",
+    "ScopedToken",
+    "ShopConfig",
     "SourceConfig",
     "StoreConfig",
     "Target",
@@ -59,8 +64,10 @@ class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 class ReceiverConfig(_Section, frozen=True):
     """The push endpoint KiriminAja POSTs to."""
 
-    token: str
-    """KiriminAja's API key: KiriminAja sends it as the push's bearer token."""
+    token: str | None = None
+    """KiriminAja's API key: KiriminAja sends it as the push's bearer token. A file with one
+    shop sets it (that shop's id is ``default``); a file with several leaves it out and lists
+    them under ``shops:``."""
     path: str = "/kiriminaja/push"
     """Where KiriminAja POSTs (register it with KiriminAja's ``set_callback``)."""
     max_body_bytes: int = 2 * 1024 * 1024
@@ -89,12 +96,9 @@ class ReceiverConfig(_Section, frozen=True):
             raise FieldError("max_body_bytes", "must be at least 1024")
         if self.max_backlog < 1:
             raise FieldError("max_backlog", "must be at least 1")
-        if not self.token:
+        if self.token is not None and not self.token:
             raise FieldError("token", "must not be empty")
-        try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise FieldError("timezone", f"unknown time zone `{self.timezone}`") from exc
+        _check_zone("timezone", self.timezone)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -110,6 +114,13 @@ class SourceConfig(_Section, frozen=True):
     def __post_init__(self) -> None:
         if not self.path.startswith("/"):
             raise FieldError("path", "must start with `/`")
+
+
+def _check_zone(key: str, zone: str) -> None:
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise FieldError(key, f"unknown time zone `{zone}`") from exc
 
 
 class StoreConfig(_Section, frozen=True):
@@ -148,6 +159,23 @@ class StoreConfig(_Section, frozen=True):
         return Path(rest[1:])
 
 
+class ScopedToken(_Section, frozen=True):
+    """An admin token limited to some shops."""
+
+    token: str
+    """Its bearer token (at least 16 characters)."""
+    shops: list[str]
+    """The ids (under ``shops:``; ``default`` in a one-shop file) of the shops it sees."""
+
+    def __post_init__(self) -> None:
+        if len(self.token) < MIN_ADMIN_TOKEN:
+            raise FieldError(
+                "token", f"must be at least {MIN_ADMIN_TOKEN} characters (it has {len(self.token)})"
+            )
+        if not self.shops:
+            raise FieldError("shops", "name at least one shop")
+
+
 class AdminConfig(_Section, frozen=True):
     """The admin API and the dashboard."""
 
@@ -160,6 +188,9 @@ class AdminConfig(_Section, frozen=True):
     """Where people reach this Kabarin (``https://kabarin.toko.example``): staff messages link
     to an order's dashboard page under it (the ``order_url`` template name). ``None``: no
     link."""
+    tokens: list[ScopedToken] = msgspec.field(default_factory=list)
+    """Admin tokens that see only some shops (a shop owner's own view): their pushes, events,
+    deliveries, contacts and orders; not the configuration, nor a reload."""
 
     def __post_init__(self) -> None:
         # Empty is "off", as if left out; anything shorter than this is guessable.
@@ -167,6 +198,11 @@ class AdminConfig(_Section, frozen=True):
             raise FieldError(
                 "token", f"must be at least {MIN_ADMIN_TOKEN} characters (it has {len(self.token)})"
             )
+        seen = {self.token} if self.token else set()
+        for i, scoped in enumerate(self.tokens):
+            if scoped.token in seen:
+                raise FieldError(("tokens", i, "token"), "already used by another admin token")
+            seen.add(scoped.token)
         if self.public_url is not None:
             parts = urlsplit(self.public_url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -261,8 +297,9 @@ class KiriminAjaConfig(_Section, frozen=True):
     """How Kabarin calls KiriminAja's API (the pull tracker's tracking calls)."""
 
     api_key: str | None = None
-    """Bearer token of the API calls; without one, `receiver.token` (KiriminAja sends the same
-    key as the push's bearer token: one secret both ways)."""
+    """Bearer token of the API calls; without one, `receiver.token`, or under ``shops:`` the
+    shop's ``token`` (KiriminAja sends the same key as the push's bearer token: one secret
+    both ways)."""
     env: Literal["sandbox", "production"] = "production"
     """KiriminAja runs no tracking on its sandbox, so production is the default."""
     base_url: str | None = None
@@ -318,13 +355,58 @@ class PullConfig(_Section, frozen=True):
 
     @property
     def calls_per_second(self) -> float:
-        if isinstance(self.rate, str):
-            limit = parse_rate_limit(self.rate)
-            return limit.count / limit.per
-        if isinstance(self.rate, bool) or not 0 < self.rate < math.inf:
-            raise ValueError(f"expected a number above 0 or a rate like `5/s`, got {self.rate!r}")
-        check_interval(1 / self.rate, self.rate)
-        return float(self.rate)
+        return _calls_per_second(self.rate)
+
+
+def _calls_per_second(rate: float | str) -> float:
+    """A rate (a number, or ``5/s``, ``120/m``) as calls per second; `ValueError` if bad."""
+    if isinstance(rate, str):
+        limit = parse_rate_limit(rate)
+        return limit.count / limit.per
+    if isinstance(rate, bool) or not 0 < rate < math.inf:
+        raise ValueError(f"expected a number above 0 or a rate like `5/s`, got {rate!r}")
+    check_interval(1 / rate, rate)
+    return float(rate)
+
+
+SHOP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+"""A shop id: letters, digits, ``-`` and ``_`` (it is part of URLs, metric labels, event ids)."""
+
+
+class ShopConfig(_Section, frozen=True):
+    """One shop (one KiriminAja account) this Kabarin serves, under its id."""
+
+    token: str
+    """That account's KiriminAja API key: its pushes' bearer token, and the key of the pull
+    tracker's calls about its orders. Distinct per shop."""
+    name: str | None = None
+    """Shown to staff and customers (``shop.name`` in templates); ``None``: the id."""
+    kiriminaja: KiriminAjaConfig | None = None
+    """How Kabarin calls KiriminAja's API for this shop; ``None``: the top-level
+    ``kiriminaja:`` block (its ``api_key`` aside: a shop's key is its ``token``)."""
+    timezone: str | None = None
+    """Zone of this shop's naive push times; ``None``: ``receiver.timezone``."""
+    rate: float | str | None = None
+    """The pull tracker's calls per second about this shop's orders at most (like
+    ``pull.rate``); ``None``: ``pull.rate``."""
+
+    def __post_init__(self) -> None:
+        if not self.token:
+            raise FieldError("token", "must not be empty")
+        if self.name is not None and not self.name.strip():
+            raise FieldError("name", "must not be empty (leave it out to show the id)")
+        if self.timezone is not None:
+            _check_zone("timezone", self.timezone)
+        if self.rate is not None:
+            try:
+                _calls_per_second(self.rate)
+            except ValueError as exc:
+                raise FieldError("rate", str(exc)) from None
+
+    @property
+    def calls_per_second(self) -> float | None:
+        """`rate` as tracking calls per second (``None``: ``pull.rate``)."""
+        return None if self.rate is None else _calls_per_second(self.rate)
 
 
 class LookupFields(_Section, frozen=True):
@@ -384,6 +466,9 @@ class RouteConfig(_Section, frozen=True):
     """The sinks (by name under ``sinks:``) that get every event this route matches."""
     match: dict[str, Any] = msgspec.field(default_factory=dict)
     """Event field (dotted paths into ``details``) → value, list (any of), {not: …}, {regex: …}."""
+    shop: str | list[str] | None = None
+    """Only the events of this shop, or of any of these (ids under ``shops:``); ``None``:
+    every shop's. The same as ``match: {shop: ...}``."""
     when: str | None = None
     """A Jinja2 expression over ``event``; the route matches only where it is true."""
     template: dict[str, str | dict[str, str | TemplateFile]] = msgspec.field(default_factory=dict)
@@ -394,6 +479,11 @@ class RouteConfig(_Section, frozen=True):
     fallback: dict[str, str] = msgspec.field(default_factory=dict)
     """Sink → the sink that gets the event once instead when its delivery ends dead or
     skipped (``{wa: sms}``)."""
+
+    @property
+    def matchers(self) -> dict[str, Any]:
+        """``match`` with ``shop`` as one more entry (what the route's fields must hold)."""
+        return self.match if self.shop is None else {**self.match, "shop": self.shop}
 
 
 class Target(msgspec.Struct, frozen=True, kw_only=True):
@@ -420,6 +510,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     sources: dict[str, SourceConfig] = msgspec.field(default_factory=dict)
     """Push sources besides KiriminAja (which POSTs to ``receiver.path``): source name (its
     ``kabarin.sources`` entry point) → where it POSTs."""
+    shops: dict[str, ShopConfig] = msgspec.field(default_factory=dict)
+    """Shop id → block, for several shops (KiriminAja accounts) in one Kabarin; leave it out
+    and set ``receiver.token`` for one. The load fills it in for a one-shop file: the shop
+    ``default``, with `receiver.token`."""
     intake: IntakeConfig = msgspec.field(default_factory=IntakeConfig)
     kiriminaja: KiriminAjaConfig = msgspec.field(default_factory=KiriminAjaConfig)
     contacts: ContactsConfig = msgspec.field(default_factory=ContactsConfig)
@@ -437,8 +531,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def kiriminaja_api_key(self) -> str:
-        """The key of KiriminAja API calls: `kiriminaja.api_key`, else `receiver.token`."""
-        return self.kiriminaja.api_key or self.receiver.token
+        """The key of KiriminAja API calls of a one-shop file: `kiriminaja.api_key`, else
+        `receiver.token` (with several shops, each shop's ``token``: `gateway.shops`)."""
+        return self.kiriminaja.api_key or self.receiver.token or ""
 
     def where(self, *path: str | int) -> str:
         """A key's path, with its line in the file when known: ``routes[1].when (line 12)``."""

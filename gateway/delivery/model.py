@@ -21,7 +21,7 @@ from typing import Literal
 
 import msgspec
 
-from gateway.events import Contact, Event
+from gateway.events import DEFAULT_SHOP, Contact, Event
 
 __all__ = [
     "OUTCOME_UNKNOWN",
@@ -96,6 +96,8 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     """Sinks that write to customers: when a send started whose outcome is not recorded yet
     (committed before the request leaves). A delivery found so once its lease ran out is never
     sent again by itself: it ends ``dead`` (`OUTCOME_UNKNOWN`) until a person replays it."""
+    shop: str = DEFAULT_SHOP
+    """The shop of its event: a lane is the deliveries of one (shop, order, sink)."""
 
 
 class Attempt(msgspec.Struct, frozen=True, kw_only=True):

@@ -74,7 +74,7 @@ async def prepare(
             delay = (until - started).total_seconds()
             return HandBack(delay, quiet.describe(until))
     try:
-        contact = await owner.contacts.resolve(delivery.order_id, claim.contact)
+        contact = await owner.contacts.resolve(delivery.order_id, claim.contact, shop=delivery.shop)
     except LookupFailed as exc:
         return _lookup_failed(claim, controls.policy, started, str(exc), owner)
     try:

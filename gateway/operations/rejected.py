@@ -53,7 +53,12 @@ async def replay_rejected(rt: Runtime, rejected: StoredRejected) -> RejectedRepl
     row is updated with the new reason, not kept twice.
     """
     status, body = await accept_push(
-        rt, rejected.body, rejected.content_type, source=rejected.origin, rejected_id=rejected.id
+        rt,
+        rejected.body,
+        rejected.content_type,
+        source=rejected.origin,
+        rejected_id=rejected.id,
+        shop=rejected.shop,
     )
     if status == 200:
         await rt.store.delete_rejected(rejected.id)

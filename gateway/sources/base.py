@@ -28,7 +28,7 @@ from gateway.events import Contact, Event
 if TYPE_CHECKING:
     import httpx
 
-    from gateway.config import Config
+    from gateway.shops import Shop
     from gateway.sources.kiriminaja.pull import Tracker
     from gateway.store.roles import LoggedPush
 
@@ -76,10 +76,14 @@ class PushSource(Protocol):
         an odd one."""
         ...
 
-    def normalise(self, push: DecodedPush, *, received_at: datetime, tz: tzinfo) -> Normalised:
-        """The events (and contacts) of a push `decode` accepted. `tz` is the zone of naive
-        times. Should not raise: an exception marks the log entry failed, for ``kabarin
-        reprocess`` after a fix."""
+    def normalise(
+        self, push: DecodedPush, *, received_at: datetime, tz: tzinfo, shop: str
+    ) -> Normalised:
+        """The events (and contacts) of a push `decode` accepted, for `shop` (the shop whose
+        token sent it: `Event.shop`, and part of each event's identity unless it is
+        ``default``, see `gateway.events.event_identity`). `tz` is the zone of naive times.
+        Should not raise: an exception marks the log entry failed, for ``kabarin reprocess``
+        after a fix."""
         ...
 
     def method_name(self, method: str) -> str:
@@ -111,8 +115,9 @@ class Paged(Protocol):
 class Tracked(Protocol):
     """A source with a tracking API the pull tracker asks when pushes were missed."""
 
-    def tracking_client(self, config: Config, http: httpx.AsyncClient) -> Tracker:
-        """A client of the tracking API, on the shared HTTP client. The pull tracker reads
+    def tracking_client(self, shop: Shop, http: httpx.AsyncClient) -> Tracker:
+        """A client of the tracking API for one shop's orders (its key, its settings), on the
+        shared HTTP client. The pull tracker reads
         its answers as KiriminAja's (`gateway.sources.kiriminaja.tracking.TrackingResult`)."""
         ...
 

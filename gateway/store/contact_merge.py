@@ -16,17 +16,19 @@ __all__ = ["merge_contacts"]
 
 
 def merge_contacts(contacts: Sequence[Contact]) -> list[Contact]:
-    """One contact per order, by order id: later fields that are not ``None`` win."""
-    merged: dict[str, Contact] = {}
+    """One contact per order, by (order id, shop): later fields that are not ``None`` win."""
+    merged: dict[tuple[str, str], Contact] = {}
     for c in contacts:
-        known = merged.get(c.order_id)
-        merged[c.order_id] = c if known is None else _merged(known, c)
+        key = (c.order_id, c.shop)
+        known = merged.get(key)
+        merged[key] = c if known is None else _merged(known, c)
     return [merged[k] for k in sorted(merged)]
 
 
 def _merged(known: Contact, later: Contact) -> Contact:
     return Contact(
         order_id=known.order_id,
+        shop=known.shop,
         name=later.name if later.name is not None else known.name,
         phone=later.phone if later.phone is not None else known.phone,
         email=later.email if later.email is not None else known.email,

@@ -24,7 +24,8 @@ class Table:
     name: str
     columns: tuple[str, ...]
     key: str
-    """The column pages are taken in order of (a sequence, or the primary key)."""
+    """The column (or unique expression) pages are taken in order of (a sequence, or the
+    primary key)."""
     times: frozenset[str] = frozenset()
     """Columns holding a moment."""
 
@@ -46,13 +47,24 @@ TABLES: tuple[Table, ...] = (
             "accepted",
             "duplicates",
             "origin",
+            "shop",
         ),
         key="seq",
         times=frozenset({"received_at", "processed_at"}),
     ),
     Table(
         "events",
-        ("id", "order_id", "status", "method", "occurred_at", "received_at", "body", "push_id"),
+        (
+            "id",
+            "order_id",
+            "status",
+            "method",
+            "occurred_at",
+            "received_at",
+            "body",
+            "push_id",
+            "shop",
+        ),
         key="seq",
         times=frozenset({"occurred_at", "received_at"}),
     ),
@@ -81,6 +93,7 @@ TABLES: tuple[Table, ...] = (
             "stage",
             "timed",
             "started_at",
+            "shop",
         ),
         key="seq",
         times=frozenset(
@@ -103,8 +116,9 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "contacts",
-        ("order_id", "name", "phone", "email", "language", "updated_at", "registered_at"),
-        key="order_id",
+        ("order_id", "name", "phone", "email", "language", "updated_at", "registered_at", "shop"),
+        # Unique, and ordered alike by both backends' text: shop ids hold no `/`.
+        key="shop || '/' || order_id",
         times=frozenset({"updated_at", "registered_at"}),
     ),
     Table(

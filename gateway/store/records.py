@@ -13,16 +13,17 @@ from datetime import datetime
 from typing import Any
 
 from gateway.delivery.model import Attempt, Delivery
-from gateway.events import Contact
+from gateway.events import DEFAULT_SHOP, Contact
 from gateway.store.roles import LoggedPush, StoredRejected
 
 __all__ = ["Records", "contact_from_row"]
 
 
 def contact_from_row(row: Sequence[Any]) -> Contact:
-    """``order_id, name, phone, email[, language]``."""
+    """``order_id, name, phone, email[, language[, shop]]``."""
     return Contact(
         order_id=row[0],
+        shop=row[5] if len(row) > 5 else DEFAULT_SHOP,
         name=row[1],
         phone=row[2],
         email=row[3],
@@ -62,6 +63,7 @@ class Records:
             waiting=row[17],
             fallback_of=row[18] if len(row) > 18 else None,
             started_at=self.opt_time(row[19]) if len(row) > 19 else None,
+            shop=row[20] if len(row) > 20 else DEFAULT_SHOP,
         )
 
     def push(self, row: Sequence[Any]) -> LoggedPush:
@@ -81,6 +83,7 @@ class Records:
             accepted=row[11],
             duplicates=row[12],
             origin=row[13],
+            shop=row[14],
         )
 
     def rejected(self, row: Sequence[Any]) -> StoredRejected:
@@ -92,6 +95,7 @@ class Records:
             body=bytes(row[3]),
             content_type=row[4],
             origin=row[5],
+            shop=row[6],
         )
 
     def attempt(self, row: Sequence[Any]) -> Attempt:

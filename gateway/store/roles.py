@@ -28,7 +28,7 @@ from gateway.delivery.model import (
     DeliveryState,
     NewDelivery,
 )
-from gateway.events import Contact, Event, EventKind, Source, Status
+from gateway.events import DEFAULT_SHOP, Contact, Event, EventKind, Source, Status
 
 __all__ = [
     "DEFAULT_CACHE_MB",
@@ -75,6 +75,8 @@ class NewPush(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     source: Source
     """``push`` (KiriminAja POSTed it) or ``pull`` (the tracking API answered it)."""
+    shop: str = DEFAULT_SHOP
+    """The shop whose token pushed it (or whose key the pull tracker asked with)."""
     received_at: datetime
     body: bytes
     content_type: str | None = None
@@ -109,6 +111,8 @@ class LoggedPush(msgspec.Struct, frozen=True, kw_only=True):
     """Events it repeated (already stored)."""
     origin: str = "kiriminaja"
     """The push source that decoded it (entries logged before sources existed: KiriminAja)."""
+    shop: str = DEFAULT_SHOP
+    """The shop whose token pushed it (``default`` for entries from before shops)."""
 
 
 class PushQuery(msgspec.Struct, frozen=True, kw_only=True):
@@ -128,7 +132,7 @@ class PushOutcome(msgspec.Struct, frozen=True, kw_only=True):
     deliveries: Sequence[NewDelivery] = ()
     """Created only for events that are new; a duplicate event gets no new deliveries."""
     contacts: Sequence[Contact] = ()
-    """Upserted by order id; a ``None`` field never overwrites a known value."""
+    """Upserted by (order id, shop); a ``None`` field never overwrites a known value."""
     unrouted: int = 0
     """Events that matched no route (counted, not an error)."""
     error: str | None = None
@@ -159,6 +163,8 @@ class RejectedRequest(msgspec.Struct, frozen=True, kw_only=True):
     """The kept row this is a new verdict on (a replay): it is updated, not added again."""
     origin: str = "kiriminaja"
     """The push source whose path it came to: a replay is judged by that source's decoder."""
+    shop: str = DEFAULT_SHOP
+    """The shop whose token sent it: a replay is that shop's push."""
 
 
 class StoredRejected(msgspec.Struct, frozen=True, kw_only=True):
@@ -169,6 +175,7 @@ class StoredRejected(msgspec.Struct, frozen=True, kw_only=True):
     content_type: str | None = None
     origin: str = "kiriminaja"
     """The push source whose path it came to."""
+    shop: str = DEFAULT_SHOP
 
 
 class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -267,7 +274,7 @@ class DeliveryQueue(Protocol):
         An expired one with `Delivery.started_at` set (a customer send started, no outcome
         recorded) is never leased again: it ends ``dead`` with `OUTCOME_UNKNOWN` and an attempt
         of outcome ``unknown`` (in `Claimed.unknown`).
-        Per (sink, order_id) at most one delivery is in flight, and ordering holds (the rules
+        Per (sink, shop, order_id) at most one delivery is in flight, and ordering holds (the rules
         of `gateway.store.lanes`):
         - ``ordering == "all"``: only the oldest unfinished delivery of a (sink, order) by
           creation order is a candidate, and only once it is due (head-of-line: later ones
@@ -358,11 +365,12 @@ class ContactBook(Protocol):
     as the last push or pulled answer gave it."""
 
     async def register_contacts(self, contacts: Sequence[Contact], *, now: datetime) -> int:
-        """Register (or update) contacts by order id in one commit; how many. A registered
-        field wins over what a push says from then on; a ``None`` field keeps what is known."""
+        """Register (or update) contacts by (order id, shop) in one commit; how many. A
+        registered field wins over what a push says from then on; a ``None`` field keeps what
+        is known."""
 
-    async def delete_contact(self, order_id: str) -> bool:
-        """Forget an order's contact, whoever gave it (False: none was kept)."""
+    async def delete_contact(self, order_id: str, *, shop: str = DEFAULT_SHOP) -> bool:
+        """Forget the contact of a shop's order, whoever gave it (False: none was kept)."""
 
 
 class AdminReader(Protocol):
@@ -376,7 +384,8 @@ class AdminReader(Protocol):
     async def events_by_id(self, ids: Sequence[str]) -> dict[str, tuple[Event, str | None]]:
         """The stored events among `ids`, each with the id of the log entry that produced it."""
 
-    async def get_contact(self, order_id: str) -> Contact | None: ...
+    async def get_contact(self, order_id: str, *, shop: str = DEFAULT_SHOP) -> Contact | None:
+        """The contact of a shop's order (contacts are kept per shop and order id)."""
 
     async def list_pushes(self, query: PushQuery) -> list[LoggedPush]:
         """Newest first."""
@@ -466,6 +475,8 @@ class TrackedOrder(msgspec.Struct, frozen=True, kw_only=True):
     """An order the pull tracker knows, as its events (and its own asking) left it."""
 
     order_id: str
+    shop: str = DEFAULT_SHOP
+    """Orders are tracked per (shop, order id); the shop's key asks about it."""
     kind: EventKind = "express"
     last_status: Status | None = None
     """The status of its newest event (by ``occurred_at``, ``stuck`` events aside); ``None``
@@ -522,9 +533,15 @@ class TrackingStore(Protocol):
     make several replicas share the work without asking about one order twice.
     """
 
-    async def track_orders(self, orders: Sequence[tuple[str, EventKind]], *, now: datetime) -> int:
-        """Register orders to follow (`kabarin track add`); how many were new (not named by
-        a stored event, a contact or an earlier call)."""
+    async def track_orders(
+        self,
+        orders: Sequence[tuple[str, EventKind]],
+        *,
+        now: datetime,
+        shop: str = DEFAULT_SHOP,
+    ) -> int:
+        """Register a shop's orders to follow (`kabarin track add`); how many were new (not
+        named by a stored event, a contact or an earlier call)."""
 
     async def claim_pulls(self, claim: PullClaim) -> list[TrackedOrder]:
         """Lease up to `claim.limit` open, not gone orders with no live lease, least recently
@@ -536,6 +553,7 @@ class TrackingStore(Protocol):
         self,
         order_id: str,
         *,
+        shop: str = DEFAULT_SHOP,
         now: datetime,
         next_pull_at: datetime,
         answered: bool = True,
@@ -554,14 +572,18 @@ class TrackingStore(Protocol):
         alerted (`stuck_status`, `stuck_since`) in the same transaction, so each is returned
         once until the order moves (its last update changes). Oldest last update first."""
 
-    async def known_statuses(self, order_id: str) -> set[tuple[Status, str | None]]:
-        """The statuses the order's stored events have (``stuck`` aside), each with its
+    async def known_statuses(
+        self, order_id: str, *, shop: str = DEFAULT_SHOP
+    ) -> set[tuple[Status, str | None]]:
+        """The statuses the shop's order's stored events have (``stuck`` aside), each with its
         reason for ``problem`` (``None`` for the others)."""
 
     async def last_push_at(self) -> datetime | None:
         """``received_at`` of the newest log entry KiriminAja pushed (source ``push``)."""
 
-    async def get_tracking(self, order_id: str) -> TrackedOrder | None: ...
+    async def get_tracking(
+        self, order_id: str, *, shop: str = DEFAULT_SHOP
+    ) -> TrackedOrder | None: ...
 
     async def tracking_counts(self) -> TrackingCounts: ...
 

@@ -9,10 +9,10 @@ per source. The ``html`` part escapes every value it inserts (``<`` → ``&lt;``
 
 A template sees ``event`` (the `Event`; ``event.details.<key>`` reads the details, statuses render
 as their value, e.g. ``delivered``), ``contact`` (never undefined: with no contact it is falsy and
-``contact.name`` is ``None``), ``route`` (the route's name), ``language`` (``id`` or ``en``)
-and ``order_url`` (the order's dashboard page under ``admin.public_url``; ``None`` when that is
-not set), in the sandbox of `gateway.templating.sandbox`. A failure is a `TemplateError` with
-the template's line.
+``contact.name`` is ``None``), ``route`` (the route's name), ``language`` (``id`` or ``en``),
+``shop`` (the event's shop: ``shop.id``, ``shop.name``) and ``order_url`` (the order's
+dashboard page under ``admin.public_url``; ``None`` when that is not set), in the sandbox of
+`gateway.templating.sandbox`. A failure is a `TemplateError` with the template's line.
 """
 
 from __future__ import annotations
@@ -76,6 +76,19 @@ class _NoContact:
         return False
 
 
+class ShopView:
+    """What ``shop`` is in a template: the event's shop, ``shop.id`` and ``shop.name``."""
+
+    __slots__ = ("id", "name")
+
+    def __init__(self, shop_id: str, name: str) -> None:
+        self.id = shop_id
+        self.name = name
+
+    def __str__(self) -> str:
+        return self.name
+
+
 def order_page(public_url: str | None, order_id: str) -> str | None:
     """The dashboard page of an order under `public_url` (``admin.public_url``), if set."""
     if public_url is None:
@@ -86,19 +99,31 @@ def order_page(public_url: str | None, order_id: str) -> str | None:
 class Templates:
     """Compiles (once per source) and renders message templates in the receiver's time zone.
 
-    `public_url` (``admin.public_url``) makes ``order_url`` a link to the order's dashboard page.
+    `public_url` (``admin.public_url``) makes ``order_url`` a link to the order's dashboard page;
+    `shop_names` (shop id → name) are what ``shop.name`` shows (the id for a shop not named).
     """
 
-    def __init__(self, *, timezone: tzinfo, public_url: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        timezone: tzinfo,
+        public_url: str | None = None,
+        shop_names: Mapping[str, str] | None = None,
+    ) -> None:
         self.timezone = timezone
         self.public_url = public_url
+        self.shop_names = dict(shop_names or {})
         self._env = sandbox(timezone)
         self._compiled: dict[str, Template] = {}
 
     @classmethod
     def for_config(cls, config: Config) -> Templates:
-        """Templates in ``receiver.timezone`` linking to the dashboard at ``admin.public_url``."""
-        return cls(timezone=config.receiver.tz, public_url=config.admin.public_url)
+        """Templates in ``receiver.timezone`` linking to the dashboard at ``admin.public_url``,
+        naming the configured shops."""
+        names = {shop_id: block.name or shop_id for shop_id, block in config.shops.items()}
+        return cls(
+            timezone=config.receiver.tz, public_url=config.admin.public_url, shop_names=names
+        )
 
     def compile(self, source: str) -> Template:
         """The compiled template; `TemplateError` (with the line) for a syntax error."""
@@ -125,6 +150,7 @@ class Templates:
                 route=route,
                 language=language,
                 order_url=order_page(self.public_url, event.order_id),
+                shop=ShopView(event.shop, self.shop_names.get(event.shop, event.shop)),
             )
         except Exception as exc:
             raise TemplateError(f"line {_template_line(exc)}: {clean_error(str(exc))}") from exc

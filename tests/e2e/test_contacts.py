@@ -21,6 +21,7 @@ def test_contacts_api_registers_over_the_push_and_forgets(
     assert pushed.status_code == 200, pushed.text
     assert pushed.json() == {  # as the sinks see it: the push's 081229917190 in E.164
         "order_id": order,
+        "shop": "default",
         "name": "Okka",
         "phone": "+6281229917190",
         "email": None,
@@ -33,6 +34,7 @@ def test_contacts_api_registers_over_the_push_and_forgets(
     assert r.status_code == 200, r.text
     want = {
         "order_id": order,
+        "shop": "default",
         "name": "Okka",  # left out: what the push said stays
         "phone": "+6281234567890",
         "email": "okka@toko.id",
@@ -92,6 +94,7 @@ def test_csv_import_reports_counts_and_row_errors(
     assert "08123" not in done.stderr and "081234567890" not in done.stderr
     assert server.admin("GET", "/contacts/OID-1").json() == {
         "order_id": "OID-1",
+        "shop": "default",
         "name": "Siti",
         "phone": "+6281234567890",
         "email": "siti@toko.id",

@@ -310,8 +310,11 @@ def test_metrics(make_server: Callable[..., KabarinProcess], peer: Peer) -> None
     server.wait_for(lambda: len(peer.requests()) == 2)
     server.wait_for(lambda: delivered in server.client.get("/metrics").text)
     text = server.client.get("/metrics").text
-    assert 'kabarin_pushes_total{method="canceled_packages"} 1.0' in text
-    assert 'kabarin_events_total{method="canceled_packages",status="canceled"} 1.0' in text
+    assert 'kabarin_pushes_total{method="canceled_packages",shop="default"} 1.0' in text
+    assert (
+        'kabarin_events_total{method="canceled_packages",shop="default",status="canceled"} 1.0'
+        in text
+    )
     assert "kabarin_delivery_latency_seconds_bucket" in text
     assert 'kabarin_deliveries_pending{sink="erp"} 0.0' in text
     assert 'kabarin_sink_circuit_state{sink="erp"}' in text

@@ -20,7 +20,7 @@ from datetime import datetime, tzinfo
 
 import msgspec
 
-from gateway.events import Event, EventKind, Status, event_id
+from gateway.events import DEFAULT_SHOP, Event, EventKind, Status, event_id
 from gateway.sources.base import Normalised
 from gateway.sources.kiriminaja.pulled import Pulled, normalise_pulled
 from gateway.store.roles import LoggedPush
@@ -62,21 +62,27 @@ def decode_pull_entry(push: LoggedPush, tz: tzinfo) -> Normalised:
     """The events and contact of one ``pull`` log entry (raises on a body it cannot read)."""
     try:
         if push.method == STUCK_METHOD:
-            return Normalised([stuck_event(_decode_stuck(push.body), push.received_at)], [])
+            stuck = stuck_event(_decode_stuck(push.body), push.received_at, push.shop)
+            return Normalised([stuck], [])
         entry = _decode_entry(push.body)
     except msgspec.DecodeError as exc:
         raise ValueError(f"not a pull tracker entry: {exc}") from None
-    found = normalise_pulled(entry, received_at=push.received_at, tz=tz)
+    found = normalise_pulled(entry, received_at=push.received_at, tz=tz, shop=push.shop)
     known = set(entry.known)
     events = [e for e in found.events if status_key(e) not in known]
     return Normalised(events, found.contacts if entry.contact else [])
 
 
-def stuck_event(stuck: Stuck, received_at: datetime) -> Event:
+def stuck_event(stuck: Stuck, received_at: datetime, shop: str = DEFAULT_SHOP) -> Event:
     waited = max(0, round((received_at - stuck.since).total_seconds()))
     since = stuck.since.isoformat()
+    # The `default` shop's ids stay what they were (see `event_identity`).
+    ident = [stuck.order_id, stuck.stuck_in.value, since]
+    if shop != DEFAULT_SHOP:
+        ident.append(f"shop={shop}")
     return Event(
-        id=event_id("kabarin-stuck", stuck.order_id, stuck.stuck_in.value, since),
+        id=event_id("kabarin-stuck", *ident),
+        shop=shop,
         source="pull",
         method=STUCK_METHOD,
         kind=stuck.kind,

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
 
-from gateway.events import Contact, Event, EventKind, Status, event_identity
+from gateway.events import DEFAULT_SHOP, Contact, Event, EventKind, Status, event_identity
 from gateway.phone import contact_phone
 from gateway.sources.base import Normalised
 from gateway.sources.kiriminaja.push import Item, Push
@@ -116,8 +116,10 @@ def normalise(
     received_at: datetime,
     tz: tzinfo,
     source: Literal["push", "pull"] = "push",
+    shop: str = DEFAULT_SHOP,
 ) -> Normalised:
-    """One event per package of a push that `decode_push` accepted. Never raises."""
+    """One event per package of a push that `decode_push` accepted, for `shop`. Never
+    raises."""
     method = method_name(push.method)
     rule, time_fields = _METHODS.get(method, _UNKNOWN)
     packages = _packages_by_order(push.packages)
@@ -163,7 +165,9 @@ def normalise(
                     occurred_at=when,
                     awb=awb,
                     reason=reason,
+                    shop=shop,
                 ),
+                shop=shop,
                 source=source,
                 method=push.method,
                 kind=kind,
@@ -178,7 +182,7 @@ def normalise(
                 raw=item,
             )
         )
-        if package is not None and (contact := _contact(order_id, package)) is not None:
+        if package is not None and (contact := _contact(order_id, package, shop)) is not None:
             contacts.append(contact)
     return Normalised(events, contacts)
 
@@ -299,11 +303,12 @@ def _packages_by_order(packages: object) -> dict[str, Item]:
     return found
 
 
-def _contact(order_id: str, package: Item) -> Contact | None:
+def _contact(order_id: str, package: Item, shop: str) -> Contact | None:
     destination = package.get("destination")
     if not isinstance(destination, dict):
         return None
     name, phone = _text(destination.get("name")), _text(destination.get("phone"))
     if name is None and phone is None:
         return None
-    return Contact(order_id=order_id, name=name, phone=contact_phone(phone) if phone else None)
+    phone_e164 = contact_phone(phone) if phone else None
+    return Contact(order_id=order_id, shop=shop, name=name, phone=phone_e164)

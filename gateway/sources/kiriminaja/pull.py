@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -43,7 +43,7 @@ import msgspec
 
 from gateway import metrics
 from gateway.config import PullConfig
-from gateway.events import Contact, Event, EventKind
+from gateway.events import DEFAULT_SHOP, Contact, Event, EventKind
 from gateway.intake import new_push_id
 from gateway.sources.kiriminaja.entries import STUCK_METHOD, PullEntry, Stuck, status_key
 from gateway.sources.kiriminaja.pulled import Pulled, normalise_pulled
@@ -65,7 +65,7 @@ _STUCK_BATCH = 100
 class PullStore(IngestStore, TrackingStore, Protocol):
     """What the tracker uses of the store."""
 
-    async def get_contact(self, order_id: str) -> Contact | None: ...
+    async def get_contact(self, order_id: str, *, shop: str = DEFAULT_SHOP) -> Contact | None: ...
 
 
 class Tracker(Protocol):
@@ -98,6 +98,20 @@ class PullResult:
     """The statuses it learned (appended to the log for the intake)."""
     reason: str | None = None
     """Why there was no answer (``try_later``, ``not_found``, ``skipped``)."""
+    shop: str = DEFAULT_SHOP
+    """The shop whose order it is (whose key asked)."""
+
+
+@dataclass
+class ShopLine:
+    """How the tracker asks about one shop's orders: with its key (its client), at its rate,
+    reading naive times in its zone."""
+
+    client: Tracker
+    calls_per_second: float
+    timezone: tzinfo
+    next_call: datetime | None = None
+    """Not before this: the shop's place in its own rate."""
 
 
 class _Unreadable(Exception):
@@ -124,6 +138,7 @@ class PullTracker:
         timezone: tzinfo,
         wake_intake: Callable[[], None] = lambda: None,
         clock: Clock | None = None,
+        shops: Mapping[str, ShopLine] | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -133,10 +148,18 @@ class PullTracker:
         self.clock = clock or SystemClock()
         self.catch_up_since: datetime | None = None
         """Set after a gap: passes pull every open order not pulled since then."""
-        self._spacing = 1.0 / config.calls_per_second
-        self._next_call: datetime | None = None
+        self.shops: dict[str, ShopLine] = (
+            dict(shops)
+            if shops
+            else {DEFAULT_SHOP: ShopLine(client, config.calls_per_second, timezone)}
+        )
+        """Shop id → its key, rate and zone: each shop's orders are asked about with its own
+        key, at its own rate (`client` and `pull.rate` with one shop)."""
+        rates = [line.calls_per_second for line in self.shops.values()]
+        # The slowest shop's pace bounds how long a claimed order may wait for its turn.
+        self._spacing = 1.0 / min(rates)
         # About a second of calls per claim: a lease never outlives its place in the rate.
-        self._batch = min(50, max(1, math.ceil(config.calls_per_second)))
+        self._batch = min(50, max(1, math.ceil(sum(rates))))
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -270,7 +293,11 @@ class PullTracker:
                     later = now + timedelta(seconds=self.config.interval)
                     for refused in report.pulls[-SAME_REFUSALS:]:
                         await self.store.finish_pull(
-                            refused.order_id, now=now, next_pull_at=later, answered=False
+                            refused.order_id,
+                            shop=refused.shop,
+                            now=now,
+                            next_pull_at=later,
+                            answered=False,
                         )
                     log.warning(
                         "pull: %d orders in a row refused with the same words (%s): taken "
@@ -278,14 +305,21 @@ class PullTracker:
                         SAME_REFUSALS,
                         result.reason,
                     )
-                    result = PullResult(order.order_id, "try_later", reason=result.reason)
+                    result = PullResult(
+                        order.order_id, "try_later", reason=result.reason, shop=order.shop
+                    )
                     report.pulls[-1] = result
                 if result.outcome == "try_later":
                     # Handed back for the next pass, not left to wait out their lease.
                     now = self.clock.now()
                     for rest in claimed[i + 1 :]:
                         await self.store.finish_pull(
-                            rest.order_id, now=now, next_pull_at=now, answered=False, asked=False
+                            rest.order_id,
+                            shop=rest.shop,
+                            now=now,
+                            next_pull_at=now,
+                            answered=False,
+                            asked=False,
                         )
                     return False
 
@@ -299,17 +333,18 @@ class PullTracker:
         )
 
     async def _pull_claimed(self, order: TrackedOrder) -> PullResult:
-        result = await self.pull(order.order_id, order.kind)
+        result = await self.pull(order.order_id, order.kind, shop=order.shop)
         now = self.clock.now()
         if result.outcome == "try_later":
             later = now + timedelta(seconds=self.config.interval)
             await self.store.finish_pull(
-                order.order_id, now=now, next_pull_at=later, answered=False
+                order.order_id, shop=order.shop, now=now, next_pull_at=later, answered=False
             )
         else:
             # Answered, skipped or unknown: asked about (a catch-up pass is done with it).
             await self.store.finish_pull(
                 order.order_id,
+                shop=order.shop,
                 now=now,
                 next_pull_at=now + timedelta(seconds=self.config.stale_after),
                 gone=result.reason if result.outcome == "not_found" else None,
@@ -317,59 +352,63 @@ class PullTracker:
         return result
 
     # -- one order -------------------------------------------------------------------------
-    async def pull(self, order_id: str, kind: EventKind) -> PullResult:
-        """Ask about one order now (within the rate) and append what is new."""
-        await self._pace()
+    async def pull(self, order_id: str, kind: EventKind, *, shop: str = DEFAULT_SHOP) -> PullResult:
+        """Ask about one of a shop's orders now (within its rate, with its key) and append
+        what is new."""
+        line = self.shops.get(shop)
+        if line is None:  # tracked before the shop left the configuration
+            return self._skipped(order_id, f"shop {shop!r} is not configured", shop)
+        await self._pace(line)
         try:
-            answer: TrackingResult = await self.client.track(kind, order_id)
+            answer: TrackingResult = await line.client.track(kind, order_id)
         except Exception as exc:  # the client promises results; a failure is this order's
             answer = Refused(kind=kind, order_id=order_id, reason=_cause("no answer", exc))
         if isinstance(answer, Pulled):
             metrics.PULL_CALLS.labels("pulled").inc()
             try:
-                new = await self._learn(answer)
+                new = await self._learn(answer, shop, line.timezone)
             except _Unreadable as exc:
-                return self._skipped(order_id, str(exc))
-            return PullResult(order_id, "changed" if new else "unchanged", new)
+                return self._skipped(order_id, str(exc), shop)
+            return PullResult(order_id, "changed" if new else "unchanged", new, shop=shop)
         if isinstance(answer, Refused):
             metrics.PULL_CALLS.labels("refused").inc()
-            return self._skipped(order_id, answer.reason)
+            return self._skipped(order_id, answer.reason, shop)
         if isinstance(answer, NotFound):
             metrics.PULL_CALLS.labels("not_found").inc()
             log.warning("pull: KiriminAja does not know order %s: %s", order_id, answer.reason)
-            return PullResult(order_id, "not_found", reason=answer.reason)
+            return PullResult(order_id, "not_found", reason=answer.reason, shop=shop)
         metrics.PULL_CALLS.labels("try_later").inc()
         log.warning("pull: no answer about order %s: %s", order_id, answer.reason)
-        return PullResult(order_id, "try_later", reason=answer.reason)
+        return PullResult(order_id, "try_later", reason=answer.reason, shop=shop)
 
-    def _skipped(self, order_id: str, reason: str) -> PullResult:
+    def _skipped(self, order_id: str, reason: str, shop: str) -> PullResult:
         log.warning(
             "pull: no usable answer about order %s: %s; asking again in %gs (pull.stale_after)",
             order_id,
             reason,
             self.config.stale_after,
         )
-        return PullResult(order_id, "skipped", reason=reason)
+        return PullResult(order_id, "skipped", reason=reason, shop=shop)
 
-    async def _pace(self) -> None:
+    async def _pace(self, line: ShopLine) -> None:
         now = self.clock.now()
-        if self._next_call is not None and self._next_call > now:
-            await self.clock.sleep((self._next_call - now).total_seconds())
+        if line.next_call is not None and line.next_call > now:
+            await self.clock.sleep((line.next_call - now).total_seconds())
             now = self.clock.now()
-        start = max(now, self._next_call or now)
-        self._next_call = start + timedelta(seconds=self._spacing)
+        start = max(now, line.next_call or now)
+        line.next_call = start + timedelta(seconds=1.0 / line.calls_per_second)
 
-    async def _learn(self, pulled: Pulled) -> list[Event]:
+    async def _learn(self, pulled: Pulled, shop: str, tz: tzinfo) -> list[Event]:
         now = self.clock.now()
         try:
-            events = normalise_pulled(pulled, received_at=now, tz=self.timezone).events
+            events = normalise_pulled(pulled, received_at=now, tz=tz, shop=shop).events
         except Exception as exc:
             raise _Unreadable(_cause("cannot make events of the answer", exc)) from exc
-        known = await self.store.known_statuses(pulled.order_id)
+        known = await self.store.known_statuses(pulled.order_id, shop=shop)
         new = [e for e in events if status_key(e) not in known]
         if not new:
             return []
-        contact = await self.store.get_contact(pulled.order_id)
+        contact = await self.store.get_contact(pulled.order_id, shop=shop)
         entry = PullEntry(
             kind=pulled.kind,
             order_id=pulled.order_id,
@@ -386,6 +425,7 @@ class PullTracker:
             NewPush(
                 id=new_push_id(now),
                 source="pull",
+                shop=shop,
                 received_at=now,
                 body=body,
                 content_type="application/json",
@@ -414,6 +454,7 @@ class PullTracker:
                     NewPush(
                         id=new_push_id(now),
                         source="pull",
+                        shop=order.shop,
                         received_at=now,
                         body=msgspec.json.encode(
                             Stuck(

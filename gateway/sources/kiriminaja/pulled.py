@@ -47,7 +47,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.events import Contact, Event, EventKind, Status
+from gateway.events import DEFAULT_SHOP, Contact, Event, EventKind, Status
 from gateway.phone import contact_phone
 from gateway.sources.base import Normalised
 from gateway.sources.kiriminaja.normalise import normalise, parse_time
@@ -137,17 +137,20 @@ def decode_pulled(push: LoggedPush, tz: tzinfo) -> Normalised:
         pulled = _decode(push.body)
     except msgspec.DecodeError as exc:
         raise ValueError(f"not a pulled tracking answer: {exc}") from None
-    return normalise_pulled(pulled, received_at=push.received_at, tz=tz)
+    return normalise_pulled(pulled, received_at=push.received_at, tz=tz, shop=push.shop)
 
 
-def normalise_pulled(pulled: Pulled, *, received_at: datetime, tz: tzinfo) -> Normalised:
-    """Every status the answer shows, oldest first, as the push of it would have made it."""
+def normalise_pulled(
+    pulled: Pulled, *, received_at: datetime, tz: tzinfo, shop: str = DEFAULT_SHOP
+) -> Normalised:
+    """Every status the answer shows, oldest first, as the push of it would have made it
+    (for `shop`: the shop whose key asked)."""
     if pulled.kind == "instant":
-        return _instant(pulled, received_at, tz)
-    return _express(pulled, received_at, tz)
+        return _instant(pulled, received_at, tz, shop)
+    return _express(pulled, received_at, tz, shop)
 
 
-def _express(pulled: Pulled, received_at: datetime, tz: tzinfo) -> Normalised:
+def _express(pulled: Pulled, received_at: datetime, tz: tzinfo, shop: str) -> Normalised:
     details = _mapping(pulled.answer.get("details"))
     order_id = _text(details.get("order_id")) or pulled.order_id
     awb = _text(details.get("awb"))
@@ -189,8 +192,8 @@ def _express(pulled: Pulled, received_at: datetime, tz: tzinfo) -> Normalised:
         found[(status, reason)] = _Found(status, None, reason, top)
 
     extras = _express_details(details)
-    events = [_event(f, order_id, awb, extras, received_at, tz) for f in found.values()]
-    contact = _contact(order_id, details.get("destination"))
+    events = [_event(f, order_id, awb, extras, received_at, tz, shop) for f in found.values()]
+    contact = _contact(order_id, details.get("destination"), shop)
     return Normalised(_oldest_first(events), [contact] if contact else [])
 
 
@@ -214,7 +217,7 @@ def instant_states(result: dict[str, Any]) -> list[tuple[str, str | None]]:
     return states
 
 
-def _instant(pulled: Pulled, received_at: datetime, tz: tzinfo) -> Normalised:
+def _instant(pulled: Pulled, received_at: datetime, tz: tzinfo, shop: str) -> Normalised:
     result = _mapping(pulled.answer.get("result"))
     order_id = _text(result.get("order_id")) or pulled.order_id
     awb = _text(result.get("tracking_code"))
@@ -226,9 +229,9 @@ def _instant(pulled: Pulled, received_at: datetime, tz: tzinfo) -> Normalised:
         if state in ("cancel", "no_driver"):
             item["reason"] = reason
         push = Push(method="update_instant_packages", data=[item])
-        (event,) = normalise(push, received_at=received_at, tz=tz, source="pull").events
+        (event,) = normalise(push, received_at=received_at, tz=tz, source="pull", shop=shop).events
         events.append(_with_extras(event, extras, awb, received_at, when, tz))
-    contact = _contact(order_id, result.get("destination"))
+    contact = _contact(order_id, result.get("destination"), shop)
     return Normalised(_oldest_first(events), [contact] if contact else [])
 
 
@@ -239,11 +242,11 @@ def _event(
     extras: dict[str, Any],
     received_at: datetime,
     tz: tzinfo,
+    shop: str,
 ) -> Event:
     method, item = _short_item(found.status, order_id, found.when, awb, found.reason)
-    (event,) = normalise(
-        Push(method=method, data=[item]), received_at=received_at, tz=tz, source="pull"
-    ).events
+    push = Push(method=method, data=[item])
+    (event,) = normalise(push, received_at=received_at, tz=tz, source="pull", shop=shop).events
     if found.code is not None:
         extras = {**extras, "package_status": found.code}
     return _with_extras(event, extras, awb, received_at, found.when, tz)
@@ -309,13 +312,14 @@ def _oldest_first(events: list[Event]) -> list[Event]:
     return sorted(events, key=lambda e: e.occurred_at)
 
 
-def _contact(order_id: str, destination: object) -> Contact | None:
+def _contact(order_id: str, destination: object, shop: str) -> Contact | None:
     if not isinstance(destination, dict):
         return None
     name, phone = _text(destination.get("name")), _text(destination.get("phone"))
     if name is None and phone is None:
         return None
-    return Contact(order_id=order_id, name=name, phone=contact_phone(phone) if phone else None)
+    phone_e164 = contact_phone(phone) if phone else None
+    return Contact(order_id=order_id, shop=shop, name=name, phone=phone_e164)
 
 
 def _code(value: object) -> int | None:

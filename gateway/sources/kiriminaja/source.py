@@ -19,7 +19,7 @@ from gateway.sources.kiriminaja.tracking import TrackingClient
 if TYPE_CHECKING:
     import httpx
 
-    from gateway.config import Config
+    from gateway.shops import Shop
     from gateway.store.roles import LoggedPush
 
 __all__ = ["KiriminAjaSource"]
@@ -35,10 +35,12 @@ class KiriminAjaSource:
     def decode(self, body: bytes) -> Push:
         return decode_push(body)
 
-    def normalise(self, push: DecodedPush, *, received_at: datetime, tz: tzinfo) -> Normalised:
+    def normalise(
+        self, push: DecodedPush, *, received_at: datetime, tz: tzinfo, shop: str
+    ) -> Normalised:
         if not isinstance(push, Push):
             raise TypeError(f"not a KiriminAja push: {type(push).__name__}")
-        return normalise(push, received_at=received_at, tz=tz)
+        return normalise(push, received_at=received_at, tz=tz, shop=shop)
 
     def method_name(self, method: str) -> str:
         return method_name(method)
@@ -53,8 +55,8 @@ class KiriminAjaSource:
         part = push_part(body, start, stop)
         return part.push, part.total
 
-    def tracking_client(self, config: Config, http: httpx.AsyncClient) -> TrackingClient:
-        return TrackingClient(config.kiriminaja, api_key=config.kiriminaja_api_key, http=http)
+    def tracking_client(self, shop: Shop, http: httpx.AsyncClient) -> TrackingClient:
+        return TrackingClient(shop.kiriminaja, api_key=shop.api_key, http=http)
 
     def decode_pulled(self, entry: LoggedPush, tz: tzinfo) -> Normalised:
         return decode_pull_entry(entry, tz)

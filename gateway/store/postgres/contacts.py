@@ -20,7 +20,9 @@ __all__ = ["delete", "register"]
 
 async def register(conn: Conn, rows: Sequence[Contact], now: datetime) -> None:
     """Upsert contacts, one per order (a transaction, the caller's)."""
-    await conn.execute(sql.TRACK_CONTACTS, (now, [c.order_id for c in rows]))
+    await conn.execute(
+        sql.TRACK_CONTACTS, (now, [c.order_id for c in rows], [c.shop for c in rows])
+    )
     await conn.execute(
         sql.REGISTER_CONTACTS,
         (
@@ -29,10 +31,11 @@ async def register(conn: Conn, rows: Sequence[Contact], now: datetime) -> None:
             [c.phone for c in rows],
             [c.email for c in rows],
             [c.language for c in rows],
+            [c.shop for c in rows],
             now,
         ),
     )
 
 
-async def delete(conn: Conn, order_id: str) -> bool:
-    return (await conn.execute(sql.DELETE_CONTACT, (order_id,))).rowcount == 1
+async def delete(conn: Conn, order_id: str, shop: str) -> bool:
+    return (await conn.execute(sql.DELETE_CONTACT, (order_id, shop))).rowcount == 1

@@ -39,5 +39,6 @@ async def import_rows(conn: Conn, table: Table, rows: Sequence[tuple[Any, ...]])
         await conn.execute(sql.TRACK_COPIED_EVENTS, ([r[0] for r in rows],))
     elif table.name == "contacts":
         now = datetime.now(UTC)
-        await conn.execute(sql.TRACK_CONTACTS, (now, [r[0] for r in rows]))
+        shop = table.columns.index("shop")
+        await conn.execute(sql.TRACK_CONTACTS, (now, [r[0] for r in rows], [r[shop] for r in rows]))
     return copied

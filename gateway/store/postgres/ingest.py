@@ -36,6 +36,7 @@ async def reject(conn: Conn, request: RejectedRequest) -> None:
             request.body,
             request.content_type,
             request.origin,
+            request.shop,
         ),
     )
 
@@ -81,6 +82,7 @@ async def record_intake(
                 [e.received_at for e in rows],
                 [encode(e).decode() for e in rows],
                 [batch.owner[e.id] for e in rows],
+                [e.shop for e in rows],
             ),
         )
         new = {r[0] for r in await cur.fetchall()}
@@ -101,16 +103,20 @@ async def record_intake(
                 [d.template for d in chosen],
                 [ranks[d.event_id][0] for d in chosen],
                 [int(ranks[d.event_id][1]) for d in chosen],
+                [events[d.event_id].shop for d in chosen],
                 now,
             ),
         )
         await conn.execute(sql.NOTIFY, (sql.DELIVERIES_CHANNEL,))
 
-    contacts = [(c.order_id, c.name, c.phone, c.email, now) for c in batch.contacts()]
+    contacts = [(c.order_id, c.name, c.phone, c.email, now, c.shop) for c in batch.contacts()]
     if contacts:  # in order: each upsert sees the one before (registered fields win)
         async with conn.cursor() as cur:
             await cur.executemany(sql.UPSERT_CONTACT, contacts)
-        await conn.execute(sql.TRACK_CONTACTS, (now, sorted({c[0] for c in contacts})))
+        orders = sorted({(c[0], c[5]) for c in contacts})
+        await conn.execute(
+            sql.TRACK_CONTACTS, (now, [o for o, _ in orders], [s for _, s in orders])
+        )
     tracked = tracking_rows(e for i, e in events.items() if i in new)
     if tracked:
         await conn.execute(

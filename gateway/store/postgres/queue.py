@@ -62,26 +62,23 @@ async def claim(
     due = await (
         await conn.execute(sql.CLAIM_CANDIDATES, {"now": now, "rows": limit * 4})
     ).fetchall()
-    lanes = list(dict.fromkeys((r[0], r[1]) for r in due))
+    # A lane is (sink, order id, shop): two shops' orders of one id are two lanes.
+    lanes = list(dict.fromkeys((r[0], r[1], r[2]) for r in due))
     if not lanes:
         return Claimed(claims=[], unknown=unknown)
-    held_rows = await (
-        await conn.execute(sql.LOCK_LANES, ([s for s, _ in lanes], [o for _, o in lanes]))
-    ).fetchall()
-    held = {(r[0], r[1]) for r in held_rows}
+    held_rows = await (await conn.execute(sql.LOCK_LANES, _columns(lanes))).fetchall()
+    held = {(r[0], r[1], r[2]) for r in held_rows}
     lanes = [lane for lane in lanes if lane in held]
     if not lanes:
         return Claimed(claims=[], unknown=unknown)
-    rows = await (
-        await conn.execute(sql.LANES, ([s for s, _ in lanes], [o for _, o in lanes]))
-    ).fetchall()
-    by_lane: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    rows = await (await conn.execute(sql.LANES, _columns(lanes))).fetchall()
+    by_lane: dict[tuple[str, str, str], list[tuple[Any, ...]]] = {}
     for r in rows:
         # plan_claims compares times as integers, as the SQLite rows hold them.
-        by_lane.setdefault((r[0], r[1]), []).append(
+        by_lane.setdefault((r[0], r[1], r[2]), []).append(
             (
-                *(r[2], r[3], to_us(r[4]), r[5], to_us(r[6])),
-                *(None if r[7] is None else to_us(r[7]), r[8], r[9], r[10]),
+                *(r[3], r[4], to_us(r[5]), r[6], to_us(r[7])),
+                *(None if r[8] is None else to_us(r[8]), r[9], r[10], r[11]),
             )
         )
     now_us = to_us(now)
@@ -110,13 +107,18 @@ async def claim(
     leased.sort(key=lambda r: position[r[0]])
     claims = [
         Claim(
-            delivery=delivery_from_row(r[:20]),
-            event=decode_event(r[20]),
-            contact=None if r[21] is None else contact_from_row(r[21:26]),
+            delivery=delivery_from_row(r[:21]),
+            event=decode_event(r[21]),
+            contact=None if r[22] is None else contact_from_row(r[22:28]),
         )
         for r in leased
     ]
     return Claimed(claims=claims, superseded=stale, unknown=unknown)
+
+
+def _columns(lanes: Sequence[tuple[str, str, str]]) -> tuple[list[str], list[str], list[str]]:
+    """Lanes as the three arrays the lane statements unnest."""
+    return [s for s, _, _ in lanes], [o for _, o, _ in lanes], [h for _, _, h in lanes]
 
 
 async def start(conn: Conn, delivery_ids: Sequence[str], *, worker: str, now: datetime) -> set[str]:

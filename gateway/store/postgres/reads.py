@@ -72,8 +72,8 @@ async def get_event(conn: Conn, event_id: str) -> Event | None:
     return None if row is None else decode_event(row[0])
 
 
-async def get_contact(conn: Conn, order_id: str) -> Contact | None:
-    row = await (await conn.execute(sql.GET_CONTACT, (order_id,))).fetchone()
+async def get_contact(conn: Conn, order_id: str, shop: str) -> Contact | None:
+    row = await (await conn.execute(sql.GET_CONTACT, (order_id, shop))).fetchone()
     return None if row is None else contact_from_row(row)
 
 

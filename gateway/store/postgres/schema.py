@@ -249,6 +249,29 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE rejected ADD COLUMN origin text NOT NULL DEFAULT 'kiriminaja';
         """,
     ),
+    (
+        9,
+        # Several shops (KiriminAja accounts) in one store: the push log, events, deliveries
+        # (whose lanes are per shop, order and sink), rejected bodies, contacts and tracked
+        # orders carry their shop; contacts and tracked orders are keyed by (order id, shop).
+        # Every row written before belongs to the shop `default` (a one-shop file's).
+        """
+        ALTER TABLE pushes ADD COLUMN shop text NOT NULL DEFAULT 'default';
+        ALTER TABLE events ADD COLUMN shop text NOT NULL DEFAULT 'default';
+        ALTER TABLE deliveries ADD COLUMN shop text NOT NULL DEFAULT 'default';
+        ALTER TABLE rejected ADD COLUMN shop text NOT NULL DEFAULT 'default';
+        DROP INDEX events_by_order;
+        CREATE INDEX events_by_order ON events (order_id, shop);
+        DROP INDEX deliveries_lane;
+        CREATE INDEX deliveries_lane ON deliveries (sink, order_id, shop);
+        ALTER TABLE contacts ADD COLUMN shop text NOT NULL DEFAULT 'default';
+        ALTER TABLE contacts DROP CONSTRAINT contacts_pkey;
+        ALTER TABLE contacts ADD PRIMARY KEY (order_id, shop);
+        ALTER TABLE tracking ADD COLUMN shop text NOT NULL DEFAULT 'default';
+        ALTER TABLE tracking DROP CONSTRAINT tracking_pkey;
+        ALTER TABLE tracking ADD PRIMARY KEY (order_id, shop);
+        """,
+    ),
 ]
 
 

@@ -58,12 +58,12 @@ LISTEN_DELIVERIES = f"LISTEN {DELIVERIES_CHANNEL}"
 # -- the push log and the intake ---------------------------------------------------------------
 PUSH_COLUMNS = (
     "seq, id, source, method, items, received_at, content_type, body, state, error,"
-    " processed_at, accepted, duplicates, origin"
+    " processed_at, accepted, duplicates, origin, shop"
 )
 APPEND_PUSH = (
     "INSERT INTO pushes"
-    " (id, source, method, items, received_at, content_type, body, origin, state)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'pending')"
+    " (id, source, method, items, received_at, content_type, body, origin, shop, state)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'pending')"
 )
 CLAIM_PUSHES = (
     "UPDATE pushes SET lease_owner = %(owner)s::text,"
@@ -81,29 +81,29 @@ COUNT_PENDING_PUSHES = "SELECT count(*) FROM pushes WHERE state = 'pending'"
 LOCK_PUSHES = "SELECT id, state FROM pushes WHERE id = ANY(%s) ORDER BY seq FOR UPDATE"
 """Waits for another intake recording the same entries, then shows what it decided."""
 INSERT_EVENTS = (
-    "INSERT INTO events (id, order_id, status, method, occurred_at, received_at, body, push_id)"
-    " SELECT i, o, s, m, oa, ra, b::json, p FROM unnest(%s::text[], %s::text[], %s::text[],"
-    " %s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[])"
-    " AS r(i, o, s, m, oa, ra, b, p)"
+    "INSERT INTO events (id, order_id, status, method, occurred_at, received_at, body, push_id,"
+    " shop) SELECT i, o, s, m, oa, ra, b::json, p, sh FROM unnest(%s::text[], %s::text[],"
+    " %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[],"
+    " %s::text[]) AS r(i, o, s, m, oa, ra, b, p, sh)"
     " ON CONFLICT (id) DO NOTHING RETURNING id"
 )
 """Returns the ids it stored: a duplicate, even one another replica is storing right now,
 is not among them."""
 INSERT_DELIVERIES = (
     "INSERT INTO deliveries (id, event_id, route, sink, order_id, occurred_at, ordering,"
-    " template, stage, timed, state, next_attempt_at, created_at, updated_at)"
-    " SELECT i, e, r, s, o, oa, ord, t, st, ti, 'pending', n.now, n.now, n.now"
+    " template, stage, timed, shop, state, next_attempt_at, created_at, updated_at)"
+    " SELECT i, e, r, s, o, oa, ord, t, st, ti, sh, 'pending', n.now, n.now, n.now"
     " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
-    " %s::timestamptz[], %s::text[], %s::text[], %s::integer[], %s::integer[])"
-    " WITH ORDINALITY AS d(i, e, r, s, o, oa, ord, t, st, ti, n)"
+    " %s::timestamptz[], %s::text[], %s::text[], %s::integer[], %s::integer[], %s::text[])"
+    " WITH ORDINALITY AS d(i, e, r, s, o, oa, ord, t, st, ti, sh, n)"
     " CROSS JOIN (SELECT %s::timestamptz AS now) AS n"
     " ORDER BY d.n ON CONFLICT (id) DO NOTHING"
 )
 """In the order given (the events' arrival order): ``seq`` is the order ``ordering: all``
 sends them in."""
 UPSERT_CONTACT = (
-    "INSERT INTO contacts (order_id, name, phone, email, updated_at) VALUES (%s, %s, %s, %s, %s)"
-    " ON CONFLICT (order_id) DO UPDATE SET"
+    "INSERT INTO contacts (order_id, name, phone, email, updated_at, shop)"
+    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (order_id, shop) DO UPDATE SET"
     " name = CASE WHEN contacts.registered_at IS NULL"
     "  THEN coalesce(excluded.name, contacts.name) ELSE coalesce(contacts.name, excluded.name) END,"
     " phone = CASE WHEN contacts.registered_at IS NULL"
@@ -124,15 +124,15 @@ MARK_PUSHES = (
 )
 UPDATE_REJECTED = "UPDATE rejected SET reason = %s WHERE id = %s"
 INSERT_REJECTED = (
-    "INSERT INTO rejected (received_at, reason, body, content_type, origin)"
-    " VALUES (%s, %s, %s, %s, %s)"
+    "INSERT INTO rejected (received_at, reason, body, content_type, origin, shop)"
+    " VALUES (%s, %s, %s, %s, %s, %s)"
 )
 
 # -- the delivery queue ------------------------------------------------------------------------
 DELIVERY_COLUMNS = (
     "id, event_id, route, sink, order_id, occurred_at, ordering, template, state, attempts,"
     " next_attempt_at, created_at, updated_at, lease_owner, lease_until, last_error,"
-    " delivered_at, waiting, fallback_of, started_at"
+    " delivered_at, waiting, fallback_of, started_at, shop"
 )
 DELIVERY_COLUMNS_SHOWN = DELIVERY_COLUMNS.replace(
     " waiting",
@@ -144,7 +144,7 @@ DELIVERY_COLUMNS_SHOWN = DELIVERY_COLUMNS.replace(
 """As shown to people: a pending delivery of a switched-off sink says so."""
 
 CLAIM_CANDIDATES = (
-    "SELECT sink, order_id FROM deliveries"
+    "SELECT sink, order_id, shop FROM deliveries"
     " WHERE ((state = 'pending' AND next_attempt_at <= %(now)s::timestamptz)"
     "  OR (state = 'in_flight' AND lease_until <= %(now)s::timestamptz))"
     " AND sink NOT IN (SELECT sink FROM sink_state WHERE disabled_reason IS NOT NULL)"
@@ -153,12 +153,13 @@ CLAIM_CANDIDATES = (
 )
 """Due rows no other claimer is looking at, oldest due first; their lanes are candidates."""
 LOCK_LANES = (
-    "SELECT l.sink, l.order_id FROM unnest(%s::text[], %s::text[]) AS l(sink, order_id)"
-    " WHERE pg_try_advisory_xact_lock(hashtextextended("
-    "  current_schema() || chr(31) || l.sink || chr(31) || l.order_id, 0))"
+    "SELECT l.sink, l.order_id, l.shop FROM unnest(%s::text[], %s::text[], %s::text[])"
+    " AS l(sink, order_id, shop) WHERE pg_try_advisory_xact_lock(hashtextextended("
+    "  current_schema() || chr(31) || l.sink || chr(31) || l.order_id || chr(31) || l.shop,"
+    " 0))"
 )
 """The lanes this transaction now holds, until it ends: a lane another replica is claiming
-right now is skipped, so per (sink, order) one claimer decides at a time."""
+right now is skipped, so per (sink, order, shop) one claimer decides at a time."""
 UNKNOWN_OUTCOMES = (
     "WITH ended AS (UPDATE deliveries SET state = 'dead', attempts = attempts + 1,"
     " last_error = %(reason)s::text, lease_owner = NULL, lease_until = NULL, waiting = NULL,"
@@ -177,9 +178,9 @@ died, or stopped without waiting for them): ended dead, with an attempt of outco
 ``unknown`` from when the send started, never leased again. Rows: the send's start, then
 ``DELIVERY_COLUMNS``."""
 LANES = (
-    "SELECT sink, order_id, id, state, occurred_at, seq, next_attempt_at, lease_until, ordering,"
-    " stage, timed FROM deliveries WHERE (sink, order_id) IN"
-    "  (SELECT * FROM unnest(%s::text[], %s::text[]))"
+    "SELECT sink, order_id, shop, id, state, occurred_at, seq, next_attempt_at, lease_until,"
+    " ordering, stage, timed FROM deliveries WHERE (sink, order_id, shop) IN"
+    "  (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))"
     " AND state IN ('pending', 'in_flight', 'delivered')"
 )
 """Held lanes' rows: after the lane's columns, the shape `gateway.store.lanes.plan_claims`
@@ -198,8 +199,9 @@ LEASE = (
     " WHERE id = ANY(%(ids)s::text[]) AND started_at IS NULL AND (state = 'pending'"
     "  OR (state = 'in_flight' AND lease_until <= %(now)s::timestamptz))"
     f" RETURNING {DELIVERY_COLUMNS})"
-    f" SELECT {_LEASED}, e.body::text, c.order_id, c.name, c.phone, c.email, c.language"
-    " FROM l JOIN events e ON e.id = l.event_id LEFT JOIN contacts c ON c.order_id = l.order_id"
+    f" SELECT {_LEASED}, e.body::text, c.order_id, c.name, c.phone, c.email, c.language, c.shop"
+    " FROM l JOIN events e ON e.id = l.event_id"
+    " LEFT JOIN contacts c ON c.order_id = l.order_id AND c.shop = l.shop"
 )
 """Lease the chosen deliveries and return each with its event and the order's contact. A
 started customer send is never leased again (`UNKNOWN_OUTCOMES` ends it), even one another
@@ -228,17 +230,17 @@ FINISH = (
     " started_at = CASE WHEN %(state)s::text = 'in_flight' THEN started_at END,"
     " updated_at = %(now)s::timestamptz"
     " WHERE id = %(id)s::text AND state = 'in_flight' AND lease_owner = %(worker)s::text"
-    " RETURNING id, event_id, order_id, occurred_at, fallback_of, stage, timed),"
+    " RETURNING id, event_id, order_id, occurred_at, fallback_of, stage, timed, shop),"
     " tried AS (INSERT INTO attempts (delivery_id, started_at, duration_ms, outcome,"
     "  status_code, error) SELECT %(a_delivery)s::text, %(a_started)s::timestamptz,"
     "  %(a_ms)s::float8, %(a_outcome)s::text, %(a_code)s::integer, %(a_error)s::text"
     "  FROM done WHERE %(a_delivery)s::text IS NOT NULL),"
     " fallback AS (INSERT INTO deliveries (id, event_id, route, sink, order_id, occurred_at,"
     "  ordering, template, stage, timed, state, next_attempt_at, created_at, updated_at,"
-    "  fallback_of)"
+    "  fallback_of, shop)"
     "  SELECT %(f_id)s::text, event_id, %(f_route)s::text, %(f_sink)s::text, order_id,"
     "  occurred_at, %(f_ordering)s::text, %(f_template)s::text, stage, timed, 'pending',"
-    "  %(now)s::timestamptz, %(now)s::timestamptz, %(now)s::timestamptz, id FROM done"
+    "  %(now)s::timestamptz, %(now)s::timestamptz, %(now)s::timestamptz, id, shop FROM done"
     "  WHERE %(f_id)s::text IS NOT NULL AND %(state)s::text IN ('dead', 'skipped')"
     "  AND fallback_of IS NULL"
     "  ON CONFLICT DO NOTHING RETURNING id)"
@@ -281,25 +283,29 @@ RELEASE_SINK = (
 
 # -- contacts the shop registers ---------------------------------------------------------------
 REGISTER_CONTACTS = (
-    "INSERT INTO contacts (order_id, name, phone, email, language, updated_at, registered_at)"
-    " SELECT o, n, p, e, l, r.now, r.now FROM unnest(%s::text[], %s::text[], %s::text[],"
-    " %s::text[], %s::text[]) AS c(o, n, p, e, l) CROSS JOIN (SELECT %s::timestamptz AS now) r"
-    " ON CONFLICT (order_id) DO UPDATE SET name = coalesce(excluded.name, contacts.name),"
+    "INSERT INTO contacts (order_id, name, phone, email, language, shop, updated_at,"
+    " registered_at) SELECT o, n, p, e, l, sh, r.now, r.now FROM unnest(%s::text[], %s::text[],"
+    " %s::text[], %s::text[], %s::text[], %s::text[]) AS c(o, n, p, e, l, sh)"
+    " CROSS JOIN (SELECT %s::timestamptz AS now) r"
+    " ON CONFLICT (order_id, shop) DO UPDATE SET name = coalesce(excluded.name, contacts.name),"
     " phone = coalesce(excluded.phone, contacts.phone),"
     " email = coalesce(excluded.email, contacts.email),"
     " language = coalesce(excluded.language, contacts.language),"
     " updated_at = excluded.updated_at, registered_at = excluded.registered_at"
 )
 """A field the shop leaves empty keeps what a push said; one row per order."""
-DELETE_CONTACT = "DELETE FROM contacts WHERE order_id = %s"
+DELETE_CONTACT = "DELETE FROM contacts WHERE order_id = %s AND shop = %s"
 
 # -- admin reads -------------------------------------------------------------------------------
 GET_PUSH = f"SELECT {PUSH_COLUMNS} FROM pushes WHERE id = %s"
 GET_EVENT = "SELECT body::text FROM events WHERE id = %s"
 EVENTS_BY_ID = "SELECT id, body::text, push_id FROM events WHERE id = ANY(%s::text[])"
-GET_CONTACT = "SELECT order_id, name, phone, email, language FROM contacts WHERE order_id = %s"
+GET_CONTACT = (
+    "SELECT order_id, name, phone, email, language, shop FROM contacts"
+    " WHERE order_id = %s AND shop = %s"
+)
 COUNT_REJECTED = "SELECT count(*) FROM rejected"
-REJECTED_COLUMNS = "id, received_at, reason, body, content_type, origin"
+REJECTED_COLUMNS = "id, received_at, reason, body, content_type, origin, shop"
 LIST_REJECTED = f"SELECT {REJECTED_COLUMNS} FROM rejected ORDER BY id DESC LIMIT %s"
 GET_REJECTED = f"SELECT {REJECTED_COLUMNS} FROM rejected WHERE id = %s"
 DELETE_REJECTED = "DELETE FROM rejected WHERE id = %s"
@@ -383,13 +389,13 @@ SIZE_BYTES = (
 # after one that took a higher seq, which replicas committing side by side do all the time.
 TRACKING_COLUMNS = (
     "order_id, kind, last_status, last_update, closed, last_pulled_at, next_pull_at, gone,"
-    " stuck_status, stuck_since, last_asked_at"
+    " stuck_status, stuck_since, last_asked_at, shop"
 )
 TRACK_EVENTS = (
-    "INSERT INTO tracking (order_id, kind, last_status, last_update, closed, added_at)"
-    " SELECT o, k, s, u, c, %s::timestamptz FROM unnest(%s::text[], %s::text[], %s::text[],"
-    " %s::timestamptz[], %s::boolean[]) AS t(o, k, s, u, c)"
-    " ON CONFLICT (order_id) DO UPDATE SET kind = excluded.kind,"
+    "INSERT INTO tracking (order_id, kind, last_status, last_update, closed, added_at, shop)"
+    " SELECT o, k, s, u, c, %s::timestamptz, sh FROM unnest(%s::text[], %s::text[],"
+    " %s::text[], %s::timestamptz[], %s::boolean[], %s::text[]) AS t(o, k, s, u, c, sh)"
+    " ON CONFLICT (order_id, shop) DO UPDATE SET kind = excluded.kind,"
     " closed = tracking.closed OR excluded.closed,"
     " last_status = CASE WHEN tracking.last_update IS NULL"
     "  OR excluded.last_update >= tracking.last_update"
@@ -401,13 +407,13 @@ one of them is final): the newest status by ``occurred_at`` wins, a final status
 order for good."""
 _FINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATUSES))
 TRACK_COPIED_EVENTS = (
-    "INSERT INTO tracking (order_id, kind, last_status, last_update, closed, added_at)"
-    " SELECT DISTINCT ON (order_id) order_id, coalesce(body ->> 'kind', 'express'), status,"
-    f" occurred_at, bool_or(status IN ({_FINAL})) OVER (PARTITION BY order_id),"
+    "INSERT INTO tracking (order_id, shop, kind, last_status, last_update, closed, added_at)"
+    " SELECT DISTINCT ON (order_id, shop) order_id, shop, coalesce(body ->> 'kind', 'express'),"
+    f" status, occurred_at, bool_or(status IN ({_FINAL})) OVER (PARTITION BY order_id, shop),"
     " statement_timestamp()"
     " FROM events WHERE id = ANY(%s::text[]) AND status <> 'stuck'"
-    " ORDER BY order_id, occurred_at DESC, seq DESC"
-    " ON CONFLICT (order_id) DO UPDATE SET kind = excluded.kind,"
+    " ORDER BY order_id, shop, occurred_at DESC, seq DESC"
+    " ON CONFLICT (order_id, shop) DO UPDATE SET kind = excluded.kind,"
     " closed = tracking.closed OR excluded.closed,"
     " last_status = CASE WHEN tracking.last_update IS NULL"
     "  OR excluded.last_update >= tracking.last_update"
@@ -416,18 +422,18 @@ TRACK_COPIED_EVENTS = (
 )
 """`TRACK_EVENTS` for events `kabarin store migrate` copied in (by id), read from the rows."""
 TRACK_CONTACTS = (
-    "INSERT INTO tracking (order_id, added_at)"
-    " SELECT o, %s::timestamptz FROM unnest(%s::text[]) AS c(o)"
-    " ON CONFLICT (order_id) DO NOTHING"
+    "INSERT INTO tracking (order_id, shop, added_at)"
+    " SELECT o, sh, %s::timestamptz FROM unnest(%s::text[], %s::text[]) AS c(o, sh)"
+    " ON CONFLICT (order_id, shop) DO NOTHING"
 )
 TRACK_ORDERS = (
-    "INSERT INTO tracking (order_id, kind, added_at)"
-    " SELECT o, k, %s::timestamptz FROM unnest(%s::text[], %s::text[]) AS t(o, k)"
-    " ON CONFLICT (order_id) DO NOTHING"
+    "INSERT INTO tracking (order_id, kind, added_at, shop)"
+    " SELECT o, k, %s::timestamptz, %s::text FROM unnest(%s::text[], %s::text[]) AS t(o, k)"
+    " ON CONFLICT (order_id, shop) DO NOTHING"
 )
 CLAIM_PULLS = (
-    "UPDATE tracking SET lease_until = %(lease)s::timestamptz WHERE order_id IN ("
-    " SELECT order_id FROM tracking"
+    "UPDATE tracking SET lease_until = %(lease)s::timestamptz WHERE (order_id, shop) IN ("
+    " SELECT order_id, shop FROM tracking"
     "  WHERE NOT closed AND gone IS NULL"
     "  AND coalesce(lease_until, '-infinity') <= %(now)s::timestamptz"
     "  AND ((%(pulled_before)s::timestamptz IS NULL"
@@ -436,7 +442,7 @@ CLAIM_PULLS = (
     "    OR coalesce(last_pulled_at, '-infinity') < %(pulled_before)s::timestamptz)"
     "  AND (%(asked_before)s::timestamptz IS NULL"
     "       OR coalesce(last_asked_at, '-infinity') < %(asked_before)s::timestamptz)"
-    "  ORDER BY last_asked_at NULLS FIRST, last_update NULLS FIRST, order_id"
+    "  ORDER BY last_asked_at NULLS FIRST, last_update NULLS FIRST, order_id, shop"
     "  LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
     f" RETURNING {TRACKING_COLUMNS}"
 )
@@ -448,12 +454,13 @@ FINISH_PULL = (
     "  ELSE last_pulled_at END,"
     " last_asked_at = CASE WHEN %(asked)s::boolean THEN %(now)s::timestamptz"
     "  ELSE last_asked_at END,"
-    " gone = coalesce(%(gone)s::text, gone) WHERE order_id = %(order_id)s"
+    " gone = coalesce(%(gone)s::text, gone)"
+    " WHERE order_id = %(order_id)s AND shop = %(shop)s"
 )
 CLAIM_STUCK = (
     "UPDATE tracking SET stuck_status = last_status, stuck_since = last_update"
-    " WHERE order_id IN ("
-    " SELECT t.order_id FROM tracking AS t"
+    " WHERE (order_id, shop) IN ("
+    " SELECT t.order_id, t.shop FROM tracking AS t"
     "  JOIN unnest(%s::text[], %s::float8[]) AS j(status, seconds) ON j.status = t.last_status"
     "  WHERE NOT t.closed AND t.gone IS NULL"
     "  AND t.last_update < %s::timestamptz - j.seconds * interval '1 second'"
@@ -464,10 +471,10 @@ CLAIM_STUCK = (
 )
 KNOWN_STATUSES = (
     "SELECT DISTINCT status, CASE WHEN status = 'problem' THEN body ->> 'reason' END"
-    " FROM events WHERE order_id = %s AND status <> 'stuck'"
+    " FROM events WHERE order_id = %s AND shop = %s AND status <> 'stuck'"
 )
 LAST_PUSH_AT = "SELECT received_at FROM pushes WHERE source = 'push' ORDER BY seq DESC LIMIT 1"
-GET_TRACKING = f"SELECT {TRACKING_COLUMNS} FROM tracking WHERE order_id = %s"
+GET_TRACKING = f"SELECT {TRACKING_COLUMNS} FROM tracking WHERE order_id = %s AND shop = %s"
 TRACKING_COUNTS = (
     "SELECT count(*),"
     " count(*) FILTER (WHERE stuck_since = last_update AND stuck_status = last_status)"

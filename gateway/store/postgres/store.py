@@ -38,7 +38,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from gateway.delivery.model import Attempt, Claimed, Delivery, DeliveryFilter
 from gateway.errors import StoreError, StoreRefused
-from gateway.events import Contact, Event, EventKind, Status
+from gateway.events import DEFAULT_SHOP, Contact, Event, EventKind, Status
 from gateway.redaction import mask_url
 from gateway.store.contact_merge import merge_contacts
 from gateway.store.finishing import Finishing
@@ -243,8 +243,8 @@ class PostgresStore(Finishing):
     async def get_event(self, event_id: str) -> Event | None:
         return await self._run(lambda c: reads.get_event(c, event_id))
 
-    async def get_contact(self, order_id: str) -> Contact | None:
-        return await self._run(lambda c: reads.get_contact(c, order_id))
+    async def get_contact(self, order_id: str, *, shop: str = DEFAULT_SHOP) -> Contact | None:
+        return await self._run(lambda c: reads.get_contact(c, order_id, shop))
 
     async def count_rejected(self) -> int:
         return await self._run(reads.count_rejected)
@@ -272,8 +272,8 @@ class PostgresStore(Finishing):
         await self._tx(lambda c: contacts_.register(c, rows, now))
         return len(contacts)
 
-    async def delete_contact(self, order_id: str) -> bool:
-        return await self._run(lambda c: contacts_.delete(c, order_id))
+    async def delete_contact(self, order_id: str, *, shop: str = DEFAULT_SHOP) -> bool:
+        return await self._run(lambda c: contacts_.delete(c, order_id, shop))
 
     # -- the dispatcher ------------------------------------------------------------------
     async def claim(
@@ -413,10 +413,16 @@ class PostgresStore(Finishing):
         return await self._run(prune.size_bytes)
 
     # -- the pull tracker's orders -------------------------------------------------------
-    async def track_orders(self, orders: Sequence[tuple[str, EventKind]], *, now: datetime) -> int:
+    async def track_orders(
+        self,
+        orders: Sequence[tuple[str, EventKind]],
+        *,
+        now: datetime,
+        shop: str = DEFAULT_SHOP,
+    ) -> int:
         if not orders:
             return 0
-        return await self._run(lambda c: tracking.track_orders(c, orders, now))
+        return await self._run(lambda c: tracking.track_orders(c, orders, now, shop))
 
     async def claim_pulls(self, claim: PullClaim) -> list[TrackedOrder]:
         return await self._run(lambda c: tracking.claim_pulls(c, claim))
@@ -425,6 +431,7 @@ class PostgresStore(Finishing):
         self,
         order_id: str,
         *,
+        shop: str = DEFAULT_SHOP,
         now: datetime,
         next_pull_at: datetime,
         answered: bool = True,
@@ -435,6 +442,7 @@ class PostgresStore(Finishing):
             lambda c: tracking.finish_pull(
                 c,
                 order_id,
+                shop=shop,
                 now=now,
                 next_pull_at=next_pull_at,
                 answered=answered,
@@ -450,14 +458,16 @@ class PostgresStore(Finishing):
             return []
         return await self._run(lambda c: tracking.claim_stuck(c, after, now, limit))
 
-    async def known_statuses(self, order_id: str) -> set[tuple[Status, str | None]]:
-        return await self._run(lambda c: tracking.known_statuses(c, order_id))
+    async def known_statuses(
+        self, order_id: str, *, shop: str = DEFAULT_SHOP
+    ) -> set[tuple[Status, str | None]]:
+        return await self._run(lambda c: tracking.known_statuses(c, order_id, shop))
 
     async def last_push_at(self) -> datetime | None:
         return await self._run(tracking.last_push_at)
 
-    async def get_tracking(self, order_id: str) -> TrackedOrder | None:
-        return await self._run(lambda c: tracking.get_tracking(c, order_id))
+    async def get_tracking(self, order_id: str, *, shop: str = DEFAULT_SHOP) -> TrackedOrder | None:
+        return await self._run(lambda c: tracking.get_tracking(c, order_id, shop))
 
     async def tracking_counts(self) -> TrackingCounts:
         return await self._run(tracking.tracking_counts)

@@ -31,26 +31,30 @@ __all__ = [
 ]
 
 
-def tracking_rows(stored: Iterable[Event]) -> list[tuple[str, str, str, datetime, bool]]:
-    """Per order, from events just stored (in batch order, ``stuck`` aside): the last kind,
-    the newest status by ``occurred_at`` (a later one wins a tie) and whether one is final."""
-    orders: dict[str, tuple[str, str, str, datetime, bool]] = {}
+def tracking_rows(stored: Iterable[Event]) -> list[tuple[str, str, str, datetime, bool, str]]:
+    """Per (order, shop), from events just stored (in batch order, ``stuck`` aside): the last
+    kind, the newest status by ``occurred_at`` (a later one wins a tie) and whether one is
+    final."""
+    orders: dict[tuple[str, str], tuple[str, str, str, datetime, bool, str]] = {}
     for e in stored:
         if e.status == Status.STUCK:
             continue
-        known = orders.get(e.order_id)
+        key = (e.order_id, e.shop)
+        known = orders.get(key)
         closed = e.status in TERMINAL_STATUSES or (known is not None and known[4])
         if known is None or e.occurred_at >= known[3]:
-            orders[e.order_id] = (e.order_id, e.kind, str(e.status), e.occurred_at, closed)
+            orders[key] = (e.order_id, e.kind, str(e.status), e.occurred_at, closed, e.shop)
         else:
-            orders[e.order_id] = (e.order_id, e.kind, known[2], known[3], closed)
+            orders[key] = (e.order_id, e.kind, known[2], known[3], closed, e.shop)
     return [orders[k] for k in sorted(orders)]
 
 
-async def track_orders(conn: Conn, orders: Sequence[tuple[str, EventKind]], now: datetime) -> int:
+async def track_orders(
+    conn: Conn, orders: Sequence[tuple[str, EventKind]], now: datetime, shop: str
+) -> int:
     if not orders:
         return 0
-    params = (now, [o for o, _ in orders], [k for _, k in orders])
+    params = (now, shop, [o for o, _ in orders], [k for _, k in orders])
     return (await conn.execute(sql.TRACK_ORDERS, params)).rowcount
 
 
@@ -71,6 +75,7 @@ async def finish_pull(
     conn: Conn,
     order_id: str,
     *,
+    shop: str,
     now: datetime,
     next_pull_at: datetime,
     answered: bool,
@@ -84,6 +89,7 @@ async def finish_pull(
         "now": now,
         "gone": gone,
         "order_id": order_id,
+        "shop": shop,
     }
     await conn.execute(sql.FINISH_PULL, params)
 
@@ -99,8 +105,8 @@ async def claim_stuck(
     return _oldest_first(rows)
 
 
-async def known_statuses(conn: Conn, order_id: str) -> set[tuple[Status, str | None]]:
-    rows = await (await conn.execute(sql.KNOWN_STATUSES, (order_id,))).fetchall()
+async def known_statuses(conn: Conn, order_id: str, shop: str) -> set[tuple[Status, str | None]]:
+    rows = await (await conn.execute(sql.KNOWN_STATUSES, (order_id, shop))).fetchall()
     return {(Status(r[0]), r[1]) for r in rows}
 
 
@@ -109,8 +115,8 @@ async def last_push_at(conn: Conn) -> datetime | None:
     return None if row is None else row[0]
 
 
-async def get_tracking(conn: Conn, order_id: str) -> TrackedOrder | None:
-    row = await (await conn.execute(sql.GET_TRACKING, (order_id,))).fetchone()
+async def get_tracking(conn: Conn, order_id: str, shop: str) -> TrackedOrder | None:
+    row = await (await conn.execute(sql.GET_TRACKING, (order_id, shop))).fetchone()
     return None if row is None else _tracked(row)
 
 
@@ -141,6 +147,7 @@ def _tracked(row: Sequence[Any]) -> TrackedOrder:
         stuck_status=None if row[8] is None else Status(row[8]),
         stuck_since=row[9],
         last_asked_at=row[10],
+        shop=row[11],
     )
 
 

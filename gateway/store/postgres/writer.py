@@ -134,4 +134,5 @@ def _row(push: NewPush) -> tuple[Any, ...]:
         push.content_type,
         push.body,
         push.origin,
+        push.shop,
     )

@@ -20,9 +20,9 @@ __all__ = ["delete", "register"]
 
 def register(conn: sqlite3.Connection, rows: Sequence[Contact], now: datetime) -> None:
     """Upsert contacts, one per order (`gateway.store.contact_merge`)."""
-    values = [(c.order_id, c.name, c.phone, c.email, c.language) for c in rows]
+    values = [(c.order_id, c.name, c.phone, c.email, c.language, c.shop) for c in rows]
     conn.execute(sql.REGISTER_CONTACTS, (encode_rows(values), to_us(now)))
 
 
-def delete(conn: sqlite3.Connection, order_id: str) -> bool:
-    return conn.execute(sql.DELETE_CONTACT, (order_id,)).rowcount == 1
+def delete(conn: sqlite3.Connection, order_id: str, shop: str) -> bool:
+    return conn.execute(sql.DELETE_CONTACT, (order_id, shop)).rowcount == 1

@@ -46,6 +46,7 @@ def append_push(conn: sqlite3.Connection, push: NewPush) -> None:
             push.content_type,
             push.body,
             push.origin,
+            push.shop,
         ),
     )
 
@@ -80,11 +81,13 @@ def record_events(
     now_us = to_us(now)
     batch = IntakeBatch(outcomes, taken)
     occurred: dict[str, tuple[str, int]] = {}
+    shops: dict[str, str] = {}  # event id -> its shop, the lane's third key
     ranks: dict[str, tuple[int, bool]] = {}  # event id -> what `ordering: latest` compares
     event_rows: list[tuple[Any, ...]] = []
     for e in batch.events.values():
         occurred[e.id] = (e.order_id, to_us(e.occurred_at))
         ranks[e.id] = rank(e)
+        shops[e.id] = e.shop
         event_rows.append(
             (
                 e.id,
@@ -95,6 +98,7 @@ def record_events(
                 to_us(e.received_at),
                 e,
                 batch.owner[e.id],
+                e.shop,
             )
         )
     new: set[str] = set()
@@ -113,10 +117,11 @@ def record_events(
         delivery_rows = [
             (d.id, d.event_id, d.route, d.sink, *occurred[d.event_id], d.ordering, d.template)
             + ranks[d.event_id]
+            + (shops[d.event_id],)
             for d in chosen
         ]
         conn.execute(sql.INSERT_DELIVERIES, (encode_rows(delivery_rows), now_us))
-    contacts = [(c.order_id, c.name, c.phone, c.email, now_us) for c in batch.contacts()]
+    contacts = [(c.order_id, c.name, c.phone, c.email, now_us, c.shop) for c in batch.contacts()]
     if contacts:
         conn.executemany(sql.UPSERT_CONTACT, contacts)
 
@@ -153,5 +158,6 @@ def reject(conn: sqlite3.Connection, request: RejectedRequest) -> None:
             request.body,
             request.content_type,
             request.origin,
+            request.shop,
         ),
     )

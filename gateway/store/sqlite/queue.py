@@ -74,10 +74,12 @@ def claim(
     deliveries = [leased[i] for i in taken]
     event_ids = encode_rows(sorted({d.event_id for d in deliveries}))
     events = {r[0]: decode_event(r[1]) for r in conn.execute(sql.CLAIMED_EVENTS, (event_ids,))}
-    order_ids = encode_rows(sorted({d.order_id for d in deliveries}))
-    contacts = {r[0]: contact_from_row(r) for r in conn.execute(sql.CLAIMED_CONTACTS, (order_ids,))}
+    orders = encode_rows(sorted({(d.order_id, d.shop) for d in deliveries}))
+    contacts = {
+        (r[0], r[5]): contact_from_row(r) for r in conn.execute(sql.CLAIMED_CONTACTS, (orders,))
+    }
     claims = [
-        Claim(delivery=d, event=events[d.event_id], contact=contacts.get(d.order_id))
+        Claim(delivery=d, event=events[d.event_id], contact=contacts.get((d.order_id, d.shop)))
         for d in deliveries
     ]
     return Claimed(claims=claims, superseded=superseded, unknown=unknown)

@@ -68,8 +68,8 @@ def get_event(conn: sqlite3.Connection, event_id: str) -> Event | None:
     return None if row is None else decode_event(row[0])
 
 
-def get_contact(conn: sqlite3.Connection, order_id: str) -> Contact | None:
-    row = conn.execute(sql.GET_CONTACT, (order_id,)).fetchone()
+def get_contact(conn: sqlite3.Connection, order_id: str, shop: str) -> Contact | None:
+    row = conn.execute(sql.GET_CONTACT, (order_id, shop)).fetchone()
     return None if row is None else contact_from_row(row)
 
 

@@ -240,6 +240,67 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE rejected ADD COLUMN origin TEXT NOT NULL DEFAULT 'kiriminaja';
         """,
     ),
+    (
+        14,
+        # Several shops (KiriminAja accounts) in one store: events, deliveries (whose lanes are
+        # per shop, order and sink), rejected bodies, contacts and tracked orders carry their
+        # shop, and contacts and tracked orders are keyed by (order id, shop). Every row
+        # written before belongs to the shop `default` (a one-shop file's). The keyed tables
+        # are rebuilt: SQLite cannot change a primary key in place.
+        """
+        ALTER TABLE events ADD COLUMN shop TEXT NOT NULL DEFAULT 'default';
+        ALTER TABLE deliveries ADD COLUMN shop TEXT NOT NULL DEFAULT 'default';
+        ALTER TABLE rejected ADD COLUMN shop TEXT NOT NULL DEFAULT 'default';
+        DROP INDEX events_by_order;
+        CREATE INDEX events_by_order ON events (order_id, shop);
+        DROP INDEX deliveries_lane;
+        CREATE INDEX deliveries_lane ON deliveries (order_id, sink, shop);
+        CREATE TABLE contacts_by_shop (
+            order_id       TEXT NOT NULL,
+            shop           TEXT NOT NULL DEFAULT 'default',
+            name           TEXT,
+            phone          TEXT,
+            email          TEXT,
+            updated_at     INTEGER NOT NULL,
+            language       TEXT,
+            registered_at  INTEGER,
+            PRIMARY KEY (order_id, shop)
+        );
+        INSERT INTO contacts_by_shop
+            (order_id, name, phone, email, updated_at, language, registered_at)
+            SELECT order_id, name, phone, email, updated_at, language, registered_at
+            FROM contacts;
+        DROP TABLE contacts;
+        ALTER TABLE contacts_by_shop RENAME TO contacts;
+        CREATE TABLE tracking_by_shop (
+            order_id        TEXT NOT NULL,
+            shop            TEXT NOT NULL DEFAULT 'default',
+            kind            TEXT NOT NULL DEFAULT 'express',
+            last_status     TEXT,
+            last_update     INTEGER,
+            closed          INTEGER NOT NULL DEFAULT 0,
+            added_at        INTEGER NOT NULL,
+            last_pulled_at  INTEGER,
+            next_pull_at    INTEGER,
+            lease_until     INTEGER,
+            gone            TEXT,
+            stuck_status    TEXT,
+            stuck_since     INTEGER,
+            last_asked_at   INTEGER,
+            PRIMARY KEY (order_id, shop)
+        );
+        INSERT INTO tracking_by_shop (order_id, kind, last_status, last_update, closed,
+            added_at, last_pulled_at, next_pull_at, lease_until, gone, stuck_status,
+            stuck_since, last_asked_at)
+            SELECT order_id, kind, last_status, last_update, closed, added_at, last_pulled_at,
+            next_pull_at, lease_until, gone, stuck_status, stuck_since, last_asked_at
+            FROM tracking;
+        DROP TABLE tracking;
+        ALTER TABLE tracking_by_shop RENAME TO tracking;
+        CREATE INDEX tracking_open ON tracking (last_update) WHERE closed = 0 AND gone IS NULL;
+        CREATE INDEX tracking_asked ON tracking (last_asked_at) WHERE closed = 0 AND gone IS NULL;
+        """,
+    ),
 ]
 
 
@@ -280,6 +341,13 @@ LOG_MIGRATIONS: list[tuple[int, str]] = [
         # sources existed was KiriminAja's.
         """
         ALTER TABLE pushes ADD COLUMN origin TEXT NOT NULL DEFAULT 'kiriminaja';
+        """,
+    ),
+    (
+        3,
+        # Several shops: each entry is the shop's whose token pushed it (`default` before).
+        """
+        ALTER TABLE pushes ADD COLUMN shop TEXT NOT NULL DEFAULT 'default';
         """,
     ),
 ]

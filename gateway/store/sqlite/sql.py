@@ -73,12 +73,12 @@ DROP_MAIN_PUSHES = "DROP TABLE main.pushes"
 # -- the push log and the intake (ingest.py) ---------------------------------------------------
 PUSH_COLUMNS = (
     "seq, id, source, method, items, received_at, content_type, body, state, error,"
-    " processed_at, accepted, duplicates, origin"
+    " processed_at, accepted, duplicates, origin, shop"
 )
 APPEND_PUSH = (
     "INSERT INTO pushes"
-    " (id, source, method, items, received_at, content_type, body, origin, state)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')"
+    " (id, source, method, items, received_at, content_type, body, origin, shop, state)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')"
 )
 PENDING_PUSHES = f"SELECT {PUSH_COLUMNS} FROM pushes WHERE state = 'pending' ORDER BY seq LIMIT ?"
 COUNT_PENDING_PUSHES = "SELECT count(*) FROM pushes WHERE state = 'pending'"
@@ -86,21 +86,21 @@ LAST_EVENT_SEQ = "SELECT max(seq) FROM events"
 EVENTS_AFTER_SEQ = "SELECT id FROM events WHERE seq > ?"
 INSERT_EVENTS = (
     "INSERT OR IGNORE INTO events"
-    " (id, order_id, status, method, occurred_at, received_at, body, push_id)"
+    " (id, order_id, status, method, occurred_at, received_at, body, push_id, shop)"
     " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,"
-    " value -> 6, value ->> 7 FROM json_each(?)"
+    " value -> 6, value ->> 7, value ->> 8 FROM json_each(?)"
 )
 """One JSON array of rows per batch: one statement however many events."""
 INSERT_DELIVERIES = (
     "INSERT OR IGNORE INTO deliveries (id, event_id, route, sink, order_id, occurred_at,"
-    " ordering, template, stage, timed, state, next_attempt_at, created_at, updated_at)"
+    " ordering, template, stage, timed, shop, state, next_attempt_at, created_at, updated_at)"
     " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,"
-    " value ->> 6, value ->> 7, value ->> 8, value ->> 9, 'pending', ?2, ?2, ?2"
+    " value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, 'pending', ?2, ?2, ?2"
     " FROM json_each(?1)"
 )
 UPSERT_CONTACT = (
-    "INSERT INTO contacts (order_id, name, phone, email, updated_at) VALUES (?, ?, ?, ?, ?)"
-    " ON CONFLICT (order_id) DO UPDATE SET"
+    "INSERT INTO contacts (order_id, name, phone, email, updated_at, shop)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (order_id, shop) DO UPDATE SET"
     " name = CASE WHEN registered_at IS NULL THEN coalesce(excluded.name, name)"
     "  ELSE coalesce(name, excluded.name) END,"
     " phone = CASE WHEN registered_at IS NULL THEN coalesce(excluded.phone, phone)"
@@ -118,14 +118,15 @@ MARK_PUSH = (
 """An entry another intake recorded meanwhile keeps its record."""
 UPDATE_REJECTED = "UPDATE rejected SET reason = ? WHERE id = ?"
 INSERT_REJECTED = (
-    "INSERT INTO rejected (received_at, reason, body, content_type, origin) VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO rejected (received_at, reason, body, content_type, origin, shop)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
 )
 
 # -- the delivery queue (queue.py) -------------------------------------------------------------
 DELIVERY_COLUMNS = (
     "id, event_id, route, sink, order_id, occurred_at, ordering, template, state, attempts, "
     "next_attempt_at, created_at, updated_at, lease_owner, lease_until, last_error, delivered_at,"
-    " waiting, fallback_of, started_at"
+    " waiting, fallback_of, started_at, shop"
 )
 DELIVERY_COLUMNS_SHOWN = DELIVERY_COLUMNS.replace(
     " waiting",
@@ -152,32 +153,33 @@ END_UNKNOWN = (
 )
 CLAIM_PLAN = (
     "WITH due AS ("
-    " SELECT sink, order_id, next_attempt_at AS at FROM deliveries"
+    " SELECT sink, order_id, shop, next_attempt_at AS at FROM deliveries"
     "  WHERE state = 'pending' AND next_attempt_at <= ?1 AND sink NOT IN (SELECT sink"
     "   FROM sink_state WHERE disabled_reason IS NOT NULL)"
     " UNION ALL"
-    " SELECT sink, order_id, lease_until FROM deliveries"
+    " SELECT sink, order_id, shop, lease_until FROM deliveries"
     "  WHERE state = 'in_flight' AND lease_until <= ?1 AND sink NOT IN (SELECT sink"
     "   FROM sink_state WHERE disabled_reason IS NOT NULL)"
     " ORDER BY at LIMIT ?2),"
-    " lanes AS (SELECT DISTINCT sink, order_id FROM due),"
+    " lanes AS (SELECT DISTINCT sink, order_id, shop FROM due),"
     " lane AS ("
-    " SELECT d.id, d.sink, d.order_id, d.state, d.occurred_at, d.seq, d.next_attempt_at,"
+    " SELECT d.id, d.sink, d.order_id, d.shop, d.state, d.occurred_at, d.seq, d.next_attempt_at,"
     "  d.lease_until, d.ordering, d.stage, d.timed,"
     "  coalesce(d.state = 'in_flight' AND d.lease_until > ?1, 0) AS live,"
-    "  coalesce(sum(d.state = 'delivered') OVER (PARTITION BY d.sink, d.order_id"
+    "  coalesce(sum(d.state = 'delivered') OVER (PARTITION BY d.sink, d.order_id, d.shop"
     "   ORDER BY d.stage, d.timed, d.occurred_at, d.seq"
     "   ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING), 0) AS outranked,"
     "  max(coalesce(d.state = 'in_flight' AND d.lease_until > ?1, 0))"
-    "   OVER (PARTITION BY d.sink, d.order_id) AS busy"
+    "   OVER (PARTITION BY d.sink, d.order_id, d.shop) AS busy"
     " FROM lanes JOIN deliveries AS d ON d.order_id = lanes.order_id AND d.sink = lanes.sink"
+    "  AND d.shop = lanes.shop"
     " WHERE d.state IN ('pending', 'in_flight', 'delivered')),"
     " waiting AS ("
     " SELECT id, seq, state, next_attempt_at, lease_until, busy, ordering,"
-    "  row_number() OVER (PARTITION BY sink, order_id ORDER BY seq) AS oldest,"
-    "  row_number() OVER (PARTITION BY sink, order_id"
+    "  row_number() OVER (PARTITION BY sink, order_id, shop ORDER BY seq) AS oldest,"
+    "  row_number() OVER (PARTITION BY sink, order_id, shop"
     "   ORDER BY stage DESC, timed DESC, occurred_at DESC, seq DESC) AS best,"
-    "  first_value(ordering) OVER (PARTITION BY sink, order_id ORDER BY seq DESC)"
+    "  first_value(ordering) OVER (PARTITION BY sink, order_id, shop ORDER BY seq DESC)"
     "   AS lane_ordering"
     " FROM lane WHERE state != 'delivered' AND NOT live"
     "  AND NOT (ordering = 'latest' AND outranked > 0))"
@@ -225,9 +227,10 @@ START = (
 """A customer send is about to leave (`DeliveryQueue.start`): only under a live lease."""
 CLAIMED_EVENTS = "SELECT id, body FROM events WHERE id IN (SELECT value FROM json_each(?))"
 CLAIMED_CONTACTS = (
-    "SELECT order_id, name, phone, email, language FROM contacts"
-    " WHERE order_id IN (SELECT value FROM json_each(?))"
+    "SELECT order_id, name, phone, email, language, shop FROM contacts"
+    " WHERE (order_id, shop) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?))"
 )
+"""``?`` a JSON array of [order id, shop]."""
 FINISH = (
     "UPDATE deliveries SET state = ?1, attempts = attempts + ?2,"
     " next_attempt_at = coalesce(?3, next_attempt_at),"
@@ -304,9 +307,12 @@ RELEASE_SINK = (
 # -- admin reads (reads.py) --------------------------------------------------------------------
 GET_PUSH = f"SELECT {PUSH_COLUMNS} FROM pushes WHERE id = ?"
 GET_EVENT = "SELECT body FROM events WHERE id = ?"
-GET_CONTACT = "SELECT order_id, name, phone, email, language FROM contacts WHERE order_id = ?"
+GET_CONTACT = (
+    "SELECT order_id, name, phone, email, language, shop FROM contacts"
+    " WHERE order_id = ? AND shop = ?"
+)
 COUNT_REJECTED = "SELECT count(*) FROM rejected"
-REJECTED_COLUMNS = "id, received_at, reason, body, content_type, origin"
+REJECTED_COLUMNS = "id, received_at, reason, body, content_type, origin, shop"
 LIST_REJECTED = f"SELECT {REJECTED_COLUMNS} FROM rejected ORDER BY id DESC LIMIT ?"
 GET_REJECTED = f"SELECT {REJECTED_COLUMNS} FROM rejected WHERE id = ?"
 DELETE_REJECTED = "DELETE FROM rejected WHERE id = ?"
@@ -319,23 +325,23 @@ ATTEMPTS_OF = (
 
 # -- contacts the shop registers, and fallback deliveries (contacts.py, queue.py) --------------
 REGISTER_CONTACTS = (
-    "INSERT INTO contacts (order_id, name, phone, email, language, updated_at, registered_at)"
-    " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, ?2, ?2"
-    " FROM json_each(?1) WHERE true"
-    " ON CONFLICT (order_id) DO UPDATE SET name = coalesce(excluded.name, name),"
+    "INSERT INTO contacts (order_id, name, phone, email, language, shop, updated_at,"
+    " registered_at) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,"
+    " value ->> 5, ?2, ?2 FROM json_each(?1) WHERE true"
+    " ON CONFLICT (order_id, shop) DO UPDATE SET name = coalesce(excluded.name, name),"
     " phone = coalesce(excluded.phone, phone), email = coalesce(excluded.email, email),"
     " language = coalesce(excluded.language, language), updated_at = excluded.updated_at,"
     " registered_at = excluded.registered_at"
 )
 """One JSON array of rows; a field the shop leaves empty keeps what a push said. (``WHERE
 true`` keeps SQLite from reading ``ON CONFLICT`` as part of the SELECT's join.)"""
-DELETE_CONTACT = "DELETE FROM contacts WHERE order_id = ?"
+DELETE_CONTACT = "DELETE FROM contacts WHERE order_id = ? AND shop = ?"
 INSERT_FALLBACK = (
     "INSERT OR IGNORE INTO deliveries (id, event_id, route, sink, order_id, occurred_at,"
     " ordering, template, stage, timed, state, next_attempt_at, created_at, updated_at,"
-    " fallback_of)"
+    " fallback_of, shop)"
     " SELECT ?1, event_id, ?2, ?3, order_id, occurred_at, ?4, ?5, stage, timed, 'pending',"
-    " ?6, ?6, ?6, id"
+    " ?6, ?6, ?6, id, shop"
     " FROM deliveries WHERE id = ?7 AND fallback_of IS NULL"
 )
 """The fallback of a delivery that ended dead or skipped, due now; never a fallback's
@@ -475,17 +481,17 @@ count once, whether their own window or their event's takes them."""
 _FINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATUSES))
 TRACKING_COLUMNS = (
     "order_id, kind, last_status, last_update, closed, last_pulled_at, next_pull_at, gone,"
-    " stuck_status, stuck_since, last_asked_at"
+    " stuck_status, stuck_since, last_asked_at, shop"
 )
 TRACKING_CURSOR = "SELECT event_seq, contacts_at FROM tracking_cursor WHERE id = 1"
 SET_TRACKING_CURSOR = "UPDATE tracking_cursor SET event_seq = ?, contacts_at = ? WHERE id = 1"
 LAST_CONTACT_AT = "SELECT max(updated_at) FROM contacts"
 TRACKING_FROM_EVENTS = (
-    "INSERT INTO tracking (order_id, kind, last_status, last_update, closed, added_at)"
-    " SELECT order_id, coalesce(body ->> '$.kind', 'express'), status, occurred_at,"
+    "INSERT INTO tracking (order_id, shop, kind, last_status, last_update, closed, added_at)"
+    " SELECT order_id, shop, coalesce(body ->> '$.kind', 'express'), status, occurred_at,"
     f" status IN ({_FINAL}), ?3"
     " FROM events WHERE seq > ?1 AND seq <= ?2 AND status != 'stuck' ORDER BY seq"
-    " ON CONFLICT (order_id) DO UPDATE SET kind = excluded.kind,"
+    " ON CONFLICT (order_id, shop) DO UPDATE SET kind = excluded.kind,"
     " closed = closed OR excluded.closed,"
     " last_status = CASE WHEN last_update IS NULL OR excluded.last_update >= last_update"
     "  THEN excluded.last_status ELSE last_status END,"
@@ -494,22 +500,24 @@ TRACKING_FROM_EVENTS = (
 """Events past the cursor (``?1`` < seq <= ``?2``, ``?3`` now): the newest status by
 ``occurred_at`` wins, a final status closes the order for good."""
 TRACKING_FROM_CONTACTS = (
-    "INSERT INTO tracking (order_id, added_at)"
-    " SELECT order_id, ?2 FROM contacts WHERE updated_at > ?1 ON CONFLICT (order_id) DO NOTHING"
+    "INSERT INTO tracking (order_id, shop, added_at)"
+    " SELECT order_id, shop, ?2 FROM contacts WHERE updated_at > ?1"
+    " ON CONFLICT (order_id, shop) DO NOTHING"
 )
 TRACK_ORDER = (
-    "INSERT INTO tracking (order_id, kind, added_at) VALUES (?, ?, ?)"
-    " ON CONFLICT (order_id) DO NOTHING"
+    "INSERT INTO tracking (order_id, kind, added_at, shop) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (order_id, shop) DO NOTHING"
 )
 CLAIM_PULLS = (
-    "UPDATE tracking SET lease_until = :lease WHERE order_id IN ("
-    " SELECT order_id FROM tracking"
+    "UPDATE tracking SET lease_until = :lease WHERE (order_id, shop) IN ("
+    " SELECT order_id, shop FROM tracking"
     "  WHERE closed = 0 AND gone IS NULL AND coalesce(lease_until, 0) <= :now"
     "  AND ((:pulled_before IS NULL AND coalesce(last_update, 0) < :stale_before"
     "        AND coalesce(next_pull_at, 0) <= :now)"
     "    OR coalesce(last_pulled_at, 0) < :pulled_before)"
     "  AND (:asked_before IS NULL OR coalesce(last_asked_at, 0) < :asked_before)"
-    "  ORDER BY last_asked_at NULLS FIRST, coalesce(last_update, 0), order_id LIMIT :limit)"
+    "  ORDER BY last_asked_at NULLS FIRST, coalesce(last_update, 0), order_id, shop"
+    "  LIMIT :limit)"
     f" RETURNING {TRACKING_COLUMNS}"
 )
 """The lease is the claim: an order whose ``lease_until`` is in the future is another
@@ -518,12 +526,12 @@ FINISH_PULL = (
     "UPDATE tracking SET lease_until = NULL, next_pull_at = :next,"
     " last_pulled_at = CASE WHEN :answered THEN :now ELSE last_pulled_at END,"
     " last_asked_at = CASE WHEN :asked THEN :now ELSE last_asked_at END,"
-    " gone = coalesce(:gone, gone) WHERE order_id = :order_id"
+    " gone = coalesce(:gone, gone) WHERE order_id = :order_id AND shop = :shop"
 )
 CLAIM_STUCK = (
     "UPDATE tracking SET stuck_status = last_status, stuck_since = last_update"
-    " WHERE order_id IN ("
-    " SELECT t.order_id FROM tracking AS t JOIN json_each(?1) AS j ON j.key = t.last_status"
+    " WHERE (order_id, shop) IN ("
+    " SELECT t.order_id, t.shop FROM tracking AS t JOIN json_each(?1) AS j ON j.key = t.last_status"
     "  WHERE t.closed = 0 AND t.gone IS NULL AND t.last_update < ?2 - j.value"
     "  AND (t.stuck_since IS NULL OR t.stuck_since != t.last_update"
     "       OR t.stuck_status != t.last_status)"
@@ -533,10 +541,10 @@ CLAIM_STUCK = (
 """``?1`` a JSON object status → microseconds, ``?2`` now, ``?3`` how many."""
 KNOWN_STATUSES = (
     "SELECT DISTINCT status, CASE WHEN status = 'problem' THEN body ->> '$.reason' END"
-    " FROM events WHERE order_id = ? AND status != 'stuck'"
+    " FROM events WHERE order_id = ? AND shop = ? AND status != 'stuck'"
 )
 LAST_PUSH_AT = "SELECT received_at FROM pushes WHERE source = 'push' ORDER BY seq DESC LIMIT 1"
-GET_TRACKING = f"SELECT {TRACKING_COLUMNS} FROM tracking WHERE order_id = ?"
+GET_TRACKING = f"SELECT {TRACKING_COLUMNS} FROM tracking WHERE order_id = ? AND shop = ?"
 TRACKING_COUNTS = (
     "SELECT count(*), coalesce(sum(stuck_since = last_update AND stuck_status = last_status), 0)"
     " FROM tracking WHERE closed = 0 AND gone IS NULL"

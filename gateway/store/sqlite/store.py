@@ -30,7 +30,7 @@ from gateway.delivery.model import (
     DeliveryFilter,
 )
 from gateway.errors import StoreError
-from gateway.events import Contact, Event, EventKind, Status
+from gateway.events import DEFAULT_SHOP, Contact, Event, EventKind, Status
 from gateway.store.contact_merge import merge_contacts
 from gateway.store.finishing import Finishing
 from gateway.store.moving import Table
@@ -283,8 +283,8 @@ class SQLiteStore(Finishing):
     async def get_event(self, event_id: str) -> Event | None:
         return await self._read(lambda c: reads.get_event(c, event_id))
 
-    async def get_contact(self, order_id: str) -> Contact | None:
-        return await self._read(lambda c: reads.get_contact(c, order_id))
+    async def get_contact(self, order_id: str, *, shop: str = DEFAULT_SHOP) -> Contact | None:
+        return await self._read(lambda c: reads.get_contact(c, order_id, shop))
 
     async def register_contacts(self, contacts: Sequence[Contact], *, now: datetime) -> int:
         if not contacts:
@@ -293,8 +293,8 @@ class SQLiteStore(Finishing):
         await self._write(lambda c: contacts_.register(c, rows, now))
         return len(contacts)
 
-    async def delete_contact(self, order_id: str) -> bool:
-        return await self._write(lambda c: contacts_.delete(c, order_id))
+    async def delete_contact(self, order_id: str, *, shop: str = DEFAULT_SHOP) -> bool:
+        return await self._write(lambda c: contacts_.delete(c, order_id, shop))
 
     async def count_rejected(self) -> int:
         return await self._read(reads.count_rejected)
@@ -416,8 +416,14 @@ class SQLiteStore(Finishing):
         return await writer(lambda c: copying.import_rows(c, table, rows))
 
     # -- the pull tracker's orders -------------------------------------------------------------
-    async def track_orders(self, orders: Sequence[tuple[str, EventKind]], *, now: datetime) -> int:
-        return await self._write(lambda c: tracking.track_orders(c, orders, now))
+    async def track_orders(
+        self,
+        orders: Sequence[tuple[str, EventKind]],
+        *,
+        now: datetime,
+        shop: str = DEFAULT_SHOP,
+    ) -> int:
+        return await self._write(lambda c: tracking.track_orders(c, orders, now, shop))
 
     async def claim_pulls(self, claim: PullClaim) -> list[TrackedOrder]:
         return await self._write(lambda c: tracking.claim_pulls(c, claim))
@@ -426,6 +432,7 @@ class SQLiteStore(Finishing):
         self,
         order_id: str,
         *,
+        shop: str = DEFAULT_SHOP,
         now: datetime,
         next_pull_at: datetime,
         answered: bool = True,
@@ -436,6 +443,7 @@ class SQLiteStore(Finishing):
             lambda c: tracking.finish_pull(
                 c,
                 order_id,
+                shop=shop,
                 now=now,
                 next_pull_at=next_pull_at,
                 answered=answered,
@@ -449,14 +457,16 @@ class SQLiteStore(Finishing):
     ) -> list[TrackedOrder]:
         return await self._write(lambda c: tracking.claim_stuck(c, after, now, limit))
 
-    async def known_statuses(self, order_id: str) -> set[tuple[Status, str | None]]:
-        return await self._read(lambda c: tracking.known_statuses(c, order_id))
+    async def known_statuses(
+        self, order_id: str, *, shop: str = DEFAULT_SHOP
+    ) -> set[tuple[Status, str | None]]:
+        return await self._read(lambda c: tracking.known_statuses(c, order_id, shop))
 
     async def last_push_at(self) -> datetime | None:
         return await self._read(tracking.last_push_at)
 
-    async def get_tracking(self, order_id: str) -> TrackedOrder | None:
-        return await self._read(lambda c: tracking.get_tracking(c, order_id))
+    async def get_tracking(self, order_id: str, *, shop: str = DEFAULT_SHOP) -> TrackedOrder | None:
+        return await self._read(lambda c: tracking.get_tracking(c, order_id, shop))
 
     async def tracking_counts(self) -> TrackingCounts:
         return await self._read(tracking.tracking_counts)

@@ -62,19 +62,22 @@ def _order(row: Sequence[Any]) -> TrackedOrder:
         stuck_status=Status(row[8]) if row[8] is not None else None,
         stuck_since=opt_time(row[9]),
         last_asked_at=opt_time(row[10]),
+        shop=row[11],
     )
 
 
 def _oldest_update_first(rows: list[Any]) -> list[TrackedOrder]:
     # RETURNING gives rows in no promised order.
     orders = [_order(r) for r in rows]
-    return sorted(orders, key=lambda o: (_us(o.last_update), o.order_id))
+    return sorted(orders, key=lambda o: (_us(o.last_update), o.order_id, o.shop))
 
 
 def _least_recently_asked_first(rows: list[Any]) -> list[TrackedOrder]:
     # The claim's own order (`sql.CLAIM_PULLS`): RETURNING does not keep it.
     orders = [_order(r) for r in rows]
-    return sorted(orders, key=lambda o: (_us(o.last_asked_at), _us(o.last_update), o.order_id))
+    return sorted(
+        orders, key=lambda o: (_us(o.last_asked_at), _us(o.last_update), o.order_id, o.shop)
+    )
 
 
 def _us(moment: datetime | None) -> int:
@@ -82,11 +85,11 @@ def _us(moment: datetime | None) -> int:
 
 
 def track_orders(
-    conn: sqlite3.Connection, orders: Sequence[tuple[str, EventKind]], now: datetime
+    conn: sqlite3.Connection, orders: Sequence[tuple[str, EventKind]], now: datetime, shop: str
 ) -> int:
     _sync(conn, to_us(now))  # an order its events already named is not new
     before = conn.total_changes
-    conn.executemany(sql.TRACK_ORDER, [(o, k, to_us(now)) for o, k in orders])
+    conn.executemany(sql.TRACK_ORDER, [(o, k, to_us(now), shop) for o, k in orders])
     return conn.total_changes - before
 
 
@@ -108,6 +111,7 @@ def finish_pull(
     conn: sqlite3.Connection,
     order_id: str,
     *,
+    shop: str,
     now: datetime,
     next_pull_at: datetime,
     answered: bool,
@@ -123,6 +127,7 @@ def finish_pull(
             "now": to_us(now),
             "gone": gone,
             "order_id": order_id,
+            "shop": shop,
         },
     )
 
@@ -138,8 +143,10 @@ def claim_stuck(
     return _oldest_update_first(conn.execute(sql.CLAIM_STUCK, (limits, now_us, limit)).fetchall())
 
 
-def known_statuses(conn: sqlite3.Connection, order_id: str) -> set[tuple[Status, str | None]]:
-    return {(Status(r[0]), r[1]) for r in conn.execute(sql.KNOWN_STATUSES, (order_id,))}
+def known_statuses(
+    conn: sqlite3.Connection, order_id: str, shop: str
+) -> set[tuple[Status, str | None]]:
+    return {(Status(r[0]), r[1]) for r in conn.execute(sql.KNOWN_STATUSES, (order_id, shop))}
 
 
 def last_push_at(conn: sqlite3.Connection) -> datetime | None:
@@ -147,8 +154,8 @@ def last_push_at(conn: sqlite3.Connection) -> datetime | None:
     return opt_time(row[0]) if row else None
 
 
-def get_tracking(conn: sqlite3.Connection, order_id: str) -> TrackedOrder | None:
-    row = conn.execute(sql.GET_TRACKING, (order_id,)).fetchone()
+def get_tracking(conn: sqlite3.Connection, order_id: str, shop: str) -> TrackedOrder | None:
+    row = conn.execute(sql.GET_TRACKING, (order_id, shop)).fetchone()
     return _order(row) if row else None
 
 
