@@ -9,7 +9,7 @@ CONFIG ?= config.example.yaml
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: install run test lint format bench screenshots clean
+.PHONY: install run test lint format bench screenshots docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,13 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest -n 3 --dist loadfile
 
+# The site, from docs/ (the reference pages are written from the code as it builds), into site/.
+# Offline: nothing is fetched, and the site loads nothing from another host.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 screenshots: $(STAMP)
-	KABARIN_SCREENSHOTS=docs $(BIN)/pytest -q tests/e2e/test_ui.py
+	KABARIN_SCREENSHOTS=docs/images $(BIN)/pytest -q tests/e2e/test_ui.py
 
 format: $(STAMP)
 	$(BIN)/ruff format .
@@ -47,4 +52,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/replicas.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis *.egg-info
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis *.egg-info site

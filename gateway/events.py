@@ -66,20 +66,28 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     shop: str = DEFAULT_SHOP
     """The id of the shop (KiriminAja account) it belongs to (``default`` with one shop)."""
     source: Source
+    """``push``: KiriminAja sent it; ``pull``: the pull tracker asked for it."""
     method: str
     """The raw method, in the source's words, e.g. KiriminAja's ``shipped_packages``."""
     kind: str
     """The kind of shipment, in the source's words: KiriminAja's ``express`` or ``instant``."""
     status: Status
+    """The normalised status: the same word whatever the source and method said."""
     raw_status: str | None = None
     """The source's own status beside the normalised one (instant status, numeric code)."""
     order_id: str
+    """The shop's order id, as KiriminAja knows the shipment."""
     awb: str | None = None
+    """The courier's waybill number, once there is one."""
     occurred_at: datetime
     """When it happened, timezone-aware; ``received_at`` when the push carries no time."""
     received_at: datetime
+    """When Kabarin received the push (or the pull result) that carried it."""
     reason: str | None = None
+    """Why, when the source says: a problem, a cancellation, a rejection."""
     details: dict[str, Any] = msgspec.field(default_factory=dict)
+    """What else the item (and its package) said that templates may want: service, shipping
+    cost, COD amount, tracking URL, driver, weight, payment."""
     raw: dict[str, Any] = msgspec.field(default_factory=dict)
     """The package item exactly as received."""
 

@@ -21,11 +21,11 @@ from gateway.cli.running import print_invalid
 from gateway.errors import ConfigError, KabarinError
 from gateway.redaction import install_log_redaction
 
-__all__ = ["main"]
+__all__ = ["main", "parser"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -53,16 +53,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    """The ``kabarin`` command line, every command registered (the CLI reference is written
+    from it)."""
+    top = argparse.ArgumentParser(
         prog="kabarin", description="Notification gateway for KiriminAja shipment pushes."
     )
-    parser.add_argument("--version", action="version", version=f"kabarin {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    top.add_argument("--version", action="version", version=f"kabarin {__version__}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # in the order `kabarin --help` lists them
     for group in (serve, check, deliveries, pushes, pull, rejected, contacts, routes, store):
         group.register(sub)
-    return parser
+    return top
 
 
 if __name__ == "__main__":
