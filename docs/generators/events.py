@@ -16,8 +16,8 @@ import msgspec
 
 from gateway.config.reference import field_docs
 from gateway.events import TERMINAL_STATUSES, Event, Status
-from gateway.kiriminaja import decode_push, normalise
 from gateway.routing import delivery_id
+from gateway.sources.kiriminaja import decode_push, normalise
 from generators.markdown import cell, code, prose
 from sinks.base import Message
 from sinks.http import make_http_client
