@@ -2,7 +2,8 @@
 
 `validate_file` is what `kabarin check` runs, what `kabarin serve` refuses to start on, what a
 reload refuses to apply, and what the dashboard's configuration page shows: the file's own
-problems, then every route's and template's (`check_templates`), all in one `ConfigError`.
+problems, then every route's, grouping's (`check_grouping`) and template's (`check_templates`),
+all in one `ConfigError`.
 `sink_checks` is what the sinks themselves say of the messages they would be handed (a sink's
 optional `sinks.base.Checkable.check`: the SMS sink counts the segments of its texts), printed
 in `kabarin check`'s summary.
@@ -17,6 +18,7 @@ from typing import Any
 import msgspec
 
 from gateway.config import Config, InvalidConfig, RouteConfig, load_config
+from gateway.delivery.model import Group
 from gateway.errors import ConfigError, TemplateError
 from gateway.events import Event, Status
 from gateway.routing import Route, Router
@@ -31,7 +33,7 @@ from gateway.templating import (
 from sinks.base import Checkable, CheckSamples, Message, Sink, SinkDeps
 from sinks.registry import build_sinks, kind_of
 
-__all__ = ["check_templates", "sink_checks", "validate_file"]
+__all__ = ["check_grouping", "check_templates", "sink_checks", "validate_file"]
 
 
 def validate_file(path: str) -> Config:
@@ -44,7 +46,9 @@ def validate_file(path: str) -> Config:
         config, problems = exc.partial, exc.problems
     router, route_problems = Router.compile(config)
     problems += route_problems
-    problems += check_templates(config, router, build_sinks(config.sinks, SinkDeps()))
+    sinks = build_sinks(config.sinks, SinkDeps())
+    problems += check_grouping(config, router, sinks)
+    problems += check_templates(config, router, sinks)
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     return config
@@ -104,6 +108,27 @@ def sink_checks(config: Config) -> list[tuple[str, str]]:
         lines = sink.check(CheckSamples(route=route_name, messages=messages))
         out += [(kind_of(sink.config), line) for line in lines]
     return out
+
+
+def check_grouping(config: Config, router: Router, sinks: Mapping[str, Sink]) -> list[str]:
+    """A grouped route (``group:``) may send only to staff and machines: a sink that writes to
+    the customer (`Sink.writes_to_customer`: WhatsApp, SMS, email ``to: customer``), as a
+    route's sink or its fallback, gets every customer their own message, never a list of
+    other people's orders."""
+    problems = []
+    for route in router.routes:
+        if route.index >= len(config.routes) or config.routes[route.index].group is None:
+            continue
+        for name in dict.fromkeys([*route.sinks, *route.fallbacks.values()]):
+            sink = sinks.get(name)
+            if sink is not None and sink.writes_to_customer:
+                problems.append(
+                    f"{config.where('routes', route.index, 'group')}: route {route.name!r}"
+                    f" cannot group: sink {name!r} ({kind_of(sink.config)}) writes to the"
+                    " customer, who gets their own message; send to it from a route without"
+                    " `group`"
+                )
+    return problems
 
 
 _Sample = tuple[Event, str]
@@ -185,6 +210,34 @@ def _check(
     return list(problems.values())
 
 
+def _check_group(
+    templates: Templates,
+    where: str,
+    source: str,
+    route: Route,
+    sink: str,
+    language: str,
+    events: list[_Sample],
+) -> list[str]:
+    """A grouped route's template, rendered as its messages are: a group of the sample events
+    the route receives (``event`` its first), with no contact."""
+    samples = [e for e, _ in events]
+    grouping = route.grouping
+    key = grouping.key(samples[0]) if grouping is not None else {}
+    try:
+        templates.render(
+            source,
+            event=samples[0],
+            contact=None,
+            route=route.name,
+            language=language,
+            group=Group(key=key, events=samples),
+        )
+    except TemplateError as exc:
+        return [f"{where}: route {route.name}, sink {sink}: {exc} (a group of sample events)"]
+    return []
+
+
 def check_templates(config: Config, router: Router, sinks: Mapping[str, Sink]) -> list[str]:
     """Render every template against every event its route can receive; one line per failure.
 
@@ -193,7 +246,8 @@ def check_templates(config: Config, router: Router, sinks: Mapping[str, Sink]) -
     template (``routes[i].template.<sink>``, fallback sinks included), else the sink's own or
     built-in one (``sinks.<name>.template``), in the sink's language; a sink no route uses is
     checked against every event. A ``when`` that fails on an event its ``match`` lets through is
-    reported too (``routes[i].when``): at run time that route would not fire for it.
+    reported too (``routes[i].when``): at run time that route would not fire for it. A grouped
+    route's templates are rendered as its messages are: once, for a group of those events.
     """
     templates = Templates.for_config(config)
     samples = _samples(config)
@@ -223,6 +277,11 @@ def check_templates(config: Config, router: Router, sinks: Mapping[str, Sink]) -
                     problems.append(f"{where}: no `{part}` template: sink {sink_name!r} needs one")
                     continue
                 language = target.config.language
+                if route.grouping is not None:
+                    problems += _check_group(
+                        templates, where, source, route, sink_name, language, events or samples
+                    )
+                    continue
                 problems += _check(
                     templates, where, source, route.name, sink_name, language, events
                 )

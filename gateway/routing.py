@@ -22,6 +22,12 @@ Values are compared as text (``status: canceled`` matches `Status.CANCELED`, ``3
 match (logged), never fails the request. Everything is compiled once, in `Router.from_config`,
 from what the configuration's load resolved (template files read, each sink's ordering): the
 router reads no file and asks no sink registry.
+
+A route with ``group: {by: [status, courier], wait: 30s, interval: 5m}`` gives each of its
+deliveries a `GroupRef`: the group of (route, sink, the event's values of ``by``) whose message
+it goes in (`gateway.delivery.grouping`). ``by`` names event fields (``details.<key>`` too);
+``courier`` is the event's courier: ``details.courier``, else the service code KiriminAja
+gave (``details.service``, ``raw.service``), until the event carries one of its own.
 """
 
 from __future__ import annotations
@@ -37,14 +43,15 @@ from typing import Any
 
 from jinja2 import TemplateSyntaxError
 
-from gateway.config import Config, RouteConfig, Target
-from gateway.delivery.model import Delivery, NewDelivery, Ordering
+from gateway.config import Config, GroupConfig, RouteConfig, Target
+from gateway.delivery.grouping import GROUP_PREFIX
+from gateway.delivery.model import Delivery, GroupRef, NewDelivery, Ordering
 from gateway.errors import ConfigError
 from gateway.events import Event, Status
 from gateway.sources.registry import configured_sources
 from gateway.templating import encode_parts, sandbox
 
-__all__ = ["Route", "Router", "delivery_id"]
+__all__ = ["Grouping", "Route", "Router", "delivery_id", "group_id"]
 
 log = logging.getLogger("kabarin.routing")
 
@@ -66,6 +73,36 @@ def delivery_id(event_id: str, route: str, sink: str) -> str:
     return "dlv_" + hashlib.blake2b(text, digest_size=12).hexdigest()
 
 
+def group_id(route: str, sink: str, key: Mapping[str, str | None]) -> str:
+    """Stable id of one group (a route's sink and the values of its ``group.by``)."""
+    values = "\x1f".join(f"{k}\x1e{'' if v is None else v}\x1e{v is None}" for k, v in key.items())
+    text = f"{route}\x1f{sink}\x1f{values}".encode()
+    return GROUP_PREFIX + hashlib.blake2b(text, digest_size=12).hexdigest()
+
+
+class Grouping:
+    """A route's compiled ``group``: how an event's group key is read, and its times."""
+
+    __slots__ = ("by", "interval", "wait")
+
+    def __init__(self, *, by: Sequence[tuple[str, _Getter]], wait: float, interval: float) -> None:
+        self.by = tuple(by)
+        self.wait = wait
+        self.interval = interval
+
+    def key(self, event: Event) -> dict[str, str | None]:
+        """The event's values of ``by``, as text (as ``match`` compares them)."""
+        return {name: _text(get(event)) for name, get in self.by}
+
+    def ref(self, route: str, sink: str, key: Mapping[str, str | None]) -> GroupRef:
+        return GroupRef(
+            id=group_id(route, sink, key),
+            key=dict(key),
+            wait=self.wait,
+            interval=self.interval,
+        )
+
+
 class Route:
     """One compiled route: ``index`` and ``name`` as in the file, the sinks it sends to,
     ``templates`` (sink name → part name → template source), ``stop`` and the ``when``
@@ -78,6 +115,7 @@ class Route:
         "_targets",
         "_when",
         "fallbacks",
+        "grouping",
         "index",
         "name",
         "sinks",
@@ -97,7 +135,12 @@ class Route:
         when_fn: Callable[..., Any] | None = None,
         stop: bool = False,
         fallbacks: Mapping[str, tuple[str, Ordering, Mapping[str, str]]] | None = None,
+        grouping: Grouping | None = None,
     ) -> None:
+        if grouping is not None:
+            # A group's messages go one after the other, each exactly once: never superseded.
+            targets = [(s, "all", t) for s, _, t in targets]
+            fallbacks = {s: (f, "all", t) for s, (f, _, t) in (fallbacks or {}).items()}
         self.index = index
         self.name = name
         self.sinks: tuple[str, ...] = tuple(sink for sink, _, _ in targets)
@@ -112,6 +155,8 @@ class Route:
         self._fields = tuple(fields)
         self._when = when_fn
         self._logged: set[str] = set()
+        self.grouping = grouping
+        """``group``: each event goes in its group's message instead of a delivery of its own."""
 
     def fallback(self, delivery: Delivery) -> NewDelivery | None:
         """The delivery to issue once on the fallback of `delivery`'s sink, if it has one."""
@@ -219,6 +264,9 @@ class Router:
                     problems.append(
                         f"{config.where('routes', i, 'when')}: syntax error: {exc.message}"
                     )
+            grouping = None
+            if rc.group is not None:
+                grouping = _grouping(rc.group, ("routes", i, "group"), config.where, problems)
             resolved = config.targets[i] if i < len(config.targets) else {}
             targets = _targets(rc, i, resolved, config, problems)
             fallbacks = {
@@ -236,6 +284,7 @@ class Router:
                     when_fn=when_fn,
                     stop=rc.stop,
                     fallbacks=fallbacks,
+                    grouping=grouping,
                 )
             )
         return cls(routes), problems
@@ -266,6 +315,8 @@ class Router:
         for route in self._routes:
             if not route.matches(event):
                 continue
+            grouping = route.grouping
+            key = None if grouping is None else grouping.key(event)
             for sink, ordering, template in route._targets:
                 out.append(
                     NewDelivery(
@@ -275,6 +326,9 @@ class Router:
                         sink=sink,
                         ordering=ordering,
                         template=template,
+                        group=None
+                        if grouping is None or key is None
+                        else grouping.ref(route.name, sink, key),
                     )
                 )
             if route.stop:
@@ -305,7 +359,42 @@ def _targets(
     return targets
 
 
-def _getter(field: str, where: str, problems: list[str]) -> _Getter | None:
+def _courier(event: Event) -> Any:
+    """The event's courier until `Event` carries one: ``details.courier``, else KiriminAja's
+    service code (``details.service``, ``raw.service``)."""
+    for value in (
+        event.details.get("courier"),
+        event.details.get("service"),
+        event.raw.get("service"),
+    ):
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def _grouping(
+    spec: GroupConfig,
+    path: tuple[str | int, ...],
+    where: Callable[..., str],
+    problems: list[str],
+) -> Grouping | None:
+    by: list[tuple[str, _Getter]] = []
+    failed = False
+    for j, name in enumerate(spec.by):
+        if name == "courier" and name not in _FIELDS:
+            by.append((name, _courier))
+            continue
+        get = _getter(name, where(*path, "by", j), problems, also="courier")
+        if get is None:
+            failed = True
+        else:
+            by.append((name, get))
+    if failed:
+        return None
+    return Grouping(by=by, wait=float(spec.wait), interval=float(spec.interval))
+
+
+def _getter(field: str, where: str, problems: list[str], also: str | None = None) -> _Getter | None:
     head, _, rest = field.partition(".")
     if head == "details" and rest and all(rest.split(".")):
         keys = rest.split(".")
@@ -327,7 +416,7 @@ def _getter(field: str, where: str, problems: list[str]) -> _Getter | None:
     if field == "details":
         problems.append(f"{where}: match a key of `details`, e.g. `details.service`")
         return None
-    known = ", ".join(sorted(_FIELDS))
+    known = ", ".join(sorted(_FIELDS | ({also} if also else set())))
     problems.append(f"{where}: unknown event field {field!r} (fields: {known}, details.<key>)")
     return None
 

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 import msgspec
 
-from gateway.delivery.model import Ordering
+from gateway.delivery.model import Group, Ordering
 from gateway.events import Contact, Event
 from gateway.phone import InvalidPhone, normalize_phone
 from gateway.redaction import mask_config, secret_values
@@ -49,6 +49,7 @@ __all__ = [
     "config_secrets",
     "customer_phone",
     "mask",
+    "with_group",
 ]
 
 Language = Literal["id", "en"]
@@ -159,6 +160,9 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
     parts: Mapping[str, str] = msgspec.field(default_factory=dict)
     """Every part the sink kind declares (`Sink.parts`), rendered: part name → text."""
     attempt: int = 1
+    group: Group | None = None
+    """A grouped route's message (``group:``): the events it carries, `event` being the
+    first; ``None`` for a message about one event."""
 
     @property
     def text(self) -> str:
@@ -306,6 +310,24 @@ class Checkable(Protocol):
         the sink (the SMS sink: the most segments a text takes). Called once per route that
         sends to the sink; must not do I/O."""
         ...
+
+
+def with_group(
+    grouped: Mapping[str, Mapping[str, str]], single: Mapping[str, Mapping[str, str]]
+) -> dict[str, dict[str, str]]:
+    """Default templates that render a grouped message (``group`` set) with `grouped` and a
+    message about one event with `single`: part → language → source."""
+    return {
+        part: {
+            language: (
+                f"{{% if group %}}{grouped[part][language]}{{% else %}}{source}{{% endif %}}"
+                if part in grouped and language in grouped[part]
+                else source
+            )
+            for language, source in by_language.items()
+        }
+        for part, by_language in single.items()
+    }
 
 
 def customer_phone(message: Message) -> str | Skipped | Permanent:

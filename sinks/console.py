@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal, Self
 
 from gateway.delivery.model import Ordering
 from gateway.redaction import redact_text
-from sinks.base import Delivered, Message, Retry, SendResult, SinkConfig, SinkDeps
+from sinks.base import Delivered, Message, Retry, SendResult, SinkConfig, SinkDeps, with_group
 
 __all__ = ["ConsoleConfig", "ConsoleSink"]
 
@@ -43,22 +43,36 @@ class ConsoleSink:
     """Prints for the operator, not the customer."""
     default_ordering: ClassVar[Ordering] = "latest"
     parts: ClassVar[tuple[str, ...]] = ("text",)
-    default_templates: ClassVar[dict[str, dict[str, str]]] = {
-        "text": {
-            "id": (
-                "{{ event.status | status_label }}: pesanan {{ event.order_id }}"
-                "{% if event.awb %} (resi {{ event.awb }}){% endif %}"
-                ", {{ event.occurred_at | localtime }}"
-                "{% if event.reason %}. Alasan: {{ event.reason }}{% endif %}"
-            ),
-            "en": (
-                "{{ event.status | status_label }}: order {{ event.order_id }}"
-                "{% if event.awb %} (AWB {{ event.awb }}){% endif %}"
-                ", {{ event.occurred_at | localtime }}"
-                "{% if event.reason %}. Reason: {{ event.reason }}{% endif %}"
-            ),
-        }
-    }
+    default_templates: ClassVar[dict[str, dict[str, str]]] = with_group(
+        {
+            "text": {
+                "id": "{{ group.count }} pembaruan pesanan"
+                "{% if group.key %} ({{ group.key | group_key }}){% endif %}:"
+                "{% for e in group.events %}\n- {{ e.order_id }}: {{ e.status | status_label }}"
+                "{% if e.reason %}. Alasan: {{ e.reason }}{% endif %}{% endfor %}",
+                "en": "{{ group.count }} order updates"
+                "{% if group.key %} ({{ group.key | group_key }}){% endif %}:"
+                "{% for e in group.events %}\n- {{ e.order_id }}: {{ e.status | status_label }}"
+                "{% if e.reason %}. Reason: {{ e.reason }}{% endif %}{% endfor %}",
+            }
+        },
+        {
+            "text": {
+                "id": (
+                    "{{ event.status | status_label }}: pesanan {{ event.order_id }}"
+                    "{% if event.awb %} (resi {{ event.awb }}){% endif %}"
+                    ", {{ event.occurred_at | localtime }}"
+                    "{% if event.reason %}. Alasan: {{ event.reason }}{% endif %}"
+                ),
+                "en": (
+                    "{{ event.status | status_label }}: order {{ event.order_id }}"
+                    "{% if event.awb %} (AWB {{ event.awb }}){% endif %}"
+                    ", {{ event.occurred_at | localtime }}"
+                    "{% if event.reason %}. Reason: {{ event.reason }}{% endif %}"
+                ),
+            }
+        },
+    )
 
     def __init__(self, name: str, config: ConsoleConfig) -> None:
         self.name = name
@@ -77,6 +91,8 @@ class ConsoleSink:
             f"== {self.name} | route {message.route} | {event.status.value}"
             f" | order {event.order_id}" + (f" | AWB {event.awb}" if event.awb else "")
         )
+        if message.group is not None:
+            header = f"== {self.name} | route {message.route} | {message.group.count} events"
         # A terminal is a log: it gets the same masking, whatever text a template pulled in.
         return redact_text(f"{header}\n{message.text}")
 

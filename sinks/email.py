@@ -57,6 +57,7 @@ from sinks.base import (
     SinkConfig,
     SinkDeps,
     Skipped,
+    with_group,
 )
 
 __all__ = ["CUSTOMER_TEMPLATES", "STAFF_TEMPLATES", "EmailConfig", "EmailSink", "build_mail"]
@@ -124,6 +125,57 @@ def _check_address(key: str | tuple[str | int, ...], value: str) -> None:
         raise FieldError(key, f"{value!r} is not an email address")
 
 
+_GROUP_TEMPLATES: dict[str, dict[str, str]] = {
+    "subject": {
+        "id": "{{ group.count }} pembaruan pesanan{% if group.key %}: {{ group.key | group_key }}"
+        "{% endif %}",
+        "en": "{{ group.count }} order updates{% if group.key %}: {{ group.key | group_key }}"
+        "{% endif %}",
+    },
+    "text": {
+        "id": (
+            "{{ group.count }} pembaruan pesanan{% if group.key %} ({{ group.key | group_key }})"
+            "{% endif %}:\n\n{% for e in group.events %}- {{ e.order_id }}"
+            "{% if e.awb %} (resi {{ e.awb }}){% endif %}: {{ e.status | status_label }},"
+            " {{ e.occurred_at | localtime }}{% if e.reason %}. Keterangan: {{ e.reason }}"
+            "{% endif %}\n{% endfor %}"
+        ),
+        "en": (
+            "{{ group.count }} order updates{% if group.key %} ({{ group.key | group_key }})"
+            "{% endif %}:\n\n{% for e in group.events %}- {{ e.order_id }}"
+            "{% if e.awb %} (AWB {{ e.awb }}){% endif %}: {{ e.status | status_label }},"
+            " {{ e.occurred_at | localtime }}{% if e.reason %}. Reason: {{ e.reason }}"
+            "{% endif %}\n{% endfor %}"
+        ),
+    },
+    "html": {
+        "id": (
+            '<!DOCTYPE html><html lang="id"><body style="font-family:sans-serif">'
+            "<p><b>{{ group.count }} pembaruan pesanan</b>"
+            "{% if group.key %} ({{ group.key | group_key }}){% endif %}</p>"
+            '<table cellpadding="4" style="border-collapse:collapse">'
+            "<tr><th>Pesanan</th><th>Resi</th><th>Status</th><th>Waktu</th>"
+            "<th>Keterangan</th></tr>{% for e in group.events %}<tr>"
+            "<td><b>{{ e.order_id }}</b></td><td>{{ e.awb }}</td>"
+            "<td>{{ e.status | status_label }}</td><td>{{ e.occurred_at | localtime }}</td>"
+            "<td>{{ e.reason }}</td></tr>{% endfor %}</table></body></html>"
+        ),
+        "en": (
+            '<!DOCTYPE html><html lang="en"><body style="font-family:sans-serif">'
+            "<p><b>{{ group.count }} order updates</b>"
+            "{% if group.key %} ({{ group.key | group_key }}){% endif %}</p>"
+            '<table cellpadding="4" style="border-collapse:collapse">'
+            "<tr><th>Order</th><th>AWB</th><th>Status</th><th>Time</th>"
+            "<th>Reason</th></tr>{% for e in group.events %}<tr>"
+            "<td><b>{{ e.order_id }}</b></td><td>{{ e.awb }}</td>"
+            "<td>{{ e.status | status_label }}</td><td>{{ e.occurred_at | localtime }}</td>"
+            "<td>{{ e.reason }}</td></tr>{% endfor %}</table></body></html>"
+        ),
+    },
+}
+"""A grouped message to staff (``group`` set): a subject with the count and the key, every
+event as a line of text and as a row of an HTML table (order, AWB, status, time, reason)."""
+
 STAFF_TEMPLATES: dict[str, dict[str, str]] = {
     "subject": {
         "id": (
@@ -187,9 +239,11 @@ STAFF_TEMPLATES: dict[str, dict[str, str]] = {
         ),
     },
 }
+STAFF_TEMPLATES = with_group(_GROUP_TEMPLATES, STAFF_TEMPLATES)
 """The default parts of mail to staff (``to:`` a list): the order, status, time, AWB, courier
 and reason, and a link to the order's dashboard page when ``admin.public_url`` is set. No
-greeting: it is not written to the customer."""
+greeting: it is not written to the customer. A grouped message lists its events
+(`_GROUP_TEMPLATES`)."""
 
 
 CUSTOMER_TEMPLATES: dict[str, dict[str, str]] = {

@@ -6,6 +6,11 @@ show) and as the first block, then the shipment's facts as fields (status in the
 when the order's contact is known, reason) and a "track" button when the event has a
 ``tracking_url``.
 
+A grouped route's message (``group:``) carries the rendered text as its heading (by default
+"*12 pembaruan pesanan* (status: Dibatalkan)"), then the events as a list, one line each
+(order id, AWB, status, reason), in sections of at most 3,000 characters; past Slack's 50
+blocks the rest is said as "… dan 30 lainnya" / "… and 30 more".
+
 Slack allows about one message a second per webhook, so ``rate_limit`` defaults to ``1/s``; a
 429 carries ``Retry-After``, which `sinks.http.classify` honours. A webhook that was removed,
 revoked or whose channel was archived (``no_service``, ``invalid_token``,
@@ -26,6 +31,7 @@ sinks:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit
 
@@ -40,7 +46,7 @@ from gateway.units import RateLimit
 from sinks.base import Language, Message, SendResult, SinkConfig, SinkDeps, config_secrets
 from sinks.http import post
 
-__all__ = ["SlackConfig", "SlackSink", "slack_payload"]
+__all__ = ["SlackConfig", "SlackSink", "group_blocks", "slack_payload"]
 
 _GONE = frozenset(
     {
@@ -130,22 +136,26 @@ class SlackSink:
         # channel or disguising a link.
         "text": {
             "id": (
-                _MRKDWN + "*{{ event.status | status_label }}*: pesanan {{ m(event.order_id) }}"
+                _MRKDWN + "{% if group %}*{{ group.count }} pembaruan pesanan*"
+                "{% if group.key %} ({{ m(group.key | group_key) }}){% endif %}{% else %}"
+                "*{{ event.status | status_label }}*: pesanan {{ m(event.order_id) }}"
                 "{% if event.awb %} (resi {{ m(event.awb) }}){% endif %}"
                 ", {{ event.occurred_at | localtime }}"
                 "{% if contact and contact.name %}\nPelanggan: {{ m(contact.name) }}{% endif %}"
                 "{% if event.details.get('shipping_price') %}\nOngkir: "
                 "{{ m(event.details.shipping_price | rupiah) }}{% endif %}"
-                "{% if event.reason %}\nAlasan: {{ m(event.reason) }}{% endif %}"
+                "{% if event.reason %}\nAlasan: {{ m(event.reason) }}{% endif %}{% endif %}"
             ),
             "en": (
-                _MRKDWN + "*{{ event.status | status_label }}*: order {{ m(event.order_id) }}"
+                _MRKDWN + "{% if group %}*{{ group.count }} order updates*"
+                "{% if group.key %} ({{ m(group.key | group_key) }}){% endif %}{% else %}"
+                "*{{ event.status | status_label }}*: order {{ m(event.order_id) }}"
                 "{% if event.awb %} (AWB {{ m(event.awb) }}){% endif %}"
                 ", {{ event.occurred_at | localtime }}"
                 "{% if contact and contact.name %}\nCustomer: {{ m(contact.name) }}{% endif %}"
                 "{% if event.details.get('shipping_price') %}\nShipping price: "
                 "{{ m(event.details.shipping_price | rupiah) }}{% endif %}"
-                "{% if event.reason %}\nReason: {{ m(event.reason) }}{% endif %}"
+                "{% if event.reason %}\nReason: {{ m(event.reason) }}{% endif %}{% endif %}"
             ),
         }
     }
@@ -198,11 +208,16 @@ def slack_payload(message: Message, config: SlackConfig) -> dict[str, Any]:
     labels = _LABELS[config.language]
     text = message.text.strip() or f"{event.status.value}: {_escape(event.order_id)}"
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, _TEXT_LIMIT)}},
-        {"type": "section", "fields": _fields(event, message.contact, config.language)},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, _TEXT_LIMIT)}}
     ]
+    if message.group is not None:
+        blocks += group_blocks(message.group.events, config.language, _BLOCK_LIMIT - 1)
+    else:
+        blocks.append(
+            {"type": "section", "fields": _fields(event, message.contact, config.language)}
+        )
     tracking_url = event.details.get("tracking_url")
-    if _is_link(tracking_url):
+    if message.group is None and _is_link(tracking_url):
         blocks.append(
             {
                 "type": "actions",
@@ -221,6 +236,46 @@ def slack_payload(message: Message, config: SlackConfig) -> dict[str, Any]:
         if value:
             payload[key] = value
     return payload
+
+
+def group_blocks(events: Sequence[Event], language: Language, limit: int) -> list[dict[str, Any]]:
+    """A grouped message's events as a list, one line each, in sections of at most 3,000
+    characters and at most `limit` blocks; what does not fit is counted in a last line."""
+    lines = [_line(e, language) for e in events]
+    blocks: list[dict[str, Any]] = []
+    current: list[str] = []
+    size = 0
+    shown = 0
+    for line in lines:
+        if current and size + 1 + len(line) > _TEXT_LIMIT:
+            if len(blocks) + 2 >= limit:  # room left for this block and the "more" one
+                break
+            blocks.append(_section("\n".join(current)))
+            current, size = [], 0
+        current.append(line)
+        size += len(line) + (1 if size else 0)
+        shown += 1
+    if current:
+        blocks.append(_section("\n".join(current)))
+    if shown < len(lines):
+        blocks.append(_section(_MORE[language].format(len(lines) - shown)))
+    return blocks
+
+
+_BLOCK_LIMIT = 50  # blocks in one message
+_LINE_LIMIT = 500  # one event's line in a group's list
+_MORE: dict[Language, str] = {"id": "… dan {} lainnya", "en": "… and {} more"}
+
+
+def _line(event: Event, language: Language) -> str:
+    awb = f" ({_escape(event.awb)})" if event.awb else ""
+    reason = f": {_escape(event.reason)}" if event.reason else ""
+    status = STATUS_LABELS[language][event.status]
+    return _cut(f"• *{_escape(event.order_id)}*{awb} {status}{reason}", _LINE_LIMIT)
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
 def _fields(event: Event, contact: Contact | None, language: Language) -> list[dict[str, str]]:

@@ -4,7 +4,14 @@ Each delivery is one POST whose body is the envelope the spec recommends::
 
     {"type": "shipment.<status>", "timestamp": "<now, ISO 8601 UTC>", "data": <Event>}
 
-``data`` is the `gateway.events.Event` exactly as documented in the README. The kind declares
+``data`` is the `gateway.events.Event` exactly as documented in the README. A grouped route's
+message (``group:``) carries its events as an array, with the group beside them::
+
+    {"type": "shipment.group", "timestamp": "...",
+     "group": {"route": "cancellations", "key": {"status": "canceled"}, "count": 2},
+     "data": [<Event>, <Event>]}
+
+The kind declares
 no message part (`WebhookSink.parts` is empty): the receiver gets data, not prose, and a
 ``template`` given to a webhook sink is checked but not rendered for delivery.
 
@@ -132,6 +139,19 @@ class _Envelope(msgspec.Struct, frozen=True):
     data: Event
 
 
+class _GroupInfo(msgspec.Struct, frozen=True):
+    route: str
+    key: dict[str, str | None]
+    count: int
+
+
+class _GroupEnvelope(msgspec.Struct, frozen=True):
+    type: str
+    timestamp: datetime
+    group: _GroupInfo
+    data: list[Event]
+
+
 _encode = msgspec.json.Encoder().encode
 
 
@@ -164,6 +184,10 @@ class WebhookSink:
     def envelope(self, message: Message, now: datetime) -> bytes:
         """The exact bytes that are signed and sent."""
         event = message.event
+        group = message.group
+        if group is not None:
+            info = _GroupInfo(message.route, group.key, group.count)
+            return _encode(_GroupEnvelope("shipment.group", now, info, group.events))
         return _encode(_Envelope(f"shipment.{event.status.value}", now, event))
 
     def preview(self, message: Message) -> str:

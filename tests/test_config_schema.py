@@ -58,7 +58,9 @@ def test_the_reference_covers_every_section_sink_kind_and_route_key() -> None:
     assert ("sinks.<name>.concurrency", "slack") not in keys
     assert {d.key for d in docs if d.key.startswith("routes[].")} == {
         f"routes[].{name}" for name in ("name", "sinks", "match", "when", "template", "stop")
-    } | {"routes[].fallback", "routes[].shop"}
+    } | {"routes[].fallback", "routes[].shop"} | {
+        f"routes[].group{key}" for key in ("", ".by", ".wait", ".interval")
+    }
 
 
 @pytest.mark.parametrize(

@@ -15,12 +15,14 @@ from gateway.delivery.model import (
     Attempt,
     DeliveryFilter,
     DeliveryState,
+    GroupRef,
     NewDelivery,
     Ordering,
     Outcome,
 )
 from gateway.events import Contact, Event, Status
 from gateway.intake import new_push_id
+from gateway.routing import group_id
 from gateway.store import (
     PRUNE_STEPS,
     Cutoffs,
@@ -1221,3 +1223,239 @@ async def test_known_statuses_and_the_last_push(store: Store) -> None:
     pulled = msgspec.structs.replace(new_push("O-3", at=T0 + timedelta(seconds=9)), source="pull")
     await store.append_push(pulled)
     assert await store.last_push_at() == T0 + timedelta(seconds=5)
+
+
+# -- grouped routes' groups (GroupStore; gateway.delivery.grouping) ------------------------------
+
+WAIT, INTERVAL = 30.0, 300.0
+
+
+def grouped(e: Event, key: dict[str, str | None] | None = None, sink: str = "ops") -> NewDelivery:
+    """`e`'s delivery on a grouped route: waits 30 s, then at most one message per 5 min."""
+    key = {"status": e.status.value} if key is None else key
+    return NewDelivery(
+        id=f"dlv-{e.id}-{sink}",
+        event_id=e.id,
+        route="cancellations",
+        sink=sink,
+        ordering="all",
+        group=GroupRef(
+            id=group_id("cancellations", sink, key), key=key, wait=WAIT, interval=INTERVAL
+        ),
+    )
+
+
+async def put_grouped(store: Store, *events: Event, at: datetime, sink: str = "ops") -> None:
+    await ingest(store, events=events, deliveries=[grouped(e, sink=sink) for e in events], now=at)
+
+
+async def claim_groups(
+    store: Store, at: datetime, worker: str = "w1"
+) -> list[tuple[str, list[str]]]:
+    """What a claim at `at` leases: (delivery id, its events' order ids) per claim."""
+    claimed = await store.claim(worker=worker, now=at, limit=100, lease_seconds=30)
+    out = []
+    for c in claimed.claims:
+        assert c.group is not None, "only grouped messages are waiting in these tests"
+        assert c.event == c.group.events[0]
+        out.append((c.delivery.id, [e.order_id for e in c.group.events]))
+    return out
+
+
+def canceled(order_id: str) -> Event:
+    return event(order_id, Status.CANCELED)
+
+
+async def test_a_groups_events_wait_together_until_the_first_message_is_due(store: Store) -> None:
+    await put_grouped(store, canceled("G1"), canceled("G2"), at=T0)
+    await put_grouped(store, canceled("G3"), at=T0 + timedelta(seconds=10))
+    (waiting,) = await store.waiting_groups()
+    first = grouped(canceled("G1"))
+    assert first.group is not None
+    assert (waiting.id, waiting.route, waiting.sink) == (first.group.id, "cancellations", "ops")
+    assert (waiting.key, waiting.message_id, waiting.events) == (
+        {"status": "canceled"},
+        first.id,
+        3,
+    )
+    assert waiting.due_at == T0 + timedelta(seconds=WAIT)
+    assert await store.next_due() == T0 + timedelta(seconds=WAIT)
+    assert await claim_groups(store, T0 + timedelta(seconds=29)) == []
+
+    assert await claim_groups(store, T0 + timedelta(seconds=30)) == [(first.id, ["G1", "G2", "G3"])]
+    assert await store.waiting_groups() == []
+    found = await store.get_delivery(first.id)
+    assert found is not None
+    assert (found[0].order_id, found[0].event_id, found[0].route) == (
+        first.group.id,
+        canceled("G1").id,
+        "cancellations",
+    )
+    group = await store.group_of(first.id)
+    assert group is not None
+    assert (group.key, [e.order_id for e in group.events], group.count) == (
+        {"status": "canceled"},
+        ["G1", "G2", "G3"],
+        3,
+    )
+    assert await store.group_of("no-such-delivery") is None
+
+
+async def test_events_after_the_claim_go_in_the_next_message_an_interval_later(
+    store: Store,
+) -> None:
+    await put_grouped(store, canceled("G1"), at=T0)
+    sent = T0 + timedelta(seconds=WAIT)
+    (message,) = await claim_groups(store, sent)
+    await put_grouped(store, canceled("G2"), at=sent + timedelta(seconds=1))
+    await put_grouped(store, canceled("G3"), at=sent + timedelta(seconds=100))
+    (waiting,) = await store.waiting_groups()
+    assert (waiting.events, waiting.due_at) == (2, sent + timedelta(seconds=INTERVAL))
+    await deliver(store, message[0])
+    assert await claim_groups(store, sent + timedelta(seconds=INTERVAL - 1)) == []
+    assert await claim_groups(store, sent + timedelta(seconds=INTERVAL)) == [
+        (grouped(canceled("G2")).id, ["G2", "G3"])
+    ]
+
+
+async def test_a_quiet_group_starts_over_with_wait(store: Store) -> None:
+    await put_grouped(store, canceled("G1"), at=T0)
+    sent = T0 + timedelta(seconds=WAIT)
+    (message,) = await claim_groups(store, sent)
+    await deliver(store, message[0])
+    later = sent + timedelta(seconds=INTERVAL + 60)
+    await put_grouped(store, canceled("G2"), at=later)
+    (waiting,) = await store.waiting_groups()
+    assert waiting.due_at == later + timedelta(seconds=WAIT)
+
+
+async def test_keys_and_sinks_make_separate_groups_and_plain_deliveries_stay_single(
+    store: Store,
+) -> None:
+    a, b, c = canceled("K1"), event("K2", Status.RETURNED), canceled("K3")
+    plain = event("K4")
+    await ingest(
+        store,
+        events=[a, b, c, plain],
+        deliveries=[grouped(a), grouped(b), grouped(c), grouped(c, sink="mail"), delivery(plain)],
+        now=T0,
+    )
+    assert sorted((g.sink, g.key["status"], g.events) for g in await store.waiting_groups()) == [
+        ("mail", "canceled", 1),
+        ("ops", "canceled", 2),
+        ("ops", "returned", 1),
+    ]
+    now = T0 + timedelta(seconds=WAIT)
+    claimed = await store.claim(worker="w1", now=now, limit=100, lease_seconds=30)
+    by_delivery = {
+        c.delivery.id: None if c.group is None else [e.order_id for e in c.group.events]
+        for c in claimed.claims
+    }
+    assert by_delivery == {
+        grouped(a).id: ["K1", "K3"],
+        grouped(b).id: ["K2"],
+        grouped(c, sink="mail").id: ["K3"],
+        delivery(plain).id: None,
+    }
+
+
+async def test_a_retried_or_replayed_message_carries_the_same_events(store: Store) -> None:
+    await put_grouped(store, canceled("G1"), canceled("G2"), at=T0)
+    sent = T0 + timedelta(seconds=WAIT)
+    ((message, orders),) = await claim_groups(store, sent)
+    assert orders == ["G1", "G2"]
+    retry_at = sent + timedelta(seconds=5)
+    assert await store.finish(
+        message, worker="w1", attempt=None, state="pending", now=sent, next_attempt_at=retry_at
+    )
+    await put_grouped(store, canceled("G3"), at=sent + timedelta(seconds=1))  # the next message
+    assert await claim_groups(store, retry_at) == [(message, ["G1", "G2"])]
+    assert await store.finish(message, worker="w1", attempt=None, state="dead", now=retry_at)
+    assert await store.replay_one(message, now=retry_at)
+    assert await claim_groups(store, retry_at) == [(message, ["G1", "G2"])]
+    await deliver(store, message)
+    # the next message waited for its turn on the group's lane, and for the interval
+    assert await claim_groups(store, sent + timedelta(seconds=INTERVAL)) == [
+        (grouped(canceled("G3")).id, ["G3"])
+    ]
+
+
+async def test_a_waiting_group_survives_a_reopen(
+    store: Store, backend: str, tmp_path: Path
+) -> None:
+    await put_grouped(store, canceled("G1"), canceled("G2"), at=T0)
+    await store.close()
+    again = open_store(store_url(backend, tmp_path))
+    await again.open(now=T0)
+    try:
+        (waiting,) = await again.waiting_groups()
+        assert waiting.events == 2
+        first = grouped(canceled("G1")).id
+        assert await claim_groups(again, T0 + timedelta(seconds=WAIT)) == [(first, ["G1", "G2"])]
+        # a message whose lease ran out (the process died while sending) goes again, once,
+        # with the same id and the same events
+        later = T0 + timedelta(seconds=WAIT + 31)
+        assert await claim_groups(again, later, worker="w2") == [(first, ["G1", "G2"])]
+    finally:
+        await again.close()
+
+
+async def test_retention_keeps_the_events_of_a_message_still_to_send(store: Store) -> None:
+    old = [event(f"G{i}", Status.CANCELED, received=T0) for i in range(3)]
+    await ingest(store, events=old, deliveries=[grouped(e) for e in old], now=T0)
+    cutoffs = Cutoffs(events=NOW, delivered=NOW, dead=NOW)
+    assert await prune_all(store, cutoffs, limit=10) == Pruned()
+    message = grouped(old[0]).id
+    assert await claim_groups(store, NOW) == [(message, ["G0", "G1", "G2"])]
+    assert await store.finish(message, worker="w1", attempt=None, state="delivered", now=NOW)
+    removed = await prune_all(
+        store, Cutoffs(events=NOW, delivered=NOW + timedelta(days=1)), limit=10
+    )
+    assert (removed.events, removed.deliveries) == (3, 1)
+    assert await store.group_of(message) is None
+    # the quiet group went with it: its next event waits as a first one does
+    await put_grouped(store, canceled("G9"), at=NOW + timedelta(seconds=1))
+    (waiting,) = await store.waiting_groups()
+    assert waiting.due_at == NOW + timedelta(seconds=1 + WAIT)
+
+
+async def test_concurrent_intakes_and_claims_put_each_event_in_exactly_one_message(
+    store: Store, backend: str, tmp_path: Path
+) -> None:
+    """Two stores on one database (replicas; two processes on one SQLite file): one records
+    events into one group while the other claims and delivers its messages."""
+    other = open_store(store_url(backend, tmp_path))
+    await other.open(now=T0)
+    sent: list[str] = []
+    orders = [f"C{i:03d}" for i in range(60)]
+
+    async def intake() -> None:
+        for i, order in enumerate(orders):
+            await put_grouped(store, canceled(order), at=T0 + timedelta(milliseconds=i))
+
+    async def claims(done: asyncio.Event) -> None:
+        # every message due at once: a claim far in the future closes whatever is collecting
+        at = T0 + timedelta(days=1)
+        while True:
+            finished = done.is_set()
+            claimed = await other.claim(worker="w2", now=at, limit=10, lease_seconds=30)
+            for c in claimed.claims:
+                assert c.group is not None
+                sent.extend(e.order_id for e in c.group.events)
+                assert await other.finish(
+                    c.delivery.id, worker="w2", attempt=None, state="delivered", now=at
+                )
+            if finished and not claimed.claims and not await other.waiting_groups():
+                return
+            at += timedelta(seconds=INTERVAL)
+            await asyncio.sleep(0)
+
+    try:
+        done = asyncio.Event()
+        claimer = asyncio.create_task(claims(done))
+        await intake()
+        done.set()
+        await asyncio.wait_for(claimer, 60)
+    finally:
+        await other.close()
+    assert sorted(sent) == orders, "every event in exactly one message"

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from gateway.cli import main
-from gateway.delivery.model import Attempt, NewDelivery
+from gateway.delivery.model import Attempt, GroupRef, NewDelivery
 from gateway.events import Contact, Event, Status
+from gateway.routing import group_id
 from gateway.store import NewPush, PushOutcome, open_store
 from gateway.store.moving import TABLES, Portable
 
@@ -64,6 +65,21 @@ async def populate(url: str) -> None:
                         id=f"dlv-{order}-{s}", event_id=event.id, route="r", sink=s, ordering="all"
                     )
                     for s in ("erp", "slack")
+                ]
+                + [
+                    NewDelivery(
+                        id=f"dlv-{order}-ops",
+                        event_id=event.id,
+                        route="grouped",
+                        sink="ops",
+                        ordering="all",
+                        group=GroupRef(
+                            id=group_id("grouped", "ops", {"n": str(n % 2)}),
+                            key={"n": str(n % 2)},
+                            wait=30,
+                            interval=300,
+                        ),
+                    )
                 ],
                 contacts=[Contact(order_id=order, name=f"Budi {n}", phone="+6281200000000")],
             )
@@ -124,8 +140,10 @@ def test_sqlite_to_postgresql_and_back_keeps_every_row(
     assert counts == {
         "pushes": ORDERS,
         "events": 27,
-        "deliveries": 54,
+        "deliveries": 56,  # 27 events each to erp and slack, and 2 grouped messages
         "attempts": 40,
+        "groups": 2,
+        "group_events": 27,
         "contacts": 28,
         "sink_state": 1,
     }

@@ -21,12 +21,13 @@ from gateway.store.postgres.schema import MIGRATIONS
 from .conftest import (
     create_pg_schema,
     drop_pg_schema,
+    ingest,
     pg_problem,
     pg_unavailable,
     pg_url_with_schema,
     require_pg,
 )
-from .test_store_contract import T0, claim_ids, delivery, event, new_push, put
+from .test_store_contract import T0, claim_ids, delivery, event, grouped, new_push, put
 
 NOW = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 
@@ -164,6 +165,28 @@ async def test_the_upgrade_dates_the_last_ask_of_orders_asked_before_by_their_la
         asked, never = await store.get_tracking("O-ASKED"), await store.get_tracking("O-NEVER")
         assert asked is not None and asked.last_asked_at == NOW + timedelta(seconds=5)
         assert never is not None and never.last_asked_at is None
+    finally:
+        await store.close()
+
+
+async def test_the_upgrade_that_adds_groups_keeps_the_waiting_deliveries(url: str) -> None:
+    (version,) = [v for v, ddl in MIGRATIONS if "CREATE TABLE groups" in ddl]
+    store = PostgresStore(url)
+    await store.open(now=NOW)
+    await put(store, event("U-1"))
+    await store.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE groups, group_events")
+        conn.execute("DELETE FROM schema_version WHERE version = %s", (version,))
+    store = PostgresStore(url)
+    await store.open(now=NOW)
+    try:
+        cancel = event("U-2", Status.CANCELED)
+        await ingest(store, events=[cancel], deliveries=[grouped(cancel)], now=T0)
+        assert await store.waiting_groups() != []
+        assert sorted(await claim_ids(store)) == sorted(
+            [delivery(event("U-1")).id, grouped(cancel).id]
+        )
     finally:
         await store.close()
 

@@ -33,7 +33,7 @@ from gateway.store.sqlite.schema import MIGRATIONS, migrate
 
 from .conftest import ingest
 from .test_intake import JAKARTA, append
-from .test_store_contract import claim_ids, delivery, event, put
+from .test_store_contract import claim_ids, delivery, event, grouped, put
 
 NOW = datetime(2024, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -322,6 +322,26 @@ async def test_the_upgrade_dates_the_last_ask_of_orders_asked_before_by_their_la
         asked, never = await store.get_tracking("O-ASKED"), await store.get_tracking("O-NEVER")
         assert asked is not None and asked.last_asked_at == NOW + timedelta(seconds=5)
         assert never is not None and never.last_asked_at is None
+    finally:
+        await store.close()
+
+
+async def test_the_upgrade_that_adds_groups_keeps_the_waiting_deliveries(tmp_path: Path) -> None:
+    path = tmp_path / "k.db"
+    before = [m for m in MIGRATIONS if "CREATE TABLE groups" not in m[1]]
+    assert len(before) == len(MIGRATIONS) - 1
+    store = SQLiteStore(path)
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        migrate(conn, now=to_us(NOW), migrations=before)
+    conn.close()
+    await store.open(now=NOW)
+    try:
+        waiting = event("U-1")
+        await put(store, waiting)
+        cancel = event("U-2", Status.CANCELED)
+        await ingest(store, events=[cancel], deliveries=[grouped(cancel)], now=NOW)
+        assert await store.waiting_groups() != []
+        assert sorted(await claim_ids(store)) == sorted([delivery(waiting).id, grouped(cancel).id])
     finally:
         await store.close()
 

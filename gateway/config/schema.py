@@ -36,6 +36,7 @@ __all__ = [
     "ContactLookupConfig",
     "ContactsConfig",
     "DispatcherConfig",
+    "GroupConfig",
     "IntakeConfig",
     "KiriminAjaConfig",
     "LookupFields",
@@ -457,6 +458,29 @@ class TemplateFile(_Section, frozen=True):
     """Path relative to the configuration file."""
 
 
+class GroupConfig(_Section, frozen=True):
+    """Collect a route's events into one message per sink and group (`gateway.delivery.grouping`):
+    staff hear about fifty cancellations in one message, not fifty."""
+
+    by: list[str] = msgspec.field(default_factory=list)
+    """Event fields whose values make a group (``status``, ``kind``, ``method``, ``courier``,
+    ``details.<key>``, any field of the event); empty: one group per route and sink."""
+    wait: Duration = Duration(30)
+    """How long a group's first message waits after its first event, for more to join."""
+    interval: Duration = Duration(300)
+    """At least this long between two messages of one group: events arriving meanwhile wait
+    for the next one."""
+
+    def __post_init__(self) -> None:
+        if self.wait < 0:
+            raise FieldError("wait", "must be 0 or more")
+        if self.interval <= 0:
+            raise FieldError("interval", "must be more than 0")
+        for i, name in enumerate(self.by):
+            if name in self.by[:i]:
+                raise FieldError(("by", i), f"{name!r} is named twice")
+
+
 class RouteConfig(_Section, frozen=True):
     """Which events go to which sinks; every matching route sends (unless one says ``stop``)."""
 
@@ -479,6 +503,9 @@ class RouteConfig(_Section, frozen=True):
     fallback: dict[str, str] = msgspec.field(default_factory=dict)
     """Sink → the sink that gets the event once instead when its delivery ends dead or
     skipped (``{wa: sms}``)."""
+    group: GroupConfig | None = None
+    """Send the events as a few grouped messages instead of one each (staff sinks only: a
+    sink that writes to the customer cannot be grouped); ``None``: one message per event."""
 
     @property
     def matchers(self) -> dict[str, Any]:

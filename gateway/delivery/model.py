@@ -12,6 +12,10 @@ they live here, below all of them::
                            ├──▶ skipped     (the sink had nothing to send, e.g. no recipient)
                            └──▶ superseded  (``ordering: latest``: a later status of the order
                                              reached, or goes to, the sink instead)
+
+A grouped route's message (`gateway.delivery.grouping`) is a delivery too: its ``order_id`` is
+its group's id (the lane its messages take in turn), its ``event_id`` its first event's, and
+its `Claim` carries every event of it (`Group`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ __all__ = [
     "Delivery",
     "DeliveryFilter",
     "DeliveryState",
+    "Group",
+    "GroupRef",
     "NewDelivery",
     "Ordering",
     "Outcome",
@@ -52,8 +58,37 @@ OUTCOME_UNKNOWN = (
 """The `Delivery.last_error` of a customer send that ended ``dead`` because of that."""
 
 
+class GroupRef(msgspec.Struct, frozen=True, kw_only=True):
+    """The group a grouped route's event joins on one sink (`gateway.delivery.grouping`)."""
+
+    id: str
+    """``grp_`` + a hash of the route, the sink and `key`: the group's identity in the store,
+    and the lane (`Delivery.order_id`) its messages go out on, one after the other."""
+    key: dict[str, str | None]
+    """The route's ``group.by`` fields and this event's values of them (as text)."""
+    wait: float
+    """Seconds a group's first message waits after its first event (``group.wait``)."""
+    interval: float
+    """Seconds at least between two messages of the group (``group.interval``)."""
+
+
+class Group(msgspec.Struct, frozen=True, kw_only=True):
+    """The events one grouped message carries, as its templates see it (``group``)."""
+
+    key: dict[str, str | None]
+    """``group.by`` field → the value these events share."""
+    events: list[Event]
+    """In the order they joined the group (their arrival)."""
+
+    @property
+    def count(self) -> int:
+        """How many events the message carries."""
+        return len(self.events)
+
+
 class NewDelivery(msgspec.Struct, frozen=True, kw_only=True):
-    """A delivery to create in the same commit as its event (one per event, route and sink)."""
+    """A delivery to create in the same commit as its event (one per event, route and sink),
+    or, on a grouped route, the event's place in its group's message (`group`)."""
 
     id: str
     event_id: str
@@ -63,6 +98,10 @@ class NewDelivery(msgspec.Struct, frozen=True, kw_only=True):
     template: str | None = None
     """The route's template for this sink (`gateway.templating.encode_parts`); ``None`` means
     the sink's own."""
+    group: GroupRef | None = None
+    """A grouped route (``group:``): the event joins the message its group is collecting, or
+    opens one (then `id` is the message's delivery id, due when `gateway.delivery.grouping`
+    says)."""
 
 
 class Delivery(msgspec.Struct, frozen=True, kw_only=True):
@@ -115,7 +154,11 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
 
     delivery: Delivery
     event: Event
+    """A grouped message's first event."""
     contact: Contact | None
+    group: Group | None = None
+    """A grouped route's message: every event it carries (a message's set is closed once
+    it is first claimed: later events go in the group's next message)."""
 
 
 class Claimed(msgspec.Struct, frozen=True, kw_only=True):

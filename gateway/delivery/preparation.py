@@ -56,7 +56,11 @@ async def prepare(
     delivery = claim.delivery
     sink = controls.sink
     started = owner.clock()
-    stale = stale_reason(claim.event, started, sink.config.max_age)
+    # A group is as fresh as its newest event; it has no customer (`kabarin check` refuses
+    # grouping for sinks that write to one), so no contact is looked up for it.
+    group = claim.group
+    newest = claim.event if group is None else group.events[-1]
+    stale = stale_reason(newest, started, sink.config.max_age)
     if stale is not None:
         log.info("delivery %s to %s skipped: %s", delivery.id, delivery.sink, stale)
         attempt = Attempt(
@@ -74,7 +78,11 @@ async def prepare(
             delay = (until - started).total_seconds()
             return HandBack(delay, quiet.describe(until))
     try:
-        contact = await owner.contacts.resolve(delivery.order_id, claim.contact, shop=delivery.shop)
+        contact = (
+            None
+            if group is not None
+            else await owner.contacts.resolve(delivery.order_id, claim.contact, shop=delivery.shop)
+        )
     except LookupFailed as exc:
         return _lookup_failed(claim, controls.policy, started, str(exc), owner)
     try:
@@ -84,6 +92,7 @@ async def prepare(
             event=claim.event,
             contact=contact,
             attempt=delivery.attempts + 1,
+            group=group,
         )
     except TemplateError as exc:
         error = owner.redactor.redact(f"template error: {exc}")

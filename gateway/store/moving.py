@@ -7,7 +7,7 @@ stored) and imports them, skipping a row the target
 already has (by its id; attempts, which have no id of their own, by delivery, start time and
 outcome). So a copy can be stopped and run again: the second run copies only what is missing.
 Tables go in an order that puts every row after the rows it names (events after their push,
-deliveries after their event, attempts after their delivery).
+deliveries after their event, attempts after their delivery, groups after their messages).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ class Table:
     primary key)."""
     times: frozenset[str] = frozenset()
     """Columns holding a moment."""
+    text_key: bool = False
+    """`key` is text (``id`` is a number unless this says otherwise)."""
 
 
 TABLES: tuple[Table, ...] = (
@@ -114,6 +116,23 @@ TABLES: tuple[Table, ...] = (
         key="id",
         times=frozenset({"started_at"}),
     ),
+    Table(
+        "groups",
+        (
+            "id",
+            "route",
+            "sink",
+            "key",
+            "open_message",
+            "last_closed_at",
+            "created_at",
+            "updated_at",
+        ),
+        key="id",
+        times=frozenset({"last_closed_at", "created_at", "updated_at"}),
+        text_key=True,
+    ),
+    Table("group_events", ("message_id", "group_id", "event_id"), key="seq"),
     Table(
         "contacts",
         ("order_id", "name", "phone", "email", "language", "updated_at", "registered_at", "shop"),

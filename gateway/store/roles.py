@@ -26,6 +26,7 @@ from gateway.delivery.model import (
     Delivery,
     DeliveryFilter,
     DeliveryState,
+    Group,
     NewDelivery,
 )
 from gateway.events import DEFAULT_SHOP, Contact, Event, EventKind, Source, Status
@@ -40,6 +41,7 @@ __all__ = [
     "EventPage",
     "EventQuery",
     "Finished",
+    "GroupStore",
     "IngestResult",
     "IngestStore",
     "LoggedPush",
@@ -61,6 +63,7 @@ __all__ = [
     "TrackedOrder",
     "TrackingCounts",
     "TrackingStore",
+    "WaitingGroup",
 ]
 
 PushState = Literal["pending", "processed", "failed"]
@@ -254,6 +257,12 @@ class IngestStore(Protocol):
 
         One result per outcome, in order. An event carried by two entries of the batch counts
         as new for the first. Raises `gateway.errors.StoreError` when it could not commit.
+
+        A delivery with a `NewDelivery.group` is not created as it is: its event goes in the
+        message its group (route, sink, key) collects, else in a new one, created pending and
+        due as `gateway.delivery.grouping.plan_groups` says, with ``order_id`` the group's id
+        (its lane), ``ordering: all`` and the delivery's id, route, sink and template. Groups
+        are locked while they are read, so concurrent intakes and claims share them.
         """
 
     async def requeue_pushes(
@@ -283,6 +292,10 @@ class DeliveryQueue(Protocol):
           stage, then a source's time over an arrival time, then time, then creation order)
           is a candidate; the lower-ranked unfinished ones, and those ranked below one already
           ``delivered``, become ``superseded`` (in `Claimed.superseded`).
+        A grouped route's message (`IngestStore.record_intake`) is claimed like any other; its
+        `Claim.group` holds the events it carries (a fallback: those of the message it stands
+        in for) and `Claim.event` the first. The claim that first leases a message closes it
+        in the same transaction: an event recorded after that goes in the group's next one.
         """
 
     async def start(self, delivery_ids: Sequence[str], *, worker: str, now: datetime) -> set[str]:
@@ -357,6 +370,34 @@ class DeliveryQueue(Protocol):
 
     async def disabled_sinks(self) -> dict[str, str]:
         """Sink name -> reason."""
+
+
+class WaitingGroup(msgspec.Struct, frozen=True, kw_only=True):
+    """A group collecting its next message (`GroupStore.waiting_groups`)."""
+
+    id: str
+    route: str
+    sink: str
+    key: dict[str, str | None]
+    """The route's ``group.by`` fields and the values this group's events share."""
+    message_id: str
+    """The delivery that will carry them."""
+    events: int
+    """Events in it so far."""
+    due_at: datetime
+    """When it goes (unless a replay or a released sink makes it due earlier)."""
+
+
+class GroupStore(Protocol):
+    """Grouped routes' groups (`gateway.delivery.grouping`): written by the intake's commit
+    (`IngestStore.record_intake`), closed by the claim (`DeliveryQueue.claim`), read here."""
+
+    async def waiting_groups(self) -> list[WaitingGroup]:
+        """Every group collecting a message now, the soonest due first."""
+
+    async def group_of(self, delivery_id: str) -> Group | None:
+        """The events a grouped message carries, in the order they joined (a fallback: those of
+        the message it stands in for); ``None`` for a delivery of one event, or none."""
 
 
 class ContactBook(Protocol):
@@ -633,6 +674,7 @@ class Store(
     RetentionStore,
     TrackingStore,
     SessionStore,
+    GroupStore,
     Protocol,
 ):
     """Every role on one backend, and its lifecycle. Every method is safe to call concurrently

@@ -10,9 +10,12 @@ per source. The ``html`` part escapes every value it inserts (``<`` → ``&lt;``
 A template sees ``event`` (the `Event`; ``event.details.<key>`` reads the details, statuses render
 as their value, e.g. ``delivered``), ``contact`` (never undefined: with no contact it is falsy and
 ``contact.name`` is ``None``), ``route`` (the route's name), ``language`` (``id`` or ``en``),
-``shop`` (the event's shop: ``shop.id``, ``shop.name``) and ``order_url`` (the order's
-dashboard page under ``admin.public_url``; ``None`` when that is not set), in the sandbox of
-`gateway.templating.sandbox`. A failure is a `TemplateError` with the template's line.
+``shop`` (the event's shop: ``shop.id``, ``shop.name``), ``order_url`` (the order's dashboard
+page under ``admin.public_url``; ``None`` when that is not set) and ``group`` (a grouped
+route's message: ``group.key``, the values its events share, ``group.events`` and
+``group.count``, with ``event`` its first event; ``None`` for a message about one event), in
+the sandbox of `gateway.templating.sandbox`. A failure is a `TemplateError` with the
+template's line.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from urllib.parse import urlencode
 import msgspec
 from jinja2 import Template, TemplateSyntaxError
 
+from gateway.delivery.model import Group, NewDelivery
 from gateway.errors import TemplateError
 from gateway.events import Contact, Event
 from gateway.templating.sandbox import STATUS_LABELS, clean_error, sandbox
@@ -32,7 +36,7 @@ from sinks.base import Message
 
 if TYPE_CHECKING:
     from gateway.config import Config
-    from gateway.delivery.model import Delivery, NewDelivery
+    from gateway.delivery.model import Delivery
     from sinks.base import Sink
 
 __all__ = ["Templates", "decode_parts", "encode_parts", "message_language", "order_page"]
@@ -139,7 +143,14 @@ class Templates:
         return template
 
     def render(
-        self, source: str, *, event: Event, contact: Contact | None, route: str, language: str
+        self,
+        source: str,
+        *,
+        event: Event,
+        contact: Contact | None,
+        route: str,
+        language: str,
+        group: Group | None = None,
     ) -> str:
         """Render `source` for one delivery; any failure is a `TemplateError` naming its line."""
         template = self.compile(source)
@@ -151,6 +162,7 @@ class Templates:
                 language=language,
                 order_url=order_page(self.public_url, event.order_id),
                 shop=ShopView(event.shop, self.shop_names.get(event.shop, event.shop)),
+                group=group,
             )
         except Exception as exc:
             raise TemplateError(f"line {_template_line(exc)}: {clean_error(str(exc))}") from exc
@@ -185,6 +197,7 @@ class Templates:
         contact: Contact | None,
         route: str,
         language: str,
+        group: Group | None = None,
     ) -> dict[str, str]:
         """Every part rendered; the first failure is a `TemplateError` naming its part."""
         out: dict[str, str] = {}
@@ -195,7 +208,12 @@ class Templates:
                 source = f"{{% autoescape true %}}{source}{{% endautoescape %}}"
             try:
                 out[part] = self.render(
-                    source, event=event, contact=contact, route=route, language=language
+                    source,
+                    event=event,
+                    contact=contact,
+                    route=route,
+                    language=language,
+                    group=group,
                 )
             except TemplateError as exc:
                 if part == "text":
@@ -211,8 +229,13 @@ class Templates:
         event: Event,
         contact: Contact | None,
         attempt: int = 1,
+        group: Group | None = None,
     ) -> Message:
-        """The `Message` `sink` is handed for `delivery`, every declared part rendered."""
+        """The `Message` `sink` is handed for `delivery`, every declared part rendered (a
+        grouped message: `group` holds its events, `event` is the first). A grouped route's
+        `NewDelivery` (``kabarin simulate``, ``routes test``) renders as a group of its event."""
+        if group is None and isinstance(delivery, NewDelivery) and delivery.group is not None:
+            group = Group(key=delivery.group.key, events=[event])
         language = message_language(sink, contact)
         parts = self.render_parts(
             self.sources(decode_parts(delivery.template), sink, language),
@@ -220,6 +243,7 @@ class Templates:
             contact=contact,
             route=delivery.route,
             language=language,
+            group=group,
         )
         return Message(
             delivery_id=delivery.id,
@@ -228,6 +252,7 @@ class Templates:
             contact=contact,
             parts=parts,
             attempt=attempt,
+            group=group,
         )
 
 

@@ -9,6 +9,8 @@ are errors (`StrictUndefined`). Filters:
   ``05 Mei 2022 00:00 WIB``; in a format, ``%b %B %a %A`` are month and day names in the
   template's language and ``%Z`` is ``WIB`` / ``WITA`` / ``WIT`` (else the zone's abbreviation).
 - ``status_label(language=None)``: ``delivered`` → ``Terkirim`` (``id``) / ``Delivered`` (``en``).
+- ``group_key``: a grouped message's ``group.key`` as text, ``status: Dibatalkan, courier: jne``
+  (statuses by their label in the template's language, a missing value as ``-``).
 """
 
 from __future__ import annotations
@@ -101,8 +103,24 @@ def sandbox(timezone: tzinfo) -> ImmutableSandboxedEnvironment:
     def status_label(context: Context, value: Any, language: str | None = None) -> str:
         return _status_label(value, language or _language(context))
 
+    @pass_context
+    def group_key(context: Context, key: Any) -> str:
+        language = _language(context)
+        return ", ".join(
+            f"{name}: "
+            + (
+                "-"
+                if value is None
+                else _status_label(value, language)
+                if name == "status"
+                else str(value)
+            )
+            for name, value in dict(key).items()
+        )
+
     env.filters["localtime"] = localtime
     env.filters["status_label"] = status_label
+    env.filters["group_key"] = group_key
     return env
 
 

@@ -175,8 +175,9 @@ async def delivery(request: Request[Any, Any, State], delivery_id: FromPath[str]
         problem = "The sink is no longer in the configuration."
     elif event is not None:
         contact = await rt.store.get_contact(item.order_id)
+        group = await rt.store.group_of(item.id)  # a grouped message: shown with its events
         try:
-            message = rt.templates.message(sink, item, event=event, contact=contact)
+            message = rt.templates.message(sink, item, event=event, contact=contact, group=group)
             preview = sink.preview(message)
         except KabarinError as exc:
             problem = str(exc)

@@ -17,7 +17,7 @@ __all__ = ["export_rows", "import_rows"]
 async def export_rows(
     conn: Conn, table: Table, after: int | str | None, limit: int
 ) -> tuple[list[tuple[Any, ...]], int | str | None]:
-    key_type = "bigint" if table.key in ("seq", "id") else "text"
+    key_type = "bigint" if table.key in ("seq", "id") and not table.text_key else "text"
     statement = sql.copy_out(table.name, table.key, key_type, table.columns)
     found = await (await conn.execute(statement, {"after": after, "limit": limit})).fetchall()
     rows = [tuple(as_bytes(v) for v in r[1:]) for r in found]

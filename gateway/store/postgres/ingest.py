@@ -15,7 +15,7 @@ from datetime import datetime
 
 from gateway.store.accounting import IntakeBatch
 from gateway.store.lanes import rank
-from gateway.store.postgres import sql
+from gateway.store.postgres import groups, sql
 from gateway.store.postgres.rows import Conn, encode, push_from_row, text
 from gateway.store.postgres.tracking import tracking_rows
 from gateway.store.roles import IngestResult, LoggedPush, PushOutcome, RejectedRequest
@@ -88,22 +88,27 @@ async def record_intake(
         new = {r[0] for r in await cur.fetchall()}
 
     chosen = batch.deliveries(new)
-    if chosen:
-        ranks = {i: rank(events[i]) for i in {d.event_id for d in chosen}}
+    single = [d for d in chosen if d.group is None]
+    if len(single) < len(chosen):
+        grouped = [d for d in chosen if d.group is not None]
+        if await groups.record(conn, grouped, events, now):
+            await conn.execute(sql.NOTIFY, (sql.DELIVERIES_CHANNEL,))
+    if single:
+        ranks = {i: rank(events[i]) for i in {d.event_id for d in single}}
         await conn.execute(
             sql.INSERT_DELIVERIES,
             (
-                [d.id for d in chosen],
-                [d.event_id for d in chosen],
-                [d.route for d in chosen],
-                [d.sink for d in chosen],
-                [events[d.event_id].order_id for d in chosen],
-                [events[d.event_id].occurred_at for d in chosen],
-                [d.ordering for d in chosen],
-                [d.template for d in chosen],
-                [ranks[d.event_id][0] for d in chosen],
-                [int(ranks[d.event_id][1]) for d in chosen],
-                [events[d.event_id].shop for d in chosen],
+                [d.id for d in single],
+                [d.event_id for d in single],
+                [d.route for d in single],
+                [d.sink for d in single],
+                [events[d.event_id].order_id for d in single],
+                [events[d.event_id].occurred_at for d in single],
+                [d.ordering for d in single],
+                [d.template for d in single],
+                [ranks[d.event_id][0] for d in single],
+                [int(ranks[d.event_id][1]) for d in single],
+                [events[d.event_id].shop for d in single],
                 now,
             ),
         )

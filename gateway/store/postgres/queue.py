@@ -3,9 +3,10 @@
 Replicas claim side by side: ``FOR UPDATE SKIP LOCKED`` on the due rows, and a
 transaction-scoped advisory lock per lane (sink, order), so one claimer at a time decides a
 lane and at most one of its deliveries is in flight across replicas. What a lane's claim
-decides is `gateway.store.lanes.plan_claims`, fed the lane's rows. Sinks switched off live in
-``sink_state``, read by every replica's claim. Whatever makes deliveries due (a replay, a sink
-enabled or released) notifies every replica in its commit.
+decides is `gateway.store.lanes.plan_claims`, fed the lane's rows. A grouped route's message
+closes its group as it is leased, and comes with its events (`groups.close`). Sinks switched
+off live in ``sink_state``, read by every replica's claim. Whatever makes deliveries due (a
+replay, a sink enabled or released) notifies every replica in its commit.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from gateway.delivery.model import (
     NewDelivery,
 )
 from gateway.store.lanes import plan_claims
-from gateway.store.postgres import sql
+from gateway.store.postgres import groups, sql
 from gateway.store.postgres.rows import (
     Conn,
     contact_from_row,
@@ -105,13 +106,16 @@ async def claim(
     ).fetchall()
     position = {delivery_id: i for i, delivery_id in enumerate(claimed)}
     leased.sort(key=lambda r: position[r[0]])
+    deliveries = [delivery_from_row(r[:21]) for r in leased]
+    grouped = await groups.close(conn, deliveries, now)
     claims = [
         Claim(
-            delivery=delivery_from_row(r[:21]),
-            event=decode_event(r[21]),
+            delivery=d,
+            event=group.events[0] if (group := grouped.get(d.id)) else decode_event(r[21]),
             contact=None if r[22] is None else contact_from_row(r[22:28]),
+            group=group,
         )
-        for r in leased
+        for d, r in zip(deliveries, leased, strict=True)
     ]
     return Claimed(claims=claims, superseded=stale, unknown=unknown)
 

@@ -272,6 +272,34 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE tracking ADD PRIMARY KEY (order_id, shop);
         """,
     ),
+    (
+        10,
+        # Grouped routes (`gateway.delivery.grouping`): a group per (route, sink, key) with the
+        # message it collects now (a pending delivery, closed when first claimed), and each
+        # message's events. A message's lane (`deliveries.order_id`) is its group's id. The
+        # intake and the claim lock a group's row, so replicas share groups.
+        """
+        CREATE TABLE groups (
+            id              text PRIMARY KEY,
+            route           text NOT NULL,
+            sink            text NOT NULL,
+            key             text NOT NULL,
+            open_message    text,
+            last_closed_at  timestamptz,
+            created_at      timestamptz NOT NULL,
+            updated_at      timestamptz NOT NULL
+        );
+        CREATE INDEX groups_open ON groups (open_message) WHERE open_message IS NOT NULL;
+        CREATE TABLE group_events (
+            seq         bigserial PRIMARY KEY,
+            message_id  text NOT NULL,
+            group_id    text NOT NULL,
+            event_id    text NOT NULL,
+            UNIQUE (message_id, event_id)
+        );
+        CREATE INDEX group_events_by_event ON group_events (event_id);
+        """,
+    ),
 ]
 
 

@@ -281,6 +281,58 @@ RELEASE_SINK = (
     " AND (next_attempt_at > %(now)s::timestamptz OR waiting IS NOT NULL)"
 )
 
+# -- grouped routes' groups (groups.py: `gateway.delivery.grouping`) --------------------------
+LOCK_GROUPS = (
+    "INSERT INTO groups (id, route, sink, key, created_at, updated_at)"
+    " SELECT i, r, s, k, n.now, n.now FROM unnest(%s::text[], %s::text[], %s::text[],"
+    " %s::text[]) AS g(i, r, s, k) CROSS JOIN (SELECT %s::timestamptz AS now) AS n ORDER BY i"
+    " ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at"
+    " RETURNING id, open_message, last_closed_at"
+)
+"""Each group's row, created if new, locked until the intake commits, in id order (so two
+intakes, and a claim closing groups, never wait for each other in a circle); a row another
+transaction holds is returned as that one committed it."""
+INSERT_GROUP_MESSAGES = (
+    "INSERT INTO deliveries (id, event_id, route, sink, order_id, occurred_at, ordering,"
+    " template, stage, timed, state, next_attempt_at, created_at, updated_at)"
+    " SELECT i, e, r, s, o, oa, 'all', t, 0, 0, 'pending', due, n.now, n.now"
+    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
+    " %s::timestamptz[], %s::text[], %s::timestamptz[]) AS d(i, e, r, s, o, oa, t, due)"
+    " CROSS JOIN (SELECT %s::timestamptz AS now) AS n ON CONFLICT (id) DO NOTHING"
+)
+"""A group's new message: a delivery on the group's lane (``order_id`` is the group's id),
+due when `gateway.delivery.grouping.message_due` said."""
+OPEN_GROUPS = (
+    "UPDATE groups SET open_message = u.m FROM unnest(%s::text[], %s::text[]) AS u(g, m)"
+    " WHERE groups.id = u.g"
+)
+INSERT_GROUP_EVENTS = (
+    "INSERT INTO group_events (message_id, group_id, event_id)"
+    " SELECT m, g, e FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY"
+    " AS r(m, g, e, n) ORDER BY n ON CONFLICT DO NOTHING"
+)
+CLOSE_GROUPS = (
+    "UPDATE groups SET open_message = NULL, last_closed_at = %(now)s::timestamptz,"
+    " updated_at = %(now)s::timestamptz WHERE id IN (SELECT id FROM groups"
+    " WHERE open_message = ANY(%(ids)s::text[]) ORDER BY id FOR UPDATE)"
+)
+"""Messages claimed for the first time take no more events (the next event opens the next).
+Locking the groups waits for an intake putting an event in one of them to commit: the
+message's events are read after this, so that event is among them."""
+MESSAGE_EVENTS = (
+    "SELECT m.message_id, coalesce(g.key, '{}'), e.body::text FROM group_events AS m"
+    " JOIN events AS e ON e.id = m.event_id LEFT JOIN groups AS g ON g.id = m.group_id"
+    " WHERE m.message_id = ANY(%s::text[]) ORDER BY m.message_id, m.seq"
+)
+GROUP_SOURCE = "SELECT coalesce(fallback_of, id), order_id FROM deliveries WHERE id = %s"
+"""The message whose events a delivery carries: its own, or (a fallback) the one it replaces."""
+WAITING_GROUPS = (
+    "SELECT g.id, g.route, g.sink, g.key, g.open_message, d.next_attempt_at,"
+    " (SELECT count(*) FROM group_events AS m WHERE m.message_id = g.open_message)"
+    " FROM groups AS g JOIN deliveries AS d ON d.id = g.open_message"
+    " WHERE g.open_message IS NOT NULL ORDER BY d.next_attempt_at, g.id"
+)
+
 # -- contacts the shop registers ---------------------------------------------------------------
 REGISTER_CONTACTS = (
     "INSERT INTO contacts (order_id, name, phone, email, language, shop, updated_at,"
@@ -326,23 +378,36 @@ _FINISHED_DELIVERIES = (
     " (state IN ('delivered', 'superseded', 'skipped') AND updated_at < %(delivered)s::timestamptz)"
     " OR (state = 'dead' AND updated_at < %(dead)s::timestamptz)"
 )
+_KEPT_DELIVERY = (
+    "(d.state IN ('pending', 'in_flight') OR (d.state = 'dead'"
+    " AND (%(dead)s::timestamptz IS NULL OR d.updated_at >= %(dead)s::timestamptz)))"
+)
 _OLD_EVENTS = (
     "FROM events e WHERE received_at < %(events)s::timestamptz AND NOT EXISTS ("
     " SELECT 1 FROM deliveries d WHERE d.order_id = e.order_id AND d.event_id = e.id"
-    " AND (d.state IN ('pending', 'in_flight') OR (d.state = 'dead'"
-    "  AND (%(dead)s::timestamptz IS NULL OR d.updated_at >= %(dead)s::timestamptz))))"
+    f" AND {_KEPT_DELIVERY}) AND NOT EXISTS (SELECT 1 FROM group_events AS m"
+    f" JOIN deliveries AS d ON d.id = m.message_id WHERE m.event_id = e.id AND {_KEPT_DELIVERY})"
 )
 """An event goes only once nothing of it is still to send or to look at (a dead delivery
-within its window); the deliveries' lane index finds them by order."""
+within its window), its own or a grouped message it is in; the deliveries' lane index finds
+them by order, the group events' index by event."""
 _OLD_PUSHES = "FROM pushes WHERE state = 'processed' AND received_at < %(pushes)s::timestamptz"
 _OLD_REJECTED = "FROM rejected WHERE received_at < %(rejected)s::timestamptz"
 PRUNE_DELIVERIES = (
     f"WITH d AS (SELECT id {_FINISHED_DELIVERIES} ORDER BY seq LIMIT %(limit)s"
     "  FOR UPDATE SKIP LOCKED),"
     " a AS (DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM d) RETURNING 1),"
+    " m AS (DELETE FROM group_events WHERE message_id IN (SELECT id FROM d)),"
+    " q AS (DELETE FROM groups WHERE open_message IS NULL"
+    "  AND last_closed_at < %(delivered)s::timestamptz AND NOT EXISTS (SELECT 1"
+    "  FROM deliveries AS o WHERE o.order_id = groups.id"
+    "  AND o.state IN ('pending', 'in_flight', 'dead'))),"
     " x AS (DELETE FROM deliveries WHERE id IN (SELECT id FROM d) RETURNING 1)"
     " SELECT 0, (SELECT count(*) FROM x), (SELECT count(*) FROM a)"
 )
+"""With a grouped message go its list of events, and groups quiet since before the cut-off
+with no message left to send or to look at: the next event of one starts it afresh, as a
+first (a key per order leaves no row per order)."""
 PRUNE_EVENTS = (
     f"WITH e AS (SELECT id, order_id {_OLD_EVENTS} ORDER BY seq LIMIT %(limit)s"
     "  FOR UPDATE SKIP LOCKED),"

@@ -36,7 +36,7 @@ from typing import Any, Literal, TypeVar
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from gateway.delivery.model import Attempt, Claimed, Delivery, DeliveryFilter
+from gateway.delivery.model import Attempt, Claimed, Delivery, DeliveryFilter, Group
 from gateway.errors import StoreError, StoreRefused
 from gateway.events import DEFAULT_SHOP, Contact, Event, EventKind, Status
 from gateway.redaction import mask_url
@@ -47,6 +47,7 @@ from gateway.store.postgres import contacts as contacts_
 from gateway.store.postgres import (
     controls,
     copying,
+    groups,
     ingest,
     prune,
     queue,
@@ -79,6 +80,7 @@ from gateway.store.roles import (
     StoredRejected,
     TrackedOrder,
     TrackingCounts,
+    WaitingGroup,
 )
 from gateway.store.shared import CircuitGate
 
@@ -263,6 +265,12 @@ class PostgresStore(Finishing):
 
     async def list_deliveries(self, query: DeliveryFilter) -> list[Delivery]:
         return await self._run(lambda c: reads.list_deliveries(c, query))
+
+    async def waiting_groups(self) -> list[WaitingGroup]:
+        return await self._run(groups.waiting_groups)
+
+    async def group_of(self, delivery_id: str) -> Group | None:
+        return await self._run(lambda c: groups.group_of(c, delivery_id))
 
     # -- contacts the shop registers -----------------------------------------------------
     async def register_contacts(self, contacts: Sequence[Contact], *, now: datetime) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 from gateway.store.accounting import IntakeBatch
 from gateway.store.lanes import rank
 from gateway.store.roles import IngestResult, LoggedPush, NewPush, PushOutcome, RejectedRequest
-from gateway.store.sqlite import sql
+from gateway.store.sqlite import groups, sql
 from gateway.store.sqlite.rows import encode_rows, push_from_row, to_us
 
 __all__ = [
@@ -113,14 +113,18 @@ def record_events(
             new = {r[0] for r in conn.execute(sql.EVENTS_AFTER_SEQ, (last_seq,))}
 
     chosen = batch.deliveries(new)
-    if chosen:
+    single = [d for d in chosen if d.group is None]
+    if single:
         delivery_rows = [
             (d.id, d.event_id, d.route, d.sink, *occurred[d.event_id], d.ordering, d.template)
             + ranks[d.event_id]
             + (shops[d.event_id],)
-            for d in chosen
+            for d in single
         ]
         conn.execute(sql.INSERT_DELIVERIES, (encode_rows(delivery_rows), now_us))
+    if len(single) < len(chosen):
+        grouped = [d for d in chosen if d.group is not None]
+        groups.record(conn, grouped, {i: o[1] for i, o in occurred.items()}, now)
     contacts = [(c.order_id, c.name, c.phone, c.email, now_us, c.shop) for c in batch.contacts()]
     if contacts:
         conn.executemany(sql.UPSERT_CONTACT, contacts)

@@ -48,11 +48,13 @@ def _params(conn: sqlite3.Connection, cutoffs: Cutoffs) -> dict[str, Any]:
 
 
 def _remove_deliveries(conn: sqlite3.Connection, ids: Sequence[str]) -> tuple[int, int]:
-    """Delete deliveries and their attempts (attempts first: none is left without one)."""
+    """Delete deliveries, their attempts and (grouped messages) their list of events
+    (attempts first: none is left without one)."""
     if not ids:
         return 0, 0
     listed = encode_rows(list(ids))
     attempts = conn.execute(sql.PRUNE_ATTEMPTS, (listed,)).rowcount
+    conn.execute(sql.PRUNE_GROUP_EVENTS, (listed,))
     deliveries = conn.execute(sql.PRUNE_DELIVERIES, (listed,)).rowcount
     return deliveries, attempts
 
@@ -72,6 +74,8 @@ def prune(conn: sqlite3.Connection, step: PruneStep, cutoffs: Cutoffs, limit: in
         }
         ids = [r[0] for r in conn.execute(sql.PRUNABLE_DELIVERIES, params)]
         deliveries, attempts = _remove_deliveries(conn, ids)
+        if delivered is not None:
+            conn.execute(sql.PRUNE_IDLE_GROUPS, (delivered,))
         return Pruned(deliveries=deliveries, attempts=attempts)
     if step == "events":
         if cutoffs.events is None:

@@ -4,8 +4,9 @@ Claiming is one writer job of a few statements whatever the batch: customer send
 and lost their lease without an outcome end dead first (`sql.UNKNOWN_OUTCOMES`); one query
 decides, over the lanes with something due, what goes and what is stale (`sql.CLAIM_PLAN`, the
 rules of `gateway.store.lanes` as window functions); one UPDATE supersedes, one UPDATE ...
-RETURNING leases, and one query each fetches the batch's events and contacts. All in one
-transaction, so two dispatchers on one file never lease the same delivery. `finish_batch`
+RETURNING leases, and one query each fetches the batch's events and contacts (and, for a
+grouped route's messages, closes their groups and fetches their events: `group_events`). All in
+one transaction, so two dispatchers on one file never lease the same delivery. `finish_batch`
 likewise records a batch of outcomes with one UPDATE and one INSERT.
 """
 
@@ -23,7 +24,7 @@ from gateway.delivery.model import (
     DeliveryFilter,
 )
 from gateway.store.roles import Finished, SinkCounts
-from gateway.store.sqlite import sql
+from gateway.store.sqlite import groups, sql
 from gateway.store.sqlite.rows import (
     contact_from_row,
     decode_event,
@@ -78,8 +79,14 @@ def claim(
     contacts = {
         (r[0], r[5]): contact_from_row(r) for r in conn.execute(sql.CLAIMED_CONTACTS, (orders,))
     }
+    grouped = groups.close(conn, deliveries, now_us)
     claims = [
-        Claim(delivery=d, event=events[d.event_id], contact=contacts.get((d.order_id, d.shop)))
+        Claim(
+            delivery=d,
+            event=group.events[0] if (group := grouped.get(d.id)) else events[d.event_id],
+            contact=contacts.get((d.order_id, d.shop)),
+            group=group,
+        )
         for d in deliveries
     ]
     return Claimed(claims=claims, superseded=superseded, unknown=unknown)

@@ -301,6 +301,33 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX tracking_asked ON tracking (last_asked_at) WHERE closed = 0 AND gone IS NULL;
         """,
     ),
+    (
+        15,
+        # Grouped routes (`gateway.delivery.grouping`): a group per (route, sink, key) with the
+        # message it collects now (a pending delivery, closed when first claimed), and each
+        # message's events. A message's lane (`deliveries.order_id`) is its group's id.
+        """
+        CREATE TABLE groups (
+            id              TEXT PRIMARY KEY,
+            route           TEXT NOT NULL,
+            sink            TEXT NOT NULL,
+            key             TEXT NOT NULL,
+            open_message    TEXT,
+            last_closed_at  INTEGER,
+            created_at      INTEGER NOT NULL,
+            updated_at      INTEGER NOT NULL
+        );
+        CREATE INDEX groups_open ON groups (open_message) WHERE open_message IS NOT NULL;
+        CREATE TABLE group_events (
+            seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+            message_id  TEXT NOT NULL,
+            group_id    TEXT NOT NULL,
+            event_id    TEXT NOT NULL,
+            UNIQUE (message_id, event_id)
+        );
+        CREATE INDEX group_events_by_event ON group_events (event_id);
+        """,
+    ),
 ]
 
 

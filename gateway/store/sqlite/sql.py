@@ -304,6 +304,48 @@ RELEASE_SINK = (
     " WHERE sink = ?1 AND state = 'pending' AND (next_attempt_at > ?2 OR waiting IS NOT NULL)"
 )
 
+# -- grouped routes' groups (ingest.py, queue.py, reads.py: `gateway.delivery.grouping`) -------
+GROUP_STATES = (
+    "SELECT id, open_message, last_closed_at FROM groups"
+    " WHERE id IN (SELECT value FROM json_each(?))"
+)
+INSERT_GROUP_MESSAGES = (
+    "INSERT OR IGNORE INTO deliveries (id, event_id, route, sink, order_id, occurred_at,"
+    " ordering, template, stage, timed, state, next_attempt_at, created_at, updated_at)"
+    " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,"
+    " 'all', value ->> 6, 0, 0, 'pending', value ->> 7, ?2, ?2 FROM json_each(?1)"
+)
+"""A group's new message: a delivery on the group's lane (``order_id`` is the group's id),
+due when `gateway.delivery.grouping.message_due` said."""
+OPEN_GROUPS = (
+    "INSERT INTO groups (id, route, sink, key, open_message, created_at, updated_at)"
+    " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, ?2, ?2"
+    " FROM json_each(?1) WHERE true ON CONFLICT (id) DO UPDATE SET"
+    " open_message = excluded.open_message, updated_at = excluded.updated_at"
+)
+INSERT_GROUP_EVENTS = (
+    "INSERT OR IGNORE INTO group_events (message_id, group_id, event_id)"
+    " SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?)"
+)
+CLOSE_GROUPS = (
+    "UPDATE groups SET open_message = NULL, last_closed_at = ?1, updated_at = ?1"
+    " WHERE open_message IN (SELECT value FROM json_each(?2))"
+)
+"""Messages claimed for the first time take no more events: the next event opens the next."""
+MESSAGE_EVENTS = (
+    "SELECT m.message_id, coalesce(g.key, '{}'), e.body FROM group_events AS m"
+    " JOIN events AS e ON e.id = m.event_id LEFT JOIN groups AS g ON g.id = m.group_id"
+    " WHERE m.message_id IN (SELECT value FROM json_each(?)) ORDER BY m.message_id, m.seq"
+)
+GROUP_SOURCE = "SELECT coalesce(fallback_of, id), order_id FROM deliveries WHERE id = ?"
+"""The message whose events a delivery carries: its own, or (a fallback) the one it replaces."""
+WAITING_GROUPS = (
+    "SELECT g.id, g.route, g.sink, g.key, g.open_message, d.next_attempt_at,"
+    " (SELECT count(*) FROM group_events AS m WHERE m.message_id = g.open_message)"
+    " FROM groups AS g JOIN deliveries AS d ON d.id = g.open_message"
+    " WHERE g.open_message IS NOT NULL ORDER BY d.next_attempt_at, g.id"
+)
+
 # -- admin reads (reads.py) --------------------------------------------------------------------
 GET_PUSH = f"SELECT {PUSH_COLUMNS} FROM pushes WHERE id = ?"
 GET_EVENT = "SELECT body FROM events WHERE id = ?"
@@ -436,14 +478,19 @@ _FINISHED_DELIVERIES = (
     " (state IN ('delivered', 'superseded', 'skipped') AND updated_at < :delivered)"
     " OR (state = 'dead' AND updated_at < :dead))"
 )
+_KEPT_DELIVERY = (
+    "(d.state IN ('pending', 'in_flight')"
+    " OR (d.state = 'dead' AND (:dead IS NULL OR d.updated_at >= :dead)))"
+)
 _OLD_EVENTS = (
     "FROM events e WHERE seq < :bound AND received_at < :events AND NOT EXISTS ("
     " SELECT 1 FROM deliveries d WHERE d.order_id = e.order_id AND d.event_id = e.id"
-    " AND (d.state IN ('pending', 'in_flight')"
-    "  OR (d.state = 'dead' AND (:dead IS NULL OR d.updated_at >= :dead))))"
+    f" AND {_KEPT_DELIVERY}) AND NOT EXISTS (SELECT 1 FROM group_events AS m"
+    f" JOIN deliveries AS d ON d.id = m.message_id WHERE m.event_id = e.id AND {_KEPT_DELIVERY})"
 )
 """An event goes only once nothing of it is still to send or to look at (a dead delivery
-within its window); the deliveries' lane index finds them by order."""
+within its window), its own or a grouped message it is in; the deliveries' lane index finds
+them by order, the group events' index by event."""
 _OLD_PUSHES = "FROM pushes WHERE seq < :bound AND state = 'processed' AND received_at < :pushes"
 _OLD_REJECTED = "FROM rejected WHERE id < :bound AND received_at < :rejected"
 
@@ -456,6 +503,14 @@ DELIVERIES_OF_EVENTS = (
 """``?`` a JSON array of [event id, order id]."""
 PRUNE_ATTEMPTS = "DELETE FROM attempts WHERE delivery_id IN (SELECT value FROM json_each(?))"
 PRUNE_DELIVERIES = "DELETE FROM deliveries WHERE id IN (SELECT value FROM json_each(?))"
+PRUNE_GROUP_EVENTS = "DELETE FROM group_events WHERE message_id IN (SELECT value FROM json_each(?))"
+PRUNE_IDLE_GROUPS = (
+    "DELETE FROM groups WHERE open_message IS NULL AND last_closed_at < ?1 AND NOT EXISTS ("
+    " SELECT 1 FROM deliveries AS d WHERE d.order_id = groups.id"
+    " AND d.state IN ('pending', 'in_flight', 'dead'))"
+)
+"""Groups quiet since before the cut-off, with no message left to send or to look at: the
+next event of one starts it afresh, as a first (a key per order leaves no row per order)."""
 PRUNE_EVENTS = "DELETE FROM events WHERE id IN (SELECT value FROM json_each(?))"
 PRUNE_PUSHES = (
     f"DELETE FROM pushes WHERE seq IN (SELECT seq {_OLD_PUSHES} ORDER BY seq LIMIT :limit)"

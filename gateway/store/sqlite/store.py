@@ -6,8 +6,9 @@ writer.py), so a push's append commits without queueing behind an intake commit,
 writing the events' index pages. Reads use their own connections on a small thread pool, with
 the log file attached, so neither blocks the event loop and WAL lets them run beside the
 writers. This module owns the files (opening, migrating, noticing one vanish) and that
-plumbing; what each role does is a plain function of a connection in ingest.py, queue.py and
-reads.py, so nearly every method here is one line handing such a job to a writer or a reader.
+plumbing; what each role does is a plain function of a connection in ingest.py, queue.py,
+groups.py and reads.py, so nearly every method here is one line handing such a job to a writer
+or a reader.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from gateway.delivery.model import (
     Claimed,
     Delivery,
     DeliveryFilter,
+    Group,
 )
 from gateway.errors import StoreError
 from gateway.events import DEFAULT_SHOP, Contact, Event, EventKind, Status
@@ -55,9 +57,20 @@ from gateway.store.roles import (
     StoredRejected,
     TrackedOrder,
     TrackingCounts,
+    WaitingGroup,
 )
 from gateway.store.sqlite import contacts as contacts_
-from gateway.store.sqlite import copying, ingest, prune, queue, reads, sessions, sql, tracking
+from gateway.store.sqlite import (
+    copying,
+    groups,
+    ingest,
+    prune,
+    queue,
+    reads,
+    sessions,
+    sql,
+    tracking,
+)
 from gateway.store.sqlite.rows import to_us
 from gateway.store.sqlite.schema import LOG_MIGRATIONS, migrate, move_pushes
 from gateway.store.sqlite.writer import Writer
@@ -313,6 +326,12 @@ class SQLiteStore(Finishing):
 
     async def list_deliveries(self, query: DeliveryFilter) -> list[Delivery]:
         return await self._read(lambda c: reads.list_deliveries(c, query))
+
+    async def waiting_groups(self) -> list[WaitingGroup]:
+        return await self._read(groups.waiting_groups)
+
+    async def group_of(self, delivery_id: str) -> Group | None:
+        return await self._read(lambda c: groups.group_of(c, delivery_id))
 
     # -- the dispatcher --------------------------------------------------------------------
     async def claim(
