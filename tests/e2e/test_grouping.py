@@ -150,9 +150,10 @@ def test_fifty_cancellations_arrive_as_one_slack_message_and_one_mail_then_the_n
     assert box.mails[1]["Subject"] == "3 order updates: status: Canceled"
     # each event in exactly one message: two messages, and nothing more after a while
     assert server.push(cancellations(["OID-LAST"])).status_code == 200
-    server.wait_for(lambda: len(peer.requests("/slack")) == 3, timeout=20)
+    server.wait_for(lambda: len(peer.requests("/slack")) == 3 and len(box.mails) == 3, timeout=20)
     assert [listed(r.json()) for r in peer.requests("/slack")] == [orders, later, ["OID-LAST"]]
-    assert len(box.mails) == 3
+    last = box.mails[2].get_body(("plain",))
+    assert last is not None and "OID-LAST" in last.get_content()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
