@@ -196,10 +196,12 @@ LEASE = (
     " WHERE id = ANY(%(ids)s::text[]) AND started_at IS NULL AND (state = 'pending'"
     "  OR (state = 'in_flight' AND lease_until <= %(now)s::timestamptz))"
     f" RETURNING {DELIVERY_COLUMNS})"
-    f" SELECT {_LEASED}, e.body::text, c.order_id, c.name, c.phone, c.email, c.language"
-    " FROM l JOIN events e ON e.id = l.event_id LEFT JOIN contacts c ON c.order_id = l.order_id"
+    f" SELECT {_LEASED}, coalesce(e.body::text, r.body), c.order_id, c.name, c.phone,"
+    " c.email, c.language FROM l LEFT JOIN events e ON e.id = l.event_id"
+    " LEFT JOIN digest_runs r ON r.id = l.event_id LEFT JOIN contacts c ON c.order_id = l.order_id"
 )
-"""Lease the chosen deliveries and return each with its event and the order's contact. A
+"""Lease the chosen deliveries and return each with its event (a digest's stand-in event is in
+``digest_runs``, `gateway.digests`) and the order's contact. A
 started customer send is never leased again (`UNKNOWN_OUTCOMES` ends it), even one another
 replica's claim has not ended yet."""
 RENEW = (

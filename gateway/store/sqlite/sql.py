@@ -222,7 +222,11 @@ START = (
     " AND state = 'in_flight' AND lease_owner = ?3 AND lease_until > ?1 RETURNING id"
 )
 """A customer send is about to leave (`DeliveryQueue.start`): only under a live lease."""
-CLAIMED_EVENTS = "SELECT id, body FROM events WHERE id IN (SELECT value FROM json_each(?))"
+CLAIMED_EVENTS = (
+    "SELECT id, body FROM events WHERE id IN (SELECT value FROM json_each(?1))"
+    " UNION ALL SELECT id, body FROM digest_runs WHERE id IN (SELECT value FROM json_each(?1))"
+)
+"""A digest's deliveries name its stand-in event in ``digest_runs`` (`gateway.digests`)."""
 CLAIMED_CONTACTS = (
     "SELECT order_id, name, phone, email, language FROM contacts"
     " WHERE order_id IN (SELECT value FROM json_each(?))"

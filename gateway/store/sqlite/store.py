@@ -28,10 +28,12 @@ from gateway.delivery.model import (
     Claimed,
     Delivery,
     DeliveryFilter,
+    NewDelivery,
 )
 from gateway.errors import StoreError
 from gateway.events import Contact, Event, EventKind, Status
 from gateway.store.contact_merge import merge_contacts
+from gateway.store.digests import DigestRun, WindowCounts
 from gateway.store.finishing import Finishing
 from gateway.store.moving import Table
 from gateway.store.roles import (
@@ -57,7 +59,17 @@ from gateway.store.roles import (
     TrackingCounts,
 )
 from gateway.store.sqlite import contacts as contacts_
-from gateway.store.sqlite import copying, ingest, prune, queue, reads, sessions, sql, tracking
+from gateway.store.sqlite import (
+    copying,
+    digests,
+    ingest,
+    prune,
+    queue,
+    reads,
+    sessions,
+    sql,
+    tracking,
+)
 from gateway.store.sqlite.rows import to_us
 from gateway.store.sqlite.schema import LOG_MIGRATIONS, migrate, move_pushes
 from gateway.store.sqlite.writer import Writer
@@ -463,6 +475,29 @@ class SQLiteStore(Finishing):
 
     async def oldest_due_pull(self, *, now: datetime, stale_after: float) -> datetime | None:
         return await self._write(lambda c: tracking.oldest_due_pull(c, now, stale_after))
+
+    # -- digests (digests.py) ------------------------------------------------------------
+    async def window_counts(
+        self, *, start: datetime, end: datetime, limit: int = 20
+    ) -> WindowCounts:
+        return await self._read(lambda c: digests.window_counts(c, start, end, limit))
+
+    async def last_digest(self, digest: str) -> datetime | None:
+        return await self._read(lambda c: digests.last_digest(c, digest))
+
+    async def record_digest(
+        self,
+        digest: str,
+        *,
+        period: datetime | None,
+        run: DigestRun | None,
+        deliveries: Sequence[NewDelivery],
+        now: datetime,
+        forget_before: datetime | None = None,
+    ) -> bool:
+        return await self._write(
+            lambda c: digests.record_digest(c, digest, period, run, deliveries, now, forget_before)
+        )
 
 
 def _existing(path: Path) -> str:
