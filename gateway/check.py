@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from gateway.config import Config, InvalidConfig, RouteConfig, load_config
+from gateway.digests.runner import digest_problems
 from gateway.errors import ConfigError, TemplateError
 from gateway.events import Event, Status
 from gateway.routing import Route, Router
@@ -43,7 +44,9 @@ def validate_file(path: str) -> Config:
         config, problems = exc.partial, exc.problems
     router, route_problems = Router.compile(config)
     problems += route_problems
-    problems += check_templates(config, router, build_sinks(config.sinks, SinkDeps()))
+    sinks = build_sinks(config.sinks, SinkDeps())
+    problems += check_templates(config, router, sinks)
+    problems += digest_problems(config, sinks)
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     return config

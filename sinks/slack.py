@@ -33,6 +33,7 @@ import httpx
 import msgspec
 
 from gateway.delivery.model import Ordering
+from gateway.digests.message import digest_of
 from gateway.events import Contact, Event
 from gateway.redaction import Redactor
 from gateway.templating import STATUS_LABELS, rupiah
@@ -193,16 +194,20 @@ class SlackSink:
 
 
 def slack_payload(message: Message, config: SlackConfig) -> dict[str, Any]:
-    """The incoming-webhook JSON for one message."""
+    """The incoming-webhook JSON for one message (a digest's blocks as they were rendered)."""
     event = message.event
     labels = _LABELS[config.language]
     text = message.text.strip() or f"{event.status.value}: {_escape(event.order_id)}"
+    digest = digest_of(event)
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, _TEXT_LIMIT)}},
         {"type": "section", "fields": _fields(event, message.contact, config.language)},
     ]
+    if digest is not None:
+        blocks = digest.blocks
+        text = _cut(digest.subject, _TEXT_LIMIT)  # the notification's line; the blocks say it all
     tracking_url = event.details.get("tracking_url")
-    if _is_link(tracking_url):
+    if digest is None and _is_link(tracking_url):
         blocks.append(
             {
                 "type": "actions",

@@ -25,6 +25,7 @@ from gateway.delivery.quiet import QuietHours
 from gateway.delivery.recording import Ending, HandBack
 from gateway.delivery.retry import GiveUp, RetryPolicy
 from gateway.delivery.staleness import stale_reason
+from gateway.digests.message import digest_of
 from gateway.errors import TemplateError
 from gateway.redaction import Redactor
 from gateway.templating import Templates
@@ -74,7 +75,12 @@ async def prepare(
             delay = (until - started).total_seconds()
             return HandBack(delay, quiet.describe(until))
     try:
-        contact = await owner.contacts.resolve(delivery.order_id, claim.contact)
+        # A digest (`gateway.digests`) is about no one order: no customer to look up.
+        contact = (
+            None
+            if digest_of(claim.event) is not None
+            else await owner.contacts.resolve(delivery.order_id, claim.contact)
+        )
     except LookupFailed as exc:
         return _lookup_failed(claim, controls.policy, started, str(exc), owner)
     try:
