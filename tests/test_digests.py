@@ -48,7 +48,13 @@ SCHEDULE_TABLE = [
     (JPR, DAILY_8, "2026-03-01 23:30", "2026-02-28 23:00", SendNow(utc("2026-03-01 23:00"), 1800)),
     (JPR, DAILY_8, "2026-03-01 23:30", "2026-03-01 23:00", WaitUntil(utc("2026-03-02 23:00"))),
     # down over three mornings: only the latest is due, once
-    (JKT, DAILY_8, "2026-03-05 03:00", "2026-03-01 01:00", SendNow(utc("2026-03-05 01:00"), 7200)),
+    (
+        JKT,
+        DAILY_8,
+        "2026-03-05 03:00",
+        "2026-03-01 01:00",
+        SendNow(utc("2026-03-05 01:00"), 7200, True),
+    ),
     (JKT, DAILY_8, "2026-03-05 03:00", "2026-03-05 01:00", WaitUntil(utc("2026-03-06 01:00"))),
     # never seen: a baseline, no send
     (

@@ -224,7 +224,9 @@ class Digests:
                 "digest %s of %s: sent already (another process, or before a restart)", name, when
             )
             return
-        late = f", {due.late:.1f}s late (missed while Kabarin was down)" if due.late >= 1 else ""
+        late = ""
+        if due.skipped or due.late >= 1:
+            late = f", {due.late:.1f}s late (missed while Kabarin was down)"
         log.info(
             "digest %s of %s: handed to %s%s",
             name,

@@ -8,7 +8,8 @@ period the store says was sent, and answers, like `gateway.delivery.retry.RetryP
 - `Baseline`: the store knows no period of this digest yet (it was just configured): record
   the latest period as the start, send nothing; the first digest goes at the next period;
 - `SendNow`: the latest period is not sent yet. When Kabarin was down over several periods,
-  only the latest is sent (``late`` says by how much), never a backlog;
+  only the latest is sent (``late`` says by how much, ``skipped`` that earlier ones went
+  unsent), never a backlog;
 - `WaitUntil`: the latest period is sent; wake at the next.
 
 It reads no clock and touches no store. Wall times are converted with `zoneinfo`: Indonesia's
@@ -46,6 +47,9 @@ class SendNow:
     period: datetime
     late: float
     """Seconds since `period`: more than a moment when the process was down at its time."""
+    skipped: bool = False
+    """Periods between the last one sent and this one went unsent (the process was down over
+    them): this one stands for them all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +148,8 @@ class DigestSchedule:
         if last_sent is None:
             return Baseline(period=latest, next=self.following(latest))
         if last_sent < latest:
-            return SendNow(period=latest, late=(now - latest).total_seconds())
+            skipped = self.following(last_sent) < latest
+            return SendNow(period=latest, late=(now - latest).total_seconds(), skipped=skipped)
         return WaitUntil(when=self.following(max(latest, last_sent)))
 
 
