@@ -19,6 +19,7 @@ import msgspec
 
 from gateway.config import Config, InvalidConfig, RouteConfig, load_config
 from gateway.delivery.model import Group
+from gateway.digests.runner import digest_problems
 from gateway.errors import ConfigError, TemplateError
 from gateway.events import Event, Status
 from gateway.routing import Route, Router
@@ -49,6 +50,7 @@ def validate_file(path: str) -> Config:
     sinks = build_sinks(config.sinks, SinkDeps())
     problems += check_grouping(config, router, sinks)
     problems += check_templates(config, router, sinks)
+    problems += digest_problems(config, sinks)
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     return config

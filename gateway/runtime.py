@@ -1,10 +1,10 @@
 """The running parts of one Kabarin process, built once and shared by every entry point.
 
 `open_runtime` opens the store, the shared HTTP client and the sinks, and starts the stages the
-process runs (the intake, the dispatcher, the pull tracker beside the intake). On a store several
-replicas share, new work any of them commits wakes this process's stages. The web app
-(`gateway.app`), the admin API, the receiver and the command line all use a `Runtime`; none of
-them imports another to get one.
+process runs (the intake, the dispatcher; the pull tracker and the digests beside the
+intake). On a store several replicas share, new work any of them commits wakes this process's
+stages. The web app (`gateway.app`), the admin API, the receiver and the command line all use
+a `Runtime`; none of them imports another to get one.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from gateway import metrics
 from gateway.config import Config
 from gateway.contacts import ContactLookup, ContactResolver
+from gateway.digests.runner import Digests
 from gateway.dispatcher import Dispatcher
 from gateway.intake import Backlog, Intake
 from gateway.redaction import Redactor, use_log_secrets
@@ -54,6 +55,8 @@ class Runtime:
     retention: Retention | None = None
     tracker: PullTracker | None = None
     """The pull tracker, running beside the intake when ``pull.enabled``."""
+    digests: Digests | None = None
+    """Sends the configured digests, beside the intake (`gateway.digests`)."""
     redactor: Redactor = field(default_factory=lambda: Redactor(()))
     """Masks the configuration's secrets in what is logged."""
     backlog: Backlog = field(default_factory=Backlog)
@@ -104,6 +107,8 @@ class Runtime:
             self.dispatcher.reconfigure(
                 sinks=sinks, retry=config.retry, templates=templates, redactor=redactor
             )
+        if self.digests is not None:
+            self.digests.reconfigure(config)
 
     async def close_sinks(self) -> None:
         for sink in self.sinks.values():
@@ -236,6 +241,11 @@ async def open_runtime(
         runtime.retention = Retention.from_config(store, config.retention)
         await runtime.retention.start()
         stack.push_async_callback(runtime.retention.stop)
+        # Where the intake runs, so one process of a deployment looks (the store's claim of
+        # each period keeps replicas from sending one twice).
+        runtime.digests = Digests(store=store, config=config, on_sent=runtime.wake_dispatcher)
+        await runtime.digests.start()
+        stack.push_async_callback(runtime.digests.stop)
         if config.pull.enabled:
             # Its answers wait in the log for an intake: it runs beside one.
             runtime.tracker = build_tracker(runtime)

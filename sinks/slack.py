@@ -39,6 +39,7 @@ import httpx
 import msgspec
 
 from gateway.delivery.model import Ordering
+from gateway.digests.message import digest_of
 from gateway.events import Contact, Event
 from gateway.redaction import Redactor
 from gateway.templating import STATUS_LABELS, rupiah
@@ -203,21 +204,25 @@ class SlackSink:
 
 
 def slack_payload(message: Message, config: SlackConfig) -> dict[str, Any]:
-    """The incoming-webhook JSON for one message."""
+    """The incoming-webhook JSON for one message (a digest's blocks as they were rendered)."""
     event = message.event
     labels = _LABELS[config.language]
     text = message.text.strip() or f"{event.status.value}: {_escape(event.order_id)}"
+    digest = digest_of(event)
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, _TEXT_LIMIT)}}
     ]
-    if message.group is not None:
+    if digest is not None:
+        blocks = digest.blocks
+        text = _cut(digest.subject, _TEXT_LIMIT)  # the notification's line; the blocks say it all
+    elif message.group is not None:
         blocks += group_blocks(message.group.events, config.language, _BLOCK_LIMIT - 1)
     else:
         blocks.append(
             {"type": "section", "fields": _fields(event, message.contact, config.language)}
         )
     tracking_url = event.details.get("tracking_url")
-    if message.group is None and _is_link(tracking_url):
+    if digest is None and message.group is None and _is_link(tracking_url):
         blocks.append(
             {
                 "type": "actions",

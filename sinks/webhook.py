@@ -48,6 +48,7 @@ import httpx
 import msgspec
 
 from gateway.delivery.model import Ordering
+from gateway.digests.message import digest_of
 from gateway.events import Event
 from gateway.redaction import Redactor
 from gateway.units import Duration, FieldError
@@ -152,6 +153,13 @@ class _GroupEnvelope(msgspec.Struct, frozen=True):
     data: list[Event]
 
 
+class _DigestEnvelope(msgspec.Struct, frozen=True):
+    type: str
+    timestamp: datetime
+    data: dict[str, Any]
+    """`gateway.digests.render`'s payload (documented in the README)."""
+
+
 _encode = msgspec.json.Encoder().encode
 
 
@@ -182,8 +190,11 @@ class WebhookSink:
         return cls(name, config, deps.http)
 
     def envelope(self, message: Message, now: datetime) -> bytes:
-        """The exact bytes that are signed and sent."""
+        """The exact bytes that are signed and sent: a digest's ``data`` is its summary."""
         event = message.event
+        digest = digest_of(event)
+        if digest is not None:
+            return _encode(_DigestEnvelope("digest", now, digest.payload))
         group = message.group
         if group is not None:
             info = _GroupInfo(message.route, group.key, group.count)

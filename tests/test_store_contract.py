@@ -37,6 +37,7 @@ from gateway.store import (
     Store,
     open_store,
 )
+from gateway.store.digests import DigestRun
 
 from .conftest import ingest, store_url
 
@@ -1459,3 +1460,183 @@ async def test_concurrent_intakes_and_claims_put_each_event_in_exactly_one_messa
     finally:
         await other.close()
     assert sorted(sent) == orders, "every event in exactly one message"
+
+
+# -- digests ----------------------------------------------------------------------------------
+
+
+def trouble(
+    order_id: str, status: Status, reason: str | None, *, at: datetime, **details: object
+) -> Event:
+    return Event(
+        id=f"evt-{order_id}-{status.value}-{reason}",
+        source="push",
+        method="x",
+        kind="express",
+        status=status,
+        raw_status="shipped" if status is Status.STUCK else None,
+        order_id=order_id,
+        awb=f"AWB-{order_id}",
+        occurred_at=at,
+        received_at=at,
+        reason=reason,
+        details=dict(details),
+        raw={"service": "sicepat"} if not details else {},
+    )
+
+
+async def test_window_counts_by_status_courier_stuck_troubles_and_dead(store: Store) -> None:
+    from gateway.store.digests import ReasonCount
+
+    inside = T0 + timedelta(hours=1)
+    events = [
+        trouble("W1", Status.DELIVERED, None, at=inside, service="jne"),
+        trouble("W2", Status.DELIVERED, None, at=inside, service="jne"),
+        trouble("W3", Status.PROBLEM, "alamat tidak ditemukan", at=inside, service="jne"),
+        trouble("W4", Status.PROBLEM, "alamat tidak ditemukan", at=inside),  # raw service
+        trouble("W5", Status.RETURNED, "ditolak penerima", at=inside, service=""),
+        trouble("W6", Status.STUCK, "no news", at=inside + timedelta(minutes=5), service="jne"),
+        trouble("W7", Status.STUCK, None, at=inside + timedelta(minutes=9), service="jne"),
+        # outside the window: before it, and at its end (the end is not in it)
+        trouble("W8", Status.DELIVERED, None, at=T0 - timedelta(seconds=1), service="jne"),
+        trouble("W9", Status.DELIVERED, None, at=T0 + timedelta(hours=2), service="jne"),
+    ]
+    await ingest(
+        store, events=events, deliveries=[delivery(events[0]), delivery(events[2])], now=inside
+    )
+    ids = await claim_ids(store, now=inside)
+    assert len(ids) == 2
+    for i in ids:
+        assert await store.finish(i, worker="w1", attempt=None, state="dead", now=inside)
+
+    counts = await store.window_counts(start=T0, end=T0 + timedelta(hours=2), limit=1)
+
+    assert counts.by_status == {
+        Status.DELIVERED: 2,
+        Status.PROBLEM: 2,
+        Status.RETURNED: 1,
+        Status.STUCK: 2,
+    }
+    assert counts.events == 7
+    # details.service first, the raw item's `service` where the details have none
+    assert counts.by_courier == {"jne": 5, "sicepat": 1, "": 1}
+    assert counts.stuck_total == 2
+    assert [(p.order_id, p.awb, p.stuck_in) for p in counts.stuck] == [("W7", "AWB-W7", "shipped")]
+    assert counts.troubles == [
+        ReasonCount(status=Status.PROBLEM, reason="alamat tidak ditemukan", count=2)
+    ]
+    assert counts.dead == {"erp": 2}
+    empty = await store.window_counts(start=T0 + timedelta(days=1), end=T0 + timedelta(days=2))
+    assert (empty.by_status, empty.dead, empty.stuck) == ({}, {}, [])
+
+
+def digest_run(
+    name: str, period: datetime | None, *, nonce: str = ""
+) -> tuple[DigestRun, list[NewDelivery]]:
+    from gateway.digests.message import DigestParts, digest_event
+
+    parts = DigestParts(subject="s", text="t", html="<p>h</p>", blocks=[], payload={"n": 1})
+    ev = digest_event(name=name, period=period, now=T0, parts=parts, nonce=nonce)
+    deliveries = [
+        NewDelivery(
+            id=f"dlv-{ev.id}-{s}", event_id=ev.id, route=f"digest:{name}", sink=s, ordering="all"
+        )
+        for s in ("ops", "mail")
+    ]
+    return DigestRun(digest=name, period=period, event=ev), deliveries
+
+
+async def test_a_digest_period_is_claimed_once_with_its_deliveries(store: Store) -> None:
+    from gateway.digests.message import digest_of
+
+    assert await store.last_digest("pagi") is None
+    period = T0 + timedelta(days=1)
+    # the first sight only records where the digest starts
+    assert await store.record_digest("pagi", period=T0, run=None, deliveries=(), now=T0)
+    assert await store.last_digest("pagi") == T0
+    run, deliveries = digest_run("pagi", period)
+    assert await store.record_digest(
+        "pagi",
+        period=period,
+        run=run,
+        deliveries=deliveries,
+        now=period,
+    )
+    # a second claim of the period (another replica, a restart) keeps nothing
+    again, more = digest_run("pagi", period, nonce="x")
+    assert not await store.record_digest(
+        "pagi",
+        period=period,
+        run=again,
+        deliveries=more,
+        now=period,
+    )
+    assert not await store.record_digest("pagi", period=T0, run=None, deliveries=(), now=period)
+    assert await store.last_digest("pagi") == period
+    assert len(await store.list_deliveries(DeliveryFilter())) == 2
+
+    # the dispatcher claims them like any delivery, with the stand-in event
+    claimed = await store.claim(worker="w1", now=period, limit=10, lease_seconds=30)
+    assert sorted(c.delivery.sink for c in claimed.claims) == ["mail", "ops"]
+    for c in claimed.claims:
+        parts = digest_of(c.event)
+        assert parts is not None and parts.payload == {"n": 1}
+        assert c.delivery.order_id == "digest:pagi" and c.contact is None
+    # and it is no shipment event: listings and counts never see it
+    assert (await store.list_events(EventQuery())).items == []
+    assert (await store.window_counts(start=T0, end=period + timedelta(days=1))).events == 0
+
+
+async def test_concurrent_claims_of_one_period_keep_one(store: Store) -> None:
+    period = T0 + timedelta(hours=1)
+    runs = [digest_run("jam", period, nonce=str(i)) for i in range(4)]
+    results = await asyncio.gather(
+        *(
+            store.record_digest("jam", period=period, run=r, deliveries=d, now=period)
+            for r, d in runs
+        )
+    )
+    assert sorted(results) == [False, False, False, True]
+    assert len(await store.list_deliveries(DeliveryFilter())) == 2
+
+
+async def test_a_digest_sent_by_hand_takes_no_period(store: Store) -> None:
+    period = T0 + timedelta(hours=1)
+    assert await store.record_digest("pagi", period=period, run=None, deliveries=(), now=T0)
+    for nonce in ("a", "b"):
+        run, deliveries = digest_run("pagi", None, nonce=nonce)
+        assert await store.record_digest(
+            "pagi",
+            period=None,
+            run=run,
+            deliveries=deliveries,
+            now=T0,
+        )
+    assert await store.last_digest("pagi") == period
+    assert len(await store.list_deliveries(DeliveryFilter())) == 4
+
+
+async def test_old_digest_runs_go_once_their_deliveries_are_gone(store: Store) -> None:
+    old, _ = digest_run("pagi", T0)
+    assert await store.record_digest("pagi", period=T0, run=old, deliveries=[], now=T0)
+    kept, kept_deliveries = digest_run("pagi", T0 + timedelta(hours=1))
+    assert await store.record_digest(
+        "pagi",
+        period=T0 + timedelta(hours=1),
+        run=kept,
+        deliveries=kept_deliveries,
+        now=T0,
+    )
+    later = T0 + timedelta(days=100)
+    new, _ = digest_run("pagi", later)
+    assert await store.record_digest(
+        "pagi",
+        period=later,
+        run=new,
+        deliveries=[],
+        now=later,
+        forget_before=later,
+    )
+    # the one whose deliveries are still there stays, so a replay finds its event
+    ids = await claim_ids(store, now=later)
+    assert sorted(ids) == sorted(d.id for d in kept_deliveries)

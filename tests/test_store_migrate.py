@@ -12,9 +12,11 @@ import pytest
 
 from gateway.cli import main
 from gateway.delivery.model import Attempt, GroupRef, NewDelivery
+from gateway.digests.message import DigestParts, digest_event
 from gateway.events import Contact, Event, Status
 from gateway.routing import group_id
 from gateway.store import NewPush, PushOutcome, open_store
+from gateway.store.digests import DigestRun
 from gateway.store.moving import TABLES, Portable
 
 T0 = datetime(2026, 3, 1, 8, 0, 0, 123456, tzinfo=UTC)
@@ -109,6 +111,20 @@ async def populate(url: str) -> None:
         [Contact(order_id="OID-REG", email="ani@example.com", language="id")], now=T0
     )
     await store.disable_sink("slack", reason="410 Gone", now=T0)
+    # a digest sent, with its stand-in event and its delivery
+    parts = DigestParts(subject="s", text="t", html="<p>h</p>", blocks=[{"a": 1}], payload={})
+    stand_in = digest_event(name="pagi", period=T0, now=T0, parts=parts)
+    await store.record_digest(
+        "pagi",
+        period=T0,
+        run=DigestRun(digest="pagi", period=T0, event=stand_in),
+        deliveries=[
+            NewDelivery(
+                id="dlv-pagi", event_id=stand_in.id, route="digest:pagi", sink="erp", ordering="all"
+            )
+        ],
+        now=T0,
+    )
     await store.close()
 
 
@@ -140,12 +156,14 @@ def test_sqlite_to_postgresql_and_back_keeps_every_row(
     assert counts == {
         "pushes": ORDERS,
         "events": 27,
-        "deliveries": 56,  # 27 events each to erp and slack, and 2 grouped messages
+        "digest_runs": 1,
+        "deliveries": 57,  # 27 events each to erp and slack, 2 grouped messages, 1 digest
         "attempts": 40,
         "groups": 2,
         "group_events": 27,
         "contacts": 28,
         "sink_state": 1,
+        "digests": 1,
     }
 
     out = migrate(first, pg_url, capsys)

@@ -1,5 +1,5 @@
 """``kabarin``: serve | worker | check | simulate | deliveries | replay | reprocess | pull |
-track add | register-callback | rejected | contacts import | routes test | store.
+track add | register-callback | rejected | contacts import | routes test | digest | store.
 
 One module per command group; each registers its commands and only parses input and prints
 output. The operator actions themselves are `gateway.operations`, shared with the admin API and
@@ -16,7 +16,18 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.cli import check, contacts, deliveries, pull, pushes, rejected, routes, serve, store
+from gateway.cli import (
+    check,
+    contacts,
+    deliveries,
+    digest,
+    pull,
+    pushes,
+    rejected,
+    routes,
+    serve,
+    store,
+)
 from gateway.cli.running import print_invalid
 from gateway.errors import ConfigError, KabarinError
 from gateway.redaction import install_log_redaction
@@ -62,7 +73,18 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"kabarin {__version__}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # in the order `kabarin --help` lists them
-    for group in (serve, check, deliveries, pushes, pull, rejected, contacts, routes, store):
+    for group in (
+        serve,
+        check,
+        deliveries,
+        pushes,
+        pull,
+        rejected,
+        contacts,
+        routes,
+        digest,
+        store,
+    ):
         group.register(sub)
     return top
 

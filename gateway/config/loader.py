@@ -28,6 +28,7 @@ from gateway.config.schema import (
     AdminConfig,
     Config,
     ContactsConfig,
+    DigestConfig,
     DispatcherConfig,
     IntakeConfig,
     KiriminAjaConfig,
@@ -104,7 +105,7 @@ def _build(
     data = _interpolate(data, os.environ if env is None else env, (), problems, lines)
     unset = len(problems)
     for key in data:
-        if key not in SECTIONS and key not in ("sinks", "routes", "sources", "shops"):
+        if key not in SECTIONS and key not in ("sinks", "routes", "sources", "shops", "digests"):
             problems.append(f"{lines.describe((str(key),))}: {UNKNOWN_KEY}")
     sections: dict[str, Any] = {}
     for name, section in SECTIONS.items():
@@ -159,6 +160,7 @@ def _build(
     receiver = sections.get("receiver") or ReceiverConfig(token="(invalid)")
     sources = _sources(data.get("sources"), receiver.path, lines, problems)
 
+    digests = _digests(data.get("digests"), raw_sinks, lines, problems)
     folder = base_dir or Path.cwd()
     targets = [_targets(route, i, sinks, folder, lines, problems) for i, route in enumerate(routes)]
 
@@ -182,6 +184,7 @@ def _build(
         routes=routes,
         sources=sources,
         shops=shops,
+        digests=digests,
         base_dir=folder,
         secrets=frozenset(
             _collect_secrets(receiver, admin, raw_sinks)
@@ -425,6 +428,31 @@ def _routes(
             valid.append(i)
         routes.append(got)
     return routes, valid
+
+
+def _digests(
+    raw: Any, raw_sinks: dict[Any, Any], lines: LineIndex, problems: list[str]
+) -> dict[str, DigestConfig]:
+    """Every valid digest block, its sinks checked against the file's (whether a sink writes
+    to customers is `gateway.check`'s question: it needs the sink built)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        problems.append(
+            f"{lines.describe(('digests',))}: expected a mapping of digest name → block"
+        )
+        return {}
+    digests: dict[str, DigestConfig] = {}
+    for name, block in raw.items():
+        path: tuple[str | int, ...] = ("digests", str(name))
+        got = convert(block, DigestConfig, path, lines, problems)
+        if got is INVALID:
+            continue
+        for j, sink in enumerate(got.sinks):
+            if sink not in raw_sinks:
+                problems.append(f"{lines.describe((*path, 'sinks', j))}: undefined sink {sink!r}")
+        digests[str(name)] = got
+    return digests
 
 
 def _unset_first(problems: list[str], unset: int) -> list[str]:

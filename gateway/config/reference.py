@@ -23,7 +23,14 @@ from typing import Any
 import msgspec
 
 from gateway.config.convert import struct_of
-from gateway.config.schema import SECTIONS, Config, RouteConfig, ShopConfig, SourceConfig
+from gateway.config.schema import (
+    SECTIONS,
+    Config,
+    DigestConfig,
+    RouteConfig,
+    ShopConfig,
+    SourceConfig,
+)
 from gateway.units import Duration, RateLimit, Window
 from sinks.base import Sink, SinkConfig
 from sinks.registry import load_sink_types
@@ -54,7 +61,7 @@ class KeyDoc(msgspec.Struct, frozen=True, kw_only=True):
 
 def describe_config(sink_types: Mapping[str, type[Sink]] | None = None) -> list[KeyDoc]:
     """Every key of the file, in the file's usual order: the sections, ``shops``, ``sinks``
-    (the keys of every sink block, then each kind's own), then ``routes``. `sink_types`
+    (the keys of every sink block, then each kind's own), ``routes``, then ``digests``. `sink_types`
     defaults to the installed kinds (`load_sink_types`)."""
     kinds = load_sink_types() if sink_types is None else sink_types
     config_docs = field_docs(Config)
@@ -143,6 +150,16 @@ def describe_config(sink_types: Mapping[str, type[Sink]] | None = None) -> list[
         )
     )
     out.extend(_keys(RouteConfig, "routes[]"))
+    out.append(
+        KeyDoc(
+            key="digests",
+            type="mapping of name → block",
+            required=False,
+            default="{}",
+            description=config_docs.get("digests", ""),
+        )
+    )
+    out.extend(_keys(DigestConfig, "digests.<name>"))
     return out
 
 

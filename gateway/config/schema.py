@@ -22,7 +22,7 @@ from gateway.delivery.model import Ordering
 from gateway.events import DEFAULT_SHOP, TERMINAL_STATUSES, Status
 from gateway.store.roles import DEFAULT_CACHE_MB
 from gateway.units import Duration, FieldError, Window, check_interval, parse_rate_limit
-from sinks.base import SinkConfig
+from sinks.base import Language, SinkConfig
 
 __all__ = [
     "DEFAULT_RETRY_SCHEDULE",
@@ -35,6 +35,7 @@ __all__ = [
     "Config",
     "ContactLookupConfig",
     "ContactsConfig",
+    "DigestConfig",
     "DispatcherConfig",
     "GroupConfig",
     "IntakeConfig",
@@ -513,6 +514,48 @@ class RouteConfig(_Section, frozen=True):
         return self.match if self.shop is None else {**self.match, "shop": self.shop}
 
 
+class DigestConfig(_Section, frozen=True):
+    """A scheduled summary for the shop's staff (`gateway.digests`): daily ``at`` a local time,
+    or ``every`` so long; sent once per period, a missed one (Kabarin was down) once at start."""
+
+    sinks: list[str]
+    """The sinks (by name under ``sinks:``) it goes to: staff sinks (slack, email to staff,
+    webhook, console), never one that writes to customers."""
+    at: str | None = None
+    """Daily at this local time, ``HH:MM`` in `timezone` (give `at` or `every`)."""
+    every: Duration | None = None
+    """Every this long (``1h``, ``30m``), counted from midnight in `timezone` (give `at` or
+    `every`)."""
+    timezone: str | None = None
+    """The zone of `at` and of the times the digest shows; ``None`` takes
+    ``receiver.timezone``."""
+    window: Duration | None = None
+    """How far back it looks from its time (``24h``); ``None``: a day for `at`, the period
+    for `every`. The window before it is what it compares with."""
+    language: Language = "id"
+    """``id`` or ``en``: the digest's words and status labels."""
+
+    def __post_init__(self) -> None:
+        if (self.at is None) == (self.every is None):
+            raise ValueError("give exactly one of `at` (a time of day) and `every` (a duration)")
+        if self.at is not None and not _HH_MM.fullmatch(self.at):
+            raise FieldError("at", "expected a time of day as HH:MM, e.g. 08:00")
+        if self.every is not None and self.every < 1:
+            raise FieldError("every", "must be at least 1s")
+        if self.window is not None and self.window <= 0:
+            raise FieldError("window", "must be more than 0")
+        if not self.sinks:
+            raise FieldError("sinks", "name at least one sink")
+        if self.timezone is not None:
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise FieldError("timezone", f"unknown time zone `{self.timezone}`") from exc
+
+
+_HH_MM = re.compile(r"(?:[01]\d|2[0-3]):[0-5]\d")
+
+
 class Target(msgspec.Struct, frozen=True, kw_only=True):
     """What one route sends to one of its sinks (or fallback sinks) with, as the load resolved
     it, so that the router reads no file and asks no registry."""
@@ -541,6 +584,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     """Shop id → block, for several shops (KiriminAja accounts) in one Kabarin; leave it out
     and set ``receiver.token`` for one. The load fills it in for a one-shop file: the shop
     ``default``, with `receiver.token`."""
+    digests: dict[str, DigestConfig] = msgspec.field(default_factory=dict)
+    """Digest name → its schedule, window and sinks: scheduled summaries for staff."""
     intake: IntakeConfig = msgspec.field(default_factory=IntakeConfig)
     kiriminaja: KiriminAjaConfig = msgspec.field(default_factory=KiriminAjaConfig)
     contacts: ContactsConfig = msgspec.field(default_factory=ContactsConfig)

@@ -25,6 +25,7 @@ from gateway.delivery.quiet import QuietHours
 from gateway.delivery.recording import Ending, HandBack
 from gateway.delivery.retry import GiveUp, RetryPolicy
 from gateway.delivery.staleness import stale_reason
+from gateway.digests.message import digest_of
 from gateway.errors import TemplateError
 from gateway.redaction import Redactor
 from gateway.templating import Templates
@@ -78,9 +79,10 @@ async def prepare(
             delay = (until - started).total_seconds()
             return HandBack(delay, quiet.describe(until))
     try:
+        # A digest (`gateway.digests`) or a group's message is about no one order: no customer.
         contact = (
             None
-            if group is not None
+            if group is not None or digest_of(claim.event) is not None
             else await owner.contacts.resolve(delivery.order_id, claim.contact, shop=delivery.shop)
         )
     except LookupFailed as exc:

@@ -7,7 +7,8 @@ stored) and imports them, skipping a row the target
 already has (by its id; attempts, which have no id of their own, by delivery, start time and
 outcome). So a copy can be stopped and run again: the second run copies only what is missing.
 Tables go in an order that puts every row after the rows it names (events after their push,
-deliveries after their event, attempts after their delivery, groups after their messages).
+deliveries after their event or digest run, attempts after their delivery, groups after their
+messages).
 """
 
 from __future__ import annotations
@@ -69,6 +70,12 @@ TABLES: tuple[Table, ...] = (
         ),
         key="seq",
         times=frozenset({"occurred_at", "received_at"}),
+    ),
+    Table(
+        "digest_runs",
+        ("id", "digest", "order_id", "period", "created_at", "body"),
+        key="seq",
+        times=frozenset({"period", "created_at"}),
     ),
     Table(
         "deliveries",
@@ -145,6 +152,12 @@ TABLES: tuple[Table, ...] = (
         ("sink", "disabled_reason", "disabled_at"),
         key="sink",
         times=frozenset({"disabled_at"}),
+    ),
+    Table(
+        "digests",
+        ("name", "last_period", "updated_at"),
+        key="name",
+        times=frozenset({"last_period", "updated_at"}),
     ),
 )
 

@@ -30,6 +30,7 @@ from gateway.delivery.model import (
     NewDelivery,
 )
 from gateway.events import DEFAULT_SHOP, Contact, Event, EventKind, Source, Status
+from gateway.store.digests import DigestRun, WindowCounts
 
 __all__ = [
     "DEFAULT_CACHE_MB",
@@ -38,6 +39,7 @@ __all__ = [
     "ContactBook",
     "Cutoffs",
     "DeliveryQueue",
+    "DigestStore",
     "EventPage",
     "EventQuery",
     "Finished",
@@ -666,6 +668,39 @@ class SessionStore(Protocol):
         """Forget a session (signed out); False when none was kept."""
 
 
+class DigestStore(Protocol):
+    """Digests (`gateway.digests`): a window's counts, and each period sent once."""
+
+    async def window_counts(
+        self, *, start: datetime, end: datetime, limit: int = 20
+    ) -> WindowCounts:
+        """The events received in ``[start, end)`` by status, by courier, the stuck ones and
+        the troubles by reason (each list at most `limit` long), and the deliveries that
+        ended dead in it by sink."""
+
+    async def last_digest(self, digest: str) -> datetime | None:
+        """The latest period recorded for the digest (``None``: none yet)."""
+
+    async def record_digest(
+        self,
+        digest: str,
+        *,
+        period: datetime | None,
+        run: DigestRun | None,
+        deliveries: Sequence[NewDelivery],
+        now: datetime,
+        forget_before: datetime | None = None,
+    ) -> bool:
+        """In one commit: claim `period` for the digest (it must be later than the one
+        recorded, or none is), then keep `run` and create its `deliveries` (pending, due
+        `now`). False, with nothing kept, when the period is claimed already (by another
+        replica, or before a restart). ``period=None`` (a digest sent by hand) claims nothing
+        and always keeps them; ``run=None`` only records the period (a first baseline).
+
+        Runs of the digest kept from before `forget_before`, whose deliveries are all gone,
+        are forgotten in the same commit."""
+
+
 class Store(
     IngestStore,
     DeliveryQueue,
@@ -675,6 +710,7 @@ class Store(
     TrackingStore,
     SessionStore,
     GroupStore,
+    DigestStore,
     Protocol,
 ):
     """Every role on one backend, and its lifecycle. Every method is safe to call concurrently

@@ -300,6 +300,31 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX group_events_by_event ON group_events (event_id);
         """,
     ),
+    (
+        11,
+        # Digests: the last period of each sent (claimed with its deliveries in one commit, so
+        # a period goes once across replicas and restarts), the stand-in event each digest's
+        # deliveries name, and the indexes its window counts read by time.
+        """
+        CREATE TABLE digests (
+            name         text PRIMARY KEY,
+            last_period  timestamptz NOT NULL,
+            updated_at   timestamptz NOT NULL
+        );
+        CREATE TABLE digest_runs (
+            seq         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id          text NOT NULL UNIQUE,
+            digest      text NOT NULL,
+            order_id    text NOT NULL,
+            period      timestamptz,
+            created_at  timestamptz NOT NULL,
+            body        text NOT NULL
+        );
+        CREATE INDEX digest_runs_by_digest ON digest_runs (digest, created_at);
+        CREATE INDEX events_received ON events (received_at);
+        CREATE INDEX deliveries_dead ON deliveries (updated_at) WHERE state = 'dead';
+        """,
+    ),
 ]
 
 

@@ -199,11 +199,13 @@ LEASE = (
     " WHERE id = ANY(%(ids)s::text[]) AND started_at IS NULL AND (state = 'pending'"
     "  OR (state = 'in_flight' AND lease_until <= %(now)s::timestamptz))"
     f" RETURNING {DELIVERY_COLUMNS})"
-    f" SELECT {_LEASED}, e.body::text, c.order_id, c.name, c.phone, c.email, c.language, c.shop"
-    " FROM l JOIN events e ON e.id = l.event_id"
+    f" SELECT {_LEASED}, coalesce(e.body::text, r.body), c.order_id, c.name, c.phone,"
+    " c.email, c.language, c.shop FROM l LEFT JOIN events e ON e.id = l.event_id"
+    " LEFT JOIN digest_runs r ON r.id = l.event_id"
     " LEFT JOIN contacts c ON c.order_id = l.order_id AND c.shop = l.shop"
 )
-"""Lease the chosen deliveries and return each with its event and the order's contact. A
+"""Lease the chosen deliveries and return each with its event (a digest's stand-in event is in
+``digest_runs``, `gateway.digests`) and the order's contact. A
 started customer send is never leased again (`UNKNOWN_OUTCOMES` ends it), even one another
 replica's claim has not ended yet."""
 RENEW = (
@@ -681,3 +683,50 @@ def list_deliveries(query: DeliveryFilter) -> tuple[str, list[Any]]:
 
 def replay(query: DeliveryFilter, now: datetime) -> tuple[str, list[Any]]:
     return _DIALECT.replay(REPLAY_SET, query, now)
+
+
+# -- digests (digests.py) ----------------------------------------------------------------------
+DIGEST_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+_DIGEST_WINDOW = (
+    "FROM events WHERE received_at >= %(start)s::timestamptz AND received_at < %(end)s::timestamptz"
+)
+DIGEST_BY_STATUS = f"SELECT status, count(*) {_DIGEST_WINDOW} GROUP BY status"
+DIGEST_BY_COURIER = (
+    "SELECT coalesce(nullif(body -> 'details' ->> 'service', ''),"
+    f" nullif(body -> 'raw' ->> 'service', ''), '') AS courier, count(*) {_DIGEST_WINDOW}"
+    " GROUP BY courier ORDER BY count(*) DESC, courier"
+)
+DIGEST_STUCK = (
+    "SELECT order_id, body ->> 'awb', body ->> 'raw_status', received_at, body ->> 'reason'"
+    f" {_DIGEST_WINDOW} AND status = 'stuck' ORDER BY received_at DESC LIMIT %(limit)s"
+)
+DIGEST_STUCK_TOTAL = f"SELECT count(*) {_DIGEST_WINDOW} AND status = 'stuck'"
+DIGEST_TROUBLES = (
+    f"SELECT status, body ->> 'reason' AS reason, count(*) {_DIGEST_WINDOW}"
+    " AND status = ANY(%(troubles)s::text[])"
+    " GROUP BY status, reason ORDER BY count(*) DESC, status, reason LIMIT %(limit)s"
+)
+DIGEST_DEAD = (
+    "SELECT sink, count(*) FROM deliveries WHERE state = 'dead'"
+    " AND updated_at >= %(start)s::timestamptz AND updated_at < %(end)s::timestamptz"
+    " GROUP BY sink ORDER BY sink"
+)
+LAST_DIGEST = "SELECT last_period FROM digests WHERE name = %s"
+CLAIM_DIGEST_PERIOD = (
+    "INSERT INTO digests (name, last_period, updated_at)"
+    " VALUES (%s::text, %s::timestamptz, %s::timestamptz)"
+    " ON CONFLICT (name) DO UPDATE SET last_period = excluded.last_period,"
+    " updated_at = excluded.updated_at WHERE digests.last_period < excluded.last_period"
+    " RETURNING name"
+)
+"""Claims the period only past the one recorded: a second claim of it returns no row."""
+INSERT_DIGEST_RUN = (
+    "INSERT INTO digest_runs (id, digest, order_id, period, created_at, body)"
+    " VALUES (%s, %s, %s, %s, %s, %s)"
+)
+FORGET_DIGEST_RUNS = (
+    "DELETE FROM digest_runs WHERE id IN (SELECT r.id FROM digest_runs AS r"
+    " WHERE r.digest = %s AND r.created_at < %s AND NOT EXISTS (SELECT 1 FROM deliveries AS d"
+    "  WHERE d.order_id = r.order_id AND d.event_id = r.id) LIMIT 100)"
+)
+"""Old runs none of whose deliveries is left (retention removed them)."""

@@ -17,8 +17,8 @@ What several replicas need from it, and where it is done:
 
 This module owns the pool, the lifecycle and the notifications; what each role does is an async
 function of a connection in ingest.py, queue.py, reads.py, contacts.py, tracking.py, prune.py,
-sessions.py, copying.py and controls.py (as on SQLite), so nearly every method here is one line
-handing such a job to a pooled connection (`_run`) or a transaction (`_tx`). Migrations
+sessions.py, copying.py, controls.py and digests.py (as on SQLite), so nearly every method here
+is one line handing such a job to a pooled connection (`_run`) or a transaction (`_tx`). Migrations
 (schema.py) run at `open` under an advisory lock. Connections use UTC, so every time read back
 is a UTC datetime.
 """
@@ -36,11 +36,19 @@ from typing import Any, Literal, TypeVar
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from gateway.delivery.model import Attempt, Claimed, Delivery, DeliveryFilter, Group
+from gateway.delivery.model import (
+    Attempt,
+    Claimed,
+    Delivery,
+    DeliveryFilter,
+    Group,
+    NewDelivery,
+)
 from gateway.errors import StoreError, StoreRefused
 from gateway.events import DEFAULT_SHOP, Contact, Event, EventKind, Status
 from gateway.redaction import mask_url
 from gateway.store.contact_merge import merge_contacts
+from gateway.store.digests import DigestRun, WindowCounts
 from gateway.store.finishing import Finishing
 from gateway.store.moving import Table
 from gateway.store.postgres import contacts as contacts_
@@ -48,6 +56,7 @@ from gateway.store.postgres import (
     controls,
     copying,
     groups,
+    digests,
     ingest,
     prune,
     queue,
@@ -482,6 +491,29 @@ class PostgresStore(Finishing):
 
     async def oldest_due_pull(self, *, now: datetime, stale_after: float) -> datetime | None:
         return await self._run(lambda c: tracking.oldest_due_pull(c, now, stale_after))
+
+    # -- digests (digests.py) ------------------------------------------------------------
+    async def window_counts(
+        self, *, start: datetime, end: datetime, limit: int = 20
+    ) -> WindowCounts:
+        return await self._tx(lambda c: digests.window_counts(c, start, end, limit))
+
+    async def last_digest(self, digest: str) -> datetime | None:
+        return await self._run(lambda c: digests.last_digest(c, digest))
+
+    async def record_digest(
+        self,
+        digest: str,
+        *,
+        period: datetime | None,
+        run: DigestRun | None,
+        deliveries: Sequence[NewDelivery],
+        now: datetime,
+        forget_before: datetime | None = None,
+    ) -> bool:
+        return await self._tx(
+            lambda c: digests.record_digest(c, digest, period, run, deliveries, now, forget_before)
+        )
 
 
 async def _configure(conn: Conn) -> None:

@@ -328,6 +328,31 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX group_events_by_event ON group_events (event_id);
         """,
     ),
+    (
+        16,
+        # Digests: the last period of each sent (claimed with its deliveries in one commit, so
+        # a period goes once across restarts), the stand-in event each digest's deliveries
+        # name, and the indexes its window counts read by time.
+        """
+        CREATE TABLE digests (
+            name         TEXT PRIMARY KEY,
+            last_period  INTEGER NOT NULL,
+            updated_at   INTEGER NOT NULL
+        );
+        CREATE TABLE digest_runs (
+            seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+            id          TEXT NOT NULL UNIQUE,
+            digest      TEXT NOT NULL,
+            order_id    TEXT NOT NULL,
+            period      INTEGER,
+            created_at  INTEGER NOT NULL,
+            body        TEXT NOT NULL
+        );
+        CREATE INDEX digest_runs_by_digest ON digest_runs (digest, created_at);
+        CREATE INDEX events_received ON events (received_at);
+        CREATE INDEX deliveries_dead ON deliveries (updated_at) WHERE state = 'dead';
+        """,
+    ),
 ]
 
 

@@ -225,7 +225,11 @@ START = (
     " AND state = 'in_flight' AND lease_owner = ?3 AND lease_until > ?1 RETURNING id"
 )
 """A customer send is about to leave (`DeliveryQueue.start`): only under a live lease."""
-CLAIMED_EVENTS = "SELECT id, body FROM events WHERE id IN (SELECT value FROM json_each(?))"
+CLAIMED_EVENTS = (
+    "SELECT id, body FROM events WHERE id IN (SELECT value FROM json_each(?1))"
+    " UNION ALL SELECT id, body FROM digest_runs WHERE id IN (SELECT value FROM json_each(?1))"
+)
+"""A digest's deliveries name its stand-in event in ``digest_runs`` (`gateway.digests`)."""
 CLAIMED_CONTACTS = (
     "SELECT order_id, name, phone, email, language, shop FROM contacts"
     " WHERE (order_id, shop) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?))"
@@ -620,3 +624,47 @@ EXPIRE_SESSIONS = "DELETE FROM sessions WHERE used_at < ?"
 GET_SESSION = "SELECT key, csrf, created_at, used_at, flash FROM sessions WHERE key = ?"
 UPDATE_SESSION = "UPDATE sessions SET used_at = ?, flash = ? WHERE key = ?"
 DELETE_SESSION = "DELETE FROM sessions WHERE key = ?"
+
+
+# -- digests (digests.py) ----------------------------------------------------------------------
+DIGEST_SNAPSHOT = "BEGIN DEFERRED"
+_DIGEST_WINDOW = "FROM events WHERE received_at >= ?1 AND received_at < ?2"
+DIGEST_BY_STATUS = f"SELECT status, count(*) {_DIGEST_WINDOW} GROUP BY status"
+DIGEST_BY_COURIER = (
+    "SELECT coalesce(nullif(body ->> '$.details.service', ''),"
+    f" nullif(body ->> '$.raw.service', ''), '') AS courier, count(*) {_DIGEST_WINDOW}"
+    " GROUP BY courier ORDER BY count(*) DESC, courier"
+)
+DIGEST_STUCK = (
+    "SELECT order_id, body ->> '$.awb', body ->> '$.raw_status', received_at,"
+    f" body ->> '$.reason' {_DIGEST_WINDOW} AND status = 'stuck' ORDER BY received_at DESC LIMIT ?3"
+)
+DIGEST_STUCK_TOTAL = f"SELECT count(*) {_DIGEST_WINDOW} AND status = 'stuck'"
+DIGEST_TROUBLES = (
+    f"SELECT status, body ->> '$.reason' AS reason, count(*) {_DIGEST_WINDOW}"
+    " AND status IN (SELECT value FROM json_each(?4))"
+    " GROUP BY status, reason ORDER BY count(*) DESC, status, reason LIMIT ?3"
+)
+DIGEST_DEAD = (
+    "SELECT sink, count(*) FROM deliveries WHERE state = 'dead'"
+    " AND updated_at >= ?1 AND updated_at < ?2 GROUP BY sink ORDER BY sink"
+)
+LAST_DIGEST = "SELECT last_period FROM digests WHERE name = ?"
+CLAIM_DIGEST_PERIOD = (
+    "INSERT INTO digests (name, last_period, updated_at) VALUES (?1, ?2, ?3)"
+    " ON CONFLICT (name) DO UPDATE SET last_period = excluded.last_period,"
+    " updated_at = excluded.updated_at WHERE excluded.last_period > digests.last_period"
+    " RETURNING name"
+)
+"""Claims the period only past the one recorded: a second claim of it returns no row."""
+INSERT_DIGEST_RUN = (
+    "INSERT INTO digest_runs (id, digest, order_id, period, created_at, body)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+FORGET_DIGEST_RUNS = (
+    "DELETE FROM digest_runs WHERE id IN (SELECT r.id FROM digest_runs AS r"
+    " WHERE r.digest = ?1 AND r.created_at < ?2 AND NOT EXISTS (SELECT 1 FROM deliveries AS d"
+    "  WHERE d.order_id = r.order_id AND d.event_id = r.id) LIMIT 100)"
+)
+"""Old runs none of whose deliveries is left (retention removed them); the lane index finds
+the deliveries by order."""

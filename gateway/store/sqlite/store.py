@@ -30,10 +30,12 @@ from gateway.delivery.model import (
     Delivery,
     DeliveryFilter,
     Group,
+    NewDelivery,
 )
 from gateway.errors import StoreError
 from gateway.events import DEFAULT_SHOP, Contact, Event, EventKind, Status
 from gateway.store.contact_merge import merge_contacts
+from gateway.store.digests import DigestRun, WindowCounts
 from gateway.store.finishing import Finishing
 from gateway.store.moving import Table
 from gateway.store.roles import (
@@ -63,6 +65,7 @@ from gateway.store.sqlite import contacts as contacts_
 from gateway.store.sqlite import (
     copying,
     groups,
+    digests,
     ingest,
     prune,
     queue,
@@ -492,6 +495,29 @@ class SQLiteStore(Finishing):
 
     async def oldest_due_pull(self, *, now: datetime, stale_after: float) -> datetime | None:
         return await self._write(lambda c: tracking.oldest_due_pull(c, now, stale_after))
+
+    # -- digests (digests.py) ------------------------------------------------------------
+    async def window_counts(
+        self, *, start: datetime, end: datetime, limit: int = 20
+    ) -> WindowCounts:
+        return await self._read(lambda c: digests.window_counts(c, start, end, limit))
+
+    async def last_digest(self, digest: str) -> datetime | None:
+        return await self._read(lambda c: digests.last_digest(c, digest))
+
+    async def record_digest(
+        self,
+        digest: str,
+        *,
+        period: datetime | None,
+        run: DigestRun | None,
+        deliveries: Sequence[NewDelivery],
+        now: datetime,
+        forget_before: datetime | None = None,
+    ) -> bool:
+        return await self._write(
+            lambda c: digests.record_digest(c, digest, period, run, deliveries, now, forget_before)
+        )
 
 
 def _existing(path: Path) -> str:
