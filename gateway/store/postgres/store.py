@@ -55,8 +55,8 @@ from gateway.store.postgres import contacts as contacts_
 from gateway.store.postgres import (
     controls,
     copying,
-    groups,
     digests,
+    groups,
     ingest,
     prune,
     queue,

@@ -112,6 +112,7 @@ def record_digest(
                 d.template,
                 0,
                 0,
+                event.shop,
             )
             for d in deliveries
         ]

@@ -64,8 +64,8 @@ from gateway.store.roles import (
 from gateway.store.sqlite import contacts as contacts_
 from gateway.store.sqlite import (
     copying,
-    groups,
     digests,
+    groups,
     ingest,
     prune,
     queue,
