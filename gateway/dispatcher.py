@@ -338,7 +338,7 @@ class Dispatcher:
     async def _process(self, job: Job) -> None:
         delivery = job.claim.delivery
         try:
-            async with self._lanes.hold(delivery.sink, delivery.order_id):
+            async with self._lanes.hold(delivery.sink, delivery.shop, delivery.order_id):
                 await self._deliver(job)
         except asyncio.CancelledError:
             raise
