@@ -515,6 +515,10 @@ class PullClaim(msgspec.Struct, frozen=True, kw_only=True):
     asked_before: datetime | None = None
     """Only orders not asked since this (the start of the pass): a pass asks about each order
     at most once, however long it takes, and so comes to an end."""
+    catch_up_shops: frozenset[str] | None = None
+    """With `pulled_before`: only these shops' orders are caught up (the shops whose pushes
+    stopped), the others' are claimed as in a regular pass, by `stale_before`; ``None``:
+    every shop's orders are caught up."""
 
 
 class TrackingCounts(msgspec.Struct, frozen=True, kw_only=True):
@@ -578,8 +582,9 @@ class TrackingStore(Protocol):
         """The statuses the shop's order's stored events have (``stuck`` aside), each with its
         reason for ``problem`` (``None`` for the others)."""
 
-    async def last_push_at(self) -> datetime | None:
-        """``received_at`` of the newest log entry KiriminAja pushed (source ``push``)."""
+    async def last_push_at(self, *, shop: str | None = None) -> datetime | None:
+        """``received_at`` of the newest log entry KiriminAja pushed (source ``push``), of
+        `shop`'s account (``None``: of any)."""
 
     async def get_tracking(
         self, order_id: str, *, shop: str = DEFAULT_SHOP

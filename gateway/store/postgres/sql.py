@@ -436,10 +436,13 @@ CLAIM_PULLS = (
     " SELECT order_id, shop FROM tracking"
     "  WHERE NOT closed AND gone IS NULL"
     "  AND coalesce(lease_until, '-infinity') <= %(now)s::timestamptz"
-    "  AND ((%(pulled_before)s::timestamptz IS NULL"
+    "  AND (((%(pulled_before)s::timestamptz IS NULL"
+    "         OR %(catch_up_shops)s::text[] IS NOT NULL)"
     "        AND coalesce(last_update, '-infinity') < %(stale_before)s::timestamptz"
     "        AND coalesce(next_pull_at, '-infinity') <= %(now)s::timestamptz)"
-    "    OR coalesce(last_pulled_at, '-infinity') < %(pulled_before)s::timestamptz)"
+    "    OR (coalesce(last_pulled_at, '-infinity') < %(pulled_before)s::timestamptz"
+    "        AND (%(catch_up_shops)s::text[] IS NULL"
+    "             OR shop = ANY(%(catch_up_shops)s::text[]))))"
     "  AND (%(asked_before)s::timestamptz IS NULL"
     "       OR coalesce(last_asked_at, '-infinity') < %(asked_before)s::timestamptz)"
     "  ORDER BY last_asked_at NULLS FIRST, last_update NULLS FIRST, order_id, shop"
@@ -474,6 +477,9 @@ KNOWN_STATUSES = (
     " FROM events WHERE order_id = %s AND shop = %s AND status <> 'stuck'"
 )
 LAST_PUSH_AT = "SELECT received_at FROM pushes WHERE source = 'push' ORDER BY seq DESC LIMIT 1"
+LAST_SHOP_PUSH_AT = (
+    "SELECT received_at FROM pushes WHERE source = 'push' AND shop = %s ORDER BY seq DESC LIMIT 1"
+)
 GET_TRACKING = f"SELECT {TRACKING_COLUMNS} FROM tracking WHERE order_id = %s AND shop = %s"
 TRACKING_COUNTS = (
     "SELECT count(*),"

@@ -463,8 +463,8 @@ class PostgresStore(Finishing):
     ) -> set[tuple[Status, str | None]]:
         return await self._run(lambda c: tracking.known_statuses(c, order_id, shop))
 
-    async def last_push_at(self) -> datetime | None:
-        return await self._run(tracking.last_push_at)
+    async def last_push_at(self, *, shop: str | None = None) -> datetime | None:
+        return await self._run(lambda c: tracking.last_push_at(c, shop))
 
     async def get_tracking(self, order_id: str, *, shop: str = DEFAULT_SHOP) -> TrackedOrder | None:
         return await self._run(lambda c: tracking.get_tracking(c, order_id, shop))
