@@ -204,6 +204,8 @@ class SinkCounts(msgspec.Struct, frozen=True, kw_only=True):
     sink: str
     pending: int
     dead: int
+    shop: str | None = None
+    """Whose deliveries they are, when counted per shop (`DeliveryQueue.sink_counts`)."""
 
 
 class Finished(msgspec.Struct, frozen=True, kw_only=True):
@@ -344,7 +346,9 @@ class DeliveryQueue(Protocol):
     async def next_due(self) -> datetime | None:
         """When the earliest pending delivery falls due (``None``: nothing pending)."""
 
-    async def sink_counts(self) -> list[SinkCounts]: ...
+    async def sink_counts(self, *, by_shop: bool = False) -> list[SinkCounts]:
+        """Pending (or in flight) and dead deliveries of each sink that has any; with
+        `by_shop`, one row per sink and shop (the metrics' ``shop`` label)."""
 
     # -- sinks switched off by an operator or by a 410 Gone ----------------------------------
     async def disable_sink(self, sink: str, *, reason: str, now: datetime) -> None: ...

@@ -265,6 +265,12 @@ SINK_COUNTS = (
     " count(*) FILTER (WHERE state = 'dead')"
     " FROM deliveries WHERE state IN ('pending', 'in_flight', 'dead') GROUP BY sink ORDER BY sink"
 )
+SHOP_SINK_COUNTS = (
+    "SELECT sink, count(*) FILTER (WHERE state IN ('pending', 'in_flight')),"
+    " count(*) FILTER (WHERE state = 'dead'), shop"
+    " FROM deliveries WHERE state IN ('pending', 'in_flight', 'dead')"
+    " GROUP BY sink, shop ORDER BY sink, shop"
+)
 DISABLE_SINK = (
     "INSERT INTO sink_state (sink, disabled_reason, disabled_at) VALUES (%s, %s, %s)"
     " ON CONFLICT (sink) DO UPDATE SET disabled_reason = excluded.disabled_reason,"

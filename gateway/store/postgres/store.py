@@ -316,8 +316,8 @@ class PostgresStore(Finishing):
     async def next_due(self) -> datetime | None:
         return await self._run(queue.next_due)
 
-    async def sink_counts(self) -> list[SinkCounts]:
-        return await self._run(queue.sink_counts)
+    async def sink_counts(self, *, by_shop: bool = False) -> list[SinkCounts]:
+        return await self._run(lambda c: queue.sink_counts(c, by_shop))
 
     # -- sinks switched off, for every replica -------------------------------------------
     async def disable_sink(self, sink: str, *, reason: str, now: datetime) -> None:

@@ -289,6 +289,10 @@ SINK_COUNTS = (
     "SELECT sink, sum(state IN ('pending', 'in_flight')), sum(state = 'dead')"
     " FROM deliveries WHERE state IN ('pending', 'in_flight', 'dead') GROUP BY sink"
 )
+SHOP_SINK_COUNTS = (
+    "SELECT sink, sum(state IN ('pending', 'in_flight')), sum(state = 'dead'), shop"
+    " FROM deliveries WHERE state IN ('pending', 'in_flight', 'dead') GROUP BY sink, shop"
+)
 DISABLE_SINK = (
     "INSERT INTO sink_state (sink, disabled_reason, disabled_at) VALUES (?, ?, ?)"
     " ON CONFLICT (sink) DO UPDATE SET disabled_reason = excluded.disabled_reason,"

@@ -355,8 +355,8 @@ class SQLiteStore(Finishing):
     async def next_due(self) -> datetime | None:
         return await self._read(queue.next_due)
 
-    async def sink_counts(self) -> list[SinkCounts]:
-        return await self._read(queue.sink_counts)
+    async def sink_counts(self, *, by_shop: bool = False) -> list[SinkCounts]:
+        return await self._read(lambda c: queue.sink_counts(c, by_shop))
 
     # -- retention ---------------------------------------------------------------------------
     async def prune(self, step: PruneStep, cutoffs: Cutoffs, *, limit: int) -> Pruned:
