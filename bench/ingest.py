@@ -11,13 +11,17 @@
    rows in the same order (target >= 0.8). Then the server's resident memory (VmRSS) once the
    burst is committed, and again after a second burst of the same size: the steady state, set
    mostly by `store.cache_mb` (SQLite's page cache per connection; `--cache-mb` sets it).
+3. Shops: the edge's run (10 packages a push) against a Kabarin serving 20 shops, the pushes
+   spread over their 20 tokens, and against one serving one shop, under the same load
+   (target >= 0.9): telling shops apart by token costs one hash and one lookup per push.
 
 Kabarin runs with SQLite (WAL, synchronous=FULL, group commit) and one route, so each event
 also gets a delivery in the intake's commit; its dispatcher is off. The load comes from wrk
 (`apt-get install -y wrk`); without it, from bench/loadgen.py in a separate process, which takes
 CPU from the server on a small machine: the ratios are then lower than they should be.
 
-    make bench       # or: .venv/bin/python bench/ingest.py [--part edge|sustained] [--sizes 10 100]
+    make bench       # or: .venv/bin/python bench/ingest.py [--part edge|sustained|shops]
+                     #     [--sizes 10 100]
                      #     [--cache-mb 16]
 """
 
@@ -86,12 +90,25 @@ def start_bare(port: int) -> subprocess.Popen[bytes]:
     )
 
 
-def start_kabarin(port: int, workdir: Path, cache_mb: int) -> subprocess.Popen[bytes]:
+def shop_tokens(shops: int) -> list[str]:
+    """The push tokens of a bench Kabarin serving `shops` shops (`TOKEN` for one)."""
+    return [TOKEN] if shops == 1 else [f"{TOKEN}-{i:02d}" for i in range(shops)]
+
+
+def start_kabarin(
+    port: int, workdir: Path, cache_mb: int, shops: int = 1
+) -> subprocess.Popen[bytes]:
     config = workdir / "config.yaml"
+    if shops == 1:
+        who = f"receiver:\n  token: {TOKEN}\n"
+    else:
+        who = "shops:\n" + "".join(
+            f"  toko-{i:02d}: {{name: Toko {i}, token: {token}}}\n"
+            for i, token in enumerate(shop_tokens(shops))
+        )
     config.write_text(
-        f"""
-receiver:
-  token: {TOKEN}
+        who
+        + f"""
 store:
   url: sqlite:///{workdir / "kabarin.db"}
   cache_mb: {cache_mb}
@@ -123,7 +140,13 @@ routes:
 
 
 def load_command(
-    url: str, packages: int, prefix: str, connections: int, seconds: float, total: int | None
+    url: str,
+    packages: int,
+    prefix: str,
+    connections: int,
+    seconds: float,
+    total: int | None,
+    token: str = TOKEN,
 ) -> list[str]:
     extra = [] if total is None else [str(total)]
     if shutil.which("wrk"):
@@ -139,7 +162,7 @@ def load_command(
             "--",
             str(packages),
             prefix,
-            TOKEN,
+            token,
             *extra,
         ]
     return [
@@ -148,7 +171,7 @@ def load_command(
         url + "/kiriminaja/push",
         str(packages),
         prefix,
-        TOKEN,
+        token,
         str(connections),
         str(seconds),
         *extra,
@@ -162,9 +185,9 @@ def parse_result(out: str) -> dict[str, float]:
 
 
 def load(
-    url: str, packages: int, prefix: str, connections: int, seconds: float
+    url: str, packages: int, prefix: str, connections: int, seconds: float, token: str = TOKEN
 ) -> dict[str, float]:
-    cmd = load_command(url, packages, prefix, connections, seconds, None)
+    cmd = load_command(url, packages, prefix, connections, seconds, None, token)
     result = parse_result(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
     result["rps"] = result["requests"] / result["seconds"]
     result["eps"] = result["rps"] * packages
@@ -292,15 +315,56 @@ def sustained(args: argparse.Namespace) -> None:
     )
 
 
+def shops(args: argparse.Namespace) -> None:
+    print(
+        f"\n3. shops: {args.shops} shops against one, 10 packages a push, "
+        f"{args.connections} connections, {args.seconds:g} s per run, the pushes spread over "
+        "the shops' tokens"
+    )
+    results: dict[int, list[dict[str, float]]] = {1: [], args.shops: []}
+    for run in range(args.shop_runs):  # alternated: a drift of the machine hits both alike
+        for count in results:
+            workdir = Path(tempfile.mkdtemp(prefix="kabarin-bench-"))
+            port = free_port()
+            kabarin = start_kabarin(port, workdir, args.cache_mb, shops=count)
+            url = f"http://127.0.0.1:{port}"
+            tokens = ",".join(shop_tokens(count))
+            try:
+                wait_ready(url + "/kiriminaja/push", kabarin)
+                load(url, 10, f"warm{count}r{run}", args.connections, 2, tokens)
+                result = load(url, 10, f"s{count}r{run}", args.connections, args.seconds, tokens)
+                results[count].append(result)
+            finally:
+                kabarin.terminate()
+                kabarin.wait(30)
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(f"{'shops':>5} {'req/s':>9} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    best = {}
+    for count, runs in results.items():
+        for r in runs:
+            errs = int(r["errors"] + r["non2xx"])
+            print(
+                f"{count:>5} {r['rps']:>9.0f} {r['eps']:>10.0f} {r['p50_ms']:>8.1f} "
+                f"{r['p99_ms']:>8.1f} {errs:>7}"
+            )
+        best[count] = max(r["rps"] for r in runs)
+    print(
+        f"ratio {args.shops} shops/one shop (best of {args.shop_runs}): "
+        f"{best[args.shops] / best[1]:.2f} (target >= 0.90)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["edge", "sustained", "all"], default="all")
+    parser.add_argument("--part", choices=["edge", "sustained", "shops", "all"], default="all")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10])
     parser.add_argument("--pushes", type=int, default=20_000)
     parser.add_argument("--burst-connections", type=int, default=64)
     parser.add_argument("--cache-mb", type=int, default=DEFAULT_CACHE_MB, help="store.cache_mb")
+    parser.add_argument("--shops", type=int, default=20, help="shops of part 3")
+    parser.add_argument("--shop-runs", type=int, default=2, help="runs of each in part 3")
     args = parser.parse_args()
     if shutil.which("wrk"):
         print("load: wrk")
@@ -313,6 +377,8 @@ def main() -> None:
         edge(args)
     if args.part in ("sustained", "all"):
         sustained(args)
+    if args.part in ("shops", "all"):
+        shops(args)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,11 @@ async def main(
     latencies: list[float] = []
     errors = non2xx = sent = 0
     deadline = time.perf_counter() + seconds
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    # Several tokens (comma-separated: several shops) are taken in turn.
+    headers = [
+        {"Authorization": f"Bearer {one}", "Content-Type": "application/json"}
+        for one in token.split(",")
+    ]
     connector = aiohttp.TCPConnector(limit=connections)
     async with aiohttp.ClientSession(connector=connector) as session:
 
@@ -53,7 +57,9 @@ async def main(
                 started = time.perf_counter()
                 try:
                     async with session.post(
-                        url, data=body(n, prefix, w, counter), headers=headers
+                        url,
+                        data=body(n, prefix, w, counter),
+                        headers=headers[(w + counter) % len(headers)],
                     ) as r:
                         await r.read()
                         if r.status >= 300:

@@ -1,5 +1,6 @@
 -- wrk script: every request a push of N packages with order ids never sent before.
--- usage: wrk ... -s push.lua URL -- N PREFIX TOKEN [TOTAL]
+-- usage: wrk ... -s push.lua URL -- N PREFIX TOKEN[,TOKEN...] [TOTAL]
+-- With several tokens (several shops), the requests take them in turn.
 -- With TOTAL, each thread stops once TOTAL pushes were answered (-d is then only a bound); a
 -- few requests still in flight then may be accepted too: count what was stored, not TOTAL.
 local threads = {}
@@ -15,8 +16,11 @@ function init(args)
   n = tonumber(args[1])
   prefix = args[2]
   total = tonumber(args[4])
+  tokens = {}
+  for token in string.gmatch(args[3], "[^,]+") do
+    table.insert(tokens, "Bearer " .. token)
+  end
   headers = {}
-  headers["Authorization"] = "Bearer " .. args[3]
   headers["Content-Type"] = "application/json"
 end
 
@@ -30,6 +34,7 @@ function request()
       prefix, tid, counter, i, counter, i, i % 60)
   end
   local body = '{"method":"shipped_packages","data":[' .. table.concat(items, ",") .. ']}'
+  headers["Authorization"] = tokens[(counter % #tokens) + 1]
   return wrk.format("POST", "/kiriminaja/push", headers, body)
 end
 

@@ -81,7 +81,7 @@ async def metrics_endpoint(state: State) -> Response[bytes]:
     rt: Runtime = state.runtime
     await metrics.refresh_store_ready(rt.store, now=datetime.now(UTC))
     try:
-        await metrics.refresh_store_gauges(rt.store)
+        await metrics.refresh_store_gauges(rt.store, sinks=rt.sinks, shops=rt.shops.ids)
         await metrics.refresh_store_size(rt.store)
     except StoreError:
         log.warning("metrics: could not read queue depths from the store")

@@ -12,10 +12,11 @@ Resolution order, field by field (a field the first source lacks comes from the 
 3. **Looked up** from the shop's system (``contacts.lookup``), only when the stored contact
    lacks a phone or an email: it costs a call, and its answer is cached for ``ttl``, so it may
    be older than what the store says; deliveries of one order that need it at once share one
-   request. A lookup that fails (network error, timeout, a 5xx, an answer that is not JSON)
-   raises `LookupFailed`: the delivery is retried on its schedule rather than skipped for want
-   of a recipient. A 404 means the shop does not know the order either, and is cached like an
-   answer.
+   request. An order is a (shop, order id): two shops' orders with the same id are asked about,
+   cached and shared apart (the URL may name the shop with ``{shop}``). A lookup that fails
+   (network error, timeout, a 5xx, an answer that is not JSON) raises `LookupFailed`: the
+   delivery is retried on its schedule rather than skipped for want of a recipient. A 404
+   means the shop does not know the order either, and is cached like an answer.
 
 Whoever gives a phone number, a contact keeps it in E.164 when it is a valid one
 (`gateway.phone.contact_phone`), the form the sinks send to. A delivery whose sink finds no
@@ -164,7 +165,9 @@ def merge(order_id: str, *sources: Contact | None, shop: str = DEFAULT_SHOP) -> 
 
 
 class ContactLookup:
-    """``contacts.lookup``: GET the URL template with the order id, read the JSON fields."""
+    """``contacts.lookup``: GET the URL template with the order id (and the shop id, for a URL
+    with ``{shop}``), read the JSON fields. Answers and requests under way are kept per
+    (shop, order id)."""
 
     def __init__(
         self,
@@ -176,40 +179,43 @@ class ContactLookup:
         self.config = config
         self._http = http
         self._clock = clock
-        self._cache: OrderedDict[str, tuple[float, Contact | None]] = OrderedDict()
-        self._asking: dict[str, asyncio.Task[Contact | None]] = {}
-        """Lookups under way, by order: every delivery of the order waits for the same one."""
+        self._cache: OrderedDict[tuple[str, str], tuple[float, Contact | None]] = OrderedDict()
+        self._asking: dict[tuple[str, str], asyncio.Task[Contact | None]] = {}
+        """Lookups under way, by (shop, order): every delivery of the order waits for the same
+        one."""
 
-    async def get(self, order_id: str) -> Contact | None:
-        """The shop's answer for `order_id` (cached for ``ttl``, a 404's too); raises
-        `LookupFailed`. Callers asking about the same order at once share one request."""
-        cached = self._cache.get(order_id)
+    async def get(self, order_id: str, *, shop: str = DEFAULT_SHOP) -> Contact | None:
+        """The shop's answer for `shop`'s order `order_id` (cached for ``ttl``, a 404's too);
+        raises `LookupFailed`. Callers asking about the same order at once share one request."""
+        key = (shop, order_id)
+        cached = self._cache.get(key)
         if cached is not None and cached[0] > self._clock():
             return cached[1]
-        asking = self._asking.get(order_id)
+        asking = self._asking.get(key)
         if asking is None:
-            asking = asyncio.create_task(self._fetch(order_id), name=f"contact-lookup-{order_id}")
-            self._asking[order_id] = asking
-            asking.add_done_callback(lambda task: self._done(order_id, task))
+            asking = asyncio.create_task(self._fetch(key), name=f"contact-lookup-{shop}-{order_id}")
+            self._asking[key] = asking
+            asking.add_done_callback(lambda task: self._done(key, task))
         # Shielded: one waiter cancelled (its delivery stopped) leaves the request to the others.
         return await asyncio.shield(asking)
 
-    def _done(self, order_id: str, task: asyncio.Task[Contact | None]) -> None:
-        if self._asking.get(order_id) is task:
-            del self._asking[order_id]
+    def _done(self, key: tuple[str, str], task: asyncio.Task[Contact | None]) -> None:
+        if self._asking.get(key) is task:
+            del self._asking[key]
         if not task.cancelled():
             task.exception()  # retrieved here too, for when every waiter was cancelled
 
-    async def _fetch(self, order_id: str) -> Contact | None:
-        contact = await self._ask(order_id)
-        self._cache[order_id] = (self._clock() + float(self.config.ttl), contact)
-        self._cache.move_to_end(order_id)
+    async def _fetch(self, key: tuple[str, str]) -> Contact | None:
+        contact = await self._ask(*key)
+        self._cache[key] = (self._clock() + float(self.config.ttl), contact)
+        self._cache.move_to_end(key)
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
         return contact
 
-    async def _ask(self, order_id: str) -> Contact | None:
+    async def _ask(self, shop: str, order_id: str) -> Contact | None:
         url = self.config.url.replace("{order_id}", quote(order_id, safe=""))
+        url = url.replace("{shop}", quote(shop, safe=""))
         try:
             answer = await self._http.get(
                 url, headers=self.config.headers, timeout=float(self.config.timeout)
@@ -238,6 +244,7 @@ class ContactLookup:
             found["phone"] = contact_phone(phone)
         return Contact(
             order_id=order_id,
+            shop=shop,
             name=found.get("name"),
             phone=found.get("phone"),
             email=found.get("email"),
@@ -259,7 +266,7 @@ class ContactResolver:
             stored is not None and stored.phone is not None and stored.email is not None
         ):
             return stored
-        return merge(order_id, stored, await self.lookup.get(order_id), shop=shop)
+        return merge(order_id, stored, await self.lookup.get(order_id, shop=shop), shop=shop)
 
 
 def _at(body: Any, path: str) -> Any:

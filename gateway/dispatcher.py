@@ -329,16 +329,16 @@ class Dispatcher:
                 d.sink,
                 d.order_id,
             )
-            metrics.DELIVERIES_SUPERSEDED.labels(d.sink).inc()
+            metrics.DELIVERIES_SUPERSEDED.labels(d.sink, d.shop).inc()
         for d in claimed.unknown:
             log.warning("delivery %s to %s is dead: %s", d.id, d.sink, OUTCOME_UNKNOWN)
-            metrics.DELIVERIES.labels(d.sink, "dead").inc()
+            metrics.DELIVERIES.labels(d.sink, "dead", d.shop).inc()
 
     # -- one delivery ----------------------------------------------------------------------
     async def _process(self, job: Job) -> None:
         delivery = job.claim.delivery
         try:
-            async with self._lanes.hold(delivery.sink, delivery.order_id):
+            async with self._lanes.hold(delivery.sink, delivery.shop, delivery.order_id):
                 await self._deliver(job)
         except asyncio.CancelledError:
             raise

@@ -6,6 +6,10 @@ reads queue depths (the deliveries' and the intake's backlog) and the sinks swit
 the store when ``/metrics`` is scraped, and `refresh_store_ready` pings it then, as ``/readyz``
 does. The alerting rules in ``deploy/prometheus/`` name only these metrics (a test checks).
 
+The ``shop`` label is a shop id the configuration named: a push's is the shop whose token it
+carried, an event's and a delivery's the shop of the push they came from, so no sender can add
+values. A shop removed from the file keeps its series while its deliveries remain.
+
 `StoreTrouble` is how the loops that poll the store (dispatcher, intake, retention, pull
 tracker) report a store that keeps failing: one log line per cause, and one when it recovers.
 """
@@ -13,12 +17,14 @@ tracker) report a store that keeps failing: one log line per cause, and one when
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gateway.errors import StoreError
+from gateway.events import DEFAULT_SHOP
 from gateway.sources.base import PushSource
 from gateway.store.roles import DeliveryQueue, IngestStore, RetentionStore
 
@@ -90,34 +96,35 @@ EVENTS_UNROUTED = Counter(
 )
 DELIVERIES = Counter(
     "kabarin_deliveries_total",
-    "Delivery outcomes decided by the dispatcher: delivered, retry (scheduled again), dead.",
-    ["sink", "outcome"],
+    "Delivery outcomes decided by the dispatcher: delivered, retry (scheduled again), dead;"
+    " by sink and shop.",
+    ["sink", "outcome", "shop"],
     registry=REGISTRY,
 )
 DELIVERIES_SUPERSEDED = Counter(
     "kabarin_deliveries_superseded_total",
     "Deliveries a claim marked superseded (ordering: latest: a status further along went,"
     " or goes, to the sink instead).",
-    ["sink"],
+    ["sink", "shop"],
     registry=REGISTRY,
 )
 DELIVERY_LATENCY = Histogram(
     "kabarin_delivery_latency_seconds",
     "From the event's arrival at Kabarin to its successful delivery, retries included.",
-    ["sink"],
+    ["sink", "shop"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 6 * 3600, 24 * 3600),
     registry=REGISTRY,
 )
 DELIVERIES_PENDING = Gauge(
     "kabarin_deliveries_pending",
-    "Deliveries waiting to be sent (pending or in flight), read from the store.",
-    ["sink"],
+    "Deliveries waiting to be sent (pending or in flight), by sink and shop, read from the store.",
+    ["sink", "shop"],
     registry=REGISTRY,
 )
 DELIVERIES_DEAD = Gauge(
     "kabarin_deliveries_dead",
-    "Dead-lettered deliveries, read from the store.",
-    ["sink"],
+    "Dead-lettered deliveries, by sink and shop, read from the store.",
+    ["sink", "shop"],
     registry=REGISTRY,
 )
 SINK_CIRCUIT_STATE = Gauge(
@@ -216,6 +223,8 @@ PULL_OLDEST_DUE_AGE = Gauge(
 CIRCUIT_STATE_VALUES = {"closed": 0, "half-open": 1, "open": 2}
 
 _counted_sinks: set[str] = set()
+_counted_queues: set[tuple[str, str]] = set()
+"""(sink, shop) pairs the pending and dead gauges were set for."""
 
 
 def method_label(method: str, source: PushSource) -> str:
@@ -237,30 +246,41 @@ class _Pingable(Protocol):
     async def ping(self, *, now: datetime) -> None: ...
 
 
-async def refresh_store_gauges(store: _Queues) -> None:
-    """Set the pending and dead gauges from `DeliveryQueue.sink_counts`, the switched-off
-    gauge from `DeliveryQueue.disabled_sinks`, and the intake's backlog from the push log
-    (called on every scrape): a process that runs no intake (``intake.enabled: false``) still
-    takes pushes in and shows how many wait. The switch is the store's, so every replica
-    shows a sink another one switched off.
+async def refresh_store_gauges(
+    store: _Queues, *, sinks: Iterable[str] = (), shops: Iterable[str] = ()
+) -> None:
+    """Set the pending and dead gauges from `DeliveryQueue.sink_counts` (per sink and shop),
+    the switched-off gauge from `DeliveryQueue.disabled_sinks`, and the intake's backlog from
+    the push log (called on every scrape): a process that runs no intake (``intake.enabled:
+    false``) still takes pushes in and shows how many wait. The switch is the store's, so
+    every replica shows a sink another one switched off.
 
-    A sink that no longer has a row is set to 0 rather than keeping its last value.
+    Every configured sink and shop pair (`sinks`, `shops`) is shown, at 0 when it has no row;
+    a pair that no longer has a row is set to 0 rather than keeping its last value.
     """
     INTAKE_BACKLOG.set(await store.count_pending_pushes())
-    counts = await store.sink_counts()
+    counts = await store.sink_counts(by_shop=True)
     disabled = await store.disabled_sinks()
-    seen: set[str] = set(disabled)
+    configured = list(sinks)
+    seen: set[str] = set(disabled) | set(configured)
+    queues = {(sink, shop) for sink in configured for shop in shops}
+    zero = queues | _counted_queues
     for row in counts:
-        DELIVERIES_PENDING.labels(row.sink).set(row.pending)
-        DELIVERIES_DEAD.labels(row.sink).set(row.dead)
+        pair = (row.sink, row.shop or DEFAULT_SHOP)
+        DELIVERIES_PENDING.labels(*pair).set(row.pending)
+        DELIVERIES_DEAD.labels(*pair).set(row.dead)
         seen.add(row.sink)
+        queues.add(pair)
+        zero.discard(pair)
+    for pair in zero:
+        DELIVERIES_PENDING.labels(*pair).set(0)
+        DELIVERIES_DEAD.labels(*pair).set(0)
     for sink in seen:
         SINK_DISABLED.labels(sink).set(1 if sink in disabled else 0)
     for sink in _counted_sinks - seen:
-        DELIVERIES_PENDING.labels(sink).set(0)
-        DELIVERIES_DEAD.labels(sink).set(0)
         SINK_DISABLED.labels(sink).set(0)
     _counted_sinks.update(seen)
+    _counted_queues.update(queues)
 
 
 async def refresh_store_ready(store: _Pingable, *, now: datetime) -> StoreError | None:

@@ -114,9 +114,9 @@ async def _reload(rt: Runtime, now: datetime) -> ReloadResult:
     router = Router.from_config(config)
     sinks, fresh = _sinks(rt, config)
     retired = [s for name, s in rt.sinks.items() if sinks.get(name) is not s]
-    templates = rt.templates  # its zone is receiver.timezone, which needs a restart
-    if templates.public_url != config.admin.public_url:
-        templates = Templates.for_config(config)
+    templates = Templates.for_config(config)
+    if templates.same_setup(rt.templates):
+        templates = rt.templates  # and its compiled templates with it
     redactor = Redactor(collect_secrets(config, sinks))
     old = set(rt.sinks)
     rt.apply(

@@ -65,7 +65,7 @@ URL = "https://erp.example/orders/{order_id}/contact"
 
 def lookup(clock: list[float], **changes: object) -> ContactLookup:
     config = ContactLookupConfig(
-        url=URL,
+        url=str(changes.pop("url", URL)),
         headers={"Authorization": "Bearer erp-s3cret"},
         fields=LookupFields(name="customer.name", phone="customer.hp", email=None),
         ttl=60,  # type: ignore[arg-type]
@@ -337,3 +337,27 @@ def test_a_lookup_url_needs_the_order_id() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(BASE + "contacts: {lookup: {url: 'https://erp.example/contact'}}\n", env={})
     assert any("contacts.lookup.url" in p and "{order_id}" in p for p in info.value.problems)
+
+
+@respx.mock
+async def test_two_shops_orders_with_one_id_are_looked_up_and_kept_apart() -> None:
+    a = respx.get("https://erp.example/toko-a/orders/OID-7").respond(
+        200, json={"customer": {"name": "Siti", "hp": "081234567890"}}
+    )
+    b = respx.get("https://erp.example/toko-b/orders/OID-7").respond(
+        200, json={"customer": {"name": "Budi", "hp": "081298765432"}}
+    )
+    client = lookup([0.0], url="https://erp.example/{shop}/orders/{order_id}")
+    # Both shops' deliveries ask at once: one request each, not one shared by both.
+    first = await asyncio.gather(
+        client.get("OID-7", shop="toko-a"),
+        client.get("OID-7", shop="toko-b"),
+        client.get("OID-7", shop="toko-a"),
+    )
+    again = [await client.get("OID-7", shop=s) for s in ("toko-b", "toko-a")]
+    siti = Contact(order_id="OID-7", shop="toko-a", name="Siti", phone="+6281234567890")
+    budi = Contact(order_id="OID-7", shop="toko-b", name="Budi", phone="+6281298765432")
+    assert list(first) == [siti, budi, siti] and again == [budi, siti]
+    assert (a.call_count, b.call_count) == (1, 1)
+    resolved = await ContactResolver(client).resolve("OID-7", None, shop="toko-b")
+    assert resolved == budi

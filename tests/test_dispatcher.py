@@ -219,12 +219,15 @@ async def add(
     minutes: int = 0,
     template: str | None = None,
     ordering: Ordering = "all",
+    shop: str = "default",
 ) -> str:
-    """Store one event of `order_id` and its delivery to `sink`; the delivery id."""
+    """Store one event of `shop`'s order `order_id` and its delivery to `sink`; the delivery
+    id."""
     occurred = _BASE + timedelta(minutes=minutes)
-    eid = event_id("test", order_id, status, occurred.isoformat())
+    eid = event_id("test", order_id, status, occurred.isoformat() + shop)
     event = Event(
         id=eid,
+        shop=shop,
         source="push",
         method="shipped_packages",
         kind="express",
@@ -262,7 +265,7 @@ def sample(name: str, **labels: str) -> float:
 async def test_a_due_delivery_is_rendered_sent_and_recorded_once(store: Store) -> None:
     sink = FakeSink()
     did = await add(store, "OID-HAPPY")
-    before = sample("kabarin_deliveries_total", sink="fake", outcome="delivered")
+    before = sample("kabarin_deliveries_total", sink="fake", outcome="delivered", shop="default")
 
     assert await dispatcher(store, sink).run_once() == 1
 
@@ -274,8 +277,11 @@ async def test_a_due_delivery_is_rendered_sent_and_recorded_once(store: Store) -
     (attempt,) = attempts
     assert attempt.outcome == "delivered" and attempt.status_code == 200
     assert attempt.duration_ms >= 0 and attempt.error is None
-    assert sample("kabarin_deliveries_total", sink="fake", outcome="delivered") == before + 1
-    assert sample("kabarin_delivery_latency_seconds_count", sink="fake") >= 1
+    assert (
+        sample("kabarin_deliveries_total", sink="fake", outcome="delivered", shop="default")
+        == before + 1
+    )
+    assert sample("kabarin_delivery_latency_seconds_count", sink="fake", shop="default") >= 1
     assert await dispatcher(store, sink).run_once() == 0
 
 
@@ -597,7 +603,7 @@ async def test_one_order_under_all_is_sent_whole_in_arrival_order(store: Store) 
 async def test_a_skipped_send_finishes_skipped_with_its_reason(store: Store) -> None:
     sink = FakeSink(script=[Skipped(reason="no customer phone for the order")])
     did = await add(store, "OID-SKIP")
-    before = sample("kabarin_deliveries_total", sink="fake", outcome="skipped")
+    before = sample("kabarin_deliveries_total", sink="fake", outcome="skipped", shop="default")
 
     assert await dispatcher(store, sink).run_once() == 1
 
@@ -606,7 +612,10 @@ async def test_a_skipped_send_finishes_skipped_with_its_reason(store: Store) -> 
     assert stored.last_error == "no customer phone for the order"
     assert attempt.outcome == "skipped" and attempt.status_code is None
     assert attempt.error == "no customer phone for the order"
-    assert sample("kabarin_deliveries_total", sink="fake", outcome="skipped") == before + 1
+    assert (
+        sample("kabarin_deliveries_total", sink="fake", outcome="skipped", shop="default")
+        == before + 1
+    )
     assert await dispatcher(store, sink).run_once() == 0  # finished: not claimed again
 
 
@@ -750,7 +759,7 @@ async def test_a_customer_send_still_unanswered_at_shutdown_ends_dead_not_put_ba
     gate = asyncio.Event()  # never opens: neither provider answers
     sms, erp = CustomerSink(store, timeout=0.2, gate=gate), FakeSink(gate=gate)
     sms_id, erp_id = await add(store, "OID-S", sink="sms"), await add(store, "OID-E")
-    before = sample("kabarin_deliveries_total", sink="sms", outcome="dead")
+    before = sample("kabarin_deliveries_total", sink="sms", outcome="dead", shop="default")
     d = dispatcher(store, sms, erp, poll=0.05)
     await d.start()
     await eventually(lambda: sms.in_flight == 1 and erp.in_flight == 1)
@@ -761,7 +770,9 @@ async def test_a_customer_send_still_unanswered_at_shutdown_ends_dead_not_put_ba
     assert stored.last_error == OUTCOME_UNKNOWN
     assert [a.outcome for a in attempts] == ["unknown"]
     assert any(sms_id in r.getMessage() and "unknown" in r.getMessage() for r in caplog.records)
-    assert sample("kabarin_deliveries_total", sink="sms", outcome="dead") == before + 1
+    assert (
+        sample("kabarin_deliveries_total", sink="sms", outcome="dead", shop="default") == before + 1
+    )
     # The machine sink stays at least once: put back, to be sent again.
     machine, _ = await delivery(store, erp_id)
     assert machine.state == "pending" and machine.attempts == 0
@@ -776,7 +787,7 @@ async def test_superseded_deliveries_are_logged_one_line_each_and_counted(
     old = [await add(store, "OID-L", status=s, ordering="latest") for s in (Status.PROCESSED,)]
     old.append(await add(store, "OID-L", status=Status.SHIPPED, minutes=1, ordering="latest"))
     newest = await add(store, "OID-L", status=Status.DELIVERED, minutes=2, ordering="latest")
-    before = sample("kabarin_deliveries_superseded_total", sink="fake")
+    before = sample("kabarin_deliveries_superseded_total", sink="fake", shop="default")
     with caplog.at_level(logging.INFO, logger="kabarin.dispatcher"):
         assert await dispatcher(store, sink).run_once() == 1
     assert await state_is(store, newest, "delivered")
@@ -786,7 +797,7 @@ async def test_superseded_deliveries_are_logged_one_line_each_and_counted(
         "goes, to this sink instead (ordering: latest)"
         for did in old
     )
-    assert sample("kabarin_deliveries_superseded_total", sink="fake") == before + 2
+    assert sample("kabarin_deliveries_superseded_total", sink="fake", shop="default") == before + 2
 
 
 async def test_a_lost_lease_is_logged_and_left_alone(
@@ -813,8 +824,35 @@ async def test_store_gauges_are_refreshed_from_the_store(store: Store) -> None:
     await add(store, "OID-1")
     await add(store, "OID-2")
     await metrics.refresh_store_gauges(store)
-    assert sample("kabarin_deliveries_pending", sink="fake") == 2
-    assert sample("kabarin_deliveries_dead", sink="fake") == 0
+    assert sample("kabarin_deliveries_pending", sink="fake", shop="default") == 2
+    assert sample("kabarin_deliveries_dead", sink="fake", shop="default") == 0
+
+
+async def test_delivery_metrics_are_per_shop(store: Store) -> None:
+    for shop in ("toko-a", "toko-b"):
+        await add(store, "OID-1", shop=shop)  # one order id, two shops' orders
+    await add(store, "OID-2", shop="toko-b")
+    await metrics.refresh_store_gauges(store, sinks=["fake", "idle"], shops=["toko-a", "toko-b"])
+    assert sample("kabarin_deliveries_pending", sink="fake", shop="toko-a") == 1
+    assert sample("kabarin_deliveries_pending", sink="fake", shop="toko-b") == 2
+    # A configured sink and shop without deliveries shows 0 rather than nothing.
+    assert (
+        metrics.REGISTRY.get_sample_value(
+            "kabarin_deliveries_dead", {"sink": "idle", "shop": "toko-a"}
+        )
+        == 0
+    )
+    before = {
+        shop: sample("kabarin_deliveries_total", sink="fake", outcome="delivered", shop=shop)
+        for shop in ("toko-a", "toko-b")
+    }
+    assert await dispatcher(store, FakeSink()).run_once() == 3
+    for shop, sent in (("toko-a", 1), ("toko-b", 2)):
+        delivered = sample("kabarin_deliveries_total", sink="fake", outcome="delivered", shop=shop)
+        assert delivered == before[shop] + sent
+        assert sample("kabarin_delivery_latency_seconds_count", sink="fake", shop=shop) >= sent
+    await metrics.refresh_store_gauges(store, sinks=["fake"], shops=["toko-a", "toko-b"])
+    assert sample("kabarin_deliveries_pending", sink="fake", shop="toko-b") == 0
 
 
 async def test_the_intake_backlog_is_read_from_the_store_on_scrape(store: Store) -> None:

@@ -126,7 +126,7 @@ class FlakyLookup(ContactLookup):
         super().__init__(config, httpx.AsyncClient())
         self.answers = answers
 
-    async def get(self, order_id: str) -> Contact | None:
+    async def get(self, order_id: str, *, shop: str = "default") -> Contact | None:
         answer = self.answers.pop(0)
         if isinstance(answer, LookupFailed):
             raise answer

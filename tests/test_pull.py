@@ -18,7 +18,7 @@ from gateway.config import PullConfig, parse_config
 from gateway.events import Contact, EventKind, Status
 from gateway.intake import Intake, new_push_id
 from gateway.routing import Router
-from gateway.sources.kiriminaja.pull import PullTracker
+from gateway.sources.kiriminaja.pull import PullTracker, ShopLine
 from gateway.sources.kiriminaja.pulled import Pulled
 from gateway.sources.kiriminaja.tracking import NotFound, Refused, TrackingResult, TryLater
 from gateway.store import EventQuery, NewPush, PushQuery, Store, open_store
@@ -642,3 +642,79 @@ async def test_no_pull_while_pushes_wait_for_the_intake(store: Store) -> None:
     await drain(store, clock.now())
     await pull.run_pass()
     assert api.asked()[:1] == ["O-1"]  # once the intake has taken the push, the pass asks
+
+
+async def shop_push(store: Store, shop: str, order_id: str, shipped_at: str, at: datetime) -> None:
+    body = shipped_push(order_id, shipped_at)
+    await store.append_push(
+        NewPush(id=new_push_id(at), source="push", shop=shop, received_at=at, body=body, items=1)
+    )
+    await drain(store, at)
+
+
+def two_shop_tracker(
+    store: Store, clock: FakeClock, apis: dict[str, FakeKiriminAja], **config: Any
+) -> PullTracker:
+    settings: dict[str, Any] = {"enabled": True, "stale_after": Duration(3600), "rate": 5.0}
+    settings.update(config)
+    lines = {shop: ShopLine(api, 5.0, WIB) for shop, api in apis.items()}
+    return PullTracker(
+        store=store,
+        client=apis["toko-a"],
+        config=PullConfig(**settings),
+        timezone=WIB,
+        clock=clock,
+        shops=lines,
+    )
+
+
+async def test_one_shops_refused_account_does_not_stop_the_other_shops_pulls(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock(T0)
+    a, b = FakeKiriminAja(clock), FakeKiriminAja(clock)
+    for i in range(4):  # toko-a's orders come first in the pass
+        await shop_push(store, "toko-a", f"A{i}", f"2024-06-01 07:0{i}:00", T0)
+        a.answers[f"A{i}"] = Refused(
+            kind="express", order_id=f"A{i}", reason="KiriminAja: API key tidak valid"
+        )
+    for i in range(2):
+        await shop_push(store, "toko-b", f"B{i}", f"2024-06-01 07:3{i}:00", T0)
+        b.answers[f"B{i}"] = express(f"B{i}", shipped_at=f"2024-06-01 07:3{i}:00")
+    clock.advance(6 * 3600)  # every order is stale
+    pull = two_shop_tracker(store, clock, {"toko-a": a, "toko-b": b})
+    report = await pull.run_pass()
+    # toko-a's key is refused: three of its orders asked, the fourth not; toko-b's all asked.
+    assert a.asked() == ["A0", "A1", "A2"]
+    assert b.asked() == ["B0", "B1"]
+    assert [(r.shop, r.outcome) for r in report.pulls] == [
+        ("toko-a", "skipped"),
+        ("toko-a", "skipped"),
+        ("toko-a", "try_later"),
+        ("toko-b", "changed"),
+        ("toko-b", "changed"),
+    ]
+    assert any("for shop toko-a" in r.getMessage() for r in caplog.records)
+    # toko-a's orders wait an interval (not their stale_after), then are asked again.
+    clock.advance(float(pull.config.interval) + 1)
+    await drain(store, clock.now())  # what toko-b's answers taught, through the intake
+    await pull.run_pass()
+    assert a.asked()[3:] == ["A0", "A1", "A2"] and b.asked() == ["B0", "B1"]
+
+
+async def test_a_gap_is_judged_by_each_shops_own_pushes(store: Store) -> None:
+    clock = FakeClock(T0)
+    a, b = FakeKiriminAja(clock), FakeKiriminAja(clock)
+    for i in range(2):
+        await shop_push(store, "toko-a", f"A{i}", "2024-06-01 07:00:00", T0)
+        a.answers[f"A{i}"] = express(f"A{i}", shipped_at="2024-06-01 07:00:00")
+    await shop_push(store, "toko-b", "B0", "2024-06-01 07:10:00", T0 + timedelta(seconds=650))
+    b.answers["B0"] = express("B0", shipped_at="2024-06-01 07:10:00")
+    clock.advance(700)  # toko-a silent for 700 s (past the 600 s gap), toko-b for 50 s
+    pull = two_shop_tracker(store, clock, {"toko-a": a, "toko-b": b}, gap=Duration(600))
+    assert await pull.check_gap()
+    assert pull.catch_up_shops == {"toko-a"}
+    report = await pull.run_pass()
+    # toko-b's pushes keep coming: its order is not due, and only toko-a's are caught up.
+    assert report.catch_up and sorted(a.asked()) == ["A0", "A1"] and b.asked() == []
+    assert pull.catch_up_since is None

@@ -663,6 +663,13 @@ async def test_next_due_and_sink_counts(store: Store) -> None:
     assert await store.next_due() == later
     (counts,) = await store.sink_counts()
     assert (counts.sink, counts.pending, counts.dead) == ("erp", 1, 1)
+    (per_shop,) = await store.sink_counts(by_shop=True)
+    assert (per_shop.sink, per_shop.shop, per_shop.pending, per_shop.dead) == (
+        "erp",
+        "default",
+        1,
+        1,
+    )
 
 
 async def test_ping(store: Store) -> None:

@@ -143,6 +143,28 @@ async def test_the_push_log_and_rejected_bodies_keep_their_shop(store: Store) ->
     assert kept.shop == "toko-b"
 
 
+async def test_each_shops_newest_push_and_a_catch_up_of_some_shops(store: Store) -> None:
+    for n, (shop, at) in enumerate([("toko-a", T0), ("toko-b", T0 + timedelta(hours=5))]):
+        push = NewPush(id=f"psh_{n}", source="push", shop=shop, received_at=at, body=PUSH, items=1)
+        await store.append_push(push)
+    assert await store.last_push_at() == T0 + timedelta(hours=5)
+    assert await store.last_push_at(shop="toko-a") == T0
+    assert await store.last_push_at(shop="toko-c") is None
+    await ingest(store, events=[shipped("toko-a"), shipped("toko-b")], now=T0)
+    now = T0 + timedelta(hours=6)
+    # Both orders were pulled an hour ago and are not due on the regular schedule.
+    for shop in ("toko-a", "toko-b"):
+        await store.finish_pull("OID-1", shop=shop, now=now - timedelta(hours=1), next_pull_at=now)
+    regular = PullClaim(now=now, limit=10, lease_seconds=30, stale_before=T0)
+    catch_up = msgspec.structs.replace(
+        regular, pulled_before=now, catch_up_shops=frozenset({"toko-a"})
+    )
+    # Only toko-a's pushes stopped: its orders are caught up, toko-b's keep their schedule.
+    assert [(o.shop, o.order_id) for o in await store.claim_pulls(catch_up)] == [
+        ("toko-a", "OID-1")
+    ]
+
+
 # -- a store written before shops ---------------------------------------------------------------
 def _old_event() -> Event:
     """The event a one-shop Kabarin made of `PUSH` before shops existed (its id then)."""

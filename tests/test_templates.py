@@ -17,6 +17,8 @@ from gateway.delivery.model import NewDelivery
 from gateway.errors import TemplateError
 from gateway.events import Contact, Event, Status
 from gateway.routing import Router
+from gateway.sources.kiriminaja import decode_push
+from gateway.sources.kiriminaja.normalise import normalise
 from gateway.templating import (
     Templates,
     decode_parts,
@@ -27,6 +29,7 @@ from gateway.templating import (
 from sinks.base import Language, Sink, SinkConfig, SinkDeps
 from sinks.console import ConsoleSink
 from sinks.registry import build_sinks
+from tests.test_shops import PUSH, TWO_SHOPS, two_shops
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -626,3 +629,21 @@ def test_check_checks_every_part_and_names_a_missing_one() -> None:
         "sinks.mail (line 3) (built-in subject template): no `subject` template: "
         "sink 'mail' needs one"
     ]
+
+
+def test_times_are_written_in_the_shops_zone_and_shops_follow_a_reload() -> None:
+    templates = Templates.for_config(two_shops())
+    source = "{{ shop.name }}: {{ event.occurred_at | localtime('%H:%M %Z') }}"
+    seen = []
+    for shop in ("toko-a", "toko-b"):
+        (e,) = normalise(decode_push(PUSH), received_at=datetime.now(UTC), tz=UTC, shop=shop).events
+        seen.append(templates.render(source, event=e, contact=None, route="r", language="id"))
+    # toko-a keeps receiver.timezone (WIB); toko-b's own zone is Asia/Makassar (WITA).
+    assert seen == ["Toko A: 22:00 WIB", "toko-b: 23:00 WITA"]
+    # A reload that renames a shop or moves its zone builds new templates; one that does not
+    # keeps the running ones (and what they compiled).
+    renamed = Templates.for_config(
+        parse_config(TWO_SHOPS.replace("name: Toko A", "name: Toko A Baru"), env={})
+    )
+    assert not renamed.same_setup(templates)
+    assert Templates.for_config(two_shops()).same_setup(templates)

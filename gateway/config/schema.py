@@ -426,7 +426,8 @@ class ContactLookupConfig(_Section, frozen=True):
     """Ask the shop's system for an order's customer (`gateway.contacts.ContactLookup`)."""
 
     url: str
-    """A URL template with ``{order_id}``, e.g. ``https://erp.example/orders/{order_id}/contact``."""
+    """A URL template with ``{order_id}``, e.g. ``https://erp.example/orders/{order_id}/contact``;
+    ``{shop}`` is the order's shop id, for a system that keeps several shops' orders."""
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     """Sent with every lookup (``Authorization: Bearer ...``)."""
     fields: LookupFields = msgspec.field(default_factory=LookupFields)

@@ -70,8 +70,6 @@ class SinkControls:
         `clock` (wall, UTC) the shared ones' when `shared` is given."""
         gauge = metrics.SINK_CIRCUIT_STATE.labels(name)
         gauge.set(metrics.CIRCUIT_STATE_VALUES["closed"])
-        metrics.DELIVERIES_PENDING.labels(name)  # present (at 0) before the first scrape
-        metrics.DELIVERIES_DEAD.labels(name)
 
         def on_change(state: CircuitState) -> None:
             gauge.set(metrics.CIRCUIT_STATE_VALUES[state])

@@ -190,7 +190,8 @@ class Recorder:
                 state,
             )
             return False
-        metrics.DELIVERIES.labels(delivery.sink, "retry" if state == "pending" else state).inc()
+        outcome = "retry" if state == "pending" else state
+        metrics.DELIVERIES.labels(delivery.sink, outcome, delivery.shop).inc()
         return True
 
     async def hand_back(self, job: Job, delay: float, waiting: str | None = None) -> None:

@@ -173,7 +173,8 @@ class Sender:
             await controls.record(ok=True)
             if await finish(job, Ending(attempt, "delivered")):
                 latency = (now - job.claim.event.received_at).total_seconds()
-                metrics.DELIVERY_LATENCY.labels(sink_name).observe(max(latency, 0.0))
+                latency_of = metrics.DELIVERY_LATENCY.labels(sink_name, delivery.shop)
+                latency_of.observe(max(latency, 0.0))
             return
         if isinstance(result, Skipped):
             # Nothing was sent, so it says nothing about the sink's health either way.

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from gateway import metrics
-from gateway.delivery.model import OUTCOME_UNKNOWN, Attempt
+from gateway.delivery.model import OUTCOME_UNKNOWN, Attempt, Delivery
 from gateway.delivery.recording import Job
 from gateway.errors import StoreError
 from gateway.store.roles import DeliveryQueue, Finished
@@ -70,8 +70,8 @@ async def put_back(
             for outcome, ok in zip(outcomes, kept, strict=True):
                 if ok and outcome.state == "dead":
                     unknown += 1
-                    sink = next(j for j in jobs if j.claim.delivery.id == outcome.delivery_id)
-                    _ended_unknown(outcome.delivery_id, sink.claim.delivery.sink)
+                    job = next(j for j in jobs if j.claim.delivery.id == outcome.delivery_id)
+                    _ended_unknown(outcome.delivery_id, job.claim.delivery)
                 elif ok:
                     released += 1
     except StoreError as exc:  # their leases run out: claimed again after a restart
@@ -110,6 +110,6 @@ def unfinished(job: Job, now: datetime) -> Finished:
     )
 
 
-def _ended_unknown(delivery_id: str, sink: str) -> None:
-    log.warning("delivery %s to %s is dead: %s", delivery_id, sink, OUTCOME_UNKNOWN)
-    metrics.DELIVERIES.labels(sink, "dead").inc()
+def _ended_unknown(delivery_id: str, delivery: Delivery) -> None:
+    log.warning("delivery %s to %s is dead: %s", delivery_id, delivery.sink, OUTCOME_UNKNOWN)
+    metrics.DELIVERIES.labels(delivery.sink, "dead", delivery.shop).inc()

@@ -76,7 +76,8 @@ async def push_page(rt: Runtime, push: LoggedPush, *, start: int = 0, limit: int
     """
     try:
         # off the event loop: finding a page's items reads through a body of megabytes
-        part = await asyncio.to_thread(decode_logged_part, push, rt.timezone, start, start + limit)
+        zone = rt.shops.timezone_of(push.shop, rt.timezone)  # its naive times are its shop's
+        part = await asyncio.to_thread(decode_logged_part, push, zone, start, start + limit)
     except Exception:  # the code changed since: the push's counts still say what it did
         return PushPage(items=[], events=[], next_cursor=None)
     items = [PushItem(index=start + i, item=item) for i, item in enumerate(part.items)]

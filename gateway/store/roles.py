@@ -209,6 +209,8 @@ class SinkCounts(msgspec.Struct, frozen=True, kw_only=True):
     sink: str
     pending: int
     dead: int
+    shop: str | None = None
+    """Whose deliveries they are, when counted per shop (`DeliveryQueue.sink_counts`)."""
 
 
 class Finished(msgspec.Struct, frozen=True, kw_only=True):
@@ -359,7 +361,9 @@ class DeliveryQueue(Protocol):
     async def next_due(self) -> datetime | None:
         """When the earliest pending delivery falls due (``None``: nothing pending)."""
 
-    async def sink_counts(self) -> list[SinkCounts]: ...
+    async def sink_counts(self, *, by_shop: bool = False) -> list[SinkCounts]:
+        """Pending (or in flight) and dead deliveries of each sink that has any; with
+        `by_shop`, one row per sink and shop (the metrics' ``shop`` label)."""
 
     # -- sinks switched off by an operator or by a 410 Gone ----------------------------------
     async def disable_sink(self, sink: str, *, reason: str, now: datetime) -> None: ...
@@ -558,6 +562,10 @@ class PullClaim(msgspec.Struct, frozen=True, kw_only=True):
     asked_before: datetime | None = None
     """Only orders not asked since this (the start of the pass): a pass asks about each order
     at most once, however long it takes, and so comes to an end."""
+    catch_up_shops: frozenset[str] | None = None
+    """With `pulled_before`: only these shops' orders are caught up (the shops whose pushes
+    stopped), the others' are claimed as in a regular pass, by `stale_before`; ``None``:
+    every shop's orders are caught up."""
 
 
 class TrackingCounts(msgspec.Struct, frozen=True, kw_only=True):
@@ -621,8 +629,9 @@ class TrackingStore(Protocol):
         """The statuses the shop's order's stored events have (``stuck`` aside), each with its
         reason for ``problem`` (``None`` for the others)."""
 
-    async def last_push_at(self) -> datetime | None:
-        """``received_at`` of the newest log entry KiriminAja pushed (source ``push``)."""
+    async def last_push_at(self, *, shop: str | None = None) -> datetime | None:
+        """``received_at`` of the newest log entry KiriminAja pushed (source ``push``), of
+        `shop`'s account (``None``: of any)."""
 
     async def get_tracking(
         self, order_id: str, *, shop: str = DEFAULT_SHOP

@@ -10,12 +10,12 @@ per source. The ``html`` part escapes every value it inserts (``<`` → ``&lt;``
 A template sees ``event`` (the `Event`; ``event.details.<key>`` reads the details, statuses render
 as their value, e.g. ``delivered``), ``contact`` (never undefined: with no contact it is falsy and
 ``contact.name`` is ``None``), ``route`` (the route's name), ``language`` (``id`` or ``en``),
-``shop`` (the event's shop: ``shop.id``, ``shop.name``), ``order_url`` (the order's dashboard
-page under ``admin.public_url``; ``None`` when that is not set) and ``group`` (a grouped
-route's message: ``group.key``, the values its events share, ``group.events`` and
-``group.count``, with ``event`` its first event; ``None`` for a message about one event), in
-the sandbox of `gateway.templating.sandbox`. A failure is a `TemplateError` with the
-template's line.
+``shop`` (the event's shop: ``shop.id``, ``shop.name``; ``localtime`` writes times in its
+``timezone``), ``order_url`` (the order's dashboard page under ``admin.public_url``; ``None``
+when that is not set) and ``group`` (a grouped route's message: ``group.key``, the values its
+events share, ``group.events`` and ``group.count``, with ``event`` its first event; ``None``
+for a message about one event), in the sandbox of `gateway.templating.sandbox`. A failure is
+a `TemplateError` with the template's line.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from datetime import tzinfo
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import msgspec
 from jinja2 import Template, TemplateSyntaxError
@@ -81,13 +82,15 @@ class _NoContact:
 
 
 class ShopView:
-    """What ``shop`` is in a template: the event's shop, ``shop.id`` and ``shop.name``."""
+    """What ``shop`` is in a template: the event's shop, ``shop.id``, ``shop.name`` and
+    ``shop.timezone`` (the zone ``localtime`` writes in)."""
 
-    __slots__ = ("id", "name")
+    __slots__ = ("id", "name", "timezone")
 
-    def __init__(self, shop_id: str, name: str) -> None:
+    def __init__(self, shop_id: str, name: str, timezone: tzinfo) -> None:
         self.id = shop_id
         self.name = name
+        self.timezone = timezone
 
     def __str__(self) -> str:
         return self.name
@@ -101,10 +104,12 @@ def order_page(public_url: str | None, order_id: str) -> str | None:
 
 
 class Templates:
-    """Compiles (once per source) and renders message templates in the receiver's time zone.
+    """Compiles (once per source) and renders message templates in the shop's time zone.
 
     `public_url` (``admin.public_url``) makes ``order_url`` a link to the order's dashboard page;
-    `shop_names` (shop id → name) are what ``shop.name`` shows (the id for a shop not named).
+    `shop_names` (shop id → name) are what ``shop.name`` shows (the id for a shop not named);
+    `shop_zones` (shop id → zone) the zone of each shop's times (`timezone`, the receiver's,
+    for a shop without one).
     """
 
     def __init__(
@@ -113,20 +118,40 @@ class Templates:
         timezone: tzinfo,
         public_url: str | None = None,
         shop_names: Mapping[str, str] | None = None,
+        shop_zones: Mapping[str, tzinfo] | None = None,
     ) -> None:
         self.timezone = timezone
         self.public_url = public_url
         self.shop_names = dict(shop_names or {})
+        self.shop_zones = dict(shop_zones or {})
         self._env = sandbox(timezone)
         self._compiled: dict[str, Template] = {}
 
     @classmethod
     def for_config(cls, config: Config) -> Templates:
-        """Templates in ``receiver.timezone`` linking to the dashboard at ``admin.public_url``,
-        naming the configured shops."""
+        """Templates in each shop's ``timezone`` (else ``receiver.timezone``) linking to the
+        dashboard at ``admin.public_url``, naming the configured shops."""
         names = {shop_id: block.name or shop_id for shop_id, block in config.shops.items()}
+        zones = {
+            shop_id: ZoneInfo(block.timezone)
+            for shop_id, block in config.shops.items()
+            if block.timezone
+        }
         return cls(
-            timezone=config.receiver.tz, public_url=config.admin.public_url, shop_names=names
+            timezone=config.receiver.tz,
+            public_url=config.admin.public_url,
+            shop_names=names,
+            shop_zones=zones,
+        )
+
+    def same_setup(self, other: Templates) -> bool:
+        """Whether `other` renders as these do (zones, dashboard link, shop names): a reload
+        keeps these, and their compiled templates, when it does."""
+        return (self.timezone, self.public_url, self.shop_names, self.shop_zones) == (
+            other.timezone,
+            other.public_url,
+            other.shop_names,
+            other.shop_zones,
         )
 
     def compile(self, source: str) -> Template:
@@ -161,7 +186,11 @@ class Templates:
                 route=route,
                 language=language,
                 order_url=order_page(self.public_url, event.order_id),
-                shop=ShopView(event.shop, self.shop_names.get(event.shop, event.shop)),
+                shop=ShopView(
+                    event.shop,
+                    self.shop_names.get(event.shop, event.shop),
+                    self.shop_zones.get(event.shop, self.timezone),
+                ),
                 group=group,
             )
         except Exception as exc:

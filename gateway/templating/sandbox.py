@@ -97,7 +97,11 @@ def sandbox(timezone: tzinfo) -> ImmutableSandboxedEnvironment:
 
     @pass_context
     def localtime(context: Context, value: Any, format: str | None = None) -> str:
-        return _localtime(value, timezone, format, _language(context))
+        # In the zone of the message's shop (``shop.timezone``) where it has one.
+        zone = getattr(context.get("shop"), "timezone", None)
+        return _localtime(
+            value, zone if isinstance(zone, tzinfo) else timezone, format, _language(context)
+        )
 
     @pass_context
     def status_label(context: Context, value: Any, language: str | None = None) -> str:

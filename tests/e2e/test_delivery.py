@@ -305,7 +305,7 @@ def test_sigterm_lets_the_send_in_flight_finish(
 def test_metrics(make_server: Callable[..., KabarinProcess], peer: Peer) -> None:
     server = make_server(sinks_and_routes(peer))
     server.push((FIXTURES / "canceled_packages.json").read_bytes())
-    delivered = 'kabarin_deliveries_total{outcome="delivered",sink="erp"} 1.0'
+    delivered = 'kabarin_deliveries_total{outcome="delivered",shop="default",sink="erp"} 1.0'
     # the peer has the request before the gateway has read the answer and counted it
     server.wait_for(lambda: len(peer.requests()) == 2)
     server.wait_for(lambda: delivered in server.client.get("/metrics").text)
@@ -316,7 +316,7 @@ def test_metrics(make_server: Callable[..., KabarinProcess], peer: Peer) -> None
         in text
     )
     assert "kabarin_delivery_latency_seconds_bucket" in text
-    assert 'kabarin_deliveries_pending{sink="erp"} 0.0' in text
+    assert 'kabarin_deliveries_pending{shop="default",sink="erp"} 0.0' in text
     assert 'kabarin_sink_circuit_state{sink="erp"}' in text
 
 

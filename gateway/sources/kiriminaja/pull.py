@@ -15,13 +15,16 @@ Two schedules run side by side, each every ``pull.interval``:
    lease in the store lets replicas share the orders without asking about one twice. After an
    answer the order waits ``stale_after`` before it is asked about again. So does an order
    KiriminAja refuses to tell about, or whose answer cannot be read or made into a log entry
-   (``skipped``, logged once per answer): the pass goes on with the others. Only a "try later"
-   (429, 5xx, network error, timeout: KiriminAja as a whole is limiting or failing) ends the
-   pass, and that order waits an ``interval``.
+   (``skipped``, logged once per answer): the pass goes on with the others. A shop whose
+   orders are refused one after another in the same words (its key revoked) is left alone
+   for the rest of the pass, its orders waiting an ``interval``; the other shops' are asked
+   about. Only a "try later" (429, 5xx, network error, timeout: KiriminAja as a whole is
+   limiting or failing) ends the pass, and that order waits an ``interval``.
 
-When the process starts after a gap (the newest push is older than ``pull.gap``, whether
-Kabarin was down or KiriminAja stopped pushing), passes pull every open order once, whatever
-its last update, until one such pass completes.
+When the process starts after a gap (a shop's newest push is older than ``pull.gap``, whether
+Kabarin was down or KiriminAja stopped pushing to that account), passes pull every open order
+of the shops concerned once, whatever its last update, until one such pass completes. Each
+shop is judged by its own pushes: one busy account does not hide another's silence.
 
 What an answer teaches is appended to the push log (source ``pull``, a `PullEntry`) and the
 intake is woken: it makes the events, one way in as for pushes. Statuses the order already has
@@ -33,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -55,8 +59,9 @@ __all__ = ["Clock", "PassReport", "PullResult", "PullStore", "PullTracker", "Sys
 log = logging.getLogger("kabarin.pull")
 
 SAME_REFUSALS = 3
-"""Orders refused one after another in the same words that are taken for a refusal of the
-whole account (a revoked API key answered ``status: false``), ending the pass."""
+"""A shop's orders refused one after another in the same words that are taken for a refusal of
+the shop's whole account (a revoked API key answered ``status: false``), ending the pass for
+that shop."""
 Outcome = Literal["changed", "unchanged", "not_found", "skipped", "try_later"]
 
 _STUCK_BATCH = 100
@@ -147,7 +152,10 @@ class PullTracker:
         self.wake_intake = wake_intake
         self.clock = clock or SystemClock()
         self.catch_up_since: datetime | None = None
-        """Set after a gap: passes pull every open order not pulled since then."""
+        """Set after a gap: passes pull every open order of `catch_up_shops` not pulled since
+        then."""
+        self.catch_up_shops: frozenset[str] = frozenset()
+        """The shops whose pushes stopped for longer than ``pull.gap``."""
         self.shops: dict[str, ShopLine] = (
             dict(shops)
             if shops
@@ -178,17 +186,25 @@ class PullTracker:
             self._task = None
 
     async def check_gap(self) -> bool:
-        """Whether pushes have been missing for longer than ``pull.gap``: then the next passes
-        catch up on every open order."""
+        """Whether a shop's pushes have been missing for longer than ``pull.gap``: then the
+        next passes catch up on every open order of the shops whose pushes are missing (a shop
+        that was never pushed to has no gap: it is new)."""
         now = self.clock.now()
-        last = await self.store.last_push_at()
-        if last is None or (now - last).total_seconds() <= self.config.gap:
+        quiet: set[str] = set()
+        for shop in self.shops:
+            last = await self.store.last_push_at(shop=shop)
+            if last is None or (now - last).total_seconds() <= self.config.gap:
+                continue
+            quiet.add(shop)
+            log.info(
+                "pull: no push for shop %s since %s (longer than pull.gap): asking about every "
+                "open order of it once",
+                shop,
+                last.isoformat(),
+            )
+        if not quiet:
             return False
-        log.info(
-            "pull: no push since %s (longer than pull.gap): asking about every open order once",
-            last.isoformat(),
-        )
-        self.catch_up_since = now
+        self.catch_up_since, self.catch_up_shops = now, frozenset(quiet)
         return True
 
     async def _run(self) -> None:
@@ -238,7 +254,7 @@ class PullTracker:
             completed = await self._pull_due(report)
         if completed and report.catch_up:
             log.info("pull: caught up (%d orders asked about)", len(report.pulls))
-            self.catch_up_since = None
+            self.catch_up_since, self.catch_up_shops = None, frozenset()
         metrics.PULL_LAST_PASS.set(self.clock.now().timestamp())
         return report
 
@@ -259,8 +275,12 @@ class PullTracker:
 
     async def _pull_due(self, report: PassReport) -> bool:
         """Lease and ask until nothing is due that this pass has not asked about yet; False
-        when a "try later" ended the pass."""
+        when a "try later" ended the pass, or a shop's account was refused."""
         started = self.clock.now()
+        recent: dict[str, deque[PullResult]] = {}
+        """Each shop's last answers: the account refusal is judged per shop."""
+        refused: set[str] = set()
+        """Shops whose account was refused in this pass: not asked about again in it."""
         while True:
             now = self.clock.now()
             catch_up = self.catch_up_since
@@ -269,10 +289,9 @@ class PullTracker:
                     now=now,
                     limit=self._batch,
                     lease_seconds=self._batch * self._spacing + self.config.lease,
-                    stale_before=None
-                    if catch_up
-                    else now - timedelta(seconds=self.config.stale_after),
+                    stale_before=now - timedelta(seconds=self.config.stale_after),
                     pulled_before=catch_up,
+                    catch_up_shops=self.catch_up_shops if catch_up else None,
                     # An order answered during the pass is due again after stale_after, which
                     # may be shorter than the pass: without this bound the pass never ended
                     # (25 orders at 5/s with stale_after 1s: ten were asked over and over, the
@@ -281,34 +300,47 @@ class PullTracker:
                 )
             )
             if not claimed:
-                return True
+                return not refused
             for i, order in enumerate(claimed):
-                result = await self._pull_claimed(order)
-                report.pulls.append(result)
-                if self._whole_account_refused(report.pulls):
-                    # Orders refused in the same words one after another: the account (a
-                    # wrong API key, say), not the orders: they wait an interval, as after a
-                    # "try later", not their stale_after.
+                if order.shop in refused:
+                    # Its account was refused: not asked, it waits an interval like them.
                     now = self.clock.now()
                     later = now + timedelta(seconds=self.config.interval)
-                    for refused in report.pulls[-SAME_REFUSALS:]:
+                    await self.store.finish_pull(
+                        order.order_id, shop=order.shop, now=now, next_pull_at=later, answered=False
+                    )
+                    continue
+                result = await self._pull_claimed(order)
+                report.pulls.append(result)
+                last = recent.setdefault(order.shop, deque(maxlen=SAME_REFUSALS))
+                last.append(result)
+                if self._whole_account_refused(last):
+                    # A shop's orders refused in the same words one after another: its account
+                    # (a revoked API key, say), not the orders: they wait an interval, as
+                    # after a "try later", not their stale_after. The other shops' keys are
+                    # their own: the pass goes on with their orders.
+                    refused.add(order.shop)
+                    now = self.clock.now()
+                    later = now + timedelta(seconds=self.config.interval)
+                    for one in last:
                         await self.store.finish_pull(
-                            refused.order_id,
-                            shop=refused.shop,
+                            one.order_id,
+                            shop=one.shop,
                             now=now,
                             next_pull_at=later,
                             answered=False,
                         )
                     log.warning(
-                        "pull: %d orders in a row refused with the same words (%s): taken "
-                        "for a problem of the account; this pass ends",
+                        "pull: %d orders in a row refused with the same words (%s) for shop %s:"
+                        " taken for a problem of its account; its orders wait for the next pass",
                         SAME_REFUSALS,
                         result.reason,
+                        order.shop,
                     )
-                    result = PullResult(
+                    # Reported as what it is for this order: asked about again after an interval.
+                    report.pulls[-1] = PullResult(
                         order.order_id, "try_later", reason=result.reason, shop=order.shop
                     )
-                    report.pulls[-1] = result
                 if result.outcome == "try_later":
                     # Handed back for the next pass, not left to wait out their lease.
                     now = self.clock.now()
@@ -324,8 +356,7 @@ class PullTracker:
                     return False
 
     @staticmethod
-    def _whole_account_refused(pulls: list[PullResult]) -> bool:
-        last = pulls[-SAME_REFUSALS:]
+    def _whole_account_refused(last: deque[PullResult]) -> bool:
         return (
             len(last) == SAME_REFUSALS
             and all(p.outcome == "skipped" for p in last)

@@ -214,7 +214,10 @@ async def next_due(conn: Conn) -> datetime | None:
     return None if row is None else row[0]
 
 
-async def sink_counts(conn: Conn) -> list[SinkCounts]:
+async def sink_counts(conn: Conn, by_shop: bool) -> list[SinkCounts]:
+    if by_shop:
+        rows = await (await conn.execute(sql.SHOP_SINK_COUNTS)).fetchall()
+        return [SinkCounts(sink=r[0], pending=int(r[1]), dead=int(r[2]), shop=r[3]) for r in rows]
     rows = await (await conn.execute(sql.SINK_COUNTS)).fetchall()
     return [SinkCounts(sink=r[0], pending=int(r[1]), dead=int(r[2])) for r in rows]
 

@@ -267,6 +267,12 @@ SINK_COUNTS = (
     " count(*) FILTER (WHERE state = 'dead')"
     " FROM deliveries WHERE state IN ('pending', 'in_flight', 'dead') GROUP BY sink ORDER BY sink"
 )
+SHOP_SINK_COUNTS = (
+    "SELECT sink, count(*) FILTER (WHERE state IN ('pending', 'in_flight')),"
+    " count(*) FILTER (WHERE state = 'dead'), shop"
+    " FROM deliveries WHERE state IN ('pending', 'in_flight', 'dead')"
+    " GROUP BY sink, shop ORDER BY sink, shop"
+)
 DISABLE_SINK = (
     "INSERT INTO sink_state (sink, disabled_reason, disabled_at) VALUES (%s, %s, %s)"
     " ON CONFLICT (sink) DO UPDATE SET disabled_reason = excluded.disabled_reason,"
@@ -503,10 +509,13 @@ CLAIM_PULLS = (
     " SELECT order_id, shop FROM tracking"
     "  WHERE NOT closed AND gone IS NULL"
     "  AND coalesce(lease_until, '-infinity') <= %(now)s::timestamptz"
-    "  AND ((%(pulled_before)s::timestamptz IS NULL"
+    "  AND (((%(pulled_before)s::timestamptz IS NULL"
+    "         OR %(catch_up_shops)s::text[] IS NOT NULL)"
     "        AND coalesce(last_update, '-infinity') < %(stale_before)s::timestamptz"
     "        AND coalesce(next_pull_at, '-infinity') <= %(now)s::timestamptz)"
-    "    OR coalesce(last_pulled_at, '-infinity') < %(pulled_before)s::timestamptz)"
+    "    OR (coalesce(last_pulled_at, '-infinity') < %(pulled_before)s::timestamptz"
+    "        AND (%(catch_up_shops)s::text[] IS NULL"
+    "             OR shop = ANY(%(catch_up_shops)s::text[]))))"
     "  AND (%(asked_before)s::timestamptz IS NULL"
     "       OR coalesce(last_asked_at, '-infinity') < %(asked_before)s::timestamptz)"
     "  ORDER BY last_asked_at NULLS FIRST, last_update NULLS FIRST, order_id, shop"
@@ -541,6 +550,9 @@ KNOWN_STATUSES = (
     " FROM events WHERE order_id = %s AND shop = %s AND status <> 'stuck'"
 )
 LAST_PUSH_AT = "SELECT received_at FROM pushes WHERE source = 'push' ORDER BY seq DESC LIMIT 1"
+LAST_SHOP_PUSH_AT = (
+    "SELECT received_at FROM pushes WHERE source = 'push' AND shop = %s ORDER BY seq DESC LIMIT 1"
+)
 GET_TRACKING = f"SELECT {TRACKING_COLUMNS} FROM tracking WHERE order_id = %s AND shop = %s"
 TRACKING_COUNTS = (
     "SELECT count(*),"

@@ -333,8 +333,8 @@ class PostgresStore(Finishing):
     async def next_due(self) -> datetime | None:
         return await self._run(queue.next_due)
 
-    async def sink_counts(self) -> list[SinkCounts]:
-        return await self._run(queue.sink_counts)
+    async def sink_counts(self, *, by_shop: bool = False) -> list[SinkCounts]:
+        return await self._run(lambda c: queue.sink_counts(c, by_shop))
 
     # -- sinks switched off, for every replica -------------------------------------------
     async def disable_sink(self, sink: str, *, reason: str, now: datetime) -> None:
@@ -480,8 +480,8 @@ class PostgresStore(Finishing):
     ) -> set[tuple[Status, str | None]]:
         return await self._run(lambda c: tracking.known_statuses(c, order_id, shop))
 
-    async def last_push_at(self) -> datetime | None:
-        return await self._run(tracking.last_push_at)
+    async def last_push_at(self, *, shop: str | None = None) -> datetime | None:
+        return await self._run(lambda c: tracking.last_push_at(c, shop))
 
     async def get_tracking(self, order_id: str, *, shop: str = DEFAULT_SHOP) -> TrackedOrder | None:
         return await self._run(lambda c: tracking.get_tracking(c, order_id, shop))

@@ -65,6 +65,7 @@ async def claim_pulls(conn: Conn, claim: PullClaim) -> list[TrackedOrder]:
         "stale_before": claim.stale_before,
         "pulled_before": claim.pulled_before,
         "asked_before": claim.asked_before,
+        "catch_up_shops": None if claim.catch_up_shops is None else sorted(claim.catch_up_shops),
         "limit": claim.limit,
     }
     rows = await (await conn.execute(sql.CLAIM_PULLS, params)).fetchall()
@@ -110,8 +111,11 @@ async def known_statuses(conn: Conn, order_id: str, shop: str) -> set[tuple[Stat
     return {(Status(r[0]), r[1]) for r in rows}
 
 
-async def last_push_at(conn: Conn) -> datetime | None:
-    row = await (await conn.execute(sql.LAST_PUSH_AT)).fetchone()
+async def last_push_at(conn: Conn, shop: str | None) -> datetime | None:
+    if shop is None:
+        row = await (await conn.execute(sql.LAST_PUSH_AT)).fetchone()
+    else:
+        row = await (await conn.execute(sql.LAST_SHOP_PUSH_AT, (shop,))).fetchone()
     return None if row is None else row[0]
 
 

@@ -237,7 +237,10 @@ def next_due(conn: sqlite3.Connection) -> datetime | None:
     return opt_time(conn.execute(sql.NEXT_DUE).fetchone()[0])
 
 
-def sink_counts(conn: sqlite3.Connection) -> list[SinkCounts]:
+def sink_counts(conn: sqlite3.Connection, by_shop: bool) -> list[SinkCounts]:
+    if by_shop:
+        rows = conn.execute(sql.SHOP_SINK_COUNTS).fetchall()
+        return [SinkCounts(sink=r[0], pending=int(r[1]), dead=int(r[2]), shop=r[3]) for r in rows]
     return [
         SinkCounts(sink=r[0], pending=int(r[1]), dead=int(r[2]))
         for r in conn.execute(sql.SINK_COUNTS).fetchall()

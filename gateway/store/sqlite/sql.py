@@ -293,6 +293,10 @@ SINK_COUNTS = (
     "SELECT sink, sum(state IN ('pending', 'in_flight')), sum(state = 'dead')"
     " FROM deliveries WHERE state IN ('pending', 'in_flight', 'dead') GROUP BY sink"
 )
+SHOP_SINK_COUNTS = (
+    "SELECT sink, sum(state IN ('pending', 'in_flight')), sum(state = 'dead'), shop"
+    " FROM deliveries WHERE state IN ('pending', 'in_flight', 'dead') GROUP BY sink, shop"
+)
 DISABLE_SINK = (
     "INSERT INTO sink_state (sink, disabled_reason, disabled_at) VALUES (?, ?, ?)"
     " ON CONFLICT (sink) DO UPDATE SET disabled_reason = excluded.disabled_reason,"
@@ -571,9 +575,11 @@ CLAIM_PULLS = (
     "UPDATE tracking SET lease_until = :lease WHERE (order_id, shop) IN ("
     " SELECT order_id, shop FROM tracking"
     "  WHERE closed = 0 AND gone IS NULL AND coalesce(lease_until, 0) <= :now"
-    "  AND ((:pulled_before IS NULL AND coalesce(last_update, 0) < :stale_before"
+    "  AND (((:pulled_before IS NULL OR :catch_up_shops IS NOT NULL)"
+    "        AND coalesce(last_update, 0) < :stale_before"
     "        AND coalesce(next_pull_at, 0) <= :now)"
-    "    OR coalesce(last_pulled_at, 0) < :pulled_before)"
+    "    OR (coalesce(last_pulled_at, 0) < :pulled_before AND (:catch_up_shops IS NULL"
+    "        OR shop IN (SELECT value FROM json_each(:catch_up_shops)))))"
     "  AND (:asked_before IS NULL OR coalesce(last_asked_at, 0) < :asked_before)"
     "  ORDER BY last_asked_at NULLS FIRST, coalesce(last_update, 0), order_id, shop"
     "  LIMIT :limit)"
@@ -603,6 +609,9 @@ KNOWN_STATUSES = (
     " FROM events WHERE order_id = ? AND shop = ? AND status != 'stuck'"
 )
 LAST_PUSH_AT = "SELECT received_at FROM pushes WHERE source = 'push' ORDER BY seq DESC LIMIT 1"
+LAST_SHOP_PUSH_AT = (
+    "SELECT received_at FROM pushes WHERE source = 'push' AND shop = ? ORDER BY seq DESC LIMIT 1"
+)
 GET_TRACKING = f"SELECT {TRACKING_COLUMNS} FROM tracking WHERE order_id = ? AND shop = ?"
 TRACKING_COUNTS = (
     "SELECT count(*), coalesce(sum(stuck_since = last_update AND stuck_status = last_status), 0)"

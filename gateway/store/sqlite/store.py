@@ -377,8 +377,8 @@ class SQLiteStore(Finishing):
     async def next_due(self) -> datetime | None:
         return await self._read(queue.next_due)
 
-    async def sink_counts(self) -> list[SinkCounts]:
-        return await self._read(queue.sink_counts)
+    async def sink_counts(self, *, by_shop: bool = False) -> list[SinkCounts]:
+        return await self._read(lambda c: queue.sink_counts(c, by_shop))
 
     # -- retention ---------------------------------------------------------------------------
     async def prune(self, step: PruneStep, cutoffs: Cutoffs, *, limit: int) -> Pruned:
@@ -484,8 +484,8 @@ class SQLiteStore(Finishing):
     ) -> set[tuple[Status, str | None]]:
         return await self._read(lambda c: tracking.known_statuses(c, order_id, shop))
 
-    async def last_push_at(self) -> datetime | None:
-        return await self._read(tracking.last_push_at)
+    async def last_push_at(self, *, shop: str | None = None) -> datetime | None:
+        return await self._read(lambda c: tracking.last_push_at(c, shop))
 
     async def get_tracking(self, order_id: str, *, shop: str = DEFAULT_SHOP) -> TrackedOrder | None:
         return await self._read(lambda c: tracking.get_tracking(c, order_id, shop))

@@ -102,6 +102,9 @@ def claim_pulls(conn: sqlite3.Connection, claim: PullClaim) -> list[TrackedOrder
         "stale_before": to_us(claim.stale_before) if claim.stale_before else None,
         "pulled_before": to_us(claim.pulled_before) if claim.pulled_before else None,
         "asked_before": to_us(claim.asked_before) if claim.asked_before else None,
+        "catch_up_shops": None
+        if claim.catch_up_shops is None
+        else msgspec.json.encode(sorted(claim.catch_up_shops)).decode(),
         "limit": claim.limit,
     }
     return _least_recently_asked_first(conn.execute(sql.CLAIM_PULLS, params).fetchall())
@@ -149,8 +152,11 @@ def known_statuses(
     return {(Status(r[0]), r[1]) for r in conn.execute(sql.KNOWN_STATUSES, (order_id, shop))}
 
 
-def last_push_at(conn: sqlite3.Connection) -> datetime | None:
-    row = conn.execute(sql.LAST_PUSH_AT).fetchone()
+def last_push_at(conn: sqlite3.Connection, shop: str | None) -> datetime | None:
+    if shop is None:
+        row = conn.execute(sql.LAST_PUSH_AT).fetchone()
+    else:
+        row = conn.execute(sql.LAST_SHOP_PUSH_AT, (shop,)).fetchone()
     return opt_time(row[0]) if row else None
 
 
