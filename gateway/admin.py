@@ -55,7 +55,8 @@ from gateway.operations import (
     with_waiting,
 )
 from gateway.reload import ReloadResult, reload
-from gateway.store.roles import EventQuery, LoggedPush, PushQuery, PushState, TrackedOrder
+from gateway.store.roles import EventQuery, LoggedPush, PushQuery, PushState
+from gateway.store.tracking import TrackedOrder
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime

@@ -1,4 +1,5 @@
-"""Storage: the store roles and `Store` (roles.py), and its backends (sqlite/, postgres/).
+"""Storage: the store roles and `Store` (roles.py; the pull tracker's role in tracking.py), and
+its backends (sqlite/, postgres/).
 
 `open_store` finds a backend by the URL's scheme in `BACKENDS`; a backend's package is
 imported only when a URL names it (psycopg stays unloaded for a SQLite store).
@@ -12,8 +13,10 @@ from gateway.errors import ConfigError
 from gateway.store.roles import *  # noqa: F403
 from gateway.store.roles import DEFAULT_CACHE_MB, Store
 from gateway.store.roles import __all__ as _base_all
+from gateway.store.tracking import *  # noqa: F403
+from gateway.store.tracking import __all__ as _tracking_all
 
-__all__ = [*_base_all, "BACKENDS", "Opener", "open_store"]
+__all__ = [*_base_all, *_tracking_all, "BACKENDS", "Opener", "open_store"]
 
 Opener = Callable[[str, str, int], Store]
 """Opens a backend from (the whole URL, what follows ``scheme://``, ``store.cache_mb``);

@@ -52,7 +52,8 @@ from gateway.intake import new_push_id
 from gateway.sources.kiriminaja.entries import STUCK_METHOD, PullEntry, Stuck, status_key
 from gateway.sources.kiriminaja.pulled import Pulled, normalise_pulled
 from gateway.sources.kiriminaja.tracking import NotFound, Refused, TrackingResult
-from gateway.store.roles import IngestStore, NewPush, PullClaim, TrackedOrder, TrackingStore
+from gateway.store.roles import IngestStore, NewPush
+from gateway.store.tracking import PullClaim, TrackedOrder, TrackingStore
 
 __all__ = ["Clock", "PassReport", "PullResult", "PullStore", "PullTracker", "SystemClock"]
 

@@ -79,7 +79,6 @@ from gateway.store.roles import (
     NewPush,
     Pruned,
     PruneStep,
-    PullClaim,
     PushOutcome,
     PushQuery,
     PushState,
@@ -87,11 +86,10 @@ from gateway.store.roles import (
     SignedInSession,
     SinkCounts,
     StoredRejected,
-    TrackedOrder,
-    TrackingCounts,
     WaitingGroup,
 )
 from gateway.store.shared import CircuitGate
+from gateway.store.tracking import PullClaim, TrackedOrder, TrackingCounts
 
 __all__ = ["PostgresStore"]
 

@@ -15,7 +15,7 @@ from typing import Any
 from gateway.events import TERMINAL_STATUSES, Event, EventKind, Status
 from gateway.store.postgres import sql
 from gateway.store.postgres.rows import EPOCH, Conn
-from gateway.store.roles import PullClaim, TrackedOrder, TrackingCounts
+from gateway.store.tracking import PullClaim, TrackedOrder, TrackingCounts
 
 __all__ = [
     "claim_pulls",

@@ -49,7 +49,6 @@ from gateway.store.roles import (
     NewPush,
     Pruned,
     PruneStep,
-    PullClaim,
     PushOutcome,
     PushQuery,
     PushState,
@@ -57,8 +56,6 @@ from gateway.store.roles import (
     SignedInSession,
     SinkCounts,
     StoredRejected,
-    TrackedOrder,
-    TrackingCounts,
     WaitingGroup,
 )
 from gateway.store.sqlite import contacts as contacts_
@@ -77,6 +74,7 @@ from gateway.store.sqlite import (
 from gateway.store.sqlite.rows import to_us
 from gateway.store.sqlite.schema import LOG_MIGRATIONS, migrate, move_pushes
 from gateway.store.sqlite.writer import Writer
+from gateway.store.tracking import PullClaim, TrackedOrder, TrackingCounts
 
 __all__ = ["SQLiteStore"]
 

@@ -16,9 +16,9 @@ from typing import Any
 import msgspec
 
 from gateway.events import EventKind, Status
-from gateway.store.roles import PullClaim, TrackedOrder, TrackingCounts
 from gateway.store.sqlite import sql
 from gateway.store.sqlite.rows import opt_time, to_us
+from gateway.store.tracking import PullClaim, TrackedOrder, TrackingCounts
 
 __all__ = [
     "claim_pulls",
