@@ -96,6 +96,8 @@ def floor(
                         received,
                         None,
                         bodies[p],
+                        "kiriminaja",
+                        "default",
                     ),
                 )
             log.execute("COMMIT")
@@ -106,9 +108,33 @@ def floor(
                 key = hashlib.blake2b(f"{push_id}-{i}".encode(), digest_size=12).hexdigest()
                 order = f"O-{push_id}-{i}"
                 events.append(
-                    (f"evt_{key}", order, "shipped", "shipped_packages", 1, 2, BODY, push_id)
+                    (
+                        f"evt_{key}",
+                        order,
+                        "shipped",
+                        "shipped_packages",
+                        1,
+                        2,
+                        BODY,
+                        push_id,
+                        "default",
+                    )
                 )
-                deliveries.append((f"dlv_{key}", f"evt_{key}", "all", "erp", order, 1, "all", None))
+                deliveries.append(
+                    (
+                        f"dlv_{key}",
+                        f"evt_{key}",
+                        "all",
+                        "erp",
+                        order,
+                        1,
+                        "all",
+                        None,
+                        0,
+                        0,
+                        "default",
+                    )
+                )
             marks.append(("processed", None, now, PACKAGES, 0, push_id))
         conn.execute("BEGIN IMMEDIATE")
         conn.execute(INSERT_EVENTS, (encode(events),))
@@ -118,6 +144,13 @@ def floor(
         log.executemany(MARK_PUSH, marks)
         log.execute("COMMIT")
     elapsed = time.perf_counter() - started
+    # INSERT OR IGNORE drops a row that breaks a constraint without a word: count what landed.
+    stored = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    sent = conn.execute("SELECT count(*) FROM deliveries").fetchone()[0]
+    if stored != pushes * PACKAGES or sent != stored:
+        raise SystemExit(
+            f"the floor stored {stored} events and {sent} deliveries, not {pushes * PACKAGES}"
+        )
     conn.close()
     log.close()
     return pushes * PACKAGES / elapsed
