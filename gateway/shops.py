@@ -165,6 +165,12 @@ class Shops:
         """`by_token` of an ``Authorization`` header's token."""
         return self.by_token(bearer_value(header))
 
+    @property
+    def admin_on(self) -> bool:
+        """Whether any admin token is configured (without one the admin API and the dashboard
+        are off)."""
+        return bool(self._admin)
+
     def admin_scope(self, token: str | bytes | None) -> AdminScope | None:
         """What an admin token may see: every shop (``admin.token``), its shops (one of
         ``admin.tokens``), or ``None`` (no admin token: 401)."""

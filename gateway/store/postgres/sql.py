@@ -364,9 +364,7 @@ GET_CONTACT = (
     "SELECT order_id, name, phone, email, language, shop FROM contacts"
     " WHERE order_id = %s AND shop = %s"
 )
-COUNT_REJECTED = "SELECT count(*) FROM rejected"
 REJECTED_COLUMNS = "id, received_at, reason, body, content_type, origin, shop"
-LIST_REJECTED = f"SELECT {REJECTED_COLUMNS} FROM rejected ORDER BY id DESC LIMIT %s"
 GET_REJECTED = f"SELECT {REJECTED_COLUMNS} FROM rejected WHERE id = %s"
 DELETE_REJECTED = "DELETE FROM rejected WHERE id = %s"
 GET_DELIVERY = f"SELECT {DELIVERY_COLUMNS_SHOWN} FROM deliveries WHERE id = %s"
@@ -691,6 +689,16 @@ def list_events(query: EventQuery) -> tuple[str, list[Any]]:
 
 def list_deliveries(query: DeliveryFilter) -> tuple[str, list[Any]]:
     return _DIALECT.list_deliveries(f"SELECT {DELIVERY_COLUMNS_SHOWN} FROM deliveries", query)
+
+
+def list_rejected(limit: int, shops: Sequence[str] | None) -> tuple[str, list[Any]]:
+    return _DIALECT.list_rejected(
+        f"SELECT {REJECTED_COLUMNS} FROM rejected", limit=limit, shops=shops
+    )
+
+
+def count_rejected(shops: Sequence[str] | None) -> tuple[str, list[Any]]:
+    return _DIALECT.count_rejected("SELECT count(*) FROM rejected", shops)
 
 
 def replay(query: DeliveryFilter, now: datetime) -> tuple[str, list[Any]]:
