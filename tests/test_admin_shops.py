@@ -240,3 +240,34 @@ dispatcher: {{enabled: false}}
         assert r.is_success
         r = client.get("/admin/v1/events", params={"shop": "toko-a"}, headers=ADMIN)
         assert r.status_code == 400
+
+
+def test_a_scoped_token_signs_in_to_its_shops_dashboard(shops: TestClient[Litestar]) -> None:
+    r = shops.post("/ui/login", data={"token": "toko-a-0wner-token"}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    page = shops.get("/ui/pushes").text
+    assert "psh-toko-a" in page and "psh-toko-b" not in page
+    assert 'id="shop-filter"' not in page  # one shop to see: no filter
+    assert 'href="/ui/config"' not in page
+    deliveries = shops.get("/ui/deliveries").text
+    assert "dlv-toko-a" in deliveries and "dlv-toko-b" not in deliveries
+    assert shops.get("/ui/pushes/psh-toko-b").status_code == 404
+    assert shops.get("/ui/deliveries/dlv-toko-b").status_code == 404
+    assert shops.get("/ui/pushes/psh-toko-a").status_code == 200
+    assert shops.get("/ui/pushes", params={"shop": "toko-b"}).status_code == 404
+    for url in ("/ui/config", "/ui/try", "/ui/deliveries/replay"):
+        assert shops.get(url).status_code == 403, url
+    overview = shops.get("/ui/").text
+    assert 'id="sinks"' not in overview and 'id="backlog"' not in overview
+
+
+def test_the_admin_dashboard_filters_by_shop_and_names_it(shops: TestClient[Litestar]) -> None:
+    r = shops.post("/ui/login", data={"token": "adm1n-adm1n-adm1n"}, follow_redirects=False)
+    assert r.status_code == 303
+    page = shops.get("/ui/deliveries").text
+    assert 'id="shop-filter"' in page
+    assert "Toko A" in page and "Toko B" in page
+    only_b = shops.get("/ui/deliveries", params={"shop": "toko-b"}).text
+    assert "dlv-toko-b" in only_b and "dlv-toko-a" not in only_b
+    order = shops.get("/ui/orders/view", params={"id": "OID-1", "shop": "toko-b"}).text
+    assert 'id="order-shop">Toko B<' in order

@@ -535,6 +535,10 @@ class SignedInSession(msgspec.Struct, frozen=True, kw_only=True):
     """Last use (at most a minute stale): the session ends 12 hours after it."""
     flash: str | None = None
     """A one-time notice for the next page (what an action did)."""
+    token_mac: str | None = None
+    """Which admin token signed it in: an HMAC of the token keyed with the cookie
+    (`gateway.ui.session`), so that it tells the token's scope to the cookie's holder only.
+    ``None`` (a session from before it was kept): no token's, the session is over."""
 
 
 class SessionStore(Protocol):

@@ -40,10 +40,11 @@ CAN_READ = "SELECT 1 FROM schema_version LIMIT 1"
 
 # -- the dashboard's sessions ------------------------------------------------------------------
 CREATE_SESSION = (
-    "INSERT INTO sessions (key, csrf, created_at, used_at, flash) VALUES (%s, %s, %s, %s, %s)"
+    "INSERT INTO sessions (key, csrf, created_at, used_at, flash, token_mac)"
+    " VALUES (%s, %s, %s, %s, %s, %s)"
 )
 EXPIRE_SESSIONS = "DELETE FROM sessions WHERE used_at < %s"
-GET_SESSION = "SELECT key, csrf, created_at, used_at, flash FROM sessions WHERE key = %s"
+GET_SESSION = "SELECT key, csrf, created_at, used_at, flash, token_mac FROM sessions WHERE key = %s"
 UPDATE_SESSION = "UPDATE sessions SET used_at = %s, flash = %s WHERE key = %s"
 DELETE_SESSION = "DELETE FROM sessions WHERE key = %s"
 

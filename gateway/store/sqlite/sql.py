@@ -635,10 +635,11 @@ pass; ``:stale`` is ``stale_after`` in microseconds)."""
 
 # -- the dashboard's sessions ---------------------------------------------------------------
 CREATE_SESSION = (
-    "INSERT INTO sessions (key, csrf, created_at, used_at, flash) VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO sessions (key, csrf, created_at, used_at, flash, token_mac)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
 )
 EXPIRE_SESSIONS = "DELETE FROM sessions WHERE used_at < ?"
-GET_SESSION = "SELECT key, csrf, created_at, used_at, flash FROM sessions WHERE key = ?"
+GET_SESSION = "SELECT key, csrf, created_at, used_at, flash, token_mac FROM sessions WHERE key = ?"
 UPDATE_SESSION = "UPDATE sessions SET used_at = ?, flash = ? WHERE key = ?"
 DELETE_SESSION = "DELETE FROM sessions WHERE key = ?"
 
