@@ -576,7 +576,7 @@ def _shops(rt: Runtime, viewer: Viewer, shop: str | None) -> tuple[str, ...] | N
     """The shops a list keeps (`list_shops`): an unknown `shop` is a 400 naming it, one outside
     a scoped token's shops a 404 (as its records are)."""
     try:
-        return list_shops(rt, viewer, shop)
+        return list_shops(rt.shops, viewer, shop)
     except UnknownShop as exc:
         raise _shop_refused(exc) from None
 
@@ -584,7 +584,7 @@ def _shops(rt: Runtime, viewer: Viewer, shop: str | None) -> tuple[str, ...] | N
 def _one_shop(rt: Runtime, viewer: Viewer, shop: str | None) -> str:
     """The shop of a contact or an order (`one_shop`), refused as `_shops` refuses one."""
     try:
-        return one_shop(rt, viewer, shop)
+        return one_shop(rt.shops, viewer, shop)
     except (UnknownShop, ShopRequired) as exc:
         raise _shop_refused(exc) from None
 

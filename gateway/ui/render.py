@@ -105,7 +105,9 @@ def shops_of(request: Request[Any, Any, Any]) -> tuple[str, ...] | None:
     see is a 404 page), else every shop the session sees (``None``: every shop)."""
     try:
         return list_shops(
-            runtime_of(request), session_of(request).scope, request.query_params.get("shop") or None
+            runtime_of(request).shops,
+            session_of(request).scope,
+            request.query_params.get("shop") or None,
         )
     except UnknownShop as exc:
         raise NotFoundException(str(exc)) from None
