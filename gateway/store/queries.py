@@ -111,7 +111,7 @@ class Dialect:
         return select(head, where), [stamp, stamp, *params]
 
     def list_rejected(
-        self, head: str, *, limit: int, shops: Sequence[str] | None
+        self, head: str, limit: int, shops: Sequence[str] | None
     ) -> tuple[str, list[Any]]:
         where, params = self._where((), shops)
         return select(head, where, f" ORDER BY id DESC LIMIT {self.mark}"), [*params, limit]

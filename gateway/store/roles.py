@@ -440,8 +440,7 @@ class AdminReader(Protocol):
 
     async def get_push(self, push_id: str) -> LoggedPush | None: ...
 
-    async def count_rejected(self, *, shops: Sequence[str] | None = None) -> int:
-        """Rejected bodies kept (only these shops', when `shops` is given)."""
+    async def count_rejected(self, *, shops: Sequence[str] | None = None) -> int: ...
 
     async def list_rejected(
         self, *, limit: int = 100, shops: Sequence[str] | None = None
@@ -536,9 +535,7 @@ class SignedInSession(msgspec.Struct, frozen=True, kw_only=True):
     flash: str | None = None
     """A one-time notice for the next page (what an action did)."""
     token_mac: str | None = None
-    """Which admin token signed it in: an HMAC of the token keyed with the cookie
-    (`gateway.ui.session`), so that it tells the token's scope to the cookie's holder only.
-    ``None`` (a session from before it was kept): no token's, the session is over."""
+    """HMAC of the admin token that signed it in, keyed with the cookie (`gateway.ui.session`)."""
 
 
 class SessionStore(Protocol):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from gateway.delivery.model import DeliveryFilter
@@ -662,6 +663,8 @@ the same moment with the same outcome."""
 
 # -- statements whose filter depends on the query (the admin's lists: gateway.store.queries) ----
 _DIALECT = Dialect(mark="%s", time=lambda moment: moment)
+list_rejected = partial(_DIALECT.list_rejected, f"SELECT {REJECTED_COLUMNS} FROM rejected")
+count_rejected = partial(_DIALECT.count_rejected, "SELECT count(*) FROM rejected")
 
 
 def requeue_pushes(state: str, since: datetime | None, ids: Sequence[str]) -> tuple[str, list[Any]]:
@@ -690,16 +693,6 @@ def list_events(query: EventQuery) -> tuple[str, list[Any]]:
 
 def list_deliveries(query: DeliveryFilter) -> tuple[str, list[Any]]:
     return _DIALECT.list_deliveries(f"SELECT {DELIVERY_COLUMNS_SHOWN} FROM deliveries", query)
-
-
-def list_rejected(limit: int, shops: Sequence[str] | None) -> tuple[str, list[Any]]:
-    return _DIALECT.list_rejected(
-        f"SELECT {REJECTED_COLUMNS} FROM rejected", limit=limit, shops=shops
-    )
-
-
-def count_rejected(shops: Sequence[str] | None) -> tuple[str, list[Any]]:
-    return _DIALECT.count_rejected("SELECT count(*) FROM rejected", shops)
 
 
 def replay(query: DeliveryFilter, now: datetime) -> tuple[str, list[Any]]:
