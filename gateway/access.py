@@ -1,7 +1,8 @@
-"""Who may use the admin token: wrong guesses are limited per client, and a request must say
-once which credential it brings.
+"""Who may use the admin tokens: wrong guesses are limited per client, a request must say
+once which credential it brings, and a token sees what its scope allows.
 
-The admin API (bearer) and the dashboard's sign-in (form) both check the admin token through
+The admin API (bearer, `admin_guard`) and the dashboard's sign-in (form) both check an admin
+token (``admin.token``, or a scoped one of ``admin.tokens``: both are right tokens) through
 `SignInLimiter`: after `MAX_FAILURES` wrong tokens from one client within `WINDOW` seconds,
 that client gets 429 with ``Retry-After`` until the oldest of them is `WINDOW` old, whatever it
 sends, the right token included (else the answer would tell a guesser when it hit). Another
@@ -19,12 +20,26 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.exceptions import (
+    ClientException,
+    NotAuthorizedException,
+    PermissionDeniedException,
+    TooManyRequestsException,
+)
+from litestar.handlers.base import BaseRouteHandler
+
+from gateway.shops import AdminScope, bearer_value
 
 if TYPE_CHECKING:
     from gateway.config import Config
+    from gateway.runtime import Runtime
 
 __all__ = [
     "MAX_CLIENTS",
@@ -32,9 +47,12 @@ __all__ = [
     "WINDOW",
     "AmbiguousCredentials",
     "SignInLimiter",
+    "admin_guard",
+    "admin_viewer",
     "client_key",
     "only_authorization",
     "published_tokens",
+    "whole_deployment",
 ]
 
 MAX_FAILURES = 10
@@ -124,6 +142,52 @@ class SignInLimiter:
     def succeeded(self, client: str) -> None:
         """The right token: earlier slips of this client no longer count."""
         self._failures.pop(client, None)
+
+
+def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """An admin bearer token, once, from a client not refused for too many wrong ones; its
+    scope is kept for the handler (`admin_viewer`)."""
+    rt: Runtime = connection.app.state.runtime
+    if not rt.shops.admin_on:
+        raise NotAuthorizedException("the admin API is off: set `admin.token` in the configuration")
+    try:
+        header = only_authorization(connection.scope["headers"])
+    except AmbiguousCredentials as exc:
+        raise ClientException(str(exc)) from None
+    limiter: SignInLimiter = connection.app.state.sign_ins
+    client = client_key(connection.client.host if connection.client else None)
+    now = time.monotonic()
+    wait = limiter.retry_after(client, now)
+    if wait is not None:
+        raise TooManyRequestsException(
+            f"too many wrong admin tokens from this address: try again in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
+    if header is None:
+        raise NotAuthorizedException("missing or wrong admin bearer token")
+    scheme, _sep, _value = header.partition(" ")
+    scope = rt.shops.admin_scope(bearer_value(header)) if scheme.lower() == "bearer" else None
+    if scope is None:
+        limiter.failed(client, now)
+        raise NotAuthorizedException("missing or wrong admin bearer token")
+    limiter.succeeded(client)
+    connection.state.admin_scope = scope
+
+
+def whole_deployment(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guard after `admin_guard`: what acts on the whole deployment (a reload, a sink's switch,
+    replays across shops) is ``admin.token``'s alone; a scoped token is refused (403)."""
+    scope: AdminScope = connection.state.admin_scope
+    if not scope.everything:
+        raise PermissionDeniedException(
+            "this admin token sees only some shops: this needs `admin.token`"
+        )
+
+
+def admin_viewer(request: Request[Any, Any, Any]) -> AdminScope:
+    """The dependency that hands a handler the scope `admin_guard` found."""
+    scope: AdminScope = request.state.admin_scope
+    return scope
 
 
 PUBLISHED = {

@@ -1,24 +1,19 @@
-"""The admin API under ``/admin/v1``, guarded by ``admin.token`` (bearer)."""
+"""The admin API under ``/admin/v1``, guarded by an admin token (bearer, `gateway.access`).
+
+A scoped token (``admin.tokens``) sees its shops' records only: lists keep them, another
+shop's record is 404 to it, and what acts on the whole deployment is 403 (`whole_deployment`).
+"""
 
 from __future__ import annotations
 
-import hmac
-import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 from litestar import Controller, Response, delete, get, post, put
-from litestar.connection import ASGIConnection
 from litestar.datastructures import State
-from litestar.exceptions import (
-    ClientException,
-    NotAuthorizedException,
-    NotFoundException,
-    TooManyRequestsException,
-    ValidationException,
-)
-from litestar.handlers.base import BaseRouteHandler
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import NotFoundException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
 from litestar.params import (
@@ -30,19 +25,36 @@ from litestar.params import (
     QueryParameter,
 )
 
-from gateway.access import AmbiguousCredentials, SignInLimiter, client_key, only_authorization
+from gateway.access import admin_guard, admin_viewer, whole_deployment
+from gateway.admin_answers import (
+    ContactBody,
+    DeliveryDetail,
+    DeliveryList,
+    EventDetail,
+    EventList,
+    OrderTimeline,
+    PushDetail,
+    PushList,
+    RejectedList,
+    ReplayResult,
+    ReprocessResult,
+    SinkList,
+    event_summary,
+    push_summary,
+)
 from gateway.contacts import InvalidContact
-from gateway.delivery.model import Attempt, Delivery, DeliveryFilter, DeliveryState
-from gateway.errors import ErrorBody, NotReplayable, UnknownSink
-from gateway.events import Contact, Event, Source, Status
+from gateway.delivery.model import DeliveryFilter, DeliveryState
+from gateway.errors import ErrorBody, NotReplayable, ShopRequired, UnknownShop, UnknownSink
+from gateway.events import Contact, Source, Status
 from gateway.operations import (
-    PushEvent,
-    PushItem,
+    EVERY_SHOP,
     RejectedItem,
     RejectedReplay,
     SinkStatus,
     delete_contact,
     enable_sink,
+    list_shops,
+    one_shop,
     push_page,
     put_contact,
     rejected_item,
@@ -55,8 +67,8 @@ from gateway.operations import (
     with_waiting,
 )
 from gateway.reload import ReloadResult, reload
-from gateway.store.roles import EventQuery, LoggedPush, PushQuery, PushState
-from gateway.store.tracking import TrackedOrder
+from gateway.shops import AdminScope
+from gateway.store.roles import EventQuery, PushQuery, PushState
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -65,193 +77,6 @@ __all__ = ["INT64_MAX", "AdminController", "RejectedId"]
 
 INT64_MAX = 2**63 - 1
 """The largest row id or cursor the stores keep (a signed 64-bit integer)."""
-
-
-def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """The admin bearer token, once, from a client not refused for too many wrong ones
-    (`gateway.access`)."""
-    rt: Runtime = connection.app.state.runtime
-    if rt.admin_token is None:
-        raise NotAuthorizedException("the admin API is off: set `admin.token` in the configuration")
-    try:
-        header = only_authorization(connection.scope["headers"])
-    except AmbiguousCredentials as exc:
-        raise ClientException(str(exc)) from None
-    limiter: SignInLimiter = connection.app.state.sign_ins
-    client = client_key(connection.client.host if connection.client else None)
-    now = time.monotonic()
-    wait = limiter.retry_after(client, now)
-    if wait is not None:
-        raise TooManyRequestsException(
-            f"too many wrong admin tokens from this address: try again in {wait} s",
-            headers={"Retry-After": str(wait)},
-        )
-    if header is None:
-        raise NotAuthorizedException("missing or wrong admin bearer token")
-    scheme, _sep, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        value.strip().encode(), rt.admin_token
-    ):
-        limiter.failed(client, now)
-        raise NotAuthorizedException("missing or wrong admin bearer token")
-    limiter.succeeded(client)
-
-
-class EventSummary(msgspec.Struct, frozen=True, kw_only=True):
-    seq: int
-    id: str
-    shop: str
-    source: str
-    method: str
-    kind: str
-    status: Status
-    raw_status: str | None
-    order_id: str
-    awb: str | None
-    occurred_at: datetime
-    received_at: datetime
-    reason: str | None
-    details: dict[str, Any]
-
-
-class EventList(msgspec.Struct, frozen=True):
-    items: list[EventSummary]
-    next_cursor: int | None
-    """Pass as `cursor` for the next (older) page."""
-
-
-class EventDetail(msgspec.Struct, frozen=True, kw_only=True):
-    event: Event
-    """With `raw`, the package item exactly as KiriminAja sent it."""
-    contact: Contact | None
-    deliveries: list[Delivery]
-
-
-class OrderTimeline(msgspec.Struct, frozen=True, kw_only=True):
-    order_id: str
-    events: list[EventSummary]
-    """Oldest first; `source` says whether a push or the pull tracker brought each."""
-    deliveries: list[Delivery]
-    """Oldest first."""
-    contact: Contact | None
-    tracking: TrackedOrder | None
-    """What the pull tracker knows of it: last status, schedule, stuck alert."""
-
-
-class DeliveryList(msgspec.Struct, frozen=True):
-    items: list[Delivery]
-    next_cursor: str | None
-
-
-class DeliveryDetail(msgspec.Struct, frozen=True):
-    delivery: Delivery
-    attempts: list[Attempt]
-
-
-class ReplayResult(msgspec.Struct, frozen=True):
-    replayed: int
-
-
-class RejectedList(msgspec.Struct, frozen=True):
-    items: list[RejectedItem]
-
-
-class PushSummary(msgspec.Struct, frozen=True, kw_only=True):
-    seq: int
-    id: str
-    shop: str
-    source: str
-    method: str | None
-    items: int
-    received_at: datetime
-    state: PushState
-    """``pending`` (waiting for the intake), ``processed`` or ``failed``."""
-    error: str | None
-    processed_at: datetime | None
-    accepted: int | None
-    """New events it produced."""
-    duplicates: int | None
-    """Events it repeated (already stored by an earlier push)."""
-
-
-class PushList(msgspec.Struct, frozen=True):
-    items: list[PushSummary]
-    next_cursor: int | None
-    """Pass as `cursor` for the next (older) page."""
-
-
-class PushDetail(msgspec.Struct, frozen=True, kw_only=True):
-    push: PushSummary
-    content_type: str | None
-    body: str | None
-    """The body as received (bytes that are not UTF-8 shown as U+FFFD) when it is at most 64
-    KiB; ``null`` for a larger one, whose items are read a page at a time (`GET
-    /admin/v1/pushes/{id}/body` answers it whole)."""
-    body_bytes: int
-    """The body's length in bytes."""
-    items: list[PushItem]
-    """This page of its package items, in body order (a pull tracker entry has none)."""
-    events: list[PushEvent]
-    """The events this page's items produced or repeated (none while pending, or when it
-    failed)."""
-    next_cursor: int | None
-    """Pass as `cursor` for the next page of items."""
-
-
-class ReprocessResult(msgspec.Struct, frozen=True):
-    requeued: int
-
-
-class ContactBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """An order's customer as the shop registers it; a field left out (or blank) keeps what a
-    push said."""
-
-    name: str | None = None
-    phone: str | None = None
-    """Any written form of the number; stored in E.164 (``+6281234567890``)."""
-    email: str | None = None
-    language: str | None = None
-    """``id`` or ``en``."""
-
-
-class SinkList(msgspec.Struct, frozen=True):
-    items: list[SinkStatus]
-
-
-def _push_summary(p: LoggedPush) -> PushSummary:
-    return PushSummary(
-        seq=p.seq,
-        id=p.id,
-        shop=p.shop,
-        source=p.source,
-        method=p.method,
-        items=p.items,
-        received_at=p.received_at,
-        state=p.state,
-        error=p.error,
-        processed_at=p.processed_at,
-        accepted=p.accepted,
-        duplicates=p.duplicates,
-    )
-
-
-def _summary(seq: int, e: Event) -> EventSummary:
-    return EventSummary(
-        seq=seq,
-        id=e.id,
-        shop=e.shop,
-        source=e.source,
-        method=e.method,
-        kind=e.kind,
-        status=e.status,
-        raw_status=e.raw_status,
-        order_id=e.order_id,
-        awb=e.awb,
-        occurred_at=e.occurred_at,
-        received_at=e.received_at,
-        reason=e.reason,
-        details=e.details,
-    )
 
 
 _FIRST_SECOND = -62135596800
@@ -294,13 +119,43 @@ _UNAUTHORISED = ResponseSpec(
 )
 _BAD = ResponseSpec(ErrorBody, description="A parameter is invalid; `detail` names it.")
 _MISSING = ResponseSpec(ErrorBody, description="No such item.")
-_READ: dict[int, ResponseSpec] = {400: _BAD, 401: _UNAUTHORISED}
-_ONE: dict[int, ResponseSpec] = {400: _BAD, 401: _UNAUTHORISED, 404: _MISSING}
+_NO_SHOP = ResponseSpec(
+    ErrorBody,
+    description="`shop` names a shop outside this scoped admin token's shops (as if there were"
+    " none), or no such item.",
+)
+_WHOLE = ResponseSpec(
+    ErrorBody, description="A scoped admin token (`admin.tokens`): this needs `admin.token`."
+)
+_READ: dict[int, ResponseSpec] = {400: _BAD, 401: _UNAUTHORISED, 404: _NO_SHOP}
+_ONE: dict[int, ResponseSpec] = {400: _BAD, 401: _UNAUTHORISED, 404: _NO_SHOP}
+_ALL: dict[int, ResponseSpec] = {400: _BAD, 401: _UNAUTHORISED, 403: _WHOLE}
+ShopParam = Annotated[
+    str | None,
+    QueryParameter(
+        min_length=1,
+        description="A shop id: only its records. Unknown: 400; outside a scoped token's"
+        " shops: 404. Left out, a list keeps every shop the token sees.",
+    ),
+]
+OneShop = Annotated[
+    str | None,
+    QueryParameter(
+        min_length=1,
+        description="The shop whose order it is (contacts and orders are kept per shop):"
+        " required (400) when the token sees more than one shop.",
+    ),
+]
+
+
+Viewer = NamedDependency[AdminScope]
+"""What the request's admin token may see (`gateway.access.admin_viewer`)."""
 
 
 class AdminController(Controller):
     path = "/admin/v1"
     guards = [admin_guard]
+    dependencies = {"viewer": Provide(admin_viewer, sync_to_thread=False)}
     tags = ["admin"]
     security = [{"BearerToken": []}]
 
@@ -308,6 +163,8 @@ class AdminController(Controller):
     async def list_events(
         self,
         state: State,
+        viewer: Viewer,
+        shop: ShopParam = None,
         order_id: FromQuery[str | None] = None,
         status: FromQuery[Status | None] = None,
         since: Since = None,
@@ -322,40 +179,49 @@ class AdminController(Controller):
                 since=_since(since),
                 limit=limit,
                 before_seq=cursor,
+                shops=_shops(rt, viewer, shop),
             )
         )
-        return EventList([_summary(s.seq, s.event) for s in page.items], page.next_cursor)
+        return EventList([event_summary(s.seq, s.event) for s in page.items], page.next_cursor)
 
     @get(
         "/orders/{order_id:path}",
         summary="One order's timeline: its events with their source, and its deliveries",
         responses=_ONE,
     )
-    async def get_order(self, state: State, order_id: OrderPath) -> OrderTimeline:
+    async def get_order(
+        self, state: State, viewer: Viewer, order_id: OrderPath, shop: OneShop = None
+    ) -> OrderTimeline:
         rt: Runtime = state.runtime
         order_id = _order_id(order_id)
-        page = await rt.store.list_events(EventQuery(order_id=order_id, limit=500))
-        tracking = await rt.store.get_tracking(order_id)
+        chosen = _one_shop(rt, viewer, shop)
+        page = await rt.store.list_events(EventQuery(order_id=order_id, limit=500, shops=(chosen,)))
+        tracking = await rt.store.get_tracking(order_id, shop=chosen)
         if not page.items and tracking is None:
             raise NotFoundException(f"no order {order_id!r}")
-        deliveries = await rt.store.list_deliveries(DeliveryFilter(order_id=order_id, limit=500))
+        deliveries = await rt.store.list_deliveries(
+            DeliveryFilter(order_id=order_id, limit=500, shops=(chosen,))
+        )
         return OrderTimeline(
             order_id=order_id,
-            events=[_summary(s.seq, s.event) for s in reversed(page.items)],
+            shop=chosen,
+            events=[event_summary(s.seq, s.event) for s in reversed(page.items)],
             deliveries=list(reversed(deliveries)),
-            contact=await rt.store.get_contact(order_id),
+            contact=await rt.store.get_contact(order_id, shop=chosen),
             tracking=tracking,
         )
 
     @get("/events/{event_id:str}", summary="One event with its raw push item", responses=_ONE)
-    async def get_event(self, state: State, event_id: FromPath[str]) -> EventDetail:
+    async def get_event(self, state: State, viewer: Viewer, event_id: FromPath[str]) -> EventDetail:
         rt: Runtime = state.runtime
         event = await rt.store.get_event(event_id)
-        if event is None:
+        if event is None or not viewer.sees(event.shop):
             raise NotFoundException(f"no event {event_id!r}")
-        contact = await rt.store.get_contact(event.order_id)
+        contact = await rt.store.get_contact(event.order_id, shop=event.shop)
         deliveries = await rt.store.list_deliveries(
-            DeliveryFilter(order_id=event.order_id, event_id=event.id, limit=500)
+            DeliveryFilter(
+                order_id=event.order_id, event_id=event.id, limit=500, shops=(event.shop,)
+            )
         )
         return EventDetail(
             event=event, contact=contact, deliveries=await with_waiting(rt, deliveries)
@@ -366,16 +232,20 @@ class AdminController(Controller):
         summary="Authenticated bodies that were not a push, newest first",
         responses=_READ,
     )
-    async def list_rejected(self, state: State, limit: Limit = 100) -> RejectedList:
+    async def list_rejected(
+        self, state: State, viewer: Viewer, shop: ShopParam = None, limit: Limit = 100
+    ) -> RejectedList:
         rt: Runtime = state.runtime
-        rows = await rt.store.list_rejected(limit=limit)
+        rows = await rt.store.list_rejected(limit=limit, shops=_shops(rt, viewer, shop))
         return RejectedList([rejected_item(r) for r in rows])
 
     @get("/rejected/{rejected_id:int}", summary="One rejected body", responses=_ONE)
-    async def get_rejected(self, state: State, rejected_id: RejectedId) -> RejectedItem:
+    async def get_rejected(
+        self, state: State, viewer: Viewer, rejected_id: RejectedId
+    ) -> RejectedItem:
         rt: Runtime = state.runtime
         found = await rt.store.get_rejected(rejected_id)
-        if found is None:
+        if found is None or not viewer.sees(found.shop):
             raise NotFoundException(f"no rejected body {rejected_id}")
         return rejected_item(found)
 
@@ -386,11 +256,11 @@ class AdminController(Controller):
         responses=_ONE,
     )
     async def replay_rejected(
-        self, state: State, rejected_id: RejectedId
+        self, state: State, viewer: Viewer, rejected_id: RejectedId
     ) -> Response[RejectedReplay]:
         rt: Runtime = state.runtime
         found = await rt.store.get_rejected(rejected_id)
-        if found is None:
+        if found is None or not viewer.sees(found.shop):
             raise NotFoundException(f"no rejected body {rejected_id}")
         result = await replay_rejected(rt, found)
         # 503 when the store could not keep the verdict, like the push endpoint itself.
@@ -400,6 +270,8 @@ class AdminController(Controller):
     async def list_pushes(
         self,
         state: State,
+        viewer: Viewer,
+        shop: ShopParam = None,
         push_state: Annotated[PushState | None, QueryParameter(name="state")] = None,
         source: FromQuery[Source | None] = None,
         since: Since = None,
@@ -414,9 +286,10 @@ class AdminController(Controller):
                 since=_since(since),
                 limit=limit + 1,
                 before_seq=cursor,
+                shops=_shops(rt, viewer, shop),
             )
         )
-        items = [_push_summary(p) for p in rows[:limit]]
+        items = [push_summary(p) for p in rows[:limit]]
         more = len(rows) > limit
         return PushList(items, items[-1].seq if more and items else None)
 
@@ -429,17 +302,18 @@ class AdminController(Controller):
     async def get_push(
         self,
         state: State,
+        viewer: Viewer,
         push_id: FromPath[str],
         limit: Limit = 100,
         cursor: EventCursor = None,
     ) -> PushDetail:
         rt: Runtime = state.runtime
         push = await rt.store.get_push(push_id)
-        if push is None:
+        if push is None or not viewer.sees(push.shop):
             raise NotFoundException(f"no push {push_id!r}")
         page = await push_page(rt, push, start=cursor or 0, limit=limit)
         return PushDetail(
-            push=_push_summary(push),
+            push=push_summary(push),
             content_type=push.content_type,
             body=shown_body(push),
             body_bytes=len(push.body),
@@ -454,10 +328,12 @@ class AdminController(Controller):
         media_type="application/octet-stream",
         responses=_ONE,
     )
-    async def get_push_body(self, state: State, push_id: FromPath[str]) -> Response[bytes]:
+    async def get_push_body(
+        self, state: State, viewer: Viewer, push_id: FromPath[str]
+    ) -> Response[bytes]:
         rt: Runtime = state.runtime
         push = await rt.store.get_push(push_id)
-        if push is None:
+        if push is None or not viewer.sees(push.shop):
             raise NotFoundException(f"no push {push_id!r}")
         # as a download, never rendered: a body is whatever the sender wrote
         return Response(
@@ -470,7 +346,8 @@ class AdminController(Controller):
         "/pushes/reprocess",
         status_code=200,
         summary="Put failed pushes back to the intake (after a fix)",
-        responses=_READ,
+        guards=[whole_deployment],
+        responses=_ALL,
     )
     async def reprocess(
         self,
@@ -485,6 +362,8 @@ class AdminController(Controller):
     async def list_deliveries(
         self,
         state: State,
+        viewer: Viewer,
+        shop: ShopParam = None,
         delivery_state: Annotated[DeliveryState | None, QueryParameter(name="state")] = None,
         sink: FromQuery[str | None] = None,
         order_id: FromQuery[str | None] = None,
@@ -497,9 +376,11 @@ class AdminController(Controller):
     ) -> DeliveryList:
         rt: Runtime = state.runtime
         moment = _since(since)
+        shops = _shops(rt, viewer, shop)
         # The page starts below the cursor's delivery: one that is not there (a typo, or pruned
         # since) would be an empty page, as if nothing were left.
-        if cursor is not None and await rt.store.get_delivery(cursor) is None:
+        found = None if cursor is None else await rt.store.get_delivery(cursor)
+        if cursor is not None and (found is None or not viewer.sees(found[0].shop)):
             raise ValidationException(
                 f"cursor: no delivery {cursor!r} (a typo, or pruned since): list again without it"
             )
@@ -511,6 +392,7 @@ class AdminController(Controller):
                 since=moment,
                 limit=limit,
                 before=cursor,
+                shops=shops,
             )
         )
         return DeliveryList(
@@ -518,10 +400,12 @@ class AdminController(Controller):
         )
 
     @get("/deliveries/{delivery_id:str}", summary="One delivery with its attempts", responses=_ONE)
-    async def get_delivery(self, state: State, delivery_id: FromPath[str]) -> DeliveryDetail:
+    async def get_delivery(
+        self, state: State, viewer: Viewer, delivery_id: FromPath[str]
+    ) -> DeliveryDetail:
         rt: Runtime = state.runtime
         found = await rt.store.get_delivery(delivery_id)
-        if found is None:
+        if found is None or not viewer.sees(found[0].shop):
             raise NotFoundException(f"no delivery {delivery_id!r}")
         delivery, attempts = found
         return DeliveryDetail((await with_waiting(rt, [delivery]))[0], attempts)
@@ -532,9 +416,16 @@ class AdminController(Controller):
         summary="Replay one delivery",
         responses=_ONE,
     )
-    async def replay_one(self, state: State, delivery_id: FromPath[str]) -> ReplayResult:
+    async def replay_one(
+        self, state: State, viewer: Viewer, delivery_id: FromPath[str]
+    ) -> ReplayResult:
+        rt: Runtime = state.runtime
+        if not viewer.everything:
+            found = await rt.store.get_delivery(delivery_id)
+            if found is None or not viewer.sees(found[0].shop):
+                raise NotFoundException(f"no delivery {delivery_id!r}")
         try:
-            await replay_delivery(state.runtime, delivery_id)
+            await replay_delivery(rt, delivery_id)
         except NotReplayable:
             raise NotFoundException(
                 f"no dead, skipped or superseded delivery {delivery_id!r}"
@@ -545,18 +436,24 @@ class AdminController(Controller):
         "/deliveries/replay",
         status_code=200,
         summary="Replay dead deliveries by filter",
-        responses=_READ,
+        guards=[whole_deployment],
+        responses=_ALL,
     )
     async def replay(
         self,
         state: State,
+        shop: ShopParam = None,
         sink: Annotated[str | None, QueryParameter(min_length=1)] = None,
         order_id: FromQuery[str | None] = None,
         since: Since = None,
     ) -> ReplayResult:
         try:
             count = await replay_dead(
-                state.runtime, sink=sink, order_id=order_id, since=_since(since)
+                state.runtime,
+                sink=sink,
+                order_id=order_id,
+                since=_since(since),
+                shops=_shops(state.runtime, EVERY_SHOP, shop),
             )
         except UnknownSink as exc:
             raise ValidationException(f"sink: {exc}") from None
@@ -566,8 +463,10 @@ class AdminController(Controller):
         "/reload",
         status_code=200,
         summary="Read the configuration file again and apply it (refused if invalid)",
+        guards=[whole_deployment],
         responses={
             401: _UNAUTHORISED,
+            403: _WHOLE,
             400: ResponseSpec(
                 ReloadResult,
                 description="The file is invalid (`problems`, as `kabarin check` says them):"
@@ -583,17 +482,27 @@ class AdminController(Controller):
     @put(
         "/contacts/{order_id:path}",
         summary="Register an order's customer (wins over what pushes say)",
-        responses={400: _BAD, 401: _UNAUTHORISED},
+        responses=_ONE,
     )
     async def put_contact(
-        self, state: State, order_id: OrderPath, data: JSONBody[ContactBody]
+        self,
+        state: State,
+        viewer: Viewer,
+        order_id: OrderPath,
+        data: JSONBody[ContactBody],
+        shop: OneShop = None,
     ) -> Contact:
         fields = msgspec.structs.asdict(data)
         for name, value in fields.items():
             if value is not None and "\x00" in value:
                 raise ValidationException(f"{name}: a NUL character (U+0000) is not allowed")
         try:
-            return await put_contact(state.runtime, _order_id(order_id), **fields)
+            return await put_contact(
+                state.runtime,
+                _order_id(order_id),
+                shop=_one_shop(state.runtime, viewer, shop),
+                **fields,
+            )
         except InvalidContact as exc:
             raise ValidationException(str(exc)) from None
 
@@ -602,10 +511,12 @@ class AdminController(Controller):
         summary="An order's customer as the sinks see it (registered, else pushed)",
         responses=_ONE,
     )
-    async def get_contact(self, state: State, order_id: OrderPath) -> Contact:
+    async def get_contact(
+        self, state: State, viewer: Viewer, order_id: OrderPath, shop: OneShop = None
+    ) -> Contact:
         rt: Runtime = state.runtime
         order_id = _order_id(order_id)
-        contact = await rt.store.get_contact(order_id)
+        contact = await rt.store.get_contact(order_id, shop=_one_shop(rt, viewer, shop))
         if contact is None:
             raise NotFoundException(f"no contact for order {order_id!r}")
         return contact
@@ -613,17 +524,21 @@ class AdminController(Controller):
     @delete(
         "/contacts/{order_id:path}",
         summary="Forget an order's customer, whoever gave it",
-        responses={401: _UNAUTHORISED, 404: _MISSING},
+        responses=_ONE,
     )
-    async def delete_contact(self, state: State, order_id: OrderPath) -> None:
+    async def delete_contact(
+        self, state: State, viewer: Viewer, order_id: OrderPath, shop: OneShop = None
+    ) -> None:
         order_id = _order_id(order_id)
-        if not await delete_contact(state.runtime, order_id):
+        chosen = _one_shop(state.runtime, viewer, shop)
+        if not await delete_contact(state.runtime, order_id, shop=chosen):
             raise NotFoundException(f"no contact for order {order_id!r}")
 
     @get(
         "/sinks",
-        summary="Sinks with their queue depth, circuit and switch",
-        responses={401: _UNAUTHORISED},
+        summary="Sinks with their queue depth, circuit and switch (every shop's deliveries)",
+        guards=[whole_deployment],
+        responses={401: _UNAUTHORISED, 403: _WHOLE},
     )
     async def list_sinks(self, state: State) -> SinkList:
         return SinkList(await sink_statuses(state.runtime))
@@ -632,7 +547,8 @@ class AdminController(Controller):
         "/sinks/{name:str}/enable",
         status_code=200,
         summary="Switch a disabled sink back on",
-        responses=_ONE,
+        guards=[whole_deployment],
+        responses={400: _BAD, 401: _UNAUTHORISED, 403: _WHOLE, 404: _MISSING},
     )
     async def enable_sink(self, state: State, name: FromPath[str]) -> SinkStatus:
         try:
@@ -654,6 +570,29 @@ def _since(value: str | None) -> datetime | None:
             f"since: {value!r} is not an ISO 8601 time or Unix seconds within the years 1-9999"
         ) from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _shops(rt: Runtime, viewer: Viewer, shop: str | None) -> tuple[str, ...] | None:
+    """The shops a list keeps (`list_shops`): an unknown `shop` is a 400 naming it, one outside
+    a scoped token's shops a 404 (as its records are)."""
+    try:
+        return list_shops(rt.shops, viewer, shop)
+    except UnknownShop as exc:
+        raise _shop_refused(exc) from None
+
+
+def _one_shop(rt: Runtime, viewer: Viewer, shop: str | None) -> str:
+    """The shop of a contact or an order (`one_shop`), refused as `_shops` refuses one."""
+    try:
+        return one_shop(rt.shops, viewer, shop)
+    except (UnknownShop, ShopRequired) as exc:
+        raise _shop_refused(exc) from None
+
+
+def _shop_refused(exc: UnknownShop | ShopRequired) -> Exception:
+    if isinstance(exc, UnknownShop) and exc.hidden:
+        return NotFoundException(str(exc))
+    return ValidationException(f"shop: {exc}")
 
 
 def _order_id(value: str) -> str:

@@ -9,6 +9,8 @@ KabarinError
 │   └── StoreRefused   ... because of the rows themselves: trying again will not help
 ├── TemplateError      a template failed to compile or render
 ├── UnknownSink        an operator named a sink the configuration does not have
+├── UnknownShop        an operator named a shop that is not configured, or not theirs to see
+├── ShopRequired       an operator left out the shop where several could be meant
 └── NotReplayable      an operator asked to replay a delivery that is missing or not finished
 """
 
@@ -24,9 +26,11 @@ __all__ = [
     "KabarinError",
     "NotReplayable",
     "PushError",
+    "ShopRequired",
     "StoreError",
     "StoreRefused",
     "TemplateError",
+    "UnknownShop",
     "UnknownSink",
     "error_answer",
 ]
@@ -75,6 +79,26 @@ class UnknownSink(KabarinError):
         self.configured = sorted(configured)
         known = ", ".join(self.configured) or "none"
         super().__init__(f"no sink named {sink!r} is configured (configured sinks: {known})")
+
+
+class UnknownShop(KabarinError):
+    """A shop id the configuration does not have, or (``hidden``) one outside the asking admin
+    token's shops: a front answers the latter as it answers another shop's record (404), so
+    that a scoped token learns nothing of the shops it does not see."""
+
+    def __init__(self, shop: str, *, hidden: bool = False) -> None:
+        self.shop = shop
+        self.hidden = hidden
+        super().__init__(f"no shop {shop!r}")
+
+
+class ShopRequired(KabarinError):
+    """Contacts and orders are kept per shop: with several shops to choose from, the shop must
+    be named. ``choices`` lists the ones the asker sees."""
+
+    def __init__(self, choices: Iterable[str]) -> None:
+        self.choices = list(choices)
+        super().__init__(f"name the shop: one of {', '.join(self.choices)}")
 
 
 class NotReplayable(KabarinError):

@@ -74,7 +74,6 @@ class Runtime:
     """When the configuration in use was loaded (at start, or by the last good reload)."""
     shops: Shops = field(init=False)
     """The configured shops: which one a push's token is, their zones and keys."""
-    admin_token: bytes | None = field(init=False)
     timezone: ZoneInfo = field(init=False)
 
     def __post_init__(self) -> None:
@@ -82,8 +81,6 @@ class Runtime:
 
     def _derive(self) -> None:
         self.shops = Shops.from_config(self.config)
-        token = self.config.admin.token
-        self.admin_token = token.encode() if token else None
         self.timezone = self.config.receiver.tz
 
     def apply(

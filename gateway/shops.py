@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from gateway.config import Config, KiriminAjaConfig
 from gateway.events import DEFAULT_SHOP
 
-__all__ = ["DEFAULT_SHOP", "AdminScope", "Shop", "Shops", "bearer_value"]
+__all__ = ["DEFAULT_SHOP", "AdminScope", "Shop", "Shops", "bearer_value", "token_mac"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +165,12 @@ class Shops:
         """`by_token` of an ``Authorization`` header's token."""
         return self.by_token(bearer_value(header))
 
+    @property
+    def admin_on(self) -> bool:
+        """Whether any admin token is configured (without one the admin API and the dashboard
+        are off)."""
+        return bool(self._admin)
+
     def admin_scope(self, token: str | bytes | None) -> AdminScope | None:
         """What an admin token may see: every shop (``admin.token``), its shops (one of
         ``admin.tokens``), or ``None`` (no admin token: 401)."""
@@ -176,6 +182,24 @@ class Shops:
         expected, scope = found
         raw = token.encode() if isinstance(token, str) else token
         return scope if hmac.compare_digest(expected, raw) else None
+
+    def admin_scope_by_mac(self, key: bytes, mac: str | None) -> AdminScope | None:
+        """The scope of the admin token whose HMAC-SHA256 keyed with `key` is `mac` (how a
+        dashboard session records the token it signed in with), or ``None`` when no configured
+        token's is (it was changed or removed). Every token is tried, each in constant time."""
+        if not mac:
+            return None
+        found: AdminScope | None = None
+        for token, scope in self._admin.values():
+            if hmac.compare_digest(token_mac(key, token), mac):
+                found = scope
+        return found
+
+
+def token_mac(key: bytes, token: str | bytes) -> str:
+    """An admin token's HMAC-SHA256 keyed with `key`, in hex (`Shops.admin_scope_by_mac`)."""
+    raw = token.encode() if isinstance(token, str) else token
+    return hmac.new(key, raw, hashlib.sha256).hexdigest()
 
 
 def _no_key(block: KiriminAjaConfig) -> KiriminAjaConfig:

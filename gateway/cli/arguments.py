@@ -10,7 +10,7 @@ from typing import TypeAlias
 
 from gateway.units import TooLong, parse_duration
 
-__all__ = ["Subparsers", "command", "http_url", "port", "positive", "since", "wait"]
+__all__ = ["Subparsers", "command", "http_url", "port", "positive", "shop", "since", "wait"]
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 """What ``add_subparsers`` gives: the commands of ``kabarin``, or the actions of one group."""
@@ -84,3 +84,8 @@ def wait(value: str) -> float:
         return float(parse_duration(value))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def shop(p: argparse.ArgumentParser, what: str) -> None:
+    """The ``--shop`` option: `what` it limits to one shop (a shop id of the file)."""
+    p.add_argument("--shop", metavar="SHOP_ID", help=f"{what} (a shop id of the file)")

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from gateway import operations
-from gateway.cli.arguments import Subparsers, command
-from gateway.cli.running import operating
+from gateway.cli.arguments import Subparsers, command, shop
+from gateway.cli.running import one_shop, operating
 from gateway.config import Config, load_config
 
 __all__ = ["register"]
@@ -21,6 +21,7 @@ def register(sub: Subparsers) -> None:
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = command(actions, "import", "register contacts from a CSV file (they win over pushes)")
     p.add_argument("file", type=Path, help="header row: order_id,name,phone,email,language")
+    shop(p, "the shop whose orders they are (required when the file lists several)")
     p.set_defaults(func=_contacts_import)
 
 
@@ -32,7 +33,7 @@ def _contacts_import(args: argparse.Namespace) -> int:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         print(f"{args.file}: cannot read: {reason}", file=sys.stderr)
         return 1
-    done = asyncio.run(_import(config, text))
+    done = asyncio.run(_import(config, text, one_shop(config, args.shop)))
     count = done.imported
     print(f"{args.file}: imported {count} contact{'' if count == 1 else 's'}")
     if done.problems:
@@ -44,6 +45,6 @@ def _contacts_import(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _import(config: Config, text: str) -> operations.ContactImport:
+async def _import(config: Config, text: str, shop: str) -> operations.ContactImport:
     async with operating(config) as rt:
-        return await operations.import_contacts(rt, text)
+        return await operations.import_contacts(rt, text, shop=shop)

@@ -10,8 +10,8 @@ import sys
 import msgspec
 
 from gateway import operations
-from gateway.cli.arguments import Subparsers, command, positive, since
-from gateway.cli.running import opened_store, operating
+from gateway.cli.arguments import Subparsers, command, positive, shop, since
+from gateway.cli.running import list_shops, opened_store, operating
 from gateway.config import Config, load_config
 from gateway.delivery.model import Delivery, DeliveryFilter
 from gateway.errors import NotReplayable, UnknownSink
@@ -27,6 +27,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--sink")
     p.add_argument("--order-id")
     p.add_argument("--since", type=since, help="ISO time or a duration ago, e.g. 2h")
+    shop(p, "only this shop's deliveries")
     p.add_argument("--limit", type=positive, default=100)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=_deliveries)
@@ -40,6 +41,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--sink")
     p.add_argument("--order-id")
     p.add_argument("--since", type=since, help="ISO time or a duration ago, e.g. 2h")
+    shop(p, "only this shop's dead deliveries (with --dead)")
     p.set_defaults(func=_replay)
 
 
@@ -82,6 +84,7 @@ async def _list_deliveries(config: Config, args: argparse.Namespace) -> list[Del
                 order_id=args.order_id,
                 since=args.since,
                 limit=args.limit,
+                shops=list_shops(config, args.shop),
             )
         )
 
@@ -102,7 +105,11 @@ async def _run_replay(config: Config, args: argparse.Namespace) -> int:
             return 0
         try:
             count = await operations.replay_dead(
-                rt, sink=args.sink, order_id=args.order_id, since=args.since
+                rt,
+                sink=args.sink,
+                order_id=args.order_id,
+                since=args.since,
+                shops=list_shops(config, args.shop),
             )
         except UnknownSink as exc:
             print(_unknown_sink(exc), file=sys.stderr)

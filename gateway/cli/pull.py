@@ -7,8 +7,8 @@ import argparse
 import asyncio
 import sys
 
-from gateway.cli.arguments import Subparsers, command, http_url
-from gateway.cli.running import opened_store, operating, validated
+from gateway.cli.arguments import Subparsers, command, http_url, shop
+from gateway.cli.running import one_shop, opened_store, operating, validated
 from gateway.config import Config
 from gateway.errors import KabarinError
 
@@ -20,6 +20,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument("order_id", nargs="*", metavar="ORDER_ID")
     p.add_argument("--stale", action="store_true", help="one pass of the tracker over stale orders")
     p.add_argument("--instant", action="store_true", help="orders not seen yet are instant ones")
+    shop(p, "the shop whose orders they are, asked with its key (required with several)")
     p.set_defaults(func=_pull)
 
     p = sub.add_parser("track", help="orders the pull tracker follows")
@@ -27,6 +28,7 @@ def register(sub: Subparsers) -> None:
     p = command(actions, "add", "follow orders no push has named yet")
     p.add_argument("order_id", nargs="+", metavar="ORDER_ID")
     p.add_argument("--instant", action="store_true", help="instant orders (default: express)")
+    shop(p, "the shop whose orders they are (required when the file lists several)")
     p.set_defaults(func=_track_add)
 
     p = command(
@@ -35,6 +37,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument(
         "--url", required=True, type=http_url, help="the full URL of Kabarin's push endpoint"
     )
+    shop(p, "the shop (KiriminAja account) whose callback it is, told with its key")
     p.set_defaults(func=_register_callback)
 
 
@@ -49,13 +52,17 @@ async def _run_pull(config: Config, args: argparse.Namespace) -> int:
     (event ids are deterministic: a server's intake taking it too stores nothing twice)."""
     from gateway.runtime import build_intake, build_tracker
 
+    # Orders are a shop's, asked about with its key: `--shop` names it among several (a pass
+    # over stale orders takes every shop's, each with its own key).
+    chosen = one_shop(config, args.shop) if args.order_id else None
     async with operating(config) as rt:
         tracker = build_tracker(rt)
         results = []
         for order_id in args.order_id:
-            known = await rt.store.get_tracking(order_id)
+            assert chosen is not None
+            known = await rt.store.get_tracking(order_id, shop=chosen)
             kind = known.kind if known else "instant" if args.instant else "express"
-            results.append(await tracker.pull(order_id, kind))
+            results.append(await tracker.pull(order_id, kind, shop=chosen))
         if args.stale:
             results.extend((await tracker.run_pass()).pulls)
         await build_intake(rt).drain()
@@ -82,22 +89,27 @@ async def _run_track_add(config: Config, args: argparse.Namespace) -> int:
 
     kind: EventKind = "instant" if args.instant else "express"
     orders = [(o, kind) for o in dict.fromkeys(args.order_id)]
+    chosen = one_shop(config, args.shop)
     async with opened_store(config.store.url, cache_mb=config.store.cache_mb) as store:
-        added = await store.track_orders(orders, now=datetime.now(UTC))
+        added = await store.track_orders(orders, now=datetime.now(UTC), shop=chosen)
     print(f"{added} orders added, {len(orders) - added} already followed")
     return 0
 
 
 def _register_callback(args: argparse.Namespace) -> int:
-    return asyncio.run(_run_register_callback(validated(args.config), args.url))
+    config = validated(args.config)
+    return asyncio.run(_run_register_callback(config, args.url, one_shop(config, args.shop)))
 
 
-async def _run_register_callback(config: Config, url: str) -> int:
+async def _run_register_callback(config: Config, url: str, shop_id: str) -> int:
+    from gateway.shops import Shops
     from gateway.sources.kiriminaja.tracking import TrackingClient
     from sinks.http import make_http_client
 
+    shop = Shops.from_config(config).get(shop_id)
+    assert shop is not None  # `one_shop` checked it
     async with make_http_client() as http:
-        client = TrackingClient(config.kiriminaja, api_key=config.kiriminaja_api_key, http=http)
+        client = TrackingClient(shop.kiriminaja, api_key=shop.api_key, http=http)
         accepted, answer = await client.set_callback(url)
     print(answer, file=sys.stdout if accepted else sys.stderr)
     return 0 if accepted else 1

@@ -8,8 +8,8 @@ import asyncio
 import sys
 
 from gateway import operations
-from gateway.cli.arguments import Subparsers, command, since, wait
-from gateway.cli.running import operating, validated
+from gateway.cli.arguments import Subparsers, command, shop, since, wait
+from gateway.cli.running import list_shops, operating, validated
 from gateway.config import Config
 
 __all__ = ["register"]
@@ -24,6 +24,7 @@ def register(sub: Subparsers) -> None:
     )
     p.add_argument("--since", type=since, help="ISO time or a duration ago, e.g. 2h")
     p.add_argument("--id", action="append", default=[], help="only this push (repeatable)")
+    shop(p, "only this shop's pushes")
     p.add_argument(
         "--wait",
         type=wait,
@@ -44,9 +45,10 @@ async def _run_reprocess(config: Config, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
 
+    shops = list_shops(config, args.shop)
     async with operating(config) as rt:
         done = await operations.reprocess_failed(
-            rt, since=args.since, ids=args.id, wait=args.wait, on_held=waiting
+            rt, since=args.since, ids=args.id, wait=args.wait, on_held=waiting, shops=shops
         )
     if not done.ids:
         print("no failed pushes match")

@@ -10,8 +10,8 @@ import sys
 import msgspec
 
 from gateway import operations
-from gateway.cli.arguments import Subparsers, command, positive
-from gateway.cli.running import operating
+from gateway.cli.arguments import Subparsers, command, positive, shop
+from gateway.cli.running import list_shops, operating
 from gateway.config import Config, load_config
 
 __all__ = ["register"]
@@ -23,6 +23,7 @@ def register(sub: Subparsers) -> None:
     p = command(actions, "list", "list rejected bodies, newest first")
     p.add_argument("--limit", type=positive, default=100)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+    shop(p, "only this shop's bodies")
     p = command(actions, "show", "print one rejected body with its reason")
     p.add_argument("id", type=int)
     p = command(actions, "replay", "run a rejected body through the push endpoint again")
@@ -40,7 +41,9 @@ async def _run_rejected(config: Config, args: argparse.Namespace) -> int:
 
     async with operating(config) as rt:
         if args.action == "list":
-            rows = await rt.store.list_rejected(limit=args.limit)
+            rows = await rt.store.list_rejected(
+                limit=args.limit, shops=list_shops(config, args.shop)
+            )
             if args.json:
                 for r in rows:
                     item = operations.rejected_item(r)
@@ -50,7 +53,8 @@ async def _run_rejected(config: Config, args: argparse.Namespace) -> int:
                 print("no rejected bodies")
             for r in rows:
                 reason = r.reason.replace("\n", " ")[:70]
-                print(f"{r.id:>6}  {r.received_at.isoformat(timespec='seconds')}  {reason}")
+                when = r.received_at.isoformat(timespec="seconds")
+                print(f"{r.id:>6}  {when}  {r.shop:<12}  {reason}")
             return 0
         found = await rt.store.get_rejected(args.id)
         if found is None:
@@ -59,6 +63,7 @@ async def _run_rejected(config: Config, args: argparse.Namespace) -> int:
         if args.action == "show":
             item = operations.rejected_item(found)
             print(f"id            {item.id}")
+            print(f"shop          {item.shop}")
             print(f"received_at   {item.received_at.isoformat()}")
             print(f"content_type  {item.content_type or '-'}")
             print(f"reason        {item.reason}")

@@ -18,7 +18,15 @@ if TYPE_CHECKING:
     from gateway.runtime import Runtime
     from gateway.store import Store
 
-__all__ = ["existing_store", "opened_store", "operating", "print_invalid", "validated"]
+__all__ = [
+    "existing_store",
+    "list_shops",
+    "one_shop",
+    "opened_store",
+    "operating",
+    "print_invalid",
+    "validated",
+]
 
 
 def validated(path: str) -> Config:
@@ -71,3 +79,33 @@ def existing_store(option: str | None, url: str) -> None:
         raise KabarinError(f"{where}{exc}") from None
     if path is not None and not path.is_file():
         raise KabarinError(f"{where}no store at {mask_url(url)}: {path} does not exist")
+
+
+def list_shops(config: Config, shop: str | None) -> tuple[str, ...] | None:
+    """The shops a listing or a replay keeps: ``--shop``'s (checked against the file), else
+    every shop (``None``)."""
+    from gateway import operations
+    from gateway.errors import UnknownShop
+    from gateway.shops import Shops
+
+    shops = Shops.from_config(config)
+    try:
+        return operations.list_shops(shops, operations.EVERY_SHOP, shop)
+    except UnknownShop as exc:
+        raise KabarinError(f"--shop: {exc} (configured: {', '.join(shops.ids)})") from None
+
+
+def one_shop(config: Config, shop: str | None) -> str:
+    """The shop of contacts and tracked orders (kept per shop): ``--shop``'s, required when
+    the file lists several shops."""
+    from gateway import operations
+    from gateway.errors import ShopRequired, UnknownShop
+    from gateway.shops import Shops
+
+    shops = Shops.from_config(config)
+    try:
+        return operations.one_shop(shops, operations.EVERY_SHOP, shop)
+    except ShopRequired as exc:
+        raise KabarinError(f"--shop: {exc}") from None
+    except UnknownShop as exc:
+        raise KabarinError(f"--shop: {exc} (configured: {', '.join(shops.ids)})") from None

@@ -183,3 +183,5 @@ class DeliveryFilter(msgspec.Struct, frozen=True, kw_only=True):
     limit: int = 100
     before: str | None = None
     """Cursor: the previous page's last delivery id."""
+    shops: tuple[str, ...] | None = None
+    """Only these shops' deliveries (``None``: every shop's)."""

@@ -9,6 +9,7 @@ input and format output; nothing here knows HTTP or argparse.
   pushes back to the intake (and, for the command line, through it with the verdict read back).
 - `rejected`: the bodies the push endpoint refused, and replaying one through the push path.
 - `contacts`: an order's customer registered or forgotten, a CSV file of them imported.
+- `shops`: which shops a view covers, as asked and as the admin token's scope allows.
 
 Each action that makes work wakes the stage that does it (the dispatcher, the intake).
 """
@@ -45,6 +46,7 @@ from gateway.operations.rejected import (
     rejected_item,
     replay_rejected,
 )
+from gateway.operations.shops import EVERY_SHOP, list_shops, one_shop, visible_shop
 from gateway.operations.sinks import (
     SinkStatus,
     enable_sink,
@@ -55,6 +57,7 @@ from gateway.operations.sinks import (
 
 __all__ = [
     "BODY_SHOWN",
+    "EVERY_SHOP",
     "ROUTE_REPLAY_LIMIT",
     "ContactImport",
     "PushEvent",
@@ -68,6 +71,8 @@ __all__ = [
     "enable_sink",
     "find_deliveries",
     "import_contacts",
+    "list_shops",
+    "one_shop",
     "push_page",
     "put_contact",
     "rejected_item",
@@ -80,5 +85,6 @@ __all__ = [
     "shown_body",
     "sink_filter_matched",
     "sink_statuses",
+    "visible_shop",
     "with_waiting",
 ]

@@ -90,12 +90,14 @@ async def replay_dead(
     order_id: str | None = None,
     since: datetime | None = None,
     route: str | None = None,
+    shops: tuple[str, ...] | None = None,
 ) -> int:
-    """Put the dead deliveries the filters name back to pending with a fresh schedule, and wake
-    the dispatcher; how many. A `sink` that matched nothing because it is not configured is
-    `UnknownSink`; a `route` replays at most `ROUTE_REPLAY_LIMIT`, newest first."""
+    """Put the dead deliveries the filters name (of `shops` only, when given) back to pending
+    with a fresh schedule, and wake the dispatcher; how many. A `sink` that matched nothing
+    because it is not configured is `UnknownSink`; a `route` replays at most
+    `ROUTE_REPLAY_LIMIT`, newest first."""
     now = datetime.now(UTC)
-    dead = DeliveryFilter(state="dead", sink=sink, order_id=order_id, since=since)
+    dead = DeliveryFilter(state="dead", sink=sink, order_id=order_id, since=since, shops=shops)
     if route is None:
         count = await rt.store.replay(dead, now=now)
     else:

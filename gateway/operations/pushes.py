@@ -152,6 +152,7 @@ async def reprocess_failed(
     ids: Sequence[str] = (),
     wait: float,
     on_held: Callable[[int], None] = lambda held: None,
+    shops: tuple[str, ...] | None = None,
 ) -> Reprocessed:
     """Failed pushes back to pending, then through an intake here and now: event ids are
     deterministic, so a server's intake taking some of them at the same time is harmless.
@@ -159,7 +160,7 @@ async def reprocess_failed(
     The verdict is read back from the store, push by push: a push another process's intake
     took before this one could is waited for (up to `wait` seconds; `on_held` is told how many
     first), never counted unseen."""
-    taken = await _failed_pushes(rt.store, since=since, only=ids)
+    taken = await _failed_pushes(rt.store, since=since, only=ids, shops=shops)
     if not taken:
         return Reprocessed(ids=[])
     for start in range(0, len(taken), REQUEUE_PAGE):
@@ -183,21 +184,31 @@ async def reprocess_failed(
 
 
 async def _failed_pushes(
-    store: AdminReader, *, since: datetime | None, only: Sequence[str]
+    store: AdminReader,
+    *,
+    since: datetime | None,
+    only: Sequence[str],
+    shops: tuple[str, ...] | None = None,
 ) -> list[str]:
-    """The ids of the failed pushes received since `since` (among `only`, when given)."""
+    """The ids of the failed pushes received since `since` (among `only`, when given; of
+    `shops` only, when given)."""
     if only:
         found = [await store.get_push(push_id) for push_id in dict.fromkeys(only)]
         return [
             p.id
             for p in found
-            if p is not None and p.state == "failed" and (since is None or p.received_at >= since)
+            if p is not None
+            and p.state == "failed"
+            and (since is None or p.received_at >= since)
+            and (shops is None or p.shop in shops)
         ]
     ids: list[str] = []
     cursor: int | None = None
     while True:
         page = await store.list_pushes(
-            PushQuery(state="failed", since=since, limit=REQUEUE_PAGE, before_seq=cursor)
+            PushQuery(
+                state="failed", since=since, limit=REQUEUE_PAGE, before_seq=cursor, shops=shops
+            )
         )
         ids.extend(p.id for p in page)
         if len(page) < REQUEUE_PAGE:

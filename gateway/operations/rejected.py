@@ -19,6 +19,8 @@ __all__ = ["RejectedItem", "RejectedReplay", "rejected_item", "replay_rejected"]
 
 class RejectedItem(msgspec.Struct, frozen=True, kw_only=True):
     id: int
+    shop: str
+    """The shop whose token sent it."""
     received_at: datetime
     reason: str
     content_type: str | None
@@ -39,6 +41,7 @@ class RejectedReplay(msgspec.Struct, frozen=True, kw_only=True):
 def rejected_item(r: StoredRejected) -> RejectedItem:
     return RejectedItem(
         id=r.id,
+        shop=r.shop,
         received_at=r.received_at,
         reason=r.reason,
         content_type=r.content_type,

@@ -33,10 +33,18 @@ class Dialect:
     mark: str
     time: Callable[[datetime], Any]
 
-    def _where(self, conditions: Iterable[tuple[str, Any]]) -> tuple[list[str], list[Any]]:
-        """The conditions whose value is given, each ``{}`` bound to it."""
+    def _where(
+        self, conditions: Iterable[tuple[str, Any]], shops: Sequence[str] | None = None
+    ) -> tuple[list[str], list[Any]]:
+        """The conditions whose value is given, each ``{}`` bound to it; then, when `shops` is
+        given, the row's shop among them (an empty `shops` matches nothing)."""
         given = [(condition, value) for condition, value in conditions if value is not None]
-        return [c.format(self.mark) for c, _ in given], [v for _, v in given]
+        where, params = [c.format(self.mark) for c, _ in given], [v for _, v in given]
+        if shops is not None:
+            marks = ", ".join([self.mark] * len(shops))
+            where.append(f"shop IN ({marks})" if shops else "1 = 0")
+            params.extend(shops)
+        return where, params
 
     def _since(self, moment: datetime | None) -> Any:
         return None if moment is None else self.time(moment)
@@ -51,7 +59,8 @@ class Dialect:
                 ("source = {}", query.source),
                 ("received_at >= {}", self._since(query.since)),
                 ("seq < {}", query.before_seq),
-            )
+            ),
+            query.shops,
         )
         return self._page(head, where), [*params, query.limit]
 
@@ -63,7 +72,8 @@ class Dialect:
                 ("status = {}", None if query.status is None else query.status.value),
                 ("received_at >= {}", self._since(query.since)),
                 ("seq < {}", query.before_seq),
-            )
+            ),
+            query.shops,
         )
         return self._page(head, where), [*params, query.limit + 1]
 
@@ -78,7 +88,8 @@ class Dialect:
                 ("event_id = {}", query.event_id),
                 ("created_at >= {}", self._since(query.since)),
                 ("seq < (SELECT seq FROM deliveries WHERE id = {})", before),
-            )
+            ),
+            query.shops,
         )
 
     def list_deliveries(self, head: str, query: DeliveryFilter) -> tuple[str, list[Any]]:
@@ -89,8 +100,22 @@ class Dialect:
         """Only ``dead`` deliveries, whatever state the filter names; `head` binds `now` twice."""
         where, params = self._delivery_filter(
             DeliveryFilter(
-                state="dead", sink=query.sink, order_id=query.order_id, since=query.since
+                state="dead",
+                sink=query.sink,
+                order_id=query.order_id,
+                since=query.since,
+                shops=query.shops,
             )
         )
         stamp = self.time(now)
         return select(head, where), [stamp, stamp, *params]
+
+    def list_rejected(
+        self, head: str, limit: int, shops: Sequence[str] | None
+    ) -> tuple[str, list[Any]]:
+        where, params = self._where((), shops)
+        return select(head, where, f" ORDER BY id DESC LIMIT {self.mark}"), [*params, limit]
+
+    def count_rejected(self, head: str, shops: Sequence[str] | None) -> tuple[str, list[Any]]:
+        where, params = self._where((), shops)
+        return select(head, where), params

@@ -124,6 +124,8 @@ class PushQuery(msgspec.Struct, frozen=True, kw_only=True):
     """Pushes received at or after this time."""
     limit: int = 50
     before_seq: int | None = None
+    shops: tuple[str, ...] | None = None
+    """Only these shops' entries (``None``: every shop's)."""
 
 
 class PushOutcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -194,6 +196,8 @@ class EventQuery(msgspec.Struct, frozen=True, kw_only=True):
     limit: int = 50
     before_seq: int | None = None
     """Cursor: only events with ``seq`` below this (the previous page's last ``seq``)."""
+    shops: tuple[str, ...] | None = None
+    """Only these shops' events (``None``: every shop's)."""
 
 
 class EventPage(msgspec.Struct, frozen=True, kw_only=True):
@@ -436,9 +440,11 @@ class AdminReader(Protocol):
 
     async def get_push(self, push_id: str) -> LoggedPush | None: ...
 
-    async def count_rejected(self) -> int: ...
+    async def count_rejected(self, *, shops: Sequence[str] | None = None) -> int: ...
 
-    async def list_rejected(self, *, limit: int = 100) -> list[StoredRejected]:
+    async def list_rejected(
+        self, *, limit: int = 100, shops: Sequence[str] | None = None
+    ) -> list[StoredRejected]:
         """Newest first."""
 
     async def get_rejected(self, rejected_id: int) -> StoredRejected | None: ...
@@ -528,6 +534,8 @@ class SignedInSession(msgspec.Struct, frozen=True, kw_only=True):
     """Last use (at most a minute stale): the session ends 12 hours after it."""
     flash: str | None = None
     """A one-time notice for the next page (what an action did)."""
+    token_mac: str | None = None
+    """HMAC of the admin token that signed it in, keyed with the cookie (`gateway.ui.session`)."""
 
 
 class SessionStore(Protocol):

@@ -23,12 +23,12 @@ from gateway.ui.render import (
     runtime_of,
     session_of,
 )
-from gateway.ui.session import signed_in
+from gateway.ui.session import signed_in, whole_deployment_ui
 
 __all__ = ["configuration", "reload_config", "try_page", "try_push"]
 
 
-@get("/config", guards=[signed_in])
+@get("/config", guards=[signed_in, whole_deployment_ui])
 async def configuration(request: Request[Any, Any, State]) -> Response[str]:
     from gateway.check import validate_file  # what `kabarin check` runs
 
@@ -58,7 +58,7 @@ async def configuration(request: Request[Any, Any, State]) -> Response[str]:
     )
 
 
-@post("/config/reload", guards=[signed_in], status_code=303)
+@post("/config/reload", guards=[signed_in, whole_deployment_ui], status_code=303)
 async def reload_config(request: Request[Any, Any, State]) -> Response[Any]:
     """The dashboard's reload button: what SIGHUP and ``POST /admin/v1/reload`` do."""
     from gateway.reload import reload
@@ -71,13 +71,13 @@ async def reload_config(request: Request[Any, Any, State]) -> Response[Any]:
     return back(f"{PREFIX}/config", session_of(request), notice)
 
 
-@get("/try", guards=[signed_in])
+@get("/try", guards=[signed_in, whole_deployment_ui])
 async def try_page(request: Request[Any, Any, State]) -> Response[str]:
     sources = runtime_of(request).config.sources
     return render(request, "try.html.j2", body="", result=None, error=None, sources=sources)
 
 
-@post("/try", guards=[signed_in])
+@post("/try", guards=[signed_in, whole_deployment_ui])
 async def try_push(request: Request[Any, Any, State]) -> Response[str]:
     form = await posted_form(request)
     rt = runtime_of(request)

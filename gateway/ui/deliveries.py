@@ -26,9 +26,11 @@ from gateway.ui.render import (
     posted_form,
     render,
     runtime_of,
+    sees,
     session_of,
+    shops_of,
 )
-from gateway.ui.session import signed_in
+from gateway.ui.session import signed_in, whole_deployment_ui
 from gateway.units import parse_duration
 
 if TYPE_CHECKING:
@@ -83,13 +85,22 @@ class _DeliveryQuery:
         return urlencode({k: v for k, v in values.items() if v})
 
     async def find(
-        self, rt: Runtime, *, limit: int, state: DeliveryState | None = None
+        self,
+        rt: Runtime,
+        *,
+        limit: int,
+        state: DeliveryState | None = None,
+        shops: tuple[str, ...] | None = None,
     ) -> list[Delivery]:
         """Newest first."""
         return await operations.find_deliveries(
             rt,
             DeliveryFilter(
-                state=state or self.state, sink=self.sink, since=self.since_time(), limit=limit
+                state=state or self.state,
+                sink=self.sink,
+                since=self.since_time(),
+                limit=limit,
+                shops=shops,
             ),
             route=self.route,
         )
@@ -99,7 +110,9 @@ class _DeliveryQuery:
 async def deliveries(request: Request[Any, Any, State]) -> Response[str]:
     rt = runtime_of(request)
     query = _DeliveryQuery.of(request.query_params)
-    found = await operations.with_waiting(rt, await query.find(rt, limit=200))
+    found = await operations.with_waiting(
+        rt, await query.find(rt, limit=200, shops=shops_of(request))
+    )
     return render(
         request,
         "deliveries.html.j2",
@@ -112,7 +125,7 @@ async def deliveries(request: Request[Any, Any, State]) -> Response[str]:
     )
 
 
-@get("/deliveries/replay", guards=[signed_in])
+@get("/deliveries/replay", guards=[signed_in, whole_deployment_ui])
 async def replay_confirm(request: Request[Any, Any, State]) -> Response[str]:
     rt = runtime_of(request)
     query = _DeliveryQuery.of(request.query_params)
@@ -124,7 +137,7 @@ async def replay_confirm(request: Request[Any, Any, State]) -> Response[str]:
     return render(request, "replay.html.j2", query=query, count=len(dead))
 
 
-@post("/deliveries/replay", guards=[signed_in], status_code=303)
+@post("/deliveries/replay", guards=[signed_in, whole_deployment_ui], status_code=303)
 async def replay_dead(request: Request[Any, Any, State]) -> Response[Any]:
     form = await posted_form(request)
     query = _DeliveryQuery.of(form)
@@ -156,7 +169,7 @@ def _no_such_sink(request: Request[Any, Any, Any], exc: UnknownSink) -> Response
 async def delivery(request: Request[Any, Any, State], delivery_id: FromPath[str]) -> Response[str]:
     rt = runtime_of(request)
     found = await rt.store.get_delivery(delivery_id)
-    if found is None:
+    if found is None or not sees(request, found[0].shop):
         raise NotFoundException(delivery_id)
     item, attempts = found
     item = (await operations.with_waiting(rt, [item]))[0]
@@ -174,7 +187,7 @@ async def delivery(request: Request[Any, Any, State], delivery_id: FromPath[str]
     if sink is None:
         problem = "The sink is no longer in the configuration."
     elif event is not None:
-        contact = await rt.store.get_contact(item.order_id)
+        contact = await rt.store.get_contact(item.order_id, shop=item.shop)
         group = await rt.store.group_of(item.id)  # a grouped message: shown with its events
         try:
             message = rt.templates.message(sink, item, event=event, contact=contact, group=group)
@@ -200,8 +213,12 @@ async def replay_one(
     request: Request[Any, Any, State], delivery_id: FromPath[str]
 ) -> Response[Any]:
     await posted_form(request)
+    rt = runtime_of(request)
+    found = await rt.store.get_delivery(delivery_id)
+    if found is None or not sees(request, found[0].shop):
+        raise NotFoundException(delivery_id)
     try:
-        await operations.replay_delivery(runtime_of(request), delivery_id)
+        await operations.replay_delivery(rt, delivery_id)
         notice = "Delivery replayed."
     except NotReplayable:
         notice = "This delivery cannot be replayed now."

@@ -61,6 +61,8 @@ _ID: dict[str, str] = {
     "No order or AWB matches": "Tidak ada pesanan atau AWB yang cocok",
     "Recent orders": "Pesanan terbaru",
     "Order": "Pesanan",
+    "Shop": "Toko",
+    "Every shop": "Semua toko",
     "Timeline": "Linimasa",
     "Time": "Waktu",
     "Status": "Status",

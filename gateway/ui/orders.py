@@ -16,7 +16,7 @@ from gateway.delivery.model import Delivery, DeliveryFilter
 from gateway.events import Event
 from gateway.store.roles import EventQuery
 from gateway.ui.overview import events_since
-from gateway.ui.render import order_url, render, runtime_of
+from gateway.ui.render import order_url, render, runtime_of, shops_of
 from gateway.ui.session import signed_in
 
 __all__ = ["order", "orders"]
@@ -28,16 +28,19 @@ _SCAN_EVENTS = 2000
 @get("/orders", guards=[signed_in])
 async def orders(request: Request[Any, Any, State], q: FromQuery[str] = "") -> Response[Any]:
     rt = runtime_of(request)
+    shops = shops_of(request)
     query = q.strip()
     if query:
-        page = await rt.store.list_events(EventQuery(order_id=query, limit=1))
+        page = await rt.store.list_events(EventQuery(order_id=query, limit=1, shops=shops))
         if page.items:
             return Redirect(order_url(query), status_code=303)
-        scanned = await events_since(rt, datetime.min.replace(tzinfo=UTC), limit=_SCAN_EVENTS)
+        scanned = await events_since(
+            rt, datetime.min.replace(tzinfo=UTC), limit=_SCAN_EVENTS, shops=shops
+        )
         for event in scanned:
             if event.awb is not None and event.awb.casefold() == query.casefold():
                 return Redirect(order_url(event.order_id), status_code=303)
-    recent = await rt.store.list_events(EventQuery(limit=200))
+    recent = await rt.store.list_events(EventQuery(limit=200, shops=shops))
     seen: dict[str, Event] = {}
     awbs: dict[str, str] = {}
     for stored in recent.items:  # newest first: the latest status, and the latest AWB known
@@ -47,7 +50,9 @@ async def orders(request: Request[Any, Any, State], q: FromQuery[str] = "") -> R
     shown = list(seen.values())[:50]
     for event in shown:
         if event.order_id not in awbs:  # given by a push older than the events looked through
-            own = await rt.store.list_events(EventQuery(order_id=event.order_id, limit=100))
+            own = await rt.store.list_events(
+                EventQuery(order_id=event.order_id, limit=100, shops=(event.shop,))
+            )
             awb = next((s.event.awb for s in own.items if s.event.awb), None)
             if awb is not None:
                 awbs[event.order_id] = awb
@@ -58,12 +63,18 @@ async def orders(request: Request[Any, Any, State], q: FromQuery[str] = "") -> R
 async def order(request: Request[Any, Any, State], order_id: FromQuery[str] = "") -> Response[str]:
     order_id = request.query_params.get("id", order_id)
     rt = runtime_of(request)
-    page = await rt.store.list_events(EventQuery(order_id=order_id, limit=500))
+    page = await rt.store.list_events(
+        EventQuery(order_id=order_id, limit=500, shops=shops_of(request))
+    )
     if not page.items:
         raise NotFoundException(order_id)
+    # One order id of several shops: the newest event's shop, unless `shop` names one.
+    shop = page.items[0].event.shop
+    page.items[:] = [s for s in page.items if s.event.shop == shop]
     events = sorted((s.event for s in page.items), key=lambda e: (e.occurred_at, e.received_at))
     deliveries = await operations.with_waiting(
-        rt, await rt.store.list_deliveries(DeliveryFilter(order_id=order_id, limit=500))
+        rt,
+        await rt.store.list_deliveries(DeliveryFilter(order_id=order_id, limit=500, shops=(shop,))),
     )
     attempts = {}
     for d in deliveries[:100]:
@@ -72,11 +83,12 @@ async def order(request: Request[Any, Any, State], order_id: FromQuery[str] = ""
     by_event: dict[str, list[Delivery]] = {}
     for d in sorted(deliveries, key=lambda d: d.created_at):
         by_event.setdefault(d.event_id, []).append(d)
-    contact = await rt.store.get_contact(order_id)
+    contact = await rt.store.get_contact(order_id, shop=shop)
     return render(
         request,
         "order.html.j2",
         order_id=order_id,
+        shop=shop,
         awbs=sorted({e.awb for e in events if e.awb}),
         events=events,
         by_event=by_event,

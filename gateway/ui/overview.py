@@ -19,8 +19,17 @@ from gateway.store.roles import EventQuery, PushQuery
 from gateway.ui.chart import count_per_hour, hour_buckets, hourly_svg
 from gateway.ui.deliveries import DELIVERY_STATES
 from gateway.ui.labels import translate
-from gateway.ui.render import PREFIX, back, language_of, posted_form, render, runtime_of, session_of
-from gateway.ui.session import signed_in
+from gateway.ui.render import (
+    PREFIX,
+    back,
+    language_of,
+    posted_form,
+    render,
+    runtime_of,
+    session_of,
+    shops_of,
+)
+from gateway.ui.session import signed_in, whole_deployment_ui
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -37,8 +46,10 @@ async def overview(request: Request[Any, Any, State]) -> Response[str]:
     now = datetime.now(UTC)
     buckets = hour_buckets(now, 24)
     since = buckets[0]
-    pushes = await rt.store.list_pushes(PushQuery(since=since, limit=10 * _COUNT_CAP))
-    events = await events_since(rt, since, limit=10 * _COUNT_CAP)
+    shops = shops_of(request)
+    everything = session_of(request).scope.everything
+    pushes = await rt.store.list_pushes(PushQuery(since=since, limit=10 * _COUNT_CAP, shops=shops))
+    events = await events_since(rt, since, limit=10 * _COUNT_CAP, shops=shops)
     chart = hourly_svg(
         buckets,
         [
@@ -57,7 +68,9 @@ async def overview(request: Request[Any, Any, State]) -> Response[str]:
     )
     by_state: dict[str, str] = {}
     for state in DELIVERY_STATES:
-        found = await rt.store.list_deliveries(DeliveryFilter(state=state, limit=_COUNT_CAP + 1))
+        found = await rt.store.list_deliveries(
+            DeliveryFilter(state=state, limit=_COUNT_CAP + 1, shops=shops)
+        )
         by_state[state] = f"{_COUNT_CAP}+" if len(found) > _COUNT_CAP else str(len(found))
     return render(
         request,
@@ -66,17 +79,22 @@ async def overview(request: Request[Any, Any, State]) -> Response[str]:
         push_total=len(pushes),
         event_total=len(events),
         by_state=by_state,
-        backlog=await rt.store.count_pending_pushes(),
-        rejected=await rt.store.count_rejected(),
-        sinks=await operations.sink_statuses(rt),
+        # The backlog and the sinks are the whole deployment's: admin.token's to see.
+        backlog=await rt.store.count_pending_pushes() if everything else None,
+        rejected=await rt.store.count_rejected(shops=shops),
+        sinks=await operations.sink_statuses(rt) if everything else [],
     )
 
 
-async def events_since(rt: Runtime, since: datetime, *, limit: int) -> list[Event]:
+async def events_since(
+    rt: Runtime, since: datetime, *, limit: int, shops: tuple[str, ...] | None = None
+) -> list[Event]:
     out: list[Event] = []
     cursor: int | None = None
     while len(out) < limit:
-        page = await rt.store.list_events(EventQuery(since=since, limit=500, before_seq=cursor))
+        page = await rt.store.list_events(
+            EventQuery(since=since, limit=500, before_seq=cursor, shops=shops)
+        )
         out.extend(s.event for s in page.items)
         cursor = page.next_cursor
         if cursor is None:
@@ -84,7 +102,7 @@ async def events_since(rt: Runtime, since: datetime, *, limit: int) -> list[Even
     return out[:limit]
 
 
-@post("/sinks/{name:str}/enable", guards=[signed_in], status_code=303)
+@post("/sinks/{name:str}/enable", guards=[signed_in, whole_deployment_ui], status_code=303)
 async def enable_sink(request: Request[Any, Any, State], name: FromPath[str]) -> Response[Any]:
     await posted_form(request)
     try:

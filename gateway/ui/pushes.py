@@ -23,9 +23,11 @@ from gateway.ui.render import (
     posted_form,
     render,
     runtime_of,
+    sees,
     session_of,
+    shops_of,
 )
-from gateway.ui.session import signed_in
+from gateway.ui.session import signed_in, whole_deployment_ui
 
 __all__ = ["PUSH_STATES", "push", "pushes", "rejected", "replay_rejected_body", "reprocess"]
 
@@ -37,14 +39,15 @@ async def pushes(request: Request[Any, Any, State]) -> Response[str]:
     rt = runtime_of(request)
     state = request.query_params.get("state")
     chosen: PushState | None = next((s for s in PUSH_STATES if s == state), None)
-    items = await rt.store.list_pushes(PushQuery(state=chosen, limit=100))
-    rejected = await rt.store.list_rejected(limit=50)
+    shops = shops_of(request)
+    items = await rt.store.list_pushes(PushQuery(state=chosen, limit=100, shops=shops))
+    rejected = await rt.store.list_rejected(limit=50, shops=shops)
     return render(
         request, "pushes.html.j2", items=items, state=chosen, states=PUSH_STATES, rejected=rejected
     )
 
 
-@post("/pushes/reprocess", guards=[signed_in], status_code=303)
+@post("/pushes/reprocess", guards=[signed_in, whole_deployment_ui], status_code=303)
 async def reprocess(request: Request[Any, Any, State]) -> Response[Any]:
     form = await posted_form(request)
     ids = [form["id"]] if form.get("id") else []
@@ -68,7 +71,7 @@ async def push(
 ) -> Response[str]:
     rt = runtime_of(request)
     found = await rt.store.get_push(push_id)
-    if found is None:
+    if found is None or not sees(request, found.shop):
         raise NotFoundException(push_id)
     start = cursor or 0
     page = await operations.push_page(rt, found, start=start, limit=_PUSH_PAGE)
@@ -91,7 +94,7 @@ async def push(
 async def rejected(request: Request[Any, Any, State], rejected_id: RejectedId) -> Response[str]:
     rt = runtime_of(request)
     found = await rt.store.get_rejected(rejected_id)
-    if found is None:
+    if found is None or not sees(request, found.shop):
         raise NotFoundException(str(rejected_id))
     body = found.body.decode("utf-8", errors="replace")
     return render(request, "rejected.html.j2", item=found, body=body)
@@ -104,7 +107,7 @@ async def replay_rejected_body(
     await posted_form(request)
     rt = runtime_of(request)
     found = await rt.store.get_rejected(rejected_id)
-    if found is None:
+    if found is None or not sees(request, found.shop):
         raise NotFoundException(str(rejected_id))
     result = await operations.replay_rejected(rt, found)
     lang = language_of(request)[0]

@@ -19,9 +19,11 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from litestar import Request, Response
 from litestar.datastructures import Cookie
 from litestar.enums import MediaType
-from litestar.exceptions import ValidationException
+from litestar.exceptions import NotFoundException, ValidationException
 from litestar.response import Redirect
 
+from gateway.errors import UnknownShop
+from gateway.operations.shops import list_shops
 from gateway.ui.labels import LANGUAGES, Language, translate
 from gateway.ui.session import Session
 
@@ -42,7 +44,9 @@ __all__ = [
     "posted_form",
     "render",
     "runtime_of",
+    "sees",
     "session_of",
+    "shops_of",
 ]
 
 log = logging.getLogger("kabarin")
@@ -95,6 +99,25 @@ def session_of(request: Request[Any, Any, Any]) -> Session:
     return session
 
 
+def shops_of(request: Request[Any, Any, Any]) -> tuple[str, ...] | None:
+    """The shops a page's lists keep: its ``shop`` query parameter (checked against the
+    configuration and the session's scope, as the admin API checks it: one the session does not
+    see is a 404 page), else every shop the session sees (``None``: every shop)."""
+    try:
+        return list_shops(
+            runtime_of(request).shops,
+            session_of(request).scope,
+            request.query_params.get("shop") or None,
+        )
+    except UnknownShop as exc:
+        raise NotFoundException(str(exc)) from None
+
+
+def sees(request: Request[Any, Any, Any], shop: str) -> bool:
+    """Whether the session's token sees a record of `shop` (another shop's is a 404 page)."""
+    return session_of(request).scope.sees(shop)
+
+
 def render(
     request: Request[Any, Any, Any],
     template: str,
@@ -115,6 +138,16 @@ def render(
             return "-"
         return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
 
+    # Several shops the session sees: lists get a shop filter and rows name their shop.
+    seen = (
+        [s for s in runtime.shops if session.scope.sees(s.id)]
+        if runtime is not None and session is not None
+        else []
+    )
+
+    def shop_name(shop_id: str) -> str:
+        return runtime.shops.name_of(shop_id) if runtime is not None else shop_id
+
     def with_lang(target: str) -> str:
         query = dict(request.query_params)
         query["lang"] = target
@@ -129,6 +162,10 @@ def render(
         prefix=PREFIX,
         csrf=session.csrf if session is not None else "",
         signed_in=session is not None,
+        everything=session is None or session.scope.everything,
+        shop_choices=[(s.id, s.name) for s in seen] if len(seen) > 1 else [],
+        shop_chosen=request.query_params.get("shop", ""),
+        shop_name=shop_name,
         flash=session.take_flash() if session is not None else None,
         **context,
     )

@@ -1,14 +1,18 @@
 """Dashboard sign-in: sessions kept in the store behind a random cookie, and their CSRF tokens.
 
 The cookie holds only a random session id (HttpOnly, SameSite=Strict, and Secure as
-``admin.secure_cookie`` says): the admin token is checked once at sign-in and never leaves the
-server again. The store keeps each session under an HMAC of that id keyed with the admin token
-(`SessionStore`), so:
+``admin.secure_cookie`` says): the admin token (``admin.token``, or a scoped one of
+``admin.tokens``) is checked once at sign-in and never leaves the server again. The store keeps
+each session under a hash of that id, with an HMAC of the token it signed in with keyed with
+the id (`SessionStore`); each request finds the token's scope again from the configuration
+(`Shops.admin_scope_by_mac`), so:
 
 - a restart keeps everyone signed in, and every replica sharing the store knows every session;
 - signing out forgets the session everywhere at once (a signed cookie could not be taken back);
-- a copy of the database signs nobody in (it holds no cookie, and no key to make one match);
-- changing ``admin.token`` ends every session made under the old one.
+- a copy of the database signs nobody in (it holds no cookie, and no key to test a guessed
+  token against);
+- changing or removing a token ends every session it signed in, and a scoped token's session
+  sees the shops the file gives that token now.
 
 A session ends 12 hours after its last use. A use is written back at most once a minute, and
 what an action tells the next page (its flash) is written before the answer leaves
@@ -25,9 +29,10 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
+from gateway.shops import AdminScope, Shops, token_mac
 from gateway.store.roles import SessionStore, SignedInSession
 
 if TYPE_CHECKING:
@@ -44,6 +49,7 @@ __all__ = [
     "open_session",
     "saving_sessions",
     "signed_in",
+    "whole_deployment_ui",
 ]
 
 COOKIE = "kabarin_session"
@@ -61,6 +67,8 @@ class SignInRequired(NotAuthorizedException):
 class Session:
     key: str
     csrf: str
+    scope: AdminScope
+    """What the token it signed in with sees (as the configuration says now)."""
     flash: str | None = None
     """A one-time notice for the next page (what an action did)."""
     used_at: datetime | None = None
@@ -77,60 +85,76 @@ class Session:
         return notice
 
 
-def _key(admin_token: bytes, session_id: str) -> str:
-    return hmac.new(admin_token, session_id.encode(), hashlib.sha256).hexdigest()
+def _key(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
 
 
 async def open_session(
-    store: SessionStore, admin_token: bytes, *, now: datetime | None = None
+    store: SessionStore, token: str, scope: AdminScope, *, now: datetime | None = None
 ) -> tuple[str, Session]:
-    """A new session (for a sign-in with the right token): its cookie value, and itself."""
+    """A new session (for a sign-in with `token`, a right one whose scope is `scope`): its
+    cookie value, and itself."""
     now = now or datetime.now(UTC)
     session_id = secrets.token_urlsafe(32)
     row = SignedInSession(
-        key=_key(admin_token, session_id),
+        key=_key(session_id),
         csrf=secrets.token_urlsafe(32),
         created_at=now,
         used_at=now,
+        token_mac=token_mac(session_id.encode(), token),
     )
     await store.create_session(row, expired_before=now - timedelta(seconds=LIFETIME))
-    return session_id, Session(key=row.key, csrf=row.csrf, used_at=now)
+    return session_id, Session(key=row.key, csrf=row.csrf, scope=scope, used_at=now)
 
 
 async def find_session(
-    store: SessionStore, admin_token: bytes, session_id: str | None, *, now: datetime | None = None
+    store: SessionStore, shops: Shops, session_id: str | None, *, now: datetime | None = None
 ) -> Session | None:
-    """The live session a cookie names, its use recorded; None for none (or an expired one)."""
+    """The live session a cookie names, its use recorded; None for none (or an expired one, or
+    one whose token the configuration no longer has)."""
     if not session_id:
         return None
     now = now or datetime.now(UTC)
-    key = _key(admin_token, session_id)
+    key = _key(session_id)
     row = await store.get_session(key)
     if row is None:
         return None
-    if (now - row.used_at).total_seconds() > LIFETIME:
+    scope = shops.admin_scope_by_mac(session_id.encode(), row.token_mac)
+    if scope is None or (now - row.used_at).total_seconds() > LIFETIME:
         await store.delete_session(key)
         return None
     if now - row.used_at >= _TOUCH_EVERY:
         await store.update_session(key, used_at=now, flash=row.flash)
-    return Session(key=key, csrf=row.csrf, flash=row.flash, used_at=now, stored_flash=row.flash)
+    return Session(
+        key=key, csrf=row.csrf, scope=scope, flash=row.flash, used_at=now, stored_flash=row.flash
+    )
 
 
-async def end_session(store: SessionStore, admin_token: bytes, session_id: str | None) -> None:
+async def end_session(store: SessionStore, session_id: str | None) -> None:
     """Sign out: the session is forgotten by every replica."""
     if session_id:
-        await store.delete_session(_key(admin_token, session_id))
+        await store.delete_session(_key(session_id))
 
 
 async def signed_in(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard: a page or action of the dashboard needs a live session."""
     rt: Runtime = connection.app.state.runtime
-    if rt.admin_token is None:
+    if not rt.shops.admin_on:
         raise SignInRequired("the dashboard is off")
-    session = await find_session(rt.store, rt.admin_token, connection.cookies.get(COOKIE))
+    session = await find_session(rt.store, rt.shops, connection.cookies.get(COOKIE))
     if session is None:
         raise SignInRequired("sign in first")
     connection.state.ui_session = session
+
+
+def whole_deployment_ui(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """Guard after `signed_in`: the configuration, a reload, a sink's switch and replays across
+    shops are ``admin.token``'s; a scoped token's session is refused (403)."""
+    session: Session = connection.state.ui_session
+    if not session.scope.everything:
+        raise PermissionDeniedException("this admin token sees only some shops")
 
 
 def saving_sessions(app: ASGIApp) -> ASGIApp:

@@ -1,9 +1,8 @@
-"""Signing in to the dashboard with the admin token, and out: the same count of wrong tokens
-per client as the admin API's."""
+"""Signing in to the dashboard with an admin token (``admin.token`` or a scoped one), and out:
+the same count of wrong tokens per client as the admin API's."""
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from typing import Any
@@ -28,7 +27,7 @@ _TOO_MANY = "Too many wrong tokens from this address: try again later."
 
 @get("/login", sync_to_thread=False)
 def login_page(request: Request[Any, Any, State]) -> Response[str]:
-    if runtime_of(request).admin_token is None:
+    if not runtime_of(request).shops.admin_on:
         # Said before anyone types a token that could not work anyway.
         return render(request, "login.html.j2", status_code=403, off=True, error=_OFF, next="")
     return render(request, "login.html.j2", error=None, next=_safe_next(request))
@@ -40,7 +39,7 @@ async def login(request: Request[Any, Any, State]) -> Response[Any]:
     token = form.get("token")
     target = _safe_next(request, form.get("next"))
     rt = runtime_of(request)
-    if rt.admin_token is None:
+    if not rt.shops.admin_on:
         return render(request, "login.html.j2", status_code=403, off=True, next=target, error=_OFF)
     # The same count of wrong tokens per client as the admin API's (`gateway.access`).
     limiter: SignInLimiter = request.app.state.sign_ins
@@ -50,17 +49,17 @@ async def login(request: Request[Any, Any, State]) -> Response[Any]:
         response = render(request, "login.html.j2", status_code=429, next=target, error=_TOO_MANY)
         response.headers["Retry-After"] = str(wait)
         return response
-    if not isinstance(token, str) or not hmac.compare_digest(
-        token.strip().encode(), rt.admin_token
-    ):
+    # A scoped token (`admin.tokens`) is a right token too: its session sees its shops.
+    scope = rt.shops.admin_scope(token.strip()) if isinstance(token, str) else None
+    if scope is None or not isinstance(token, str):
         limiter.failed(client, time.monotonic())
         log.warning("dashboard: a sign-in with a wrong admin token")
         return render(
             request, "login.html.j2", status_code=401, next=target, error="Wrong admin token."
         )
     limiter.succeeded(client)
-    await end_session(rt.store, rt.admin_token, request.cookies.get(COOKIE))
-    session_id, _ = await open_session(rt.store, rt.admin_token)
+    await end_session(rt.store, request.cookies.get(COOKIE))
+    session_id, _ = await open_session(rt.store, token.strip(), scope)
     cookie = Cookie(
         key=COOKIE,
         value=session_id,
@@ -96,8 +95,7 @@ def to_sign_in(request: Request[Any, Any, Any], _: Exception) -> Response[Any]:
 async def logout(request: Request[Any, Any, State]) -> Response[Any]:
     await posted_form(request)
     rt = runtime_of(request)
-    if rt.admin_token is not None:
-        await end_session(rt.store, rt.admin_token, request.cookies.get(COOKIE))
+    await end_session(rt.store, request.cookies.get(COOKIE))
     response: Redirect = Redirect(f"{PREFIX}/login", status_code=303)
     response.delete_cookie(COOKIE, path=PREFIX)
     return response

@@ -1,18 +1,22 @@
 """Two shops in one `kabarin serve`: each shop's token pushes, the same order id stays two
-orders, routes pick a shop, and a store written by a one-shop Kabarin keeps working."""
+orders, routes pick a shop, a shop owner's scoped admin token sees only that shop (API and
+dashboard), ``kabarin --shop`` keeps to one shop, and a store written by a one-shop Kabarin
+keeps working."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from .conftest import ADMIN_TOKEN, KabarinProcess, Peer
+from .conftest import ADMIN_TOKEN, KABARIN, KabarinProcess, Peer
 
 TOKEN_A = "e2e-key-of-toko-a"
 TOKEN_B = "e2e-key-of-toko-b"
+OWNER_A = "e2e-admin-token-of-toko-a"
 PUSH = {
     "method": "shipped_packages",
     "data": [{"order_id": "OID-7", "awb": "JNE7", "shipped_at": "2024-03-01 15:00:00"}],
@@ -36,6 +40,8 @@ store:
   url: sqlite:///{tmp_path / "kabarin.db"}
 admin:
   token: {ADMIN_TOKEN}
+  tokens:
+    - {{token: {OWNER_A}, shops: [toko-a]}}
 dispatcher:
   poll_interval: 200ms
 sinks:
@@ -91,6 +97,67 @@ def test_two_shops_push_the_same_order_and_routes_pick_a_shop(tmp_path: Path, pe
         metrics = server.client.get("/metrics").text
         assert 'kabarin_pushes_total{method="shipped_packages",shop="toko-a"} 2.0' in metrics
         assert 'kabarin_pushes_total{method="shipped_packages",shop="toko-b"} 1.0' in metrics
+    finally:
+        server.stop()
+
+
+def test_a_shop_owner_sees_only_their_shop(tmp_path: Path, peer: Peer) -> None:
+    server = two_shop_server(tmp_path, peer)
+    try:
+        a, b = post(server, TOKEN_A), post(server, TOKEN_B)
+        for answer in (a, b):
+            server.processed(answer.json()["push_id"])
+        push_a, push_b = a.json()["push_id"], b.json()["push_id"]
+        owner = httpx.Client(
+            base_url=server.url, timeout=10, headers={"Authorization": f"Bearer {OWNER_A}"}
+        )
+        events = owner.get("/admin/v1/events").json()["items"]
+        assert [e["shop"] for e in events] == ["toko-a"]
+        assert owner.get(f"/admin/v1/pushes/{push_b}").status_code == 404
+        assert owner.get("/admin/v1/orders/OID-7").json()["shop"] == "toko-a"
+        assert owner.post("/admin/v1/reload").status_code == 403
+
+        # The dashboard, signed in with the same token: its shop's pushes only, no config.
+        ui = httpx.Client(base_url=server.url, timeout=10, follow_redirects=True)
+        r = ui.post("/ui/login", data={"token": OWNER_A})
+        assert r.status_code == 200 and "/ui/login" not in str(r.url), r.text
+        pushes = ui.get("/ui/pushes").text
+        assert push_a in pushes and push_b not in pushes
+        assert ui.get(f"/ui/pushes/{push_b}").status_code == 404
+        assert ui.get("/ui/config").status_code == 403
+        order = ui.get("/ui/orders/view", params={"id": "OID-7"}).text
+        assert "JNE7" in order
+
+        # The admin's dashboard has a shop filter; with it, one shop's pushes.
+        admin = httpx.Client(base_url=server.url, timeout=10, follow_redirects=True)
+        admin.post("/ui/login", data={"token": ADMIN_TOKEN})
+        page = admin.get("/ui/pushes").text
+        assert 'id="shop-filter"' in page and push_a in page and push_b in page
+        only_b = admin.get("/ui/pushes", params={"shop": "toko-b"}).text
+        assert push_b in only_b and push_a not in only_b
+
+        # The command line, against the same store: --shop keeps to one shop.
+        listed = subprocess.run(
+            [str(KABARIN), "deliveries", "-c", str(server.config_path), "--shop", "toko-b"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert "no deliveries match" in listed.stdout  # toko-b's event is routed nowhere
+        listed = subprocess.run(
+            [str(KABARIN), "deliveries", "-c", str(server.config_path), "--shop", "toko-a"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert "OID-7" in listed.stdout
+        refused = subprocess.run(
+            [str(KABARIN), "track", "add", "-c", str(server.config_path), "OID-9"],
+            capture_output=True,
+            text=True,
+        )
+        assert refused.returncode == 1
+        assert "--shop: name the shop: one of toko-a, toko-b" in refused.stderr
     finally:
         server.stop()
 

@@ -6,6 +6,8 @@ replayed rejected body).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from gateway.delivery.model import Attempt, Delivery, DeliveryFilter
 from gateway.events import Contact, Event
 from gateway.store.postgres import sql
@@ -77,13 +79,17 @@ async def get_contact(conn: Conn, order_id: str, shop: str) -> Contact | None:
     return None if row is None else contact_from_row(row)
 
 
-async def count_rejected(conn: Conn) -> int:
-    row = await (await conn.execute(sql.COUNT_REJECTED)).fetchone()
+async def count_rejected(conn: Conn, shops: Sequence[str] | None) -> int:
+    statement, params = sql.count_rejected(shops)
+    row = await (await conn.execute(statement, params)).fetchone()
     return 0 if row is None else int(row[0])
 
 
-async def list_rejected(conn: Conn, limit: int) -> list[StoredRejected]:
-    rows = await (await conn.execute(sql.LIST_REJECTED, (limit,))).fetchall()
+async def list_rejected(
+    conn: Conn, limit: int, shops: Sequence[str] | None
+) -> list[StoredRejected]:
+    statement, params = sql.list_rejected(limit, shops)
+    rows = await (await conn.execute(statement, params)).fetchall()
     return [rejected_from_row(r) for r in rows]
 
 

@@ -325,6 +325,15 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX deliveries_dead ON deliveries (updated_at) WHERE state = 'dead';
         """,
     ),
+    (
+        12,
+        # A dashboard session records which admin token signed it in (see SQLite's migration
+        # 17); sessions from before recorded none and end.
+        """
+        DELETE FROM sessions;
+        ALTER TABLE sessions ADD COLUMN token_mac text;
+        """,
+    ),
 ]
 
 

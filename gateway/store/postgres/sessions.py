@@ -16,7 +16,14 @@ async def create(conn: Conn, session: SignedInSession, expired_before: datetime)
     await conn.execute(sql.EXPIRE_SESSIONS, (expired_before,))
     await conn.execute(
         sql.CREATE_SESSION,
-        (session.key, session.csrf, session.created_at, session.used_at, session.flash),
+        (
+            session.key,
+            session.csrf,
+            session.created_at,
+            session.used_at,
+            session.flash,
+            session.token_mac,
+        ),
     )
 
 
@@ -24,7 +31,9 @@ async def get(conn: Conn, key: str) -> SignedInSession | None:
     row = await (await conn.execute(sql.GET_SESSION, (key,))).fetchone()
     if row is None:
         return None
-    return SignedInSession(key=row[0], csrf=row[1], created_at=row[2], used_at=row[3], flash=row[4])
+    return SignedInSession(
+        key=row[0], csrf=row[1], created_at=row[2], used_at=row[3], flash=row[4], token_mac=row[5]
+    )
 
 
 async def update(conn: Conn, key: str, used_at: datetime, flash: str | None) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from gateway.delivery.model import DeliveryFilter
@@ -40,10 +41,11 @@ CAN_READ = "SELECT 1 FROM schema_version LIMIT 1"
 
 # -- the dashboard's sessions ------------------------------------------------------------------
 CREATE_SESSION = (
-    "INSERT INTO sessions (key, csrf, created_at, used_at, flash) VALUES (%s, %s, %s, %s, %s)"
+    "INSERT INTO sessions (key, csrf, created_at, used_at, flash, token_mac)"
+    " VALUES (%s, %s, %s, %s, %s, %s)"
 )
 EXPIRE_SESSIONS = "DELETE FROM sessions WHERE used_at < %s"
-GET_SESSION = "SELECT key, csrf, created_at, used_at, flash FROM sessions WHERE key = %s"
+GET_SESSION = "SELECT key, csrf, created_at, used_at, flash, token_mac FROM sessions WHERE key = %s"
 UPDATE_SESSION = "UPDATE sessions SET used_at = %s, flash = %s WHERE key = %s"
 DELETE_SESSION = "DELETE FROM sessions WHERE key = %s"
 
@@ -364,9 +366,7 @@ GET_CONTACT = (
     "SELECT order_id, name, phone, email, language, shop FROM contacts"
     " WHERE order_id = %s AND shop = %s"
 )
-COUNT_REJECTED = "SELECT count(*) FROM rejected"
 REJECTED_COLUMNS = "id, received_at, reason, body, content_type, origin, shop"
-LIST_REJECTED = f"SELECT {REJECTED_COLUMNS} FROM rejected ORDER BY id DESC LIMIT %s"
 GET_REJECTED = f"SELECT {REJECTED_COLUMNS} FROM rejected WHERE id = %s"
 DELETE_REJECTED = "DELETE FROM rejected WHERE id = %s"
 GET_DELIVERY = f"SELECT {DELIVERY_COLUMNS_SHOWN} FROM deliveries WHERE id = %s"
@@ -663,6 +663,8 @@ the same moment with the same outcome."""
 
 # -- statements whose filter depends on the query (the admin's lists: gateway.store.queries) ----
 _DIALECT = Dialect(mark="%s", time=lambda moment: moment)
+list_rejected = partial(_DIALECT.list_rejected, f"SELECT {REJECTED_COLUMNS} FROM rejected")
+count_rejected = partial(_DIALECT.count_rejected, "SELECT count(*) FROM rejected")
 
 
 def requeue_pushes(state: str, since: datetime | None, ids: Sequence[str]) -> tuple[str, list[Any]]:

@@ -255,11 +255,13 @@ class PostgresStore(Finishing):
     async def get_contact(self, order_id: str, *, shop: str = DEFAULT_SHOP) -> Contact | None:
         return await self._run(lambda c: reads.get_contact(c, order_id, shop))
 
-    async def count_rejected(self) -> int:
-        return await self._run(reads.count_rejected)
+    async def count_rejected(self, *, shops: Sequence[str] | None = None) -> int:
+        return await self._run(lambda c: reads.count_rejected(c, shops))
 
-    async def list_rejected(self, *, limit: int = 100) -> list[StoredRejected]:
-        return await self._run(lambda c: reads.list_rejected(c, limit))
+    async def list_rejected(
+        self, *, limit: int = 100, shops: Sequence[str] | None = None
+    ) -> list[StoredRejected]:
+        return await self._run(lambda c: reads.list_rejected(c, limit, shops))
 
     async def get_rejected(self, rejected_id: int) -> StoredRejected | None:
         return await self._run(lambda c: reads.get_rejected(c, rejected_id))

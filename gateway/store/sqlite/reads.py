@@ -83,12 +83,16 @@ def get_push(conn: sqlite3.Connection, push_id: str) -> LoggedPush | None:
     return None if row is None else push_from_row(row)
 
 
-def count_rejected(conn: sqlite3.Connection) -> int:
-    return int(conn.execute(sql.COUNT_REJECTED).fetchone()[0])
+def count_rejected(conn: sqlite3.Connection, shops: Sequence[str] | None) -> int:
+    statement, params = sql.count_rejected(shops)
+    return int(conn.execute(statement, params).fetchone()[0])
 
 
-def list_rejected(conn: sqlite3.Connection, limit: int) -> list[StoredRejected]:
-    return [rejected_from_row(r) for r in conn.execute(sql.LIST_REJECTED, (limit,)).fetchall()]
+def list_rejected(
+    conn: sqlite3.Connection, limit: int, shops: Sequence[str] | None
+) -> list[StoredRejected]:
+    statement, params = sql.list_rejected(limit, shops)
+    return [rejected_from_row(r) for r in conn.execute(statement, params).fetchall()]
 
 
 def get_rejected(conn: sqlite3.Connection, rejected_id: int) -> StoredRejected | None:

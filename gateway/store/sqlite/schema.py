@@ -353,6 +353,17 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX deliveries_dead ON deliveries (updated_at) WHERE state = 'dead';
         """,
     ),
+    (
+        17,
+        # A dashboard session records which admin token signed it in (a keyed hash of it, keyed
+        # with the session's cookie), so that a scoped token's session sees its shops only and
+        # ends when its token leaves the file. Sessions from before recorded none: they end
+        # (everyone signs in once more).
+        """
+        DELETE FROM sessions;
+        ALTER TABLE sessions ADD COLUMN token_mac TEXT;
+        """,
+    ),
 ]
 
 

@@ -22,6 +22,7 @@ def create(conn: sqlite3.Connection, session: SignedInSession, expired_before: d
             to_us(session.created_at),
             to_us(session.used_at),
             session.flash,
+            session.token_mac,
         ),
     )
 
@@ -31,7 +32,12 @@ def get(conn: sqlite3.Connection, key: str) -> SignedInSession | None:
     if row is None:
         return None
     return SignedInSession(
-        key=row[0], csrf=row[1], created_at=from_us(row[2]), used_at=from_us(row[3]), flash=row[4]
+        key=row[0],
+        csrf=row[1],
+        created_at=from_us(row[2]),
+        used_at=from_us(row[3]),
+        flash=row[4],
+        token_mac=row[5],
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from gateway.delivery.model import DeliveryFilter
@@ -361,9 +362,7 @@ GET_CONTACT = (
     "SELECT order_id, name, phone, email, language, shop FROM contacts"
     " WHERE order_id = ? AND shop = ?"
 )
-COUNT_REJECTED = "SELECT count(*) FROM rejected"
 REJECTED_COLUMNS = "id, received_at, reason, body, content_type, origin, shop"
-LIST_REJECTED = f"SELECT {REJECTED_COLUMNS} FROM rejected ORDER BY id DESC LIMIT ?"
 GET_REJECTED = f"SELECT {REJECTED_COLUMNS} FROM rejected WHERE id = ?"
 DELETE_REJECTED = "DELETE FROM rejected WHERE id = ?"
 GET_DELIVERY = f"SELECT {DELIVERY_COLUMNS_SHOWN} FROM deliveries WHERE id = ?"
@@ -400,6 +399,8 @@ fallback, and at most one per delivery (unique index on ``fallback_of``)."""
 
 # -- statements whose filter depends on the query (the admin's lists: gateway.store.queries) ----
 _DIALECT = Dialect(mark="?", time=to_us)
+list_rejected = partial(_DIALECT.list_rejected, f"SELECT {REJECTED_COLUMNS} FROM rejected")
+count_rejected = partial(_DIALECT.count_rejected, "SELECT count(*) FROM rejected")
 
 
 def _marks(count: int) -> str:
@@ -627,10 +628,11 @@ pass; ``:stale`` is ``stale_after`` in microseconds)."""
 
 # -- the dashboard's sessions ---------------------------------------------------------------
 CREATE_SESSION = (
-    "INSERT INTO sessions (key, csrf, created_at, used_at, flash) VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO sessions (key, csrf, created_at, used_at, flash, token_mac)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
 )
 EXPIRE_SESSIONS = "DELETE FROM sessions WHERE used_at < ?"
-GET_SESSION = "SELECT key, csrf, created_at, used_at, flash FROM sessions WHERE key = ?"
+GET_SESSION = "SELECT key, csrf, created_at, used_at, flash, token_mac FROM sessions WHERE key = ?"
 UPDATE_SESSION = "UPDATE sessions SET used_at = ?, flash = ? WHERE key = ?"
 DELETE_SESSION = "DELETE FROM sessions WHERE key = ?"
 

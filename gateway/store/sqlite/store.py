@@ -310,11 +310,13 @@ class SQLiteStore(Finishing):
     async def delete_contact(self, order_id: str, *, shop: str = DEFAULT_SHOP) -> bool:
         return await self._write(lambda c: contacts_.delete(c, order_id, shop))
 
-    async def count_rejected(self) -> int:
-        return await self._read(reads.count_rejected)
+    async def count_rejected(self, *, shops: Sequence[str] | None = None) -> int:
+        return await self._read(lambda c: reads.count_rejected(c, shops))
 
-    async def list_rejected(self, *, limit: int = 100) -> list[StoredRejected]:
-        return await self._read(lambda c: reads.list_rejected(c, limit))
+    async def list_rejected(
+        self, *, limit: int = 100, shops: Sequence[str] | None = None
+    ) -> list[StoredRejected]:
+        return await self._read(lambda c: reads.list_rejected(c, limit, shops))
 
     async def get_rejected(self, rejected_id: int) -> StoredRejected | None:
         return await self._read(lambda c: reads.get_rejected(c, rejected_id))
