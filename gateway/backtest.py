@@ -91,11 +91,15 @@ class DryRunReport(msgspec.Struct, frozen=True, kw_only=True):
     diff: Diff | None = None
 
 
-async def stored_events(store: AdminReader, since: datetime | None) -> AsyncIterator[Event]:
-    """Every event the store holds received at or after `since`, newest first, page by page."""
+async def stored_events(
+    store: AdminReader, since: datetime | None, shops: tuple[str, ...] | None = None
+) -> AsyncIterator[Event]:
+    """Every event the store holds received at or after `since` (of `shops` only, when given),
+    newest first, page by page."""
     cursor: int | None = None
     while True:
-        page = await store.list_events(EventQuery(since=since, limit=_PAGE, before_seq=cursor))
+        query = EventQuery(since=since, limit=_PAGE, before_seq=cursor, shops=shops)
+        page = await store.list_events(query)
         for item in page.items:
             yield item.event
         if page.next_cursor is None:
@@ -138,13 +142,17 @@ class History:
         self._lost: dict[tuple[str, str], int] = {}
         self._changed = 0
 
-    async def read(self, store: AdminReader, since: datetime | None) -> None:
-        """`add` every event `store` holds received at or after `since`, with its contact."""
-        contacts: dict[str, Contact | None] = {}
-        async for event in stored_events(store, since):
-            if event.order_id not in contacts:
-                contacts[event.order_id] = await store.get_contact(event.order_id)
-            self.add(event, contacts[event.order_id])
+    async def read(
+        self, store: AdminReader, since: datetime | None, shops: tuple[str, ...] | None = None
+    ) -> None:
+        """`add` every event `store` holds received at or after `since` (of `shops` only, when
+        given), with its contact."""
+        contacts: dict[tuple[str, str], Contact | None] = {}
+        async for event in stored_events(store, since, shops):
+            order = (event.shop, event.order_id)
+            if order not in contacts:
+                contacts[order] = await store.get_contact(event.order_id, shop=event.shop)
+            self.add(event, contacts[order])
 
     def add(self, event: Event, contact: Contact | None) -> None:
         """Route `event` under both configurations and render its deliveries."""

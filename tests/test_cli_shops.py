@@ -7,6 +7,7 @@ import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from gateway.cli import main
@@ -113,3 +114,14 @@ def test_contacts_and_tracked_orders_need_their_shop(
 def test_replay_keeps_to_the_shop(config: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["replay", "-c", config, "--dead", "--shop", "toko-b"]) == 0
     assert "replayed 0 dead deliveries" in capsys.readouterr().out
+
+
+def test_routes_test_reads_one_shops_events(
+    config: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    since = "2024-01-01T00:00:00+00:00"
+    assert main(["routes", "test", "-c", config, "--since", since, "--json"]) == 0
+    assert msgspec.json.decode(capsys.readouterr().out)["events"] == 2
+    args = ["routes", "test", "-c", config, "--since", since, "--json", "--shop", "toko-b"]
+    assert main(args) == 0
+    assert msgspec.json.decode(capsys.readouterr().out)["events"] == 1

@@ -13,8 +13,14 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from gateway.cli.arguments import Subparsers, since
-from gateway.cli.running import existing_store, opened_store, print_invalid, validated
+from gateway.cli.arguments import Subparsers, shop, since
+from gateway.cli.running import (
+    existing_store,
+    list_shops,
+    opened_store,
+    print_invalid,
+    validated,
+)
 from gateway.errors import ConfigError, KabarinError
 from gateway.redaction import mask_url
 
@@ -47,6 +53,7 @@ def register(sub: Subparsers) -> None:
         help="the configuration in use (implies --diff; default: $KABARIN_CONFIG, ./config.yaml)",
     )
     p.add_argument("--samples", type=int, default=3, help="messages shown per route and sink")
+    shop(p, "only the events of this shop")
     p.add_argument("--json", action="store_true", help="one JSON document")
     p.set_defaults(func=_routes_test)
 
@@ -89,7 +96,7 @@ def _routes_test(args: argparse.Namespace) -> int:
         samples=max(0, args.samples),
         current=current,
     )
-    asyncio.run(_read_history(url, args.since, history))
+    asyncio.run(_read_history(url, args.since, history, list_shops(config, args.shop)))
     report = history.report(
         config=args.config, store=mask_url(url), since=args.since, against=against
     )
@@ -100,6 +107,8 @@ def _routes_test(args: argparse.Namespace) -> int:
     return 2 if report.template_errors else 0
 
 
-async def _read_history(url: str, since: datetime, history: History) -> None:
+async def _read_history(
+    url: str, since: datetime, history: History, shops: tuple[str, ...] | None
+) -> None:
     async with opened_store(url) as store:
-        await history.read(store, since)
+        await history.read(store, since, shops)
