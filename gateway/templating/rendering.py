@@ -12,7 +12,9 @@ as their value, e.g. ``delivered``), ``contact`` (never undefined: with no conta
 ``contact.name`` is ``None``), ``route`` (the route's name), ``language`` (``id`` or ``en``),
 ``shop`` (the event's shop: ``shop.id``, ``shop.name``; ``localtime`` writes times in its
 ``timezone``), ``order_url`` (the order's dashboard page under ``admin.public_url``; ``None``
-when that is not set) and ``group`` (a grouped route's message: ``group.key``, the values its
+when that is not set), ``tracking_url`` (the customer's signed tracking page,
+`gateway.tracking_page`; ``None`` when ``tracking_page`` is not enabled) and ``group`` (a
+grouped route's message: ``group.key``, the values its
 events share, ``group.events`` and ``group.count``, with ``event`` its first event; ``None``
 for a message about one event), in the sandbox of `gateway.templating.sandbox`. A failure is
 a `TemplateError` with the template's line.
@@ -33,6 +35,7 @@ from gateway.delivery.model import Group, NewDelivery
 from gateway.errors import TemplateError
 from gateway.events import Contact, Event
 from gateway.templating.sandbox import STATUS_LABELS, clean_error, sandbox
+from gateway.tracking_page.links import LinkSigner, signer_for
 from sinks.base import Message
 
 if TYPE_CHECKING:
@@ -109,7 +112,7 @@ class Templates:
     `public_url` (``admin.public_url``) makes ``order_url`` a link to the order's dashboard page;
     `shop_names` (shop id → name) are what ``shop.name`` shows (the id for a shop not named);
     `shop_zones` (shop id → zone) the zone of each shop's times (`timezone`, the receiver's,
-    for a shop without one).
+    for a shop without one); `links` signs ``tracking_url`` (``None``: the page is off).
     """
 
     def __init__(
@@ -119,8 +122,10 @@ class Templates:
         public_url: str | None = None,
         shop_names: Mapping[str, str] | None = None,
         shop_zones: Mapping[str, tzinfo] | None = None,
+        links: LinkSigner | None = None,
     ) -> None:
         self.timezone = timezone
+        self.links = links
         self.public_url = public_url
         self.shop_names = dict(shop_names or {})
         self.shop_zones = dict(shop_zones or {})
@@ -142,16 +147,19 @@ class Templates:
             public_url=config.admin.public_url,
             shop_names=names,
             shop_zones=zones,
+            links=signer_for(config),
         )
 
     def same_setup(self, other: Templates) -> bool:
-        """Whether `other` renders as these do (zones, dashboard link, shop names): a reload
-        keeps these, and their compiled templates, when it does."""
-        return (self.timezone, self.public_url, self.shop_names, self.shop_zones) == (
+        """Whether `other` renders as these do (zones, links, shop names): a reload keeps
+        these, and their compiled templates, when it does."""
+        mine = (self.timezone, self.public_url, self.shop_names, self.shop_zones, self.links)
+        return mine == (
             other.timezone,
             other.public_url,
             other.shop_names,
             other.shop_zones,
+            other.links,
         )
 
     def compile(self, source: str) -> Template:
@@ -186,6 +194,7 @@ class Templates:
                 route=route,
                 language=language,
                 order_url=order_page(self.public_url, event.order_id),
+                tracking_url=self.tracking_url(event),
                 shop=ShopView(
                     event.shop,
                     self.shop_names.get(event.shop, event.shop),
@@ -195,6 +204,13 @@ class Templates:
             )
         except Exception as exc:
             raise TemplateError(f"line {_template_line(exc)}: {clean_error(str(exc))}") from exc
+
+    def tracking_url(self, event: Event) -> str | None:
+        """The customer's tracking page of `event`'s order, working for ``link_ttl`` after
+        the event reached Kabarin (the same link for every message about it)."""
+        if self.links is None:
+            return None
+        return self.links.url(event.shop, event.order_id, made_at=event.received_at)
 
     def sources(
         self, route_parts: Mapping[str, str], sink: Sink, language: str | None = None
