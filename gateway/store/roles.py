@@ -190,6 +190,9 @@ class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 class EventQuery(msgspec.Struct, frozen=True, kw_only=True):
     order_id: str | None = None
+    awb: str | None = None
+    """Only events carrying this AWB, exactly (an index answers it: the tracking page's
+    lookup)."""
     status: Status | None = None
     since: datetime | None = None
     """Events received at or after this time."""

@@ -334,6 +334,13 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE sessions ADD COLUMN token_mac text;
         """,
     ),
+    (
+        13,
+        # The tracking page's lookup finds an order by its AWB (see SQLite's migration 18).
+        """
+        CREATE INDEX events_by_awb ON events ((body ->> 'awb'));
+        """,
+    ),
 ]
 
 

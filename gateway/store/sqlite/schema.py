@@ -364,6 +364,13 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE sessions ADD COLUMN token_mac TEXT;
         """,
     ),
+    (
+        18,
+        # The tracking page's lookup finds an order by its AWB (`EventQuery.awb`).
+        """
+        CREATE INDEX events_by_awb ON events ((body ->> '$.awb'));
+        """,
+    ),
 ]
 
 
