@@ -207,7 +207,7 @@ class Templates:
 
     def tracking_url(self, event: Event) -> str | None:
         """The customer's tracking page of `event`'s order, working for ``link_ttl`` after
-        the event reached Kabarin (the same link for every message about it)."""
+        the event reached Kabarin (a retried or re-rendered message carries the same link)."""
         if self.links is None:
             return None
         return self.links.url(event.shop, event.order_id, made_at=event.received_at)

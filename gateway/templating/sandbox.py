@@ -26,7 +26,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from gateway.events import Status
 
-__all__ = ["STATUS_LABELS", "clean_error", "rupiah", "sandbox"]
+__all__ = ["STATUS_LABELS", "clean_error", "local_time", "rupiah", "sandbox"]
 
 
 _LABELS = {
@@ -172,6 +172,14 @@ def _zone_label(moment: datetime) -> str:
     if key in _ZONE_LABELS:
         return _ZONE_LABELS[key]
     return moment.tzname() or ""
+
+
+def local_time(
+    value: datetime, timezone: tzinfo, format: str | None = None, language: str = "id"
+) -> str:
+    """What the ``localtime`` filter writes: `value` in `timezone`, month and day names in
+    `language`, ``WIB``/``WITA``/``WIT`` for ``%Z``."""
+    return _localtime(value, timezone, format, language)
 
 
 def _localtime(value: Any, timezone: tzinfo, format: str | None, language: str) -> str:
