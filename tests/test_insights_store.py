@@ -8,10 +8,12 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 
 from gateway.events import Event, Status
+from gateway.insights.estimates import Estimate, estimate_for
 from gateway.sources.kiriminaja.normalise import normalise
 from gateway.sources.kiriminaja.pulled import Pulled, normalise_pulled
 from gateway.sources.kiriminaja.push import decode_push
@@ -19,6 +21,7 @@ from gateway.store import Store, open_store
 from gateway.store.facts import estimation_days, fold, nearest_rank
 from gateway.store.postgres import schema as pg_schema
 from gateway.store.sqlite import schema as sqlite_schema
+from gateway.templating import Templates, sample_estimate
 
 from .conftest import ingest, store_url
 
@@ -284,3 +287,57 @@ def test_facts_from_a_tracking_answer_and_a_complete_push() -> None:
         "Kota Yogyakarta",
     )
     assert pushed.shipped_at == T0
+
+
+async def test_estimate_from_history_else_kiriminaja(store: Store) -> None:
+    shipped = T0 + timedelta(days=30)
+    open_order = [
+        ev("NEW", Status.PROCESSED, shipped - HOUR, service="jne", service_type="REG"),
+        ev("NEW", Status.SHIPPED, shipped, estimation="2-3", destination_city="Bantul"),
+    ]
+    await ingest(store, events=[*open_order, *history("jne", "REG", list(range(1, 20)))])
+    estimate = await estimate_for(store, "NEW")
+    assert estimate is not None  # 19 deliveries: too few, KiriminAja's "2-3" days
+    assert (estimate.basis, estimate.estimation) == ("kiriminaja", "2-3")
+    assert (estimate.earliest, estimate.latest) == (
+        shipped + timedelta(days=2),
+        shipped + timedelta(days=3),
+    )
+    assert estimate.as_dict()["latest"] == (shipped + timedelta(days=3)).isoformat()
+
+    await ingest(store, events=history("jne", "REG", [20], prefix="more-"))
+    estimate = await estimate_for(store, "NEW")
+    assert estimate is not None  # 20 deliveries of 1..20 h: p50 10 h, p90 18 h
+    assert (estimate.basis, estimate.samples, estimate.destination) == ("history", 20, None)
+    assert (estimate.earliest, estimate.latest) == (shipped + 10 * HOUR, shipped + 18 * HOUR)
+    assert await estimate_for(store, "NEW", shop="other") is None
+
+    await ingest(store, events=[ev("NEW", Status.DELIVERED, shipped + HOUR)])
+    assert await estimate_for(store, "NEW") is None  # delivered: nothing to expect
+    await ingest(store, events=[ev("BARE", Status.SHIPPED, shipped, service="anteraja")])
+    assert await estimate_for(store, "BARE") is None  # no history, no estimate of KiriminAja's
+    await ingest(store, events=[ev("WAIT", Status.PROCESSED, shipped, estimation="1-2")])
+    assert await estimate_for(store, "WAIT") is None  # not shipped yet
+
+
+def test_templates_see_the_estimate_with_localdate() -> None:
+    templates = Templates(timezone=ZoneInfo("Asia/Jakarta"))
+    event = ev("T1", Status.SHIPPED, T0)
+    source = (
+        "{% if estimate %}perkiraan tiba {{ estimate.latest | localdate }}"
+        " ({{ estimate.basis }}){% else %}-{{ estimate.latest | localdate }}{% endif %}"
+    )
+
+    def render(estimate: Estimate | None, language: str = "id") -> str:
+        return templates.render(
+            source, event=event, contact=None, route="r", language=language, estimate=estimate
+        )
+
+    estimate = Estimate(
+        earliest=T0, latest=datetime(2026, 11, 5, 20, 0, tzinfo=UTC), basis="kiriminaja"
+    )
+    # 20:00 UTC is 03:00 the next day in Jakarta
+    assert render(estimate) == "perkiraan tiba Jumat, 06 November 2026 (kiriminaja)"
+    assert render(estimate, "en") == "perkiraan tiba Friday, 06 November 2026 (kiriminaja)"
+    assert render(None) == "--"
+    assert sample_estimate(event).latest == T0 + timedelta(days=3)
