@@ -31,6 +31,7 @@ from gateway.delivery.model import (
 )
 from gateway.events import DEFAULT_SHOP, Contact, Event, Source, Status
 from gateway.store.digests import DigestRun, WindowCounts
+from gateway.store.facts import InsightsStore
 from gateway.store.tracking import TrackingStore
 
 __all__ = [
@@ -597,6 +598,7 @@ class Store(
     ContactBook,
     RetentionStore,
     TrackingStore,
+    InsightsStore,
     SessionStore,
     GroupStore,
     DigestStore,

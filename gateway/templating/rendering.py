@@ -13,11 +13,13 @@ as their value, e.g. ``delivered``), ``contact`` (never undefined: with no conta
 ``shop`` (the event's shop: ``shop.id``, ``shop.name``; ``localtime`` writes times in its
 ``timezone``), ``order_url`` (the order's dashboard page under ``admin.public_url``; ``None``
 when that is not set), ``tracking_url`` (the customer's signed tracking page,
-`gateway.tracking_page`; ``None`` when ``tracking_page`` is not enabled) and ``group`` (a
-grouped route's message: ``group.key``, the values its
-events share, ``group.events`` and ``group.count``, with ``event`` its first event; ``None``
-for a message about one event), in the sandbox of `gateway.templating.sandbox`. A failure is
-a `TemplateError` with the template's line.
+`gateway.tracking_page`; ``None`` when ``tracking_page`` is not enabled), ``group`` (a grouped
+route's message: ``group.key``, the values its events share, ``group.events`` and
+``group.count``, with ``event`` its first event; ``None`` for a message about one event) and
+``estimate`` (when the parcel is expected, `gateway.insights.estimates`: ``estimate.earliest``,
+``estimate.latest``, ``estimate.basis``; never undefined: with none it is falsy and its fields
+are ``None``, which ``localdate`` writes as ``-``), in the sandbox of
+`gateway.templating.sandbox`. A failure is a `TemplateError` with the template's line.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from jinja2 import Template, TemplateSyntaxError
 from gateway.delivery.model import Group, NewDelivery
 from gateway.errors import TemplateError
 from gateway.events import Contact, Event
+from gateway.insights.estimates import Estimate
 from gateway.templating.sandbox import STATUS_LABELS, clean_error, sandbox
 from gateway.tracking_page.links import LinkSigner, signer_for
 from sinks.base import Message
@@ -43,7 +46,14 @@ if TYPE_CHECKING:
     from gateway.delivery.model import Delivery
     from sinks.base import Sink
 
-__all__ = ["Templates", "decode_parts", "encode_parts", "message_language", "order_page"]
+__all__ = [
+    "Templates",
+    "decode_parts",
+    "encode_parts",
+    "mentions_estimate",
+    "message_language",
+    "order_page",
+]
 
 _CACHE_LIMIT = 512
 _PARTS_MARK = "{#parts#}"
@@ -82,6 +92,19 @@ class _NoContact:
 
     def __bool__(self) -> bool:
         return False
+
+
+class _NoEstimate:
+    """What ``estimate`` is when the parcel has none: falsy, every field ``None``."""
+
+    __slots__ = ()
+    earliest = latest = basis = samples = destination = estimation = None
+
+    def __bool__(self) -> bool:
+        return False
+
+
+_NO_ESTIMATE = _NoEstimate()
 
 
 class ShopView:
@@ -184,6 +207,7 @@ class Templates:
         route: str,
         language: str,
         group: Group | None = None,
+        estimate: Estimate | None = None,
     ) -> str:
         """Render `source` for one delivery; any failure is a `TemplateError` naming its line."""
         template = self.compile(source)
@@ -201,6 +225,7 @@ class Templates:
                     self.shop_zones.get(event.shop, self.timezone),
                 ),
                 group=group,
+                estimate=estimate if estimate is not None else _NO_ESTIMATE,
             )
         except Exception as exc:
             raise TemplateError(f"line {_template_line(exc)}: {clean_error(str(exc))}") from exc
@@ -243,6 +268,7 @@ class Templates:
         route: str,
         language: str,
         group: Group | None = None,
+        estimate: Estimate | None = None,
     ) -> dict[str, str]:
         """Every part rendered; the first failure is a `TemplateError` naming its part."""
         out: dict[str, str] = {}
@@ -259,6 +285,7 @@ class Templates:
                     route=route,
                     language=language,
                     group=group,
+                    estimate=estimate,
                 )
             except TemplateError as exc:
                 if part == "text":
@@ -275,6 +302,7 @@ class Templates:
         contact: Contact | None,
         attempt: int = 1,
         group: Group | None = None,
+        estimate: Estimate | None = None,
     ) -> Message:
         """The `Message` `sink` is handed for `delivery`, every declared part rendered (a
         grouped message: `group` holds its events, `event` is the first). A grouped route's
@@ -289,6 +317,7 @@ class Templates:
             route=delivery.route,
             language=language,
             group=group,
+            estimate=estimate,
         )
         return Message(
             delivery_id=delivery.id,
@@ -299,6 +328,11 @@ class Templates:
             attempt=attempt,
             group=group,
         )
+
+
+def mentions_estimate(sources: Mapping[str, str]) -> bool:
+    """Whether a message's templates may read ``estimate`` (only then is it looked up)."""
+    return any("estimate" in source for source in sources.values())
 
 
 def message_language(sink: Sink, contact: Contact | None) -> str:

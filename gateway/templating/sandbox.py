@@ -8,6 +8,8 @@ are errors (`StrictUndefined`). Filters:
 - ``localtime(format=None)``: a datetime (or ISO string) in the receiver's zone, e.g.
   ``05 Mei 2022 00:00 WIB``; in a format, ``%b %B %a %A`` are month and day names in the
   template's language and ``%Z`` is ``WIB`` / ``WITA`` / ``WIT`` (else the zone's abbreviation).
+- ``localdate(format=None)``: the same, as a date, e.g. ``Kamis, 05 November 2026``
+  (``Thursday, 05 November 2026`` in English); ``None`` → ``-``.
 - ``status_label(language=None)``: ``delivered`` → ``Terkirim`` (``id``) / ``Delivered`` (``en``).
 - ``group_key``: a grouped message's ``group.key`` as text, ``status: Dibatalkan, courier: jne``
   (statuses by their label in the template's language, a missing value as ``-``).
@@ -72,6 +74,7 @@ _ZONE_LABELS = {
     "Asia/Jayapura": "WIT",
 }
 _DEFAULT_TIME_FORMAT = "%d %b %Y %H:%M %Z"
+_DEFAULT_DATE_FORMAT = "%A, %d %B %Y"
 _TIME_DIRECTIVE = re.compile(r"%[%aAbBZ]")
 
 
@@ -122,7 +125,12 @@ def sandbox(timezone: tzinfo) -> ImmutableSandboxedEnvironment:
             for name, value in dict(key).items()
         )
 
+    @pass_context
+    def localdate(context: Context, value: Any, format: str | None = None) -> str:
+        return localtime(context, value, format or _DEFAULT_DATE_FORMAT)
+
     env.filters["localtime"] = localtime
+    env.filters["localdate"] = localdate
     env.filters["status_label"] = status_label
     env.filters["group_key"] = group_key
     return env

@@ -33,7 +33,8 @@ Event identity: every status becomes the item of the documented short push of it
 normalised by the same `normalise` as a push with ``source="pull"``: where the pull reports an
 update with the time its push carried, both have the same id and the intake stores it once.
 Fields a short push does not carry (the AWB of a shipped package, the numeric code as
-``details.package_status``, courier and costs, and the delivered event's
+``details.package_status``, courier, costs, KiriminAja's ``estimation``, the destination's
+``city`` as ``details.destination_city``, and the delivered event's
 ``details.proof_of_delivery``: ``{photo, signature}``, the URLs of ``details.images``) are
 added to the event after its id is made.
 Statuses of one order become one event each, at their earliest time (``problem`` one per
@@ -295,6 +296,10 @@ def _express_details(details: dict[str, Any]) -> dict[str, Any]:
     for key in _EXPRESS_TEXT:
         if (text := _text(details.get(key))) is not None:
             extras[key] = text
+    if (estimation := _text(details.get("estimation"))) not in (None, "-"):
+        extras["estimation"] = estimation  # KiriminAja's estimate in days, e.g. "2-3"
+    if (city := _text(_mapping(details.get("destination")).get("city"))) is not None:
+        extras["destination_city"] = city
     costs = _mapping(details.get("costs"))
     for key in _EXPRESS_MONEY:
         if isinstance(value := costs.get(key), int | float) and not isinstance(value, bool):
@@ -318,6 +323,8 @@ def _instant_details(result: dict[str, Any]) -> dict[str, Any]:
     for key in ("service", "service_type"):
         if (text := _text(result.get(key))) is not None:
             extras[key] = text
+    if (city := _text(_mapping(result.get("destination")).get("city"))) is not None:
+        extras["destination_city"] = city
     cost = _mapping(result.get("cost"))
     if isinstance(price := cost.get("shipping_cost"), int | float) and not isinstance(price, bool):
         extras["shipping_price"] = price
