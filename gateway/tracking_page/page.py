@@ -34,12 +34,12 @@ from litestar.enums import MediaType
 from litestar.response import Redirect
 
 from gateway.access import MAX_FAILURES, WINDOW, SignInLimiter, client_key
-from gateway.events import Event
+from gateway.insights.estimates import estimate_for
 from gateway.store.roles import EventQuery
 from gateway.tracking_page.assets import SCRIPT, policy, style
 from gateway.tracking_page.labels import Language, pick_language, words
 from gateway.tracking_page.links import Expired, LinkSigner, Tampered, signer_for
-from gateway.tracking_page.view import Brand, Estimate, build_view
+from gateway.tracking_page.view import Brand, build_view
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -62,13 +62,6 @@ _env = Environment(
     lstrip_blocks=True,
 )
 _NEUTRAL = Brand(name="Kabarin", color="#0a7f5a", logo_url=None, whatsapp_url=None)
-
-
-async def estimate_of(
-    rt: Runtime, shop: str, order_id: str, events: list[Event]
-) -> Estimate | None:
-    """The order's delivery estimate, when one is known; ``None`` (no estimate block) else."""
-    return None
 
 
 def _runtime(request: Request[Any, Any, Any]) -> Runtime:
@@ -200,7 +193,8 @@ async def tracking_page(request: Request[Any, Any, State], token: str) -> Respon
         contact=contact,
         language=language,
         timezone=rt.shops.timezone_of(link.shop, rt.timezone),
-        estimate=await estimate_of(rt, link.shop, link.order_id, events),
+        # Shipped and not yet delivered or returned, with a basis: else no estimate block.
+        estimate=await estimate_for(rt.store, link.order_id, shop=link.shop),
     )
     return _html(
         request,

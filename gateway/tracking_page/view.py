@@ -5,15 +5,16 @@ customer may see, and nothing else (the first name at most; no phone, address or
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, tzinfo
+from datetime import tzinfo
 from typing import Any
 
 from gateway.config.tracking_page import DEFAULT_COLOR, BrandConfig
 from gateway.events import Contact, Event, Status
+from gateway.insights.estimates import Estimate
 from gateway.templating.sandbox import STATUS_LABELS, local_time
 from gateway.tracking_page.labels import Language
 
-__all__ = ["Brand", "Estimate", "Step", "TrackingView", "build_view", "first_name"]
+__all__ = ["Brand", "Step", "TrackingView", "build_view", "first_name"]
 
 _HIDDEN = frozenset({Status.STUCK, Status.UNKNOWN})
 """Statuses the customer is not shown: a stuck alert is for the shop's staff, and an unknown
@@ -43,14 +44,6 @@ class Brand:
 
 
 @dataclass(frozen=True, slots=True)
-class Estimate:
-    """When the parcel should arrive: between two local dates (one when they are the same)."""
-
-    earliest: date
-    latest: date
-
-
-@dataclass(frozen=True, slots=True)
 class Step:
     status: Status
     label: str
@@ -72,7 +65,8 @@ class TrackingView:
     zone: str
     """The zone the times are in, as written after them (``WIB``)."""
     estimate: tuple[str, str] | None = None
-    """Earliest and latest arrival, local dates written out (the same twice for one day)."""
+    """Earliest and latest arrival (`gateway.insights.estimates`), local dates written out
+    (the same twice for one day)."""
     proof: dict[str, str] = field(default_factory=dict)
     """``photo`` / ``signature`` → URL, when the tracking API gave them."""
 
@@ -139,8 +133,8 @@ def build_view(
     written = None
     if estimate is not None:
         written = (
-            local_time(_noon(estimate.earliest, timezone), timezone, _DATE_FORMAT, language),
-            local_time(_noon(estimate.latest, timezone), timezone, _DATE_FORMAT, language),
+            local_time(estimate.earliest, timezone, _DATE_FORMAT, language),
+            local_time(estimate.latest, timezone, _DATE_FORMAT, language),
         )
     return TrackingView(
         order_id=newest[0].order_id,
@@ -153,7 +147,3 @@ def build_view(
         estimate=written,
         proof=_proof(newest),
     )
-
-
-def _noon(day: date, timezone: tzinfo) -> datetime:
-    return datetime(day.year, day.month, day.day, 12, tzinfo=timezone)

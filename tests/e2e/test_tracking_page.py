@@ -40,7 +40,35 @@ _NOW = datetime.now(ZoneInfo("Asia/Jakarta"))
 PROCESSED_AT = (_NOW - timedelta(hours=26)).strftime("%Y-%m-%d %H:%M:00")
 SHIPPED_AT = (_NOW - timedelta(hours=3)).strftime("%Y-%m-%d %H:%M:00")
 # The default WIB clock of the shipped step, as the page writes it (Indonesian day and month).
-SHIPPED_LOCAL = datetime.strptime(SHIPPED_AT, "%Y-%m-%d %H:%M:%S").strftime("%H:%M WIB")
+_SHIPPED = datetime.strptime(SHIPPED_AT, "%Y-%m-%d %H:%M:%S")
+SHIPPED_LOCAL = _SHIPPED.strftime("%H:%M WIB")
+# The shop's history of jne REG: 10 deliveries in a day and 10 in three (the estimate's p50 and
+# p90): the order shipped today arrives between tomorrow and the day after the next.
+HISTORY = [f"OID-HISTORY-{i:02}" for i in range(20)]
+EARLIEST, LATEST = (_SHIPPED + timedelta(days=1)).day, (_SHIPPED + timedelta(days=3)).day
+
+
+def _history() -> list[dict[str, object]]:
+    long_ago = _SHIPPED - timedelta(days=30)
+    shipped = {
+        "method": "shipped_packages",
+        "data": [
+            {"order_id": o, "shipped_at": f"{long_ago:%Y-%m-%d %H:%M:%S}", "service": "jne"}
+            | {"service_name": "REG"}
+            for o in HISTORY
+        ],
+    }
+    finished = {
+        "method": "finished_packages",
+        "data": [
+            {
+                "order_id": o,
+                "finished_at": f"{long_ago + timedelta(days=1 if i < 10 else 3):%Y-%m-%d %H:%M:%S}",
+            }
+            for i, o in enumerate(HISTORY)
+        ],
+    }
+    return [shipped, finished]
 
 
 def _extra(url: str) -> str:
@@ -78,6 +106,8 @@ def server(
     write_config(config, _extra(proc.url), store=store)
     proc.start()
     try:
+        for push in _history():
+            proc.ingest(push)
         item = {"order_id": ORDER, "awb": AWB, "service": "jne", "service_name": "REG"}
         item["date"] = PROCESSED_AT
         proc.ingest({"method": "processed_packages", "data": [item]})
@@ -96,10 +126,18 @@ def _links(server: KabarinProcess) -> list[str]:
     return re.findall(r"LINK (\S+) END", server.output())
 
 
+def _ours(server: KabarinProcess) -> list[str]:
+    """The links of the messages about `ORDER` (one per status, each with its own expiry)."""
+    signer, now = _signer(server), datetime.now(UTC)
+    return [
+        u for u in _links(server) if signer.verify(u.rsplit("/", 1)[1], now=now).order_id == ORDER
+    ]
+
+
 def _link(server: KabarinProcess) -> str:
-    """The link of the newest message (one message per status; each its own expiry)."""
-    server.wait_for(lambda: len(_links(server)) >= 2)
-    return _links(server)[-1]
+    """The link of the newest message about `ORDER`."""
+    server.wait_for(lambda: len(_ours(server)) >= 2)
+    return _ours(server)[-1]
 
 
 def _signer(server: KabarinProcess) -> LinkSigner:
@@ -276,6 +314,10 @@ def test_the_page_in_both_languages_at_360_px(phone: WebDriver, server: KabarinP
     steps = phone.find_elements("css selector", "#timeline li")
     assert [s.find_element("css selector", "b").text for s in steps] == ["Dikirim", "Diproses"]
     assert SHIPPED_LOCAL in steps[0].text
+    estimate = phone.find_element("id", "estimate").text
+    assert estimate.startswith("Perkiraan tiba: ")
+    assert f" {EARLIEST:02} " in estimate and f" {LATEST:02} " in estimate
+    assert " \u2013 " in estimate  # a range: earliest - latest
     _fits(phone)
     _screenshot(phone, "tracking-page-id.png", server)
     phone.find_element("css selector", 'a[href="?lang=en"]').click()
