@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -48,9 +48,9 @@ HISTORY = [f"OID-HISTORY-{i:02}" for i in range(20)]
 EARLIEST, LATEST = (_SHIPPED + timedelta(days=1)).day, (_SHIPPED + timedelta(days=3)).day
 
 
-def _history() -> list[dict[str, object]]:
+def _history() -> list[dict[str, Any]]:
     long_ago = _SHIPPED - timedelta(days=30)
-    shipped = {
+    shipped: dict[str, Any] = {
         "method": "shipped_packages",
         "data": [
             {"order_id": o, "shipped_at": f"{long_ago:%Y-%m-%d %H:%M:%S}", "service": "jne"}
@@ -58,7 +58,7 @@ def _history() -> list[dict[str, object]]:
             for o in HISTORY
         ],
     }
-    finished = {
+    finished: dict[str, Any] = {
         "method": "finished_packages",
         "data": [
             {
