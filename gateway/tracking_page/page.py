@@ -19,10 +19,13 @@ lookup limiter (a `gateway.access.SignInLimiter` of its own): after `MAX_FAILURE
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -38,7 +41,7 @@ from gateway.insights.estimates import estimate_for
 from gateway.store.roles import EventQuery
 from gateway.tracking_page.assets import SCRIPT, policy, style
 from gateway.tracking_page.labels import Language, pick_language, words
-from gateway.tracking_page.links import Expired, LinkSigner, Tampered, signer_for
+from gateway.tracking_page.links import Expired, LinkSigner, Tampered, TrackingLink, signer_for
 from gateway.tracking_page.view import Brand, build_view
 
 if TYPE_CHECKING:
@@ -52,6 +55,7 @@ LOOKUPS = "tracking_lookups"
 """The app state key of the lookup limiter."""
 _EVENTS = 200
 """An order's events shown at most (newest first)."""
+_GATE = "tracking_page_gate"
 _ORDERS_PER_AWB = 5
 """Orders one AWB may name (a reused AWB) that a lookup checks."""
 
@@ -180,6 +184,28 @@ async def tracking_page(request: Request[Any, Any, State], token: str) -> Respon
     brand = _brand(rt, link.shop)
     if brand is None:
         return _not_found(request)
+    async with _one_at_a_time(request):
+        return await _order_page(request, rt, signer, link, brand)
+
+
+@asynccontextmanager
+async def _one_at_a_time(request: Request[Any, Any, Any]) -> AsyncIterator[None]:
+    """One page is read and rendered at a time: a burst of views queues here (costing the event
+    loop nothing while it waits), so a push arriving meanwhile waits for one page at most."""
+    gate: asyncio.Semaphore | None = request.app.state.get(_GATE)
+    if gate is None:
+        gate = request.app.state[_GATE] = asyncio.Semaphore(1)
+    async with gate:
+        yield
+
+
+async def _order_page(
+    request: Request[Any, Any, Any],
+    rt: Runtime,
+    signer: LinkSigner,
+    link: TrackingLink,
+    brand: Brand,
+) -> Response[bytes]:
     page = await rt.store.list_events(
         EventQuery(order_id=link.order_id, shops=(link.shop,), limit=_EVENTS)
     )
