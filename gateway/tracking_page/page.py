@@ -34,6 +34,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.enums import MediaType
+from litestar.params import FromPath
 from litestar.response import Redirect
 
 from gateway.access import MAX_FAILURES, WINDOW, SignInLimiter, client_key
@@ -153,7 +154,7 @@ def _brand(rt: Runtime, shop_id: str) -> Brand | None:
 
 
 @get("/t/{token:str}", include_in_schema=False)
-async def tracking_page(request: Request[Any, Any, State], token: str) -> Response[bytes]:
+async def tracking_page(request: Request[Any, Any, State], token: FromPath[str]) -> Response[bytes]:
     rt = _runtime(request)
     signer = signer_for(rt.config)
     if signer is None:
