@@ -11,11 +11,14 @@ from pathlib import Path
 import pytest
 
 from gateway.config import parse_config
+from gateway.delivery.model import NewDelivery
 from gateway.errors import ConfigError
-from gateway.events import Event, Status
+from gateway.events import Contact, Event, Status
 from gateway.shops import Shops
 from gateway.templating import Templates
 from gateway.tracking_page import Expired, LinkSigner, Tampered
+from sinks.base import SinkDeps
+from sinks.registry import build_sinks
 
 SECRET = "s" * 32
 NOW = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
@@ -181,3 +184,40 @@ def test_every_yaml_block_of_the_tracking_page_doc_is_a_valid_configuration() ->
     }
     for block in blocks:
         assert parse_config(block, env=env).tracking_page.enabled
+
+
+CUSTOMER_SINKS = """
+sinks:
+  wa: {type: whatsapp, provider: fonnte, token: f0nnte}
+  sms: {type: sms, provider: zenziva, userkey: u, passkey: p}
+  mail:
+    type: email
+    host: smtp.example
+    from: toko@example.id
+    to: customer
+routes:
+  - {name: tell, match: {}, sinks: [wa, sms, mail]}
+"""
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_default_customer_texts_end_with_the_link_when_the_page_is_on(enabled: bool) -> None:
+    text = PAGE + CUSTOMER_SINKS
+    if not enabled:
+        text = text.replace("  enabled: true\n", "  enabled: false\n")
+    config = parse_config(text, env={"TRACKING_SECRET": SECRET})
+    templates = Templates.for_config(config)
+    sinks = build_sinks(config.sinks, SinkDeps(http=None))
+    event = _event(NOW)
+    url = templates.tracking_url(event)
+    assert (url is not None) is enabled
+    for name, sink in sinks.items():
+        delivery = NewDelivery(id="d1", event_id=event.id, route="tell", sink=name, ordering="all")
+        for language in ("id", "en"):
+            contact = Contact(order_id="ORD-9", name="Sari", language=language)
+            parts = templates.message(sink, delivery, event=event, contact=contact).parts
+            for part in ("text", "html") if name == "mail" else ("text",):
+                if enabled:
+                    assert f"{url}" in parts[part], (name, language, part)
+                else:
+                    assert "/t/" not in parts[part], (name, language, part)
