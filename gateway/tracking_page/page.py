@@ -143,9 +143,10 @@ def _not_found(request: Request[Any, Any, Any]) -> Response[bytes]:
     )
 
 
-def _base_of(request: Request[Any, Any, Any]) -> str:
+def _base_of(request: Request[Any, Any, Any]) -> str | None:
+    """`_base`, or ``None`` with the page off (then no link to the lookup either)."""
     signer = signer_for(_runtime(request).config)
-    return _base(signer) if signer is not None else ""
+    return _base(signer) if signer is not None else None
 
 
 def _brand(rt: Runtime, shop_id: str) -> Brand | None:
