@@ -262,8 +262,9 @@ def commands(block: Block) -> Iterator[list[str]]:
 def check_kabarin(words: list[str]) -> None:
     try:
         parser().parse_args(words[1:])
-    except SystemExit as exc:
-        raise AssertionError(f"`{shlex.join(words)}` is not a kabarin command") from exc
+    except SystemExit as exc:  # --help and --version exit 0 after printing
+        if exc.code != 0:
+            raise AssertionError(f"`{shlex.join(words)}` is not a kabarin command") from exc
 
 
 @cache
@@ -378,6 +379,15 @@ def check_export(words: list[str]) -> None:
         assert name in known, f"`{shlex.join(words)}`: nothing reads {name}"
 
 
+def check_docker(words: list[str]) -> None:
+    """`docker build` of the repository's Dockerfile, or `docker run` of the image it tags."""
+    if words[1] == "build":
+        assert (ROOT / words[-1] / "Dockerfile").is_file(), words
+        assert words[2:4] == ["-t", "kabarin"], words
+    else:
+        assert words[1] == "run" and words[-1] == "kabarin", words
+
+
 def check_json_tool(words: list[str]) -> None:
     assert words[1:] == ["-m", "json.tool"], words
 
@@ -391,6 +401,7 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "cp": check_cp,
     "export": check_export,
     "python3": check_json_tool,
+    "docker": check_docker,
 }
 
 SHELL_BLOCKS = [
@@ -426,6 +437,8 @@ def test_the_command_checks_can_fail() -> None:
     assert refused(check_curl, "curl -X DELETE http://127.0.0.1:8080/admin/v1/events")
     assert refused(check_curl, "curl http://127.0.0.1:8080/admin/v1/events?colour=red")
     assert refused(check_make, "make deploy")
+    assert refused(check_kabarin, "kabarin")
+    assert not refused(check_kabarin, "kabarin --version")
     assert not refused(check_curl, "curl -d '{}' http://h:8080/kiriminaja/push/toko-a")
     assert not refused(check_curl, "curl http://h/admin/v1/orders/INV/2024/05/001?shop=toko-a")
 
