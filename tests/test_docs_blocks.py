@@ -302,19 +302,15 @@ def openapi() -> dict[str, Any]:
     return document
 
 
-def _query_parameters(path: str) -> set[str] | None:
-    """The query parameters the OpenAPI document gives the operation at this path (any
-    method), or None if the document does not describe it."""
-    for template, item in openapi()["paths"].items():
-        pattern = re.sub(r"\{[^}]+\}", ".+", template)
-        if re.fullmatch(pattern, path):
-            return {
-                p["name"]
-                for op in item.values()
-                if isinstance(op, dict)
-                for p in op.get("parameters", [])
-                if p.get("in") == "query"
-            }
+def _query_parameters(path: str, method: str) -> set[str] | None:
+    """The query parameters the OpenAPI document gives this operation, or None if it does
+    not describe it (a literal path wins over a template: `/deliveries/replay` is not
+    `/deliveries/{delivery_id}`)."""
+    paths = sorted(openapi()["paths"].items(), key=lambda item: item[0].count("{"))
+    for template, item in paths:
+        if re.fullmatch(re.sub(r"\{[^}]+\}", ".+", template), path):
+            operation = item.get(method.lower(), {})
+            return {p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"}
     return None
 
 
@@ -342,7 +338,7 @@ def check_curl(words: list[str]) -> None:
     assert served, f"`{shlex.join(words)}`: Kabarin serves no {path}"
     assert any(method in m for m in served), f"`{shlex.join(words)}`: {path} takes no {method}"
     if query:
-        known = _query_parameters(path)
+        known = _query_parameters(path, method)
         assert known is not None, f"{path} takes no query"
         names = {part.split("=", 1)[0] for part in query.split("&")}
         assert names <= known, f"`{shlex.join(words)}`: {sorted(names - known)} not in {known}"
