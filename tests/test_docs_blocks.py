@@ -466,3 +466,16 @@ def test_a_contacts_csv_is_imported_whole() -> None:
     for block in files:
         contacts, problems = read_contacts_csv(block.body)
         assert contacts and not problems, (block.id, problems)
+
+
+def test_the_typical_shop_is_one_file_with_every_part_the_guide_promises() -> None:
+    (block,) = [b for b in BLOCKS if b.page == "docs/guides/typical-shop.md" and b.marker == "file"]
+    config = yaml.safe_load(block.body)
+    kinds = {(s["type"], s.get("provider"), str(s.get("to"))) for s in config["sinks"].values()}
+    assert {("webhook", None), ("slack", None), ("whatsapp", "fonnte"), ("sms", "zenziva")} <= {
+        k[:2] for k in kinds
+    }
+    assert ("email", None, "['gudang@toko.example']") in kinds  # staff email
+    assert any(r.get("fallback") for r in config["routes"])  # WhatsApp, then SMS
+    assert config["contacts"]["lookup"]["url"]
+    assert all("quiet_hours" in config["sinks"][s] for s in ("wa", "sms"))
