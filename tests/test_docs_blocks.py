@@ -479,3 +479,54 @@ def test_the_typical_shop_is_one_file_with_every_part_the_guide_promises() -> No
     assert any(r.get("fallback") for r in config["routes"])  # WhatsApp, then SMS
     assert config["contacts"]["lookup"]["url"]
     assert all("quiet_hours" in config["sinks"][s] for s in ("wa", "sms"))
+
+
+# -- what the prose names ---------------------------------------------------------------------
+
+KABARIN_PATHS = ("/admin/", "/ui", "/kiriminaja/", "/healthz", "/readyz", "/metrics", "/schema")
+"""Where an inline ``METHOD /path`` is Kabarin's own (``POST /api/mitra/tracking`` is
+KiriminAja's, ``POST /send`` Fonnte's)."""
+
+
+def _prose(path: Path) -> str:
+    return FENCE.sub("", path.read_text(encoding="utf-8"))
+
+
+def test_every_endpoint_the_prose_names_is_served() -> None:
+    named = 0
+    for path in PAGES:
+        for match in re.finditer(
+            r"`((?:GET|POST|PUT|DELETE) (/[^`\s?]*)(\?[^`]*)?)`", _prose(path)
+        ):
+            if not match[2].startswith(KABARIN_PATHS):
+                continue
+            concrete = re.sub(r"\{[^}]+\}|<[^>]+>", "x", match[2])
+            query = match[3] or ""
+            check_curl(["curl", "-X", match[1].split()[0], f"http://h{concrete}{query}"])
+            named += 1
+    assert named > 50
+
+
+def test_every_command_the_prose_names_exists() -> None:
+    """An inline `kabarin ...` may be a usage line (`[--since T]`), so only its command words
+    are held to the parser: `kabarin rejected list|show ID` names `rejected list` and
+    `rejected show`."""
+
+    def tree(p: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for action in p._actions:
+            if action.__class__.__name__ == "_SubParsersAction":
+                out |= {name: tree(child) for name, child in action.choices.items()}
+        return out
+
+    commands = tree(parser())
+    named = 0
+    for path in PAGES:
+        for match in re.finditer(r"`kabarin ([a-z][\w-]*)(?: ([a-z][\w|-]*))?", _prose(path)):
+            assert match[1] in commands, (path.name, match[0])
+            below = commands[match[1]]
+            if below:
+                assert match[2], (path.name, match[0])
+                assert set(match[2].split("|")) <= set(below), (path.name, match[0])
+            named += 1
+    assert named > 50
