@@ -530,3 +530,27 @@ def test_every_command_the_prose_names_exists() -> None:
                 assert set(match[2].split("|")) <= set(below), (path.name, match[0])
             named += 1
     assert named > 50
+
+
+def test_the_typical_shops_commands_run_on_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The guide's check, simulate and contacts import, run in-process as written, on the
+    page's configuration file and its CSV (the ones that need no network)."""
+    page = [b for b in BLOCKS if b.page == "docs/guides/typical-shop.md"]
+    (config,) = [b for b in page if b.marker == "file"]
+    (contacts,) = [b for b in page if b.lang == "csv"]
+    _prepare(config, tmp_path, monkeypatch)
+    (tmp_path / "config.yaml").write_text(config.body, encoding="utf-8")
+    (tmp_path / "contacts.csv").write_text(contacts.body, encoding="utf-8")
+    (tmp_path / "tests").symlink_to(ROOT / "tests")  # the fixtures the page names
+    ran = []
+    for block in page:
+        for words in commands(block) if block.lang in SHELL else ():
+            if words[:2] in (["kabarin", "simulate"], ["kabarin", "contacts"]):
+                assert main(words[1:]) == 0, (words, capsys.readouterr())
+                ran.append(words[1])
+    assert ran == ["simulate", "contacts"]
+    out = capsys.readouterr().out
+    assert "every-status-to-erp" in out and "tell-the-customer" in out  # simulate's routes
+    assert "imported 3" in out
