@@ -17,7 +17,8 @@ docs/development.md, "Documentation"):
   fails until it gets a checker or a skip marker.
 - ``json`` must parse, ``toml`` must parse, ``python`` must compile, ``jinja`` must parse, and
   ``csv`` is a contacts file `kabarin contacts import` takes whole.
-- ``text`` and unlabelled blocks are output and pictures, not checked (but their ``$`` lines are).
+- ``text`` blocks are output and pictures, not checked (but their ``$`` lines are); a block
+  without a language fails.
 - ``<!-- check: skip WHY -->`` leaves a block unchecked; every such block is listed in `SKIPPED`,
   so leaving one out is a decision someone wrote down.
 """
@@ -59,8 +60,8 @@ MARKER = re.compile(r"^\s*<!--\s*check:\s*(?P<kind>[\w-]+)\s*(?P<why>.*?)\s*-->\
 MARKERS = {"file", "fragment", "yaml-only", "skip"}
 
 SHELL = {"sh", "bash", "shell"}
-OUTPUT = {"", "text"}
-"""Output and pictures; only their ``$ `` lines are commands."""
+OUTPUT = {"text"}
+"""Output and pictures, said so by their language; only their ``$ `` lines are commands."""
 
 SKIPPED = {
     ("docs/concepts.md", "needs the parcelku push source installed"),
@@ -155,6 +156,11 @@ def test_the_unchecked_blocks_are_the_listed_ones() -> None:
     skipped = Counter((b.page, b.why) for b in BLOCKS if b.marker == "skip")
     assert set(skipped) == SKIPPED
     assert sum(skipped.values()) == len(SKIPPED), "one listed reason per skipped block"
+
+
+def test_every_block_says_its_language() -> None:
+    """An unlabelled block would be neither checked nor said to be output."""
+    assert not [b.id for b in BLOCKS if not b.lang]
 
 
 def test_every_language_has_a_check() -> None:
