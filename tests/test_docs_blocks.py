@@ -150,6 +150,13 @@ def test_blocks_are_found_and_every_marker_is_known() -> None:
     assert not unknown
     unexplained = [b.id for b in BLOCKS if b.marker in ("skip", "yaml-only") and not b.why]
     assert not unexplained, "a skip or yaml-only marker says why"
+    written = sum(
+        1
+        for p in PAGES
+        for line in p.read_text(encoding="utf-8").splitlines()
+        if MARKER.match(line)
+    )
+    assert written == len([b for b in BLOCKS if b.marker]), "a marker stands right before a fence"
 
 
 def test_the_unchecked_blocks_are_the_listed_ones() -> None:
