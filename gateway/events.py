@@ -1,6 +1,6 @@
 """The one internal event: every push method and every pull result becomes an `Event`.
 
-Field names are a public contract (sinks, templates, the ERP webhook payload): see README.md.
+Field names are a public contract (sinks, templates, the ERP webhook payload): see docs/event.md.
 """
 
 from __future__ import annotations

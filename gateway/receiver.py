@@ -14,7 +14,7 @@ answer alike.
 
 The endpoint is a plain ASGI handler mounted in the Litestar app rather than a ``@post``
 handler: it is the one hot path, and Litestar's request machinery costs about as much as the
-whole durable ingest (see README, "Performance").
+whole durable ingest (see docs/performance.md).
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ of it (connecting, sending, the status line, the headers and the body), and at m
 the answer is read.
 
 `make_http_client` builds the one `httpx.AsyncClient` the sinks share. Underneath it runs
-httpx-aiohttp's transport, chosen by measurement (`bench/deliver.py`, the README's
-Performance section): several times httpx's own connection pool and faster than the curl_cffi
+httpx-aiohttp's transport, chosen by measurement (`bench/deliver.py`,
+docs/performance.md): several times httpx's own connection pool and faster than the curl_cffi
 transport. Pass ``transport="httpx"`` (or any `httpx.AsyncBaseTransport`) to swap it.
 """
 

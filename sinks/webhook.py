@@ -4,7 +4,7 @@ Each delivery is one POST whose body is the envelope the spec recommends::
 
     {"type": "shipment.<status>", "timestamp": "<now, ISO 8601 UTC>", "data": <Event>}
 
-``data`` is the `gateway.events.Event` exactly as documented in the README. A grouped route's
+``data`` is the `gateway.events.Event` exactly as documented in docs/event.md. A grouped route's
 message (``group:``) carries its events as an array, with the group beside them::
 
     {"type": "shipment.group", "timestamp": "...",
@@ -157,7 +157,7 @@ class _DigestEnvelope(msgspec.Struct, frozen=True):
     type: str
     timestamp: datetime
     data: dict[str, Any]
-    """`gateway.digests.render`'s payload (documented in the README)."""
+    """`gateway.digests.render`'s payload (documented in docs/digests.md)."""
 
 
 _encode = msgspec.json.Encoder().encode

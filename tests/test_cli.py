@@ -284,9 +284,9 @@ def test_make_run_listens_where_port_and_host_say(given: tuple[str, ...], listen
     assert serve.endswith(f"serve --config config.example.yaml {listens}")
 
 
-def test_the_readme_dead_letter_commands_work_on_the_example_as_written(tmp_path: Path) -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = readme.split("### Dead letters and replay\n\n```sh\n", 1)[1].split("```", 1)[0]
+def test_the_docs_dead_letter_commands_work_on_the_example_as_written(tmp_path: Path) -> None:
+    page = (ROOT / "docs" / "delivery.md").read_text(encoding="utf-8")
+    block = page.split("## Dead letters and replay\n\n```sh\n", 1)[1].split("```", 1)[0]
     commands = [line.split("#")[0].split() for line in block.splitlines()]
     example = (ROOT / "config.example.yaml").read_text(encoding="utf-8")
     (tmp_path / "config.example.yaml").write_text(example)  # its store is ./data/, under tmp

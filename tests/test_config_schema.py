@@ -160,8 +160,8 @@ def test_every_key_of_the_example_and_the_readme_table_is_in_the_reference() -> 
         walk(route, "routes[]", None)
     assert "sinks.<name>.language" in seen and "routes[].match" in seen
 
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    table = readme.split("## Configuration\n", 1)[1].split("\n### ", 1)[0]
+    page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    table = page.split("# Configuration\n", 1)[1].split("\n## ", 1)[0]
     named = re.findall(
         r"`([a-z_]+(?:\.[a-z_]+)*)`",
         "\n".join(line.split(" | ", 1)[0] for line in table.splitlines() if line.startswith("| `")),

@@ -518,12 +518,12 @@ def test_many_packages_are_not_mistaken_for_nesting() -> None:
     assert len(events_of({"method": "shipped_packages", "data": items})) == 200
 
 
-README_BODY = re.compile(r"^\| `(\w+)` \| ([^|]+) \| `(\{.*\})` \|$", re.M)
+EVENT_PAGE = Path(__file__).resolve().parents[1] / "docs" / "event.md"
+EXAMPLE_BODY = re.compile(r"^\| `(\w+)` \| ([^|]+) \| `(\{.*\})` \|$", re.M)
 
 
-def test_the_readme_example_bodies_give_the_statuses_it_says() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    rows = README_BODY.findall(readme)
+def test_the_docs_example_bodies_give_the_statuses_they_say() -> None:
+    rows = EXAMPLE_BODY.findall(EVENT_PAGE.read_text())
     documented = {f.stem for f in FIXTURES.glob("*.json") if not f.stem.startswith("complete_")}
     assert documented <= KNOWN_METHODS  # a file for each method the specification shows ...
     assert {r[0] for r in rows} == KNOWN_METHODS  # ... and a short body for every method
@@ -536,9 +536,9 @@ def test_the_readme_example_bodies_give_the_statuses_it_says() -> None:
         assert event.status.value in said, (method, event.status, said)
 
 
-def test_the_readme_method_table_names_each_method_once_with_its_status() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    table = readme.split("| KiriminAja method | status |\n| --- | --- |\n", 1)[1].split("\n\n")[0]
+def test_the_docs_method_table_names_each_method_once_with_its_status() -> None:
+    head = "| KiriminAja method | status |\n| --- | --- |\n"
+    table = EVENT_PAGE.read_text().split(head, 1)[1].split("\n\n")[0]
     rows = [line for line in table.splitlines() if line.startswith("|")]
     assert all(row.count(" | ") == 1 for row in rows), rows  # two columns each
     methods = [row.split("`")[1] for row in rows if row.startswith("| `")]

@@ -1,5 +1,5 @@
 """The shipment lifecycle `ordering: latest` ranks by: one table in the code, the same in the
-README, and every status in it."""
+docs (docs/delivery.md), and every status in it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from gateway.events import Event, Status
 from gateway.store.lanes import STAGES, rank
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "delivery.md"
 STAGE_ROW = re.compile(r"^\s*\| (\d) \| (.+) \|$", re.M)
 T0 = datetime(2024, 5, 5, 3, 0, tzinfo=UTC)
 
@@ -21,8 +21,8 @@ def test_every_status_but_stuck_has_one_stage() -> None:
     assert set(staged) == set(Status) - {Status.STUCK}
 
 
-def test_the_readme_shows_the_stage_table_of_the_code() -> None:
-    rows = STAGE_ROW.findall(README.read_text())
+def test_the_docs_show_the_stage_table_of_the_code() -> None:
+    rows = STAGE_ROW.findall(PAGE.read_text())
     shown = {int(n): set(re.findall(r"`(\w+)`", statuses)) for n, statuses in rows}
     assert shown == {n: {s.value for s in stage} for n, stage in enumerate(STAGES)}
 

@@ -486,24 +486,25 @@ def test_a_when_is_judged_only_on_events_its_match_lets_through() -> None:
     ]
 
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
-def readme_yaml(start: str) -> str:
-    """The README's YAML example that starts with `start`."""
-    blocks: list[str] = re.findall(r"```yaml\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+def docs_yaml(start: str) -> str:
+    """The YAML example of docs/ that starts with `start`."""
+    text = "".join(p.read_text(encoding="utf-8") for p in sorted(DOCS.rglob("*.md")))
+    blocks: list[str] = re.findall(r"```yaml\n(.*?)```", text, re.S)
     found = [b for b in blocks if b.startswith(start)]
     assert len(found) == 1, start
     return found[0]
 
 
-def test_the_readmes_routes_example_passes_check(
+def test_the_docs_routes_example_passes_check(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The Routes section's example, with the `erp` and `ops-slack` blocks it sends to, as
-    the README gives them."""
-    routes = readme_yaml("routes:\n  - name: costly-instant-cancellations\n")
-    blocks = [readme_yaml(f"sinks:\n  {name}:\n") for name in ("erp", "ops-slack")]
+    the docs give them."""
+    routes = docs_yaml("routes:\n  - name: costly-instant-cancellations\n")
+    blocks = [docs_yaml(f"sinks:\n  {name}:\n") for name in ("erp", "ops-slack")]
     sinks = "sinks:\n" + "".join(block.split("\n", 1)[1] for block in blocks)
     monkeypatch.setenv("ERP_WEBHOOK_SECRET", WHSEC)
     monkeypatch.setenv("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T000/B000/x")

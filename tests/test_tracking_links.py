@@ -4,9 +4,7 @@ configuration and its checks, ``shops.<id>.brand``, and ``tracking_url`` in temp
 from __future__ import annotations
 
 import base64
-import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -169,21 +167,6 @@ def test_templates_get_tracking_url_only_when_the_page_is_enabled() -> None:
         == ""
     )
     assert not templates.same_setup(off)
-
-
-def test_every_yaml_block_of_the_tracking_page_doc_is_a_valid_configuration() -> None:
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "tracking-page.md").read_text()
-    blocks = re.findall(r"```yaml\n(.*?)```", doc, re.S)
-    assert len(blocks) == 2
-    env = {
-        "KIRIMINAJA_TOKEN": "t0ken",
-        "TRACKING_SECRET": SECRET,
-        "FONNTE_TOKEN": "f0nnte",
-        "TOKO_SARI_KIRIMINAJA_KEY": "key-a",
-        "BUTIK_BUNGA_KIRIMINAJA_KEY": "key-b",
-    }
-    for block in blocks:
-        assert parse_config(block, env=env).tracking_page.enabled
 
 
 CUSTOMER_SINKS = """

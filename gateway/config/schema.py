@@ -267,7 +267,8 @@ class IntakeConfig(_Section, frozen=True):
 
 
 class RetentionConfig(_Section, frozen=True):
-    """How long each kind of row is kept (``0`` or ``off``: for ever); see the README."""
+    """How long each kind of row is kept (``0`` or ``off``: for ever); see "Retention" in
+    docs/operations.md."""
 
     pushes: Window = Window(90 * 86400)
     """``processed`` push log entries (pending and failed ones are never pruned)."""

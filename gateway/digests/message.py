@@ -50,7 +50,7 @@ class DigestParts(msgspec.Struct, frozen=True, kw_only=True):
     blocks: list[dict[str, Any]]
     """Slack Block Kit blocks."""
     payload: dict[str, Any]
-    """The webhook's ``data`` (documented in the README)."""
+    """The webhook's ``data`` (documented in docs/digests.md)."""
 
 
 def digest_order(name: str) -> str:

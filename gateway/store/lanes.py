@@ -46,8 +46,8 @@ STAGES: tuple[frozenset[Status], ...] = (
     frozenset({Status.REJECTED, Status.RETURNING}),  # refused, going back to the shop
     frozenset({Status.DELIVERED, Status.RETURNED, Status.CANCELED}),  # ended
 )
-"""The shipment lifecycle, earliest stage first: the README's table of stages. ``stuck`` (raised
-by the pull tracker) takes the stage of the status it is stuck in."""
+"""The shipment lifecycle, earliest stage first: the table of stages in docs/delivery.md.
+``stuck`` (raised by the pull tracker) takes the stage of the status it is stuck in."""
 
 _STAGE = {status: number for number, stage in enumerate(STAGES) for status in stage}
 
