@@ -46,6 +46,7 @@ from gateway.contacts import InvalidContact
 from gateway.delivery.model import DeliveryFilter, DeliveryState
 from gateway.errors import ErrorBody, NotReplayable, ShopRequired, UnknownShop, UnknownSink
 from gateway.events import Contact, Source, Status
+from gateway.insights.estimates import estimate_for
 from gateway.operations import (
     EVERY_SHOP,
     RejectedItem,
@@ -209,6 +210,8 @@ class AdminController(Controller):
             deliveries=list(reversed(deliveries)),
             contact=await rt.store.get_contact(order_id, shop=chosen),
             tracking=tracking,
+            facts=await rt.store.order_facts(order_id, shop=chosen),
+            estimate=await estimate_for(rt.store, order_id, shop=chosen),
         )
 
     @get("/events/{event_id:str}", summary="One event with its raw push item", responses=_ONE)

@@ -10,7 +10,9 @@ import msgspec
 
 from gateway.delivery.model import Attempt, Delivery
 from gateway.events import Contact, Event, Status
+from gateway.insights.estimates import Estimate
 from gateway.operations import PushEvent, PushItem, RejectedItem, SinkStatus
+from gateway.store.facts import OrderFacts
 from gateway.store.roles import LoggedPush, PushState
 from gateway.store.tracking import TrackedOrder
 
@@ -74,6 +76,10 @@ class OrderTimeline(msgspec.Struct, frozen=True, kw_only=True):
     contact: Contact | None
     tracking: TrackedOrder | None
     """What the pull tracker knows of it: last status, schedule, stuck alert."""
+    facts: OrderFacts | None = None
+    """Its courier, product, destination city, KiriminAja's estimate and stage times."""
+    estimate: Estimate | None = None
+    """When it is expected, while shipped and not yet delivered (`gateway.insights`)."""
 
 
 class DeliveryList(msgspec.Struct, frozen=True):

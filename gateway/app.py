@@ -53,6 +53,8 @@ from gateway.routing import Router
 from gateway.runtime import Runtime, open_runtime
 from gateway.sources.kiriminaja.push import MAX_ORDER_ID
 from gateway.sources.registry import source_paths
+from gateway.tracking_page.page import LOOKUPS
+from gateway.tracking_page.page import handlers as tracking_page_handlers
 from gateway.ui import ui_router
 
 __all__ = ["create_app"]
@@ -239,6 +241,7 @@ def create_app(
             readyz,
             metrics_endpoint,
             dashboard,
+            *tracking_page_handlers(),
             create_static_files_router(
                 _DOCS_ASSETS, [swagger_ui.static_path], include_in_schema=False
             ),
@@ -247,7 +250,8 @@ def create_app(
         before_request=_refuse_nul,
         middleware=[_route_allow],
         # Wrong admin tokens per client, for the admin API and the dashboard's sign-in alike.
-        state=State({"ui": console, "sign_ins": SignInLimiter()}),
+        # Failed tracking page lookups per client: the same limit, counted apart.
+        state=State({"ui": console, "sign_ins": SignInLimiter(), LOOKUPS: SignInLimiter()}),
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         openapi_config=OpenAPIConfig(
             title="Kabarin",

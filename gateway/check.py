@@ -29,6 +29,7 @@ from gateway.templating import (
     clean_error,
     minimal_events,
     sample_contact,
+    sample_estimate,
     sample_events,
 )
 from sinks.base import Checkable, CheckSamples, Message, Sink, SinkDeps
@@ -95,6 +96,7 @@ def sink_checks(config: Config) -> list[tuple[str, str]]:
                         contact=contact,
                         route=route_name or "check",
                         language=sink.config.language,
+                        estimate=sample_estimate(event),
                     )
                 except TemplateError:
                     continue
@@ -188,7 +190,12 @@ def _check(
         for contact in (sample_contact(event), None):
             try:
                 templates.render(
-                    source, event=event, contact=contact, route=route, language=language
+                    source,
+                    event=event,
+                    contact=contact,
+                    route=route,
+                    language=language,
+                    estimate=sample_estimate(event) if contact else None,
                 )
             except TemplateError as exc:
                 failed.append((sample, exc))

@@ -42,7 +42,7 @@ from gateway.contacts import ContactResolver
 from gateway.delivery.controls import SinkControls
 from gateway.delivery.model import OUTCOME_UNKNOWN, Claimed, Delivery, NewDelivery
 from gateway.delivery.ordering import OrderLanes
-from gateway.delivery.preparation import prepare
+from gateway.delivery.preparation import Estimates, prepare
 from gateway.delivery.recording import Ending, HandBack, Job, Recorder
 from gateway.delivery.sending import Sender
 from gateway.delivery.shutdown import put_back, settle
@@ -85,8 +85,11 @@ class Dispatcher:
         contacts: ContactResolver | None = None,
         fallbacks: Callable[[Delivery], NewDelivery | None] | None = None,
         timezone: ZoneInfo | None = None,
+        estimates: Estimates | None = None,
     ) -> None:
         self.store = store
+        self.estimates = estimates
+        """Looks up a parcel's delivery estimate for templates that read ``estimate``."""
         self.contacts = contacts or ContactResolver()
         """Fills the gaps of a claim's contact from ``contacts.lookup``, if configured."""
         self.fallbacks = fallbacks

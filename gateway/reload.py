@@ -38,7 +38,9 @@ __all__ = ["LIVE_SECTIONS", "RESTART_RECEIVER_KEYS", "ReloadResult", "reload"]
 
 log = logging.getLogger("kabarin.reload")
 
-LIVE_SECTIONS = frozenset({"receiver", "shops", "admin", "retry", "sinks", "routes"})
+LIVE_SECTIONS = frozenset(
+    {"receiver", "shops", "admin", "retry", "sinks", "routes", "tracking_page"}
+)
 """Top-level sections a reload applies; any other that differs needs a restart."""
 RESTART_RECEIVER_KEYS = ("path", "max_body_bytes", "keep_alive", "timezone")
 """Receiver keys fixed when the server starts: the listening ones, and the zone of naive times,

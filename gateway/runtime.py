@@ -21,6 +21,7 @@ from gateway.config import Config
 from gateway.contacts import ContactLookup, ContactResolver
 from gateway.digests.runner import Digests
 from gateway.dispatcher import Dispatcher
+from gateway.insights.estimates import estimate_for
 from gateway.intake import Backlog, Intake
 from gateway.redaction import Redactor, use_log_secrets
 from gateway.retention import Retention
@@ -222,6 +223,7 @@ async def open_runtime(
             # The router in use when a delivery ends: a reload's routes name the fallbacks.
             fallbacks=lambda delivery: runtime.router.fallback(delivery),
             timezone=config.receiver.tz,
+            estimates=lambda order_id, shop: estimate_for(store, order_id, shop=shop),
         )
         await runtime.dispatcher.start()
         stack.push_async_callback(

@@ -22,9 +22,13 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from gateway.config import Config, KiriminAjaConfig
+from gateway.config.tracking_page import BrandConfig
 from gateway.events import DEFAULT_SHOP
 
 __all__ = ["DEFAULT_SHOP", "AdminScope", "Shop", "Shops", "bearer_value", "token_mac"]
+
+
+_NO_BRAND = BrandConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +47,8 @@ class Shop:
     """How its tracking calls are made: its own block, else the top-level one."""
     pull_rate: float
     """The pull tracker's tracking calls per second about its orders at most."""
+    brand: BrandConfig = _NO_BRAND
+    """What its tracking page shows: its ``brand`` over ``tracking_page.brand``, named."""
 
     @property
     def api_key(self) -> str:
@@ -108,6 +114,9 @@ class Shops:
                 # A one-shop file's `kiriminaja.api_key` is its key, as it always was.
                 kiriminaja=block.kiriminaja or (top if one_shop else _no_key(top)),
                 pull_rate=block.calls_per_second or config.pull.calls_per_second,
+                brand=(block.brand or BrandConfig())
+                .over(config.tracking_page.brand)
+                .over(BrandConfig(name=block.name or shop_id)),
             )
             for shop_id, block in config.shops.items()
         }

@@ -267,8 +267,8 @@ CUSTOMER_TEMPLATES: dict[str, dict[str, str]] = {
             "{% if event.details.get('service_name') %} {{ event.details.service_name }}"
             "{% endif %}\n{% endif %}"
             "{% if event.reason %}Keterangan: {{ event.reason }}\n{% endif %}"
-            "{% if event.details.get('tracking_url') %}"
-            "Lacak paket: {{ event.details.tracking_url }}\n{% endif %}"
+            "{% if tracking_url or event.details.get('tracking_url') %}"
+            "Lacak paket: {{ tracking_url or event.details.tracking_url }}\n{% endif %}"
             "\nTerima kasih."
         ),
         "en": (
@@ -280,8 +280,8 @@ CUSTOMER_TEMPLATES: dict[str, dict[str, str]] = {
             "{% if event.details.get('service_name') %} {{ event.details.service_name }}"
             "{% endif %}\n{% endif %}"
             "{% if event.reason %}Note: {{ event.reason }}\n{% endif %}"
-            "{% if event.details.get('tracking_url') %}"
-            "Track the package: {{ event.details.tracking_url }}\n{% endif %}"
+            "{% if tracking_url or event.details.get('tracking_url') %}"
+            "Track the package: {{ tracking_url or event.details.tracking_url }}\n{% endif %}"
             "\nThank you."
         ),
     },
@@ -297,8 +297,8 @@ CUSTOMER_TEMPLATES: dict[str, dict[str, str]] = {
             "{{ event.details.courier | upper }} {{ event.details.get('service_name') }}"
             "</td></tr>{% endif %}{% if event.reason %}<tr><td>Keterangan</td><td>"
             "{{ event.reason }}</td></tr>{% endif %}</table>"
-            "{% if event.details.get('tracking_url') %}<p><a href=\""
-            '{{ event.details.tracking_url }}">Lacak paket</a></p>{% endif %}'
+            "{% if tracking_url or event.details.get('tracking_url') %}<p><a href=\""
+            '{{ tracking_url or event.details.tracking_url }}">Lacak paket</a></p>{% endif %}'
             "<p>Terima kasih.</p></body></html>"
         ),
         "en": (
@@ -312,8 +312,8 @@ CUSTOMER_TEMPLATES: dict[str, dict[str, str]] = {
             "{{ event.details.courier | upper }} {{ event.details.get('service_name') }}"
             "</td></tr>{% endif %}{% if event.reason %}<tr><td>Note</td><td>"
             "{{ event.reason }}</td></tr>{% endif %}</table>"
-            "{% if event.details.get('tracking_url') %}<p><a href=\""
-            '{{ event.details.tracking_url }}">Track the package</a></p>{% endif %}'
+            "{% if tracking_url or event.details.get('tracking_url') %}<p><a href=\""
+            '{{ tracking_url or event.details.tracking_url }}">Track the package</a></p>{% endif %}'
             "<p>Thank you.</p></body></html>"
         ),
     },

@@ -228,15 +228,15 @@ class SmsSink:
                 "Pesanan {{ event.order_id }}: {{ event.status | status_label }}"
                 "{% if event.awb %}, resi {{ event.awb }}{% endif %}"
                 "{% if event.reason %}. {{ event.reason }}{% endif %}"
-                "{% if event.details.get('tracking_url') %}"
-                ". Lacak: {{ event.details.tracking_url }}{% endif %}"
+                "{% if tracking_url or event.details.get('tracking_url') %}"
+                ". Lacak: {{ tracking_url or event.details.tracking_url }}{% endif %}"
             ),
             "en": (
                 "Order {{ event.order_id }}: {{ event.status | status_label }}"
                 "{% if event.awb %}, AWB {{ event.awb }}{% endif %}"
                 "{% if event.reason %}. {{ event.reason }}{% endif %}"
-                "{% if event.details.get('tracking_url') %}"
-                ". Track: {{ event.details.tracking_url }}{% endif %}"
+                "{% if tracking_url or event.details.get('tracking_url') %}"
+                ". Track: {{ tracking_url or event.details.tracking_url }}{% endif %}"
             ),
         }
     }

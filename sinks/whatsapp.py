@@ -199,8 +199,8 @@ class WhatsAppSink:
                 "{% if event.awb %} (resi {{ event.awb }}){% endif %}"
                 ", {{ event.occurred_at | localtime }}."
                 "{% if event.reason %} Keterangan: {{ event.reason }}.{% endif %}"
-                "{% if event.details.get('tracking_url') %}\nLacak: "
-                "{{ event.details.tracking_url }}{% endif %}"
+                "{% if tracking_url or event.details.get('tracking_url') %}\nLacak: "
+                "{{ tracking_url or event.details.tracking_url }}{% endif %}"
             ),
             "en": (
                 "Hi{% if contact and contact.name %} {{ contact.name }}{% endif %}, "
@@ -208,8 +208,8 @@ class WhatsAppSink:
                 "{% if event.awb %} (AWB {{ event.awb }}){% endif %}"
                 ", {{ event.occurred_at | localtime }}."
                 "{% if event.reason %} Note: {{ event.reason }}.{% endif %}"
-                "{% if event.details.get('tracking_url') %}\nTrack: "
-                "{{ event.details.tracking_url }}{% endif %}"
+                "{% if tracking_url or event.details.get('tracking_url') %}\nTrack: "
+                "{{ tracking_url or event.details.tracking_url }}{% endif %}"
             ),
         }
     }

@@ -47,3 +47,33 @@ def test_check_prints_the_worst_sms_count_of_each_sms_text(
     assert lines[1].startswith("sms       sms-panjang (no route): up to 2 SMS (")
     assert "UCS-2 characters" in lines[1]
     assert lines[1].endswith("OVER max_segments 1: refused")
+
+
+PAGE = """
+receiver: {token: t0ken}
+store: {url: "sqlite:///kabarin.db"}
+sinks:
+  sms: {type: sms, provider: zenziva, userkey: u, passkey: p, max_segments: 1}
+routes:
+  - {name: tell, match: {status: [shipped]}, sinks: [sms]}
+"""
+TRACKING = """tracking_page:
+  enabled: true
+  secret: 0123456789abcdef0123456789abcdef
+  public_url: https://lacak.toko-sari-yang-namanya-panjang.example
+"""
+
+
+def test_check_counts_the_tracking_link_in_the_sms_default_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(PAGE)
+    assert main(["check", "--config", str(config)]) == 0
+    (without,) = [x for x in capsys.readouterr().out.splitlines() if x.strip().startswith("sms ")]
+    assert "up to 1 SMS" in without and "OVER" not in without
+    config.write_text(PAGE + TRACKING)
+    assert main(["check", "--config", str(config)]) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.strip().startswith("sms ")]
+    # The link (a long public_url and a signed token) takes the text past one SMS.
+    assert "up to 2 SMS" in line and line.endswith("OVER max_segments 1: refused"), line

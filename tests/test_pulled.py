@@ -81,6 +81,13 @@ def test_documented_express_answer() -> None:
         assert event.received_at == RECEIVED
         assert event.details["service"] == "jne" and event.details["shipping_cost"] == 10000
     assert events[2].details["package_status"] == 200
+    # The answer's images are the delivered event's proof of delivery, and only its.
+    base = "https://s3-ap-southeast-1.amazonaws.com/pod.paket.id/"
+    assert events[2].details["proof_of_delivery"] == {
+        "photo": base + "1626253243482P||1411922100004643.jpeg",
+        "signature": base + "1626253255242S||1411922100004643.jpeg",
+    }
+    assert all("proof_of_delivery" not in e.details for e in events[:2])
 
 
 def test_express_ids_match_the_short_pushes_of_the_same_updates() -> None:

@@ -375,10 +375,16 @@ def test_default_templates_render_with_only_the_documented_names(
     link = "https://kabarin.toko.example/ui/orders/view?id=OID-1001"
     for language, source in ((lang, src) for _, by in defaults for lang, src in by.items()):
         names = meta.find_undeclared_variables(env.parse(source))
-        assert names <= {"event", "contact", "route", "order_url", "group"}, (language, names)
+        documented = {"event", "contact", "route", "order_url", "tracking_url", "group"}
+        assert names <= documented, (language, names)
         for order_url in (None, link):
             text = env.from_string(source).render(
-                event=event, contact=None, route="r", order_url=order_url, group=None
+                event=event,
+                contact=None,
+                route="r",
+                order_url=order_url,
+                tracking_url=None,
+                group=None,
             )
             assert "OID-1001" in text and "Shipped" in text
             if "event.reason" in source:

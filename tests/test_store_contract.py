@@ -294,6 +294,20 @@ async def test_list_events_filters_and_pages_newest_first(store: Store) -> None:
     assert [s.event.order_id for s in since.items] == ["L4", "L3"]
 
 
+async def test_list_events_by_awb_finds_the_events_carrying_it(store: Store) -> None:
+    carrying = msgspec.structs.replace(event("A1"), awb="JNE0001")
+    later = msgspec.structs.replace(event("A1", Status.DELIVERED, minute=5), awb="JNE0001")
+    other = msgspec.structs.replace(event("A2"), awb="JNE0002", shop="toko-b")
+    for e in (carrying, later, other, event("A3")):
+        await ingest(store, events=[e])
+    found = await store.list_events(EventQuery(awb="JNE0001", limit=10))
+    assert [s.event.id for s in found.items] == [later.id, carrying.id]
+    other_shop = await store.list_events(EventQuery(awb="JNE0002", shops=("toko-b",)))
+    assert [s.event.order_id for s in other_shop.items] == ["A2"]
+    assert not (await store.list_events(EventQuery(awb="JNE0002", shops=("default",)))).items
+    assert not (await store.list_events(EventQuery(awb="jne0001"))).items
+
+
 # -- claiming ---------------------------------------------------------------------------------
 
 

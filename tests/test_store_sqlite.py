@@ -140,10 +140,10 @@ SQL_WORDS = ("SELECT ", "INSERT ", "UPDATE ", "DELETE ", "PRAGMA ", "BEGIN", "CO
 
 def test_the_sqlite_package_keeps_its_sql_in_sql_py() -> None:
     # schema.py holds the shipped migrations' DDL (history, never edited); everything the store
-    # runs is a named statement in sql.py.
+    # runs is a named statement in sql.py (or, for a role it has no room for, <role>_sql.py).
     strays = []
     for module in sorted(SQLITE_PACKAGE.glob("*.py")):
-        if module.name in ("sql.py", "schema.py"):
+        if module.name in ("sql.py", "schema.py") or module.name.endswith("_sql.py"):
             continue
         for node in ast.walk(ast.parse(module.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):

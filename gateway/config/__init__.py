@@ -31,6 +31,7 @@ from gateway.config.schema import (
     StoreConfig,
     Target,
     TemplateFile,
+    TrackingPageConfig,
 )
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "StoreConfig",
     "Target",
     "TemplateFile",
+    "TrackingPageConfig",
     "load_config",
     "parse_config",
 ]

@@ -42,6 +42,7 @@ from gateway.config.schema import (
     StoreConfig,
     Target,
     TemplateFile,
+    TrackingPageConfig,
 )
 from gateway.delivery.model import Ordering
 from gateway.errors import ConfigError
@@ -180,6 +181,7 @@ def _build(
         contacts=sections.get("contacts") or ContactsConfig(),
         retention=sections.get("retention") or RetentionConfig(),
         pull=sections.get("pull") or PullConfig(),
+        tracking_page=sections.get("tracking_page") or TrackingPageConfig(),
         sinks=sinks,
         routes=routes,
         sources=sources,
@@ -190,6 +192,7 @@ def _build(
             _collect_secrets(receiver, admin, raw_sinks)
             + [shop.token for shop in shops.values() if len(shop.token) >= 4]
             + api_keys
+            + _page_secret(sections.get("tracking_page"))
             + secret_values(data.get("contacts") or {})
         ),
         locations=lines,
@@ -504,6 +507,10 @@ def _interpolate(
     if isinstance(value, list):
         return [_interpolate(v, env, (*path, i), problems, lines) for i, v in enumerate(value)]
     return value
+
+
+def _page_secret(page: TrackingPageConfig | None) -> list[str]:
+    return [page.secret] if page is not None and page.secret else []
 
 
 def _collect_secrets(

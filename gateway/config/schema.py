@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from gateway.config.lines import LineIndex
+from gateway.config.tracking_page import BrandConfig, TrackingPageConfig
 from gateway.delivery.model import Ordering
 from gateway.events import DEFAULT_SHOP, TERMINAL_STATUSES, Status
 from gateway.store.roles import DEFAULT_CACHE_MB
@@ -52,6 +53,7 @@ __all__ = [
     "StoreConfig",
     "Target",
     "TemplateFile",
+    "TrackingPageConfig",
 ]
 
 DEFAULT_RETRY_SCHEDULE = tuple(
@@ -392,6 +394,8 @@ class ShopConfig(_Section, frozen=True):
     rate: float | str | None = None
     """The pull tracker's calls per second about this shop's orders at most (like
     ``pull.rate``); ``None``: ``pull.rate``."""
+    brand: BrandConfig | None = None
+    """This shop's brand on the tracking page, key by key over ``tracking_page.brand``."""
 
     def __post_init__(self) -> None:
         if not self.token:
@@ -593,6 +597,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     contacts: ContactsConfig = msgspec.field(default_factory=ContactsConfig)
     retention: RetentionConfig = msgspec.field(default_factory=RetentionConfig)
     pull: PullConfig = msgspec.field(default_factory=PullConfig)
+    tracking_page: TrackingPageConfig = msgspec.field(default_factory=TrackingPageConfig)
     base_dir: Path
     """Folder of the configuration file: template files are looked up from here."""
     secrets: frozenset[str] = frozenset()
@@ -614,7 +619,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
         return (self.locations or LineIndex(None)).describe(path)
 
 
-SECTIONS: dict[str, type[_Section]] = {
+SECTIONS: dict[str, type[msgspec.Struct]] = {
     "receiver": ReceiverConfig,
     "store": StoreConfig,
     "admin": AdminConfig,
@@ -625,5 +630,6 @@ SECTIONS: dict[str, type[_Section]] = {
     "contacts": ContactsConfig,
     "retention": RetentionConfig,
     "pull": PullConfig,
+    "tracking_page": TrackingPageConfig,
 }
 """The top-level sections beside ``sinks`` and ``routes``, in the file's usual order."""

@@ -2,7 +2,8 @@
 
 `prepare` takes a claimed delivery through the decisions that come before its sink's controls:
 
-    staleness (``max_age``) → quiet hours → the contact (`gateway.contacts`) → render the parts
+    staleness (``max_age``) → quiet hours → the contact (`gateway.contacts`) → the parcel's
+    delivery estimate, when a template reads ``estimate`` → render the parts
 
 and answers the `Message` to send, or what the job comes to instead: an `Ending` (a stale event
 is ``skipped``, with no fallback: it would be as stale there; a template error is ``dead``; a
@@ -13,7 +14,7 @@ the sink's quiet hours: put back until the window ends, without using an attempt
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -26,14 +27,20 @@ from gateway.delivery.recording import Ending, HandBack
 from gateway.delivery.retry import GiveUp, RetryPolicy
 from gateway.delivery.staleness import stale_reason
 from gateway.digests.message import digest_of
-from gateway.errors import TemplateError
+from gateway.errors import StoreError, TemplateError
+from gateway.insights.estimates import Estimate
 from gateway.redaction import Redactor
 from gateway.templating import Templates
+from gateway.templating.rendering import decode_parts, mentions_estimate, message_language
 from sinks.base import Message, Retry
 
-__all__ = ["Owner", "prepare"]
+__all__ = ["Estimates", "Owner", "prepare"]
 
 log = logging.getLogger("kabarin.dispatcher")
+
+
+Estimates = Callable[[str, str], Awaitable[Estimate | None]]
+"""(order id, shop) → the parcel's delivery estimate (`gateway.insights.estimates`)."""
 
 
 class Owner(Protocol):
@@ -47,6 +54,8 @@ class Owner(Protocol):
     redactor: Redactor
     timezone: ZoneInfo
     """Quiet hours' zone when a sink names none."""
+    estimates: Estimates | None
+    """Looks up ``estimate`` for templates that read it (``None``: they see none)."""
 
 
 async def prepare(
@@ -88,6 +97,12 @@ async def prepare(
     except LookupFailed as exc:
         return _lookup_failed(claim, controls.policy, started, str(exc), owner)
     try:
+        estimate = None
+        if owner.estimates is not None and group is None and digest_of(claim.event) is None:
+            language = message_language(sink, contact)
+            parts = owner.templates.sources(decode_parts(delivery.template), sink, language)
+            if mentions_estimate(parts):
+                estimate = await _estimate(owner.estimates, delivery.order_id, delivery.shop)
         return owner.templates.message(
             sink,
             delivery,
@@ -95,6 +110,7 @@ async def prepare(
             contact=contact,
             attempt=delivery.attempts + 1,
             group=group,
+            estimate=estimate,
         )
     except TemplateError as exc:
         error = owner.redactor.redact(f"template error: {exc}")
@@ -107,6 +123,16 @@ async def prepare(
             error=error,
         )
         return Ending(attempt, "dead", error=error)
+
+
+async def _estimate(estimates: Estimates, order_id: str, shop: str) -> Estimate | None:
+    """The estimate, or none when the store cannot say now: a message is not held back for
+    it."""
+    try:
+        return await estimates(order_id, shop)
+    except StoreError as exc:
+        log.warning("no delivery estimate for order %s: %s", order_id, exc)
+        return None
 
 
 def _lookup_failed(

@@ -32,6 +32,8 @@ class Dialect:
 
     mark: str
     time: Callable[[datetime], Any]
+    awb: str
+    """The expression of an event's AWB in its stored body (the one its index is on)."""
 
     def _where(
         self, conditions: Iterable[tuple[str, Any]], shops: Sequence[str] | None = None
@@ -69,6 +71,7 @@ class Dialect:
         where, params = self._where(
             (
                 ("order_id = {}", query.order_id),
+                (f"{self.awb} = {{}}", query.awb),
                 ("status = {}", None if query.status is None else query.status.value),
                 ("received_at >= {}", self._since(query.since)),
                 ("seq < {}", query.before_seq),

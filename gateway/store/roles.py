@@ -31,6 +31,7 @@ from gateway.delivery.model import (
 )
 from gateway.events import DEFAULT_SHOP, Contact, Event, Source, Status
 from gateway.store.digests import DigestRun, WindowCounts
+from gateway.store.facts import InsightsStore
 from gateway.store.tracking import TrackingStore
 
 __all__ = [
@@ -190,6 +191,9 @@ class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 class EventQuery(msgspec.Struct, frozen=True, kw_only=True):
     order_id: str | None = None
+    awb: str | None = None
+    """Only events carrying this AWB, exactly (an index answers it: the tracking page's
+    lookup)."""
     status: Status | None = None
     since: datetime | None = None
     """Events received at or after this time."""
@@ -594,6 +598,7 @@ class Store(
     ContactBook,
     RetentionStore,
     TrackingStore,
+    InsightsStore,
     SessionStore,
     GroupStore,
     DigestStore,

@@ -11,7 +11,12 @@ from gateway.templating.rendering import (
     message_language,
     order_page,
 )
-from gateway.templating.samples import minimal_events, sample_contact, sample_events
+from gateway.templating.samples import (
+    minimal_events,
+    sample_contact,
+    sample_estimate,
+    sample_events,
+)
 from gateway.templating.sandbox import STATUS_LABELS, clean_error, rupiah, sandbox
 
 __all__ = [
@@ -25,6 +30,7 @@ __all__ = [
     "order_page",
     "rupiah",
     "sample_contact",
+    "sample_estimate",
     "sample_events",
     "sandbox",
 ]

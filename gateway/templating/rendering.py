@@ -12,10 +12,14 @@ as their value, e.g. ``delivered``), ``contact`` (never undefined: with no conta
 ``contact.name`` is ``None``), ``route`` (the route's name), ``language`` (``id`` or ``en``),
 ``shop`` (the event's shop: ``shop.id``, ``shop.name``; ``localtime`` writes times in its
 ``timezone``), ``order_url`` (the order's dashboard page under ``admin.public_url``; ``None``
-when that is not set) and ``group`` (a grouped route's message: ``group.key``, the values its
-events share, ``group.events`` and ``group.count``, with ``event`` its first event; ``None``
-for a message about one event), in the sandbox of `gateway.templating.sandbox`. A failure is
-a `TemplateError` with the template's line.
+when that is not set), ``tracking_url`` (the customer's signed tracking page,
+`gateway.tracking_page`; ``None`` when ``tracking_page`` is not enabled), ``group`` (a grouped
+route's message: ``group.key``, the values its events share, ``group.events`` and
+``group.count``, with ``event`` its first event; ``None`` for a message about one event) and
+``estimate`` (when the parcel is expected, `gateway.insights.estimates`: ``estimate.earliest``,
+``estimate.latest``, ``estimate.basis``; never undefined: with none it is falsy and its fields
+are ``None``, which ``localdate`` writes as ``-``), in the sandbox of
+`gateway.templating.sandbox`. A failure is a `TemplateError` with the template's line.
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ from jinja2 import Template, TemplateSyntaxError
 from gateway.delivery.model import Group, NewDelivery
 from gateway.errors import TemplateError
 from gateway.events import Contact, Event
+from gateway.insights.estimates import Estimate
 from gateway.templating.sandbox import STATUS_LABELS, clean_error, sandbox
+from gateway.tracking_page.links import LinkSigner, signer_for
 from sinks.base import Message
 
 if TYPE_CHECKING:
@@ -40,7 +46,14 @@ if TYPE_CHECKING:
     from gateway.delivery.model import Delivery
     from sinks.base import Sink
 
-__all__ = ["Templates", "decode_parts", "encode_parts", "message_language", "order_page"]
+__all__ = [
+    "Templates",
+    "decode_parts",
+    "encode_parts",
+    "mentions_estimate",
+    "message_language",
+    "order_page",
+]
 
 _CACHE_LIMIT = 512
 _PARTS_MARK = "{#parts#}"
@@ -81,6 +94,19 @@ class _NoContact:
         return False
 
 
+class _NoEstimate:
+    """What ``estimate`` is when the parcel has none: falsy, every field ``None``."""
+
+    __slots__ = ()
+    earliest = latest = basis = samples = destination = estimation = None
+
+    def __bool__(self) -> bool:
+        return False
+
+
+_NO_ESTIMATE = _NoEstimate()
+
+
 class ShopView:
     """What ``shop`` is in a template: the event's shop, ``shop.id``, ``shop.name`` and
     ``shop.timezone`` (the zone ``localtime`` writes in)."""
@@ -109,7 +135,7 @@ class Templates:
     `public_url` (``admin.public_url``) makes ``order_url`` a link to the order's dashboard page;
     `shop_names` (shop id → name) are what ``shop.name`` shows (the id for a shop not named);
     `shop_zones` (shop id → zone) the zone of each shop's times (`timezone`, the receiver's,
-    for a shop without one).
+    for a shop without one); `links` signs ``tracking_url`` (``None``: the page is off).
     """
 
     def __init__(
@@ -119,8 +145,10 @@ class Templates:
         public_url: str | None = None,
         shop_names: Mapping[str, str] | None = None,
         shop_zones: Mapping[str, tzinfo] | None = None,
+        links: LinkSigner | None = None,
     ) -> None:
         self.timezone = timezone
+        self.links = links
         self.public_url = public_url
         self.shop_names = dict(shop_names or {})
         self.shop_zones = dict(shop_zones or {})
@@ -142,16 +170,19 @@ class Templates:
             public_url=config.admin.public_url,
             shop_names=names,
             shop_zones=zones,
+            links=signer_for(config),
         )
 
     def same_setup(self, other: Templates) -> bool:
-        """Whether `other` renders as these do (zones, dashboard link, shop names): a reload
-        keeps these, and their compiled templates, when it does."""
-        return (self.timezone, self.public_url, self.shop_names, self.shop_zones) == (
+        """Whether `other` renders as these do (zones, links, shop names): a reload keeps
+        these, and their compiled templates, when it does."""
+        mine = (self.timezone, self.public_url, self.shop_names, self.shop_zones, self.links)
+        return mine == (
             other.timezone,
             other.public_url,
             other.shop_names,
             other.shop_zones,
+            other.links,
         )
 
     def compile(self, source: str) -> Template:
@@ -176,6 +207,7 @@ class Templates:
         route: str,
         language: str,
         group: Group | None = None,
+        estimate: Estimate | None = None,
     ) -> str:
         """Render `source` for one delivery; any failure is a `TemplateError` naming its line."""
         template = self.compile(source)
@@ -186,15 +218,24 @@ class Templates:
                 route=route,
                 language=language,
                 order_url=order_page(self.public_url, event.order_id),
+                tracking_url=self.tracking_url(event),
                 shop=ShopView(
                     event.shop,
                     self.shop_names.get(event.shop, event.shop),
                     self.shop_zones.get(event.shop, self.timezone),
                 ),
                 group=group,
+                estimate=estimate if estimate is not None else _NO_ESTIMATE,
             )
         except Exception as exc:
             raise TemplateError(f"line {_template_line(exc)}: {clean_error(str(exc))}") from exc
+
+    def tracking_url(self, event: Event) -> str | None:
+        """The customer's tracking page of `event`'s order, working for ``link_ttl`` after
+        the event reached Kabarin (a retried or re-rendered message carries the same link)."""
+        if self.links is None:
+            return None
+        return self.links.url(event.shop, event.order_id, made_at=event.received_at)
 
     def sources(
         self, route_parts: Mapping[str, str], sink: Sink, language: str | None = None
@@ -227,6 +268,7 @@ class Templates:
         route: str,
         language: str,
         group: Group | None = None,
+        estimate: Estimate | None = None,
     ) -> dict[str, str]:
         """Every part rendered; the first failure is a `TemplateError` naming its part."""
         out: dict[str, str] = {}
@@ -243,6 +285,7 @@ class Templates:
                     route=route,
                     language=language,
                     group=group,
+                    estimate=estimate,
                 )
             except TemplateError as exc:
                 if part == "text":
@@ -259,6 +302,7 @@ class Templates:
         contact: Contact | None,
         attempt: int = 1,
         group: Group | None = None,
+        estimate: Estimate | None = None,
     ) -> Message:
         """The `Message` `sink` is handed for `delivery`, every declared part rendered (a
         grouped message: `group` holds its events, `event` is the first). A grouped route's
@@ -273,6 +317,7 @@ class Templates:
             route=delivery.route,
             language=language,
             group=group,
+            estimate=estimate,
         )
         return Message(
             delivery_id=delivery.id,
@@ -283,6 +328,11 @@ class Templates:
             attempt=attempt,
             group=group,
         )
+
+
+def mentions_estimate(sources: Mapping[str, str]) -> bool:
+    """Whether a message's templates may read ``estimate`` (only then is it looked up)."""
+    return any("estimate" in source for source in sources.values())
 
 
 def message_language(sink: Sink, contact: Contact | None) -> str:

@@ -2,18 +2,21 @@
 
 Each push source brings its own (`gateway.sources.base.PushSource`): `sample_events`, realistic
 events with every detail filled, and `minimal_events`, the event of each method's shortest form;
-`sample_contact` is the customer they go to.
+`sample_contact` is the customer they go to, `sample_estimate` the parcel's delivery estimate
+(``estimate`` in a template: `gateway.insights.estimates`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 
 from gateway.events import Contact, Event
+from gateway.insights.estimates import Estimate
 from gateway.sources.base import PushSource
 from gateway.sources.registry import load_sources
 
-__all__ = ["minimal_events", "sample_contact", "sample_events"]
+__all__ = ["minimal_events", "sample_contact", "sample_estimate", "sample_events"]
 
 
 def sample_events(sources: Iterable[PushSource] | None = None) -> list[Event]:
@@ -37,4 +40,16 @@ def sample_contact(event: Event) -> Contact:
     """The customer of a sample order: every field set (name, phone, email)."""
     return Contact(
         order_id=event.order_id, name="Siti Rahayu", phone="+6281229917190", email="siti@toko.id"
+    )
+
+
+def sample_estimate(event: Event) -> Estimate:
+    """A sample order's delivery estimate: from the shop's history of 42 deliveries, arriving
+    two to three days after the event."""
+    return Estimate(
+        earliest=event.occurred_at + timedelta(days=2),
+        latest=event.occurred_at + timedelta(days=3),
+        basis="history",
+        samples=42,
+        destination="Kota Yogyakarta",
     )

@@ -8,6 +8,8 @@ are errors (`StrictUndefined`). Filters:
 - ``localtime(format=None)``: a datetime (or ISO string) in the receiver's zone, e.g.
   ``05 Mei 2022 00:00 WIB``; in a format, ``%b %B %a %A`` are month and day names in the
   template's language and ``%Z`` is ``WIB`` / ``WITA`` / ``WIT`` (else the zone's abbreviation).
+- ``localdate(format=None)``: the same, as a date, e.g. ``Kamis, 05 November 2026``
+  (``Thursday, 05 November 2026`` in English); ``None`` → ``-``.
 - ``status_label(language=None)``: ``delivered`` → ``Terkirim`` (``id``) / ``Delivered`` (``en``).
 - ``group_key``: a grouped message's ``group.key`` as text, ``status: Dibatalkan, courier: jne``
   (statuses by their label in the template's language, a missing value as ``-``).
@@ -26,7 +28,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from gateway.events import Status
 
-__all__ = ["STATUS_LABELS", "clean_error", "rupiah", "sandbox"]
+__all__ = ["STATUS_LABELS", "clean_error", "local_time", "rupiah", "sandbox"]
 
 
 _LABELS = {
@@ -72,6 +74,7 @@ _ZONE_LABELS = {
     "Asia/Jayapura": "WIT",
 }
 _DEFAULT_TIME_FORMAT = "%d %b %Y %H:%M %Z"
+_DEFAULT_DATE_FORMAT = "%A, %d %B %Y"
 _TIME_DIRECTIVE = re.compile(r"%[%aAbBZ]")
 
 
@@ -122,7 +125,12 @@ def sandbox(timezone: tzinfo) -> ImmutableSandboxedEnvironment:
             for name, value in dict(key).items()
         )
 
+    @pass_context
+    def localdate(context: Context, value: Any, format: str | None = None) -> str:
+        return localtime(context, value, format or _DEFAULT_DATE_FORMAT)
+
     env.filters["localtime"] = localtime
+    env.filters["localdate"] = localdate
     env.filters["status_label"] = status_label
     env.filters["group_key"] = group_key
     return env
@@ -172,6 +180,14 @@ def _zone_label(moment: datetime) -> str:
     if key in _ZONE_LABELS:
         return _ZONE_LABELS[key]
     return moment.tzname() or ""
+
+
+def local_time(
+    value: datetime, timezone: tzinfo, format: str | None = None, language: str = "id"
+) -> str:
+    """What the ``localtime`` filter writes: `value` in `timezone`, month and day names in
+    `language`, ``WIB``/``WITA``/``WIT`` for ``%Z``."""
+    return _localtime(value, timezone, format, language)
 
 
 def _localtime(value: Any, timezone: tzinfo, format: str | None, language: str) -> str:

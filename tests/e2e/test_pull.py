@@ -18,6 +18,7 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
+from gateway.tracking_page import LinkSigner
 from tests.e2e.conftest import KABARIN, KabarinProcess, Peer, write_config
 from tests.waiting import eventually
 
@@ -359,3 +360,27 @@ def test_the_command_line_follows_pulls_and_registers_the_callback(
     assert done.returncode == 0, done.stderr
     assert "Callback di set ke https://toko.example/kiriminaja/push" in done.stdout
     assert kiriminaja.callbacks == ["https://toko.example/kiriminaja/push"]
+
+
+def test_the_tracking_apis_proof_of_delivery_is_on_the_tracking_page(
+    make_server: Callable[..., KabarinProcess], peer: Peer, kiriminaja: FakeKiriminAja
+) -> None:
+    """A delivery the pull tracker finds first keeps the answer's photo and signature, and the
+    customer's tracking page links to them."""
+    secret = "pull-e2e-tracking-secret-0123456789"
+    page = f"tracking_page: {{enabled: true, secret: {secret}, public_url: http://lacak.example}}\n"
+    server = make_server(config(peer, kiriminaja, "  stale_after: 1s\n  gap: 1h") + page)
+    photo = "https://pod.example/1626253243482P.jpeg"
+    signature = "https://pod.example/1626253255242S.jpeg"
+    kiriminaja.move("OID-POD", shipped_at=wib_now())
+    assert server.ingest(shipped("OID-POD", wib_now())) == {"accepted": 1, "duplicates": 0}
+    images = {"camera_img": photo, "signature_img": signature, "pop_img": None}
+    kiriminaja.move("OID-POD", delivered_at=wib_now(), images=images)
+    server.wait_for(lambda: len(delivered(peer, "delivered")) == 1, timeout=20)
+    (event,) = server.events(order_id="OID-POD", status="delivered")
+    assert event["details"]["proof_of_delivery"] == {"photo": photo, "signature": signature}
+    link = LinkSigner(secret, "http://lacak.example", 60).sign(
+        "default", "OID-POD", datetime.now(UTC) + timedelta(hours=1)
+    )
+    html = httpx.get(f"{server.url}/t/{link}").text
+    assert f'href="{photo}"' in html and f'href="{signature}"' in html and "Terkirim" in html

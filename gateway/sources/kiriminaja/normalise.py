@@ -25,6 +25,8 @@ numbers):
     driver                                                {name, phone, image} (instant)
     package_status                                        KiriminAja's numeric status code
     payment                                               the complete format's payment object
+    destination_city                                      the complete format's
+                                                          ``destination.city``, when it has one
 """
 
 from __future__ import annotations
@@ -288,6 +290,10 @@ def _details(item: Item, package: Item | None, payment: dict[str, Any] | None) -
         details["service_type"] = "instant"  # instant pushes name the product type here
     if package is not None and (status := _number(package.get("status"))) is not None:
         details["package_status"] = status
+    destination = package.get("destination") if package is not None else None
+    city = _text(destination.get("city")) if isinstance(destination, dict) else None
+    if city is not None:
+        details["destination_city"] = city
     if payment is not None:
         details["payment"] = payment
     return details

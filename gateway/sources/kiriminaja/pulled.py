@@ -33,7 +33,10 @@ Event identity: every status becomes the item of the documented short push of it
 normalised by the same `normalise` as a push with ``source="pull"``: where the pull reports an
 update with the time its push carried, both have the same id and the intake stores it once.
 Fields a short push does not carry (the AWB of a shipped package, the numeric code as
-``details.package_status``, courier and costs) are added to the event after its id is made.
+``details.package_status``, courier, costs, KiriminAja's ``estimation``, the destination's
+``city`` as ``details.destination_city``, and the delivered event's
+``details.proof_of_delivery``: ``{photo, signature}``, the URLs of ``details.images``) are
+added to the event after its id is made.
 Statuses of one order become one event each, at their earliest time (``problem`` one per
 distinct reason); a status the order already has with another time is a new id, so the tracker
 compares statuses with what the order has before appending.
@@ -192,7 +195,19 @@ def _express(pulled: Pulled, received_at: datetime, tz: tzinfo, shop: str) -> No
         found[(status, reason)] = _Found(status, None, reason, top)
 
     extras = _express_details(details)
-    events = [_event(f, order_id, awb, extras, received_at, tz, shop) for f in found.values()]
+    proof = {**extras, **_proof(details)}  # the delivered event's alone
+    events = [
+        _event(
+            f,
+            order_id,
+            awb,
+            proof if f.status is Status.DELIVERED else extras,
+            received_at,
+            tz,
+            shop,
+        )
+        for f in found.values()
+    ]
     contact = _contact(order_id, details.get("destination"), shop)
     return Normalised(_oldest_first(events), [contact] if contact else [])
 
@@ -281,6 +296,10 @@ def _express_details(details: dict[str, Any]) -> dict[str, Any]:
     for key in _EXPRESS_TEXT:
         if (text := _text(details.get(key))) is not None:
             extras[key] = text
+    if (estimation := _text(details.get("estimation"))) not in (None, "-"):
+        extras["estimation"] = estimation  # KiriminAja's estimate in days, e.g. "2-3"
+    if (city := _text(_mapping(details.get("destination")).get("city"))) is not None:
+        extras["destination_city"] = city
     costs = _mapping(details.get("costs"))
     for key in _EXPRESS_MONEY:
         if isinstance(value := costs.get(key), int | float) and not isinstance(value, bool):
@@ -288,11 +307,24 @@ def _express_details(details: dict[str, Any]) -> dict[str, Any]:
     return extras
 
 
+def _proof(details: dict[str, Any]) -> dict[str, Any]:
+    """``proof_of_delivery``: the photo and signature the answer's ``images`` link to."""
+    images = _mapping(details.get("images"))
+    proof = {
+        name: url
+        for name, key in (("photo", "camera_img"), ("signature", "signature_img"))
+        if (url := _text(images.get(key))) is not None and url.startswith(("https://", "http://"))
+    }
+    return {"proof_of_delivery": proof} if proof else {}
+
+
 def _instant_details(result: dict[str, Any]) -> dict[str, Any]:
     extras: dict[str, Any] = {}
     for key in ("service", "service_type"):
         if (text := _text(result.get(key))) is not None:
             extras[key] = text
+    if (city := _text(_mapping(result.get("destination")).get("city"))) is not None:
+        extras["destination_city"] = city
     cost = _mapping(result.get("cost"))
     if isinstance(price := cost.get("shipping_cost"), int | float) and not isinstance(price, bool):
         extras["shipping_price"] = price

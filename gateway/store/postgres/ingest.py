@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from gateway.store.accounting import IntakeBatch
+from gateway.store.facts import fold
 from gateway.store.lanes import rank
-from gateway.store.postgres import groups, sql
+from gateway.store.postgres import groups, insights, sql
 from gateway.store.postgres.rows import Conn, encode, push_from_row, text
 from gateway.store.postgres.tracking import tracking_rows
 from gateway.store.roles import IngestResult, LoggedPush, PushOutcome, RejectedRequest
@@ -86,6 +87,8 @@ async def record_intake(
             ),
         )
         new = {r[0] for r in await cur.fetchall()}
+        # What the orders now know, in the same commit as their events.
+        await insights.record(conn, fold(e for e in events.values() if e.id in new))
 
     chosen = batch.deliveries(new)
     single = [d for d in chosen if d.group is None]

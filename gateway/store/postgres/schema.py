@@ -12,14 +12,15 @@ all, and unlike ``jsonb`` able to hold a ``\\u0000`` a push may carry); raw bodi
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
 
-from gateway.store.postgres import sql
+from gateway.store.postgres import insights, sql
 
-__all__ = ["MIGRATIONS", "migrate"]
+__all__ = ["AFTER", "MIGRATIONS", "migrate"]
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -334,7 +335,59 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE sessions ADD COLUMN token_mac text;
         """,
     ),
+    (
+        13,
+        # What each order knows (`gateway.store.facts`; see SQLite's migration 18), rebuilt
+        # from the stored events (`AFTER`).
+        """
+        CREATE TABLE order_facts (
+            shop          text NOT NULL,
+            order_id      text NOT NULL,
+            courier       text NOT NULL DEFAULT '',
+            product       text NOT NULL DEFAULT '',
+            destination   text NOT NULL DEFAULT '',
+            estimation    text,
+            est_min_days  integer,
+            est_max_days  integer,
+            created_at    timestamptz,
+            shipped_at    timestamptz,
+            delivered_at  timestamptz,
+            returned_at   timestamptz,
+            problem_at    timestamptz,
+            stuck_at      timestamptz,
+            transit       bigint GENERATED ALWAYS AS (CASE WHEN delivered_at >= shipped_at
+                              THEN floor(extract(epoch FROM delivered_at - shipped_at))::bigint
+                              END) STORED,
+            pickup        bigint GENERATED ALWAYS AS (CASE WHEN shipped_at >= created_at
+                              THEN floor(extract(epoch FROM shipped_at - created_at))::bigint
+                              END) STORED,
+            PRIMARY KEY (shop, order_id)
+        );
+        CREATE INDEX order_facts_transit ON order_facts (shop, courier, product, transit)
+            WHERE transit IS NOT NULL;
+        CREATE INDEX order_facts_transit_to
+            ON order_facts (shop, courier, product, destination, transit)
+            WHERE transit IS NOT NULL;
+        CREATE INDEX order_facts_transit_all
+            ON order_facts (courier, product, transit, shipped_at, shop, destination)
+            WHERE transit IS NOT NULL;
+        CREATE INDEX order_facts_pickup_all
+            ON order_facts (courier, product, pickup, shipped_at, shop, destination)
+            WHERE pickup IS NOT NULL;
+        CREATE INDEX order_facts_shipped ON order_facts (shipped_at);
+        """,
+    ),
+    (
+        14,
+        # The tracking page's lookup finds an order by its AWB (see SQLite's migration 19).
+        """
+        CREATE INDEX events_by_awb ON events ((body ->> 'awb'));
+        """,
+    ),
 ]
+
+AFTER: dict[int, Callable[[AsyncConnection[TupleRow]], Awaitable[None]]] = {13: insights.rebuild}
+"""Steps a migration runs after its DDL, in its transaction: rows rebuilt from stored ones."""
 
 
 async def migrate(conn: AsyncConnection[TupleRow], *, now: datetime) -> list[int]:
@@ -350,6 +403,8 @@ async def migrate(conn: AsyncConnection[TupleRow], *, now: datetime) -> list[int
             if version in done:
                 continue
             await conn.execute(ddl)
+            if (step := AFTER.get(version)) is not None:
+                await step(conn)
             await conn.execute(sql.RECORD_VERSION, (version, now))
             applied.append(version)
     return applied

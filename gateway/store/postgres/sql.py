@@ -662,7 +662,7 @@ the same moment with the same outcome."""
 
 
 # -- statements whose filter depends on the query (the admin's lists: gateway.store.queries) ----
-_DIALECT = Dialect(mark="%s", time=lambda moment: moment)
+_DIALECT = Dialect(mark="%s", time=lambda moment: moment, awb="(body ->> 'awb')")
 list_rejected = partial(_DIALECT.list_rejected, f"SELECT {REJECTED_COLUMNS} FROM rejected")
 count_rejected = partial(_DIALECT.count_rejected, "SELECT count(*) FROM rejected")
 

@@ -49,6 +49,7 @@ from gateway.events import DEFAULT_SHOP, Contact, Event, EventKind, Status
 from gateway.redaction import mask_url
 from gateway.store.contact_merge import merge_contacts
 from gateway.store.digests import DigestRun, WindowCounts
+from gateway.store.facts import CourierFigures, OrderFacts, TransitHistory
 from gateway.store.finishing import Finishing
 from gateway.store.moving import Table
 from gateway.store.postgres import contacts as contacts_
@@ -58,6 +59,7 @@ from gateway.store.postgres import (
     digests,
     groups,
     ingest,
+    insights,
     prune,
     queue,
     reads,
@@ -491,6 +493,35 @@ class PostgresStore(Finishing):
 
     async def oldest_due_pull(self, *, now: datetime, stale_after: float) -> datetime | None:
         return await self._run(lambda c: tracking.oldest_due_pull(c, now, stale_after))
+
+    # -- insights (insights.py) ----------------------------------------------------------
+    async def order_facts(self, order_id: str, *, shop: str = DEFAULT_SHOP) -> OrderFacts | None:
+        return await self._run(lambda c: insights.order_facts(c, order_id, shop))
+
+    async def transit_history(
+        self, *, shop: str, courier: str, product: str, destination: str = ""
+    ) -> TransitHistory:
+        return await self._run(
+            lambda c: insights.transit_history(c, shop, courier, product, destination)
+        )
+
+    async def courier_figures(
+        self, *, since: datetime, shop: str | None = None, by_destination: bool = False
+    ) -> list[CourierFigures]:
+        return await self._run(lambda c: insights.courier_figures(c, since, shop, by_destination))
+
+    async def courier_orders(
+        self,
+        courier: str,
+        *,
+        since: datetime,
+        shops: Sequence[str] | None = None,
+        product: str | None = None,
+        limit: int = 200,
+    ) -> list[OrderFacts]:
+        return await self._run(
+            lambda c: insights.courier_orders(c, courier, since, shops, product, limit)
+        )
 
     # -- digests (digests.py) ------------------------------------------------------------
     async def window_counts(

@@ -17,9 +17,10 @@ from datetime import datetime
 from typing import Any
 
 from gateway.store.accounting import IntakeBatch
+from gateway.store.facts import fold
 from gateway.store.lanes import rank
 from gateway.store.roles import IngestResult, LoggedPush, NewPush, PushOutcome, RejectedRequest
-from gateway.store.sqlite import groups, sql
+from gateway.store.sqlite import groups, insights, sql
 from gateway.store.sqlite.rows import encode_rows, push_from_row, to_us
 
 __all__ = [
@@ -74,10 +75,11 @@ Mark = tuple[str, str | None, int, int | None, int | None, str]
 def record_events(
     conn: sqlite3.Connection, outcomes: Sequence[PushOutcome], taken: set[str], now: datetime
 ) -> tuple[list[IngestResult], list[Mark]]:
-    """Store a batch's events (deduplicated by id), the new events' deliveries and the
-    contacts (a main-file job); one result per outcome, in order, and the pushes' new states
-    for `mark_pushes` to record in the log file once this has committed. What the commit
-    decides is `gateway.store.accounting`; this writes it."""
+    """Store a batch's events (deduplicated by id), what the new events say of their orders
+    (`gateway.store.facts`), the new events' deliveries and the contacts (a main-file job);
+    one result per outcome, in order, and the pushes' new states for `mark_pushes` to record
+    in the log file once this has committed. What the commit decides is
+    `gateway.store.accounting`; this writes it."""
     now_us = to_us(now)
     batch = IntakeBatch(outcomes, taken)
     occurred: dict[str, tuple[str, int]] = {}
@@ -111,6 +113,8 @@ def record_events(
             new = set(batch.owner)
         elif inserted:
             new = {r[0] for r in conn.execute(sql.EVENTS_AFTER_SEQ, (last_seq,))}
+        # What the orders now know, in the same commit as their events.
+        insights.record(conn, fold(e for e in batch.events.values() if e.id in new))
 
     chosen = batch.deliveries(new)
     single = [d for d in chosen if d.group is None]

@@ -8,11 +8,11 @@ it is history: the statements the store runs against these tables are in sql.py.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
-from gateway.store.sqlite import sql
+from gateway.store.sqlite import insights, sql
 
-__all__ = ["LOG_MIGRATIONS", "MIGRATIONS", "migrate", "move_pushes"]
+__all__ = ["AFTER", "LOG_MIGRATIONS", "MIGRATIONS", "migrate", "move_pushes"]
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -364,7 +364,59 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE sessions ADD COLUMN token_mac TEXT;
         """,
     ),
+    (
+        18,
+        # What each order knows (`gateway.store.facts`): courier, product, destination city,
+        # KiriminAja's estimate and the times of its stages, written with its events; the
+        # transit and pickup times are computed here and indexed for exact percentiles. The
+        # rows of a store that had events before are rebuilt from them (`AFTER`).
+        """
+        CREATE TABLE order_facts (
+            shop          TEXT NOT NULL,
+            order_id      TEXT NOT NULL,
+            courier       TEXT NOT NULL DEFAULT '',
+            product       TEXT NOT NULL DEFAULT '',
+            destination   TEXT NOT NULL DEFAULT '',
+            estimation    TEXT,
+            est_min_days  INTEGER,
+            est_max_days  INTEGER,
+            created_at    INTEGER,
+            shipped_at    INTEGER,
+            delivered_at  INTEGER,
+            returned_at   INTEGER,
+            problem_at    INTEGER,
+            stuck_at      INTEGER,
+            transit       INTEGER GENERATED ALWAYS AS (CASE WHEN delivered_at >= shipped_at
+                              THEN (delivered_at - shipped_at) / 1000000 END) VIRTUAL,
+            pickup        INTEGER GENERATED ALWAYS AS (CASE WHEN shipped_at >= created_at
+                              THEN (shipped_at - created_at) / 1000000 END) VIRTUAL,
+            PRIMARY KEY (shop, order_id)
+        );
+        CREATE INDEX order_facts_transit ON order_facts (shop, courier, product, transit)
+            WHERE transit IS NOT NULL;
+        CREATE INDEX order_facts_transit_to
+            ON order_facts (shop, courier, product, destination, transit)
+            WHERE transit IS NOT NULL;
+        CREATE INDEX order_facts_transit_all
+            ON order_facts (courier, product, transit, shipped_at, shop, destination)
+            WHERE transit IS NOT NULL;
+        CREATE INDEX order_facts_pickup_all
+            ON order_facts (courier, product, pickup, shipped_at, shop, destination)
+            WHERE pickup IS NOT NULL;
+        CREATE INDEX order_facts_shipped ON order_facts (shipped_at);
+        """,
+    ),
+    (
+        19,
+        # The tracking page's lookup finds an order by its AWB (`EventQuery.awb`).
+        """
+        CREATE INDEX events_by_awb ON events ((body ->> '$.awb'));
+        """,
+    ),
 ]
+
+AFTER: dict[int, Callable[[sqlite3.Connection], None]] = {18: insights.rebuild}
+"""Steps a migration runs after its DDL, in its transaction: rows rebuilt from stored ones."""
 
 
 LOG_MIGRATIONS: list[tuple[int, str]] = [
@@ -447,10 +499,14 @@ def move_pushes(conn: sqlite3.Connection, log_path: str) -> int:
 
 
 def migrate(
-    conn: sqlite3.Connection, *, now: int, migrations: list[tuple[int, str]] = MIGRATIONS
+    conn: sqlite3.Connection,
+    *,
+    now: int,
+    migrations: list[tuple[int, str]] = MIGRATIONS,
+    after: Mapping[int, Callable[[sqlite3.Connection], None]] = AFTER,
 ) -> None:
-    """Apply the migrations this database has not had yet, each in its own transaction;
-    `now` (microseconds) records when."""
+    """Apply the migrations this database has not had yet, each in its own transaction (with
+    its step of `after`, if any); `now` (microseconds) records when."""
     conn.execute(sql.CREATE_SCHEMA_VERSION)
     done = {r[0] for r in conn.execute(sql.APPLIED_VERSIONS)}
     for version, ddl in migrations:
@@ -461,6 +517,8 @@ def migrate(
         try:
             for statement in statements:
                 conn.execute(statement)
+            if (step := after.get(version)) is not None:
+                step(conn)
             conn.execute(sql.RECORD_VERSION, (version, now))
             conn.execute(sql.COMMIT)
         except BaseException:

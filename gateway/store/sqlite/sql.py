@@ -398,7 +398,7 @@ fallback, and at most one per delivery (unique index on ``fallback_of``)."""
 
 
 # -- statements whose filter depends on the query (the admin's lists: gateway.store.queries) ----
-_DIALECT = Dialect(mark="?", time=to_us)
+_DIALECT = Dialect(mark="?", time=to_us, awb="(body ->> '$.awb')")
 list_rejected = partial(_DIALECT.list_rejected, f"SELECT {REJECTED_COLUMNS} FROM rejected")
 count_rejected = partial(_DIALECT.count_rejected, "SELECT count(*) FROM rejected")
 

@@ -1,0 +1,203 @@
+"""The insights role on PostgreSQL: ``order_facts`` written with the events, and read for
+scorecards and transit histories (`gateway.store.facts`), as on SQLite.
+
+Percentiles are exact nearest-rank: the k-th value is read with ``ORDER BY transit LIMIT 1
+OFFSET k`` over an index whose order is the transit time, never by loading the rows. Times are
+``timestamptz``; ``transit`` and ``pickup`` are whole seconds (stored generated columns).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from gateway.store.facts import (
+    COLUMNS,
+    MIN_SAMPLES,
+    STAGES,
+    CourierFigures,
+    OrderFacts,
+    TransitHistory,
+    facts_from_row,
+    fold,
+    nearest_rank,
+    upsert_assignments,
+)
+from gateway.store.postgres.rows import Conn, decode_event
+
+__all__ = [
+    "courier_figures",
+    "courier_orders",
+    "order_facts",
+    "rebuild",
+    "record",
+    "transit_history",
+]
+
+_TYPES = ("text",) * 6 + ("integer",) * 2 + ("timestamptz",) * len(STAGES)
+UPSERT = (
+    f"INSERT INTO order_facts ({', '.join(COLUMNS)})"
+    f" SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in _TYPES)})"
+    f" ON CONFLICT (shop, order_id) DO UPDATE SET {upsert_assignments('order_facts', 'LEAST')}"
+)
+"""The merge rule of `gateway.store.facts`, one statement per batch."""
+GET = f"SELECT {', '.join(COLUMNS)} FROM order_facts WHERE order_id = %s AND shop = %s"
+EVENTS_FROM = "SELECT seq, body::text FROM events WHERE seq > %s ORDER BY seq LIMIT %s"
+
+_SCOPE = "courier = %(courier)s AND product = %(product)s AND transit IS NOT NULL"
+_HISTORY_COUNT = (
+    f"SELECT count(*) FROM order_facts WHERE shop = %(shop)s AND {_SCOPE}"
+    " AND destination = %(destination)s"
+)
+_HISTORY_NTH_TO = (
+    f"SELECT transit FROM order_facts WHERE shop = %(shop)s AND {_SCOPE}"
+    " AND destination = %(destination)s ORDER BY transit LIMIT 1 OFFSET %(k)s"
+)
+_HISTORY_ALL_COUNT = f"SELECT count(*) FROM order_facts WHERE shop = %(shop)s AND {_SCOPE}"
+_HISTORY_NTH = (
+    f"SELECT transit FROM order_facts WHERE shop = %(shop)s AND {_SCOPE}"
+    " ORDER BY transit LIMIT 1 OFFSET %(k)s"
+)
+
+
+def _time(value: Any) -> datetime | None:
+    return value if isinstance(value, datetime) else None
+
+
+async def record(conn: Conn, facts: Iterable[OrderFacts]) -> None:
+    """Merge these facts into the stored ones (inside the caller's transaction). Sorted by
+    key, so two intakes merging into the same orders lock them in the same order."""
+    rows = sorted(facts, key=lambda f: (f.shop, f.order_id))
+    if rows:
+        columns = [[getattr(f, c) for f in rows] for c in COLUMNS]
+        await conn.execute(UPSERT, columns)
+
+
+async def rebuild(conn: Conn, *, chunk: int = 5000) -> None:
+    """Fill ``order_facts`` from every stored event, in arrival order (a migration's step)."""
+    last = 0
+    while True:
+        found = await (await conn.execute(EVENTS_FROM, (last, chunk))).fetchall()
+        if not found:
+            return
+        await record(conn, fold(decode_event(r[1]) for r in found))
+        last = found[-1][0]
+
+
+async def order_facts(conn: Conn, order_id: str, shop: str) -> OrderFacts | None:
+    row = await (await conn.execute(GET, (order_id, shop))).fetchone()
+    return facts_from_row(row, _time) if row else None
+
+
+async def _one(conn: Conn, statement: str, params: dict[str, Any]) -> Any:
+    row = await (await conn.execute(statement, params)).fetchone()
+    return None if row is None else row[0]
+
+
+async def _nth(conn: Conn, statement: str, params: dict[str, Any], n: int, p: int) -> Any:
+    if n == 0:
+        return None
+    return await _one(conn, statement, {**params, "k": nearest_rank(n, p)})
+
+
+async def transit_history(
+    conn: Conn, shop: str, courier: str, product: str, destination: str
+) -> TransitHistory:
+    params = {"shop": shop, "courier": courier, "product": product, "destination": destination}
+    if destination:
+        n = await _one(conn, _HISTORY_COUNT, params)
+        if n >= MIN_SAMPLES:
+            p50 = await _nth(conn, _HISTORY_NTH_TO, params, n, 50)
+            p90 = await _nth(conn, _HISTORY_NTH_TO, params, n, 90)
+            return TransitHistory(samples=n, p50=p50, p90=p90, destination=destination)
+    n = await _one(conn, _HISTORY_ALL_COUNT, params)
+    p50 = await _nth(conn, _HISTORY_NTH, params, n, 50)
+    p90 = await _nth(conn, _HISTORY_NTH, params, n, 90)
+    return TransitHistory(samples=n, p50=p50, p90=p90)
+
+
+def _counts(by_destination: bool, shop: bool) -> str:
+    group = "courier, product" + (", destination" if by_destination else "")
+    return (
+        f"SELECT {group}, count(*), count(delivered_at), count(returned_at),"
+        " count(problem_at), count(stuck_at),"
+        " count(CASE WHEN delivered_at IS NOT NULL THEN est_max_days END),"
+        " count(CASE WHEN delivered_at <= shipped_at + make_interval(days => est_max_days)"
+        " THEN 1 END), count(transit), count(pickup)"
+        " FROM order_facts WHERE shipped_at >= %(since)s"
+        + (" AND shop = %(shop)s" if shop else "")
+        + f" GROUP BY {group} ORDER BY {group}"
+    )
+
+
+def _nth_of(column: str, by_destination: bool, shop: bool) -> str:
+    where = f"courier = %(courier)s AND product = %(product)s AND {column} IS NOT NULL"
+    if by_destination:
+        where += " AND destination = %(destination)s"
+    if shop:
+        where += " AND shop = %(shop)s"
+    return (
+        f"SELECT {column} FROM order_facts WHERE {where}"
+        f" AND shipped_at >= %(since)s ORDER BY {column} LIMIT 1 OFFSET %(k)s"
+    )
+
+
+async def courier_figures(
+    conn: Conn, since: datetime, shop: str | None, by_destination: bool
+) -> list[CourierFigures]:
+    params: dict[str, Any] = {"since": since, "shop": shop}
+    transit = _nth_of("transit", by_destination, shop is not None)
+    pickup = _nth_of("pickup", by_destination, shop is not None)
+    width = 3 if by_destination else 2
+    rows = await (await conn.execute(_counts(by_destination, shop is not None), params)).fetchall()
+    figures: list[CourierFigures] = []
+    for row in rows:
+        key = dict(zip(("courier", "product", "destination"), row[:width], strict=False))
+        (shipments, delivered, returned, problems, stuck, promised, on_time, n_t, n_p) = row[width:]
+        scope = {**params, **key}
+        figures.append(
+            CourierFigures(
+                **key,
+                shipments=shipments,
+                delivered=delivered,
+                returned=returned,
+                problems=problems,
+                stuck=stuck,
+                promised=promised,
+                on_time=on_time,
+                transit_p50=await _nth(conn, transit, scope, n_t, 50),
+                transit_p90=await _nth(conn, transit, scope, n_t, 90),
+                pickup_p50=await _nth(conn, pickup, scope, n_p, 50),
+                pickup_p90=await _nth(conn, pickup, scope, n_p, 90),
+            )
+        )
+    return figures
+
+
+async def courier_orders(
+    conn: Conn,
+    courier: str,
+    since: datetime,
+    shops: Sequence[str] | None,
+    product: str | None,
+    limit: int,
+) -> list[OrderFacts]:
+    where = "courier = %(courier)s AND shipped_at >= %(since)s"
+    if product is not None:
+        where += " AND product = %(product)s"
+    if shops is not None:
+        where += " AND shop = ANY(%(shops)s)"
+    statement = (
+        f"SELECT {', '.join(COLUMNS)} FROM order_facts WHERE {where}"
+        " ORDER BY shipped_at DESC LIMIT %(limit)s"
+    )
+    params = {
+        "courier": courier,
+        "since": since,
+        "product": product,
+        "shops": None if shops is None else list(shops),
+        "limit": limit,
+    }
+    rows = await (await conn.execute(statement, params)).fetchall()
+    return [facts_from_row(r, _time) for r in rows]

@@ -1,0 +1,143 @@
+"""The insights role on SQLite: ``order_facts`` written with the events, and read for
+scorecards and transit histories (`gateway.store.facts`).
+
+Percentiles are exact nearest-rank: the k-th value is read with ``ORDER BY transit LIMIT 1
+OFFSET k`` over an index whose order is the transit time, never by loading the rows. Times are
+integer microseconds; ``transit`` and ``pickup`` are whole seconds (generated columns).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from gateway.store.facts import (
+    COLUMNS,
+    MIN_SAMPLES,
+    STAGES,
+    CourierFigures,
+    OrderFacts,
+    TransitHistory,
+    facts_from_row,
+    fold,
+    nearest_rank,
+)
+from gateway.store.sqlite import insights_sql as sql
+from gateway.store.sqlite.rows import decode_event, encode_rows, opt_time, to_us
+
+__all__ = [
+    "courier_figures",
+    "courier_orders",
+    "order_facts",
+    "rebuild",
+    "record",
+    "transit_history",
+]
+
+
+def _row(facts: OrderFacts) -> list[Any]:
+    row: list[Any] = [getattr(facts, c) for c in COLUMNS[: -len(STAGES)]]
+    row += [None if (t := getattr(facts, c)) is None else to_us(t) for c in STAGES]
+    return row
+
+
+def _facts(row: Sequence[Any]) -> OrderFacts:
+    return facts_from_row(row, opt_time)
+
+
+def record(conn: sqlite3.Connection, facts: Iterable[OrderFacts]) -> None:
+    """Merge these facts into the stored ones (inside the caller's job: the intake's commit)."""
+    rows = [_row(f) for f in facts]
+    if rows:
+        conn.execute(sql.UPSERT, (encode_rows(rows),))
+
+
+def rebuild(conn: sqlite3.Connection, *, chunk: int = 5000) -> None:
+    """Fill ``order_facts`` from every stored event, in arrival order (a migration's step)."""
+    last = 0
+    while True:
+        found = conn.execute(sql.EVENTS_FROM, (last, chunk)).fetchall()
+        if not found:
+            return
+        record(conn, fold(decode_event(r[1]) for r in found))
+        last = found[-1][0]
+
+
+def order_facts(conn: sqlite3.Connection, order_id: str, shop: str) -> OrderFacts | None:
+    row = conn.execute(sql.GET, (order_id, shop)).fetchone()
+    return _facts(row) if row else None
+
+
+def _nth(conn: sqlite3.Connection, statement: str, params: dict[str, Any], n: int, p: int) -> Any:
+    if n == 0:
+        return None
+    return conn.execute(statement, {**params, "k": nearest_rank(n, p)}).fetchone()[0]
+
+
+def transit_history(
+    conn: sqlite3.Connection, shop: str, courier: str, product: str, destination: str
+) -> TransitHistory:
+    params = {"shop": shop, "courier": courier, "product": product, "destination": destination}
+    if destination:
+        n = conn.execute(sql.HISTORY_COUNT, params).fetchone()[0]
+        if n >= MIN_SAMPLES:
+            p50, p90 = (_nth(conn, sql.HISTORY_NTH_TO, params, n, p) for p in (50, 90))
+            return TransitHistory(samples=n, p50=p50, p90=p90, destination=destination)
+    n = conn.execute(sql.HISTORY_ALL_COUNT, params).fetchone()[0]
+    p50, p90 = (_nth(conn, sql.HISTORY_NTH, params, n, p) for p in (50, 90))
+    return TransitHistory(samples=n, p50=p50, p90=p90)
+
+
+def courier_figures(
+    conn: sqlite3.Connection, since: datetime, shop: str | None, by_destination: bool
+) -> list[CourierFigures]:
+    params: dict[str, Any] = {"since": to_us(since), "shop": shop}
+    transit = sql.nth_of("transit", by_destination, shop is not None)
+    pickup = sql.nth_of("pickup", by_destination, shop is not None)
+    figures: list[CourierFigures] = []
+    width = 3 if by_destination else 2
+    for row in conn.execute(sql.counts(by_destination, shop is not None), params).fetchall():
+        key = dict(zip(("courier", "product", "destination"), row[:width], strict=False))
+        (shipments, delivered, returned, problems, stuck, promised, on_time, n_t, n_p) = row[width:]
+        scope = {**params, **key}
+        figures.append(
+            CourierFigures(
+                **key,
+                shipments=shipments,
+                delivered=delivered,
+                returned=returned,
+                problems=problems,
+                stuck=stuck,
+                promised=promised,
+                on_time=on_time,
+                transit_p50=_nth(conn, transit, scope, n_t, 50),
+                transit_p90=_nth(conn, transit, scope, n_t, 90),
+                pickup_p50=_nth(conn, pickup, scope, n_p, 50),
+                pickup_p90=_nth(conn, pickup, scope, n_p, 90),
+            )
+        )
+    return figures
+
+
+def courier_orders(
+    conn: sqlite3.Connection,
+    courier: str,
+    since: datetime,
+    shops: Sequence[str] | None,
+    product: str | None,
+    limit: int,
+) -> list[OrderFacts]:
+    if shops is not None and not shops:
+        return []
+    where = "courier = ? AND shipped_at >= ?"
+    params: list[Any] = [courier, to_us(since)]
+    if product is not None:
+        where += " AND product = ?"
+        params.append(product)
+    if shops is not None:
+        where += f" AND shop IN ({', '.join('?' * len(shops))})"
+        params += list(shops)
+    statement = sql.orders_of(where)
+    return [_facts(r) for r in conn.execute(statement, [*params, limit]).fetchall()]

@@ -1,0 +1,85 @@
+"""The statements of the insights role on SQLite (`gateway.store.sqlite.insights`): beside
+sql.py, which has no room left for them."""
+
+from __future__ import annotations
+
+from gateway.store.facts import COLUMNS, upsert_assignments
+
+__all__ = [
+    "EVENTS_FROM",
+    "GET",
+    "HISTORY_ALL_COUNT",
+    "HISTORY_COUNT",
+    "HISTORY_NTH",
+    "HISTORY_NTH_TO",
+    "UPSERT",
+    "counts",
+    "nth_of",
+    "orders_of",
+]
+
+UPSERT = (
+    f"INSERT INTO order_facts ({', '.join(COLUMNS)})"
+    f" SELECT {', '.join(f'value ->> {i}' for i in range(len(COLUMNS)))}"
+    " FROM json_each(?) WHERE true"
+    f" ON CONFLICT (shop, order_id) DO UPDATE SET {upsert_assignments('order_facts', 'min')}"
+)
+"""One JSON array of rows per batch; the merge rule of `gateway.store.facts`."""
+GET = f"SELECT {', '.join(COLUMNS)} FROM order_facts WHERE order_id = ? AND shop = ?"
+EVENTS_FROM = "SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
+
+_SCOPE = "courier = :courier AND product = :product AND transit IS NOT NULL"
+HISTORY_COUNT = (
+    "SELECT count(*) FROM order_facts INDEXED BY order_facts_transit_to"
+    f" WHERE shop = :shop AND {_SCOPE} AND destination = :destination"
+)
+HISTORY_NTH_TO = (
+    "SELECT transit FROM order_facts INDEXED BY order_facts_transit_to"
+    f" WHERE shop = :shop AND {_SCOPE} AND destination = :destination"
+    " ORDER BY transit LIMIT 1 OFFSET :k"
+)
+HISTORY_ALL_COUNT = (
+    "SELECT count(*) FROM order_facts INDEXED BY order_facts_transit"
+    f" WHERE shop = :shop AND {_SCOPE}"
+)
+HISTORY_NTH = (
+    "SELECT transit FROM order_facts INDEXED BY order_facts_transit"
+    f" WHERE shop = :shop AND {_SCOPE} ORDER BY transit LIMIT 1 OFFSET :k"
+)
+
+
+_DAY_US = 86_400_000_000
+
+
+def counts(by_destination: bool, shop: bool) -> str:
+    group = "courier, product" + (", destination" if by_destination else "")
+    return (
+        f"SELECT {group}, count(*), count(delivered_at), count(returned_at),"
+        " count(problem_at), count(stuck_at),"
+        " count(CASE WHEN delivered_at IS NOT NULL THEN est_max_days END),"
+        f" count(CASE WHEN delivered_at <= shipped_at + est_max_days * {_DAY_US} THEN 1 END),"
+        " count(transit), count(pickup)"
+        " FROM order_facts INDEXED BY order_facts_shipped WHERE shipped_at >= :since"
+        + (" AND shop = :shop" if shop else "")
+        + f" GROUP BY {group} ORDER BY {group}"
+    )
+
+
+def nth_of(column: str, by_destination: bool, shop: bool) -> str:
+    index = f"order_facts_{column}_all"
+    where = f"courier = :courier AND product = :product AND {column} IS NOT NULL"
+    if by_destination:
+        where += " AND destination = :destination"
+    if shop:
+        where += " AND shop = :shop"
+    return (
+        f"SELECT {column} FROM order_facts INDEXED BY {index} WHERE {where}"
+        f" AND shipped_at >= :since ORDER BY {column} LIMIT 1 OFFSET :k"
+    )
+
+
+def orders_of(where: str) -> str:
+    return (
+        f"SELECT {', '.join(COLUMNS)} FROM order_facts INDEXED BY order_facts_shipped"
+        f" WHERE {where} ORDER BY shipped_at DESC LIMIT ?"
+    )

@@ -1,0 +1,149 @@
+"""What the tracking page shows of one order, from its stored events and contact: everything a
+customer may see, and nothing else (the first name at most; no phone, address or surname).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from typing import Any
+
+from gateway.config.tracking_page import DEFAULT_COLOR, BrandConfig
+from gateway.events import Contact, Event, Status
+from gateway.insights.estimates import Estimate
+from gateway.templating.sandbox import STATUS_LABELS, local_time
+from gateway.tracking_page.labels import Language
+
+__all__ = ["Brand", "Step", "TrackingView", "build_view", "first_name"]
+
+_HIDDEN = frozenset({Status.STUCK, Status.UNKNOWN})
+"""Statuses the customer is not shown: a stuck alert is for the shop's staff, and an unknown
+method says nothing a customer could read."""
+_WITH_NOTE = frozenset({Status.PROBLEM})
+"""Statuses whose reason is shown (a problem the customer may help solve)."""
+_TIME_FORMAT = "%a, %d %b %Y %H:%M %Z"
+_DATE_FORMAT = "%a, %d %b %Y"
+
+
+@dataclass(frozen=True, slots=True)
+class Brand:
+    name: str
+    color: str
+    logo_url: str | None
+    whatsapp_url: str | None
+
+    @classmethod
+    def of(cls, brand: BrandConfig, fallback_name: str) -> Brand:
+        number = brand.wa_number
+        return cls(
+            name=brand.name or fallback_name,
+            color=brand.color or DEFAULT_COLOR,
+            logo_url=brand.logo_url,
+            whatsapp_url=f"https://wa.me/{number}" if number else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    status: Status
+    label: str
+    at: str
+    """Local time, written out (``Sen, 07 Des 2026 10:00 WIB``)."""
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrackingView:
+    order_id: str
+    awb: str | None
+    courier: str | None
+    """Courier and product, ``JNE REG``."""
+    first_name: str | None
+    current: Step | None
+    steps: list[Step]
+    """Newest first."""
+    zone: str
+    """The zone the times are in, as written after them (``WIB``)."""
+    estimate: tuple[str, str] | None = None
+    """Earliest and latest arrival (`gateway.insights.estimates`), local dates written out
+    (the same twice for one day)."""
+    proof: dict[str, str] = field(default_factory=dict)
+    """``photo`` / ``signature`` → URL, when the tracking API gave them."""
+
+
+def first_name(contact: Contact | None) -> str | None:
+    """The first word of the contact's name, never more."""
+    if contact is None or not contact.name:
+        return None
+    words = contact.name.split()
+    return words[0][:40] if words else None
+
+
+def _text(value: Any) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _courier(events: list[Event]) -> str | None:
+    for event in events:  # newest first
+        service = _text(event.details.get("service"))
+        name = _text(event.details.get("service_name")) or _text(event.details.get("service_type"))
+        if service or name:
+            return " ".join(part for part in ((service or "").upper(), name or "") if part)
+    return None
+
+
+def _proof(events: list[Event]) -> dict[str, str]:
+    for event in events:
+        proof = event.details.get("proof_of_delivery")
+        if event.status is Status.DELIVERED and isinstance(proof, dict):
+            found = {
+                key: url
+                for key in ("photo", "signature")
+                if isinstance(url := proof.get(key), str)
+                and url.startswith(("https://", "http://"))
+            }
+            if found:
+                return found
+    return {}
+
+
+def build_view(
+    events: list[Event],
+    *,
+    contact: Contact | None,
+    language: Language,
+    timezone: tzinfo,
+    estimate: Estimate | None = None,
+) -> TrackingView:
+    """The page of the order whose `events` these are (any order; at least one)."""
+    newest = sorted(events, key=lambda e: (e.occurred_at, e.received_at), reverse=True)
+    labels = STATUS_LABELS[language]
+    steps = [
+        Step(
+            status=event.status,
+            label=labels[event.status],
+            at=local_time(event.occurred_at, timezone, _TIME_FORMAT, language),
+            note=event.reason if event.status in _WITH_NOTE and event.reason else None,
+        )
+        for event in newest
+        if event.status not in _HIDDEN
+    ]
+    awb = next((e.awb for e in newest if e.awb), None)
+    zone = local_time(newest[0].occurred_at, timezone, "%Z", language)
+    written = None
+    if estimate is not None:
+        written = (
+            local_time(estimate.earliest, timezone, _DATE_FORMAT, language),
+            local_time(estimate.latest, timezone, _DATE_FORMAT, language),
+        )
+    return TrackingView(
+        order_id=newest[0].order_id,
+        awb=awb,
+        courier=_courier(newest),
+        first_name=first_name(contact),
+        current=steps[0] if steps else None,
+        steps=steps,
+        zone=zone,
+        estimate=written,
+        proof=_proof(newest),
+    )
