@@ -10,6 +10,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import msgspec
+
 from gateway.config.tracking_page import BrandConfig
 from gateway.events import Contact, Event, Status
 from gateway.insights.estimates import Estimate
@@ -61,6 +63,15 @@ def test_the_view_is_newest_first_in_local_time_without_staff_statuses() -> None
     assert view.estimate is None
     english = build_view(EVENTS, contact=None, language="en", timezone=WIB)
     assert english.steps[-1].at == "Mon, 07 Dec 2026 10:00 WIB" and english.first_name is None
+
+
+def test_a_problem_reason_shows_no_phone_number_or_email() -> None:
+    reason = "Penerima tidak ada, hubungi 081234567890 atau budi@example.com"
+    problem = msgspec.structs.replace(EVENTS[3], reason=reason)
+    view = build_view([EVENTS[0], problem], contact=None, language="id", timezone=WIB)
+    note = view.steps[0].note
+    assert note is not None and note.startswith("Penerima tidak ada, hubungi ")
+    assert "081234567890" not in note and "budi@example.com" not in note
 
 
 def test_an_estimate_is_written_as_local_dates() -> None:

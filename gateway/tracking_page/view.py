@@ -11,6 +11,7 @@ from typing import Any
 from gateway.config.tracking_page import DEFAULT_COLOR, BrandConfig
 from gateway.events import Contact, Event, Status
 from gateway.insights.estimates import Estimate
+from gateway.redaction import redact_text
 from gateway.templating.sandbox import STATUS_LABELS, local_time
 from gateway.tracking_page.labels import Language
 
@@ -20,7 +21,8 @@ _HIDDEN = frozenset({Status.STUCK, Status.UNKNOWN})
 """Statuses the customer is not shown: a stuck alert is for the shop's staff, and an unknown
 method says nothing a customer could read."""
 _WITH_NOTE = frozenset({Status.PROBLEM})
-"""Statuses whose reason is shown (a problem the customer may help solve)."""
+"""Statuses whose reason is shown (a problem the customer may help solve), with any phone number
+or email address the courier wrote into it masked."""
 _TIME_FORMAT = "%a, %d %b %Y %H:%M %Z"
 _DATE_FORMAT = "%a, %d %b %Y"
 
@@ -123,7 +125,7 @@ def build_view(
             status=event.status,
             label=labels[event.status],
             at=local_time(event.occurred_at, timezone, _TIME_FORMAT, language),
-            note=event.reason if event.status in _WITH_NOTE and event.reason else None,
+            note=redact_text(event.reason) if event.status in _WITH_NOTE and event.reason else None,
         )
         for event in newest
         if event.status not in _HIDDEN
