@@ -209,7 +209,20 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., KabarinProcess]]:
 
 @pytest.fixture
 def server(make_server: Callable[..., KabarinProcess]) -> KabarinProcess:
+    """A server of the test's own, on an empty store."""
     return make_server()
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KabarinProcess]:
+    """One server (the `server` configuration) for every test of a module that asks for it:
+    such a test keeps to order ids of its own, and compares what it finds with what was there
+    before it rather than with an empty store."""
+    workdir = tmp_path_factory.mktemp("shared")
+    server = KabarinProcess(write_config(workdir / "config.yaml"), workdir)
+    server.start()
+    yield server
+    server.stop()
 
 
 # -- a scriptable HTTP peer (the shop's ERP, Slack's webhook URL) -------------------------------
