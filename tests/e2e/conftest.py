@@ -167,7 +167,13 @@ class KabarinProcess:
 
 
 def write_config(
-    path: Path, extra: str = "", store: str | None = None, dispatcher: bool = True
+    path: Path,
+    extra: str = "",
+    store: str | None = None,
+    dispatcher: bool = True,
+    *,
+    shutdown_timeout: str = "3s",
+    lease: str = "3s",
 ) -> Path:
     store_url = store or f"sqlite:///{path.parent / 'kabarin.db'}"
     path.write_text(
@@ -182,8 +188,8 @@ admin:
 dispatcher:
   enabled: {"true" if dispatcher else "false"}
   poll_interval: 200ms
-  shutdown_timeout: 3s
-  lease: 3s  # after a kill -9, leased work is claimed again this soon
+  shutdown_timeout: {shutdown_timeout}
+  lease: {lease}  # after a kill -9, leased work is claimed again this soon
 {extra}
 """
     )
@@ -194,8 +200,11 @@ dispatcher:
 def make_server(tmp_path: Path) -> Iterator[Callable[..., KabarinProcess]]:
     servers: list[KabarinProcess] = []
 
-    def make(extra: str = "", start: bool = True, dispatcher: bool = True) -> KabarinProcess:
-        config = write_config(tmp_path / "config.yaml", extra, dispatcher=dispatcher)
+    def make(
+        extra: str = "", start: bool = True, dispatcher: bool = True, **settings: str
+    ) -> KabarinProcess:
+        """`settings`: `write_config`'s dispatcher ones (``lease="1s"``)."""
+        config = write_config(tmp_path / "config.yaml", extra, dispatcher=dispatcher, **settings)
         server = KabarinProcess(config, tmp_path)
         servers.append(server)
         if start:
