@@ -27,7 +27,7 @@ from tests.conftest import create_pg_schema, drop_pg_schema, pg_url_with_schema,
 
 from .conftest import KabarinProcess, Peer, write_config
 
-WAIT, INTERVAL = 2.0, 4.0
+WAIT, INTERVAL = 2.0, 3.0
 
 
 @dataclass
