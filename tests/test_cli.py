@@ -210,12 +210,9 @@ def test_a_config_file_that_is_not_utf8_is_one_line_not_a_traceback(tmp_path: Pa
 def test_a_huge_since_is_a_usage_error_naming_the_option(
     args: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert (
-        refused(capsys, *args, "--since", "99999999d")
-        .splitlines()[-1]
-        .endswith(
-            "error: argument --since: a duration must be at most 100 years (36500d), got '99999999d'"
-        )
+    last = refused(capsys, *args, "--since", "99999999d").splitlines()[-1]
+    assert last.endswith(
+        "error: argument --since: a duration must be at most 100 years (36500d), got '99999999d'"
     )
 
 
