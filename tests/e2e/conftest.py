@@ -225,8 +225,8 @@ def server(make_server: Callable[..., KabarinProcess]) -> KabarinProcess:
 @pytest.fixture(scope="module")
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KabarinProcess]:
     """One server (the `server` configuration) for every test of a module that asks for it:
-    such a test keeps to order ids of its own, and compares what it finds with what was there
-    before it rather than with an empty store."""
+    such a test keeps to order ids of its own, compares what it finds with what was there
+    before it rather than with an empty store, and neither stops nor reconfigures the server."""
     workdir = tmp_path_factory.mktemp("shared")
     server = KabarinProcess(write_config(workdir / "config.yaml"), workdir)
     server.start()
