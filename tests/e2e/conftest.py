@@ -57,6 +57,12 @@ class KabarinProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        self.launch()
+        self.ready()
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to be ready (`ready`): several servers
+        then start side by side."""
         self.log = self.log_path.open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         serve = ["serve", "--config", str(self.config_path), "--port", str(self.port)]
@@ -67,6 +73,10 @@ class KabarinProcess:
             stderr=subprocess.STDOUT,
             env=env,
         )
+
+    def ready(self) -> None:
+        """Wait until the launched process answers ``/readyz``."""
+        assert self.proc is not None
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -128,7 +128,9 @@ def two_replicas(tmp_path: Path, pg_url: str) -> Iterator[list[KabarinProcess]]:
         servers.append(KabarinProcess(config, workdir))
     try:
         for server in servers:
-            server.start()
+            server.launch()
+        for server in servers:
+            server.ready()
         yield servers
     finally:
         for server in servers:

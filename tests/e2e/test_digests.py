@@ -207,7 +207,9 @@ def test_two_servers_on_one_postgresql_send_each_period_once(
             )
             servers.append(KabarinProcess(config, workdir))
         for server in servers:
-            server.start()
+            server.launch()
+        for server in servers:
+            server.ready()
         wait_periods(servers[0], peer, 4, timeout=40)
         once_each(periods(peer))
         once_each([s["text"] for s in peer.bodies("/slack")])

@@ -45,7 +45,9 @@ def replicas(tmp_path: Path, pg_url: str) -> Iterator[Replicas]:
             started.append(server)
             made.append(server)
         for server in made:
-            server.start()
+            server.launch()
+        for server in made:
+            server.ready()
         return made
 
     yield start
