@@ -196,6 +196,11 @@ def _reload_on_sighup(rt: Runtime, stack: AsyncExitStack) -> None:
     stack.callback(loop.remove_signal_handler, signal.SIGHUP)
 
 
+def _how_many(count: int, noun: str) -> str:
+    """``1 sink``, ``0 sinks``, ``2 sinks``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def create_app(
     config: Config, *, config_path: str | Path | None = None, address: str | None = None
 ) -> Litestar:
@@ -220,13 +225,13 @@ def create_app(
             )
             _reload_on_sighup(app.state.runtime, stack)
             log.info(
-                "kabarin %s ready%s: push endpoint %s, store %s, %d sinks, %d routes",
+                "kabarin %s ready%s: push endpoint %s, store %s, %s, %s",
                 __version__,
                 f" on {address}" if address else "",
                 f"{address or ''}{config.receiver.path}",
                 mask_url(config.store.url),
-                len(config.sinks),
-                len(config.routes),
+                _how_many(len(config.sinks), "sink"),
+                _how_many(len(config.routes), "route"),
             )
             yield
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.cli import main
+
 ROOT = Path(__file__).resolve().parents[1]
 KABARIN = Path(sys.executable).with_name("kabarin")
 
@@ -205,11 +207,11 @@ def test_a_config_file_that_is_not_utf8_is_one_line_not_a_traceback(tmp_path: Pa
         ["routes", "test", "--config", "config.example.yaml"],
     ],
 )
-def test_a_huge_since_is_a_usage_error_naming_the_option(args: list[str]) -> None:
-    r = run(*args, "--since", "99999999d")
-    assert r.returncode == 2, r.stderr
-    assert "Traceback" not in r.stderr
-    assert r.stderr.splitlines()[-1].endswith(
+def test_a_huge_since_is_a_usage_error_naming_the_option(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    last = refused(capsys, *args, "--since", "99999999d").splitlines()[-1]
+    assert last.endswith(
         "error: argument --since: a duration must be at most 100 years (36500d), got '99999999d'"
     )
 
@@ -225,16 +227,35 @@ def test_a_huge_since_is_a_usage_error_naming_the_option(args: list[str]) -> Non
         (["reprocess", "--wait", "forever"], "argument --wait: expected a duration"),
     ],
 )
-def test_bad_option_values_are_usage_errors(tmp_path: Path, args: list[str], error: str) -> None:
+def test_bad_option_values_are_usage_errors(
+    tmp_path: Path, args: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "config.yaml"  # KiriminAja on a closed local port: nothing goes out
     config.write_text(
         f"receiver: {{token: t}}\nstore: {{url: 'sqlite:///{tmp_path}/k.db'}}\n"
         "kiriminaja: {base_url: 'http://127.0.0.1:9'}\n"
     )
-    r = run(*args, "--config", str(config))
+    assert error in refused(capsys, *args, "--config", str(config)).splitlines()[-1]
+
+
+def refused(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """What `kabarin` writes to stderr when it refuses these arguments as a usage error (exit
+    2, before any command runs). In this process: the parser is all that runs, and an error
+    other than a usage error would fail the test with its traceback. The real command's exit
+    is `test_a_usage_error_is_exit_2_and_one_line_from_the_real_command`."""
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+    assert exited.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_a_usage_error_is_exit_2_and_one_line_from_the_real_command() -> None:
+    r = run("deliveries", "--since", "99999999d")
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr
-    assert error in r.stderr.splitlines()[-1]
+    assert r.stderr.splitlines()[-1].endswith(
+        "error: argument --since: a duration must be at most 100 years (36500d), got '99999999d'"
+    )
 
 
 def test_simulate_names_a_push_file_it_cannot_read(tmp_path: Path) -> None:

@@ -228,3 +228,31 @@ def test_a_push_counts_as_being_received_until_it_is_answered(
     assert rt.backlog.requests == 0
     assert client.post("/kiriminaja/push", content=b"{", headers=HEADERS).status_code == 400
     assert rt.backlog.requests == 0
+
+
+@pytest.mark.parametrize(
+    ("sinks", "routes", "said"),
+    [
+        (0, 0, ", 0 sinks, 0 routes"),
+        (1, 1, ", 1 sink, 1 route"),
+        (2, 1, ", 2 sinks, 1 route"),
+        (1, 2, ", 1 sink, 2 routes"),
+    ],
+)
+def test_the_ready_line_counts_sinks_and_routes_in_words(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, sinks: int, routes: int, said: str
+) -> None:
+    names = [f"out{n}" for n in range(sinks)]
+    config = parse_config(
+        f"""
+receiver: {{token: t0ken}}
+store: {{url: "sqlite:///{tmp_path}/k.db"}}
+dispatcher: {{enabled: false}}
+sinks: {{{", ".join(f"{name}: {{type: console}}" for name in names)}}}
+routes: [{", ".join(f"{{name: r{n}, sinks: [{names[0]}]}}" for n in range(routes))}]
+"""
+    )
+    with caplog.at_level(logging.INFO, logger="kabarin"), TestClient(create_app(config)):
+        pass
+    (ready,) = [r.getMessage() for r in caplog.records if " ready" in r.getMessage()]
+    assert ready.endswith(said), ready

@@ -57,6 +57,12 @@ class KabarinProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        self.launch()
+        self.ready()
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to be ready (`ready`): several servers
+        then start side by side."""
         self.log = self.log_path.open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         serve = ["serve", "--config", str(self.config_path), "--port", str(self.port)]
@@ -67,6 +73,10 @@ class KabarinProcess:
             stderr=subprocess.STDOUT,
             env=env,
         )
+
+    def ready(self) -> None:
+        """Wait until the launched process answers ``/readyz``."""
+        assert self.proc is not None
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -167,7 +177,13 @@ class KabarinProcess:
 
 
 def write_config(
-    path: Path, extra: str = "", store: str | None = None, dispatcher: bool = True
+    path: Path,
+    extra: str = "",
+    store: str | None = None,
+    dispatcher: bool = True,
+    *,
+    shutdown_timeout: str = "3s",
+    lease: str = "3s",
 ) -> Path:
     store_url = store or f"sqlite:///{path.parent / 'kabarin.db'}"
     path.write_text(
@@ -182,8 +198,8 @@ admin:
 dispatcher:
   enabled: {"true" if dispatcher else "false"}
   poll_interval: 200ms
-  shutdown_timeout: 3s
-  lease: 3s  # after a kill -9, leased work is claimed again this soon
+  shutdown_timeout: {shutdown_timeout}
+  lease: {lease}  # after a kill -9, leased work is claimed again this soon
 {extra}
 """
     )
@@ -194,8 +210,11 @@ dispatcher:
 def make_server(tmp_path: Path) -> Iterator[Callable[..., KabarinProcess]]:
     servers: list[KabarinProcess] = []
 
-    def make(extra: str = "", start: bool = True, dispatcher: bool = True) -> KabarinProcess:
-        config = write_config(tmp_path / "config.yaml", extra, dispatcher=dispatcher)
+    def make(
+        extra: str = "", start: bool = True, dispatcher: bool = True, **settings: str
+    ) -> KabarinProcess:
+        """`settings`: `write_config`'s dispatcher ones (``lease="1s"``)."""
+        config = write_config(tmp_path / "config.yaml", extra, dispatcher=dispatcher, **settings)
         server = KabarinProcess(config, tmp_path)
         servers.append(server)
         if start:
@@ -209,7 +228,20 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., KabarinProcess]]:
 
 @pytest.fixture
 def server(make_server: Callable[..., KabarinProcess]) -> KabarinProcess:
+    """A server of the test's own, on an empty store."""
     return make_server()
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KabarinProcess]:
+    """One server (the `server` configuration) for every test of a module that asks for it:
+    such a test keeps to order ids of its own, compares what it finds with what was there
+    before it rather than with an empty store, and neither stops nor reconfigures the server."""
+    workdir = tmp_path_factory.mktemp("shared")
+    server = KabarinProcess(write_config(workdir / "config.yaml"), workdir)
+    server.start()
+    yield server
+    server.stop()
 
 
 # -- a scriptable HTTP peer (the shop's ERP, Slack's webhook URL) -------------------------------
@@ -296,7 +328,10 @@ def running_peer() -> Iterator[Peer]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
     state.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    # a short poll: `shutdown` waits for the loop to look, 0.5 s by default
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    )
     thread.start()
     yield state
     httpd.shutdown()

@@ -1,6 +1,9 @@
 """Access through the real `kabarin serve`: wrong tokens per client address (through the proxy
 headers uvicorn trusts from 127.0.0.1), two Authorization headers, and dashboard sessions that
-outlive a restart and work on every replica sharing PostgreSQL."""
+outlive a restart and work on every replica sharing PostgreSQL.
+
+The tests that neither restart nor push share one server: the lockout is of an address no other
+test uses."""
 
 from __future__ import annotations
 
@@ -31,8 +34,9 @@ def csrf(page: str) -> str:
 
 
 def test_ten_wrong_tokens_from_one_address_lock_it_out_and_no_other(
-    server: KabarinProcess,
+    shared_server: KabarinProcess,
 ) -> None:
+    server = shared_server
     wrong = {"Authorization": "Bearer not-the-admin-token", **ATTACKER}
     for _ in range(10):
         assert server.client.get("/admin/v1/sinks", headers=wrong).status_code == 401
@@ -58,8 +62,9 @@ def test_ten_wrong_tokens_from_one_address_lock_it_out_and_no_other(
 
 
 def test_the_session_cookie_is_secure_when_the_trusted_proxy_says_https(
-    server: KabarinProcess,
+    shared_server: KabarinProcess,
 ) -> None:
+    server = shared_server
     r = server.client.post(
         "/ui/login",
         data={"token": ADMIN_TOKEN},
@@ -73,8 +78,9 @@ def test_the_session_cookie_is_secure_when_the_trusted_proxy_says_https(
 
 
 def test_two_authorization_headers_are_refused_by_the_push_endpoint_and_the_admin_api(
-    server: KabarinProcess,
+    shared_server: KabarinProcess,
 ) -> None:
+    server = shared_server
     twice = [("Authorization", "Bearer wrong"), ("Authorization", f"Bearer {PUSH_TOKEN}")]
     r = server.client.post(
         "/kiriminaja/push", content=PUSH, headers=[*twice, ("Content-Type", "application/json")]
@@ -122,7 +128,9 @@ def two_replicas(tmp_path: Path, pg_url: str) -> Iterator[list[KabarinProcess]]:
         servers.append(KabarinProcess(config, workdir))
     try:
         for server in servers:
-            server.start()
+            server.launch()
+        for server in servers:
+            server.ready()
         yield servers
     finally:
         for server in servers:

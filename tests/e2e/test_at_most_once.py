@@ -9,7 +9,9 @@ from typing import Any
 from .conftest import KabarinProcess, Peer
 
 
-def sms_server(make_server: Callable[..., KabarinProcess], peer: Peer) -> KabarinProcess:
+def sms_server(
+    make_server: Callable[..., KabarinProcess], peer: Peer, **settings: str
+) -> KabarinProcess:
     server = make_server(
         f"""
 sinks:
@@ -22,7 +24,8 @@ sinks:
 routes:
   - name: tell-the-customer
     sinks: [sms]
-"""
+""",
+        **settings,
     )
     for order in ("OID-1", "OID-2"):
         r = server.admin("PUT", f"/contacts/{order}", json={"name": "Siti", "phone": "0812345678"})
@@ -50,8 +53,8 @@ def sms_delivery(server: KabarinProcess, order_id: str) -> dict[str, Any]:
 def test_an_sms_under_way_at_sigterm_is_waited_for_and_sent_once(
     make_server: Callable[..., KabarinProcess], peer: Peer
 ) -> None:
-    server = sms_server(make_server, peer)
-    peer.delay = 4.0  # longer than dispatcher.shutdown_timeout (3s), within the sms timeout
+    server = sms_server(make_server, peer, shutdown_timeout="1s")
+    peer.delay = 2.5  # longer than dispatcher.shutdown_timeout (1s), within the sms timeout
     server.push(shipped("OID-1"))
     server.wait_for(lambda: len(peer.requests("/sms", ok_only=False)) == 1)
     assert server.terminate() in (0, -15)
@@ -68,14 +71,14 @@ def test_an_sms_under_way_at_sigterm_is_waited_for_and_sent_once(
 def test_an_sms_under_way_at_kill_9_is_never_sent_again_by_itself(
     make_server: Callable[..., KabarinProcess], peer: Peer
 ) -> None:
-    server = sms_server(make_server, peer)
+    server = sms_server(make_server, peer, lease="1s")
     peer.delay = 30.0  # the provider has the request when the process dies
     server.push(shipped("OID-1"))
     server.wait_for(lambda: len(peer.requests("/sms", ok_only=False)) == 1)
     server.kill9()
     peer.delay = 0
     server.start()
-    # The lease (3s) runs out: the send's outcome is unknown, so it is not sent again.
+    # The lease (1s) runs out: the send's outcome is unknown, so it is not sent again.
     server.wait_for(lambda: sms_delivery(server, "OID-1")["delivery"]["state"] == "dead")
     found = sms_delivery(server, "OID-1")
     assert "outcome unknown" in found["delivery"]["last_error"]

@@ -2,7 +2,7 @@
 webhook and a real SMTP server (aiosmtpd), once per period, across a restart, a ``kill -9``
 and two replicas sharing PostgreSQL.
 
-The digests here run ``every: 3s`` so that periods come within a test; each assertion that a
+The digests here run ``every: 1s`` so that periods come within a test; each assertion that a
 period was not sent twice waits first for a later period to arrive (a positive signal that the
 server went on past it).
 """
@@ -26,7 +26,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from tests.e2e.conftest import KABARIN, KabarinProcess, Peer, free_port, write_config
 
-EVERY = 3.0
+EVERY = 1.0
 
 
 class Inbox:
@@ -207,7 +207,9 @@ def test_two_servers_on_one_postgresql_send_each_period_once(
             )
             servers.append(KabarinProcess(config, workdir))
         for server in servers:
-            server.start()
+            server.launch()
+        for server in servers:
+            server.ready()
         wait_periods(servers[0], peer, 4, timeout=40)
         once_each(periods(peer))
         once_each([s["text"] for s in peer.bodies("/slack")])

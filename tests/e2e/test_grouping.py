@@ -2,7 +2,9 @@
 
 Fifty cancellations inside the window reach Slack as one message that lists them and the
 warehouse as one mail; later ones go together in the next interval's message; a ``kill -9``
-while a group waits loses nothing and sends nothing twice, on SQLite and on PostgreSQL.
+while a group waits loses nothing and sends nothing twice. (A waiting group surviving a reopen
+of the store, and its message claimed again once, is in tests/test_store_contract.py for both
+backends; the process here runs on SQLite.)
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import default as default_policy
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,11 +24,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import Envelope, Session
 
-from tests.conftest import create_pg_schema, drop_pg_schema, pg_url_with_schema, require_pg
+from .conftest import KabarinProcess, Peer
 
-from .conftest import KabarinProcess, Peer, write_config
-
-WAIT, INTERVAL = 2.0, 4.0
+WAIT, INTERVAL = 2.0, 3.0
 
 
 @dataclass
@@ -156,43 +155,27 @@ def test_fifty_cancellations_arrive_as_one_slack_message_and_one_mail_then_the_n
     assert last is not None and "OID-LAST" in last.get_content()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'kabarin.db'}"
-        return
-    require_pg()
-    schema = create_pg_schema()
-    yield pg_url_with_schema(schema)
-    drop_pg_schema(schema)
-
-
 def test_a_group_waiting_through_a_kill_9_is_sent_once_after_the_restart(
-    tmp_path: Path, peer: Peer, store_url: str
+    make_server: Callable[..., KabarinProcess], peer: Peer
 ) -> None:
-    config = write_config(tmp_path / "config.yaml", grouped_routes(peer), store=store_url)
-    server = KabarinProcess(config, tmp_path)
-    try:
-        server.start()
-        orders = [f"OID-K{i}" for i in range(5)]
-        assert server.push(cancellations(orders)).status_code == 200
-        pending = server.admin("GET", "/deliveries", params={"state": "pending"}).json()["items"]
-        assert [d["route"] for d in pending] == ["cancellations"]
-        assert pending[0]["order_id"].startswith("grp_"), "a message on its group's lane"
-        server.kill9()  # while the group waits (WAIT has not passed)
-        assert peer.requests("/slack") == []
-        server.start()
-        server.wait_for(lambda: len(peer.requests("/slack")) == 1, timeout=20)
-        assert listed(peer.requests("/slack")[0].json()) == orders
-        # a positive signal before looking for a repeat: the group's next message arrives
-        assert server.push(cancellations(["OID-AFTER"])).status_code == 200
-        server.wait_for(lambda: len(peer.requests("/slack")) == 2, timeout=20)
-        sent = [order for r in peer.requests("/slack") for order in listed(r.json())]
-        assert sent == [*orders, "OID-AFTER"], "each event in exactly one message"
-        # the peer has a request before its answer is read and the outcome committed
-        server.wait_for(lambda: len(_delivered(server)) == 2)
-    finally:
-        server.stop()
+    server = make_server(grouped_routes(peer))
+    orders = [f"OID-K{i}" for i in range(5)]
+    assert server.push(cancellations(orders)).status_code == 200
+    pending = server.admin("GET", "/deliveries", params={"state": "pending"}).json()["items"]
+    assert [d["route"] for d in pending] == ["cancellations"]
+    assert pending[0]["order_id"].startswith("grp_"), "a message on its group's lane"
+    server.kill9()  # while the group waits (WAIT has not passed)
+    assert peer.requests("/slack") == []
+    server.start()
+    server.wait_for(lambda: len(peer.requests("/slack")) == 1, timeout=20)
+    assert listed(peer.requests("/slack")[0].json()) == orders
+    # a positive signal before looking for a repeat: the group's next message arrives
+    assert server.push(cancellations(["OID-AFTER"])).status_code == 200
+    server.wait_for(lambda: len(peer.requests("/slack")) == 2, timeout=20)
+    sent = [order for r in peer.requests("/slack") for order in listed(r.json())]
+    assert sent == [*orders, "OID-AFTER"], "each event in exactly one message"
+    # the peer has a request before its answer is read and the outcome committed
+    server.wait_for(lambda: len(_delivered(server)) == 2)
 
 
 def _delivered(server: KabarinProcess) -> list[dict[str, object]]:

@@ -130,7 +130,10 @@ def kiriminaja() -> Iterator[FakeKiriminAja]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
     state.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    # a short poll: `shutdown` waits for the loop to look, 0.5 s by default
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    )
     thread.start()
     yield state
     httpd.shutdown()
@@ -269,11 +272,11 @@ def test_a_stuck_parcel_alerts_once_until_it_moves(
 def test_every_open_order_is_asked_once_a_pass_and_stuck_ones_still_alert(
     make_server: Callable[..., KabarinProcess], peer: Peer, kiriminaja: FakeKiriminAja
 ) -> None:
-    """25 open orders whose status does not change, asked about every second at 5 a second:
-    a pass takes 5 s, and the orders answered first are due again long before it ends. They
+    """25 open orders whose status does not change, asked about every second at 10 a second:
+    a pass takes 2.5 s, and the orders answered first are due again long before it ends. They
     used to be asked again first: ten orders over and over, the newer ones and the instant one
     never, no pass ever ended, and no stuck alert was raised."""
-    pull = "  stale_after: 1s\n  gap: 1h\n  rate: 5\n  alert_after: {shipped: 6s, picked_up: 6s}"
+    pull = "  stale_after: 1s\n  gap: 1h\n  rate: 10\n  alert_after: {shipped: 3s, picked_up: 3s}"
     server = make_server(config(peer, kiriminaja, pull, interval="1s"))
     express = [f"OID-{i:02}" for i in range(24)]
     items = []
@@ -313,7 +316,7 @@ def _metric(server: KabarinProcess, name: str) -> float | None:
 def test_tracking_calls_keep_to_the_rate(
     make_server: Callable[..., KabarinProcess], peer: Peer, kiriminaja: FakeKiriminAja
 ) -> None:
-    server = make_server(config(peer, kiriminaja, "  stale_after: 1s\n  gap: 1h\n  rate: 2/s"))
+    server = make_server(config(peer, kiriminaja, "  stale_after: 1s\n  gap: 1h\n  rate: 4/s"))
     for i in range(8):
         kiriminaja.move(f"OID-{i}", shipped_at="2024-01-01 09:00:00")
         server.ingest(shipped(f"OID-{i}", "2024-01-01 09:00:00"))
@@ -321,8 +324,8 @@ def test_tracking_calls_keep_to_the_rate(
     server.wait_for(lambda: len(kiriminaja.asked()) >= 10, timeout=30)
     times = sorted(kiriminaja.asked())[:10]
     busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
-    # 2 a second; one more for the time a request spends on its way.
-    assert busiest <= 3, times
+    # 4 a second; one more for the time a request spends on its way.
+    assert busiest <= 5, times
 
 
 def test_the_command_line_follows_pulls_and_registers_the_callback(

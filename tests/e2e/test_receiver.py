@@ -1,4 +1,9 @@
-"""The push endpoint and the admin read API, against the real `kabarin serve` process."""
+"""The push endpoint and the admin read API, against the real `kabarin serve` process.
+
+Most tests share one server (`shared_server`): each keeps to order ids no other test here
+uses, and one that shows nothing was stored compares with what was there before it. A test that
+needs the whole store to itself (pagination, counting everything) starts its own.
+"""
 
 from __future__ import annotations
 
@@ -35,13 +40,17 @@ def batch(n: int, method: str = "shipped_packages", prefix: str = "OID") -> dict
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_STATUS))
-def test_every_fixture_is_accepted_and_listed(server: KabarinProcess, name: str) -> None:
+def test_every_fixture_is_accepted_and_listed(shared_server: KabarinProcess, name: str) -> None:
+    # No two fixtures share an order id and a status: each one's events are new here.
+    server = shared_server
     body = (FIXTURES / f"{name}.json").read_bytes()
     assert server.ingest(body) == {"accepted": len(EXPECTED_STATUS[name]), "duplicates": 0}
-    events = server.events()
-    assert sorted(e["status"] for e in events) == EXPECTED_STATUS[name]
-    assert {e["method"] for e in events} == {json.loads(body)["method"]}
+    method = json.loads(body)["method"]
     order_ids = {item["order_id"] for item in _items(json.loads(body))}
+    # every event of these orders that this push made (the count above says there are no more)
+    events = [e for o in sorted(order_ids) for e in server.events(order_id=o)]
+    events = [e for e in events if e["method"] == method]
+    assert sorted(e["status"] for e in events) == EXPECTED_STATUS[name]
     assert {e["order_id"] for e in events} == order_ids
 
 
@@ -50,17 +59,32 @@ def _items(push: dict[str, Any]) -> list[dict[str, Any]]:
     return data if isinstance(data, list) else [data]
 
 
-def test_push_times_are_read_in_jakarta_and_kept_with_zone(server: KabarinProcess) -> None:
-    server.push((FIXTURES / "shipped_packages.json").read_bytes())
-    (event,) = server.events()
+def fixture_as(name: str, order_id: str) -> dict[str, Any]:
+    """A fixture push with its one item's order id changed to `order_id` (a new order)."""
+    push: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_bytes())
+    (item,) = _items(push)
+    item["order_id"] = order_id
+    return push
+
+
+def stored(server: KabarinProcess) -> list[dict[str, Any]]:
+    """Every event, once the intake has taken every push in the log."""
+    server.drained()
+    return server.events()
+
+
+def test_push_times_are_read_in_jakarta_and_kept_with_zone(shared_server: KabarinProcess) -> None:
+    server = shared_server
+    server.push(fixture_as("shipped_packages", "TZ-1"))
+    (event,) = server.events(order_id="TZ-1")
     # 2022-05-05 00:00:00 in Asia/Jakarta (UTC+7)
     assert event["occurred_at"] in ("2022-05-04T17:00:00Z", "2022-05-04T17:00:00+00:00")
 
 
-def test_bare_token_without_bearer_prefix_is_accepted(server: KabarinProcess) -> None:
-    r = server.client.post(
+def test_bare_token_without_bearer_prefix_is_accepted(shared_server: KabarinProcess) -> None:
+    r = shared_server.client.post(
         "/kiriminaja/push",
-        content=(FIXTURES / "finished_packages.json").read_bytes(),
+        content=json.dumps(fixture_as("finished_packages", "BARE-1")).encode(),
         headers={"Authorization": PUSH_TOKEN, "Content-Type": "application/json"},
     )
     assert r.status_code == 200, r.text
@@ -68,21 +92,23 @@ def test_bare_token_without_bearer_prefix_is_accepted(server: KabarinProcess) ->
 
 @pytest.mark.parametrize("token", [None, "wrong-token", PUSH_TOKEN + "x", PUSH_TOKEN[:-1]])
 def test_wrong_or_missing_token_is_401_and_stores_nothing(
-    server: KabarinProcess, token: str | None
+    shared_server: KabarinProcess, token: str | None
 ) -> None:
-    r = server.push((FIXTURES / "shipped_packages.json").read_bytes(), token=token)
+    server, before = shared_server, stored(shared_server)
+    r = server.push(fixture_as("shipped_packages", "NOAUTH-1"), token=token)
     assert r.status_code == 401
     assert r.json()["error"] == "unauthorized"
-    assert server.events() == []
+    assert stored(server) == before
 
 
-def test_bad_json_is_400_with_a_reason(server: KabarinProcess) -> None:
+def test_bad_json_is_400_with_a_reason(shared_server: KabarinProcess) -> None:
+    server, before = shared_server, stored(shared_server)
     r = server.push(b'{"method": "shipped_packages", "data": [')
     assert r.status_code == 400
     body = r.json()
     assert body["error"] == "invalid_push"
     assert "JSON" in body["detail"] or "truncated" in body["detail"].lower()
-    assert server.events() == []
+    assert stored(server) == before
 
 
 @pytest.mark.parametrize(
@@ -97,31 +123,37 @@ def test_bad_json_is_400_with_a_reason(server: KabarinProcess) -> None:
     ],
 )
 def test_json_that_is_not_a_push_is_400_naming_the_path(
-    server: KabarinProcess, body: dict[str, Any], path: str
+    shared_server: KabarinProcess, body: dict[str, Any], path: str
 ) -> None:
+    server, before = shared_server, stored(shared_server)
     r = server.push(body)
     assert r.status_code == 400, r.text
     assert r.json()["path"] == path
-    assert server.events() == []
+    assert stored(server) == before
 
 
-def test_rejected_bodies_are_kept_when_authenticated(server: KabarinProcess) -> None:
+def test_rejected_bodies_are_kept_when_authenticated(shared_server: KabarinProcess) -> None:
+    server = shared_server
+    before = server.admin("GET", "/rejected").json()["items"]
     server.push(b"not json at all")
     server.push(b"also not json", token="wrong")  # unauthenticated: not kept
     r = server.admin("GET", "/rejected")
     assert r.status_code == 200, r.text
     items = r.json()["items"]
-    assert [i["body"] for i in items] == ["not json at all"]
+    assert [i["body"] for i in items if i not in before] == ["not json at all"]
 
 
-def test_oversize_body_is_413(server: KabarinProcess) -> None:
-    r = server.push(batch(2000))  # config allows 64 KiB
+def test_oversize_body_is_413(shared_server: KabarinProcess) -> None:
+    server, before = shared_server, stored(shared_server)
+    r = server.push(batch(2000, prefix="BIG"))  # config allows 64 KiB
     assert r.status_code == 413
     assert r.json()["error"] == "body_too_large"
-    assert server.events() == []
+    assert stored(server) == before
 
 
-def test_oversize_chunked_body_without_length_is_413(server: KabarinProcess) -> None:
+def test_oversize_chunked_body_without_length_is_413(shared_server: KabarinProcess) -> None:
+    server, before = shared_server, stored(shared_server)
+
     def chunks() -> Iterator[bytes]:
         yield b'{"method": "shipped_packages", "data": ['
         for i in range(3000):
@@ -134,16 +166,17 @@ def test_oversize_chunked_body_without_length_is_413(server: KabarinProcess) -> 
         headers={"Authorization": f"Bearer {PUSH_TOKEN}", "Content-Type": "application/json"},
     )
     assert r.status_code == 413
-    assert server.events() == []
+    assert stored(server) == before
 
 
-def test_get_on_the_push_path_is_405(server: KabarinProcess) -> None:
-    r = server.client.get("/kiriminaja/push")
+def test_get_on_the_push_path_is_405(shared_server: KabarinProcess) -> None:
+    r = shared_server.client.get("/kiriminaja/push")
     assert r.status_code == 405
 
 
-def test_the_same_push_twice_is_stored_once(server: KabarinProcess) -> None:
-    body = batch(20)
+def test_the_same_push_twice_is_stored_once(shared_server: KabarinProcess) -> None:
+    server, before = shared_server, stored(shared_server)
+    body = batch(20, prefix="TWICE")
     first = server.push(body, wait=False)
     second = server.push(body, wait=False)
     assert first.status_code == second.status_code == 200
@@ -152,12 +185,13 @@ def test_the_same_push_twice_is_stored_once(server: KabarinProcess) -> None:
     assert server.processed(first.json()["push_id"])["accepted"] == 20
     again = server.processed(second.json()["push_id"])
     assert (again["accepted"], again["duplicates"]) == (0, 20)
-    assert len(server.events()) == 20
+    new = [e for e in stored(server) if e not in before]
+    assert sorted(e["order_id"] for e in new) == sorted(f"TWICE-{i}" for i in range(20))
 
 
-def test_batch_with_the_same_order_twice(server: KabarinProcess) -> None:
+def test_batch_with_the_same_order_twice(shared_server: KabarinProcess) -> None:
     item = {"order_id": "DUP-1", "shipped_at": "2024-01-01 08:00:00"}
-    assert server.ingest({"method": "shipped_packages", "data": [item, item]}) == {
+    assert shared_server.ingest({"method": "shipped_packages", "data": [item, item]}) == {
         "accepted": 1,
         "duplicates": 1,
     }
@@ -186,10 +220,11 @@ def test_admin_filters_and_pagination(server: KabarinProcess) -> None:
     assert future == []
 
 
-def test_admin_event_detail_has_the_raw_item(server: KabarinProcess) -> None:
-    raw = json.loads((FIXTURES / "update_instant_packages.json").read_bytes())
+def test_admin_event_detail_has_the_raw_item(shared_server: KabarinProcess) -> None:
+    server = shared_server
+    raw = fixture_as("update_instant_packages", "DETAIL-1")
     server.push(raw)
-    (summary,) = server.events()
+    (summary,) = server.events(order_id="DETAIL-1")
     r = server.admin("GET", f"/events/{summary['id']}")
     assert r.status_code == 200
     event = r.json()["event"]
@@ -198,13 +233,15 @@ def test_admin_event_detail_has_the_raw_item(server: KabarinProcess) -> None:
     assert server.admin("GET", "/events/evt_missing").status_code == 404
 
 
-def test_admin_needs_its_token(server: KabarinProcess) -> None:
+def test_admin_needs_its_token(shared_server: KabarinProcess) -> None:
+    server = shared_server
     assert server.client.get("/admin/v1/events").status_code == 401
     r = server.client.get("/admin/v1/events", headers={"Authorization": f"Bearer {PUSH_TOKEN}"})
     assert r.status_code == 401
 
 
-def test_health_and_openapi(server: KabarinProcess) -> None:
+def test_health_and_openapi(shared_server: KabarinProcess) -> None:
+    server = shared_server
     assert server.client.get("/healthz").json() == {"status": "ok"}
     assert server.client.get("/readyz").json() == {"status": "ready"}
     schema = server.client.get("/schema/openapi.json").json()
@@ -239,17 +276,22 @@ def _count_all(server: KabarinProcess) -> int:
             return total
 
 
-def test_unknown_method_is_kept_as_unknown(server: KabarinProcess) -> None:
+def test_unknown_method_is_kept_as_unknown(shared_server: KabarinProcess) -> None:
+    server = shared_server
     r = server.push({"method": "teleported_packages", "data": [{"order_id": "T1", "x": 1}]})
     assert r.status_code == 200
-    (event,) = server.events()
+    (event,) = server.events(order_id="T1")
     assert event["status"] == "unknown"
     detail = server.admin("GET", f"/events/{event['id']}").json()["event"]
     assert detail["raw"] == {"order_id": "T1", "x": 1}
 
 
-def test_concurrent_pushes_all_commit(server: KabarinProcess) -> None:
+def test_concurrent_pushes_all_commit(shared_server: KabarinProcess) -> None:
     import asyncio
+
+    server = shared_server
+    server.drained()
+    before = _count_all(server)
 
     async def run() -> list[int]:
         async with httpx.AsyncClient(base_url=server.url) as client:
@@ -265,4 +307,4 @@ def test_concurrent_pushes_all_commit(server: KabarinProcess) -> None:
 
     assert asyncio.run(run()) == [200] * 40
     server.drained()
-    assert _count_all(server) == 400
+    assert _count_all(server) == before + 400

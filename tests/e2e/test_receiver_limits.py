@@ -102,13 +102,18 @@ def test_idle_and_half_sent_connections_are_closed(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_the_ready_line_says_where_the_server_listens(server: KabarinProcess) -> None:
+# The three tests below share one server: none of them pushes anything that is kept.
+
+
+def test_the_ready_line_says_where_the_server_listens(shared_server: KabarinProcess) -> None:
+    server = shared_server
     address = f"http://127.0.0.1:{server.port}"
     (ready,) = [line for line in server.output().splitlines() if " ready on " in line]
     assert f"ready on {address}: push endpoint {address}/kiriminaja/push," in ready
 
 
-def test_a_busy_port_is_one_clear_error(server: KabarinProcess) -> None:
+def test_a_busy_port_is_one_clear_error(shared_server: KabarinProcess) -> None:
+    server = shared_server
     second = subprocess.run(
         [str(KABARIN), "serve", "--config", str(server.config_path), "--port", str(server.port)],
         cwd=server.workdir,
@@ -125,8 +130,9 @@ def test_a_busy_port_is_one_clear_error(server: KabarinProcess) -> None:
 
 
 def test_a_sender_that_leaves_halfway_through_its_body_leaves_nothing(
-    server: KabarinProcess,
+    shared_server: KabarinProcess,
 ) -> None:
+    server = shared_server
     with socket.create_connection(("127.0.0.1", server.port)) as gone:
         gone.sendall(
             b"POST /kiriminaja/push HTTP/1.1\r\nHost: k\r\n"
