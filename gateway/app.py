@@ -56,6 +56,7 @@ from gateway.sources.registry import source_paths
 from gateway.tracking_page.page import LOOKUPS
 from gateway.tracking_page.page import handlers as tracking_page_handlers
 from gateway.ui import ui_router
+from gateway.units import how_many
 
 __all__ = ["create_app"]
 
@@ -196,11 +197,6 @@ def _reload_on_sighup(rt: Runtime, stack: AsyncExitStack) -> None:
     stack.callback(loop.remove_signal_handler, signal.SIGHUP)
 
 
-def _how_many(count: int, noun: str) -> str:
-    """``1 sink``, ``0 sinks``, ``2 sinks``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
 def create_app(
     config: Config, *, config_path: str | Path | None = None, address: str | None = None
 ) -> Litestar:
@@ -230,8 +226,8 @@ def create_app(
                 f" on {address}" if address else "",
                 f"{address or ''}{config.receiver.path}",
                 mask_url(config.store.url),
-                _how_many(len(config.sinks), "sink"),
-                _how_many(len(config.routes), "route"),
+                how_many(len(config.sinks), "sink"),
+                how_many(len(config.routes), "route"),
             )
             yield
 

@@ -21,6 +21,7 @@ __all__ = [
     "Window",
     "check_interval",
     "dec_hook",
+    "how_many",
     "parse_duration",
     "parse_rate_limit",
     "parse_window",
@@ -144,3 +145,8 @@ def dec_hook(type_: type, value: Any) -> Any:
     if type_ is Window:
         return parse_window(value)
     raise NotImplementedError(f"no decoder for {type_!r}")
+
+
+def how_many(count: int, noun: str, plural: str | None = None) -> str:
+    """``1 sink``, ``0 sinks``, ``2 sinks``: a count in words, for what a person reads."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"

@@ -76,7 +76,7 @@ def test_id_alone_reprocesses_that_push_and_failed_is_the_default(
     good, broken, other = asyncio.run(with_failed(url, GOOD, BROKEN, GOOD))
 
     assert main(["reprocess", "--config", config, "--id", good]) == 0
-    assert "1 failed pushes reprocessed: 1 processed, 0 failed" in capsys.readouterr().out
+    assert "1 failed push reprocessed: 1 processed, 0 failed" in capsys.readouterr().out
     assert asyncio.run(states(url, [good, broken, other])) == ["processed", "failed", "failed"]
 
     assert main(["reprocess", "--config", config]) == 1  # every failed push
@@ -131,7 +131,7 @@ async def test_a_push_the_servers_intake_took_and_failed_again_is_reported_faile
     finally:
         await server.close()
     assert reprocess.returncode == 1, err
-    assert "1 failed pushes reprocessed: 0 processed, 1 failed" in out.decode()
+    assert "1 failed push reprocessed: 0 processed, 1 failed" in out.decode()
     assert f"  {push_id}  PushError: " in err.decode()
 
 
@@ -143,6 +143,6 @@ def test_a_push_still_held_by_another_intake_is_reported_pending(
     config = config_file(tmp_path, pg_url)
     assert main(["reprocess", "--config", config, "--wait", "0"]) == 1
     out, err = capsys.readouterr()
-    assert "1 failed pushes reprocessed: 0 processed, 0 failed, 1 still pending" in out
+    assert "1 failed push reprocessed: 0 processed, 0 failed, 1 still pending" in out
     assert f"  {push_id}  still pending" in err
     assert asyncio.run(states(pg_url, [push_id])) == ["pending"]

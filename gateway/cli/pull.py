@@ -11,6 +11,7 @@ from gateway.cli.arguments import Subparsers, command, http_url, shop
 from gateway.cli.running import one_shop, opened_store, operating, validated
 from gateway.config import Config
 from gateway.errors import KabarinError
+from gateway.units import how_many
 
 __all__ = ["register"]
 
@@ -92,7 +93,7 @@ async def _run_track_add(config: Config, args: argparse.Namespace) -> int:
     chosen = one_shop(config, args.shop)
     async with opened_store(config.store.url, cache_mb=config.store.cache_mb) as store:
         added = await store.track_orders(orders, now=datetime.now(UTC), shop=chosen)
-    print(f"{added} orders added, {len(orders) - added} already followed")
+    print(f"{how_many(added, 'order')} added, {len(orders) - added} already followed")
     return 0
 
 

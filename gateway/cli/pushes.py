@@ -11,6 +11,7 @@ from gateway import operations
 from gateway.cli.arguments import Subparsers, command, shop, since, wait
 from gateway.cli.running import list_shops, operating, validated
 from gateway.config import Config
+from gateway.units import how_many
 
 __all__ = ["register"]
 
@@ -57,8 +58,8 @@ async def _run_reprocess(config: Config, args: argparse.Namespace) -> int:
         f", {len(done.held)} still pending (another process's intake has them)" if done.held else ""
     )
     print(
-        f"{len(done.ids)} failed pushes reprocessed: {done.processed} processed,"
-        f" {len(done.failed)} failed{pending}"
+        f"{how_many(len(done.ids), 'failed push', 'failed pushes')} reprocessed:"
+        f" {done.processed} processed, {len(done.failed)} failed{pending}"
     )
     for push_id, error in done.failed.items():
         print(f"  {push_id}  {error}", file=sys.stderr)

@@ -99,7 +99,7 @@ def test_a_failed_push_is_kept_and_reprocess_makes_its_events(
         cwd=server.workdir,
     )
     assert done.returncode == 0, done.stderr
-    assert "1 failed pushes reprocessed: 1 processed, 0 failed" in done.stdout
+    assert "1 failed push reprocessed: 1 processed, 0 failed" in done.stdout
     entry = server.admin("GET", f"/pushes/{push_id}").json()
     assert (entry["push"]["state"], entry["push"]["accepted"]) == ("processed", 3)
     assert sorted(e["outcome"] for e in entry["events"]) == ["produced"] * 3

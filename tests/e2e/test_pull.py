@@ -343,7 +343,7 @@ def test_the_command_line_follows_pulls_and_registers_the_callback(
         )
 
     added = kabarin("track", "add", "OID-9", "OID-9")
-    assert added.returncode == 0 and "1 orders added" in added.stdout, added.stderr
+    assert added.returncode == 0 and "1 order added" in added.stdout, added.stderr
     kiriminaja.move("OID-9", shipped_at="2024-06-01 09:00:00")
     first = kabarin("pull", "OID-9")
     assert first.returncode == 0, first.stderr
