@@ -177,12 +177,12 @@ async def test_scorecards_by_shop_and_destination(store: Store) -> None:
     await ingest(store, events=events)
     since = T0 - timedelta(days=1)
 
-    (mine,) = await store.courier_figures(since=since, shop="default")
+    (mine,) = await store.courier_figures(since=since, shops=["default"])
     assert (mine.shipments, mine.transit_p50, mine.transit_p90) == (5, 3 * 3600, 20 * 3600)
     (both,) = await store.courier_figures(since=since)
     assert (both.shipments, both.transit_p50) == (8, 10 * 3600)
 
-    rows = await store.courier_figures(since=since, shop="default", by_destination=True)
+    rows = await store.courier_figures(since=since, shops=["default"], by_destination=True)
     assert [(r.destination, r.shipments, r.transit_p90) for r in rows] == [
         ("Bantul", 3, 3 * 3600),
         ("Sleman", 2, 20 * 3600),

@@ -271,10 +271,14 @@ class InsightsStore(Protocol):
         deliveries, else of every destination."""
 
     async def courier_figures(
-        self, *, since: datetime, shop: str | None = None, by_destination: bool = False
+        self,
+        *,
+        since: datetime,
+        shops: Sequence[str] | None = None,
+        by_destination: bool = False,
     ) -> list[CourierFigures]:
         """One row per courier and product (and destination city with `by_destination`) of
-        the orders shipped since `since`, of `shop` (``None``: every shop)."""
+        the orders shipped since `since`, of `shops` (``None``: every shop)."""
 
     async def courier_orders(
         self,

@@ -126,7 +126,7 @@ def _counts(by_destination: bool, shop: bool) -> str:
         " count(CASE WHEN delivered_at <= shipped_at + make_interval(days => est_max_days)"
         " THEN 1 END), count(transit), count(pickup)"
         " FROM order_facts WHERE shipped_at >= %(since)s"
-        + (" AND shop = %(shop)s" if shop else "")
+        + (" AND shop = ANY(%(shops)s)" if shop else "")
         + f" GROUP BY {group} ORDER BY {group}"
     )
 
@@ -136,7 +136,7 @@ def _nth_of(column: str, by_destination: bool, shop: bool) -> str:
     if by_destination:
         where += " AND destination = %(destination)s"
     if shop:
-        where += " AND shop = %(shop)s"
+        where += " AND shop = ANY(%(shops)s)"
     return (
         f"SELECT {column} FROM order_facts WHERE {where}"
         f" AND shipped_at >= %(since)s ORDER BY {column} LIMIT 1 OFFSET %(k)s"
@@ -144,13 +144,15 @@ def _nth_of(column: str, by_destination: bool, shop: bool) -> str:
 
 
 async def courier_figures(
-    conn: Conn, since: datetime, shop: str | None, by_destination: bool
+    conn: Conn, since: datetime, shops: Sequence[str] | None, by_destination: bool
 ) -> list[CourierFigures]:
-    params: dict[str, Any] = {"since": since, "shop": shop}
-    transit = _nth_of("transit", by_destination, shop is not None)
-    pickup = _nth_of("pickup", by_destination, shop is not None)
+    if shops is not None and not shops:
+        return []
+    params: dict[str, Any] = {"since": since, "shops": None if shops is None else sorted(shops)}
+    transit = _nth_of("transit", by_destination, shops is not None)
+    pickup = _nth_of("pickup", by_destination, shops is not None)
     width = 3 if by_destination else 2
-    rows = await (await conn.execute(_counts(by_destination, shop is not None), params)).fetchall()
+    rows = await (await conn.execute(_counts(by_destination, shops is not None), params)).fetchall()
     figures: list[CourierFigures] = []
     for row in rows:
         key = dict(zip(("courier", "product", "destination"), row[:width], strict=False))

@@ -91,14 +91,19 @@ def transit_history(
 
 
 def courier_figures(
-    conn: sqlite3.Connection, since: datetime, shop: str | None, by_destination: bool
+    conn: sqlite3.Connection, since: datetime, shops: Sequence[str] | None, by_destination: bool
 ) -> list[CourierFigures]:
-    params: dict[str, Any] = {"since": to_us(since), "shop": shop}
-    transit = sql.nth_of("transit", by_destination, shop is not None)
-    pickup = sql.nth_of("pickup", by_destination, shop is not None)
+    if shops is not None and not shops:
+        return []
+    params: dict[str, Any] = {
+        "since": to_us(since),
+        "shops": None if shops is None else encode_rows(sorted(shops)).decode(),
+    }
+    transit = sql.nth_of("transit", by_destination, shops is not None)
+    pickup = sql.nth_of("pickup", by_destination, shops is not None)
     figures: list[CourierFigures] = []
     width = 3 if by_destination else 2
-    for row in conn.execute(sql.counts(by_destination, shop is not None), params).fetchall():
+    for row in conn.execute(sql.counts(by_destination, shops is not None), params).fetchall():
         key = dict(zip(("courier", "product", "destination"), row[:width], strict=False))
         (shipments, delivered, returned, problems, stuck, promised, on_time, n_t, n_p) = row[width:]
         scope = {**params, **key}

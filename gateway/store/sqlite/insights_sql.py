@@ -51,6 +51,9 @@ HISTORY_NTH = (
 _DAY_US = 86_400_000_000
 
 
+_SHOPS = "shop IN (SELECT value FROM json_each(:shops))"
+
+
 def counts(by_destination: bool, shop: bool) -> str:
     group = "courier, product" + (", destination" if by_destination else "")
     return (
@@ -60,7 +63,7 @@ def counts(by_destination: bool, shop: bool) -> str:
         f" count(CASE WHEN delivered_at <= shipped_at + est_max_days * {_DAY_US} THEN 1 END),"
         " count(transit), count(pickup)"
         " FROM order_facts INDEXED BY order_facts_shipped WHERE shipped_at >= :since"
-        + (" AND shop = :shop" if shop else "")
+        + (f" AND {_SHOPS}" if shop else "")
         + f" GROUP BY {group} ORDER BY {group}"
     )
 
@@ -71,7 +74,7 @@ def nth_of(column: str, by_destination: bool, shop: bool) -> str:
     if by_destination:
         where += " AND destination = :destination"
     if shop:
-        where += " AND shop = :shop"
+        where += f" AND {_SHOPS}"
     return (
         f"SELECT {column} FROM order_facts INDEXED BY {index} WHERE {where}"
         f" AND shipped_at >= :since ORDER BY {column} LIMIT 1 OFFSET :k"
