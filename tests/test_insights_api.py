@@ -8,6 +8,7 @@ import io
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
 
 import pytest
 from litestar import Litestar
@@ -212,3 +213,25 @@ def test_the_cli_prints_the_table_and_the_csv(
     assert "jne" in table and "sicepat" not in table
     assert main(["insights", "couriers", "-c", config, "--since", "soon"]) == 1
     assert "--since" in capsys.readouterr().err
+
+
+def test_kabarin_check_knows_the_estimate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = """
+receiver: {token: t0ken-for-pushes-123}
+store: {url: "sqlite:///STORE/k.db"}
+sinks:
+  ops: {type: console}
+routes:
+  - name: eta
+    match: {status: shipped}
+    sinks: [ops]
+    template: {ops: "tiba {{ estimate.latest | localdate }} ({{ estimate.basis }})"}
+""".replace("STORE", str(tmp_path))
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    assert main(["check", "-c", str(config)]) == 0
+    config.write_text(text.replace("estimate.basis", "estimate.nope"))
+    assert main(["check", "-c", str(config)]) == 1
+    assert "estimate has no attribute 'nope'" in capsys.readouterr().err
