@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/deliver.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/replicas.py
+	$(BIN)/python bench/insights.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis *.egg-info site

@@ -341,3 +341,26 @@ def test_templates_see_the_estimate_with_localdate() -> None:
     assert render(estimate, "en") == "perkiraan tiba Friday, 06 November 2026 (kiriminaja)"
     assert render(None) == "--"
     assert sample_estimate(event).latest == T0 + timedelta(days=3)
+
+
+async def test_percentiles_inside_and_across_the_hour_buckets(store: Store) -> None:
+    """Ranks are exact to the second, however many values share an hour."""
+    events: list[Event] = []
+    for courier, seconds in (
+        ("jne", [300, 100, 7300, 200, 3800, 3700]),  # p50: 300 s (3rd), p90: 7300 s (6th)
+        ("jnt", [10 * (i + 1) for i in range(10)]),  # one bucket: p50 50 s, p90 90 s
+    ):
+        for i, s in enumerate(seconds):
+            order = f"{courier}-{i}"
+            shipped = T0 + i * HOUR
+            details = {"service": courier, "service_type": "REG"}
+            events += [
+                ev(order, Status.PROCESSED, shipped - timedelta(seconds=s), **details),
+                ev(order, Status.SHIPPED, shipped),
+                ev(order, Status.DELIVERED, shipped + timedelta(seconds=s)),
+            ]
+    await ingest(store, events=events)
+    rows = {r.courier: r for r in await store.courier_figures(since=T0 - HOUR)}
+    assert (rows["jne"].transit_p50, rows["jne"].transit_p90) == (300, 7300)
+    assert (rows["jne"].pickup_p50, rows["jne"].pickup_p90) == (300, 7300)
+    assert (rows["jnt"].transit_p50, rows["jnt"].transit_p90) == (50, 90)

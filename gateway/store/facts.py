@@ -36,6 +36,7 @@ import msgspec
 from gateway.events import DEFAULT_SHOP, Event, Status
 
 __all__ = [
+    "BUCKET",
     "COLUMNS",
     "MIN_SAMPLES",
     "STAGES",
@@ -43,11 +44,13 @@ __all__ = [
     "CourierFigures",
     "InsightsStore",
     "OrderFacts",
+    "Tally",
     "TransitHistory",
     "estimation_days",
     "facts_from_row",
     "facts_of",
     "fold",
+    "locate",
     "merge",
     "nearest_rank",
     "upsert_assignments",
@@ -255,6 +258,77 @@ def nearest_rank(n: int, percent: int) -> int:
     """The 0-based offset of the `percent`-th nearest-rank percentile of `n` sorted values:
     the smallest value with at least `percent`% of the values at or below it."""
     return max(0, -(-n * percent // 100) - 1)
+
+
+BUCKET = 3600
+"""Seconds per bucket of the histograms the scorecards rank in (`Tally`)."""
+
+Key = tuple[str, ...]
+"""A scorecard row's key: (courier, product) or (courier, product, destination)."""
+
+
+class Tally:
+    """A scorecard's figures as two passes over the window's rows give them: the rows of
+    ``GROUP BY key, transit / BUCKET`` (each with its counts), summed per key, which also make
+    the histogram of transit times by bucket, and the rows of ``GROUP BY key, pickup /
+    BUCKET`` (each with its count), the histogram of pickup times.
+
+    The exact nearest-rank percentile is then one indexed read: `locate` names the bucket
+    that holds rank k and its rank within that bucket, and the backend reads that one value
+    with ``ORDER BY transit LIMIT 1 OFFSET r`` over the bucket's range of the index."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.counts: dict[Key, list[int]] = {}
+        self.histograms: dict[Key, tuple[dict[int, int], dict[int, int]]] = {}
+
+    def add(self, row: Sequence[Any]) -> None:
+        """A row: key..., transit bucket, then the seven counts of `CourierFigures`
+        (shipments to on_time) of that row's orders."""
+        key: Key = tuple(row[: self.width])
+        transit = row[self.width]
+        figures = row[self.width + 1 :]
+        total = self.counts.setdefault(key, [0] * len(figures))
+        for i, value in enumerate(figures):
+            total[i] += value
+        transits, _ = self.histograms.setdefault(key, ({}, {}))
+        if transit is not None:  # a row's orders share their bucket
+            transits[transit] = transits.get(transit, 0) + figures[0]
+
+    def add_pickup(self, row: Sequence[Any]) -> None:
+        """A row: key..., pickup bucket, how many orders."""
+        key: Key = tuple(row[: self.width])
+        _, pickups = self.histograms.setdefault(key, ({}, {}))
+        pickups[row[self.width]] = pickups.get(row[self.width], 0) + row[self.width + 1]
+
+    def figures(self, key: Key, percentiles: dict[str, int | None]) -> CourierFigures:
+        shipments, delivered, returned, problems, stuck, promised, on_time = self.counts[key]
+        names = dict(zip(("courier", "product", "destination"), key, strict=False))
+        return CourierFigures(
+            courier=names["courier"],
+            product=names["product"],
+            destination=names.get("destination"),
+            shipments=shipments,
+            delivered=delivered,
+            returned=returned,
+            problems=problems,
+            stuck=stuck,
+            promised=promised,
+            on_time=on_time,
+            **percentiles,
+        )
+
+
+def locate(histogram: dict[int, int], percent: int) -> tuple[int, int] | None:
+    """The bucket holding the `percent`-th nearest-rank value of a histogram (bucket →
+    count), and that value's 0-based rank among the bucket's values; ``None`` when empty."""
+    k = nearest_rank(sum(histogram.values()), percent)
+    seen = 0
+    for bucket in sorted(histogram):
+        if k < seen + histogram[bucket]:
+            return bucket, k - seen
+        seen += histogram[bucket]
+    return None
 
 
 class InsightsStore(Protocol):

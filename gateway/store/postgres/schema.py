@@ -374,7 +374,9 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX order_facts_pickup_all
             ON order_facts (courier, product, pickup, shipped_at, shop, destination)
             WHERE pickup IS NOT NULL;
-        CREATE INDEX order_facts_shipped ON order_facts (shipped_at);
+        CREATE INDEX order_facts_window ON order_facts (shipped_at) INCLUDE (courier, product,
+            destination, shop, transit, pickup, delivered_at, returned_at, problem_at, stuck_at,
+            est_max_days);
         """,
     ),
 ]

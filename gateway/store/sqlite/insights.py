@@ -1,8 +1,11 @@
 """The insights role on SQLite: ``order_facts`` written with the events, and read for
 scorecards and transit histories (`gateway.store.facts`).
 
-Percentiles are exact nearest-rank: the k-th value is read with ``ORDER BY transit LIMIT 1
-OFFSET k`` over an index whose order is the transit time, never by loading the rows. Times are
+Percentiles are exact nearest-rank, never computed by loading the rows: an estimate's k-th
+transit time is read with ``ORDER BY transit LIMIT 1 OFFSET k`` over an index whose order is
+the transit time; a scorecard counts its window's orders per hour of transit (over the index
+that leads with the shipping time) and reads the k-th value inside the one hour that holds it
+(`gateway.store.facts.Tally`). Times are
 integer microseconds; ``transit`` and ``pickup`` are whole seconds (generated columns).
 """
 
@@ -14,14 +17,17 @@ from datetime import datetime
 from typing import Any
 
 from gateway.store.facts import (
+    BUCKET,
     COLUMNS,
     MIN_SAMPLES,
     STAGES,
     CourierFigures,
     OrderFacts,
+    Tally,
     TransitHistory,
     facts_from_row,
     fold,
+    locate,
     nearest_rank,
 )
 from gateway.store.sqlite import insights_sql as sql
@@ -99,31 +105,35 @@ def courier_figures(
         "since": to_us(since),
         "shops": None if shops is None else encode_rows(sorted(shops)).decode(),
     }
-    transit = sql.nth_of("transit", by_destination, shops is not None)
-    pickup = sql.nth_of("pickup", by_destination, shops is not None)
+    chosen = shops is not None
+    tally = Tally(3 if by_destination else 2)
+    for row in conn.execute(sql.tally(by_destination, chosen), params):
+        tally.add(row)
+    for row in conn.execute(sql.pickups(by_destination, chosen), params):
+        tally.add_pickup(row)
+    nth = {c: sql.nth_in_bucket(c, by_destination, chosen) for c in ("transit", "pickup")}
     figures: list[CourierFigures] = []
-    width = 3 if by_destination else 2
-    for row in conn.execute(sql.counts(by_destination, shops is not None), params).fetchall():
-        key = dict(zip(("courier", "product", "destination"), row[:width], strict=False))
-        (shipments, delivered, returned, problems, stuck, promised, on_time, n_t, n_p) = row[width:]
-        scope = {**params, **key}
-        figures.append(
-            CourierFigures(
-                **key,
-                shipments=shipments,
-                delivered=delivered,
-                returned=returned,
-                problems=problems,
-                stuck=stuck,
-                promised=promised,
-                on_time=on_time,
-                transit_p50=_nth(conn, transit, scope, n_t, 50),
-                transit_p90=_nth(conn, transit, scope, n_t, 90),
-                pickup_p50=_nth(conn, pickup, scope, n_p, 50),
-                pickup_p90=_nth(conn, pickup, scope, n_p, 90),
-            )
-        )
+    for key in sorted(tally.counts):
+        scope = {**params, **dict(zip(("courier", "product", "destination"), key, strict=False))}
+        found: dict[str, int | None] = {}
+        for column, histogram in zip(("transit", "pickup"), tally.histograms[key], strict=True):
+            for percent in (50, 90):
+                found[f"{column}_p{percent}"] = _in_bucket(
+                    conn, nth[column], scope, locate(histogram, percent)
+                )
+        figures.append(tally.figures(key, found))
     return figures
+
+
+def _in_bucket(
+    conn: sqlite3.Connection, statement: str, scope: dict[str, Any], at: tuple[int, int] | None
+) -> int | None:
+    if at is None:
+        return None
+    bucket, k = at
+    params = {**scope, "lo": bucket * BUCKET, "hi": (bucket + 1) * BUCKET, "k": k}
+    row = conn.execute(statement, params).fetchone()
+    return None if row is None else int(row[0])
 
 
 def courier_orders(

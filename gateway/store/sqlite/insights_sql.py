@@ -3,7 +3,7 @@ sql.py, which has no room left for them."""
 
 from __future__ import annotations
 
-from gateway.store.facts import COLUMNS, upsert_assignments
+from gateway.store.facts import BUCKET, COLUMNS, upsert_assignments
 
 __all__ = [
     "EVENTS_FROM",
@@ -13,9 +13,10 @@ __all__ = [
     "HISTORY_NTH",
     "HISTORY_NTH_TO",
     "UPSERT",
-    "counts",
-    "nth_of",
+    "nth_in_bucket",
     "orders_of",
+    "pickups",
+    "tally",
 ]
 
 UPSERT = (
@@ -54,35 +55,47 @@ _DAY_US = 86_400_000_000
 _SHOPS = "shop IN (SELECT value FROM json_each(:shops))"
 
 
-def counts(by_destination: bool, shop: bool) -> str:
+def tally(by_destination: bool, shop: bool) -> str:
+    """The rows of `gateway.store.facts.Tally.add`: one pass over the window's orders."""
     group = "courier, product" + (", destination" if by_destination else "")
     return (
-        f"SELECT {group}, count(*), count(delivered_at), count(returned_at),"
-        " count(problem_at), count(stuck_at),"
+        f"SELECT {group}, transit / {BUCKET}, count(*),"
+        " count(delivered_at), count(returned_at), count(problem_at), count(stuck_at),"
         " count(CASE WHEN delivered_at IS NOT NULL THEN est_max_days END),"
-        f" count(CASE WHEN delivered_at <= shipped_at + est_max_days * {_DAY_US} THEN 1 END),"
-        " count(transit), count(pickup)"
-        " FROM order_facts INDEXED BY order_facts_shipped WHERE shipped_at >= :since"
+        f" count(CASE WHEN delivered_at <= shipped_at + est_max_days * {_DAY_US} THEN 1 END)"
+        " FROM order_facts INDEXED BY order_facts_window WHERE shipped_at >= :since"
         + (f" AND {_SHOPS}" if shop else "")
-        + f" GROUP BY {group} ORDER BY {group}"
+        + f" GROUP BY {group}, {3 + by_destination}"
     )
 
 
-def nth_of(column: str, by_destination: bool, shop: bool) -> str:
-    index = f"order_facts_{column}_all"
-    where = f"courier = :courier AND product = :product AND {column} IS NOT NULL"
+def pickups(by_destination: bool, shop: bool) -> str:
+    """The rows of `gateway.store.facts.Tally.add_pickup`."""
+    group = "courier, product" + (", destination" if by_destination else "")
+    return (
+        f"SELECT {group}, pickup / {BUCKET}, count(*)"
+        " FROM order_facts INDEXED BY order_facts_window"
+        " WHERE shipped_at >= :since AND pickup IS NOT NULL"
+        + (f" AND {_SHOPS}" if shop else "")
+        + f" GROUP BY {group}, {3 + by_destination}"
+    )
+
+
+def nth_in_bucket(column: str, by_destination: bool, shop: bool) -> str:
+    """The value of rank :k among the window's values of `column` in [:lo, :hi)."""
+    where = f"courier = :courier AND product = :product AND {column} >= :lo AND {column} < :hi"
     if by_destination:
         where += " AND destination = :destination"
     if shop:
         where += f" AND {_SHOPS}"
     return (
-        f"SELECT {column} FROM order_facts INDEXED BY {index} WHERE {where}"
-        f" AND shipped_at >= :since ORDER BY {column} LIMIT 1 OFFSET :k"
+        f"SELECT {column} FROM order_facts INDEXED BY order_facts_{column}_all WHERE {where}"
+        f" AND {column} IS NOT NULL AND shipped_at >= :since ORDER BY {column} LIMIT 1 OFFSET :k"
     )
 
 
 def orders_of(where: str) -> str:
     return (
-        f"SELECT {', '.join(COLUMNS)} FROM order_facts INDEXED BY order_facts_shipped"
+        f"SELECT {', '.join(COLUMNS)} FROM order_facts INDEXED BY order_facts_window"
         f" WHERE {where} ORDER BY shipped_at DESC LIMIT ?"
     )
