@@ -3,6 +3,7 @@ whose transit times are known (`gateway.store.facts`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
+import pytest
 
+from gateway.cli import main
 from gateway.events import Event, Status
 from gateway.insights.estimates import Estimate, estimate_for
 from gateway.sources.kiriminaja.normalise import normalise
@@ -364,3 +367,33 @@ async def test_percentiles_inside_and_across_the_hour_buckets(store: Store) -> N
     assert (rows["jne"].transit_p50, rows["jne"].transit_p90) == (300, 7300)
     assert (rows["jne"].pickup_p50, rows["jne"].pickup_p90) == (300, 7300)
     assert (rows["jnt"].transit_p50, rows["jnt"].transit_p90) == (50, 90)
+
+
+def test_a_moved_store_keeps_its_order_facts(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``kabarin store migrate`` copies events; the facts come with them, both ways."""
+    first, back = f"sqlite:///{tmp_path}/first.db", f"sqlite:///{tmp_path}/back.db"
+
+    async def fill() -> None:
+        store = open_store(first)
+        await store.open(now=T0)
+        await ingest(store, events=history("jne", "REG", [3, 1, 2], city="Bantul"))
+        await store.close()
+
+    async def figures(url: str) -> list[tuple[str, int, int | None, int | None]]:
+        store = open_store(url)
+        await store.open(now=T0)
+        try:
+            rows = await store.courier_figures(since=T0 - HOUR, by_destination=True)
+            return [(r.destination or "", r.shipments, r.transit_p50, r.pickup_p90) for r in rows]
+        finally:
+            await store.close()
+
+    asyncio.run(fill())
+    expected = [("Bantul", 3, 2 * 3600, 3 * 3600)]
+    assert asyncio.run(figures(first)) == expected
+    for source, target in ((first, pg_url), (pg_url, back)):
+        assert main(["store", "migrate", "--from", source, "--to", target]) == 0
+        assert asyncio.run(figures(target)) == expected
+    capsys.readouterr()

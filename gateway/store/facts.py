@@ -46,6 +46,7 @@ __all__ = [
     "OrderFacts",
     "Tally",
     "TransitHistory",
+    "copied_events",
     "estimation_days",
     "facts_from_row",
     "facts_of",
@@ -206,6 +207,21 @@ def facts_from_row(row: Sequence[Any], time: Callable[[Any], datetime | None]) -
         problem_at=time(row[12]),
         stuck_at=time(row[13]),
     )
+
+
+_decode_event = msgspec.json.Decoder(Event).decode
+
+
+def copied_events(rows: Sequence[Sequence[Any]], body: int) -> list[Event]:
+    """The events of ``events`` rows being copied between stores (`gateway.store.moving`),
+    their body at index `body` (JSON text, bytes, or the JSON already read)."""
+    out = []
+    for row in rows:
+        value = row[body]
+        if not isinstance(value, str | bytes):
+            value = msgspec.json.encode(value)
+        out.append(_decode_event(value))
+    return out
 
 
 def merge(old: OrderFacts, new: OrderFacts) -> OrderFacts:
