@@ -38,7 +38,7 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 screenshots: $(STAMP)
-	KABARIN_SCREENSHOTS=docs/images $(BIN)/pytest -q tests/e2e/test_ui.py
+	KABARIN_SCREENSHOTS=docs/images $(BIN)/pytest -q tests/e2e/test_ui.py tests/e2e/test_ui_couriers.py
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -277,21 +277,21 @@ def nearest_rank(n: int, percent: int) -> int:
 
 
 BUCKET = 3600
-"""Seconds per bucket of the histograms the scorecards rank in (`Tally`)."""
+"""Seconds per bucket of the histograms the scorecards rank in (`Tally`): an hour, as the
+``transit_hour`` and ``pickup_hour`` columns count."""
 
 Key = tuple[str, ...]
 """A scorecard row's key: (courier, product) or (courier, product, destination)."""
 
 
 class Tally:
-    """A scorecard's figures as two passes over the window's rows give them: the rows of
-    ``GROUP BY key, transit / BUCKET`` (each with its counts), summed per key, which also make
-    the histogram of transit times by bucket, and the rows of ``GROUP BY key, pickup /
-    BUCKET`` (each with its count), the histogram of pickup times.
+    """A scorecard's figures as three passes over the window's rows give them, each over an
+    index in the order it groups by (no sort): the counts per key (``GROUP BY key``), and the
+    histograms of transit and pickup times by hour (``GROUP BY key, transit_hour``).
 
-    The exact nearest-rank percentile is then one indexed read: `locate` names the bucket
-    that holds rank k and its rank within that bucket, and the backend reads that one value
-    with ``ORDER BY transit LIMIT 1 OFFSET r`` over the bucket's range of the index."""
+    The exact nearest-rank percentile is then one indexed read: `locate` names the hour that
+    holds rank k and its rank within that hour, and the backend reads that one value with
+    ``ORDER BY transit LIMIT 1 OFFSET r`` among the hour's entries of the index."""
 
     def __init__(self, width: int) -> None:
         self.width = width
@@ -299,23 +299,17 @@ class Tally:
         self.histograms: dict[Key, tuple[dict[int, int], dict[int, int]]] = {}
 
     def add(self, row: Sequence[Any]) -> None:
-        """A row: key..., transit bucket, then the seven counts of `CourierFigures`
-        (shipments to on_time) of that row's orders."""
+        """A row: key..., then the seven counts of `CourierFigures` (shipments to on_time)."""
         key: Key = tuple(row[: self.width])
-        transit = row[self.width]
-        figures = row[self.width + 1 :]
-        total = self.counts.setdefault(key, [0] * len(figures))
-        for i, value in enumerate(figures):
-            total[i] += value
-        transits, _ = self.histograms.setdefault(key, ({}, {}))
-        if transit is not None:  # a row's orders share their bucket
-            transits[transit] = transits.get(transit, 0) + figures[0]
+        self.counts[key] = list(row[self.width :])
+        self.histograms.setdefault(key, ({}, {}))
 
-    def add_pickup(self, row: Sequence[Any]) -> None:
-        """A row: key..., pickup bucket, how many orders."""
+    def add_hours(self, which: int, row: Sequence[Any]) -> None:
+        """A row of histogram `which` (0: transit, 1: pickup): key..., hour, how many."""
         key: Key = tuple(row[: self.width])
-        _, pickups = self.histograms.setdefault(key, ({}, {}))
-        pickups[row[self.width]] = pickups.get(row[self.width], 0) + row[self.width + 1]
+        histogram = self.histograms.setdefault(key, ({}, {}))[which]
+        hour = row[self.width]
+        histogram[hour] = histogram.get(hour, 0) + row[self.width + 1]
 
     def figures(self, key: Key, percentiles: dict[str, int | None]) -> CourierFigures:
         shipments, delivered, returned, problems, stuck, promised, on_time = self.counts[key]

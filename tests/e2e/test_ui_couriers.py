@@ -10,8 +10,10 @@ expected 10 to 18 hours after it shipped: 20 deliveries are enough history.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.e2e
 
+ROOT = Path(__file__).resolve().parents[2]
 JAKARTA = ZoneInfo("Asia/Jakarta")
 _START = datetime.now(JAKARTA).replace(second=0, microsecond=0) - timedelta(days=3)
 TRANSITS = list(range(1, 21))
@@ -128,6 +131,11 @@ def test_the_couriers_page_shows_the_scorecards_and_charts_on_a_phone(
         scripts = ui.find_elements("css selector", "script[src]")
         assert all((s.get_attribute("src") or "").startswith(server.url) for s in scripts)
         assert "Transit time, hours (p50 to p90)" in ui.page_source
+        png = ui.get_screenshot_as_png()
+        assert png.startswith(b"\x89PNG") and len(png) > 10_000
+        if folder := os.environ.get("KABARIN_SCREENSHOTS"):  # `make screenshots`
+            (ROOT / folder).mkdir(exist_ok=True)
+            (ROOT / folder / "dashboard-couriers.png").write_bytes(png)
 
         sicepat.find_element("css selector", "a").click()
         _wait(ui, lambda: ui.find_elements("id", "courier-orders"))

@@ -3,8 +3,8 @@ scorecards and transit histories (`gateway.store.facts`), as on SQLite.
 
 Percentiles are exact nearest-rank, never computed by loading the rows: an estimate's k-th
 transit time is read with ``ORDER BY transit LIMIT 1 OFFSET k`` over an index whose order is
-the transit time; a scorecard counts its window's orders per hour of transit (over the index
-that leads with the shipping time) and reads the k-th value inside the one hour that holds it
+the transit time; a scorecard counts its window's orders per hour of transit (over an index in
+that order, so nothing is sorted) and reads the k-th value inside the one hour that holds it
 (`gateway.store.facts.Tally`). Times are
 ``timestamptz``; ``transit`` and ``pickup`` are whole seconds (stored generated columns).
 """
@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 from gateway.store.facts import (
-    BUCKET,
     COLUMNS,
     MIN_SAMPLES,
     STAGES,
@@ -123,37 +122,37 @@ async def transit_history(
     return TransitHistory(samples=n, p50=p50, p90=p90)
 
 
-def _tally(by_destination: bool, shop: bool) -> str:
-    """The rows of `gateway.store.facts.Tally.add`: one pass over the window's orders."""
-    group = "courier, product" + (", destination" if by_destination else "")
+def _group(by_destination: bool) -> str:
+    return "courier, product" + (", destination" if by_destination else "")
+
+
+def _counts(by_destination: bool, shop: bool) -> str:
+    """The rows of `gateway.store.facts.Tally.add`."""
+    group = _group(by_destination)
     return (
-        f"SELECT {group}, transit / {BUCKET}, count(*),"
-        " count(delivered_at), count(returned_at), count(problem_at), count(stuck_at),"
-        " count(CASE WHEN delivered_at IS NOT NULL THEN est_max_days END),"
+        f"SELECT {group}, count(*), count(delivered_at), count(returned_at), count(problem_at),"
+        " count(stuck_at), count(CASE WHEN delivered_at IS NOT NULL THEN est_max_days END),"
         " count(CASE WHEN delivered_at <= shipped_at + make_interval(days => est_max_days)"
         " THEN 1 END) FROM order_facts WHERE shipped_at >= %(since)s"
         + (" AND shop = ANY(%(shops)s)" if shop else "")
-        + f" GROUP BY {group}, {3 + by_destination}"
+        + f" GROUP BY {group}"
     )
 
 
-def _pickups(by_destination: bool, shop: bool) -> str:
-    """The rows of `gateway.store.facts.Tally.add_pickup`."""
-    group = "courier, product" + (", destination" if by_destination else "")
+def _hours(column: str, by_destination: bool, shop: bool) -> str:
+    """The rows of `gateway.store.facts.Tally.add_hours`: `column`'s histogram by hour."""
+    group = _group(by_destination)
     return (
-        f"SELECT {group}, pickup / {BUCKET}, count(*) FROM order_facts"
-        " WHERE shipped_at >= %(since)s AND pickup IS NOT NULL"
+        f"SELECT {group}, {column}_hour, count(*) FROM order_facts"
+        f" WHERE {column} IS NOT NULL AND shipped_at >= %(since)s"
         + (" AND shop = ANY(%(shops)s)" if shop else "")
-        + f" GROUP BY {group}, {3 + by_destination}"
+        + f" GROUP BY {group}, {column}_hour"
     )
 
 
-def _nth_in_bucket(column: str, by_destination: bool, shop: bool) -> str:
-    """The value of rank %(k)s among the window's values of `column` in [lo, hi)."""
-    where = (
-        f"courier = %(courier)s AND product = %(product)s AND {column} >= %(lo)s"
-        f" AND {column} < %(hi)s"
-    )
+def _nth_in_hour(column: str, by_destination: bool, shop: bool) -> str:
+    """The value of rank %(k)s among the window's values of `column` in hour %(hour)s."""
+    where = f"courier = %(courier)s AND product = %(product)s AND {column}_hour = %(hour)s"
     if by_destination:
         where += " AND destination = %(destination)s"
     if shop:
@@ -164,6 +163,10 @@ def _nth_in_bucket(column: str, by_destination: bool, shop: bool) -> str:
     )
 
 
+async def _rows(conn: Conn, statement: str, params: dict[str, Any]) -> list[Any]:
+    return await (await conn.execute(statement, params)).fetchall()
+
+
 async def courier_figures(
     conn: Conn, since: datetime, shops: Sequence[str] | None, by_destination: bool
 ) -> list[CourierFigures]:
@@ -172,11 +175,12 @@ async def courier_figures(
     params: dict[str, Any] = {"since": since, "shops": None if shops is None else sorted(shops)}
     chosen = shops is not None
     tally = Tally(3 if by_destination else 2)
-    for row in await (await conn.execute(_tally(by_destination, chosen), params)).fetchall():
+    for row in await _rows(conn, _counts(by_destination, chosen), params):
         tally.add(row)
-    for row in await (await conn.execute(_pickups(by_destination, chosen), params)).fetchall():
-        tally.add_pickup(row)
-    nth = {c: _nth_in_bucket(c, by_destination, chosen) for c in ("transit", "pickup")}
+    for which, column in enumerate(("transit", "pickup")):
+        for row in await _rows(conn, _hours(column, by_destination, chosen), params):
+            tally.add_hours(which, row)
+    nth = {c: _nth_in_hour(c, by_destination, chosen) for c in ("transit", "pickup")}
     figures: list[CourierFigures] = []
     for key in sorted(tally.counts):
         scope = {**params, **dict(zip(("courier", "product", "destination"), key, strict=False))}
@@ -184,15 +188,9 @@ async def courier_figures(
         for column, histogram in zip(("transit", "pickup"), tally.histograms[key], strict=True):
             for percent in (50, 90):
                 at = locate(histogram, percent)
-                if at is None:
-                    found[f"{column}_p{percent}"] = None
-                    continue
-                bucket, k = at
-                value = await _one(
-                    conn,
-                    nth[column],
-                    {**scope, "lo": bucket * BUCKET, "hi": (bucket + 1) * BUCKET, "k": k},
-                )
+                value = None
+                if at is not None:
+                    value = await _one(conn, nth[column], {**scope, "hour": at[0], "k": at[1]})
                 found[f"{column}_p{percent}"] = None if value is None else int(value)
         figures.append(tally.figures(key, found))
     return figures

@@ -3,8 +3,8 @@ scorecards and transit histories (`gateway.store.facts`).
 
 Percentiles are exact nearest-rank, never computed by loading the rows: an estimate's k-th
 transit time is read with ``ORDER BY transit LIMIT 1 OFFSET k`` over an index whose order is
-the transit time; a scorecard counts its window's orders per hour of transit (over the index
-that leads with the shipping time) and reads the k-th value inside the one hour that holds it
+the transit time; a scorecard counts its window's orders per hour of transit (over an index in
+that order, so nothing is sorted) and reads the k-th value inside the one hour that holds it
 (`gateway.store.facts.Tally`). Times are
 integer microseconds; ``transit`` and ``pickup`` are whole seconds (generated columns).
 """
@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import Any
 
 from gateway.store.facts import (
-    BUCKET,
     COLUMNS,
     MIN_SAMPLES,
     STAGES,
@@ -107,32 +106,32 @@ def courier_figures(
     }
     chosen = shops is not None
     tally = Tally(3 if by_destination else 2)
-    for row in conn.execute(sql.tally(by_destination, chosen), params):
+    for row in conn.execute(sql.counts(by_destination, chosen), params):
         tally.add(row)
-    for row in conn.execute(sql.pickups(by_destination, chosen), params):
-        tally.add_pickup(row)
-    nth = {c: sql.nth_in_bucket(c, by_destination, chosen) for c in ("transit", "pickup")}
+    for which, column in enumerate(("transit", "pickup")):
+        for row in conn.execute(sql.hours(column, by_destination, chosen), params):
+            tally.add_hours(which, row)
+    nth = {c: sql.nth_in_hour(c, by_destination, chosen) for c in ("transit", "pickup")}
     figures: list[CourierFigures] = []
     for key in sorted(tally.counts):
         scope = {**params, **dict(zip(("courier", "product", "destination"), key, strict=False))}
         found: dict[str, int | None] = {}
         for column, histogram in zip(("transit", "pickup"), tally.histograms[key], strict=True):
             for percent in (50, 90):
-                found[f"{column}_p{percent}"] = _in_bucket(
+                found[f"{column}_p{percent}"] = _in_hour(
                     conn, nth[column], scope, locate(histogram, percent)
                 )
         figures.append(tally.figures(key, found))
     return figures
 
 
-def _in_bucket(
+def _in_hour(
     conn: sqlite3.Connection, statement: str, scope: dict[str, Any], at: tuple[int, int] | None
 ) -> int | None:
     if at is None:
         return None
-    bucket, k = at
-    params = {**scope, "lo": bucket * BUCKET, "hi": (bucket + 1) * BUCKET, "k": k}
-    row = conn.execute(statement, params).fetchone()
+    hour, k = at
+    row = conn.execute(statement, {**scope, "hour": hour, "k": k}).fetchone()
     return None if row is None else int(row[0])
 
 

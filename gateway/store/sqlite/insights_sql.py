@@ -3,7 +3,7 @@ sql.py, which has no room left for them."""
 
 from __future__ import annotations
 
-from gateway.store.facts import BUCKET, COLUMNS, upsert_assignments
+from gateway.store.facts import COLUMNS, upsert_assignments
 
 __all__ = [
     "EVENTS_FROM",
@@ -13,10 +13,10 @@ __all__ = [
     "HISTORY_NTH",
     "HISTORY_NTH_TO",
     "UPSERT",
-    "nth_in_bucket",
+    "counts",
+    "hours",
+    "nth_in_hour",
     "orders_of",
-    "pickups",
-    "tally",
 ]
 
 UPSERT = (
@@ -55,35 +55,38 @@ _DAY_US = 86_400_000_000
 _SHOPS = "shop IN (SELECT value FROM json_each(:shops))"
 
 
-def tally(by_destination: bool, shop: bool) -> str:
-    """The rows of `gateway.store.facts.Tally.add`: one pass over the window's orders."""
-    group = "courier, product" + (", destination" if by_destination else "")
+def _group(by_destination: bool) -> str:
+    return "courier, product" + (", destination" if by_destination else "")
+
+
+def counts(by_destination: bool, shop: bool) -> str:
+    """The rows of `gateway.store.facts.Tally.add`: a pass over the counts index."""
+    group = _group(by_destination)
     return (
-        f"SELECT {group}, transit / {BUCKET}, count(*),"
-        " count(delivered_at), count(returned_at), count(problem_at), count(stuck_at),"
-        " count(CASE WHEN delivered_at IS NOT NULL THEN est_max_days END),"
+        f"SELECT {group}, count(*), count(delivered_at), count(returned_at), count(problem_at),"
+        " count(stuck_at), count(CASE WHEN delivered_at IS NOT NULL THEN est_max_days END),"
         f" count(CASE WHEN delivered_at <= shipped_at + est_max_days * {_DAY_US} THEN 1 END)"
-        " FROM order_facts INDEXED BY order_facts_window WHERE shipped_at >= :since"
+        " FROM order_facts INDEXED BY order_facts_counts WHERE shipped_at >= :since"
         + (f" AND {_SHOPS}" if shop else "")
-        + f" GROUP BY {group}, {3 + by_destination}"
+        + f" GROUP BY {group}"
     )
 
 
-def pickups(by_destination: bool, shop: bool) -> str:
-    """The rows of `gateway.store.facts.Tally.add_pickup`."""
-    group = "courier, product" + (", destination" if by_destination else "")
+def hours(column: str, by_destination: bool, shop: bool) -> str:
+    """The rows of `gateway.store.facts.Tally.add_hours`: `column`'s histogram by hour."""
+    group = _group(by_destination)
     return (
-        f"SELECT {group}, pickup / {BUCKET}, count(*)"
-        " FROM order_facts INDEXED BY order_facts_window"
-        " WHERE shipped_at >= :since AND pickup IS NOT NULL"
+        f"SELECT {group}, {column}_hour, count(*)"
+        f" FROM order_facts INDEXED BY order_facts_{column}_all"
+        f" WHERE {column} IS NOT NULL AND shipped_at >= :since"
         + (f" AND {_SHOPS}" if shop else "")
-        + f" GROUP BY {group}, {3 + by_destination}"
+        + f" GROUP BY {group}, {column}_hour"
     )
 
 
-def nth_in_bucket(column: str, by_destination: bool, shop: bool) -> str:
-    """The value of rank :k among the window's values of `column` in [:lo, :hi)."""
-    where = f"courier = :courier AND product = :product AND {column} >= :lo AND {column} < :hi"
+def nth_in_hour(column: str, by_destination: bool, shop: bool) -> str:
+    """The value of rank :k among the window's values of `column` in hour :hour."""
+    where = f"courier = :courier AND product = :product AND {column}_hour = :hour"
     if by_destination:
         where += " AND destination = :destination"
     if shop:
@@ -96,6 +99,6 @@ def nth_in_bucket(column: str, by_destination: bool, shop: bool) -> str:
 
 def orders_of(where: str) -> str:
     return (
-        f"SELECT {', '.join(COLUMNS)} FROM order_facts INDEXED BY order_facts_window"
+        f"SELECT {', '.join(COLUMNS)} FROM order_facts INDEXED BY order_facts_counts"
         f" WHERE {where} ORDER BY shipped_at DESC LIMIT ?"
     )
