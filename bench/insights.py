@@ -132,10 +132,12 @@ async def timed(run: Callable[[], Awaitable[Any]], repeat: int) -> tuple[float, 
 
 async def measure(store: Store, repeat: int) -> list[tuple[str, float, str]]:
     since30 = NOW - timedelta(days=30)
+    since90 = NOW - timedelta(days=90)
     since365 = NOW - timedelta(days=366)
     open_order = f"OID-{100 * len(PAIRS):07d}"  # toko-0, jne REG: maybe open, maybe not
     cases: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
         ("scorecards, every shop, 30 days", lambda: scorecards(store, since=since30)),
+        ("scorecards, every shop, 90 days", lambda: scorecards(store, since=since90)),
         ("scorecards, every shop, 365 days", lambda: scorecards(store, since=since365)),
         (
             "scorecards, one shop, 30 days",
