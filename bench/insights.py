@@ -134,7 +134,8 @@ async def measure(store: Store, repeat: int) -> list[tuple[str, float, str]]:
     since30 = NOW - timedelta(days=30)
     since90 = NOW - timedelta(days=90)
     since365 = NOW - timedelta(days=366)
-    open_order = f"OID-{100 * len(PAIRS):07d}"  # toko-0, jne REG: maybe open, maybe not
+    listed = await store.courier_orders("jne", since=since30, shops=["toko-0"], product="REG")
+    open_order = next(o.order_id for o in listed if o.delivered_at is None and not o.returned_at)
     cases: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
         ("scorecards, every shop, 30 days", lambda: scorecards(store, since=since30)),
         ("scorecards, every shop, 90 days", lambda: scorecards(store, since=since90)),
@@ -159,6 +160,8 @@ async def measure(store: Store, repeat: int) -> list[tuple[str, float, str]]:
     for name, run in cases:
         seconds, result = await timed(run, repeat)
         rows = f"{len(result)} rows" if isinstance(result, list) else type(result).__name__
+        if hasattr(result, "basis"):
+            rows += f" from {result.basis}, {result.samples} samples"
         if isinstance(result, list) and result:
             shipments = sum(c.shipments for c in result)
             rows += f", {shipments:,} shipments"
