@@ -71,12 +71,14 @@ def hourly_svg(
 
 
 _ROW = 26
-_LABEL = 150
+_LABEL = 112
+_HWIDTH = 360
+"""The row charts are drawn as wide as a phone shows them: their text stays readable there."""
 
 
 def _rows_svg(height: int, body: list[str]) -> Markup:
     return Markup(
-        f'<svg class="hchart" viewBox="0 0 {_WIDTH} {height}" role="img"'
+        f'<svg class="hchart" viewBox="0 0 {_HWIDTH} {height}" role="img"'
         f' xmlns="http://www.w3.org/2000/svg">' + "".join(body) + "</svg>"
     )
 
@@ -85,7 +87,7 @@ def range_svg(rows: Sequence[tuple[str, float | None, float | None]], unit: str)
     """One horizontal bar per ``(label, low, high)`` from low to high (a tick at low), on a
     scale shared by every row; a row without figures shows only its label."""
     top = max([1.0, *(h for _, _, h in rows if h is not None)])
-    span = _WIDTH - _LABEL - 70
+    span = _HWIDTH - _LABEL - 58
     body: list[str] = []
     for i, (label, low, high) in enumerate(rows):
         y = i * _ROW
@@ -111,7 +113,7 @@ def rates_svg(
     """Per ``(label, rates)`` one thin horizontal bar per rate (0 to 1) of `series`
     (``(name, css class)`` each), on a scale up to the largest rate."""
     top = max([0.01, *(r for _, rates in rows for r in rates if r is not None)])
-    span = _WIDTH - _LABEL - 70
+    span = _HWIDTH - _LABEL - 58
     height = 8 * len(series) + 10
     body: list[str] = []
     for i, (label, rates) in enumerate(rows):

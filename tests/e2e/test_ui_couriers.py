@@ -131,6 +131,7 @@ def test_the_couriers_page_shows_the_scorecards_and_charts_on_a_phone(
         scripts = ui.find_elements("css selector", "script[src]")
         assert all((s.get_attribute("src") or "").startswith(server.url) for s in scripts)
         assert "Transit time, hours (p50 to p90)" in ui.page_source
+        ui.set_window_size(390, 1500)  # the whole page, charts too
         png = ui.get_screenshot_as_png()
         assert png.startswith(b"\x89PNG") and len(png) > 10_000
         if folder := os.environ.get("KABARIN_SCREENSHOTS"):  # `make screenshots`
