@@ -38,7 +38,7 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 screenshots: $(STAMP)
-	KABARIN_SCREENSHOTS=docs/images $(BIN)/pytest -q tests/e2e/test_ui.py tests/e2e/test_tracking_page.py
+	KABARIN_SCREENSHOTS=docs/images $(BIN)/pytest -q tests/e2e/test_ui.py tests/e2e/test_ui_couriers.py tests/e2e/test_tracking_page.py
 
 format: $(STAMP)
 	$(BIN)/ruff format .
@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/replicas.py
 	$(BIN)/python bench/tracking_page.py
+	$(BIN)/python bench/insights.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis *.egg-info site

@@ -46,6 +46,7 @@ from gateway.access import SignInLimiter
 from gateway.admin import INT64_MAX, AdminController
 from gateway.config import Config
 from gateway.errors import ErrorBody, StoreError
+from gateway.insights.api import InsightsController
 from gateway.receiver import make_receiver
 from gateway.redaction import mask_url, redact_text
 from gateway.reload import ReloadResult, reload
@@ -238,6 +239,7 @@ def create_app(
                 for path, source in source_paths(config).items()
             ),
             AdminController,
+            InsightsController,
             healthz,
             readyz,
             metrics_endpoint,

@@ -3,6 +3,7 @@ whose transit times are known (`gateway.store.facts`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
+import pytest
 
+from gateway.cli import main
 from gateway.events import Event, Status
 from gateway.insights.estimates import Estimate, estimate_for
 from gateway.sources.kiriminaja.normalise import normalise
@@ -177,12 +180,12 @@ async def test_scorecards_by_shop_and_destination(store: Store) -> None:
     await ingest(store, events=events)
     since = T0 - timedelta(days=1)
 
-    (mine,) = await store.courier_figures(since=since, shop="default")
+    (mine,) = await store.courier_figures(since=since, shops=["default"])
     assert (mine.shipments, mine.transit_p50, mine.transit_p90) == (5, 3 * 3600, 20 * 3600)
     (both,) = await store.courier_figures(since=since)
     assert (both.shipments, both.transit_p50) == (8, 10 * 3600)
 
-    rows = await store.courier_figures(since=since, shop="default", by_destination=True)
+    rows = await store.courier_figures(since=since, shops=["default"], by_destination=True)
     assert [(r.destination, r.shipments, r.transit_p90) for r in rows] == [
         ("Bantul", 3, 3 * 3600),
         ("Sleman", 2, 20 * 3600),
@@ -341,3 +344,56 @@ def test_templates_see_the_estimate_with_localdate() -> None:
     assert render(estimate, "en") == "perkiraan tiba Friday, 06 November 2026 (kiriminaja)"
     assert render(None) == "--"
     assert sample_estimate(event).latest == T0 + timedelta(days=3)
+
+
+async def test_percentiles_inside_and_across_the_hour_buckets(store: Store) -> None:
+    """Ranks are exact to the second, however many values share an hour."""
+    events: list[Event] = []
+    for courier, seconds in (
+        ("jne", [300, 100, 7300, 200, 3800, 3700]),  # p50: 300 s (3rd), p90: 7300 s (6th)
+        ("jnt", [10 * (i + 1) for i in range(10)]),  # one bucket: p50 50 s, p90 90 s
+    ):
+        for i, s in enumerate(seconds):
+            order = f"{courier}-{i}"
+            shipped = T0 + i * HOUR
+            details = {"service": courier, "service_type": "REG"}
+            events += [
+                ev(order, Status.PROCESSED, shipped - timedelta(seconds=s), **details),
+                ev(order, Status.SHIPPED, shipped),
+                ev(order, Status.DELIVERED, shipped + timedelta(seconds=s)),
+            ]
+    await ingest(store, events=events)
+    rows = {r.courier: r for r in await store.courier_figures(since=T0 - HOUR)}
+    assert (rows["jne"].transit_p50, rows["jne"].transit_p90) == (300, 7300)
+    assert (rows["jne"].pickup_p50, rows["jne"].pickup_p90) == (300, 7300)
+    assert (rows["jnt"].transit_p50, rows["jnt"].transit_p90) == (50, 90)
+
+
+def test_a_moved_store_keeps_its_order_facts(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``kabarin store migrate`` copies events; the facts come with them, both ways."""
+    first, back = f"sqlite:///{tmp_path}/first.db", f"sqlite:///{tmp_path}/back.db"
+
+    async def fill() -> None:
+        store = open_store(first)
+        await store.open(now=T0)
+        await ingest(store, events=history("jne", "REG", [3, 1, 2], city="Bantul"))
+        await store.close()
+
+    async def figures(url: str) -> list[tuple[str, int, int | None, int | None]]:
+        store = open_store(url)
+        await store.open(now=T0)
+        try:
+            rows = await store.courier_figures(since=T0 - HOUR, by_destination=True)
+            return [(r.destination or "", r.shipments, r.transit_p50, r.pickup_p90) for r in rows]
+        finally:
+            await store.close()
+
+    asyncio.run(fill())
+    expected = [("Bantul", 3, 2 * 3600, 3 * 3600)]
+    assert asyncio.run(figures(first)) == expected
+    for source, target in ((first, pg_url), (pg_url, back)):
+        assert main(["store", "migrate", "--from", source, "--to", target]) == 0
+        assert asyncio.run(figures(target)) == expected
+    capsys.readouterr()

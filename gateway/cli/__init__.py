@@ -1,5 +1,6 @@
 """``kabarin``: serve | worker | check | simulate | deliveries | replay | reprocess | pull |
-track add | register-callback | rejected | contacts import | routes test | digest | store.
+track add | register-callback | rejected | contacts import | routes test | digest | store |
+insights couriers.
 
 One module per command group; each registers its commands and only parses input and prints
 output. The operator actions themselves are `gateway.operations`, shared with the admin API and
@@ -21,6 +22,7 @@ from gateway.cli import (
     contacts,
     deliveries,
     digest,
+    insights,
     pull,
     pushes,
     rejected,
@@ -84,6 +86,7 @@ def parser() -> argparse.ArgumentParser:
         routes,
         digest,
         store,
+        insights,
     ):
         group.register(sub)
     return top

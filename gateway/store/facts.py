@@ -36,6 +36,7 @@ import msgspec
 from gateway.events import DEFAULT_SHOP, Event, Status
 
 __all__ = [
+    "BUCKET",
     "COLUMNS",
     "MIN_SAMPLES",
     "STAGES",
@@ -43,11 +44,14 @@ __all__ = [
     "CourierFigures",
     "InsightsStore",
     "OrderFacts",
+    "Tally",
     "TransitHistory",
+    "copied_events",
     "estimation_days",
     "facts_from_row",
     "facts_of",
     "fold",
+    "locate",
     "merge",
     "nearest_rank",
     "upsert_assignments",
@@ -205,6 +209,21 @@ def facts_from_row(row: Sequence[Any], time: Callable[[Any], datetime | None]) -
     )
 
 
+_decode_event = msgspec.json.Decoder(Event).decode
+
+
+def copied_events(rows: Sequence[Sequence[Any]], body: int) -> list[Event]:
+    """The events of ``events`` rows being copied between stores (`gateway.store.moving`),
+    their body at index `body` (JSON text, bytes, or the JSON already read)."""
+    out = []
+    for row in rows:
+        value = row[body]
+        if not isinstance(value, str | bytes):
+            value = msgspec.json.encode(value)
+        out.append(_decode_event(value))
+    return out
+
+
 def merge(old: OrderFacts, new: OrderFacts) -> OrderFacts:
     """`new` (arrived later) over `old`: earliest stage times, latest non-empty texts."""
     changes: dict[str, object] = {}
@@ -257,6 +276,71 @@ def nearest_rank(n: int, percent: int) -> int:
     return max(0, -(-n * percent // 100) - 1)
 
 
+BUCKET = 3600
+"""Seconds per bucket of the histograms the scorecards rank in (`Tally`): an hour, as the
+``transit_hour`` and ``pickup_hour`` columns count."""
+
+Key = tuple[str, ...]
+"""A scorecard row's key: (courier, product) or (courier, product, destination)."""
+
+
+class Tally:
+    """A scorecard's figures as three passes over the window's rows give them, each over an
+    index in the order it groups by (no sort): the counts per key (``GROUP BY key``), and the
+    histograms of transit and pickup times by hour (``GROUP BY key, transit_hour``).
+
+    The exact nearest-rank percentile is then one indexed read: `locate` names the hour that
+    holds rank k and its rank within that hour, and the backend reads that one value with
+    ``ORDER BY transit LIMIT 1 OFFSET r`` among the hour's entries of the index."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.counts: dict[Key, list[int]] = {}
+        self.histograms: dict[Key, tuple[dict[int, int], dict[int, int]]] = {}
+
+    def add(self, row: Sequence[Any]) -> None:
+        """A row: key..., then the seven counts of `CourierFigures` (shipments to on_time)."""
+        key: Key = tuple(row[: self.width])
+        self.counts[key] = list(row[self.width :])
+        self.histograms.setdefault(key, ({}, {}))
+
+    def add_hours(self, which: int, row: Sequence[Any]) -> None:
+        """A row of histogram `which` (0: transit, 1: pickup): key..., hour, how many."""
+        key: Key = tuple(row[: self.width])
+        histogram = self.histograms.setdefault(key, ({}, {}))[which]
+        hour = row[self.width]
+        histogram[hour] = histogram.get(hour, 0) + row[self.width + 1]
+
+    def figures(self, key: Key, percentiles: dict[str, int | None]) -> CourierFigures:
+        shipments, delivered, returned, problems, stuck, promised, on_time = self.counts[key]
+        names = dict(zip(("courier", "product", "destination"), key, strict=False))
+        return CourierFigures(
+            courier=names["courier"],
+            product=names["product"],
+            destination=names.get("destination"),
+            shipments=shipments,
+            delivered=delivered,
+            returned=returned,
+            problems=problems,
+            stuck=stuck,
+            promised=promised,
+            on_time=on_time,
+            **percentiles,
+        )
+
+
+def locate(histogram: dict[int, int], percent: int) -> tuple[int, int] | None:
+    """The bucket holding the `percent`-th nearest-rank value of a histogram (bucket →
+    count), and that value's 0-based rank among the bucket's values; ``None`` when empty."""
+    k = nearest_rank(sum(histogram.values()), percent)
+    seen = 0
+    for bucket in sorted(histogram):
+        if k < seen + histogram[bucket]:
+            return bucket, k - seen
+        seen += histogram[bucket]
+    return None
+
+
 class InsightsStore(Protocol):
     """Order facts and what is read from them: scorecards and transit histories."""
 
@@ -271,10 +355,14 @@ class InsightsStore(Protocol):
         deliveries, else of every destination."""
 
     async def courier_figures(
-        self, *, since: datetime, shop: str | None = None, by_destination: bool = False
+        self,
+        *,
+        since: datetime,
+        shops: Sequence[str] | None = None,
+        by_destination: bool = False,
     ) -> list[CourierFigures]:
         """One row per courier and product (and destination city with `by_destination`) of
-        the orders shipped since `since`, of `shop` (``None``: every shop)."""
+        the orders shipped since `since`, of `shops` (``None``: every shop)."""
 
     async def courier_orders(
         self,

@@ -222,4 +222,6 @@ def _localtime(value: Any, timezone: tzinfo, format: str | None, language: str) 
 def clean_error(message: str) -> str:
     """A Jinja error message as a template's author reads it (``Status``, not
     ``gateway.events.Status``)."""
+    for name in ("gateway.insights.estimates.Estimate", "gateway.templating.rendering._NoEstimate"):
+        message = message.replace(f"'{name} object'", "estimate")
     return message.replace("gateway.events.", "")

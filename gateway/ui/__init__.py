@@ -13,7 +13,7 @@ from litestar.exceptions import NotFoundException
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
-from gateway.ui import configuration, deliveries, orders, overview, pushes, sign_in
+from gateway.ui import configuration, couriers, deliveries, orders, overview, pushes, sign_in
 from gateway.ui.render import PREFIX, Console, CsrfRefused, csrf_refused, not_found
 from gateway.ui.session import SignInRequired, saving_sessions
 
@@ -30,6 +30,8 @@ def ui_router() -> tuple[Router, Console]:
         overview.enable_sink,
         orders.orders,
         orders.order,
+        couriers.couriers,
+        couriers.courier_orders,
         deliveries.deliveries,
         deliveries.replay_confirm,
         deliveries.replay_dead,

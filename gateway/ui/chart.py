@@ -1,4 +1,5 @@
-"""The overview's chart: counts per hour as an inline SVG, drawn on the server.
+"""The dashboard's charts as inline SVG, drawn on the server: counts per hour (the overview),
+ranges and rates per row (the courier scorecards).
 
 No chart library: two bar series on a shared scale read well on a phone and work offline.
 """
@@ -11,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from markupsafe import Markup, escape
 
-__all__ = ["count_per_hour", "hour_buckets", "hourly_svg"]
+__all__ = ["count_per_hour", "hour_buckets", "hourly_svg", "range_svg", "rates_svg"]
 
 _WIDTH = 720
 _HEIGHT = 180
@@ -67,3 +68,67 @@ def hourly_svg(
     parts.append(f'<text x="4" y="12" class="top">{top}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+_ROW = 26
+_LABEL = 112
+_HWIDTH = 360
+"""The row charts are drawn as wide as a phone shows them: their text stays readable there."""
+
+
+def _rows_svg(height: int, body: list[str]) -> Markup:
+    return Markup(
+        f'<svg class="hchart" viewBox="0 0 {_HWIDTH} {height}" role="img"'
+        f' xmlns="http://www.w3.org/2000/svg">' + "".join(body) + "</svg>"
+    )
+
+
+def range_svg(rows: Sequence[tuple[str, float | None, float | None]], unit: str) -> Markup:
+    """One horizontal bar per ``(label, low, high)`` from low to high (a tick at low), on a
+    scale shared by every row; a row without figures shows only its label."""
+    top = max([1.0, *(h for _, _, h in rows if h is not None)])
+    span = _HWIDTH - _LABEL - 58
+    body: list[str] = []
+    for i, (label, low, high) in enumerate(rows):
+        y = i * _ROW
+        body.append(f'<text x="0" y="{y + 17}" class="label">{escape(label)}</text>')
+        if low is None or high is None:
+            body.append(f'<text x="{_LABEL}" y="{y + 17}">-</text>')
+            continue
+        x0 = _LABEL + span * low / top
+        x1 = _LABEL + span * high / top
+        body.append(
+            f'<rect class="range" x="{x0:.1f}" y="{y + 6}" width="{max(x1 - x0, 2):.1f}"'
+            f' height="14"><title>{escape(label)}: {low:g}&#8211;{high:g}'
+            f" {escape(unit)}</title></rect>"
+            f'<rect class="mid" x="{x0:.1f}" y="{y + 3}" width="3" height="20"/>'
+            f'<text x="{x1 + 6:.1f}" y="{y + 17}">{low:g}&#8211;{high:g}</text>'
+        )
+    return _rows_svg(max(len(rows), 1) * _ROW + 4, body)
+
+
+def rates_svg(
+    rows: Sequence[tuple[str, Sequence[float | None]]], series: Sequence[tuple[str, str]]
+) -> Markup:
+    """Per ``(label, rates)`` one thin horizontal bar per rate (0 to 1) of `series`
+    (``(name, css class)`` each), on a scale up to the largest rate."""
+    top = max([0.01, *(r for _, rates in rows for r in rates if r is not None)])
+    span = _HWIDTH - _LABEL - 58
+    height = 8 * len(series) + 10
+    body: list[str] = []
+    for i, (label, rates) in enumerate(rows):
+        y = i * height
+        body.append(
+            f'<text x="0" y="{y + height / 2 + 4:.0f}" class="label">{escape(label)}</text>'
+        )
+        for j, ((name, css), rate) in enumerate(zip(series, rates, strict=True)):
+            value = rate or 0.0
+            w = span * value / top
+            body.append(
+                f'<rect class="{escape(css)}" x="{_LABEL}" y="{y + 4 + 8 * j}" width="{w:.1f}"'
+                f' height="7"><title>{escape(label)} {escape(name)}:'
+                f" {value * 100:.1f}%</title></rect>"
+                f'<text x="{_LABEL + w + 4:.1f}" y="{y + 11 + 8 * j}" class="small">'
+                f"{value * 100:.1f}%</text>"
+            )
+    return _rows_svg(max(len(rows), 1) * height + 4, body)

@@ -164,6 +164,45 @@ _ID: dict[str, str] = {
     **{status.value: label.lower() for status, label in STATUS_LABELS["id"].items()},
 }
 
+_ID.update(
+    {
+        "Couriers": "Kurir",
+        "Courier": "Kurir",
+        "Product": "Layanan",
+        "Destination": "Tujuan",
+        "Expected": "Perkiraan tiba",
+        "KiriminAja's estimate": "Perkiraan KiriminAja",
+        "{n} days": "{n} hari",
+        "from this shop's last {n} deliveries of this courier and product": (
+            "dari {n} pengiriman toko ini dengan kurir dan layanan ini"
+        ),
+        "to {city}": "ke {city}",
+        "Courier scorecards": "Rapor kurir",
+        "Shipped in the last {n} days": "Dikirim dalam {n} hari terakhir",
+        "Shipments": "Kiriman",
+        "Delivered": "Terkirim",
+        "Returned": "Diretur",
+        "Problems": "Masalah",
+        "Stuck": "Macet",
+        "Transit p50": "Transit p50",
+        "Transit p90": "Transit p90",
+        "Pickup p50": "Pickup p50",
+        "Return rate": "Tingkat retur",
+        "Problem rate": "Tingkat masalah",
+        "On time": "Tepat waktu",
+        "Transit time, hours (p50 to p90)": "Waktu transit, jam (p50 sampai p90)",
+        "Return and problem rates": "Tingkat retur dan masalah",
+        "returns": "retur",
+        "problems": "masalah",
+        "No shipments in this period.": "Tidak ada kiriman pada periode ini.",
+        "Orders of {courier}": "Pesanan {courier}",
+        "Shipped": "Dikirim",
+        "Period": "Periode",
+        "By destination": "Per kota tujuan",
+        "the newest {n}": "{n} terbaru",
+    }
+)
+
 _EN_ONE: dict[str, str] = {
     "{n} attempts": "{n} attempt",
     "{n} deliveries replayed.": "{n} delivery replayed.",

@@ -14,6 +14,7 @@ from litestar.response import Redirect
 from gateway import operations
 from gateway.delivery.model import Delivery, DeliveryFilter
 from gateway.events import Event
+from gateway.insights.estimates import estimate_for
 from gateway.store.roles import EventQuery
 from gateway.ui.overview import events_since
 from gateway.ui.render import order_url, render, runtime_of, shops_of
@@ -84,6 +85,8 @@ async def order(request: Request[Any, Any, State], order_id: FromQuery[str] = ""
     for d in sorted(deliveries, key=lambda d: d.created_at):
         by_event.setdefault(d.event_id, []).append(d)
     contact = await rt.store.get_contact(order_id, shop=shop)
+    facts = await rt.store.order_facts(order_id, shop=shop)
+    estimate = await estimate_for(rt.store, order_id, shop=shop)
     return render(
         request,
         "order.html.j2",
@@ -94,5 +97,7 @@ async def order(request: Request[Any, Any, State], order_id: FromQuery[str] = ""
         by_event=by_event,
         attempts=attempts,
         contact=contact,
+        facts=facts,
+        estimate=estimate,
         mask=rt.redactor.redact,
     )

@@ -138,6 +138,9 @@ def render(
             return "-"
         return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
 
+    def local_date(moment: datetime | None) -> str:
+        return "-" if moment is None else moment.astimezone(tz).strftime("%Y-%m-%d")
+
     # Several shops the session sees: lists get a shop filter and rows name their shop.
     seen = (
         [s for s in runtime.shops if session.scope.sees(s.id)]
@@ -157,6 +160,7 @@ def render(
         t=t,
         lang=lang,
         local=local,
+        local_date=local_date,
         with_lang=with_lang,
         path=request.url.path,
         prefix=PREFIX,

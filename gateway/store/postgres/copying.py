@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.store.facts import copied_events, fold
 from gateway.store.moving import Table
-from gateway.store.postgres import sql
+from gateway.store.postgres import insights, sql
 from gateway.store.postgres.rows import Conn, as_bytes
 
 __all__ = ["export_rows", "import_rows"]
@@ -37,6 +38,8 @@ async def import_rows(conn: Conn, table: Table, rows: Sequence[tuple[Any, ...]])
     # intake stores.
     if table.name == "events":
         await conn.execute(sql.TRACK_COPIED_EVENTS, ([r[0] for r in rows],))
+        # ... and knows their orders' facts, as it does those of the events the intake stores.
+        await insights.record(conn, fold(copied_events(rows, table.columns.index("body"))))
     elif table.name == "contacts":
         now = datetime.now(UTC)
         shop = table.columns.index("shop")

@@ -1,8 +1,11 @@
 """The insights role on PostgreSQL: ``order_facts`` written with the events, and read for
 scorecards and transit histories (`gateway.store.facts`), as on SQLite.
 
-Percentiles are exact nearest-rank: the k-th value is read with ``ORDER BY transit LIMIT 1
-OFFSET k`` over an index whose order is the transit time, never by loading the rows. Times are
+Percentiles are exact nearest-rank, never computed by loading the rows: an estimate's k-th
+transit time is read with ``ORDER BY transit LIMIT 1 OFFSET k`` over an index whose order is
+the transit time; a scorecard counts its window's orders per hour of transit (over an index in
+that order, so nothing is sorted) and reads the k-th value inside the one hour that holds it
+(`gateway.store.facts.Tally`). Times are
 ``timestamptz``; ``transit`` and ``pickup`` are whole seconds (stored generated columns).
 """
 
@@ -18,9 +21,11 @@ from gateway.store.facts import (
     STAGES,
     CourierFigures,
     OrderFacts,
+    Tally,
     TransitHistory,
     facts_from_row,
     fold,
+    locate,
     nearest_rank,
     upsert_assignments,
 )
@@ -117,61 +122,77 @@ async def transit_history(
     return TransitHistory(samples=n, p50=p50, p90=p90)
 
 
+def _group(by_destination: bool) -> str:
+    return "courier, product" + (", destination" if by_destination else "")
+
+
 def _counts(by_destination: bool, shop: bool) -> str:
-    group = "courier, product" + (", destination" if by_destination else "")
+    """The rows of `gateway.store.facts.Tally.add`."""
+    group = _group(by_destination)
     return (
-        f"SELECT {group}, count(*), count(delivered_at), count(returned_at),"
-        " count(problem_at), count(stuck_at),"
-        " count(CASE WHEN delivered_at IS NOT NULL THEN est_max_days END),"
+        f"SELECT {group}, count(*), count(delivered_at), count(returned_at), count(problem_at),"
+        " count(stuck_at), count(CASE WHEN delivered_at IS NOT NULL THEN est_max_days END),"
         " count(CASE WHEN delivered_at <= shipped_at + make_interval(days => est_max_days)"
-        " THEN 1 END), count(transit), count(pickup)"
-        " FROM order_facts WHERE shipped_at >= %(since)s"
-        + (" AND shop = %(shop)s" if shop else "")
-        + f" GROUP BY {group} ORDER BY {group}"
+        " THEN 1 END) FROM order_facts WHERE shipped_at >= %(since)s"
+        + (" AND shop = ANY(%(shops)s)" if shop else "")
+        + f" GROUP BY {group}"
     )
 
 
-def _nth_of(column: str, by_destination: bool, shop: bool) -> str:
-    where = f"courier = %(courier)s AND product = %(product)s AND {column} IS NOT NULL"
+def _hours(column: str, by_destination: bool, shop: bool) -> str:
+    """The rows of `gateway.store.facts.Tally.add_hours`: `column`'s histogram by hour."""
+    group = _group(by_destination)
+    return (
+        f"SELECT {group}, {column}_hour, count(*) FROM order_facts"
+        f" WHERE {column} IS NOT NULL AND shipped_at >= %(since)s"
+        + (" AND shop = ANY(%(shops)s)" if shop else "")
+        + f" GROUP BY {group}, {column}_hour"
+    )
+
+
+def _nth_in_hour(column: str, by_destination: bool, shop: bool) -> str:
+    """The value of rank %(k)s among the window's values of `column` in hour %(hour)s."""
+    where = f"courier = %(courier)s AND product = %(product)s AND {column}_hour = %(hour)s"
     if by_destination:
         where += " AND destination = %(destination)s"
     if shop:
-        where += " AND shop = %(shop)s"
+        where += " AND shop = ANY(%(shops)s)"
     return (
-        f"SELECT {column} FROM order_facts WHERE {where}"
+        f"SELECT {column} FROM order_facts WHERE {where} AND {column} IS NOT NULL"
         f" AND shipped_at >= %(since)s ORDER BY {column} LIMIT 1 OFFSET %(k)s"
     )
 
 
+async def _rows(conn: Conn, statement: str, params: dict[str, Any]) -> list[Any]:
+    return await (await conn.execute(statement, params)).fetchall()
+
+
 async def courier_figures(
-    conn: Conn, since: datetime, shop: str | None, by_destination: bool
+    conn: Conn, since: datetime, shops: Sequence[str] | None, by_destination: bool
 ) -> list[CourierFigures]:
-    params: dict[str, Any] = {"since": since, "shop": shop}
-    transit = _nth_of("transit", by_destination, shop is not None)
-    pickup = _nth_of("pickup", by_destination, shop is not None)
-    width = 3 if by_destination else 2
-    rows = await (await conn.execute(_counts(by_destination, shop is not None), params)).fetchall()
+    if shops is not None and not shops:
+        return []
+    params: dict[str, Any] = {"since": since, "shops": None if shops is None else sorted(shops)}
+    chosen = shops is not None
+    tally = Tally(3 if by_destination else 2)
+    for row in await _rows(conn, _counts(by_destination, chosen), params):
+        tally.add(row)
+    for which, column in enumerate(("transit", "pickup")):
+        for row in await _rows(conn, _hours(column, by_destination, chosen), params):
+            tally.add_hours(which, row)
+    nth = {c: _nth_in_hour(c, by_destination, chosen) for c in ("transit", "pickup")}
     figures: list[CourierFigures] = []
-    for row in rows:
-        key = dict(zip(("courier", "product", "destination"), row[:width], strict=False))
-        (shipments, delivered, returned, problems, stuck, promised, on_time, n_t, n_p) = row[width:]
-        scope = {**params, **key}
-        figures.append(
-            CourierFigures(
-                **key,
-                shipments=shipments,
-                delivered=delivered,
-                returned=returned,
-                problems=problems,
-                stuck=stuck,
-                promised=promised,
-                on_time=on_time,
-                transit_p50=await _nth(conn, transit, scope, n_t, 50),
-                transit_p90=await _nth(conn, transit, scope, n_t, 90),
-                pickup_p50=await _nth(conn, pickup, scope, n_p, 50),
-                pickup_p90=await _nth(conn, pickup, scope, n_p, 90),
-            )
-        )
+    for key in sorted(tally.counts):
+        scope = {**params, **dict(zip(("courier", "product", "destination"), key, strict=False))}
+        found: dict[str, int | None] = {}
+        for column, histogram in zip(("transit", "pickup"), tally.histograms[key], strict=True):
+            for percent in (50, 90):
+                at = locate(histogram, percent)
+                value = None
+                if at is not None:
+                    value = await _one(conn, nth[column], {**scope, "hour": at[0], "k": at[1]})
+                found[f"{column}_p{percent}"] = None if value is None else int(value)
+        figures.append(tally.figures(key, found))
     return figures
 
 

@@ -361,6 +361,12 @@ MIGRATIONS: list[tuple[int, str]] = [
             pickup        bigint GENERATED ALWAYS AS (CASE WHEN shipped_at >= created_at
                               THEN floor(extract(epoch FROM shipped_at - created_at))::bigint
                               END) STORED,
+            transit_hour  bigint GENERATED ALWAYS AS (CASE WHEN delivered_at >= shipped_at
+                THEN floor(extract(epoch FROM delivered_at - shipped_at) / 3600)::bigint
+                END) STORED,
+            pickup_hour   bigint GENERATED ALWAYS AS (CASE WHEN shipped_at >= created_at
+                THEN floor(extract(epoch FROM shipped_at - created_at) / 3600)::bigint
+                END) STORED,
             PRIMARY KEY (shop, order_id)
         );
         CREATE INDEX order_facts_transit ON order_facts (shop, courier, product, transit)
@@ -368,13 +374,13 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX order_facts_transit_to
             ON order_facts (shop, courier, product, destination, transit)
             WHERE transit IS NOT NULL;
-        CREATE INDEX order_facts_transit_all
-            ON order_facts (courier, product, transit, shipped_at, shop, destination)
-            WHERE transit IS NOT NULL;
-        CREATE INDEX order_facts_pickup_all
-            ON order_facts (courier, product, pickup, shipped_at, shop, destination)
-            WHERE pickup IS NOT NULL;
-        CREATE INDEX order_facts_shipped ON order_facts (shipped_at);
+        CREATE INDEX order_facts_transit_all ON order_facts (courier, product, transit_hour,
+            transit, shipped_at, shop, destination) WHERE transit IS NOT NULL;
+        CREATE INDEX order_facts_pickup_all ON order_facts (courier, product, pickup_hour,
+            pickup, shipped_at, shop, destination) WHERE pickup IS NOT NULL;
+        CREATE INDEX order_facts_counts ON order_facts (courier, product, shipped_at)
+            INCLUDE (delivered_at, returned_at, problem_at, stuck_at, est_max_days, shop,
+            destination);
         """,
     ),
     (

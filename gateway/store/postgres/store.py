@@ -506,9 +506,13 @@ class PostgresStore(Finishing):
         )
 
     async def courier_figures(
-        self, *, since: datetime, shop: str | None = None, by_destination: bool = False
+        self,
+        *,
+        since: datetime,
+        shops: Sequence[str] | None = None,
+        by_destination: bool = False,
     ) -> list[CourierFigures]:
-        return await self._run(lambda c: insights.courier_figures(c, since, shop, by_destination))
+        return await self._run(lambda c: insights.courier_figures(c, since, shops, by_destination))
 
     async def courier_orders(
         self,

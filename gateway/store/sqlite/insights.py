@@ -1,8 +1,11 @@
 """The insights role on SQLite: ``order_facts`` written with the events, and read for
 scorecards and transit histories (`gateway.store.facts`).
 
-Percentiles are exact nearest-rank: the k-th value is read with ``ORDER BY transit LIMIT 1
-OFFSET k`` over an index whose order is the transit time, never by loading the rows. Times are
+Percentiles are exact nearest-rank, never computed by loading the rows: an estimate's k-th
+transit time is read with ``ORDER BY transit LIMIT 1 OFFSET k`` over an index whose order is
+the transit time; a scorecard counts its window's orders per hour of transit (over an index in
+that order, so nothing is sorted) and reads the k-th value inside the one hour that holds it
+(`gateway.store.facts.Tally`). Times are
 integer microseconds; ``transit`` and ``pickup`` are whole seconds (generated columns).
 """
 
@@ -19,9 +22,11 @@ from gateway.store.facts import (
     STAGES,
     CourierFigures,
     OrderFacts,
+    Tally,
     TransitHistory,
     facts_from_row,
     fold,
+    locate,
     nearest_rank,
 )
 from gateway.store.sqlite import insights_sql as sql
@@ -91,34 +96,43 @@ def transit_history(
 
 
 def courier_figures(
-    conn: sqlite3.Connection, since: datetime, shop: str | None, by_destination: bool
+    conn: sqlite3.Connection, since: datetime, shops: Sequence[str] | None, by_destination: bool
 ) -> list[CourierFigures]:
-    params: dict[str, Any] = {"since": to_us(since), "shop": shop}
-    transit = sql.nth_of("transit", by_destination, shop is not None)
-    pickup = sql.nth_of("pickup", by_destination, shop is not None)
+    if shops is not None and not shops:
+        return []
+    params: dict[str, Any] = {
+        "since": to_us(since),
+        "shops": None if shops is None else encode_rows(sorted(shops)).decode(),
+    }
+    chosen = shops is not None
+    tally = Tally(3 if by_destination else 2)
+    for row in conn.execute(sql.counts(by_destination, chosen), params):
+        tally.add(row)
+    for which, column in enumerate(("transit", "pickup")):
+        for row in conn.execute(sql.hours(column, by_destination, chosen), params):
+            tally.add_hours(which, row)
+    nth = {c: sql.nth_in_hour(c, by_destination, chosen) for c in ("transit", "pickup")}
     figures: list[CourierFigures] = []
-    width = 3 if by_destination else 2
-    for row in conn.execute(sql.counts(by_destination, shop is not None), params).fetchall():
-        key = dict(zip(("courier", "product", "destination"), row[:width], strict=False))
-        (shipments, delivered, returned, problems, stuck, promised, on_time, n_t, n_p) = row[width:]
-        scope = {**params, **key}
-        figures.append(
-            CourierFigures(
-                **key,
-                shipments=shipments,
-                delivered=delivered,
-                returned=returned,
-                problems=problems,
-                stuck=stuck,
-                promised=promised,
-                on_time=on_time,
-                transit_p50=_nth(conn, transit, scope, n_t, 50),
-                transit_p90=_nth(conn, transit, scope, n_t, 90),
-                pickup_p50=_nth(conn, pickup, scope, n_p, 50),
-                pickup_p90=_nth(conn, pickup, scope, n_p, 90),
-            )
-        )
+    for key in sorted(tally.counts):
+        scope = {**params, **dict(zip(("courier", "product", "destination"), key, strict=False))}
+        found: dict[str, int | None] = {}
+        for column, histogram in zip(("transit", "pickup"), tally.histograms[key], strict=True):
+            for percent in (50, 90):
+                found[f"{column}_p{percent}"] = _in_hour(
+                    conn, nth[column], scope, locate(histogram, percent)
+                )
+        figures.append(tally.figures(key, found))
     return figures
+
+
+def _in_hour(
+    conn: sqlite3.Connection, statement: str, scope: dict[str, Any], at: tuple[int, int] | None
+) -> int | None:
+    if at is None:
+        return None
+    hour, k = at
+    row = conn.execute(statement, {**scope, "hour": hour, "k": k}).fetchone()
+    return None if row is None else int(row[0])
 
 
 def courier_orders(

@@ -14,7 +14,8 @@ __all__ = [
     "HISTORY_NTH_TO",
     "UPSERT",
     "counts",
-    "nth_of",
+    "hours",
+    "nth_in_hour",
     "orders_of",
 ]
 
@@ -51,35 +52,53 @@ HISTORY_NTH = (
 _DAY_US = 86_400_000_000
 
 
+_SHOPS = "shop IN (SELECT value FROM json_each(:shops))"
+
+
+def _group(by_destination: bool) -> str:
+    return "courier, product" + (", destination" if by_destination else "")
+
+
 def counts(by_destination: bool, shop: bool) -> str:
-    group = "courier, product" + (", destination" if by_destination else "")
+    """The rows of `gateway.store.facts.Tally.add`: a pass over the counts index."""
+    group = _group(by_destination)
     return (
-        f"SELECT {group}, count(*), count(delivered_at), count(returned_at),"
-        " count(problem_at), count(stuck_at),"
-        " count(CASE WHEN delivered_at IS NOT NULL THEN est_max_days END),"
-        f" count(CASE WHEN delivered_at <= shipped_at + est_max_days * {_DAY_US} THEN 1 END),"
-        " count(transit), count(pickup)"
-        " FROM order_facts INDEXED BY order_facts_shipped WHERE shipped_at >= :since"
-        + (" AND shop = :shop" if shop else "")
-        + f" GROUP BY {group} ORDER BY {group}"
+        f"SELECT {group}, count(*), count(delivered_at), count(returned_at), count(problem_at),"
+        " count(stuck_at), count(CASE WHEN delivered_at IS NOT NULL THEN est_max_days END),"
+        f" count(CASE WHEN delivered_at <= shipped_at + est_max_days * {_DAY_US} THEN 1 END)"
+        " FROM order_facts INDEXED BY order_facts_counts WHERE shipped_at >= :since"
+        + (f" AND {_SHOPS}" if shop else "")
+        + f" GROUP BY {group}"
     )
 
 
-def nth_of(column: str, by_destination: bool, shop: bool) -> str:
-    index = f"order_facts_{column}_all"
-    where = f"courier = :courier AND product = :product AND {column} IS NOT NULL"
+def hours(column: str, by_destination: bool, shop: bool) -> str:
+    """The rows of `gateway.store.facts.Tally.add_hours`: `column`'s histogram by hour."""
+    group = _group(by_destination)
+    return (
+        f"SELECT {group}, {column}_hour, count(*)"
+        f" FROM order_facts INDEXED BY order_facts_{column}_all"
+        f" WHERE {column} IS NOT NULL AND shipped_at >= :since"
+        + (f" AND {_SHOPS}" if shop else "")
+        + f" GROUP BY {group}, {column}_hour"
+    )
+
+
+def nth_in_hour(column: str, by_destination: bool, shop: bool) -> str:
+    """The value of rank :k among the window's values of `column` in hour :hour."""
+    where = f"courier = :courier AND product = :product AND {column}_hour = :hour"
     if by_destination:
         where += " AND destination = :destination"
     if shop:
-        where += " AND shop = :shop"
+        where += f" AND {_SHOPS}"
     return (
-        f"SELECT {column} FROM order_facts INDEXED BY {index} WHERE {where}"
-        f" AND shipped_at >= :since ORDER BY {column} LIMIT 1 OFFSET :k"
+        f"SELECT {column} FROM order_facts INDEXED BY order_facts_{column}_all WHERE {where}"
+        f" AND {column} IS NOT NULL AND shipped_at >= :since ORDER BY {column} LIMIT 1 OFFSET :k"
     )
 
 
 def orders_of(where: str) -> str:
     return (
-        f"SELECT {', '.join(COLUMNS)} FROM order_facts INDEXED BY order_facts_shipped"
+        f"SELECT {', '.join(COLUMNS)} FROM order_facts INDEXED BY order_facts_counts"
         f" WHERE {where} ORDER BY shipped_at DESC LIMIT ?"
     )
