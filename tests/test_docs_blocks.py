@@ -60,7 +60,7 @@ MARKER = re.compile(r"^\s*<!--\s*check:\s*(?P<kind>[\w-]+)\s*(?P<why>.*?)\s*-->\
 MARKERS = {"file", "fragment", "yaml-only", "skip"}
 
 SHELL = {"sh", "bash", "shell"}
-OUTPUT = {"text"}
+OUTPUT = {"text", "console"}
 """Output and pictures, said so by their language; only their ``$ `` lines are commands."""
 
 SKIPPED = {
@@ -253,16 +253,22 @@ def test_yaml_that_is_not_kabarins_parses() -> None:
 
 def commands(block: Block) -> Iterator[list[str]]:
     """Each command of a block as its words: continuation lines joined, comments dropped, a
-    pipeline or list split into its commands. In output blocks, only the lines after ``$ ``."""
+    pipeline or list split into its commands, redirections left out. In output blocks (``text``,
+    ``console``), only the lines after ``$ ``."""
     lines = block.body.replace("\\\n", " ").splitlines()
     if block.lang in OUTPUT:
         lines = [line[2:] for line in lines if line.startswith("$ ")]
     for line in lines:
-        lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|")
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|<>")
         lexer.whitespace_split = True
         words: list[str] = []
+        redirected = False
         for word in lexer:
-            if word in ("|", "||", "&&", ";", "&"):
+            if redirected:  # the file of a redirection is not a word of the command
+                redirected = False
+            elif word in (">", ">>", "<"):
+                redirected = True
+            elif word in ("|", "||", "&&", ";", "&"):
                 if words:
                     yield words
                 words = []
