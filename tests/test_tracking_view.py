@@ -65,6 +65,21 @@ def test_the_view_is_newest_first_in_local_time_without_staff_statuses() -> None
     assert english.steps[-1].at == "Mon, 07 Dec 2026 10:00 WIB" and english.first_name is None
 
 
+def test_a_late_timeless_processed_push_never_outranks_a_delivered_the_courier_dated() -> None:
+    # A processed_packages push carries no time: it is dated by its arrival, a day after the
+    # courier's time of the delivery.
+    late = msgspec.structs.replace(
+        EVENTS[0], occurred_at=T0 + timedelta(hours=80), received_at=T0 + timedelta(hours=80)
+    )
+    shipped = msgspec.structs.replace(EVENTS[1], received_at=T0 + timedelta(hours=6))
+    delivered = msgspec.structs.replace(EVENTS[4], received_at=T0 + timedelta(hours=51))
+    view = build_view([late, shipped, delivered], contact=None, language="id", timezone=WIB)
+    assert view.current is not None and view.current.status is Status.DELIVERED
+    assert [s.label for s in view.steps] == ["Terkirim", "Dikirim", "Diproses"]
+    # The processed step keeps its own (arrival) time.
+    assert view.steps[-1].at == "Kam, 10 Des 2026 18:00 WIB"
+
+
 def test_a_problem_reason_shows_no_phone_number_or_email() -> None:
     reason = "Penerima tidak ada, hubungi 081234567890 atau budi@example.com"
     problem = msgspec.structs.replace(EVENTS[3], reason=reason)

@@ -12,6 +12,7 @@ from gateway.config.tracking_page import DEFAULT_COLOR, BrandConfig
 from gateway.events import Contact, Event, Status
 from gateway.insights.estimates import Estimate
 from gateway.redaction import redact_text
+from gateway.store.lanes import rank
 from gateway.templating.sandbox import STATUS_LABELS, local_time
 from gateway.tracking_page.labels import Language
 
@@ -63,7 +64,7 @@ class TrackingView:
     first_name: str | None
     current: Step | None
     steps: list[Step]
-    """Newest first."""
+    """Furthest along first (`_order`): the first is the current status."""
     zone: str
     """The zone the times are in, as written after them (``WIB``)."""
     estimate: tuple[str, str] | None = None
@@ -86,7 +87,7 @@ def _text(value: Any) -> str | None:
 
 
 def _courier(events: list[Event]) -> str | None:
-    for event in events:  # newest first
+    for event in events:  # furthest along first
         service = _text(event.details.get("service"))
         name = _text(event.details.get("service_name")) or _text(event.details.get("service_type"))
         if service or name:
@@ -109,6 +110,14 @@ def _proof(events: list[Event]) -> dict[str, str]:
     return {}
 
 
+def _order(event: Event) -> tuple[Any, ...]:
+    """An event's place in the page, highest first: the ranking of ``ordering: latest``
+    (`gateway.store.lanes.rank`: the shipment's stage, then a courier's time over one taken
+    from the arrival), then its time. A push that carried no time is dated by its arrival, so a
+    late ``processed`` push never outranks a ``delivered`` the courier dated earlier."""
+    return (*rank(event), event.occurred_at, event.received_at)
+
+
 def build_view(
     events: list[Event],
     *,
@@ -118,7 +127,7 @@ def build_view(
     estimate: Estimate | None = None,
 ) -> TrackingView:
     """The page of the order whose `events` these are (any order; at least one)."""
-    newest = sorted(events, key=lambda e: (e.occurred_at, e.received_at), reverse=True)
+    ranked = sorted(events, key=_order, reverse=True)
     labels = STATUS_LABELS[language]
     steps = [
         Step(
@@ -127,11 +136,11 @@ def build_view(
             at=local_time(event.occurred_at, timezone, _TIME_FORMAT, language),
             note=redact_text(event.reason) if event.status in _WITH_NOTE and event.reason else None,
         )
-        for event in newest
+        for event in ranked
         if event.status not in _HIDDEN
     ]
-    awb = next((e.awb for e in newest if e.awb), None)
-    zone = local_time(newest[0].occurred_at, timezone, "%Z", language)
+    awb = next((e.awb for e in ranked if e.awb), None)
+    zone = local_time(ranked[0].occurred_at, timezone, "%Z", language)
     written = None
     if estimate is not None:
         written = (
@@ -139,13 +148,13 @@ def build_view(
             local_time(estimate.latest, timezone, _DATE_FORMAT, language),
         )
     return TrackingView(
-        order_id=newest[0].order_id,
+        order_id=ranked[0].order_id,
         awb=awb,
-        courier=_courier(newest),
+        courier=_courier(ranked),
         first_name=first_name(contact),
         current=steps[0] if steps else None,
         steps=steps,
         zone=zone,
         estimate=written,
-        proof=_proof(newest),
+        proof=_proof(ranked),
     )
