@@ -66,7 +66,6 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_NEUTRAL = Brand(name="Kabarin", color="#0a7f5a", logo_url=None, whatsapp_url=None)
 
 
 def _runtime(request: Request[Any, Any, Any]) -> Runtime:
@@ -127,13 +126,15 @@ def _html(
 
 
 def _not_found(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """The one 404: in the default brand (``tracking_page.brand``, else Kabarin's), never a
+    shop's, so it tells nothing of which shop or order a link was about."""
     language = _language(request)
     w = words(language)
     return _html(
         request,
         "message.html.j2",
         language=language,
-        brand=_NEUTRAL,
+        brand=Brand.of(_runtime(request).config.tracking_page.brand, "Kabarin"),
         status_code=404,
         title=w["Page not found"],
         text=w[
