@@ -98,3 +98,16 @@ def test_without_a_default_brand_name_the_404_says_kabarin(tmp_path: Path) -> No
     with TestClient(create_app(config), raise_server_exceptions=False) as client:
         answer = client.get("/t/nonsense")
     assert answer.status_code == 404 and 'id="shop">Kabarin<' in answer.text
+
+
+def test_head_answers_like_get_without_a_body(client: TestClient[Litestar]) -> None:
+    for path in (f"/t/{_token('toko-sari', ORDER)}", "/t", "/t/nonsense"):
+        got, head = client.get(path), client.head(path)
+        assert head.status_code == got.status_code, path
+        assert head.content == b"" and got.content
+        assert head.headers["content-length"] == str(len(got.content))
+        for name in ("etag", "content-type", "content-security-policy", "cache-control"):
+            assert head.headers.get(name) == got.headers.get(name), (path, name)
+    page = f"/t/{_token('toko-sari', ORDER)}"
+    etag = client.get(page).headers["etag"]
+    assert client.head(page, headers={"If-None-Match": etag}).status_code == 304

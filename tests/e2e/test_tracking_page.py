@@ -169,6 +169,9 @@ def test_the_message_link_opens_the_page_with_a_strict_policy_and_an_etag(
     etag = page.headers["etag"]
     again = httpx.get(link, headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.content == b""
+    head = httpx.head(link)  # a link checker, a chat app's preview
+    assert head.status_code == 200 and head.content == b"" and head.headers["etag"] == etag
+    assert head.headers["content-length"] == str(len(page.content))
     english = httpx.get(link, params={"lang": "en"})
     assert "Shipped" in english.text and "Dikirim" not in english.text
     assert english.headers["etag"] != etag
