@@ -14,8 +14,9 @@ The lookup (``POST /t`` with ``awb`` and ``phone_last4``) redirects (303) to the
 when an order with that AWB has a contact whose phone ends with those four digits; otherwise
 it answers one generic "no parcel matches". Each such answer counts against the client in the
 lookup limiter (a `gateway.access.SignInLimiter` of its own): after `MAX_FAILURES` within
-`WINDOW` seconds, 429 with ``Retry-After`` whatever it sends. A match does not clear the count
-(one known parcel must not buy a guesser more tries).
+`WINDOW` seconds, its lookups (``POST /t`` only; not the form or the pages) are 429 with
+``Retry-After``, whatever they ask. A match does not clear the count (one known parcel must not
+buy a guesser more tries).
 """
 
 from __future__ import annotations

@@ -243,6 +243,9 @@ def test_ten_failed_lookups_from_one_client_are_429_with_retry_after(
         refused = client.post("/t", data={"awb": AWB, "phone_last4": PHONE[-4:]})
         assert refused.status_code == 429
         assert 1 <= int(refused.headers["retry-after"]) <= 600
+        # Only the lookup is limited: the form and a link's page still open.
+        assert client.get("/t").status_code == 200
+        assert client.get(_link(server).removeprefix(server.url)).status_code == 200
     # another client is not affected
     right = httpx.post(f"{server.url}/t", data={"awb": AWB, "phone_last4": PHONE[-4:]})
     assert right.status_code == 303
