@@ -4,6 +4,8 @@ browser, is tests/e2e/test_tracking_page.py."""
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -14,7 +16,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from gateway.app import create_app
-from gateway.config import parse_config
+from gateway.config import load_config, parse_config
 from gateway.events import Contact, Event, Status
 from gateway.runtime import Runtime
 from gateway.tracking_page import LinkSigner
@@ -24,9 +26,10 @@ from .conftest import ingest
 SECRET = "tracking-page-http-secret-0123456789"
 PUBLIC = "https://lacak.toko.example"
 ORDER = "OID-HTTP-1"
+ADMIN = {"Authorization": "Bearer adm1n-token-for-tests"}
 
 
-def _config(tmp_path: Path, default_brand: str) -> str:
+def _config(tmp_path: Path, default_brand: str, *, enabled: bool = True) -> str:
     return f"""
 store: {{url: "sqlite:///{tmp_path}/k.db"}}
 admin: {{token: adm1n-token-for-tests}}
@@ -40,7 +43,7 @@ shops:
     token: butik-bunga-kiriminaja-key
     brand: {{name: Butik Bunga}}
 tracking_page:
-  enabled: true
+  enabled: {str(enabled).lower()}
   secret: {SECRET}
   public_url: {PUBLIC}
   {default_brand}
@@ -51,7 +54,17 @@ sinks: {{}}
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient[Litestar]]:
-    config = parse_config(_config(tmp_path, "brand: {name: Grup Sari, color: '#123456'}"))
+    yield from _client(tmp_path)
+
+
+@pytest.fixture
+def page_off(tmp_path: Path) -> Iterator[TestClient[Litestar]]:
+    yield from _client(tmp_path, enabled=False)
+
+
+def _client(tmp_path: Path, *, enabled: bool = True) -> Iterator[TestClient[Litestar]]:
+    brand = "brand: {name: Grup Sari, color: '#123456'}"
+    config = parse_config(_config(tmp_path, brand, enabled=enabled))
     with TestClient(create_app(config), raise_server_exceptions=False) as client:
         rt: Runtime = client.app.state.runtime
         moment = datetime.now(UTC) - timedelta(hours=1)
@@ -111,3 +124,46 @@ def test_head_answers_like_get_without_a_body(client: TestClient[Litestar]) -> N
     page = f"/t/{_token('toko-sari', ORDER)}"
     etag = client.get(page).headers["etag"]
     assert client.head(page, headers={"If-None-Match": etag}).status_code == 304
+
+
+def test_staff_see_the_orders_tracking_link_in_the_admin_api_and_the_dashboard(
+    client: TestClient[Litestar],
+) -> None:
+    answer = client.get(f"/admin/v1/orders/{ORDER}", params={"shop": "toko-sari"}, headers=ADMIN)
+    assert answer.status_code == 200, answer.text
+    url = answer.json()["tracking_url"]
+    assert url.startswith(f"{PUBLIC}/t/")
+    link = LinkSigner(SECRET, PUBLIC, 86400).verify(url.rsplit("/", 1)[1], now=datetime.now(UTC))
+    assert (link.shop, link.order_id) == ("toko-sari", ORDER)
+    assert client.get(url.removeprefix(PUBLIC)).status_code == 200
+    signed = client.post("/ui/login", data={"token": "adm1n-token-for-tests"})
+    assert signed.status_code == 200, signed.text
+    page = client.get("/ui/orders/view", params={"id": ORDER})
+    assert page.status_code == 200
+    (shown,) = re.findall(r'<a id="tracking-url" href="([^"]+)"', page.text)
+    assert shown.startswith(f"{PUBLIC}/t/") and client.get(shown.removeprefix(PUBLIC)).is_success
+
+
+def test_with_the_page_off_staff_see_no_tracking_link(page_off: TestClient[Litestar]) -> None:
+    answer = page_off.get(f"/admin/v1/orders/{ORDER}", params={"shop": "toko-sari"}, headers=ADMIN)
+    assert answer.status_code == 200 and answer.json()["tracking_url"] is None
+    page_off.post("/ui/login", data={"token": "adm1n-token-for-tests"})
+    page = page_off.get("/ui/orders/view", params={"id": ORDER})
+    assert page.status_code == 200 and "tracking-url" not in page.text and "/t/" not in page.text
+
+
+def test_a_reload_names_the_tracking_page_when_it_changed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(_config(tmp_path, "", enabled=False))
+    with TestClient(create_app(load_config(path), config_path=path)) as client:
+        path.write_text(_config(tmp_path, "", enabled=True))
+        with caplog.at_level(logging.INFO, logger="kabarin.reload"):
+            r = client.post("/admin/v1/reload", headers=ADMIN)
+        assert r.status_code == 200 and r.json()["ok"], r.text
+        assert r.json()["sections_changed"] == ["tracking_page"]
+        (logged,) = [m for m in caplog.messages if m.startswith("configuration reloaded")]
+        assert "sections changed: tracking_page" in logged and SECRET not in logged
+        again = client.post("/admin/v1/reload", headers=ADMIN).json()
+        assert again["ok"] and again["sections_changed"] == []

@@ -15,6 +15,7 @@ from gateway import operations
 from gateway.delivery.model import Delivery, DeliveryFilter
 from gateway.events import Event
 from gateway.store.roles import EventQuery
+from gateway.tracking_page.links import staff_link
 from gateway.ui.overview import events_since
 from gateway.ui.render import order_url, render, runtime_of, shops_of
 from gateway.ui.session import signed_in
@@ -95,4 +96,5 @@ async def order(request: Request[Any, Any, State], order_id: FromQuery[str] = ""
         attempts=attempts,
         contact=contact,
         mask=rt.redactor.redact,
+        tracking_url=staff_link(rt.config, shop, order_id, now=datetime.now(UTC)),
     )
