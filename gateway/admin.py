@@ -70,6 +70,7 @@ from gateway.operations import (
 from gateway.reload import ReloadResult, reload
 from gateway.shops import AdminScope
 from gateway.store.roles import EventQuery, PushQuery, PushState
+from gateway.tracking_page.links import staff_link
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -212,6 +213,7 @@ class AdminController(Controller):
             tracking=tracking,
             facts=await rt.store.order_facts(order_id, shop=chosen),
             estimate=await estimate_for(rt.store, order_id, shop=chosen),
+            tracking_url=staff_link(rt.config, chosen, order_id, now=datetime.now(UTC)),
         )
 
     @get("/events/{event_id:str}", summary="One event with its raw push item", responses=_ONE)

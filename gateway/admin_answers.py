@@ -80,6 +80,9 @@ class OrderTimeline(msgspec.Struct, frozen=True, kw_only=True):
     """Its courier, product, destination city, KiriminAja's estimate and stage times."""
     estimate: Estimate | None = None
     """When it is expected, while shipped and not yet delivered (`gateway.insights`)."""
+    tracking_url: str | None = None
+    """The customer's tracking page of the order, working for ``tracking_page.link_ttl``
+    from now; ``None`` when the page is off."""
 
 
 class DeliveryList(msgspec.Struct, frozen=True):

@@ -61,6 +61,9 @@ class ReloadResult(msgspec.Struct, frozen=True, kw_only=True):
     sinks_added: list[str] = msgspec.field(default_factory=list)
     sinks_changed: list[str] = msgspec.field(default_factory=list)
     sinks_removed: list[str] = msgspec.field(default_factory=list)
+    sections_changed: list[str] = msgspec.field(default_factory=list)
+    """The other sections applied that differ from the running ones (`LIVE_SECTIONS` but
+    ``sinks``, named above one by one): ``routes``, ``tracking_page``..."""
     routes: int = 0
 
 
@@ -121,6 +124,11 @@ async def _reload(rt: Runtime, now: datetime) -> ReloadResult:
         templates = rt.templates  # and its compiled templates with it
     redactor = Redactor(collect_secrets(config, sinks))
     old = set(rt.sinks)
+    changed = [
+        name
+        for name in sorted(LIVE_SECTIONS - {"sinks"})
+        if getattr(rt.config, name) != getattr(config, name)
+    ]
     rt.apply(
         config=config,
         router=router,
@@ -142,16 +150,19 @@ async def _reload(rt: Runtime, now: datetime) -> ReloadResult:
         sinks_added=sorted(set(sinks) - old),
         sinks_changed=sorted(set(fresh) & old),
         sinks_removed=sorted(old - set(sinks)),
+        sections_changed=changed,
         routes=len(config.routes),
     )
     log.info(
-        "configuration reloaded from %s: %d routes, %d sinks (added %s, changed %s, removed %s)%s",
+        "configuration reloaded from %s: %d routes, %d sinks (added %s, changed %s, removed %s);"
+        " sections changed: %s%s",
         rt.config_path,
         result.routes,
         len(sinks),
         _names(result.sinks_added),
         _names(result.sinks_changed),
         _names(result.sinks_removed),
+        _names(changed),
         f"; a restart is needed to apply {', '.join(restart)}" if restart else "",
     )
     return result

@@ -6,6 +6,9 @@ masked like a log line (`gateway.redaction`: phone numbers, emails and credentia
     == console | route everything-to-console | delivered | order OID-1 | AWB JP123
     Delivered: order OID-1 (AWB JP123), 05 May 2022 07:00 WIB
 
+With the customer's tracking page on (``tracking_page``), the default text ends with the
+order's link, ``Track: https://.../t/<token>``: a way to see one locally.
+
 ```yaml
 sinks:
   console:
@@ -63,12 +66,14 @@ class ConsoleSink:
                     "{% if event.awb %} (resi {{ event.awb }}){% endif %}"
                     ", {{ event.occurred_at | localtime }}"
                     "{% if event.reason %}. Alasan: {{ event.reason }}{% endif %}"
+                    "{% if tracking_url %}\nLacak: {{ tracking_url }}{% endif %}"
                 ),
                 "en": (
                     "{{ event.status | status_label }}: order {{ event.order_id }}"
                     "{% if event.awb %} (AWB {{ event.awb }}){% endif %}"
                     ", {{ event.occurred_at | localtime }}"
                     "{% if event.reason %}. Reason: {{ event.reason }}{% endif %}"
+                    "{% if tracking_url %}\nTrack: {{ tracking_url }}{% endif %}"
                 ),
             }
         },

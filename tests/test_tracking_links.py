@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from gateway.cli import main
 from gateway.config import parse_config
 from gateway.delivery.model import NewDelivery
 from gateway.errors import ConfigError
@@ -185,7 +187,9 @@ routes:
 
 @pytest.mark.parametrize("enabled", [True, False])
 def test_the_default_customer_texts_end_with_the_link_when_the_page_is_on(enabled: bool) -> None:
-    text = PAGE + CUSTOMER_SINKS
+    # and the console's, a way to see a link locally
+    blocks = CUSTOMER_SINKS.replace("[wa, sms, mail]", "[wa, sms, mail, console]")
+    text = PAGE + blocks.replace("sinks:\n", "sinks:\n  console: {type: console}\n")
     if not enabled:
         text = text.replace("  enabled: true\n", "  enabled: false\n")
     config = parse_config(text, env={"TRACKING_SECRET": SECRET})
@@ -202,5 +206,29 @@ def test_the_default_customer_texts_end_with_the_link_when_the_page_is_on(enable
             for part in ("text", "html") if name == "mail" else ("text",):
                 if enabled:
                     assert f"{url}" in parts[part], (name, language, part)
+                    if name == "console":
+                        assert parts[part].endswith(f": {url}"), (language, parts[part])
                 else:
                     assert "/t/" not in parts[part], (name, language, part)
+
+
+def test_kabarin_check_says_the_page_is_on_and_where(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.yaml"
+    on = (
+        PAGE.replace("${TRACKING_SECRET}", SECRET)
+        + f"store: {{url: 'sqlite:///{tmp_path}/k.db'}}\n"
+    )
+    for text, line in (
+        (on, "  tracking  page on: https://lacak.toko.example/t/<token>, links work 60 days"),
+        (on.replace("link_ttl: 60d", "link_ttl: 36h"), "links work 36 hours"),
+        (on.replace("enabled: true", "enabled: false"), None),
+    ):
+        config.write_text(text)
+        assert main(["check", "--config", str(config)]) == 0
+        out = capsys.readouterr().out
+        if line is None:
+            assert "tracking" not in out
+        else:
+            assert line in out and SECRET not in out

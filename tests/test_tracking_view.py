@@ -11,12 +11,13 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import msgspec
+import pytest
 
 from gateway.config.tracking_page import BrandConfig
 from gateway.events import Contact, Event, Status
 from gateway.insights.estimates import Estimate
 from gateway.tracking_page.assets import SCRIPT, policy, style
-from gateway.tracking_page.labels import words
+from gateway.tracking_page.labels import Language, words
 from gateway.tracking_page.page import _env
 from gateway.tracking_page.view import Brand, build_view, first_name
 
@@ -56,7 +57,8 @@ def test_the_view_is_newest_first_in_local_time_without_staff_statuses() -> None
     view = build_view(list(reversed(EVENTS)), contact=CONTACT, language="id", timezone=WIB)
     assert [s.label for s in view.steps] == ["Terkirim", "Bermasalah", "Dikirim", "Diproses"]
     assert view.steps[-1].at == "Sen, 07 Des 2026 10:00 WIB" and view.zone == "WIB"
-    assert view.steps[1].note == "Alamat tidak lengkap" and view.steps[0].note is None
+    assert view.steps[1].note == "Ada kendala pengiriman; hubungi toko."
+    assert view.steps[0].note is None
     assert view.current is not None and view.current.status is Status.DELIVERED
     assert (view.awb, view.courier, view.first_name) == ("JNE123", "JNE REG", "Budi")
     assert view.proof == {"photo": PHOTO, "signature": SIGNATURE}
@@ -65,13 +67,31 @@ def test_the_view_is_newest_first_in_local_time_without_staff_statuses() -> None
     assert english.steps[-1].at == "Mon, 07 Dec 2026 10:00 WIB" and english.first_name is None
 
 
-def test_a_problem_reason_shows_no_phone_number_or_email() -> None:
-    reason = "Penerima tidak ada, hubungi 081234567890 atau budi@example.com"
+def test_a_late_timeless_processed_push_never_outranks_a_delivered_the_courier_dated() -> None:
+    # A processed_packages push carries no time: it is dated by its arrival, a day after the
+    # courier's time of the delivery.
+    late = msgspec.structs.replace(
+        EVENTS[0], occurred_at=T0 + timedelta(hours=80), received_at=T0 + timedelta(hours=80)
+    )
+    shipped = msgspec.structs.replace(EVENTS[1], received_at=T0 + timedelta(hours=6))
+    delivered = msgspec.structs.replace(EVENTS[4], received_at=T0 + timedelta(hours=51))
+    view = build_view([late, shipped, delivered], contact=None, language="id", timezone=WIB)
+    assert view.current is not None and view.current.status is Status.DELIVERED
+    assert [s.label for s in view.steps] == ["Terkirim", "Dikirim", "Diproses"]
+    # The processed step keeps its own (arrival) time.
+    assert view.steps[-1].at == "Kam, 10 Des 2026 18:00 WIB"
+
+
+def test_a_problem_shows_a_fixed_line_never_the_couriers_words() -> None:
+    reason = "Penerima Ahmad Suryadi tidak di tempat, Jl. Melati No. 5 RT 02, hub 081234567890"
     problem = msgspec.structs.replace(EVENTS[3], reason=reason)
     view = build_view([EVENTS[0], problem], contact=None, language="id", timezone=WIB)
-    note = view.steps[0].note
-    assert note is not None and note.startswith("Penerima tidak ada, hubungi ")
-    assert "081234567890" not in note and "budi@example.com" not in note
+    assert view.steps[0].note == "Ada kendala pengiriman; hubungi toko."
+    english = build_view([EVENTS[0], problem], contact=None, language="en", timezone=WIB)
+    assert english.steps[0].note == "There is a delivery problem; contact the shop."
+    for page in (_page(problem), _page(problem, language="en")):
+        assert "Suryadi" not in page and "Ahmad" not in page and "Melati" not in page
+        assert "081234567890" not in page and "RT 02" not in page
 
 
 def test_an_estimate_is_written_as_local_dates() -> None:
@@ -90,6 +110,39 @@ def test_first_name_only() -> None:
     assert first_name(None) is None
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["+6281234567890", "081234567890", "budi@example.com", "Budi 0812", "Budi@toko", "Toko 2"],
+)
+def test_a_name_that_is_a_phone_number_or_an_email_shows_no_name(name: str) -> None:
+    assert first_name(Contact(order_id="x", name=name)) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "first"),
+    [
+        ("Ibu Ratna Sari", "Ratna"),
+        ("bu Ratna", "Ratna"),
+        ("Bapak Joko Widodo", "Joko"),
+        ("Pak. Joko", "Joko"),
+        ("Bpk. Joko", "Joko"),
+        ("Sdr Andi", "Andi"),
+        ("Sdri. Ani", "Ani"),
+        ("Mas Bayu", "Bayu"),
+        ("Mbak Sinta Dewi", "Sinta"),
+        ("Kak Rina", "Rina"),
+        ("Mr. John Smith", "John"),
+        ("Mrs Jane Doe", "Jane"),
+        ("Ms. Jane", "Jane"),
+        ("Miss Jane", "Jane"),
+        ("MBAK", None),
+        ("Masayu Putri", "Masayu"),
+    ],
+)
+def test_a_title_before_the_name_is_skipped(name: str, first: str | None) -> None:
+    assert first_name(Contact(order_id="x", name=name)) == first
+
+
 def test_proof_of_delivery_only_from_a_delivered_event_and_only_web_links() -> None:
     odd = [
         _event(Status.SHIPPED, 1, proof_of_delivery={"photo": PHOTO}),
@@ -98,11 +151,16 @@ def test_proof_of_delivery_only_from_a_delivered_event_and_only_web_links() -> N
     assert build_view(odd, contact=None, language="id", timezone=WIB).proof == {}
 
 
-def _page(brand: Brand) -> str:
-    view = build_view(EVENTS, contact=CONTACT, language="id", timezone=WIB)
+def _page(brand_or_event: Brand | Event, language: Language = "id") -> str:
+    """The order page of `EVENTS` in `brand`, or of `EVENTS[0]` and an event in a plain brand."""
+    if isinstance(brand_or_event, Brand):
+        brand, events = brand_or_event, EVENTS
+    else:
+        brand, events = Brand.of(BrandConfig(), "Toko"), [EVENTS[0], brand_or_event]
+    view = build_view(events, contact=CONTACT, language=language, timezone=WIB)
     css, _ = style(brand.color)
     return _env.get_template("order.html.j2").render(
-        lang="id", w=words("id"), brand=brand, style=css, script=SCRIPT, view=view, base=""
+        lang=language, w=words(language), brand=brand, style=css, script=SCRIPT, view=view, base=""
     )
 
 

@@ -13,6 +13,7 @@ from gateway.cli.arguments import Subparsers, command
 from gateway.cli.running import validated
 from gateway.errors import PushError
 from gateway.redaction import mask_url
+from gateway.units import how_many
 
 __all__ = ["register"]
 
@@ -42,9 +43,20 @@ def _check(args: argparse.Namespace) -> int:
     print(f"  admin     {'on' if config.admin.token else 'off (no admin.token)'}")
     print(f"  sinks     {len(config.sinks)}: {kinds or '-'}")
     print(f"  routes    {len(config.routes)}: {', '.join(r.name for r in config.routes) or '-'}")
+    page = config.tracking_page
+    if page.enabled:
+        print(f"  tracking  page on: {page.public_url}/t/<token>, links work {_ttl(page.link_ttl)}")
     for kind, line in sink_checks(config):
         print(f"  {kind:<9} {line}")
     return 0
+
+
+def _ttl(seconds: float) -> str:
+    """``60 days``, ``12 hours`` or ``90 seconds``: the largest unit it is a whole number of."""
+    for unit, size in (("day", 86400), ("hour", 3600)):
+        if seconds >= size and seconds % size == 0:
+            return how_many(int(seconds // size), unit)
+    return how_many(round(seconds), "second")
 
 
 def _simulate(args: argparse.Namespace) -> int:

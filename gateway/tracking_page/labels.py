@@ -29,6 +29,7 @@ _ID: dict[str, str] = {
     "Signature": "Tanda tangan",
     "Chat with the shop": "Chat dengan toko",
     "Note": "Keterangan",
+    "There is a delivery problem; contact the shop.": "Ada kendala pengiriman; hubungi toko.",
     "No news yet: the shop has not sent the parcel.": (
         "Belum ada kabar: paket belum dikirim oleh toko."
     ),

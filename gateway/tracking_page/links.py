@@ -28,7 +28,15 @@ from gateway.events import DEFAULT_SHOP
 if TYPE_CHECKING:
     from gateway.config import Config
 
-__all__ = ["MAC_BYTES", "Expired", "LinkSigner", "Tampered", "TrackingLink", "signer_for"]
+__all__ = [
+    "MAC_BYTES",
+    "Expired",
+    "LinkSigner",
+    "Tampered",
+    "TrackingLink",
+    "signer_for",
+    "staff_link",
+]
 
 VERSION = 1
 MAC_BYTES = 16
@@ -139,3 +147,10 @@ def signer_for(config: Config) -> LinkSigner | None:
     if not page.enabled or page.secret is None or page.public_url is None:
         return None
     return LinkSigner(page.secret, page.public_url, float(page.link_ttl))
+
+
+def staff_link(config: Config, shop: str, order_id: str, *, now: datetime) -> str | None:
+    """The tracking page of `order_id` of `shop` as staff see it (the admin API's and the
+    dashboard's order), working for ``link_ttl`` from `now`; ``None`` when the page is off."""
+    signer = signer_for(config)
+    return None if signer is None else signer.url(shop, order_id, made_at=now)

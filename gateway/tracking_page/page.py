@@ -8,13 +8,15 @@ With ``tracking_page.enabled`` off, every ``/t`` answer is that 404.
 The page reads the store (the order's events, its contact) and never writes to it. It is one
 server-rendered HTML document with its style and script inline, allowed by hash in its
 ``Content-Security-Policy``; its ``ETag`` is its content's hash, so a repeat view is a 304.
+``HEAD`` on ``/t/{token}`` and ``/t`` answers as ``GET`` does, without the body.
 
 The lookup (``POST /t`` with ``awb`` and ``phone_last4``) redirects (303) to the order's page
 when an order with that AWB has a contact whose phone ends with those four digits; otherwise
 it answers one generic "no parcel matches". Each such answer counts against the client in the
 lookup limiter (a `gateway.access.SignInLimiter` of its own): after `MAX_FAILURES` within
-`WINDOW` seconds, 429 with ``Retry-After`` whatever it sends. A match does not clear the count
-(one known parcel must not buy a guesser more tries).
+`WINDOW` seconds, its lookups (``POST /t`` only; not the form or the pages) are 429 with
+``Retry-After``, whatever they ask. A match does not clear the count (one known parcel must not
+buy a guesser more tries).
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
-from litestar import Request, Response, get, post
+from litestar import Request, Response, post, route
 from litestar.datastructures import State
-from litestar.enums import MediaType
+from litestar.enums import HttpMethod, MediaType
 from litestar.params import FromPath
 from litestar.response import Redirect
 
@@ -66,7 +68,6 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_NEUTRAL = Brand(name="Kabarin", color="#0a7f5a", logo_url=None, whatsapp_url=None)
 
 
 def _runtime(request: Request[Any, Any, Any]) -> Runtime:
@@ -123,17 +124,22 @@ def _html(
         asked = request.headers.get("if-none-match", "")
         if tag in (t.strip().removeprefix("W/") for t in asked.split(",")):
             return Response(b"", status_code=304, headers=out)
+    if request.method == HttpMethod.HEAD:  # the GET answer's status and headers, no body
+        out["Content-Length"] = str(len(body))
+        body = b""
     return Response(body, status_code=status_code, media_type=MediaType.HTML, headers=out)
 
 
 def _not_found(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """The one 404: in the default brand (``tracking_page.brand``, else Kabarin's), never a
+    shop's, so it tells nothing of which shop or order a link was about."""
     language = _language(request)
     w = words(language)
     return _html(
         request,
         "message.html.j2",
         language=language,
-        brand=_NEUTRAL,
+        brand=Brand.of(_runtime(request).config.tracking_page.brand, "Kabarin"),
         status_code=404,
         title=w["Page not found"],
         text=w[
@@ -154,7 +160,12 @@ def _brand(rt: Runtime, shop_id: str) -> Brand | None:
     return None if shop is None else Brand.of(shop.brand, shop.name)
 
 
-@get("/t/{token:str}", include_in_schema=False)
+_READ = [HttpMethod.GET, HttpMethod.HEAD]
+"""A page's methods: ``HEAD`` (link checkers, chat apps' previews) answers as ``GET`` does,
+without the body (`_html`)."""
+
+
+@route("/t/{token:str}", http_method=_READ, include_in_schema=False)
 async def tracking_page(request: Request[Any, Any, State], token: FromPath[str]) -> Response[bytes]:
     rt = _runtime(request)
     signer = signer_for(rt.config)
@@ -235,7 +246,7 @@ async def _order_page(
     )
 
 
-@get("/t", include_in_schema=False)
+@route("/t", http_method=_READ, include_in_schema=False)
 async def lookup_form(request: Request[Any, Any, State]) -> Response[bytes]:
     signer = signer_for(_runtime(request).config)
     if signer is None:

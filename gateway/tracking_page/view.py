@@ -11,9 +11,9 @@ from typing import Any
 from gateway.config.tracking_page import DEFAULT_COLOR, BrandConfig
 from gateway.events import Contact, Event, Status
 from gateway.insights.estimates import Estimate
-from gateway.redaction import redact_text
+from gateway.store.lanes import rank
 from gateway.templating.sandbox import STATUS_LABELS, local_time
-from gateway.tracking_page.labels import Language
+from gateway.tracking_page.labels import Language, words
 
 __all__ = ["Brand", "Step", "TrackingView", "build_view", "first_name"]
 
@@ -21,8 +21,29 @@ _HIDDEN = frozenset({Status.STUCK, Status.UNKNOWN})
 """Statuses the customer is not shown: a stuck alert is for the shop's staff, and an unknown
 method says nothing a customer could read."""
 _WITH_NOTE = frozenset({Status.PROBLEM})
-"""Statuses whose reason is shown (a problem the customer may help solve), with any phone number
-or email address the courier wrote into it masked."""
+"""Statuses shown with a fixed note (`PROBLEM_NOTE`), never the courier's reason: that is free
+text, and may hold the receiver's full name, phone number and street address."""
+PROBLEM_NOTE = "There is a delivery problem; contact the shop."
+"""The note of a problem (a label of `gateway.tracking_page.labels`)."""
+_HONORIFICS = frozenset(
+    [
+        "ibu",
+        "bu",
+        "bapak",
+        "pak",
+        "bpk",
+        "sdr",
+        "sdri",
+        "mas",
+        "mbak",
+        "kak",
+        "mr",
+        "mrs",
+        "ms",
+        "miss",
+    ]
+)
+"""Titles before a name (with or without a dot), skipped: the first name is the word after."""
 _TIME_FORMAT = "%a, %d %b %Y %H:%M %Z"
 _DATE_FORMAT = "%a, %d %b %Y"
 
@@ -63,7 +84,7 @@ class TrackingView:
     first_name: str | None
     current: Step | None
     steps: list[Step]
-    """Newest first."""
+    """Furthest along first (`_order`): the first is the current status."""
     zone: str
     """The zone the times are in, as written after them (``WIB``)."""
     estimate: tuple[str, str] | None = None
@@ -74,11 +95,16 @@ class TrackingView:
 
 
 def first_name(contact: Contact | None) -> str | None:
-    """The first word of the contact's name, never more."""
+    """The first word of the contact's name after any title (``Ibu``, ``Pak``, ``Mr.``), never
+    more; none when the name looks like a phone number or an email address (a digit or an
+    ``@`` in it), as a contact registered without a name may be."""
     if contact is None or not contact.name:
         return None
-    words = contact.name.split()
-    return words[0][:40] if words else None
+    name = contact.name
+    if "@" in name or any(c.isdigit() for c in name):
+        return None
+    parts = [w for w in name.split() if w.rstrip(".").casefold() not in _HONORIFICS]
+    return parts[0][:40] if parts else None
 
 
 def _text(value: Any) -> str | None:
@@ -86,7 +112,7 @@ def _text(value: Any) -> str | None:
 
 
 def _courier(events: list[Event]) -> str | None:
-    for event in events:  # newest first
+    for event in events:  # furthest along first
         service = _text(event.details.get("service"))
         name = _text(event.details.get("service_name")) or _text(event.details.get("service_type"))
         if service or name:
@@ -109,6 +135,14 @@ def _proof(events: list[Event]) -> dict[str, str]:
     return {}
 
 
+def _order(event: Event) -> tuple[Any, ...]:
+    """An event's place in the page, highest first: the ranking of ``ordering: latest``
+    (`gateway.store.lanes.rank`: the shipment's stage, then a courier's time over one taken
+    from the arrival), then its time. A push that carried no time is dated by its arrival, so a
+    late ``processed`` push never outranks a ``delivered`` the courier dated earlier."""
+    return (*rank(event), event.occurred_at, event.received_at)
+
+
 def build_view(
     events: list[Event],
     *,
@@ -118,20 +152,21 @@ def build_view(
     estimate: Estimate | None = None,
 ) -> TrackingView:
     """The page of the order whose `events` these are (any order; at least one)."""
-    newest = sorted(events, key=lambda e: (e.occurred_at, e.received_at), reverse=True)
+    ranked = sorted(events, key=_order, reverse=True)
     labels = STATUS_LABELS[language]
+    problem = words(language)[PROBLEM_NOTE]
     steps = [
         Step(
             status=event.status,
             label=labels[event.status],
             at=local_time(event.occurred_at, timezone, _TIME_FORMAT, language),
-            note=redact_text(event.reason) if event.status in _WITH_NOTE and event.reason else None,
+            note=problem if event.status in _WITH_NOTE else None,
         )
-        for event in newest
+        for event in ranked
         if event.status not in _HIDDEN
     ]
-    awb = next((e.awb for e in newest if e.awb), None)
-    zone = local_time(newest[0].occurred_at, timezone, "%Z", language)
+    awb = next((e.awb for e in ranked if e.awb), None)
+    zone = local_time(ranked[0].occurred_at, timezone, "%Z", language)
     written = None
     if estimate is not None:
         written = (
@@ -139,13 +174,13 @@ def build_view(
             local_time(estimate.latest, timezone, _DATE_FORMAT, language),
         )
     return TrackingView(
-        order_id=newest[0].order_id,
+        order_id=ranked[0].order_id,
         awb=awb,
-        courier=_courier(newest),
+        courier=_courier(ranked),
         first_name=first_name(contact),
         current=steps[0] if steps else None,
         steps=steps,
         zone=zone,
         estimate=written,
-        proof=_proof(newest),
+        proof=_proof(ranked),
     )

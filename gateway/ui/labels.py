@@ -70,6 +70,7 @@ _ID: dict[str, str] = {
     "Method": "Metode",
     "Reason": "Alasan",
     "Contact": "Kontak",
+    "Tracking page": "Halaman lacak",
     "Route": "Rute",
     "State": "Status",
     "Attempts": "Percobaan",

@@ -16,6 +16,7 @@ from gateway.delivery.model import Delivery, DeliveryFilter
 from gateway.events import Event
 from gateway.insights.estimates import estimate_for
 from gateway.store.roles import EventQuery
+from gateway.tracking_page.links import staff_link
 from gateway.ui.overview import events_since
 from gateway.ui.render import order_url, render, runtime_of, shops_of
 from gateway.ui.session import signed_in
@@ -100,4 +101,5 @@ async def order(request: Request[Any, Any, State], order_id: FromQuery[str] = ""
         facts=facts,
         estimate=estimate,
         mask=rt.redactor.redact,
+        tracking_url=staff_link(rt.config, shop, order_id, now=datetime.now(UTC)),
     )

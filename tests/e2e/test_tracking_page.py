@@ -169,6 +169,9 @@ def test_the_message_link_opens_the_page_with_a_strict_policy_and_an_etag(
     etag = page.headers["etag"]
     again = httpx.get(link, headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.content == b""
+    head = httpx.head(link)  # a link checker, a chat app's preview
+    assert head.status_code == 200 and head.content == b"" and head.headers["etag"] == etag
+    assert head.headers["content-length"] == str(len(page.content))
     english = httpx.get(link, params={"lang": "en"})
     assert "Shipped" in english.text and "Dikirim" not in english.text
     assert english.headers["etag"] != etag
@@ -240,6 +243,9 @@ def test_ten_failed_lookups_from_one_client_are_429_with_retry_after(
         refused = client.post("/t", data={"awb": AWB, "phone_last4": PHONE[-4:]})
         assert refused.status_code == 429
         assert 1 <= int(refused.headers["retry-after"]) <= 600
+        # Only the lookup is limited: the form and a link's page still open.
+        assert client.get("/t").status_code == 200
+        assert client.get(_link(server).removeprefix(server.url)).status_code == 200
     # another client is not affected
     right = httpx.post(f"{server.url}/t", data={"awb": AWB, "phone_last4": PHONE[-4:]})
     assert right.status_code == 303
