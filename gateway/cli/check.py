@@ -13,6 +13,7 @@ from gateway.cli.arguments import Subparsers, command
 from gateway.cli.running import validated
 from gateway.errors import PushError
 from gateway.redaction import mask_url
+from gateway.units import how_many
 
 __all__ = ["register"]
 
@@ -77,7 +78,7 @@ def _simulate(args: argparse.Namespace) -> int:
     except PushError as exc:
         print(f"not a push (Kabarin would answer 400): {exc}", file=sys.stderr)
         return 1
-    print(f"push {result.method}: {len(result.events)} event(s)")
+    print(f"push {result.method}: {how_many(len(result.events), 'event')}")
     for item in result.events:
         event = item.event
         print()

@@ -15,6 +15,7 @@ from gateway.cli.running import list_shops, opened_store, operating
 from gateway.config import Config, load_config
 from gateway.delivery.model import Delivery, DeliveryFilter
 from gateway.errors import NotReplayable, UnknownSink
+from gateway.units import how_many
 
 __all__ = ["register"]
 
@@ -114,5 +115,5 @@ async def _run_replay(config: Config, args: argparse.Namespace) -> int:
         except UnknownSink as exc:
             print(_unknown_sink(exc), file=sys.stderr)
             return 1
-    print(f"replayed {count} dead deliver{'y' if count == 1 else 'ies'}")
+    print(f"replayed {how_many(count, 'dead delivery', 'dead deliveries')}")
     return 0
