@@ -15,7 +15,7 @@ from gateway.cli.running import list_shops, opened_store, operating
 from gateway.config import Config, load_config
 from gateway.delivery.model import Delivery, DeliveryFilter
 from gateway.errors import NotReplayable, UnknownSink
-from gateway.units import how_many
+from gateway.units import clipped, how_many
 
 __all__ = ["register"]
 
@@ -69,7 +69,7 @@ def _deliveries(args: argparse.Namespace) -> int:
         return 0
     print(f"{'ID':<28} {'STATE':<10} {'SINK':<14} {'ORDER':<20} {'TRIES':>5}  LAST ERROR / WAITING")
     for d in items:
-        note = (d.last_error or "").replace("\n", " ")[:60]
+        note = clipped(d.last_error or "", 60)
         if d.waiting and d.state == "pending":
             note = f"waiting: {d.waiting}"
         print(f"{d.id:<28} {d.state:<10} {d.sink:<14} {d.order_id:<20} {d.attempts:>5}  {note}")
