@@ -41,6 +41,7 @@ import msgspec
 from gateway.config import ContactLookupConfig
 from gateway.events import DEFAULT_SHOP, Contact
 from gateway.phone import InvalidPhone, contact_phone, normalize_phone
+from gateway.units import how_many
 
 __all__ = [
     "CACHE_SIZE",
@@ -142,7 +143,8 @@ def read_contacts_csv(text: str) -> tuple[list[Contact], list[str]]:
         if not any(cell.strip() for cell in row):
             continue
         if len(row) > len(header):
-            problems.append(f"line {number}: {len(row)} cells, the header names {len(header)}")
+            cells = how_many(len(row), "cell")
+            problems.append(f"line {number}: {cells}, the header names {len(header)}")
             continue
         fields = dict(zip(header, row, strict=False))
         try:

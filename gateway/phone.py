@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import phonenumbers
 
+from gateway.units import how_many
+
 __all__ = ["DEFAULT_REGION", "InvalidPhone", "contact_phone", "normalize_phone"]
 
 DEFAULT_REGION = "ID"
@@ -43,7 +45,7 @@ def normalize_phone(raw: str, region: str = DEFAULT_REGION) -> str:
     if not phonenumbers.is_valid_number(parsed):
         digits = sum(c.isdigit() for c in text)
         raise InvalidPhone(
-            f"the phone number ({digits} digits) is not a valid number"
+            f"the phone number ({how_many(digits, 'digit')}) is not a valid number"
             f" for country code +{parsed.country_code}"
         )
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)

@@ -12,7 +12,8 @@ What `Redactor(secrets).redact(text)` (or `redact_text(text, secrets)`) masks, i
    ``Bearer``) with ``***``; a secret that is a URL keeps its scheme and host
    (``https://hooks.slack.com/***``) so the text stays useful;
 2. whether or not they were given: credentials in URLs (``https://user:***@host``),
-   ``Authorization`` values, bearer tokens, query parameters whose name is a secret key
+   ``Authorization`` values, bearer tokens (token-shaped: not a plain word such as ``bearer
+   token.``), query parameters whose name is a secret key
    (``?token=***``), Slack webhook paths (``hooks.slack.com/services/***``), Slack tokens
    (``xoxb-***``) and Standard Webhooks secrets (``whsec_***``);
 3. Indonesian phone numbers in any of their written forms (`mask_phone`): ``0812…``,
@@ -88,7 +89,20 @@ _AUTH_HEADER = re.compile(
     r"(?P<head>\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?(?:[A-Za-z]+\s+)?)[^\s\"',;]+",
     re.I,
 )
-_BEARER = re.compile(r"\b(?P<scheme>bearer\s+)[A-Za-z0-9\-._~+/]{6,}=*", re.I)
+_BEARER = re.compile(r"\b(?P<scheme>bearer\s+)(?P<token>[A-Za-z0-9\-._~+/]{6,}=*)", re.I)
+_PLAIN_WORD = re.compile(r"(?:[A-Za-z][a-z]*|[A-Z]+)[.]?")
+"""What follows "bearer" in prose ("the push's bearer token."), not a credential: letters only,
+in one case (or capitalised), shorter than 16, maybe ending a sentence. A token has a digit, a
+symbol, mixed case or 16+ characters; a configured secret is masked by value whatever its shape."""
+
+
+def _mask_bearer_match(m: re.Match[str]) -> str:
+    token = m["token"]
+    if len(token) < 16 and _PLAIN_WORD.fullmatch(token):
+        return m.group(0)
+    return f"{m['scheme']}{MASK}"
+
+
 _QUERY_PARAM = re.compile(r"(?P<key>[?&;](?P<name>[A-Za-z0-9_.\-]+)=)(?P<value>[^&#\s\"'<>]+)")
 _SLACK_PATH = re.compile(
     r"(?P<host>hooks\.slack(?:-gov)?\.com(?:\\?/)(?:services|workflows|triggers)(?:\\?/))"
@@ -241,7 +255,7 @@ class Redactor:
             text = self._secrets.sub(lambda m: self._masks[m.group(0)], text)
         text = _URL_CREDENTIALS.sub(rf"\g<scheme>\g<user>:{MASK}@", text)
         text = _AUTH_HEADER.sub(rf"\g<head>{MASK}", text)
-        text = _BEARER.sub(rf"\g<scheme>{MASK}", text)
+        text = _BEARER.sub(_mask_bearer_match, text)
         text = _QUERY_PARAM.sub(_mask_query_match, text)
         text = _SLACK_PATH.sub(rf"\g<host>{MASK}", text)
         text = _SLACK_TOKEN.sub(rf"\g<kind>-{MASK}", text)

@@ -31,6 +31,7 @@ from gateway.redaction import Redactor
 from gateway.routing import Router
 from gateway.runtime import Runtime, collect_secrets
 from gateway.templating import Templates
+from gateway.units import how_many
 from sinks.base import Sink
 from sinks.registry import build_sinks
 
@@ -108,9 +109,9 @@ async def _reload(rt: Runtime, now: datetime) -> ReloadResult:
     except ConfigError as exc:
         problems = [rt.redactor.redact(p) for p in exc.problems]
         log.error(
-            "configuration reload refused, %s stays in use: %d problems\n  %s",
+            "configuration reload refused, %s stays in use: %s\n  %s",
             rt.config_path,
-            len(problems),
+            how_many(len(problems), "problem"),
             "\n  ".join(problems),
         )
         return ReloadResult(ok=False, at=now, problems=problems)
@@ -154,11 +155,11 @@ async def _reload(rt: Runtime, now: datetime) -> ReloadResult:
         routes=len(config.routes),
     )
     log.info(
-        "configuration reloaded from %s: %d routes, %d sinks (added %s, changed %s, removed %s);"
+        "configuration reloaded from %s: %s, %s (added %s, changed %s, removed %s);"
         " sections changed: %s%s",
         rt.config_path,
-        result.routes,
-        len(sinks),
+        how_many(result.routes, "route"),
+        how_many(len(sinks), "sink"),
         _names(result.sinks_added),
         _names(result.sinks_changed),
         _names(result.sinks_removed),

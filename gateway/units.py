@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import datetime, tzinfo
 from typing import Any
 
 __all__ = [
@@ -20,8 +21,10 @@ __all__ = [
     "TooLong",
     "Window",
     "check_interval",
+    "clipped",
     "dec_hook",
     "how_many",
+    "local_time",
     "parse_duration",
     "parse_rate_limit",
     "parse_window",
@@ -150,3 +153,17 @@ def dec_hook(type_: type, value: Any) -> Any:
 def how_many(count: int, noun: str, plural: str | None = None) -> str:
     """``1 sink``, ``0 sinks``, ``2 sinks``: a count in words, for what a person reads."""
     return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
+def local_time(moment: datetime | None, zone: tzinfo) -> str:
+    """``2024-05-05 17:00:00 WIB``: a stored (UTC) time as the dashboard and the CLI show it, in
+    the configured ``receiver.timezone``; ``-`` for none."""
+    if moment is None:
+        return "-"
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def clipped(text: str, width: int) -> str:
+    """`text` on one line, at most `width` characters: one cut short ends with ``…``."""
+    line = text.replace("\n", " ")
+    return line if len(line) <= width else line[: width - 1] + "…"

@@ -268,6 +268,28 @@ def test_simulate_names_a_push_file_it_cannot_read(tmp_path: Path) -> None:
         ]
 
 
+def test_simulate_counts_its_events_in_words(capsys: pytest.CaptureFixture[str]) -> None:
+    push = ROOT / "tests/fixtures/push/shipped_packages.json"
+    assert main(["simulate", "--config", str(ROOT / "config.example.yaml"), str(push)]) == 0
+    assert "push shipped_packages: 1 event\n" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_track_add_warns_when_no_tracker_will_poll(
+    enabled: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"receiver: {{token: t}}\nstore: {{url: 'sqlite:///{tmp_path}/k.db'}}\n"
+        f"pull: {{enabled: {str(enabled).lower()}}}\n"
+    )
+    assert main(["track", "add", "--config", str(config), "INV-1", "INV-2"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "2 orders added, 0 already followed\n"  # added either way
+    warned = "warning: the pull tracker is off in this configuration" in err
+    assert warned is not enabled, err
+
+
 def test_reprocess_needs_no_failed_flag_and_says_it_is_the_default(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(f"receiver: {{token: t}}\nstore: {{url: 'sqlite:///{tmp_path}/k.db'}}\n")

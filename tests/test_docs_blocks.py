@@ -560,7 +560,7 @@ def test_the_typical_shops_commands_run_on_its_file(
     (config,) = [b for b in page if b.marker == "file"]
     (contacts,) = [b for b in page if b.lang == "csv"]
     _prepare(config, tmp_path, monkeypatch)
-    (tmp_path / "config.yaml").write_text(config.body, encoding="utf-8")
+    (tmp_path / "shop.yaml").write_text(config.body, encoding="utf-8")  # the name the page gives
     (tmp_path / "contacts.csv").write_text(contacts.body, encoding="utf-8")
     (tmp_path / "tests").symlink_to(ROOT / "tests")  # the fixtures the page names
     ran = []

@@ -83,6 +83,9 @@ def test_a_longer_secret_wins_over_a_shorter_one_inside_it() -> None:
         ('{"Authorization": "Token abc.def"}', '{"Authorization": "Token ***"}'),
         ("curl -H 'authorization=s3cr3t'", "curl -H 'authorization=***'"),
         ("sent Bearer abcdef123 to peer", "sent Bearer *** to peer"),
+        ("bearer abcdefghijklmnopqrst.", "bearer ***"),  # 16+ letters: a token
+        ("bearer AbCdEfGhIj", "bearer ***"),  # mixed case
+        ("Bearer secret1.", "Bearer ***"),  # a digit
         ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_***"),
     ],
 )
@@ -320,6 +323,8 @@ def test_mask_config_of_a_nested_config() -> None:
         "evt_0123456789abcdef01234567",
         "invalid token provided, basic information is missing",
         "no authorization needed",
+        "sends your API key as the push's bearer token.",  # a word after "bearer", not a token
+        "the bearer token, then the body; Bearer TOKEN as a placeholder",
         "GET /admin/v1/events?order_id=OID-1&limit=50&cursor=20",
         "a @mention and user@localhost",
     ],

@@ -120,7 +120,7 @@ async def test_a_push_the_servers_intake_took_and_failed_again_is_reported_faile
         said = []
         while line := (await reprocess.stderr.readline()).decode():
             said.append(line)
-            if "waiting up to 60s for 1 pushes another process's intake has taken" in line:
+            if "waiting up to 60s for 1 push another process's intake has taken" in line:
                 break
         else:
             raise AssertionError(f"it did not wait for the server's intake: {said}")

@@ -19,6 +19,7 @@ from gateway.config import load_config, parse_config
 from gateway.delivery.model import Attempt, NewDelivery
 from gateway.events import Contact, Event, Status
 from gateway.runtime import Runtime
+from gateway.ui.labels import translate
 
 from .conftest import ingest
 
@@ -272,3 +273,19 @@ def test_staff_mail_links_to_the_order_once_a_reload_sets_the_public_url(tmp_pat
         assert r.status_code == 200 and r.json()["ok"], r.text
         page = client.get(f"/ui/deliveries/{delivery_id}").text
         assert "Dasbor: https://kabarin.toko.example/ui/orders/view?id=INV-2001" in page
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        "{n} pushes put back to the intake.",
+        "{n} deliveries replayed.",
+        "{n} attempts",
+        "Replay {n} dead deliveries?",
+    ],
+)
+def test_a_counting_label_says_one_thing_in_the_singular(label: str) -> None:
+    one, two = translate(label, "en", n=1), translate(label, "en", n=2)
+    assert two == label.format(n=2) and one != label.format(n=1)
+    assert one.startswith("1 ") or " 1 " in one
+    assert translate(label, "id", n=1) != label.format(n=1)  # translated, one form for both

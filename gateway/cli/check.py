@@ -89,7 +89,7 @@ def _simulate(args: argparse.Namespace) -> int:
     except PushError as exc:
         print(f"not a push (Kabarin would answer 400): {exc}", file=sys.stderr)
         return 1
-    print(f"push {result.method}: {len(result.events)} event(s)")
+    print(f"push {result.method}: {how_many(len(result.events), 'event')}")
     for item in result.events:
         event = item.event
         print()

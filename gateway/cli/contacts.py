@@ -12,6 +12,7 @@ from gateway import operations
 from gateway.cli.arguments import Subparsers, command, shop
 from gateway.cli.running import one_shop, operating
 from gateway.config import Config, load_config
+from gateway.units import how_many
 
 __all__ = ["register"]
 
@@ -35,7 +36,7 @@ def _contacts_import(args: argparse.Namespace) -> int:
         return 1
     done = asyncio.run(_import(config, text, one_shop(config, args.shop)))
     count = done.imported
-    print(f"{args.file}: imported {count} contact{'' if count == 1 else 's'}")
+    print(f"{args.file}: imported {how_many(count, 'contact')}")
     if done.problems:
         rows = len(done.problems)
         print(f"{rows} row{'' if rows == 1 else 's'} not imported:", file=sys.stderr)

@@ -15,6 +15,7 @@ from gateway.cli.running import list_shops, opened_store, operating
 from gateway.config import Config, load_config
 from gateway.delivery.model import Delivery, DeliveryFilter
 from gateway.errors import NotReplayable, UnknownSink
+from gateway.units import clipped, how_many
 
 __all__ = ["register"]
 
@@ -68,7 +69,7 @@ def _deliveries(args: argparse.Namespace) -> int:
         return 0
     print(f"{'ID':<28} {'STATE':<10} {'SINK':<14} {'ORDER':<20} {'TRIES':>5}  LAST ERROR / WAITING")
     for d in items:
-        note = (d.last_error or "").replace("\n", " ")[:60]
+        note = clipped(d.last_error or "", 60)
         if d.waiting and d.state == "pending":
             note = f"waiting: {d.waiting}"
         print(f"{d.id:<28} {d.state:<10} {d.sink:<14} {d.order_id:<20} {d.attempts:>5}  {note}")
@@ -114,5 +115,5 @@ async def _run_replay(config: Config, args: argparse.Namespace) -> int:
         except UnknownSink as exc:
             print(_unknown_sink(exc), file=sys.stderr)
             return 1
-    print(f"replayed {count} dead deliver{'y' if count == 1 else 'ies'}")
+    print(f"replayed {how_many(count, 'dead delivery', 'dead deliveries')}")
     return 0

@@ -94,6 +94,12 @@ async def _run_track_add(config: Config, args: argparse.Namespace) -> int:
     async with opened_store(config.store.url, cache_mb=config.store.cache_mb) as store:
         added = await store.track_orders(orders, now=datetime.now(UTC), shop=chosen)
     print(f"{how_many(added, 'order')} added, {len(orders) - added} already followed")
+    if not config.pull.enabled:
+        print(
+            "warning: the pull tracker is off in this configuration (pull.enabled is not true):"
+            " nothing will ask KiriminAja about these orders until it is on",
+            file=sys.stderr,
+        )
     return 0
 
 

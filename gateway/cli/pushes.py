@@ -42,7 +42,8 @@ def _reprocess(args: argparse.Namespace) -> int:
 async def _run_reprocess(config: Config, args: argparse.Namespace) -> int:
     def waiting(held: int) -> None:
         print(
-            f"waiting up to {args.wait:g}s for {held} pushes another process's intake has taken",
+            f"waiting up to {args.wait:g}s for {how_many(held, 'push', 'pushes')}"
+            " another process's intake has taken",
             file=sys.stderr,
         )
 

@@ -13,6 +13,7 @@ from gateway import operations
 from gateway.cli.arguments import Subparsers, command, positive, shop
 from gateway.cli.running import list_shops, operating
 from gateway.config import Config, load_config
+from gateway.units import clipped, local_time
 
 __all__ = ["register"]
 
@@ -51,10 +52,12 @@ async def _run_rejected(config: Config, args: argparse.Namespace) -> int:
                 return 0
             if not rows:
                 print("no rejected bodies")
+                return 0
+            zone = config.receiver.tz
+            print(f"{'ID':>6}  {'RECEIVED':<23}  {'SHOP':<12}  REASON")
             for r in rows:
-                reason = r.reason.replace("\n", " ")[:70]
-                when = r.received_at.isoformat(timespec="seconds")
-                print(f"{r.id:>6}  {when}  {r.shop:<12}  {reason}")
+                when = local_time(r.received_at, zone)
+                print(f"{r.id:>6}  {when:<23}  {r.shop:<12}  {clipped(r.reason, 70)}")
             return 0
         found = await rt.store.get_rejected(args.id)
         if found is None:
@@ -64,7 +67,7 @@ async def _run_rejected(config: Config, args: argparse.Namespace) -> int:
             item = operations.rejected_item(found)
             print(f"id            {item.id}")
             print(f"shop          {item.shop}")
-            print(f"received_at   {item.received_at.isoformat()}")
+            print(f"received_at   {local_time(item.received_at, config.receiver.tz)}")
             print(f"content_type  {item.content_type or '-'}")
             print(f"reason        {item.reason}")
             print(item.body)

@@ -15,6 +15,7 @@ from gateway.cli.arguments import Subparsers, command, port
 from gateway.cli.running import opened_store, validated
 from gateway.config import Config
 from gateway.errors import KabarinError
+from gateway.units import how_many
 
 __all__ = ["register"]
 
@@ -101,7 +102,7 @@ async def _run_worker(config: Config) -> int:
         loop.add_signal_handler(sig, stopping.set)
     async with AsyncExitStack() as stack:
         await open_runtime(config, stack, dispatcher=True, intake=True)
-        log.info("kabarin worker %s running: %d sinks", __version__, len(config.sinks))
+        log.info("kabarin worker %s running: %s", __version__, how_many(len(config.sinks), "sink"))
         await stopping.wait()
         log.info("kabarin worker stopping")
     return 0

@@ -26,6 +26,7 @@ from gateway.errors import UnknownShop
 from gateway.operations.shops import list_shops
 from gateway.ui.labels import LANGUAGES, Language, translate
 from gateway.ui.session import Session
+from gateway.units import local_time
 
 if TYPE_CHECKING:
     from gateway.reload import ReloadResult
@@ -134,9 +135,7 @@ def render(
         return translate(label, lang, **values)
 
     def local(moment: datetime | None) -> str:
-        if moment is None:
-            return "-"
-        return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+        return local_time(moment, tz)
 
     def local_date(moment: datetime | None) -> str:
         return "-" if moment is None else moment.astimezone(tz).strftime("%Y-%m-%d")

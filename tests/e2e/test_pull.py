@@ -222,7 +222,7 @@ def test_missed_pushes_are_pulled_after_a_restart_and_the_late_push_is_a_duplica
     server.wait_for(lambda: all(d["state"] == "delivered" for d in _deliveries(server)))
     assert len(delivered(peer, "shipped")) == 1 and len(delivered(peer, "delivered")) == 1
     # The catch-up asks once: it says it is done, and a pass a second later asks nothing.
-    server.wait_for(lambda: "pull: caught up (1 orders asked about)" in server.output())
+    server.wait_for(lambda: "pull: caught up (1 order asked about)" in server.output())
     seen = _last_pass(server)
     server.wait_for(lambda: _last_pass(server) > seen + 1)
     assert len(kiriminaja.asked("OID-1")) == 1

@@ -54,6 +54,7 @@ from gateway.sources.kiriminaja.pulled import Pulled, normalise_pulled
 from gateway.sources.kiriminaja.tracking import NotFound, Refused, TrackingResult
 from gateway.store.roles import IngestStore, NewPush
 from gateway.store.tracking import PullClaim, TrackedOrder, TrackingStore
+from gateway.units import how_many
 
 __all__ = ["Clock", "PassReport", "PullResult", "PullStore", "PullTracker", "SystemClock"]
 
@@ -254,7 +255,7 @@ class PullTracker:
         else:
             completed = await self._pull_due(report)
         if completed and report.catch_up:
-            log.info("pull: caught up (%d orders asked about)", len(report.pulls))
+            log.info("pull: caught up (%s asked about)", how_many(len(report.pulls), "order"))
             self.catch_up_since, self.catch_up_shops = None, frozenset()
         metrics.PULL_LAST_PASS.set(self.clock.now().timestamp())
         return report
