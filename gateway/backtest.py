@@ -2,7 +2,8 @@
 
 `History` runs stored events through another configuration: how many deliveries each (route,
 sink) would get, a few messages rendered as the dispatcher renders them (`Templates.message`,
-as ``kabarin simulate`` does) and masked, the template errors, and, given the configuration in
+with the parcel's delivery estimate when a template reads it, as ``kabarin simulate`` does)
+and masked, the template errors, and, given the configuration in
 use, which (route, sink) pairs gain or lose deliveries and how many events change destination.
 """
 
@@ -10,15 +11,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
+from typing import Protocol
 
 import msgspec
 
 from gateway.config import Config
 from gateway.delivery.model import NewDelivery
+from gateway.delivery.preparation import Estimates, estimate_to_render
 from gateway.errors import TemplateError
 from gateway.events import Contact, Event
+from gateway.insights.estimates import Estimate, estimate_for
 from gateway.redaction import Redactor
 from gateway.routing import Router
+from gateway.store.facts import InsightsStore
 from gateway.store.roles import AdminReader, EventQuery
 from gateway.templating import Templates
 from sinks.base import Sink
@@ -34,6 +39,11 @@ __all__ = [
 ]
 
 _PAGE = 500
+
+
+class Reader(AdminReader, InsightsStore, Protocol):
+    """What `History.read` reads: the events and contacts, and the order facts estimates
+    come from."""
 
 
 class Sample(msgspec.Struct, frozen=True, kw_only=True):
@@ -143,19 +153,57 @@ class History:
         self._changed = 0
 
     async def read(
-        self, store: AdminReader, since: datetime | None, shops: tuple[str, ...] | None = None
+        self, store: Reader, since: datetime | None, shops: tuple[str, ...] | None = None
     ) -> None:
         """`add` every event `store` holds received at or after `since` (of `shops` only, when
-        given), with its contact."""
+        given), with its contact, and the parcel's delivery estimate for the messages whose
+        templates read it (as the dispatcher would look it up now)."""
         contacts: dict[tuple[str, str], Contact | None] = {}
+        known: dict[tuple[str, str], Estimate | None] = {}
+
+        async def estimates(order_id: str, shop: str) -> Estimate | None:
+            if (shop, order_id) not in known:
+                known[shop, order_id] = await estimate_for(store, order_id, shop=shop)
+            return known[shop, order_id]
+
         async for event in stored_events(store, since, shops):
             order = (event.shop, event.order_id)
             if order not in contacts:
                 contacts[order] = await store.get_contact(event.order_id, shop=event.shop)
-            self.add(event, contacts[order])
+            self.add(
+                event, contacts[order], await self._estimates(event, contacts[order], estimates)
+            )
 
-    def add(self, event: Event, contact: Contact | None) -> None:
-        """Route `event` under both configurations and render its deliveries."""
+    async def _estimates(
+        self, event: Event, contact: Contact | None, estimates: Estimates
+    ) -> dict[tuple[str, str], Estimate | None]:
+        """The estimate each sampled delivery of `event` renders with, by (route, sink)."""
+        out: dict[tuple[str, str], Estimate | None] = {}
+        for delivery in self._router.deliveries(event):
+            pair = self._pairs[delivery.route, delivery.sink]
+            if len(pair.samples) >= self._samples:
+                continue  # not shown: rendered only for its template errors
+            try:
+                out[delivery.route, delivery.sink] = await estimate_to_render(
+                    estimates,
+                    self._templates,
+                    self._sinks[delivery.sink],
+                    delivery,
+                    event=event,
+                    contact=contact,
+                )
+            except TemplateError:
+                continue  # rendering reports it
+        return out
+
+    def add(
+        self,
+        event: Event,
+        contact: Contact | None,
+        estimates: Mapping[tuple[str, str], Estimate | None] | None = None,
+    ) -> None:
+        """Route `event` under both configurations and render its deliveries (with
+        `estimates`' estimate, by (route, sink))."""
         self._events += 1
         deliveries = self._router.deliveries(event)
         if not deliveries:
@@ -163,7 +211,8 @@ class History:
         for delivery in deliveries:
             pair = self._pairs[delivery.route, delivery.sink]
             pair.deliveries += 1
-            self._render(pair, delivery, event, contact)
+            estimate = (estimates or {}).get((delivery.route, delivery.sink))
+            self._render(pair, delivery, event, contact, estimate)
         if self._current is not None:
             after = {(d.route, d.sink) for d in deliveries}
             before = {(d.route, d.sink) for d in self._current.deliveries(event)}
@@ -176,11 +225,18 @@ class History:
             self._changed += before != after
 
     def _render(
-        self, pair: PairReport, delivery: NewDelivery, event: Event, contact: Contact | None
+        self,
+        pair: PairReport,
+        delivery: NewDelivery,
+        event: Event,
+        contact: Contact | None,
+        estimate: Estimate | None,
     ) -> None:
         sink = self._sinks[delivery.sink]
         try:
-            message = self._templates.message(sink, delivery, event=event, contact=contact)
+            message = self._templates.message(
+                sink, delivery, event=event, contact=contact, estimate=estimate
+            )
         except TemplateError as exc:
             self._errors += 1
             pair.template_errors += 1

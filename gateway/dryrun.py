@@ -1,5 +1,6 @@
 """What a push would do, sending and storing nothing: `kabarin simulate` and the dashboard's
-"Try a push" page both show `simulate`'s answer.
+"Try a push" page both show `simulate`'s answer. A template that reads ``estimate`` gets the
+parcel's delivery estimate as the dispatcher would look it up now, when a store is at hand.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from gateway.delivery.preparation import Estimates, estimate_to_render
 from gateway.errors import KabarinError
 from gateway.events import DEFAULT_SHOP, Event
 from gateway.routing import Router
@@ -42,7 +44,7 @@ class Simulated(msgspec.Struct, frozen=True, kw_only=True):
     events: list[SimulatedEvent]
 
 
-def simulate(
+async def simulate(
     body: bytes,
     *,
     source: PushSource,
@@ -51,9 +53,11 @@ def simulate(
     sinks: Mapping[str, Sink],
     timezone: ZoneInfo,
     shop: str = DEFAULT_SHOP,
+    estimates: Estimates | None = None,
 ) -> Simulated:
     """Decode `body` as the receiver would at `source`'s path and render what every matching
-    sink would send.
+    sink would send (a template reading ``estimate`` gets the order's from `estimates`: what
+    the store knows of it, not what this push would add).
 
     Raises `gateway.errors.PushError` when the body is not a push (the receiver answers 400).
     """
@@ -67,9 +71,13 @@ def simulate(
             sink = sinks[delivery.sink]
             shown: str | None = None
             error: str | None = None
+            contact = contacts.get(event.order_id)
             try:
+                estimate = await estimate_to_render(
+                    estimates, templates, sink, delivery, event=event, contact=contact
+                )
                 message = templates.message(
-                    sink, delivery, event=event, contact=contacts.get(event.order_id)
+                    sink, delivery, event=event, contact=contact, estimate=estimate
                 )
                 # What the sink really sends: a webhook sends the event, not the rendered text.
                 shown = sink.preview(message)

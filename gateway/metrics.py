@@ -181,7 +181,8 @@ STORE_BYTES = Gauge(
 )
 PRUNED = Counter(
     "kabarin_pruned_rows_total",
-    "Rows retention removed, by table (pushes, events, deliveries, attempts, rejected).",
+    "Rows retention removed, by table (pushes, events, deliveries, attempts, rejected,"
+    " orders: order facts).",
     ["table"],
     registry=REGISTRY,
 )

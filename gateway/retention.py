@@ -47,6 +47,7 @@ class RetentionPolicy:
     delivered: Window
     dead: Window
     rejected: Window
+    orders: Window
 
     @classmethod
     def from_config(cls, config: RetentionConfig) -> RetentionPolicy:
@@ -56,14 +57,14 @@ class RetentionPolicy:
             delivered=config.delivered,
             dead=config.dead,
             rejected=config.rejected,
+            orders=config.orders,
         )
 
     @property
     def enabled(self) -> bool:
         """Whether anything is ever pruned."""
-        return any(
-            not w.off for w in (self.pushes, self.events, self.delivered, self.dead, self.rejected)
-        )
+        windows = (self.pushes, self.events, self.delivered, self.dead, self.rejected, self.orders)
+        return any(not w.off for w in windows)
 
     def cutoffs(self, now: datetime) -> Cutoffs:
         """What may go at `now`: rows older than each window."""
@@ -73,6 +74,7 @@ class RetentionPolicy:
             delivered=_cutoff(now, self.delivered),
             dead=_cutoff(now, self.dead),
             rejected=_cutoff(now, self.rejected),
+            orders=_cutoff(now, self.orders),
         )
 
 
@@ -140,18 +142,19 @@ class Retention:
                 if removed.of(step) < self.batch:
                     break
                 await asyncio.sleep(0)  # between commits, whatever else is waiting goes first
-        for table in ("pushes", "events", "deliveries", "attempts", "rejected"):
+        for table in ("pushes", "events", "deliveries", "attempts", "rejected", "orders"):
             count = getattr(total, table)
             if count:
                 metrics.PRUNED.labels(table).inc(count)
         if total != Pruned():
             log.info(
                 "retention: removed %d pushes, %d events, %d deliveries, %d attempts,"
-                " %d rejected bodies",
+                " %d rejected bodies, %d order facts",
                 total.pushes,
                 total.events,
                 total.deliveries,
                 total.attempts,
                 total.rejected,
+                total.orders,
             )
         return total

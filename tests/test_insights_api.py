@@ -17,6 +17,7 @@ from litestar.testing import TestClient
 from gateway.app import create_app
 from gateway.cli import main
 from gateway.config import parse_config
+from gateway.delivery.model import NewDelivery
 from gateway.events import Event, Status
 from gateway.runtime import Runtime
 
@@ -179,6 +180,26 @@ def test_the_order_api_and_page_show_the_estimate(client: TestClient[Litestar]) 
     assert 'id="order-estimate"' in page
     assert "Perkiraan KiriminAja: 2-3 hari" in page
     assert 'id="order-estimate"' not in client.get("/ui/orders/view", params={"id": "J1"}).text
+
+
+def test_a_delivery_preview_renders_the_estimate_it_would_be_sent_with(
+    client: TestClient[Litestar],
+) -> None:
+    rt: Runtime = client.app.state.runtime
+    moving = ev("B1", Status.IN_TRANSIT, NOW - HOUR / 2, "toko-b")
+    text = "{{ event.order_id }}: {{ estimate.basis }} {{ estimate.estimation }}"
+    sent = NewDelivery(
+        id="dlv-b1-eta",
+        event_id=moving.id,
+        route="eta",
+        sink="ops",
+        ordering="all",
+        template=text,
+    )
+    client.blocking_portal.call(partial(ingest, rt.store, events=[moving], deliveries=[sent]))
+    page = client.get("/ui/deliveries/dlv-b1-eta")
+    assert page.status_code == 200, page.text
+    assert "B1: kiriminaja 2-3" in page.text
 
 
 def test_the_couriers_page_draws_its_charts_and_links_the_orders(

@@ -17,6 +17,7 @@ import pytest
 from gateway.cli import main
 from gateway.events import Event, Status
 from gateway.insights.estimates import Estimate, estimate_for
+from gateway.insights.scorecards import scorecards
 from gateway.sources.kiriminaja.normalise import normalise
 from gateway.sources.kiriminaja.pulled import Pulled, normalise_pulled
 from gateway.sources.kiriminaja.push import decode_push
@@ -125,6 +126,30 @@ async def test_facts_merge_earliest_stage_latest_text(store: Store) -> None:
     assert facts.problem_at == shipped + 2 * HOUR
     assert facts.delivered_at is None
     assert await store.order_facts("A1", shop="other") is None
+
+
+async def test_on_time_counts_only_orders_with_kiriminajas_estimate(store: Store) -> None:
+    """As docs/insights.md says: judged against KiriminAja's estimate only, within its upper
+    bound in days times 24 h of shipping (not the end of that day); none with no estimate at all."""
+    second = timedelta(seconds=1)
+    events = []
+    for order, courier, estimation, transit in (
+        ("ON", "jne", "1-2", 48 * HOUR),  # exactly 2 days: on time
+        ("LATE", "jne", "1-2", 48 * HOUR + second),  # a second more: late
+        ("NONE", "jne", None, HOUR),  # no estimate: not counted, not late
+        ("BARE", "lion", None, HOUR),  # a courier with no estimate at all
+    ):
+        extra = {"estimation": estimation} if estimation else {}
+        details = {"service": courier, "service_type": "REG"}
+        events += [
+            ev(order, Status.SHIPPED, T0, **details, **extra),
+            ev(order, Status.DELIVERED, T0 + transit),
+        ]
+    await ingest(store, events=events)
+    cards = {c.courier: c for c in await scorecards(store, since=T0 - HOUR)}
+    jne, lion = cards["jne"], cards["lion"]
+    assert (jne.delivered, jne.on_time_rate) == (3, 0.5)  # 1 of the 2 with an estimate
+    assert (lion.delivered, lion.on_time_rate) == (1, None)
 
 
 async def test_scorecard_figures_are_exact(store: Store) -> None:

@@ -9,6 +9,7 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from gateway.config import parse_config
@@ -29,21 +30,25 @@ DEFAULTS = RetentionPolicy(
     delivered=Window(30 * DAY),
     dead=Window(90 * DAY),
     rejected=Window(30 * DAY),
+    orders=Window(365 * DAY),
 )
 
 
 def test_the_policy_turns_windows_into_cutoffs_and_off_into_none() -> None:
-    assert DEFAULTS.cutoffs(NOW) == WINDOWS
+    assert DEFAULTS.cutoffs(NOW) == msgspec.structs.replace(
+        WINDOWS, orders=NOW - timedelta(days=365)
+    )
     policy = RetentionPolicy(
         pushes=Window(0),
         events=Window(DAY),
         delivered=Window(0),
         dead=Window(0),
         rejected=Window(0),
+        orders=Window(0),
     )
     assert policy.enabled
     assert policy.cutoffs(NOW) == Cutoffs(events=NOW - timedelta(days=1))
-    nothing = RetentionPolicy(*(Window(0) for _ in range(5)))
+    nothing = RetentionPolicy(*(Window(0) for _ in range(6)))
     assert not nothing.enabled
     assert nothing.cutoffs(NOW) == Cutoffs()
 
@@ -55,10 +60,10 @@ def test_the_retention_section_defaults_and_off() -> None:
     assert (float(config.retention.interval), config.retention.batch) == (3600.0, 500)
     config = parse_config(
         base + "retention: {pushes: off, events: 0, delivered: 7d, dead: never,"
-        " rejected: 12h, interval: 10m, batch: 50}\n"
+        " rejected: 12h, orders: off, interval: 10m, batch: 50}\n"
     )
     r = config.retention
-    assert [r.pushes.off, r.events.off, r.dead.off] == [True, True, True]
+    assert [r.pushes.off, r.events.off, r.dead.off, r.orders.off] == [True, True, True, True]
     assert [float(r.delivered), float(r.rejected), float(r.interval)] == [
         7 * DAY,
         12 * 3600.0,
@@ -129,6 +134,7 @@ async def test_the_loop_prunes_every_interval_on_its_clock(tmp_path: Path) -> No
             delivered=Window(0),
             dead=Window(0),
             rejected=Window(0),
+            orders=Window(0),
         )
         retention = Retention(
             store=store, policy=policy, interval=50 * DAY, clock=lambda: clock[0], sleep=sleep
@@ -167,7 +173,7 @@ async def test_the_loop_keeps_what_is_inside_its_windows(tmp_path: Path) -> None
 
 async def test_nothing_starts_when_every_window_is_off(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "k.db")
-    retention = Retention(store=store, policy=RetentionPolicy(*(Window(0) for _ in range(5))))
+    retention = Retention(store=store, policy=RetentionPolicy(*(Window(0) for _ in range(6))))
     await retention.start()  # the store is not even open: nothing may touch it
     assert retention._task is None
     await retention.stop()

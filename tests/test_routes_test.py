@@ -172,6 +172,51 @@ def test_more_events_than_one_page_are_all_read(
     assert counts(report)["everything-to-erp", "erp"] == 1203
 
 
+ESTIMATED = """
+routes:
+  - name: on-its-way
+    match: {status: shipped}
+    sinks: [console]
+    template:
+      console: "{{ event.order_id }}: {% if estimate %}{{ estimate.basis }} {{ estimate.samples }}\
+ by {{ estimate.latest.strftime('%d %H:%M') }}{% else %}none{% endif %}"
+"""
+
+
+def test_a_template_reading_estimate_gets_the_one_the_dispatcher_would_send(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 20 jne REG deliveries of 48 h each: history enough for an estimate of OPEN, shipped an
+    # hour ago and not delivered: latest = shipped + 48 h.
+    jne = {"details": {"service": "jne", "service_type": "REG"}}
+    history = [
+        e
+        for i in range(20)
+        for e in (
+            event(f"DONE-{i}", Status.SHIPPED, timedelta(days=5, minutes=i), **jne),
+            event(f"DONE-{i}", Status.DELIVERED, timedelta(days=3, minutes=i), **jne),
+        )
+    ]
+    db = tmp_path / "history.db"
+    asyncio.run(
+        _store_events(db, [*history, event("OPEN", Status.SHIPPED, timedelta(hours=1), **jne)])
+    )
+    report = run_json(
+        capsys, "--config", write(tmp_path, "new.yaml", ESTIMATED, db), "--samples", "2"
+    )
+    shown = [s["message"].splitlines()[-1] for s in report["pairs"][0]["samples"]]
+    latest = (NOW - timedelta(hours=1) + timedelta(hours=48)).strftime("%d %H:%M")
+    assert shown[0] == f"OPEN: history 20 by {latest}"
+    assert shown[1].startswith("DONE-") and shown[1].endswith(": none")  # delivered: none
+    assert report["template_errors"] == 0
+
+    # `kabarin simulate` of a push about OPEN: the estimate the store gives it.
+    push = tmp_path / "push.json"
+    push.write_text('{"method": "shipped_packages", "data": [{"order_id": "OPEN"}]}')
+    assert main(["simulate", "--config", str(tmp_path / "new.yaml"), str(push)]) == 0
+    assert f"| OPEN: history 20 by {latest}" in capsys.readouterr().out
+
+
 def test_diff_against_the_configuration_in_use(
     tmp_path: Path, db: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

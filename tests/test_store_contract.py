@@ -1052,6 +1052,32 @@ async def test_a_dead_delivery_keeps_its_event_until_the_dead_window_passes(
     assert await prune_all(store, later, limit=10) == Pruned(events=1, deliveries=1, attempts=1)
 
 
+async def test_retention_prunes_order_facts_by_their_latest_stage(store: Store) -> None:
+    cut = T0 + timedelta(minutes=30)
+    events = [
+        event("F-OLD", minute=0),
+        event("F-OLD", Status.DELIVERED, minute=10),
+        event("F-OLD2", minute=1),
+        event("F-OLD3", Status.RETURNED, minute=2),
+        event("F-LATE", minute=0),  # shipped long ago, delivered after the cut-off
+        event("F-LATE", Status.DELIVERED, minute=40),
+        event("F-YOUNG", minute=50),
+        event("F-CANCELLED", Status.CANCELED, minute=55),  # no stage time at all
+    ]
+    await ingest(store, events=events, now=T0)
+    cutoffs = Cutoffs(orders=cut)
+    assert await store.count_prunable(cutoffs) == Pruned(orders=4)
+    assert await store.prune("orders", cutoffs, limit=3) == Pruned(orders=3)
+    assert await prune_all(store, cutoffs, limit=3) == Pruned(orders=1)
+    assert await store.count_prunable(cutoffs) == Pruned()
+    for gone in ("F-OLD", "F-OLD2", "F-OLD3", "F-CANCELLED"):
+        assert await store.order_facts(gone) is None
+    for kept in ("F-LATE", "F-YOUNG"):
+        assert await store.order_facts(kept) is not None
+    assert await store.get_event("evt-F-OLD-delivered-10") is not None  # events: their window
+    assert await prune_all(store, Cutoffs(), limit=3) == Pruned()
+
+
 async def test_no_cutoffs_prune_nothing(store: Store) -> None:
     await retention_scene(store)
     assert await store.count_prunable(Cutoffs()) == Pruned()

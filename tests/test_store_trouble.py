@@ -86,7 +86,9 @@ async def test_retention_logs_a_failing_store_once_and_its_recovery(
         await asyncio.sleep(0)
 
     day = Window(86400)
-    policy = RetentionPolicy(pushes=day, events=day, delivered=day, dead=day, rejected=day)
+    policy = RetentionPolicy(
+        pushes=day, events=day, delivered=day, dead=day, rejected=day, orders=day
+    )
     retention = Retention(store=store, policy=policy, interval=60, sleep=sleep)
     fault = Fault(tmp_path)
     with caplog.at_level(logging.INFO, logger="kabarin.retention"):

@@ -5,15 +5,22 @@ say, such as what SMS texts cost) and
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from gateway.check import sink_checks
 from gateway.cli.arguments import Subparsers, command
-from gateway.cli.running import validated
-from gateway.errors import PushError
+from gateway.cli.running import existing_store, validated
+from gateway.config import Config
+from gateway.errors import KabarinError, PushError
 from gateway.redaction import mask_url
 from gateway.units import how_many
+
+if TYPE_CHECKING:
+    from gateway.dryrun import Simulated
 
 __all__ = ["register"]
 
@@ -60,7 +67,6 @@ def _ttl(seconds: float) -> str:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from gateway.dryrun import simulate
     from gateway.routing import Router
     from gateway.sources.registry import DEFAULT_SOURCE, get_source
     from gateway.templating import Templates
@@ -78,13 +84,16 @@ def _simulate(args: argparse.Namespace) -> int:
         print(f"{args.push}: cannot read: {exc.strerror or exc}", file=sys.stderr)
         return 1
     try:
-        result = simulate(
-            body,
-            source=get_source(args.source),
-            router=Router.from_config(config),
-            templates=Templates.for_config(config),
-            sinks=build_sinks(config.sinks, SinkDeps()),
-            timezone=config.receiver.tz,
+        result = asyncio.run(
+            _simulated(
+                config,
+                body,
+                source=get_source(args.source),
+                router=Router.from_config(config),
+                templates=Templates.for_config(config),
+                sinks=build_sinks(config.sinks, SinkDeps()),
+                timezone=config.receiver.tz,
+            )
         )
     except PushError as exc:
         print(f"not a push (Kabarin would answer 400): {exc}", file=sys.stderr)
@@ -109,3 +118,26 @@ def _simulate(args: argparse.Namespace) -> int:
             for line in (delivery.preview or "").splitlines() or [""]:
                 print(f"    | {line}")
     return 0
+
+
+async def _simulated(config: Config, body: bytes, **given: Any) -> Simulated:
+    """`simulate`'s answer, with the delivery estimates of the configured store when there is
+    one to read (none: templates see no estimate, as for an order the store does not know)."""
+    from gateway.dryrun import simulate
+    from gateway.insights.estimates import estimate_for
+    from gateway.store import open_store
+
+    try:
+        existing_store(None, config.store.url)  # not an SQLite file it would create
+        store = open_store(config.store.url, cache_mb=config.store.cache_mb)
+        await store.open(now=datetime.now(UTC))
+    except KabarinError:
+        return await simulate(body, **given)
+    try:
+        return await simulate(
+            body,
+            **given,
+            estimates=lambda order_id, shop: estimate_for(store, order_id, shop=shop),
+        )
+    finally:
+        await store.close()

@@ -46,7 +46,7 @@ async def _run_store_prune(config: Config, dry_run: bool) -> int:
             counts = await retention.run_once()
     head = "would remove" if dry_run else "removed"
     print(f"{head} (retention as of {now.isoformat(timespec='seconds')}):")
-    for table in ("pushes", "events", "deliveries", "attempts", "rejected"):
+    for table in ("pushes", "events", "deliveries", "attempts", "rejected", "orders"):
         print(f"  {table:<11} {getattr(counts, table):>9}")
     return 0
 

@@ -280,6 +280,10 @@ class RetentionConfig(_Section, frozen=True):
     """``dead`` deliveries, with their attempts."""
     rejected: Window = Window(30 * 86400)
     """Rejected push bodies (kept for replay)."""
+    orders: Window = Window(365 * 86400)
+    """Order facts, the history of courier scorecards and delivery estimates
+    (docs/insights.md): an order goes once its latest stage (created, shipped, delivered,
+    returned, problem, stuck) is older; so scorecards look back at most this far."""
     interval: Duration = Duration(3600)
     """How often the pruning runs."""
     batch: int = 500

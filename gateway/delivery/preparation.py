@@ -21,20 +21,21 @@ from zoneinfo import ZoneInfo
 
 from gateway.contacts import ContactResolver, LookupFailed
 from gateway.delivery.controls import SinkControls
-from gateway.delivery.model import Attempt, Claim
+from gateway.delivery.model import Attempt, Claim, Delivery, Group, NewDelivery
 from gateway.delivery.quiet import QuietHours
 from gateway.delivery.recording import Ending, HandBack
 from gateway.delivery.retry import GiveUp, RetryPolicy
 from gateway.delivery.staleness import stale_reason
 from gateway.digests.message import digest_of
 from gateway.errors import StoreError, TemplateError
+from gateway.events import Contact, Event
 from gateway.insights.estimates import Estimate
 from gateway.redaction import Redactor
 from gateway.templating import Templates
 from gateway.templating.rendering import decode_parts, mentions_estimate, message_language
-from sinks.base import Message, Retry
+from sinks.base import Message, Retry, Sink
 
-__all__ = ["Estimates", "Owner", "prepare"]
+__all__ = ["Estimates", "Owner", "estimate_to_render", "prepare"]
 
 log = logging.getLogger("kabarin.dispatcher")
 
@@ -97,12 +98,15 @@ async def prepare(
     except LookupFailed as exc:
         return _lookup_failed(claim, controls.policy, started, str(exc), owner)
     try:
-        estimate = None
-        if owner.estimates is not None and group is None and digest_of(claim.event) is None:
-            language = message_language(sink, contact)
-            parts = owner.templates.sources(decode_parts(delivery.template), sink, language)
-            if mentions_estimate(parts):
-                estimate = await _estimate(owner.estimates, delivery.order_id, delivery.shop)
+        estimate = await estimate_to_render(
+            owner.estimates,
+            owner.templates,
+            sink,
+            delivery,
+            event=claim.event,
+            contact=contact,
+            group=group,
+        )
         return owner.templates.message(
             sink,
             delivery,
@@ -123,6 +127,33 @@ async def prepare(
             error=error,
         )
         return Ending(attempt, "dead", error=error)
+
+
+async def estimate_to_render(
+    estimates: Estimates | None,
+    templates: Templates,
+    sink: Sink,
+    delivery: Delivery | NewDelivery,
+    *,
+    event: Event,
+    contact: Contact | None,
+    group: Group | None = None,
+) -> Estimate | None:
+    """The ``estimate`` `delivery`'s message is rendered with: looked up only when its templates
+    read it, and never for a group's or a digest's message (about no one parcel). The
+    dispatcher's rule, which the previews (``kabarin simulate``, ``routes test``, the
+    dashboard's) follow to show what would be sent. A template part missing is a
+    `TemplateError`, as when rendering."""
+    if estimates is None or group is not None or digest_of(event) is not None:
+        return None
+    if isinstance(delivery, NewDelivery) and delivery.group is not None:
+        return None  # a grouped route's message, about a group
+    parts = templates.sources(
+        decode_parts(delivery.template), sink, message_language(sink, contact)
+    )
+    if not mentions_estimate(parts):
+        return None
+    return await _estimate(estimates, event.order_id, event.shop)
 
 
 async def _estimate(estimates: Estimates, order_id: str, shop: str) -> Estimate | None:

@@ -459,10 +459,10 @@ class AdminReader(Protocol):
         """Newest first."""
 
 
-PruneStep = Literal["deliveries", "events", "pushes", "rejected"]
+PruneStep = Literal["deliveries", "events", "pushes", "rejected", "orders"]
 """One kind of row retention removes (with the rows that belong to it)."""
 
-PRUNE_STEPS: tuple[PruneStep, ...] = ("deliveries", "events", "pushes", "rejected")
+PRUNE_STEPS: tuple[PruneStep, ...] = ("deliveries", "events", "pushes", "rejected", "orders")
 
 
 class Cutoffs(msgspec.Struct, frozen=True, kw_only=True):
@@ -484,6 +484,9 @@ class Cutoffs(msgspec.Struct, frozen=True, kw_only=True):
     """``dead`` deliveries last changed before it, with their attempts."""
     rejected: datetime | None = None
     """Rejected bodies received before it."""
+    orders: datetime | None = None
+    """Order facts (`gateway.store.facts`) whose latest stage time is before it (one with no
+    stage time at all, e.g. only cancelled, whatever the time)."""
 
 
 class Pruned(msgspec.Struct, frozen=True, kw_only=True):
@@ -494,6 +497,7 @@ class Pruned(msgspec.Struct, frozen=True, kw_only=True):
     deliveries: int = 0
     attempts: int = 0
     rejected: int = 0
+    orders: int = 0
 
     def __add__(self, other: Pruned) -> Pruned:
         return Pruned(
@@ -502,6 +506,7 @@ class Pruned(msgspec.Struct, frozen=True, kw_only=True):
             deliveries=self.deliveries + other.deliveries,
             attempts=self.attempts + other.attempts,
             rejected=self.rejected + other.rejected,
+            orders=self.orders + other.orders,
         )
 
     def of(self, step: PruneStep) -> int:

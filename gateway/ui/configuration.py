@@ -11,6 +11,7 @@ from litestar.datastructures import State
 
 from gateway.dryrun import Simulated, simulate
 from gateway.errors import ConfigError, PushError
+from gateway.insights.estimates import estimate_for
 from gateway.sources.registry import DEFAULT_SOURCE, get_source
 from gateway.ui.labels import translate
 from gateway.ui.render import (
@@ -88,13 +89,14 @@ async def try_push(request: Request[Any, Any, State]) -> Response[str]:
     try:
         if source != DEFAULT_SOURCE and source not in rt.config.sources:
             raise PushError(f"no push source {source!r} is configured")
-        result = simulate(
+        result = await simulate(
             body.encode(),
             source=get_source(source),
             router=rt.router,
             templates=rt.templates,
             sinks=rt.sinks,
             timezone=rt.timezone,
+            estimates=lambda order_id, shop: estimate_for(rt.store, order_id, shop=shop),
         )
     except PushError as exc:
         error = str(exc)

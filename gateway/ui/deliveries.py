@@ -16,7 +16,9 @@ from litestar.params import FromPath
 
 from gateway import operations
 from gateway.delivery.model import Delivery, DeliveryFilter, DeliveryState
+from gateway.delivery.preparation import estimate_to_render
 from gateway.errors import KabarinError, NotReplayable, UnknownSink
+from gateway.insights.estimates import estimate_for
 from gateway.ui.labels import translate
 from gateway.ui.render import (
     PREFIX,
@@ -190,7 +192,19 @@ async def delivery(request: Request[Any, Any, State], delivery_id: FromPath[str]
         contact = await rt.store.get_contact(item.order_id, shop=item.shop)
         group = await rt.store.group_of(item.id)  # a grouped message: shown with its events
         try:
-            message = rt.templates.message(sink, item, event=event, contact=contact, group=group)
+            # With the estimate the dispatcher would render it with now.
+            estimate = await estimate_to_render(
+                lambda order_id, shop: estimate_for(rt.store, order_id, shop=shop),
+                rt.templates,
+                sink,
+                item,
+                event=event,
+                contact=contact,
+                group=group,
+            )
+            message = rt.templates.message(
+                sink, item, event=event, contact=contact, group=group, estimate=estimate
+            )
             preview = sink.preview(message)
         except KabarinError as exc:
             problem = str(exc)

@@ -32,6 +32,8 @@ from gateway.store.facts import (
 from gateway.store.postgres.rows import Conn, decode_event
 
 __all__ = [
+    "COUNT_OLD_ORDERS",
+    "PRUNE_ORDERS",
     "courier_figures",
     "courier_orders",
     "order_facts",
@@ -47,6 +49,20 @@ UPSERT = (
     f" ON CONFLICT (shop, order_id) DO UPDATE SET {upsert_assignments('order_facts', 'LEAST')}"
 )
 """The merge rule of `gateway.store.facts`, one statement per batch."""
+FACTS_LATEST = (
+    "coalesce(greatest(created_at, shipped_at, delivered_at, returned_at, problem_at,"
+    " stuck_at), '-infinity'::timestamptz)"
+)
+"""An order's latest stage time (none: ``-infinity``), as the ``order_facts_latest`` index
+has it (schema migration 15)."""
+_OLD_ORDERS = f"FROM order_facts WHERE {FACTS_LATEST} < %(orders)s::timestamptz"
+PRUNE_ORDERS = (
+    "WITH o AS (DELETE FROM order_facts WHERE (shop, order_id) IN"
+    f" (SELECT shop, order_id {_OLD_ORDERS} LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+    " RETURNING 1) SELECT count(*) FROM o"
+)
+"""Retention's ``orders`` step (`retention.orders`)."""
+COUNT_OLD_ORDERS = f"SELECT count(*) {_OLD_ORDERS}"
 GET = f"SELECT {', '.join(COLUMNS)} FROM order_facts WHERE order_id = %s AND shop = %s"
 EVENTS_FROM = "SELECT seq, body::text FROM events WHERE seq > %s ORDER BY seq LIMIT %s"
 

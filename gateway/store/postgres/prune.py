@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.store.postgres import sql
+from gateway.store.postgres import insights, sql
 from gateway.store.postgres.rows import Conn
 from gateway.store.roles import Cutoffs, Pruned, PruneStep
 
@@ -26,6 +26,9 @@ async def prune(conn: Conn, step: PruneStep, cutoffs: Cutoffs, limit: int) -> Pr
         if row is None:
             return Pruned()
         return Pruned(events=row[0], deliveries=row[1], attempts=row[2])
+    if step == "orders":
+        row = await (await conn.execute(insights.PRUNE_ORDERS, params)).fetchone()
+        return Pruned(orders=0 if row is None else int(row[0]))
     statement = sql.PRUNE_PUSHES if step == "pushes" else sql.PRUNE_REJECTED
     row = await (await conn.execute(statement, params)).fetchone()
     removed = 0 if row is None else int(row[0])
@@ -33,16 +36,22 @@ async def prune(conn: Conn, step: PruneStep, cutoffs: Cutoffs, limit: int) -> Pr
 
 
 async def count_prunable(conn: Conn, cutoffs: Cutoffs) -> Pruned:
-    row = await (await conn.execute(sql.COUNT_PRUNABLE, _cutoff_params(cutoffs))).fetchone()
+    params = _cutoff_params(cutoffs)
+    row = await (await conn.execute(sql.COUNT_PRUNABLE, params)).fetchone()
     if row is None:
         return Pruned()
     events, deliveries, attempts, pushes, rejected = (int(v) for v in row)
+    orders = 0
+    if cutoffs.orders is not None:
+        found = await (await conn.execute(insights.COUNT_OLD_ORDERS, params)).fetchone()
+        orders = 0 if found is None else int(found[0])
     return Pruned(
         pushes=pushes,
         events=events,
         deliveries=deliveries,
         attempts=attempts,
         rejected=rejected,
+        orders=orders,
     )
 
 
@@ -58,4 +67,5 @@ def _cutoff_params(cutoffs: Cutoffs) -> dict[str, Any]:
         "delivered": cutoffs.delivered,
         "dead": cutoffs.dead,
         "rejected": cutoffs.rejected,
+        "orders": cutoffs.orders,
     }

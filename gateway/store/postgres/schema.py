@@ -390,6 +390,16 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX events_by_awb ON events ((body ->> 'awb'));
         """,
     ),
+    (
+        15,
+        # Retention finds the order facts whose latest stage is older than `retention.orders`
+        # (see SQLite's migration 20; the expression is `sql.FACTS_LATEST`).
+        """
+        CREATE INDEX order_facts_latest ON order_facts ((coalesce(greatest(created_at,
+            shipped_at, delivered_at, returned_at, problem_at, stuck_at),
+            '-infinity'::timestamptz)));
+        """,
+    ),
 ]
 
 AFTER: dict[int, Callable[[AsyncConnection[TupleRow]], Awaitable[None]]] = {13: insights.rebuild}

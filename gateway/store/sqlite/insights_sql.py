@@ -6,12 +6,14 @@ from __future__ import annotations
 from gateway.store.facts import COLUMNS, upsert_assignments
 
 __all__ = [
+    "COUNT_OLD_ORDERS",
     "EVENTS_FROM",
     "GET",
     "HISTORY_ALL_COUNT",
     "HISTORY_COUNT",
     "HISTORY_NTH",
     "HISTORY_NTH_TO",
+    "PRUNE_ORDERS",
     "UPSERT",
     "counts",
     "hours",
@@ -102,3 +104,15 @@ def orders_of(where: str) -> str:
         f"SELECT {', '.join(COLUMNS)} FROM order_facts INDEXED BY order_facts_counts"
         f" WHERE {where} ORDER BY shipped_at DESC LIMIT ?"
     )
+
+
+FACTS_LATEST = (
+    "max(coalesce(created_at, 0), coalesce(shipped_at, 0), coalesce(delivered_at, 0),"
+    " coalesce(returned_at, 0), coalesce(problem_at, 0), coalesce(stuck_at, 0))"
+)
+"""An order's latest stage time (0: none), as the ``order_facts_latest`` index has it
+(schema migration 20: SQLite uses that index only for these very words)."""
+_OLD_ORDERS = f"FROM order_facts WHERE {FACTS_LATEST} < :orders"
+PRUNE_ORDERS = f"DELETE FROM order_facts WHERE rowid IN (SELECT rowid {_OLD_ORDERS} LIMIT :limit)"
+"""Retention's ``orders`` step (`retention.orders`)."""
+COUNT_OLD_ORDERS = f"SELECT count(*) {_OLD_ORDERS}"

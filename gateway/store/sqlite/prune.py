@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway.store.roles import Cutoffs, Pruned, PruneStep
-from gateway.store.sqlite import sql
+from gateway.store.sqlite import insights_sql, sql
 from gateway.store.sqlite.rows import encode_rows, to_us
 
 __all__ = ["count_prunable", "prune"]
@@ -94,6 +94,11 @@ def prune(conn: sqlite3.Connection, step: PruneStep, cutoffs: Cutoffs, limit: in
         deliveries, attempts = _remove_deliveries(conn, [r[0] for r in found])
         removed = conn.execute(sql.PRUNE_EVENTS, (encode_rows([e for e, _ in chosen]),))
         return Pruned(events=removed.rowcount, deliveries=deliveries, attempts=attempts)
+    if step == "orders":
+        if cutoffs.orders is None:
+            return Pruned()
+        params = {"orders": _us(cutoffs.orders), "limit": limit}
+        return Pruned(orders=conn.execute(insights_sql.PRUNE_ORDERS, params).rowcount)
     if step == "pushes":
         pushes = _us(cutoffs.pushes)
         bound = _bound(conn, sql.PUSHES_YOUNG, pushes)
@@ -109,6 +114,16 @@ def count_prunable(conn: sqlite3.Connection, cutoffs: Cutoffs) -> Pruned:
     events, deliveries, attempts, pushes, rejected = conn.execute(
         sql.COUNT_PRUNABLE, _params(conn, cutoffs)
     ).fetchone()
+    orders = 0
+    if cutoffs.orders is not None:
+        (orders,) = conn.execute(
+            insights_sql.COUNT_OLD_ORDERS, {"orders": _us(cutoffs.orders)}
+        ).fetchone()
     return Pruned(
-        pushes=pushes, events=events, deliveries=deliveries, attempts=attempts, rejected=rejected
+        pushes=pushes,
+        events=events,
+        deliveries=deliveries,
+        attempts=attempts,
+        rejected=rejected,
+        orders=orders,
     )

@@ -415,6 +415,16 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX events_by_awb ON events ((body ->> '$.awb'));
         """,
     ),
+    (
+        20,
+        # Retention finds the order facts whose latest stage is older than `retention.orders`
+        # (the expression is `sql.FACTS_LATEST`, word for word: SQLite uses the index only then).
+        """
+        CREATE INDEX order_facts_latest ON order_facts (max(coalesce(created_at, 0),
+            coalesce(shipped_at, 0), coalesce(delivered_at, 0), coalesce(returned_at, 0),
+            coalesce(problem_at, 0), coalesce(stuck_at, 0)));
+        """,
+    ),
 ]
 
 AFTER: dict[int, Callable[[sqlite3.Connection], None]] = {18: insights.rebuild}
