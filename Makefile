@@ -44,7 +44,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# 2 to 6 minutes, by machine. bench/ingest.py runs bench/store_floor.py itself, as the sustained ceiling.
+# About 10 minutes on 2 cores. bench/ingest.py runs bench/store_floor.py itself, as the sustained ceiling.
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/deliver.py
