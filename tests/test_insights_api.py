@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from litestar import Litestar
@@ -19,6 +21,7 @@ from gateway.cli import main
 from gateway.config import parse_config
 from gateway.delivery.model import NewDelivery
 from gateway.events import Event, Status
+from gateway.insights.scorecards import parse_since
 from gateway.runtime import Runtime
 
 from .conftest import ingest
@@ -232,8 +235,18 @@ def test_the_cli_prints_the_table_and_the_csv(
     assert main(["insights", "couriers", "-c", config, "--shop", "toko-b"]) == 0
     table = capsys.readouterr().out
     assert "jne" in table and "sicepat" not in table
+    assert re.match(r"orders shipped since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d WIB\n", table)
     assert main(["insights", "couriers", "-c", config, "--since", "soon"]) == 1
     assert "--since" in capsys.readouterr().err
+
+
+def test_a_since_without_a_zone_is_the_receivers_local_time() -> None:
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    wib = ZoneInfo("Asia/Jakarta")
+    assert parse_since("2026-12-01", now, wib) == datetime(2026, 11, 30, 17, tzinfo=UTC)
+    assert parse_since("2026-12-01T00:00:00+00:00", now, wib) == datetime(2026, 12, 1, tzinfo=UTC)
+    assert parse_since("2w", now, wib) == now - timedelta(days=14)
+    assert parse_since(None, now, wib) == now - timedelta(days=30)
 
 
 def test_kabarin_check_knows_the_estimate(

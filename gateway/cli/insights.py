@@ -12,6 +12,7 @@ from gateway.cli.running import list_shops, operating
 from gateway.config import Config, load_config
 from gateway.errors import KabarinError
 from gateway.insights.scorecards import Scorecard, as_csv, as_table, parse_since, scorecards
+from gateway.units import local_time
 
 __all__ = ["register"]
 
@@ -29,7 +30,7 @@ def register(sub: Subparsers) -> None:
         "--since",
         default="30d",
         help="orders shipped since then: a duration back from now (30d, 12h, 2w) or an ISO"
-        " time (default: 30d)",
+        " time, in receiver.timezone when it names no zone (default: 30d)",
     )
     shop(p, "only this shop's orders")
     p.add_argument("--by-destination", action="store_true", help="one row per destination city too")
@@ -40,7 +41,7 @@ def register(sub: Subparsers) -> None:
 def _couriers(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     try:
-        since = parse_since(args.since, datetime.now(UTC))
+        since = parse_since(args.since, datetime.now(UTC), config.receiver.tz)
     except (ValueError, OverflowError) as exc:
         raise KabarinError(f"--{exc}") from None
     shops = list_shops(config, args.shop)
@@ -48,7 +49,7 @@ def _couriers(args: argparse.Namespace) -> int:
     if args.csv:
         print(as_csv(cards, by_destination=args.by_destination), end="")
         return 0
-    print(f"orders shipped since {since.isoformat(timespec='seconds')}")
+    print(f"orders shipped since {local_time(since, config.receiver.tz)}")
     print(as_table(cards, by_destination=args.by_destination) if cards else "no shipments")
     return 0
 

@@ -32,7 +32,7 @@ SinceWindow = Annotated[
         min_length=1,
         max_length=40,
         description="The window: orders shipped since then. A duration back from now (`30d`,"
-        " `12h`, `2w`) or an ISO 8601 time.",
+        " `12h`, `2w`) or an ISO 8601 time; one without a zone is in `receiver.timezone`.",
     ),
 ]
 ShopParam = Annotated[
@@ -87,7 +87,7 @@ class InsightsController(Controller):
     ) -> CourierScorecards:
         rt: Runtime = state.runtime
         try:
-            start = parse_since(since, datetime.now(UTC))
+            start = parse_since(since, datetime.now(UTC), rt.config.receiver.tz)
         except (ValueError, OverflowError) as exc:
             raise ValidationException(str(exc)) from None
         try:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 import msgspec
@@ -69,9 +69,10 @@ class Scorecard(msgspec.Struct, frozen=True, kw_only=True):
     on_time_rate: float | None
 
 
-def parse_since(value: str | None, now: datetime) -> datetime:
+def parse_since(value: str | None, now: datetime, zone: tzinfo = UTC) -> datetime:
     """``30d``, ``12h``, ``2w`` (weeks) or an ISO 8601 time → the window's start; a
-    `ValueError` says what is wrong."""
+    `ValueError` says what is wrong. A time without a zone is in `zone` (``receiver.timezone``:
+    ``2026-12-01`` is that day's midnight where the shop is)."""
     text = (value or DEFAULT_SINCE).strip()
     if text.endswith("w") and text[:-1].isdigit():
         text = f"{int(text[:-1]) * 7}d"
@@ -85,7 +86,7 @@ def parse_since(value: str | None, now: datetime) -> datetime:
         raise ValueError(
             f"since: expected a duration like `30d`, `12h`, `2w` or an ISO 8601 time, got {value!r}"
         ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=now.tzinfo)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
 
 
 def _hours(seconds: int | None) -> float | None:
