@@ -232,8 +232,10 @@ async def _order_page(
         contact=contact,
         language=language,
         timezone=rt.shops.timezone_of(link.shop, rt.timezone),
-        # Shipped and not yet delivered or returned, with a basis: else no estimate block.
+        # Shipped and not yet delivered or returned, with a basis, and its latest date not yet
+        # past: else no estimate block.
         estimate=await estimate_for(rt.store, link.order_id, shop=link.shop),
+        now=datetime.now(UTC),  # an estimate already past is left out
     )
     return _html(
         request,
