@@ -54,7 +54,7 @@ from gateway.routing import Router
 from gateway.runtime import Runtime, open_runtime
 from gateway.sources.kiriminaja.push import MAX_ORDER_ID
 from gateway.sources.registry import source_paths
-from gateway.tracking_page.page import LOOKUPS
+from gateway.tracking_page.page import AWB_LOOKUPS, AWB_WINDOW, LOOKUPS
 from gateway.tracking_page.page import handlers as tracking_page_handlers
 from gateway.ui import ui_router
 from gateway.units import how_many
@@ -253,8 +253,16 @@ def create_app(
         before_request=_refuse_nul,
         middleware=[_route_allow],
         # Wrong admin tokens per client, for the admin API and the dashboard's sign-in alike.
-        # Failed tracking page lookups per client: the same limit, counted apart.
-        state=State({"ui": console, "sign_ins": SignInLimiter(), LOOKUPS: SignInLimiter()}),
+        # Failed tracking page lookups per client: the same limit, counted apart; and per AWB
+        # (whichever clients), over a day.
+        state=State(
+            {
+                "ui": console,
+                "sign_ins": SignInLimiter(),
+                LOOKUPS: SignInLimiter(),
+                AWB_LOOKUPS: SignInLimiter(window=AWB_WINDOW),
+            }
+        ),
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         openapi_config=OpenAPIConfig(
             title="Kabarin",

@@ -1,6 +1,6 @@
 """The tracking page's HTTP answers in-process (the real app, no intake or dispatcher): the 404
-of a bad link in the default brand, and HEAD answered like GET. The page end to end, in a
-browser, is tests/e2e/test_tracking_page.py."""
+of a bad link in the default brand, HEAD answered like GET, and the lookup's count by AWB. The page
+end to end, in a browser, is tests/e2e/test_tracking_page.py."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
+import gateway.tracking_page.page as tracking_page
+from gateway.access import client_key
 from gateway.app import create_app
 from gateway.config import load_config, parse_config
 from gateway.events import Contact, Event, Status
@@ -89,6 +91,53 @@ def _token(shop: str, order_id: str, *, days: float = 1) -> str:
     return LinkSigner(SECRET, PUBLIC, 86400).sign(
         shop, order_id, datetime.now(UTC) + timedelta(days=days)
     )
+
+
+def test_ten_misses_of_one_awb_from_ten_addresses_refuse_it_even_with_the_right_digits(
+    client: TestClient[Litestar], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt: Runtime = client.app.state.runtime
+    moment = datetime.now(UTC) - timedelta(hours=1)
+    events = [
+        Event(
+            id=f"evt-awb-{awb}",
+            source="push",
+            method="shipped_packages",
+            kind="express",
+            status=Status.SHIPPED,
+            order_id=f"OID-{awb}",
+            shop="toko-sari",
+            awb=awb,
+            occurred_at=moment,
+            received_at=moment,
+        )
+        for awb in ("SICEPAT-A1", "SICEPAT-B2")
+    ]
+    contacts = [
+        Contact(order_id=e.order_id, shop="toko-sari", phone="081234567890") for e in events
+    ]
+    client.blocking_portal.call(partial(ingest, rt.store, events=events, contacts=contacts))
+    # Each request from another IPv6 /64 (all of one /56): no client reaches its own limit.
+    addresses = iter(f"2001:db8:0:{n:x}::1" for n in range(256))
+    monkeypatch.setattr(tracking_page, "client_key", lambda _host: client_key(next(addresses)))
+    misses = [
+        client.post("/t", data={"awb": awb, "phone_last4": last4})
+        for awb, last4 in [("sicepat-a1", f"{n:04d}") for n in range(9)] + [("SICEPAT-A1", "12")]
+    ]
+    assert {m.status_code for m in misses} == {200}
+    assert all("Tidak ada paket yang cocok." in m.text for m in misses)
+    # An eleventh address with the right digits learns nothing: the same generic miss.
+    right = client.post(
+        "/t", data={"awb": "SICEPAT-A1", "phone_last4": "7890"}, follow_redirects=False
+    )
+    assert right.status_code == 200 and right.text == misses[-1].text
+    # Another AWB still works, and a made-up one takes no room in the count by AWB.
+    other = client.post(
+        "/t", data={"awb": "SICEPAT-B2", "phone_last4": "7890"}, follow_redirects=False
+    )
+    assert other.status_code == 303 and "/t/" in other.headers["location"]
+    assert client.post("/t", data={"awb": "NO-SUCH-AWB", "phone_last4": "7890"}).status_code == 200
+    assert len(client.app.state[tracking_page.AWB_LOOKUPS]) == 1
 
 
 def test_a_bad_link_is_404_in_the_default_brand_never_a_shops(

@@ -104,6 +104,28 @@ def test_an_estimate_is_written_as_local_dates() -> None:
     assert view.estimate == ("Rab, 09 Des 2026", "Kam, 10 Des 2026")
 
 
+def test_an_estimate_already_past_is_left_out() -> None:
+    # Shipped 1 Dec, still in transit on 7 Dec: "03 Dec - 04 Dec" would promise a past date.
+    estimate = Estimate(
+        earliest=datetime(2026, 12, 3, 1, 0, tzinfo=UTC),
+        latest=datetime(2026, 12, 4, 1, 0, tzinfo=UTC),
+        basis="kiriminaja",
+    )
+    past = build_view(
+        EVENTS[:2], contact=None, language="id", timezone=WIB, estimate=estimate, now=T0
+    )
+    assert past.estimate is None
+    before = build_view(
+        EVENTS[:2],
+        contact=None,
+        language="id",
+        timezone=WIB,
+        estimate=estimate,
+        now=estimate.latest - timedelta(seconds=1),
+    )
+    assert before.estimate == ("Kam, 03 Des 2026", "Jum, 04 Des 2026")
+
+
 def test_first_name_only() -> None:
     assert first_name(CONTACT) == "Budi"
     assert first_name(Contact(order_id="x", name="   ")) is None

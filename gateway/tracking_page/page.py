@@ -17,6 +17,13 @@ lookup limiter (a `gateway.access.SignInLimiter` of its own): after `MAX_FAILURE
 `WINDOW` seconds, its lookups (``POST /t`` only; not the form or the pages) are 429 with
 ``Retry-After``, whatever they ask. A match does not clear the count (one known parcel must not
 buy a guesser more tries).
+
+The only secret is four digits, and a guesser may hold many addresses (an IPv6 /56 is 256
+clients), so misses are also counted by the AWB (in capitals), in a limiter of their own
+(`AWB_LOOKUPS`): after `MAX_FAILURES` misses of one AWB within `AWB_WINDOW` seconds, from
+whichever clients, a lookup of that AWB is the same generic miss (200) even with the right
+digits, so a guesser learns nothing. Only an AWB that names an order is counted (a made-up one
+takes no room in the bounded count, so it cannot push a real one out).
 """
 
 from __future__ import annotations
@@ -50,12 +57,16 @@ from gateway.tracking_page.view import Brand, build_view
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
 
-__all__ = ["LOOKUPS", "MAX_FAILURES", "WINDOW", "handlers"]
+__all__ = ["AWB_LOOKUPS", "AWB_WINDOW", "LOOKUPS", "MAX_FAILURES", "WINDOW", "handlers"]
 
 log = logging.getLogger("kabarin")
 
 LOOKUPS = "tracking_lookups"
-"""The app state key of the lookup limiter."""
+"""The app state key of the lookup limiter (by client)."""
+AWB_LOOKUPS = "tracking_lookups_by_awb"
+"""The app state key of the lookup limiter by AWB."""
+AWB_WINDOW = 86400.0
+"""Seconds a miss counts against its AWB."""
 _EVENTS = 200
 """An order's events shown at most (newest first)."""
 _GATE = "tracking_page_gate"
@@ -232,8 +243,10 @@ async def _order_page(
         contact=contact,
         language=language,
         timezone=rt.shops.timezone_of(link.shop, rt.timezone),
-        # Shipped and not yet delivered or returned, with a basis: else no estimate block.
+        # Shipped and not yet delivered or returned, with a basis, and its latest date not yet
+        # past: else no estimate block.
         estimate=await estimate_for(rt.store, link.order_id, shop=link.shop),
+        now=datetime.now(UTC),  # an estimate already past is left out
     )
     return _html(
         request,
@@ -307,9 +320,14 @@ async def lookup(request: Request[Any, Any, State]) -> Response[Any]:
     last4 = form.get("phone_last4")
     awb = awb.strip() if isinstance(awb, str) else ""
     last4 = last4.strip() if isinstance(last4, str) else ""
-    found = await _find(rt, awb, last4)
+    by_awb: SignInLimiter = request.app.state[AWB_LOOKUPS]
+    key = awb.upper()
+    orders = [] if by_awb.retry_after(key, now) is not None else await _orders(rt, awb)
+    found = await _match(rt, orders, last4)
     if found is None:
         limiter.failed(client, now)
+        if orders:  # an AWB that names an order, not yet refused
+            by_awb.failed(key, now)
         return _lookup_page(request, signer, notice=w["No parcel matches."], awb=awb[:64])
     shop, order_id = found
     token = signer.sign(shop, order_id, datetime.now(UTC) + timedelta(seconds=signer.ttl))
@@ -318,18 +336,26 @@ async def lookup(request: Request[Any, Any, State]) -> Response[Any]:
     return Redirect(f"{_base(signer)}/t/{token}{query}", status_code=303)
 
 
-async def _find(rt: Runtime, awb: str, last4: str) -> tuple[str, str] | None:
-    """The (shop, order id) of the order with AWB `awb` whose contact's phone ends with
-    `last4`; ``None`` for anything else, a malformed question included."""
-    if not awb or len(awb) > 64 or "\x00" in awb or len(last4) != 4 or not last4.isdigit():
-        return None
+async def _orders(rt: Runtime, awb: str) -> list[tuple[str, str]]:
+    """The (shop, order id) of the orders with AWB `awb` (as typed, or in capitals), at most
+    `_ORDERS_PER_AWB`; none for a malformed AWB."""
+    if not awb or len(awb) > 64 or "\x00" in awb:
+        return []
     shops = tuple(rt.shops.ids)
     orders: dict[tuple[str, str], None] = {}
     for spelling in dict.fromkeys((awb, awb.upper())):
         page = await rt.store.list_events(EventQuery(awb=spelling, shops=shops, limit=20))
         for stored in page.items:
             orders.setdefault((stored.event.shop, stored.event.order_id), None)
-    for shop, order_id in list(orders)[:_ORDERS_PER_AWB]:
+    return list(orders)[:_ORDERS_PER_AWB]
+
+
+async def _match(rt: Runtime, orders: list[tuple[str, str]], last4: str) -> tuple[str, str] | None:
+    """The one of `orders` whose contact's phone ends with `last4`; ``None`` for anything
+    else, a malformed `last4` included."""
+    if len(last4) != 4 or not last4.isdigit():
+        return None
+    for shop, order_id in orders:
         contact = await rt.store.get_contact(order_id, shop=shop)
         digits = "".join(c for c in (contact.phone or "") if c.isdigit()) if contact else ""
         if len(digits) >= 4 and hmac.compare_digest(digits[-4:], last4):

@@ -5,7 +5,7 @@ customer may see, and nothing else (the first name at most; no phone, address or
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
 
 from gateway.config.tracking_page import DEFAULT_COLOR, BrandConfig
@@ -150,8 +150,10 @@ def build_view(
     language: Language,
     timezone: tzinfo,
     estimate: Estimate | None = None,
+    now: datetime | None = None,
 ) -> TrackingView:
-    """The page of the order whose `events` these are (any order; at least one)."""
+    """The page of the order whose `events` these are (any order; at least one). An `estimate`
+    whose latest arrival is before `now` is left out: a date already past promises nothing."""
     ranked = sorted(events, key=_order, reverse=True)
     labels = STATUS_LABELS[language]
     problem = words(language)[PROBLEM_NOTE]
@@ -168,7 +170,7 @@ def build_view(
     awb = next((e.awb for e in ranked if e.awb), None)
     zone = local_time(ranked[0].occurred_at, timezone, "%Z", language)
     written = None
-    if estimate is not None:
+    if estimate is not None and (now is None or estimate.latest >= now):
         written = (
             local_time(estimate.earliest, timezone, _DATE_FORMAT, language),
             local_time(estimate.latest, timezone, _DATE_FORMAT, language),
