@@ -448,10 +448,17 @@ async def test_percentiles_inside_and_across_the_hour_buckets(store: Store) -> N
 def test_a_moved_store_keeps_its_order_facts(
     tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``kabarin store migrate`` copies events; the facts come with them, both ways."""
+    """``kabarin store migrate`` copies the facts, and those of the events it copies, both ways:
+    facts whose events retention removed too."""
     first, back = f"sqlite:///{tmp_path}/first.db", f"sqlite:///{tmp_path}/back.db"
 
     async def fill() -> None:
+        store = open_store(first)
+        await store.open(now=T0)
+        await ingest(store, events=history("jne", "REG", [3, 1, 2], city="Bantul", prefix="old-"))
+        await store.close()
+        with sqlite3.connect(f"{tmp_path}/first.db") as db:  # as `retention.events` does
+            db.execute("DELETE FROM events")
         store = open_store(first)
         await store.open(now=T0)
         await ingest(store, events=history("jne", "REG", [3, 1, 2], city="Bantul"))
@@ -467,7 +474,7 @@ def test_a_moved_store_keeps_its_order_facts(
             await store.close()
 
     asyncio.run(fill())
-    expected = [("Bantul", 3, 2 * 3600, 3 * 3600)]
+    expected = [("Bantul", 6, 2 * 3600, 3 * 3600)]
     assert asyncio.run(figures(first)) == expected
     for source, target in ((first, pg_url), (pg_url, back)):
         assert main(["store", "migrate", "--from", source, "--to", target]) == 0
