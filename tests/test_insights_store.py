@@ -16,13 +16,14 @@ import pytest
 
 from gateway.cli import main
 from gateway.events import Event, Status
-from gateway.insights.estimates import Estimate, estimate_for
+from gateway.insights import estimates
+from gateway.insights.estimates import Estimate, TransitHistories, clear_histories, estimate_for
 from gateway.insights.scorecards import scorecards
 from gateway.sources.kiriminaja.normalise import normalise
 from gateway.sources.kiriminaja.pulled import Pulled, normalise_pulled
 from gateway.sources.kiriminaja.push import decode_push
 from gateway.store import Store, open_store
-from gateway.store.facts import estimation_days, fold, nearest_rank
+from gateway.store.facts import OrderFacts, TransitHistory, estimation_days, fold, nearest_rank
 from gateway.store.postgres import schema as pg_schema
 from gateway.store.sqlite import schema as sqlite_schema
 from gateway.templating import Templates, sample_estimate
@@ -334,6 +335,7 @@ async def test_estimate_from_history_else_kiriminaja(store: Store) -> None:
     assert estimate.as_dict()["latest"] == (shipped + timedelta(days=3)).isoformat()
 
     await ingest(store, events=history("jne", "REG", [20], prefix="more-"))
+    clear_histories()  # else the estimate uses the history of 19 for up to 5 minutes
     estimate = await estimate_for(store, "NEW")
     assert estimate is not None  # 20 deliveries of 1..20 h: p50 10 h, p90 18 h
     assert (estimate.basis, estimate.samples, estimate.destination) == ("history", 20, None)
@@ -346,6 +348,55 @@ async def test_estimate_from_history_else_kiriminaja(store: Store) -> None:
     assert await estimate_for(store, "BARE") is None  # no history, no estimate of KiriminAja's
     await ingest(store, events=[ev("WAIT", Status.PROCESSED, shipped, estimation="1-2")])
     assert await estimate_for(store, "WAIT") is None  # not shipped yet
+
+
+class Counting:
+    """A store that counts the transit histories read from it."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.reads = 0
+
+    async def order_facts(self, order_id: str, *, shop: str = "default") -> OrderFacts | None:
+        return await self.store.order_facts(order_id, shop=shop)
+
+    async def transit_history(
+        self, *, shop: str, courier: str, product: str, destination: str = ""
+    ) -> TransitHistory:
+        self.reads += 1
+        return await self.store.transit_history(
+            shop=shop, courier=courier, product=product, destination=destination
+        )
+
+
+async def test_an_estimate_reads_the_history_again_only_after_5_minutes(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(estimates, "HISTORIES", TransitHistories(clock=lambda: now[0]))
+    shipped = T0 + timedelta(days=30)
+    opened = [
+        ev(o, s, shipped, service="jne", service_type="REG", destination_city="Bantul")
+        for o in ("A", "B")
+        for s in (Status.PROCESSED, Status.SHIPPED)
+    ]
+    await ingest(store, events=[*opened, *history("jne", "REG", list(range(1, 21)))])
+    counting = Counting(store)
+    first = await estimate_for(counting, "A")  # type: ignore[arg-type]
+    assert first is not None and (first.basis, first.samples) == ("history", 20)
+    assert counting.reads == 1
+
+    await ingest(store, events=history("jne", "REG", [100] * 5, prefix="more-"))
+    now[0] += 299
+    again = await estimate_for(counting, "B")  # type: ignore[arg-type]
+    assert counting.reads == 1  # the same courier, product and city: kept
+    assert again is not None and again.samples == 20
+    assert await estimate_for(counting, "A", shop="other") is None  # type: ignore[arg-type]
+
+    now[0] += 2  # 301 s after the first read: read again, with the 5 new deliveries
+    later = await estimate_for(counting, "B")  # type: ignore[arg-type]
+    assert counting.reads == 2
+    assert later is not None and later.samples == 25
 
 
 def test_templates_see_the_estimate_with_localdate() -> None:
@@ -397,10 +448,17 @@ async def test_percentiles_inside_and_across_the_hour_buckets(store: Store) -> N
 def test_a_moved_store_keeps_its_order_facts(
     tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``kabarin store migrate`` copies events; the facts come with them, both ways."""
+    """``kabarin store migrate`` copies the facts, and those of the events it copies, both ways:
+    facts whose events retention removed too."""
     first, back = f"sqlite:///{tmp_path}/first.db", f"sqlite:///{tmp_path}/back.db"
 
     async def fill() -> None:
+        store = open_store(first)
+        await store.open(now=T0)
+        await ingest(store, events=history("jne", "REG", [3, 1, 2], city="Bantul", prefix="old-"))
+        await store.close()
+        with sqlite3.connect(f"{tmp_path}/first.db") as db:  # as `retention.events` does
+            db.execute("DELETE FROM events")
         store = open_store(first)
         await store.open(now=T0)
         await ingest(store, events=history("jne", "REG", [3, 1, 2], city="Bantul"))
@@ -416,7 +474,7 @@ def test_a_moved_store_keeps_its_order_facts(
             await store.close()
 
     asyncio.run(fill())
-    expected = [("Bantul", 3, 2 * 3600, 3 * 3600)]
+    expected = [("Bantul", 6, 2 * 3600, 3 * 3600)]
     assert asyncio.run(figures(first)) == expected
     for source, target in ((first, pg_url), (pg_url, back)):
         assert main(["store", "migrate", "--from", source, "--to", target]) == 0

@@ -155,6 +155,7 @@ def test_sqlite_to_postgresql_and_back_keeps_every_row(
     counts = {name: len(rows) for name, rows in original.items()}
     assert counts == {
         "pushes": ORDERS,
+        "order_facts": 27,
         "events": 27,
         "digest_runs": 1,
         "deliveries": 57,  # 27 events each to erp and slack, 2 grouped messages, 1 digest
@@ -174,6 +175,7 @@ def test_sqlite_to_postgresql_and_back_keeps_every_row(
     # Re-run: nothing new is copied, nothing is doubled.
     out = migrate(first, pg_url, capsys)
     assert f"{'attempts':<11} {0:>9} copied  (40 already there)" in out, out
+    assert f"{'order_facts':<11} {0:>9} copied  (27 already there)" in out, out
     assert asyncio.run(dump(pg_url)) == original
 
     migrate(pg_url, back, capsys)

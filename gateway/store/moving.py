@@ -9,6 +9,12 @@ outcome). So a copy can be stopped and run again: the second run copies only wha
 Tables go in an order that puts every row after the rows it names (events after their push,
 deliveries after their event or digest run, attempts after their delivery, groups after their
 messages).
+
+The orders' facts (``order_facts``) are copied too, before the events: retention keeps them
+longer than the events they were made of (``retention.orders``, ``retention.events``). They
+are merged into the target's by the merge rule of `gateway.store.facts`, as the facts of the
+copied events are, so both kinds of history arrive whole; "copied" counts the orders the target
+did not know.
 """
 
 from __future__ import annotations
@@ -16,6 +22,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+
+from gateway.store.facts import COLUMNS as FACT_COLUMNS
+from gateway.store.facts import STAGES
 
 __all__ = ["TABLES", "Portable", "Table", "copy_store"]
 
@@ -54,6 +63,13 @@ TABLES: tuple[Table, ...] = (
         ),
         key="seq",
         times=frozenset({"received_at", "processed_at"}),
+    ),
+    Table(
+        "order_facts",
+        FACT_COLUMNS,
+        # Unique, and ordered alike by both backends' text: shop ids hold no `/`.
+        key="shop || '/' || order_id",
+        times=frozenset(STAGES),
     ),
     Table(
         "events",

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.store.facts import copied_events, fold
+from gateway.store.facts import copied_events, facts_from_row, fold
 from gateway.store.moving import Table
 from gateway.store.postgres import insights, sql
 from gateway.store.postgres.rows import Conn, as_bytes
@@ -27,6 +27,8 @@ async def export_rows(
 
 async def import_rows(conn: Conn, table: Table, rows: Sequence[tuple[Any, ...]]) -> int:
     """(A transaction, the caller's.)"""
+    if table.name == "order_facts":  # merged with what the target knows of the orders
+        return await insights.merge_copied(conn, [facts_from_row(r, _as_time) for r in rows])
     async with conn.cursor() as cur:
         if table.name == "attempts":
             params = [dict(zip(table.columns, row, strict=True)) for row in rows]
@@ -45,3 +47,7 @@ async def import_rows(conn: Conn, table: Table, rows: Sequence[tuple[Any, ...]])
         shop = table.columns.index("shop")
         await conn.execute(sql.TRACK_CONTACTS, (now, [r[0] for r in rows], [r[shop] for r in rows]))
     return copied
+
+
+def _as_time(value: Any) -> datetime | None:
+    return value if isinstance(value, datetime) else None

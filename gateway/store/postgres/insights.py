@@ -36,6 +36,7 @@ __all__ = [
     "PRUNE_ORDERS",
     "courier_figures",
     "courier_orders",
+    "merge_copied",
     "order_facts",
     "rebuild",
     "record",
@@ -64,6 +65,10 @@ PRUNE_ORDERS = (
 """Retention's ``orders`` step (`retention.orders`)."""
 COUNT_OLD_ORDERS = f"SELECT count(*) {_OLD_ORDERS}"
 GET = f"SELECT {', '.join(COLUMNS)} FROM order_facts WHERE order_id = %s AND shop = %s"
+_KNOWN = (
+    "SELECT count(*) FROM unnest(%(shops)s::text[], %(orders)s::text[]) AS k (shop, order_id)"
+    " JOIN order_facts USING (shop, order_id)"
+)
 EVENTS_FROM = "SELECT seq, body::text FROM events WHERE seq > %s ORDER BY seq LIMIT %s"
 
 _SCOPE = "courier = %(courier)s AND product = %(product)s AND transit IS NOT NULL"
@@ -93,6 +98,15 @@ async def record(conn: Conn, facts: Iterable[OrderFacts]) -> None:
     if rows:
         columns = [[getattr(f, c) for f in rows] for c in COLUMNS]
         await conn.execute(UPSERT, columns)
+
+
+async def merge_copied(conn: Conn, facts: Sequence[OrderFacts]) -> int:
+    """Merge the facts of another store (`gateway.store.moving`) into the stored ones (inside
+    the caller's transaction): how many orders were not stored yet."""
+    keys = {"shops": [f.shop for f in facts], "orders": [f.order_id for f in facts]}
+    known = await _one(conn, _KNOWN, keys)
+    await record(conn, facts)
+    return len(facts) - int(known or 0)
 
 
 async def rebuild(conn: Conn, *, chunk: int = 5000) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from gateway.store.facts import copied_events, fold
+from gateway.store.facts import copied_events, facts_from_row, fold
 from gateway.store.moving import Table
 from gateway.store.sqlite import insights, sql
 from gateway.store.sqlite.rows import from_us, to_us
@@ -32,6 +32,8 @@ def export_rows(
 
 
 def import_rows(conn: sqlite3.Connection, table: Table, rows: Sequence[tuple[Any, ...]]) -> int:
+    if table.name == "order_facts":  # merged with what the target knows of the orders
+        return insights.merge_copied(conn, [facts_from_row(r, _as_time) for r in rows])
     if table.name == "attempts":
         statement = sql.COPY_IN_ATTEMPT
     else:
@@ -48,6 +50,10 @@ def import_rows(conn: sqlite3.Connection, table: Table, rows: Sequence[tuple[Any
     if table.name == "events":  # the orders' facts, as the intake's events make them
         insights.record(conn, fold(copied_events(rows, table.columns.index("body"))))
     return copied
+
+
+def _as_time(value: Any) -> datetime | None:
+    return value if isinstance(value, datetime) else None
 
 
 def _neutral(value: Any, is_time: bool) -> Any:

@@ -35,6 +35,7 @@ from gateway.store.sqlite.rows import decode_event, encode_rows, opt_time, to_us
 __all__ = [
     "courier_figures",
     "courier_orders",
+    "merge_copied",
     "order_facts",
     "rebuild",
     "record",
@@ -57,6 +58,15 @@ def record(conn: sqlite3.Connection, facts: Iterable[OrderFacts]) -> None:
     rows = [_row(f) for f in facts]
     if rows:
         conn.execute(sql.UPSERT, (encode_rows(rows),))
+
+
+def merge_copied(conn: sqlite3.Connection, facts: Sequence[OrderFacts]) -> int:
+    """Merge the facts of another store (`gateway.store.moving`) into the stored ones: how
+    many orders were not stored yet."""
+    known = conn.execute(sql.KNOWN, (encode_rows([[f.shop, f.order_id] for f in facts]),))
+    new = len(facts) - int(known.fetchone()[0])
+    record(conn, facts)
+    return new
 
 
 def rebuild(conn: sqlite3.Connection, *, chunk: int = 5000) -> None:

@@ -13,6 +13,7 @@ __all__ = [
     "HISTORY_COUNT",
     "HISTORY_NTH",
     "HISTORY_NTH_TO",
+    "KNOWN",
     "PRUNE_ORDERS",
     "UPSERT",
     "counts",
@@ -29,6 +30,11 @@ UPSERT = (
 )
 """One JSON array of rows per batch; the merge rule of `gateway.store.facts`."""
 GET = f"SELECT {', '.join(COLUMNS)} FROM order_facts WHERE order_id = ? AND shop = ?"
+KNOWN = (
+    "SELECT count(*) FROM json_each(?) AS k JOIN order_facts AS f"
+    " ON f.shop = k.value ->> 0 AND f.order_id = k.value ->> 1"
+)
+"""How many of a JSON array of [shop, order id] are stored."""
 EVENTS_FROM = "SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
 
 _SCOPE = "courier = :courier AND product = :product AND transit IS NOT NULL"
