@@ -237,7 +237,7 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KabarinP
     """One server (the `server` configuration) for every test of a module that asks for it:
     such a test keeps to order ids of its own, compares what it finds with what was there
     before it rather than with an empty store, and neither stops nor reconfigures the server."""
-    workdir = tmp_path_factory.mktemp("shared")
+    workdir = tmp_path_factory.mktemp("module-server")
     server = KabarinProcess(write_config(workdir / "config.yaml"), workdir)
     server.start()
     yield server
