@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from gateway import metrics
 from gateway.config import RetentionConfig
 from gateway.store.roles import PRUNE_STEPS, Cutoffs, Pruned, RetentionStore
+from gateway.tasks import cancelled
 from gateway.units import Window
 
 __all__ = ["Retention", "RetentionPolicy"]
@@ -114,11 +114,8 @@ class Retention:
 
     async def stop(self) -> None:
         """Stop between two batches (the one under way commits or not, whole)."""
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancelled(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         trouble = metrics.StoreTrouble(log, "retention")

@@ -32,6 +32,7 @@ from gateway.digests.summary import summarise
 from gateway.routing import delivery_id
 from gateway.store.digests import DigestRun
 from gateway.store.roles import DigestStore
+from gateway.tasks import cancelled
 from gateway.templating import encode_parts
 from sinks.base import Sink
 
@@ -164,11 +165,8 @@ class Digests:
             self._task = asyncio.create_task(self._run(), name="kabarin-digests")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancelled(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         trouble = metrics.StoreTrouble(log, "digests")

@@ -54,6 +54,7 @@ from gateway.sources.kiriminaja.pulled import Pulled, normalise_pulled
 from gateway.sources.kiriminaja.tracking import NotFound, Refused, TrackingResult
 from gateway.store.roles import IngestStore, NewPush
 from gateway.store.tracking import PullClaim, TrackedOrder, TrackingStore
+from gateway.tasks import cancelled
 from gateway.units import how_many
 
 __all__ = ["Clock", "PassReport", "PullResult", "PullStore", "PullTracker", "SystemClock"]
@@ -181,11 +182,8 @@ class PullTracker:
 
     async def stop(self) -> None:
         self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancelled(self._task)
+        self._task = None
 
     async def check_gap(self) -> bool:
         """Whether a shop's pushes have been missing for longer than ``pull.gap``: then the

@@ -10,7 +10,6 @@ have been committed meanwhile.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Literal
@@ -18,6 +17,7 @@ from typing import Literal
 import psycopg
 
 from gateway.store.postgres import sql
+from gateway.tasks import cancelled
 
 __all__ = ["Channel", "Listener"]
 
@@ -64,11 +64,8 @@ class Listener:
         await self._listening.wait()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancelled(self._task)
+        self._task = None
 
     async def _listen(self) -> None:
         backoff = 0.5
